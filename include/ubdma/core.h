@@ -1,0 +1,178 @@
+/*
+ * ubdma/core.h - types, constants, contexts, wiring, locked-memory cookies and translation.
+ *
+ * ubdma wires application buffers (vslock(9) / vm_map_wire(9) semantics), hands out locked-memory
+ * cookies (ddi_umem_lock(9F)), translates wired addresses to I/O virtual addresses through an IOMMU
+ * backend (VFIO), or to physical addresses where there is none, and offers the bus_dma(9) model on
+ * top.  Every function that can fail returns 0 or a positive errno value and never reports through
+ * errno alone; ubdma_last_error() gives a sentence about the last failure of the calling thread.
+ *
+ * The objects are opaque: their sizes are not part of the ABI.
+ */
+#ifndef UBDMA_CORE_H
+#define UBDMA_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UBDMA_VERSION_MAJOR 0
+#define UBDMA_VERSION_MINOR 1
+
+typedef struct ubdma_ctx ubdma_ctx_t;
+typedef struct ubdma_tag ubdma_tag_t;
+typedef struct ubdma_map ubdma_map_t;
+typedef struct ubdma_umem ubdma_umem_t;
+typedef struct ubdma_reg ubdma_reg_t;
+typedef struct ubdma_pci ubdma_pci_t;
+
+/* The IOVA returned for an address that is not registered in the context. */
+#define UBDMA_BAD_IOVA UINT64_MAX
+
+/* Address limits for tags, as BUS_SPACE_MAXADDR and BUS_SPACE_MAXADDR_32BIT. */
+#define UBDMA_MAXADDR UINT64_MAX
+#define UBDMA_MAXADDR_32BIT UINT64_C(0xffffffff)
+
+/* ubdma_wire() flags, after vm_map_wire(9): NOHOLES (the default) fails on any unmapped part. */
+#define UBDMA_WIRE_NOHOLES 0x0
+#define UBDMA_WIRE_HOLESOK 0x1
+#define UBDMA_WIRE_WRITE 0x2 /* the device will write: break copy-on-write before wiring */
+
+/* ubdma_umem_lock() flags, after ddi_umem_lock(9F): at least one is required. */
+#define UBDMA_UMEM_READ 0x1  /* the device reads the memory */
+#define UBDMA_UMEM_WRITE 0x2 /* the device writes the memory */
+
+/* bus_dma flags (tag_create, map_create, load, mem_alloc). */
+#define UBDMA_WAITOK 0x0
+#define UBDMA_NOWAIT 0x1
+#define UBDMA_ALLOCNOW 0x2
+#define UBDMA_COHERENT 0x4
+#define UBDMA_ZERO 0x8
+#define UBDMA_STRICT 0x10 /* tag: bounce any buffer that does not own its whole pages */
+
+/* ubdma_map_sync() operations; values as FreeBSD's BUS_DMASYNC_*. */
+#define UBDMA_SYNC_PREREAD 0x1
+#define UBDMA_SYNC_POSTREAD 0x2
+#define UBDMA_SYNC_PREWRITE 0x4
+#define UBDMA_SYNC_POSTWRITE 0x8
+
+/* ---------------------------------------------------------------- context */
+
+enum ubdma_backend { UBDMA_BACKEND_AUTO, UBDMA_BACKEND_VFIO, UBDMA_BACKEND_PHYS, UBDMA_BACKEND_VA };
+
+/**
+ * ubdma_ctx_open() - open a DMA context: one IOMMU domain (a VFIO container) or the phys / va backend.
+ * @backend: UBDMA_BACKEND_AUTO picks vfio when /dev/vfio/vfio exists, else phys when the process can
+ *           read physical frame numbers and hugepages are configured, else va; ubdma_ctx_backend()
+ *           and ubdma_ctx_backend_reason() tell which one and why.
+ * @ctxp:    receives the context.
+ *
+ * Return: 0; EINVAL for an unknown backend or a NULL @ctxp; ENODEV when the asked backend is not
+ * available on this machine (no /dev/vfio/vfio, or no pagemap PFNs for phys: needs CAP_SYS_ADMIN);
+ * ENOMEM when memory runs out; any errno the VFIO container set-up gives.
+ */
+int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp);
+
+/**
+ * ubdma_ctx_close() - unmap, unwire and free everything the context still holds, then the context.
+ * Cookies, maps, tags and devices of the context are invalid afterwards.  NULL is ignored.
+ */
+void ubdma_ctx_close(ubdma_ctx_t *ctx);
+
+/** ubdma_ctx_tag() - the root DMA tag of the context, like bus_get_dma_tag(). Never NULL. */
+ubdma_tag_t *ubdma_ctx_tag(ubdma_ctx_t *ctx);
+
+/** ubdma_ctx_backend() - the backend the context runs on (never UBDMA_BACKEND_AUTO). */
+enum ubdma_backend ubdma_ctx_backend(const ubdma_ctx_t *ctx);
+
+/** ubdma_backend_name() - "auto", "vfio", "phys" or "va". */
+const char *ubdma_backend_name(enum ubdma_backend backend);
+
+/** ubdma_ctx_backend_reason() - a sentence on why AUTO picked the backend it did. */
+const char *ubdma_ctx_backend_reason(const ubdma_ctx_t *ctx);
+
+/**
+ * ubdma_ctx_iova_windows() - the IOVA ranges the context can hand to devices.
+ * @lo, @hi: arrays of @max entries receiving inclusive bounds of each usable range.
+ * Return: the number of ranges (may exceed @max: only @max are written).
+ */
+int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, uint64_t *lo, uint64_t *hi, int max);
+
+/**
+ * ubdma_last_error() - a sentence describing the last failure of the calling thread: which limit,
+ * which address, what to change.  Never NULL; "" when nothing failed yet.
+ */
+const char *ubdma_last_error(void);
+
+/* ----------------------------------------------------------------- wiring */
+
+/**
+ * ubdma_wire() - wire (lock in memory) the pages of [addr, addr + len), vslock(9) semantics.
+ * The range is rounded out to whole pages of each mapping (4 KiB, or the hugetlb page size).
+ * Wire counts nest per page: wiring twice needs two ubdma_unwire() calls before the pages can be
+ * paged out again.  Wired ranges are marked MADV_DONTFORK: a child of fork(2) does not share them.
+ * @flags: UBDMA_WIRE_NOHOLES (default) or UBDMA_WIRE_HOLESOK, optionally | UBDMA_WIRE_WRITE.
+ *
+ * Return: 0; EINVAL when the range wraps around the address space, len is 0 or flags are unknown;
+ * EFAULT when part of the range is not mapped (with NOHOLES) or not accessible (WRITE on read-only
+ * memory); ENOMEM when wiring would exceed RLIMIT_MEMLOCK (ubdma_last_error() names the limit and
+ * the amount) or memory runs out.  On failure nothing is wired and no count changed.
+ */
+int ubdma_wire(void *addr, size_t len, int flags);
+
+/**
+ * ubdma_unwire() - drop one wire count of each page of [addr, addr + len), rounded as ubdma_wire().
+ * Pages whose count reaches zero are unlocked and may be inherited by fork(2) again.
+ * @flags: UBDMA_WIRE_HOLESOK lets the range include pages that were never wired.
+ * Return: 0; EINVAL for a wrapping or empty range, unknown flags, or (without HOLESOK) a page that
+ * is not wired.  On failure no count changed.
+ */
+int ubdma_unwire(void *addr, size_t len, int flags);
+
+/**
+ * ubdma_wire_count() - the wire count of the page holding @addr (0 when not wired).  For tests and
+ * diagnostics.
+ */
+unsigned ubdma_wire_count(const void *addr);
+
+/* --------------------------------------------------- locked-memory cookies */
+
+/**
+ * ubdma_umem_lock() - wire [addr, addr + len) and map it into the context's IOMMU domain,
+ * ddi_umem_lock(9F) semantics; the pages enter the context's translation map (ubdma_vtoiova()).
+ * @flags: UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE (the device's access); WRITE pre-faults for write.
+ *
+ * Return: 0; EINVAL when flags hold neither READ nor WRITE (or unknown bits), addr or len is not
+ * 4 KiB aligned, len is 0 or the range wraps; EFAULT when part of the range is unmapped;
+ * ENOMEM over RLIMIT_MEMLOCK or out of memory; ENOTSUP when the backend cannot translate that
+ * memory (phys: memory that is not hugetlb has no stable physical address); ENOSPC when the IOMMU
+ * has no IOVA space or mapping entries left.  On failure nothing stays wired or mapped.
+ */
+int ubdma_umem_lock(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_umem_t **cookiep);
+
+/**
+ * ubdma_umem_iova() - the IOVA of @addr inside the cookie's range, or UBDMA_BAD_IOVA when @addr is
+ * outside it.  O(1), no system call.
+ */
+uint64_t ubdma_umem_iova(const ubdma_umem_t *cookie, const void *addr);
+
+/** ubdma_umem_unlock() - remove the mapping, drop the wire counts and free the cookie. NULL ok. */
+void ubdma_umem_unlock(ubdma_umem_t *cookie);
+
+/* ------------------------------------------------------------ translation */
+
+/**
+ * ubdma_vtoiova() - the IOVA of any registered address of the context, or UBDMA_BAD_IOVA.
+ * O(1), no lock, no system call, no allocation; safe while other threads register and unregister.
+ * Under an IOMMU this is an I/O virtual address, not a physical one.
+ */
+uint64_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UBDMA_CORE_H */

@@ -1,0 +1,80 @@
+/*
+ * ctx.h - the context (one IOMMU domain) and locked-memory cookies, as the layers see them.
+ *
+ * The context owns the backend, its usable IOVA windows, the translation map and the list of
+ * registrations (cookies) that feed the map.  reg_lock serialises writers of the map and the list;
+ * readers of the map take no lock (see xlate.h).
+ */
+#ifndef UBDMA_CTX_H
+#define UBDMA_CTX_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ubdma/ubdma.h>
+
+#include "iommu/iommu.h"
+#include "xlate/xlate.h"
+
+/* A run of a cookie that lies in one mapping (one page size). */
+struct umem_chunk {
+	uintptr_t va;	  /* aligned to pgsz */
+	size_t npages;
+	size_t pgsz;
+	int hugetlb;
+	uint64_t iova0;	  /* IOVA of the first page; with linear, iova = iova0 + (va' - va) */
+	int linear;
+	uint64_t *iovas;  /* per page, when not linear */
+};
+
+struct ubdma_umem {
+	struct ubdma_ctx *ctx;
+	uintptr_t start, end; /* the range asked for (page aligned) */
+	int flags;	      /* UBDMA_UMEM_* */
+	int wire_flags;
+	int nchunks;
+	struct umem_chunk *chunks; /* cover [rounded start, rounded end) */
+	struct ubdma_umem *prev, *next;
+	int internal;	      /* made by a layer (bounce pool, mem_alloc, rcache), not the user */
+};
+
+struct ubdma_ctx {
+	enum ubdma_backend backend;
+	const struct iommu_ops *ops;
+	void *priv;
+	char reason[256];
+	struct iommu_window windows[IOMMU_MAX_WINDOWS];
+	int nwindows;
+	struct xlate_map xlate;
+	pthread_mutex_t reg_lock;
+	struct ubdma_umem *umems; /* every live cookie, newest first */
+	size_t numems;
+	struct ubdma_tag *root;	  /* root DMA tag (busdma layer) */
+	/* Layers above attach here and are torn down first by ubdma_ctx_close(), in this order. */
+	void *pci;		  /* open devices (pci layer) */
+	void (*pci_fini)(struct ubdma_ctx *ctx);
+	void *rcache;		  /* registration cache (rcache layer), lazily made */
+	void (*rcache_fini)(struct ubdma_ctx *ctx);
+};
+
+/*
+ * Lock a cookie for a layer of the library: as ubdma_umem_lock(), and when lim is not NULL every
+ * IOVA lies in lim (ERANGE when the backend cannot choose IOVAs and they fall outside).
+ */
+int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const struct iommu_window *lim,
+	      struct ubdma_umem **cookiep);
+
+/* The IOVA of addr inside a chunk of a cookie (addr must lie in the chunk). */
+static inline uint64_t umem_chunk_iova(const struct umem_chunk *c, uintptr_t addr)
+{
+	uintptr_t off = addr - c->va;
+
+	return c->linear ? c->iova0 + off : c->iovas[off / c->pgsz] + off % c->pgsz;
+}
+
+/* Hooks the busdma layer provides for the context's root tag. */
+int busdma_root_create(struct ubdma_ctx *ctx, struct ubdma_tag **rootp);
+void busdma_root_destroy(struct ubdma_tag *root);
+
+#endif

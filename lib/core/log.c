@@ -1,0 +1,55 @@
+/*
+ * log.c - the debug trace switched by UBDMA_LOG and the per-thread last-error sentence.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+int ubdma_log_level;
+
+static _Thread_local char last_error[512];
+
+__attribute__((constructor)) void ubdma_log_init(void)
+{
+	static const char *names[] = { "off", "error", "warn", "info", "debug" };
+	const char *v = getenv("UBDMA_LOG");
+
+	if (!v)
+		return;
+	for (int i = 0; i < 5; i++)
+		if (!strcmp(v, names[i]))
+			ubdma_log_level = i;
+}
+
+void ubdma_log_emit(int level, const char *fn, const char *fmt, ...)
+{
+	static const char *tags[] = { "", "error", "warn", "info", "debug" };
+	char buf[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "ubdma %s: %s: %s\n", tags[level], fn, buf);
+}
+
+int ubdma_seterr_(const char *fn, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(last_error, sizeof(last_error), "%s: ", fn);
+
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < sizeof(last_error))
+		vsnprintf(last_error + n, sizeof(last_error) - (size_t)n, fmt, ap);
+	va_end(ap);
+	ULOG(UBDMA_LOG_ERROR, "%s (%s)", last_error, strerror(err));
+	return err;
+}
+
+const char *ubdma_last_error(void)
+{
+	return last_error;
+}

@@ -1,0 +1,146 @@
+/*
+ * phys.c - the no-IOMMU backend: IOVA = physical address, read from /proc/self/pagemap.
+ *
+ * Only hugetlb memory qualifies: hugetlb pages are never migrated, compacted or swapped while
+ * mapped, so their physical address is stable.  Ordinary 4 KiB pages can be moved by compaction
+ * or NUMA balancing even while mlocked, so translating them would hand the device an address that
+ * may go stale: such memory is refused with ENOTSUP instead.
+ *
+ * pagemap (Documentation/admin-guide/mm/pagemap.rst): one 64-bit entry per 4 KiB page; bit 63
+ * present, bits 0-54 the PFN.  PFNs read as 0 without CAP_SYS_ADMIN.  A page must be faulted in
+ * (wired) before its entry is read, or it reads as not present.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/ctx.h"
+#include "core/log.h"
+#include "iommu/iommu.h"
+
+#define PM_PRESENT (UINT64_C(1) << 63)
+#define PM_PFN_MASK ((UINT64_C(1) << 55) - 1)
+
+struct phys {
+	int fd;
+};
+
+int iommu_pagemap_pa(int fd, uintptr_t va, uint64_t *pap)
+{
+	uint64_t e;
+	ssize_t n = pread(fd, &e, sizeof(e), (off_t)(va / 4096 * sizeof(e)));
+
+	if (n != (ssize_t)sizeof(e))
+		return n < 0 ? errno : EIO;
+	if (!(e & PM_PRESENT))
+		return EFAULT;
+	if (!(e & PM_PFN_MASK))
+		return EPERM;
+	*pap = (e & PM_PFN_MASK) * 4096 + (va & 4095);
+	return 0;
+}
+
+int iommu_phys_usable(char *why, size_t whylen)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t pa = 0;
+	int err;
+
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot open /proc/self/pagemap");
+		return 0;
+	}
+	/* probe with a page of our own, faulted in */
+	volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		close(fd);
+		snprintf(why, whylen, "cannot map a probe page");
+		return 0;
+	}
+	p[0] = 1;
+	err = iommu_pagemap_pa(fd, (uintptr_t)p, &pa);
+	munmap((void *)p, 4096);
+	close(fd);
+	if (err) {
+		snprintf(why, whylen, "pagemap gives no page frame numbers (needs CAP_SYS_ADMIN)");
+		return 0;
+	}
+	snprintf(why, whylen, "pagemap gives page frame numbers");
+	return 1;
+}
+
+static int phys_open(struct ubdma_ctx *ctx, void **privp)
+{
+	char why[128];
+	struct phys *ph;
+
+	if (!iommu_phys_usable(why, sizeof(why)))
+		return uerr(ENODEV, "phys backend unusable: %s", why);
+	if (!(ph = malloc(sizeof(*ph))))
+		return ENOMEM;
+	ph->fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (ph->fd < 0) {
+		int err = errno;
+		free(ph);
+		return err;
+	}
+	/* without an IOMMU the device sees all of physical memory: one window, page 0 excluded */
+	ctx->windows[0] = (struct iommu_window){ 4096, UINT64_MAX - 4095 };
+	ctx->nwindows = 1;
+	*privp = ph;
+	return 0;
+}
+
+static void phys_close(void *priv)
+{
+	struct phys *ph = priv;
+
+	close(ph->fd);
+	free(ph);
+}
+
+static int phys_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int prot,
+		    const struct iommu_window *lim, uint64_t *iovas)
+{
+	struct phys *ph = priv;
+
+	(void)prot;
+	if (pgsz <= 4096)
+		return uerr(ENOTSUP,
+			    "the phys backend translates only hugetlb memory: [%p, %p) is in %zu-byte "
+			    "pages whose physical address is not stable; use hugepages or an IOMMU",
+			    (void *)va, (void *)(va + npages * pgsz), pgsz);
+	for (size_t i = 0; i < npages; i++) {
+		uint64_t pa;
+		int err = iommu_pagemap_pa(ph->fd, va + i * pgsz, &pa);
+		if (err)
+			return uerr(err, "cannot read the physical address of %p from pagemap",
+				    (void *)(va + i * pgsz));
+		if (lim && (pa < lim->lo || pa + pgsz - 1 > lim->hi))
+			return ERANGE;
+		iovas[i] = pa;
+	}
+	return 0;
+}
+
+static int phys_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
+{
+	(void)priv;
+	(void)va;
+	(void)npages;
+	(void)pgsz;
+	(void)iovas;
+	return 0;
+}
+
+const struct iommu_ops iommu_phys_ops = {
+	.name = "phys",
+	.backend = UBDMA_BACKEND_PHYS,
+	.open = phys_open,
+	.close = phys_close,
+	.map = phys_map,
+	.unmap = phys_unmap,
+};

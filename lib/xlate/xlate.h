@@ -1,0 +1,105 @@
+/*
+ * xlate.h - the VA -> IOVA translation map of a context.
+ *
+ * A two-level radix table in the manner of SPDK's spdk_mem_map: the first level is indexed by VA
+ * bits [46:30] (one slot per GiB), the second by bits [29:21] (one entry per 2 MiB granule).  A
+ * granule entry is either a leaf (the whole 2 MiB is linear in IOVA space) or a pointer to a table
+ * of 512 4 KiB entries.  Entries are 64-bit words written with release stores under the context's
+ * registration lock and read with acquire loads without any lock: a reader sees the old or the
+ * new word, never a torn one.  Tables are never freed while the map lives (a retired 4 KiB table
+ * stays allocated), so a reader that raced with an update never touches freed memory.
+ *
+ * Encoding: 0 means "not registered"; bit 0 set means a leaf whose bits [63:12] hold the IOVA of
+ * the first byte of the granule (or page); bit 0 clear and non-zero is a pointer to a 4 KiB table.
+ */
+#ifndef UBDMA_XLATE_H
+#define UBDMA_XLATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ubdma/core.h>
+
+#define XLATE_VA_BITS 47
+#define XLATE_L1_SHIFT 30
+#define XLATE_L2_SHIFT 21
+#define XLATE_L3_SHIFT 12
+#define XLATE_L1_ENTRIES (1u << (XLATE_VA_BITS - XLATE_L1_SHIFT))
+#define XLATE_GRANULE (UINT64_C(1) << XLATE_L2_SHIFT)
+#define XLATE_PAGE (UINT64_C(1) << XLATE_L3_SHIFT)
+#define XLATE_VALID UINT64_C(1)
+#define XLATE_ADDR_MASK (~(XLATE_PAGE - 1))
+
+struct xlate_map {
+	uint64_t **l1;		/* XLATE_L1_ENTRIES slots, each NULL or 512 granule entries */
+	void **retired;		/* 4 KiB tables no longer referenced, freed at fini */
+	size_t nretired, capretired;
+	size_t tables;		/* second and third level tables allocated (for stats) */
+};
+
+int xlate_init(struct xlate_map *m);
+void xlate_fini(struct xlate_map *m);
+
+/*
+ * Enter pages [va, va + npages * pgsz) with IOVA iovas[i] for page i, or iova0 + i * pgsz when
+ * iovas is NULL (pgsz a power of two, >= 4 KiB, va aligned to it).  Caller holds the registration
+ * lock.  Return: 0 or ENOMEM, in which case entries already written stay (the caller restores the
+ * range to roll back).
+ */
+int xlate_set(struct xlate_map *m, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas,
+	      uint64_t iova0);
+
+/* Forget [va, va + len) (4 KiB aligned).  Caller holds the registration lock.  Never fails. */
+void xlate_clear(struct xlate_map *m, uintptr_t va, size_t len);
+
+static inline uint64_t xlate_load(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* The hot path: O(1), no lock, no system call, no allocation. */
+static inline uint64_t xlate_lookup(const struct xlate_map *m, uintptr_t va)
+{
+	if (__builtin_expect(va >> XLATE_VA_BITS, 0))
+		return UBDMA_BAD_IOVA;
+	const uint64_t *l2 = __atomic_load_n(&m->l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
+	if (!l2)
+		return UBDMA_BAD_IOVA;
+	uint64_t e = xlate_load(&l2[(va >> XLATE_L2_SHIFT) & 511]);
+	if (e & XLATE_VALID)
+		return (e & XLATE_ADDR_MASK) + (va & (XLATE_GRANULE - 1));
+	if (!e)
+		return UBDMA_BAD_IOVA;
+	uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
+	if (!(p & XLATE_VALID))
+		return UBDMA_BAD_IOVA;
+	return (p & XLATE_ADDR_MASK) + (va & (XLATE_PAGE - 1));
+}
+
+/*
+ * As xlate_lookup(), and *runp receives how many bytes from va on are known to be IOVA-contiguous
+ * without another lookup (to the end of the 2 MiB leaf or of the 4 KiB page).  For segment building.
+ */
+static inline uint64_t xlate_lookup_run(const struct xlate_map *m, uintptr_t va, size_t *runp)
+{
+	*runp = 0;
+	if (__builtin_expect(va >> XLATE_VA_BITS, 0))
+		return UBDMA_BAD_IOVA;
+	const uint64_t *l2 = __atomic_load_n(&m->l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
+	if (!l2)
+		return UBDMA_BAD_IOVA;
+	uint64_t e = xlate_load(&l2[(va >> XLATE_L2_SHIFT) & 511]);
+	if (e & XLATE_VALID) {
+		*runp = XLATE_GRANULE - (va & (XLATE_GRANULE - 1));
+		return (e & XLATE_ADDR_MASK) + (va & (XLATE_GRANULE - 1));
+	}
+	if (!e)
+		return UBDMA_BAD_IOVA;
+	uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
+	if (!(p & XLATE_VALID))
+		return UBDMA_BAD_IOVA;
+	*runp = XLATE_PAGE - (va & (XLATE_PAGE - 1));
+	return (p & XLATE_ADDR_MASK) + (va & (XLATE_PAGE - 1));
+}
+
+#endif
