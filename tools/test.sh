@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# test.sh - run every test suite of ubdma: the README's test command, and what .ci/run calls.
+#
+#  1. gcc build, -Werror: suites unit, vm (QEMU guest with a real IOMMU), faults, soak;
+#  2. clang build, -Werror: suite unit again, and the libFuzzer suite fuzz;
+#  3. ASan+UBSan build: suite unit;
+#  4. TSan build: the suites' concurrent tests (unit).
+# Each build goes to build-test-*/ at the top of the tree.  The last line is the total.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash tools/deps.sh
+bash tools/hugepages.sh 640
+
+total_pass=0 total_fail=0 total_skip=0 failed_builds=()
+
+summarise() { # build-dir label
+  python3 - "$1/meson-logs/testlog.json" "$2" <<'PY'
+import json, sys
+p = f = s = 0
+names = []
+try:
+    for line in open(sys.argv[1]):
+        t = json.loads(line)
+        r = t.get("result")
+        if r in ("OK", "EXPECTEDFAIL"): p += 1
+        elif r == "SKIP": s += 1
+        else:
+            f += 1; names.append(t.get("name"))
+except FileNotFoundError:
+    pass
+print(f"{sys.argv[2]}: {p} passed, {f} failed, {s} skipped" + (f"  ({', '.join(names)})" if names else ""))
+PY
+}
+
+run_build() { # label dir meson-setup-args... -- meson-test-args...
+  local label=$1 dir=$2; shift 2
+  local setup=() targs=()
+  while (($#)) && [ "$1" != "--" ]; do setup+=("$1"); shift; done
+  shift; targs=("$@")
+  echo "=== $label: meson setup ${setup[*]}"
+  if [ ! -d "$dir" ]; then
+    meson setup "$dir" "${setup[@]}" >/dev/null || { failed_builds+=("$label(setup)"); return; }
+  fi
+  if ! meson compile -C "$dir" >"$dir.compile.log" 2>&1; then
+    tail -40 "$dir.compile.log"; failed_builds+=("$label(compile)"); return
+  fi
+  rm -f "$dir/meson-logs/testlog.json"
+  meson test -C "$dir" --print-errorlogs --num-processes 1 "${targs[@]}" || true
+  local line; line=$(summarise "$dir" "$label"); echo "$line"
+  summary+=("$line")
+  read -r p f s < <(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped.*/\1 \2 \3/' <<<"$line")
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); total_skip=$((total_skip + s))
+}
+
+summary=()
+
+run_build gcc build-test-gcc -Ddpdk=auto -- --no-suite fuzz
+CC=clang run_build clang build-test-clang -Ddpdk=auto -- --suite unit --suite fuzz
+run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -Ddpdk=disabled -- --suite unit
+CC=clang run_build tsan build-test-tsan -Db_sanitize=thread -Db_lundef=false -Ddpdk=disabled -- --suite unit
+
+echo
+printf '%s\n' "${summary[@]}"
+for b in "${failed_builds[@]}"; do echo "build failed: $b"; total_fail=$((total_fail + 1)); done
+echo "total: $total_pass passed, $total_fail failed, $total_skip skipped"
+[ "$total_fail" -eq 0 ]
