@@ -54,10 +54,10 @@ run_build() { # label dir meson-setup-args... -- meson-test-args...
 
 summary=()
 
-run_build gcc build-test-gcc -Ddpdk=auto -- --no-suite fuzz
-CC=clang run_build clang build-test-clang -Ddpdk=auto -- --suite unit --suite fuzz
-run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -Ddpdk=disabled -- --suite unit
-CC=clang run_build tsan build-test-tsan -Db_sanitize=thread -Db_lundef=false -Ddpdk=disabled -- --suite unit
+run_build gcc build-test-gcc -- --no-suite fuzz
+CC=clang run_build clang build-test-clang -- --suite unit --suite fuzz
+run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit
+CC=clang run_build tsan build-test-tsan -Db_sanitize=thread -Db_lundef=false -- --suite unit
 
 echo
 printf '%s\n' "${summary[@]}"
