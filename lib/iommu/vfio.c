@@ -1,14 +1,85 @@
 /*
- * vfio.c - the VFIO type1v2 backend (being written: see issue 5).  Until it lands, a context asks
- * for VFIO only where /dev/vfio/vfio exists, and opening it reports ENOTSUP.
+ * vfio.c - the VFIO type1v2 backend: one container per context, IOVAs from our own allocator.
+ *
+ * The kernel contract is include/uapi/linux/vfio.h and Documentation/driver-api/vfio.rst:
+ *  - a container (/dev/vfio/vfio) speaks API version VFIO_API_VERSION and offers an IOMMU model
+ *    through VFIO_CHECK_EXTENSION; we need VFIO_TYPE1v2_IOMMU, whose unmap never splits a mapping;
+ *  - VFIO_SET_IOMMU is refused until a group is in the container (VFIO_GROUP_SET_CONTAINER), and
+ *    when the last group leaves, the IOMMU and all its mappings go away;
+ *  - VFIO_IOMMU_GET_INFO reports the page sizes and, in its capability chain, the usable IOVA
+ *    ranges (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: the aperture minus reserved regions such as the
+ *    MSI window) and how many more mappings the container may hold (..._INFO_DMA_AVAIL, the
+ *    vfio_iommu_type1 dma_entry_limit parameter, 65535 by default);
+ *  - VFIO_IOMMU_MAP_DMA pins the pages and maps [vaddr, vaddr + size) at iova, READ and/or WRITE
+ *    from the device's point of view; the pins count in RLIMIT_MEMLOCK (mm->locked_vm) unless
+ *    the process has CAP_IPC_LOCK, on top of what mlock(2) already counted;
+ *  - VFIO_IOMMU_UNMAP_DMA writes back how much it unmapped, which may be less than asked.
+ *
+ * A context is opened before any device, so until the first group arrives (vfio_group_attach(),
+ * from ubdma_pci_open()) mappings are only recorded, at IOVAs chosen inside conservative default
+ * windows; the first attach sets the IOMMU, reads the real windows and replays the records.
+ *
+ * Every map() is one MAP_DMA over one contiguous IOVA range, so a registration costs one of the
+ * container's dma_entry_limit entries whatever its size.  Adjacent registrations are not merged
+ * in the kernel: type1v2 cannot unmap part of a mapping, so a merged entry could only be split
+ * again by unmapping it whole while the device may be using the other part.  Merging belongs to
+ * the callers that can see lifetimes (the registration cache); docs/vfio.md has the details.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/vfio.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/ctx.h"
 #include "core/log.h"
 #include "iommu/iommu.h"
+#include "iommu/iova_alloc.h"
+#include "iommu/vfio.h"
+
+#define SZ_4K UINT64_C(0x1000)
+#define SZ_2M UINT64_C(0x200000)
+
+/* The kernel's default dma_entry_limit, assumed until DMA_AVAIL is read (kernels >= 5.10). */
+#define DEFAULT_ENTRY_LIMIT 65535u
+
+/* record flags, beside IOMMU_PROT_*: the kernel unmapped only part; the IOVA range is retired */
+#define REC_POISON 0x100u
+
+/*
+ * Before any group is attached the real windows are unknown.  These hold on every x86 IOMMU:
+ * 39 bits is the smallest VT-d address width (3-level tables) and AMD-Vi offers more; the MSI
+ * window 0xfee00000-0xfeefffff and everything above it up to 4 GiB (interrupt and firmware
+ * ranges) is left out, and so is the first MiB.  Allocation prefers addresses >= 4 GiB, far from
+ * the reserved ranges of other platforms (the ARM SMMU's software MSI window is at 0x08000000).
+ */
+static const struct iommu_window default_windows[] = {
+	{ UINT64_C(0x100000), UINT64_C(0xfedfffff) },
+	{ UINT64_C(0x100000000), UINT64_C(0x7fffffffff) },
+};
+
+struct vfio_group {
+	int num, fd;
+	unsigned refs;
+	struct vfio_group *next;
+};
+
+struct vfio {
+	struct ubdma_ctx *ctx;
+	pthread_mutex_t lock;	  /* everything below; held across the ioctls */
+	int container;
+	int live;		  /* the IOMMU is set: the records are mapped in the kernel */
+	struct vfio_group *groups;
+	struct iova_space space;  /* windows and records: IOVA, size, VA, prot of every mapping */
+	uint64_t pgsizes;	  /* iova_pgsizes of the IOMMU (4 KiB until known) */
+	uint32_t limit;		  /* mapping entries the container may hold */
+	size_t nentries;	  /* records that hold (or will hold at replay) a kernel entry */
+};
 
 int iommu_vfio_present(char *why, size_t whylen)
 {
@@ -20,15 +91,538 @@ int iommu_vfio_present(char *why, size_t whylen)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- kernel calls */
+
+static int map_dma(struct vfio *v, uintptr_t va, uint64_t iova, uint64_t size, uint32_t prot)
+{
+	struct vfio_iommu_type1_dma_map m = {
+		.argsz = sizeof(m),
+		.flags = (prot & IOMMU_PROT_READ ? VFIO_DMA_MAP_FLAG_READ : 0) |
+			 (prot & IOMMU_PROT_WRITE ? VFIO_DMA_MAP_FLAG_WRITE : 0),
+		.vaddr = va,
+		.iova = iova,
+		.size = size,
+	};
+	struct rlimit rl = { 0, 0 };
+
+	if (ioctl(v->container, VFIO_IOMMU_MAP_DMA, &m) == 0)
+		return 0;
+	switch (errno) {
+	case ENOMEM:
+	case EPERM:
+		getrlimit(RLIMIT_MEMLOCK, &rl);
+		return uerr(ENOMEM,
+			    "VFIO_IOMMU_MAP_DMA of %llu bytes at %p failed: VFIO pins the pages and counts "
+			    "them in RLIMIT_MEMLOCK (%llu bytes) on top of the mlock wiring, so registered "
+			    "memory counts twice; raise the limit (ulimit -l, limits.conf memlock) or grant "
+			    "CAP_IPC_LOCK",
+			    (unsigned long long)size, (void *)va, (unsigned long long)rl.rlim_cur);
+	case ENOSPC:
+		return uerr(ENOSPC,
+			    "VFIO_IOMMU_MAP_DMA: the container holds its maximum number of mappings "
+			    "(vfio_iommu_type1 dma_entry_limit); register larger ranges or raise the "
+			    "module parameter");
+	default:
+		return uerr(errno, "VFIO_IOMMU_MAP_DMA of %llu bytes at %p to IOVA %#llx failed: %s",
+			    (unsigned long long)size, (void *)va, (unsigned long long)iova,
+			    strerror(errno));
+	}
+}
+
+/* Unmap [iova, iova + size); *done receives what the kernel says it unmapped. */
+static int unmap_dma(struct vfio *v, uint64_t iova, uint64_t size, uint64_t *done)
+{
+	struct vfio_iommu_type1_dma_unmap u = { .argsz = sizeof(u), .iova = iova, .size = size };
+
+	*done = 0;
+	if (ioctl(v->container, VFIO_IOMMU_UNMAP_DMA, &u))
+		return errno;
+	*done = u.size;
+	return 0;
+}
+
+/* Sort helper: larger windows first, to keep the biggest when there are too many. */
+static int cmp_win_size_desc(const void *a, const void *b)
+{
+	const struct vfio_iova_range *x = a, *y = b;
+	uint64_t sx = x->end - x->start, sy = y->end - y->start;
+
+	return sx > sy ? -1 : sx < sy;
+}
+
+/* Keep the IOVA_RANGE capability's ranges (at most IOMMU_MAX_WINDOWS, the largest). */
+static int take_ranges(const struct vfio_iommu_type1_info_cap_iova_range *cap, size_t room,
+		       struct iommu_window *w)
+{
+	size_t n = cap->nr_iovas;
+	struct vfio_iova_range *r;
+
+	if (sizeof(*cap) + n * sizeof(cap->iova_ranges[0]) > room)
+		return 0;
+	if (!(r = malloc(n * sizeof(*r) + 1)))
+		return 0;
+	memcpy(r, cap->iova_ranges, n * sizeof(*r));
+	if (n > IOMMU_MAX_WINDOWS) {
+		ULOG_WARN("the IOMMU reports %zu IOVA ranges; using the %d largest", n, IOMMU_MAX_WINDOWS);
+		qsort(r, n, sizeof(*r), cmp_win_size_desc);
+		n = IOMMU_MAX_WINDOWS;
+	}
+	for (size_t i = 0; i < n; i++)
+		w[i] = (struct iommu_window){ r[i].start, r[i].end };
+	free(r);
+	return (int)n;
+}
+
+struct vfio_info {
+	struct iommu_window win[IOMMU_MAX_WINDOWS];
+	int nwin;	   /* 0: no IOVA_RANGE capability (kernel < 5.4) */
+	uint64_t pgsizes;
+	uint32_t avail;
+	int have_avail;	   /* DMA_AVAIL capability present (kernel >= 5.10) */
+};
+
+/*
+ * VFIO_IOMMU_GET_INFO with its capability chain: the kernel raises argsz when the chain does
+ * not fit, so ask again with that size; cap_offset and each header's next are offsets from the
+ * start of the info structure, 0 ending the chain.
+ */
+static int read_info(struct vfio *v, struct vfio_info *out)
+{
+	uint32_t argsz = sizeof(struct vfio_iommu_type1_info);
+	struct vfio_iommu_type1_info *info = NULL;
+
+	memset(out, 0, sizeof(*out));
+	for (int tries = 0; tries < 4; tries++) {
+		free(info);
+		if (!(info = calloc(1, argsz)))
+			return uerr(ENOMEM, "out of memory");
+		info->argsz = argsz;
+		if (ioctl(v->container, VFIO_IOMMU_GET_INFO, info)) {
+			int err = errno;
+			free(info);
+			return uerr(err, "VFIO_IOMMU_GET_INFO failed: %s", strerror(err));
+		}
+		if (info->argsz <= argsz)
+			break;
+		argsz = info->argsz;
+	}
+	out->pgsizes = info->flags & VFIO_IOMMU_INFO_PGSIZES ? info->iova_pgsizes : SZ_4K;
+	uint32_t off = info->flags & VFIO_IOMMU_INFO_CAPS ? info->cap_offset : 0;
+	for (int hops = 0; off && hops < 64; hops++) {
+		if (off < sizeof(*info) || off > argsz - sizeof(struct vfio_info_cap_header))
+			break;
+		const struct vfio_info_cap_header *h = (const void *)((const char *)info + off);
+		if (h->id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE)
+			out->nwin = take_ranges((const void *)h, argsz - off, out->win);
+		else if (h->id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL &&
+			 off + sizeof(struct vfio_iommu_type1_info_dma_avail) <= argsz) {
+			out->avail = ((const struct vfio_iommu_type1_info_dma_avail *)h)->avail;
+			out->have_avail = 1;
+		}
+		off = h->next;
+	}
+	free(info);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- attach / replay */
+
+static void publish_windows(struct vfio *v)
+{
+	struct ubdma_ctx *ctx = v->ctx;
+
+	memcpy(ctx->windows, v->space.win, sizeof(ctx->windows));
+	ctx->nwindows = v->space.nwin;
+}
+
+/* Adopt the windows, page sizes and entry limit of the IOMMU (after SET_IOMMU or a new group). */
+static int adopt_info(struct vfio *v, const struct vfio_info *in, size_t live_entries)
+{
+	if (in->nwin && iova_space_set_windows(&v->space, in->win, in->nwin)) {
+		for (size_t i = 0; i < v->space.n; i++) {
+			const struct iova_rec *r = &v->space.rec[i];
+			int ok = 0;
+			for (int w = 0; w < in->nwin; w++)
+				ok |= r->lo >= in->win[w].lo && r->lo + r->size - 1 <= in->win[w].hi;
+			if (!ok)
+				return uerr(ERANGE,
+					    "memory registered before the device was opened sits at IOVA "
+					    "[%#llx, +%#llx), outside the usable IOVA ranges of its IOMMU; "
+					    "open the device first, or unlock that memory",
+					    (unsigned long long)r->lo, (unsigned long long)r->size);
+		}
+		return uerr(ERANGE, "the IOMMU's IOVA ranges exclude memory registered before");
+	}
+	if (in->have_avail) {
+		uint64_t lim = (uint64_t)in->avail + live_entries;
+		v->limit = lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim;
+	}
+	v->pgsizes = in->pgsizes;
+	publish_windows(v);
+	return 0;
+}
+
+/* Undo the replay of records [0, n). */
+static void unreplay(struct vfio *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t done;
+		if (!(v->space.rec[i].flags & REC_POISON))
+			unmap_dma(v, v->space.rec[i].lo, v->space.rec[i].size, &done);
+	}
+}
+
+/* The first group is in the container: set the IOMMU type, read its limits, replay the records. */
+static int go_live(struct vfio *v)
+{
+	struct iova_space saved = v->space;
+	uint32_t saved_limit = v->limit;
+	uint64_t saved_pgsizes = v->pgsizes;
+	struct vfio_info in;
+	int err;
+
+	if (ioctl(v->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
+		return uerr(errno, "VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU) failed: %s", strerror(errno));
+	if ((err = read_info(v, &in)))
+		return err;
+	if ((err = adopt_info(v, &in, 0)))
+		return err;
+	if (v->nentries > v->limit) {
+		err = uerr(ENOSPC,
+			   "%zu mappings were made before the device was opened, more than the "
+			   "IOMMU's %u entries (vfio_iommu_type1 dma_entry_limit)",
+			   v->nentries, v->limit);
+		goto restore;
+	}
+	for (size_t i = 0; i < v->space.n; i++) {
+		const struct iova_rec *r = &v->space.rec[i];
+		if ((err = map_dma(v, r->va, r->lo, r->size, r->flags & 3))) {
+			unreplay(v, i);
+			goto restore;
+		}
+	}
+	ULOG_INFO("container %d live: %zu mappings replayed, %d IOVA windows, %u entries",
+		  v->container, v->space.n, v->space.nwin, v->limit);
+	v->live = 1;
+	return 0;
+
+restore:
+	/* the caller's UNSET_CONTAINER drops the IOMMU; the records are unchanged */
+	memcpy(v->space.win, saved.win, sizeof(saved.win));
+	v->space.nwin = saved.nwin;
+	v->limit = saved_limit;
+	v->pgsizes = saved_pgsizes;
+	publish_windows(v);
+	return err;
+}
+
+static int open_group(int num, int *fdp)
+{
+	char path[64];
+	struct vfio_group_status st = { .argsz = sizeof(st) };
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/vfio/%d", num);
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+		int err = errno;
+		if (err == EBUSY)
+			return uerr(EBUSY, "%s is already open (another process, or another ubdma "
+				    "context of this one, holds IOMMU group %d)", path, num);
+		return uerr(err, "cannot open %s: %s", path, strerror(err));
+	}
+	if (ioctl(fd, VFIO_GROUP_GET_STATUS, &st)) {
+		int err = errno;
+		close(fd);
+		return uerr(err, "VFIO_GROUP_GET_STATUS on %s failed: %s", path, strerror(err));
+	}
+	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		close(fd);
+		return uerr(EBUSY,
+			    "IOMMU group %d is not viable: every device in "
+			    "/sys/kernel/iommu_groups/%d/devices must be bound to vfio-pci (or to no "
+			    "driver)", num, num);
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int vfio_group_attach(struct ubdma_ctx *ctx, int num, struct vfio_group **gp)
+{
+	struct vfio *v;
+	struct vfio_group *g;
+	int err;
+
+	if (!ctx || ctx->ops != &iommu_vfio_ops)
+		return uerr(ENOTSUP, "the context is not on the vfio backend");
+	v = ctx->priv;
+	pthread_mutex_lock(&v->lock);
+	for (g = v->groups; g; g = g->next) {
+		if (g->num == num) {
+			g->refs++;
+			pthread_mutex_unlock(&v->lock);
+			*gp = g;
+			return 0;
+		}
+	}
+	if (!(g = calloc(1, sizeof(*g)))) {
+		pthread_mutex_unlock(&v->lock);
+		return uerr(ENOMEM, "out of memory");
+	}
+	g->num = num;
+	g->refs = 1;
+	if ((err = open_group(num, &g->fd)))
+		goto fail_free;
+	if (ioctl(g->fd, VFIO_GROUP_SET_CONTAINER, &v->container)) {
+		err = uerr(errno, "VFIO_GROUP_SET_CONTAINER for group %d failed: %s%s", num,
+			   strerror(errno),
+			   v->live ? " (the group cannot share this container's IOMMU domain, or its "
+				     "reserved ranges collide with existing mappings)" : "");
+		goto fail_close;
+	}
+	if (!v->live) {
+		err = go_live(v);
+	} else {
+		/* a new group can only narrow the windows; the kernel refused conflicts already */
+		struct vfio_info in;
+		if (!(err = read_info(v, &in)))
+			err = adopt_info(v, &in, v->nentries);
+	}
+	if (err) {
+		ioctl(g->fd, VFIO_GROUP_UNSET_CONTAINER);
+		goto fail_close;
+	}
+	g->next = v->groups;
+	v->groups = g;
+	pthread_mutex_unlock(&v->lock);
+	*gp = g;
+	return 0;
+
+fail_close:
+	close(g->fd);
+fail_free:
+	free(g);
+	pthread_mutex_unlock(&v->lock);
+	return err;
+}
+
+/* The IOMMU went away with the last group: poisoned records have nothing left to unmap. */
+static void go_offline(struct vfio *v)
+{
+	v->live = 0;
+	for (size_t i = v->space.n; i-- > 0;) {
+		if (v->space.rec[i].flags & REC_POISON) {
+			iova_free_rec(&v->space, &v->space.rec[i]);
+			v->nentries--;
+		}
+	}
+}
+
+void vfio_group_detach(struct ubdma_ctx *ctx, struct vfio_group *g)
+{
+	struct vfio *v = ctx->priv;
+	struct vfio_group **pp;
+
+	pthread_mutex_lock(&v->lock);
+	if (--g->refs) {
+		pthread_mutex_unlock(&v->lock);
+		return;
+	}
+	for (pp = &v->groups; *pp != g; pp = &(*pp)->next)
+		;
+	*pp = g->next;
+	if (ioctl(g->fd, VFIO_GROUP_UNSET_CONTAINER))
+		ULOG_WARN("VFIO_GROUP_UNSET_CONTAINER for group %d failed: %s", g->num, strerror(errno));
+	close(g->fd);
+	if (!v->groups && v->live)
+		go_offline(v);
+	pthread_mutex_unlock(&v->lock);
+	free(g);
+}
+
+int vfio_group_fd(const struct vfio_group *g)
+{
+	return g->fd;
+}
+
+/* ---------------------------------------------------------------- ops */
+
 static int vfio_open(struct ubdma_ctx *ctx, void **privp)
 {
-	(void)ctx;
-	(void)privp;
-	return uerr(ENOTSUP, "the vfio backend is not built yet");
+	struct vfio *v;
+	int err, ver, ext;
+
+	if (!(v = calloc(1, sizeof(*v))))
+		return uerr(ENOMEM, "out of memory");
+	if ((v->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC)) < 0) {
+		err = errno;
+		free(v);
+		if (err == ENOENT)
+			return uerr(ENODEV, "no /dev/vfio/vfio: load the vfio and vfio_iommu_type1 "
+				    "modules (modprobe vfio-pci)");
+		return uerr(err, "cannot open /dev/vfio/vfio: %s", strerror(err));
+	}
+	if ((ver = ioctl(v->container, VFIO_GET_API_VERSION)) != VFIO_API_VERSION) {
+		err = uerr(ENOTSUP, "VFIO API version %d, this library speaks %d", ver, VFIO_API_VERSION);
+		goto fail;
+	}
+	if ((ext = ioctl(v->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU)) <= 0) {
+		err = uerr(ENOTSUP, "the VFIO container offers no type1v2 IOMMU (modprobe "
+			   "vfio_iommu_type1)");
+		goto fail;
+	}
+	pthread_mutex_init(&v->lock, NULL);
+	v->ctx = ctx;
+	v->pgsizes = SZ_4K;
+	v->limit = DEFAULT_ENTRY_LIMIT;
+	iova_space_init(&v->space, default_windows, 2);
+	publish_windows(v);
+	*privp = v;
+	return 0;
+
+fail:
+	close(v->container);
+	free(v);
+	return err;
+}
+
+static void vfio_close(void *priv)
+{
+	struct vfio *v = priv;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->live) {
+		for (size_t i = 0; i < v->space.n; i++) {
+			const struct iova_rec *r = &v->space.rec[i];
+			uint64_t done;
+			int err = unmap_dma(v, r->lo, r->size, &done);
+			if (err || (done != r->size && !(r->flags & REC_POISON)))
+				ULOG(UBDMA_LOG_ERROR, "unmap of IOVA [%#llx, +%#llx) at close: %s, %llu "
+				     "bytes unmapped", (unsigned long long)r->lo,
+				     (unsigned long long)r->size, err ? strerror(err) : "ok",
+				     (unsigned long long)done);
+		}
+	}
+	/* groups are normally gone (the pci layer closes its devices first); closing one detaches it */
+	while (v->groups) {
+		struct vfio_group *g = v->groups;
+		v->groups = g->next;
+		ULOG_WARN("IOMMU group %d still attached at close", g->num);
+		ioctl(g->fd, VFIO_GROUP_UNSET_CONTAINER);
+		close(g->fd);
+		free(g);
+	}
+	close(v->container);
+	iova_space_fini(&v->space);
+	pthread_mutex_unlock(&v->lock);
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
+
+/* IOVA placement: IOVA and VA congruent modulo the largest granule the range fills. */
+static uint64_t placement_modulus(size_t pgsz, uint64_t size)
+{
+	if (pgsz > SZ_2M)
+		return pgsz; /* 1 GiB pages: let the IOMMU use 1 GiB leaves too */
+	if (size >= SZ_2M)
+		return SZ_2M; /* the translation map and the IOMMU can use 2 MiB leaves */
+	return pgsz < SZ_4K ? SZ_4K : pgsz;
+}
+
+static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int prot,
+		    const struct iommu_window *lim, uint64_t *iovas)
+{
+	struct vfio *v = priv;
+	uint64_t size, modulus, iova, minpg;
+	int err;
+
+	if (!npages || !pgsz || (pgsz & (pgsz - 1)) || npages > UINT64_MAX / pgsz)
+		return uerr(EINVAL, "bad range: %zu pages of %zu bytes", npages, pgsz);
+	if (!(prot & (IOMMU_PROT_READ | IOMMU_PROT_WRITE)))
+		return uerr(EINVAL, "a VFIO mapping needs READ and/or WRITE");
+	size = (uint64_t)npages * pgsz;
+	modulus = placement_modulus(pgsz, size);
+	pthread_mutex_lock(&v->lock);
+	minpg = v->pgsizes ? v->pgsizes & -v->pgsizes : SZ_4K;
+	if ((va | size) & (minpg - 1)) {
+		pthread_mutex_unlock(&v->lock);
+		return uerr(EINVAL, "[%p, +%#llx) is not aligned to the IOMMU's smallest page (%#llx)",
+			    (void *)va, (unsigned long long)size, (unsigned long long)minpg);
+	}
+	if (v->nentries >= v->limit) {
+		pthread_mutex_unlock(&v->lock);
+		return uerr(ENOSPC,
+			    "all %u mapping entries of the VFIO container are in use "
+			    "(vfio_iommu_type1 dma_entry_limit): register fewer, larger ranges, or "
+			    "raise the module parameter", v->limit);
+	}
+	err = iova_alloc(&v->space, size, modulus, va & (modulus - 1), lim, va, (uint32_t)prot, &iova);
+	if (err) {
+		pthread_mutex_unlock(&v->lock);
+		if (err == ERANGE)
+			return uerr(ERANGE, "no free IOVA range of %#llx bytes inside [%#llx, %#llx]",
+				    (unsigned long long)size, (unsigned long long)lim->lo,
+				    (unsigned long long)lim->hi);
+		if (err == ENOSPC)
+			return uerr(ENOSPC, "no free IOVA range of %#llx bytes in the usable windows",
+				    (unsigned long long)size);
+		return uerr(err, "out of memory");
+	}
+	if (v->live && (err = map_dma(v, va, iova, size, (uint32_t)prot))) {
+		iova_free_rec(&v->space, iova_find(&v->space, iova));
+		pthread_mutex_unlock(&v->lock);
+		return err;
+	}
+	v->nentries++;
+	pthread_mutex_unlock(&v->lock);
+	ULOG_DEBUG("mapped %p +%#llx at IOVA %#llx%s", (void *)va, (unsigned long long)size,
+		   (unsigned long long)iova, v->live ? "" : " (recorded: no device yet)");
+	for (size_t i = 0; i < npages; i++)
+		iovas[i] = iova + i * pgsz;
+	return 0;
+}
+
+static int vfio_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
+{
+	struct vfio *v = priv;
+	uint64_t size = (uint64_t)npages * pgsz, iova = iovas[0], done = 0;
+	struct iova_rec *r;
+	int err;
+
+	pthread_mutex_lock(&v->lock);
+	r = iova_find(&v->space, iova);
+	if (!r || r->size != size || r->va != va || (r->flags & REC_POISON)) {
+		pthread_mutex_unlock(&v->lock);
+		return uerr(EINVAL, "no mapping of %p +%#llx at IOVA %#llx", (void *)va,
+			    (unsigned long long)size, (unsigned long long)iova);
+	}
+	if (v->live) {
+		if ((err = unmap_dma(v, iova, size, &done))) {
+			pthread_mutex_unlock(&v->lock);
+			return uerr(err, "VFIO_IOMMU_UNMAP_DMA of IOVA [%#llx, +%#llx) failed: %s; it "
+				    "stays mapped", (unsigned long long)iova, (unsigned long long)size,
+				    strerror(err));
+		}
+		if (done != size) {
+			/* keep the range allocated so that nothing reuses an IOVA that may still map */
+			r->flags |= REC_POISON;
+			pthread_mutex_unlock(&v->lock);
+			return uerr(EIO, "VFIO_IOMMU_UNMAP_DMA of IOVA [%#llx, +%#llx) unmapped %#llx "
+				    "bytes: partial unmap; the IOVA range is retired",
+				    (unsigned long long)iova, (unsigned long long)size,
+				    (unsigned long long)done);
+		}
+	}
+	iova_free_rec(&v->space, r);
+	v->nentries--;
+	pthread_mutex_unlock(&v->lock);
+	return 0;
 }
 
 const struct iommu_ops iommu_vfio_ops = {
 	.name = "vfio",
 	.backend = UBDMA_BACKEND_VFIO,
 	.open = vfio_open,
+	.close = vfio_close,
+	.map = vfio_map,
+	.unmap = vfio_unmap,
 };
