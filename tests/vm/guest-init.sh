@@ -1,0 +1,167 @@
+#!/bin/busybox sh
+# /init of the test-bed guest (packed by run-guest.sh; runs as PID 1 under busybox sh).
+#
+# 1. mounts proc, sys, devtmpfs, tmpfs and hugetlbfs, reserves 2 MiB hugepages;
+# 2. insmods the modules listed in /lib/ubdma/modules.order (dependency order, from build-guest.sh);
+# 3. binds every NVMe (1b36:0010) and e1000e (8086:10d3) to vfio-pci through driver_override,
+#    unless /ubdma/config asks to leave one on its kernel driver;
+# 4. exports UBDMA_VM_* with the BDFs and IOMMU groups, runs /ubdma/tests.sh (one run_test line a
+#    program) and prints, for each program, markers with its exit status and the dmesg it caused;
+# 5. powers off.
+# The console protocol (all lines start with "UBDMA-VM: ") is read by run-guest.sh; see README.md.
+
+/bin/busybox --install -s
+export PATH=/ubdma/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+
+mark() { echo "UBDMA-VM: $*"; }
+setup_fail() { mark "SETUP-FAILED $*"; }
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mkdir -p /dev/pts /dev/shm /dev/hugepages
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+
+UBDMA_CFG_NVME_DRIVER=vfio-pci
+UBDMA_CFG_NIC_DRIVER=vfio-pci
+UBDMA_CFG_HUGEPAGES=64
+UBDMA_CFG_VERBOSE=0
+. /ubdma/config
+
+# Console: keep kernel messages off it while tests print (they are dumped from dmesg instead),
+# unless the runner asked for a verbose console.
+[ "$UBDMA_CFG_VERBOSE" = 1 ] || echo "1 4 1 7" >/proc/sys/kernel/printk
+
+mark "INIT kernel=$(uname -r) uptime=$(cut -d' ' -f1 /proc/uptime)"
+
+# --- hugepages ---------------------------------------------------------------------------------
+hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+[ "$(cat $hp)" -ge "$UBDMA_CFG_HUGEPAGES" ] 2>/dev/null || echo "$UBDMA_CFG_HUGEPAGES" >$hp
+mount -t hugetlbfs -o pagesize=2M hugetlbfs /dev/hugepages ||
+	setup_fail "mount hugetlbfs"
+export UBDMA_VM_HUGETLBFS=/dev/hugepages
+export UBDMA_VM_HUGEPAGES_2M="$(cat $hp)"
+
+# --- modules -----------------------------------------------------------------------------------
+while read -r m; do
+	insmod "/lib/ubdma/modules/$m" || setup_fail "insmod $m"
+done </lib/ubdma/modules.order
+
+# --- devices -----------------------------------------------------------------------------------
+# drv_of BDF: the driver a device is bound to, or "none".
+drv_of() {
+	if [ -e "/sys/bus/pci/devices/$1/driver" ]; then
+		basename "$(readlink "/sys/bus/pci/devices/$1/driver")"
+	else
+		echo none
+	fi
+}
+
+# bind BDF DRIVER: (re)bind through driver_override, then check.
+bind() {
+	d=/sys/bus/pci/devices/$1
+	[ "$(drv_of "$1")" = "$2" ] && return 0
+	echo "$2" >"$d/driver_override"
+	[ -e "$d/driver" ] && echo "$1" >"$d/driver/unbind"
+	echo "$1" >/sys/bus/pci/drivers_probe
+	[ "$(drv_of "$1")" = "$2" ] || { setup_fail "bind $1 to $2 (driver is $(drv_of "$1"))"; return 1; }
+}
+
+# pci_find VENDOR DEVICE: the BDFs with these IDs, in bus order.
+pci_find() {
+	for d in /sys/bus/pci/devices/*; do
+		[ "$(cat "$d/vendor")" = "$1" ] && [ "$(cat "$d/device")" = "$2" ] && basename "$d"
+	done
+}
+
+group_of() {
+	if [ -e "/sys/bus/pci/devices/$1/iommu_group" ]; then
+		basename "$(readlink "/sys/bus/pci/devices/$1/iommu_group")"
+	else
+		echo none
+	fi
+}
+
+# The kernel nvme driver probes asynchronously; let it settle before rebinding.
+i=0
+while [ $i -lt 50 ] && [ -n "$(pci_find 0x1b36 0x0010)" ]; do
+	settled=1
+	for b in $(pci_find 0x1b36 0x0010); do
+		[ "$(drv_of "$b")" = nvme ] || settled=0
+	done
+	[ $settled = 1 ] && break
+	usleep 100000
+	i=$((i + 1))
+done
+
+NVMES=$(pci_find 0x1b36 0x0010)
+NICS=$(pci_find 0x8086 0x10d3)
+[ -n "$NVMES" ] || setup_fail "no NVMe controller 1b36:0010"
+[ -n "$NICS" ] || setup_fail "no e1000e 8086:10d3"
+for b in $NVMES; do bind "$b" "$UBDMA_CFG_NVME_DRIVER"; done
+for b in $NICS; do bind "$b" "$UBDMA_CFG_NIC_DRIVER"; done
+
+set -- $NVMES
+export UBDMA_VM=1
+export UBDMA_VM_NVME="${1:-}"
+export UBDMA_VM_NVME_ALL="$(echo $NVMES)"
+export UBDMA_VM_NVME_GROUP="$(group_of "${1:-none}")"
+export UBDMA_VM_NVME_DRIVER="$UBDMA_CFG_NVME_DRIVER"
+set -- $NICS
+export UBDMA_VM_NIC="${1:-}"
+export UBDMA_VM_NIC_ALL="$(echo $NICS)"
+export UBDMA_VM_NIC_GROUP="$(group_of "${1:-none}")"
+export UBDMA_VM_NIC_DRIVER="$UBDMA_CFG_NIC_DRIVER"
+
+if [ "$UBDMA_CFG_NVME_DRIVER" = nvme ] && [ -n "$UBDMA_VM_NVME" ]; then
+	# The namespace's block device appears once the controller's scan has finished.
+	i=0
+	while [ $i -lt 100 ] && [ ! -b /dev/nvme0n1 ]; do usleep 100000; i=$((i + 1)); done
+	[ -b /dev/nvme0n1 ] && export UBDMA_VM_NVME_BLKDEV=/dev/nvme0n1 ||
+		setup_fail "no /dev/nvme0n1 with the kernel nvme driver"
+fi
+if [ "$UBDMA_CFG_NIC_DRIVER" = e1000e ] && [ -n "$UBDMA_VM_NIC" ]; then
+	export UBDMA_VM_NIC_NETDEV="$(ls "/sys/bus/pci/devices/$UBDMA_VM_NIC/net" 2>/dev/null | head -n1)"
+fi
+
+for v in $(env | sed -n 's/^\(UBDMA_VM[A-Z0-9_]*\)=.*/\1/p' | sort); do
+	eval "mark \"ENV $v=\$$v\""
+done
+for b in $NVMES $NICS; do
+	mark "DEVICE $b $(cat /sys/bus/pci/devices/$b/vendor):$(cat /sys/bus/pci/devices/$b/device)" \
+		"driver=$(drv_of "$b") group=$(group_of "$b")"
+done
+
+mark "DMESG-BEGIN 0 boot"
+dmesg -c
+mark "DMESG-END 0 boot"
+
+# --- tests -------------------------------------------------------------------------------------
+# run_test N NAME ARGV...: one program, its markers and the dmesg it caused.
+run_test() {
+	n=$1 name=$2
+	shift 2
+	mark "BEGIN $n $name"
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	(cd /ubdma/work && exec "$@" </dev/null)
+	rc=$?
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	# A DMAR fault is reported by an interrupt; give its handler a moment to log.
+	usleep 200000
+	echo
+	mark "END $n $name status=$rc time=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")"
+	mark "DMESG-BEGIN $n $name"
+	dmesg -c
+	mark "DMESG-END $n $name"
+}
+
+mkdir -p /ubdma/work
+mark "TESTS-BEGIN uptime=$(cut -d' ' -f1 /proc/uptime)"
+. /ubdma/tests.sh
+mark "DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
+sync
+poweroff -f

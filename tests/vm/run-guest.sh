@@ -1,0 +1,336 @@
+#!/bin/bash
+# run-guest.sh [options] 'PROGRAM [ARGS...]' ... — run programs in the VFIO test-bed guest.
+#
+# Boots Debian's kernel under QEMU (TCG, q35, emulated VT-d, NVMe, e1000e) with an initramfs that
+# holds busybox, the vfio/nvme/e1000e modules, /init (guest-init.sh) and the given programs with
+# their shared-library closure (ldd), runs the programs in order, and judges the console log:
+# a program fails when it exits non-zero, when the guest stops before the program ends, or when
+# the guest logs a DMAR fault the program did not announce with a line
+#     UBDMA-EXPECT-DMAR-FAULT <iova>|any
+# (an announced fault must then show up in that program's dmesg). See tests/vm/README.md.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ME=run-guest.sh
+
+usage() {
+	cat <<EOF
+usage: $ME [options] 'PROGRAM [ARGS...]' ['PROGRAM [ARGS...]' ...]
+Each operand is one program and its arguments, split on blanks. A PROGRAM without a '/' is looked
+up in the host's PATH. Programs run in the guest from /ubdma/bin, in the order given.
+options:
+  -o DIR     output folder: console.log, results.txt, nvme.img, net.pcap ... (default ./vm-out)
+  -a DIR     guest asset cache for build-guest.sh (default \$UBDMA_VM_ASSETS or DIR/assets)
+  -d FILE    NVMe backing file, used as it is (created with -s if missing; kept afterwards).
+             Without -d a fresh zeroed DIR/nvme.img is made on each run.
+  -s SIZE    size of a created backing file (truncate(1) syntax; default 64M)
+  -p FILE    pcap written by the e1000e's filter-dump (default DIR/net.pcap)
+  -q FILE    extra QEMU arguments, one argument a line ('#' starts a comment line)
+  -t SECS    timeout for the whole guest run; QEMU is killed after it (default 240)
+  -n         leave the NVMe controller(s) on the kernel nvme driver (default: vfio-pci)
+  -N         leave the e1000e on the kernel e1000e driver (default: vfio-pci)
+  -i PATH[=GUESTPATH]  also pack a file or folder (ELF files bring their ldd closure)
+  -e VAR=VALUE         export VAR into the programs' environment
+  -m SIZE    guest memory (default 1G)        -H N   2 MiB hugepages to reserve (default 64)
+  -T         print TAP on stdout (all other messages go to stderr)
+  -v         verbose: kernel messages on the console, console streamed to stderr
+Exit status: 0 all passed, 1 a failure, 2 usage or set-up error.
+EOF
+}
+
+die() { echo "$ME: error: $*" >&2; exit 2; }
+say() { echo "$ME: $*" >&2; }
+
+OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK= DISK_SIZE=64M PCAP= QARGS= TIMEOUT=240
+NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0
+INCLUDES=() ENVS=()
+while getopts "o:a:d:s:p:q:t:nNi:e:m:H:Tvh" opt; do
+	case $opt in
+	o) OUT=$OPTARG ;;
+	a) ASSETS=$OPTARG ;;
+	d) DISK=$OPTARG ;;
+	s) DISK_SIZE=$OPTARG ;;
+	p) PCAP=$OPTARG ;;
+	q) QARGS=$OPTARG ;;
+	t) TIMEOUT=$OPTARG ;;
+	n) NVME_DRV=nvme ;;
+	N) NIC_DRV=e1000e ;;
+	i) INCLUDES+=("$OPTARG") ;;
+	e) [[ $OPTARG == [A-Za-z_]*=* ]] || die "-e wants VAR=VALUE"; ENVS+=("$OPTARG") ;;
+	m) MEM=$OPTARG ;;
+	H) HUGEPAGES=$OPTARG ;;
+	T) TAP=1 ;;
+	v) VERBOSE=1 ;;
+	h) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+[[ $TIMEOUT =~ ^[0-9]+$ ]] || die "-t wants seconds"
+
+for t in qemu-system-x86_64:qemu-system-x86 cpio:cpio timeout:coreutils ldd:libc-bin; do
+	command -v "${t%%:*}" >/dev/null 2>&1 ||
+		die "'${t%%:*}' not found: install the Debian package '${t#*:}'"
+done
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+ASSETS=${ASSETS:-$OUT/assets}
+PCAP=${PCAP:-$OUT/net.pcap}
+"$HERE/build-guest.sh" "$ASSETS" || die "build-guest.sh failed"
+
+# Only one guest at a time per output folder.
+exec 8>"$OUT/.lock"
+flock -n 8 || die "another run-guest.sh uses $OUT"
+
+# --- stage the payload initramfs ---------------------------------------------------------------
+STAGE=$OUT/stage
+rm -rf "$STAGE"
+mkdir -p "$STAGE/ubdma/bin" "$STAGE/etc"
+cp "$HERE/guest-init.sh" "$STAGE/init"
+chmod 755 "$STAGE/init"
+LIBDIRS=()
+
+# stage_file HOSTFILE GUESTPATH: copy (following links) and, for a dynamic ELF, its ldd closure.
+stage_file() {
+	local src=$1 dst=$2 line lib
+	mkdir -p "$STAGE$(dirname "$dst")"
+	cp -L "$src" "$STAGE$dst"
+	[ "$(head -c 4 "$src" | od -An -c | tr -d ' ')" = '177ELF' ] || return 0
+	# ldd prints "name => /path (addr)", "/path/ld.so (addr)" or "not a dynamic executable".
+	while read -r line; do
+		case $line in
+		*"=> not found"*) die "$src: shared library ${line%% *} not found on the host" ;;
+		*"=> /"*) lib=${line#*=> }; lib=${lib%% (*} ;;
+		/*) lib=${line%% (*} ;;
+		*) continue ;;
+		esac
+		if [ ! -e "$STAGE$lib" ]; then
+			mkdir -p "$STAGE$(dirname "$lib")"
+			cp -L "$lib" "$STAGE$lib"
+			LIBDIRS+=("$(dirname "$lib")")
+		fi
+	done < <(LC_ALL=C ldd "$src" 2>/dev/null || true)
+}
+
+# squote WORD: WORD quoted for a POSIX shell.
+squote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+NAMES=()
+: >"$STAGE/ubdma/tests.sh"
+n=0
+for spec in "$@"; do
+	read -r -a argv <<<"$spec"
+	[ ${#argv[@]} -ge 1 ] || die "empty program operand"
+	prog=${argv[0]}
+	if [[ $prog != */* ]]; then
+		prog=$(type -P "$prog") || die "program '${argv[0]}' not found in PATH"
+	fi
+	[ -f "$prog" ] && [ -x "$prog" ] || die "program '$prog' is not an executable file"
+	name=$(basename "$prog")
+	n=$((n + 1))
+	if [ -e "$STAGE/ubdma/bin/$name" ] && ! cmp -s "$prog" "$STAGE/ubdma/bin/$name"; then
+		die "two different programs are named $name"
+	fi
+	stage_file "$prog" "/ubdma/bin/$name"
+	NAMES+=("$name")
+	line="run_test $n $(squote "$name") $(squote "$name")"
+	for a in "${argv[@]:1}"; do line+=" $(squote "$a")"; done
+	echo "$line" >>"$STAGE/ubdma/tests.sh"
+done
+NPROG=$n
+
+for inc in "${INCLUDES[@]}"; do
+	src=${inc%%=*} dst=${inc#*=}
+	[ "$dst" != "$inc" ] || dst=$(readlink -f "$src")
+	[ -e "$src" ] || die "-i $src: no such file"
+	if [ -d "$src" ]; then
+		while IFS= read -r -d '' f; do
+			stage_file "$f" "$dst/${f#"$src"/}"
+		done < <(find "$src" -type f -print0)
+	else
+		stage_file "$src" "$dst"
+	fi
+done
+
+if [ ${#LIBDIRS[@]} -gt 0 ]; then
+	printf '%s\n' "${LIBDIRS[@]}" | sort -u >"$STAGE/etc/ld.so.conf"
+	ldconfig -r "$STAGE" 2>/dev/null || say "warning: ldconfig -r failed; relying on default paths"
+fi
+
+{
+	echo "UBDMA_CFG_NVME_DRIVER=$NVME_DRV"
+	echo "UBDMA_CFG_NIC_DRIVER=$NIC_DRV"
+	echo "UBDMA_CFG_HUGEPAGES=$HUGEPAGES"
+	echo "UBDMA_CFG_VERBOSE=$VERBOSE"
+	for e in "${ENVS[@]}"; do echo "export ${e%%=*}=$(squote "${e#*=}")"; done
+} >"$STAGE/ubdma/config"
+
+INITRD=$OUT/initrd.cpio
+(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$OUT/payload.cpio"
+cat "$ASSETS/base.cpio" "$OUT/payload.cpio" >"$INITRD"
+rm -f "$OUT/payload.cpio"
+
+# --- NVMe backing file, pcap, QEMU command -----------------------------------------------------
+if [ -z "$DISK" ]; then
+	DISK=$OUT/nvme.img
+	rm -f "$DISK"
+fi
+[ -e "$DISK" ] || truncate -s "$DISK_SIZE" "$DISK"
+DISK=$(readlink -f "$DISK")
+rm -f "$PCAP"
+
+QEMU=(qemu-system-x86_64 -accel tcg -machine q35,kernel-irqchip=split -cpu max -smp 2 -m "$MEM"
+	-nographic -no-reboot
+	-device intel-iommu,intremap=on,caching-mode=on
+	-kernel "$ASSETS/vmlinuz" -initrd "$INITRD"
+	-append "console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=4 hugepages=$HUGEPAGES"
+	-drive "file=$DISK,if=none,id=nv0,format=raw" -device nvme,drive=nv0,serial=deadbeef,addr=0x2
+	-netdev user,id=n0,restrict=on -device e1000e,netdev=n0,addr=0x3,romfile=
+	-object "filter-dump,id=f0,netdev=n0,file=$PCAP")
+if [ -n "$QARGS" ]; then
+	[ -f "$QARGS" ] || die "-q $QARGS: no such file"
+	while IFS= read -r a; do
+		[[ -z $a || $a == \#* ]] && continue
+		QEMU+=("$a")
+	done <"$QARGS"
+fi
+printf '%q ' "${QEMU[@]}" >"$OUT/qemu-cmdline.txt"
+echo >>"$OUT/qemu-cmdline.txt"
+
+# --- boot ---------------------------------------------------------------------------------------
+CONSOLE=$OUT/console.log
+say "booting guest with $NPROG program(s): ${NAMES[*]} (timeout ${TIMEOUT}s, log $CONSOLE)"
+t0=$(date +%s.%N)
+timeout -k 5 "$TIMEOUT" "${QEMU[@]}" </dev/null >"$CONSOLE" 2>"$OUT/qemu-stderr.log" &
+QPID=$!
+trap 'kill $QPID 2>/dev/null || true' EXIT
+trap 'kill $QPID 2>/dev/null; exit 1' INT TERM
+if [ "$VERBOSE" = 1 ]; then tail -n +1 -f --pid=$QPID "$CONSOLE" >&2 & fi
+qrc=0
+wait $QPID || qrc=$?
+trap - EXIT INT TERM
+t1=$(date +%s.%N)
+WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+TIMED_OUT=0
+if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then TIMED_OUT=1; fi
+tr -d '\r' <"$CONSOLE" >"$CONSOLE.tmp" && mv "$CONSOLE.tmp" "$CONSOLE"
+
+# --- judge the console log ---------------------------------------------------------------------
+# Output, one line each: "0 ok|fail guest <reason>" then "N ok|fail NAME <status/time/reason>".
+judge() {
+	awk -v nprog="$NPROG" -v names="${NAMES[*]}" -v timed_out="$TIMED_OUT" -v qrc="$qrc" '
+	function page(a) {          # "0x80000abc" -> "80000" (the 4 KiB page, hex, no leading 0s)
+		a = tolower(a); sub(/^0x/, "", a); sub(/^0+/, "", a)
+		a = (length(a) > 3) ? substr(a, 1, length(a) - 3) : "0"
+		return a
+	}
+	function fault(sec, addr) { nf[sec]++; fa[sec, nf[sec]] = addr }
+	BEGIN { split(names, nm, " "); sec = -1; dm = -1; cur = -1 }
+	{
+		line = $0
+		i = index(line, "UBDMA-VM: ")
+		if (i > 0) {
+			split(substr(line, i + 10), w, " ")
+			if (w[1] == "INIT") booted = 1
+			else if (w[1] == "SETUP-FAILED") { m = substr(line, i + 10 + 13); setup = setup (setup ? "; " : "") m }
+			else if (w[1] == "BEGIN") { cur = w[2]; began[cur] = 1 }
+			else if (w[1] == "END") {
+				ended[w[2]] = 1; cur = -1
+				for (k = 3; k in w; k++) {
+					if (w[k] ~ /^status=/) st[w[2]] = substr(w[k], 8)
+					if (w[k] ~ /^time=/) tm[w[2]] = substr(w[k], 6)
+				}
+			}
+			else if (w[1] == "DMESG-BEGIN") { dm = w[2]; pend = "" }
+			else if (w[1] == "DMESG-END") { if (pend != "") fault(dm, "?"); dm = -1; pend = "" }
+			else if (w[1] == "DONE") done = 1
+			next
+		}
+		if (cur >= 0 && (j = index(line, "UBDMA-EXPECT-DMAR-FAULT")) > 0) {
+			split(substr(line, j), w, " ")
+			ne[cur]++; ex[cur, ne[cur]] = (w[2] == "any") ? "any" : page(w[2])
+			next
+		}
+		if (dm < 0) next
+		# A fault record: "DMAR: [DMA Read|Write ...] ... fault addr 0x..." (the address may be on
+		# the next line in older kernels), or "DMAR: [INTR-REMAP] ..." (no address).
+		has_addr = match(line, /fault addr 0x[0-9a-fA-F]+/)
+		if (has_addr) {
+			a = substr(line, RSTART + 11, RLENGTH - 11)
+			fault(dm, page(a)); pend = ""
+		} else if (line ~ /DMAR: \[(DMA|INTR)/) {
+			if (pend != "") fault(dm, "?")
+			pend = line
+		} else if (pend != "") { fault(dm, "?"); pend = "" }
+	}
+	END {
+		why = ""
+		if (!booted) why = "guest did not reach /init"
+		else if (setup != "") why = "setup failed: " setup
+		if (nf[0] > 0) why = why (why ? "; " : "") nf[0] " DMAR fault(s) during boot"
+		if (!done) why = why (why ? "; " : "") (timed_out ? "guest timed out" : "guest stopped before DONE (qemu status " qrc ")")
+		print "0", (why == "" ? "ok" : "fail"), "guest", "boot, setup and power-off:", why
+		for (n = 1; n <= nprog; n++) {
+			why = ""
+			if (!began[n]) why = "not run"
+			else if (!ended[n]) why = "did not finish"
+			else if (st[n] != "0") why = "exit status " st[n]
+			# announced faults must appear; other faults must not
+			any = 0
+			for (k = 1; k <= ne[n]; k++) {
+				if (ex[n, k] == "any") { any = 1; if (nf[n] == 0) why = why (why ? "; " : "") "announced a DMAR fault, none seen"; continue }
+				seen = 0
+				for (f = 1; f <= nf[n]; f++) if (fa[n, f] == ex[n, k]) seen = 1
+				if (!seen) why = why (why ? "; " : "") "announced DMAR fault at page 0x" ex[n, k] "000 not seen"
+			}
+			if (!any) for (f = 1; f <= nf[n]; f++) {
+				ok = 0
+				for (k = 1; k <= ne[n]; k++) if (ex[n, k] == fa[n, f]) ok = 1
+				if (!ok) { why = why (why ? "; " : "") "unexpected DMAR fault at " (fa[n, f] == "?" ? "?" : "0x" fa[n, f] "000"); break }
+			}
+			if (began[n] && !ended[n] && timed_out) why = why " (guest timed out)"
+			info = "status=" (n in st ? st[n] : "-") " time=" (n in tm ? tm[n] : "-") "s faults=" nf[n] + 0 "/" ne[n] + 0
+			print n, (why == "" ? "ok" : "fail"), nm[n], info, why
+		}
+	}' "$CONSOLE"
+}
+
+judge >"$OUT/verdict.txt"
+FAILED=0 PASSED=0
+RESULTS=$OUT/results.txt
+{
+	echo "# run-guest.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ) wall=${WALL}s qemu=$qrc"
+	while read -r num res name rest; do
+		[ "$res" = ok ] && r=PASS || r=FAIL
+		echo "$r $num $name $rest"
+	done <"$OUT/verdict.txt"
+} >"$RESULTS"
+
+if [ "$TAP" = 1 ]; then echo "1..$((NPROG + 1))"; fi
+while read -r num res name rest; do
+	if [ "$res" = ok ]; then
+		PASSED=$((PASSED + 1)) word=PASS tap=ok
+	else
+		FAILED=$((FAILED + 1)) word=FAIL tap="not ok"
+	fi
+	if [ "$TAP" = 1 ]; then
+		echo "$tap $((num + 1)) - $name"
+		echo "# $name: $rest"
+	fi
+	say "$word $name $rest"
+done <"$OUT/verdict.txt"
+
+say "guest run took ${WALL}s; console log: $CONSOLE; results: $RESULTS"
+say "NVMe backing file: $DISK; pcap: $PCAP"
+if [ $FAILED -gt 0 ]; then
+	say "---- last 80 lines of $CONSOLE ----"
+	tail -n 80 "$CONSOLE" >&2
+	if [ -s "$OUT/qemu-stderr.log" ]; then
+		say "---- last 20 lines of $OUT/qemu-stderr.log ----"
+		tail -n 20 "$OUT/qemu-stderr.log" >&2
+	fi
+fi
+if [ "$TAP" = 0 ]; then echo "$PASSED passed, $FAILED failed"; fi
+[ $FAILED -eq 0 ]
