@@ -68,6 +68,8 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 		int err = ctx->ops->map(ctx->priv, c->va, c->npages, c->pgsz, prot, lim, c->iovas);
 		if (err) {
 			/* the backend said why in ubdma_last_error() */
+			free(c->iovas);
+			c->iovas = NULL;
 			chunks_unmap(ctx, u, i);
 			return err;
 		}

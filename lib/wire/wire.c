@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <ubdma/core.h>
 
@@ -37,6 +39,20 @@
 #endif
 
 #define PG 4096UL
+
+/*
+ * The sanitizer runtimes intercept mlock/munlock and turn them into no-ops (they would lock
+ * shadow memory too); wiring must really happen under ASan/TSan builds, so go to the kernel.
+ */
+static int sys_mlock(uintptr_t s, uintptr_t e)
+{
+	return (int)syscall(SYS_mlock, (void *)s, (size_t)(e - s));
+}
+
+static int sys_munlock(uintptr_t s, uintptr_t e)
+{
+	return (int)syscall(SYS_munlock, (void *)s, (size_t)(e - s));
+}
 #define TRUNC(x, a) ((x) & ~((uintptr_t)(a) - 1))
 #define ROUND(x, a) (((x) + (a) - 1) & ~((uintptr_t)(a) - 1))
 
@@ -197,7 +213,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 			return ENOMEM;
 		u = u->more;
 	}
-	if (mlock((void *)s, e - s)) {
+	if (sys_mlock(s, e)) {
 		int err = errno;
 		if (err == EAGAIN || err == EPERM || err == ENOMEM) {
 			struct rlimit rl = { 0, 0 };
@@ -213,7 +229,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	}
 	if (madvise((void *)s, e - s, MADV_DONTFORK)) {
 		int err = errno;
-		munlock((void *)s, e - s);
+		sys_munlock(s, e);
 		return uerr(err == EINVAL ? EFAULT : err, "madvise(MADV_DONTFORK) of [%p, %p) failed",
 			    (void *)s, (void *)e);
 	}
@@ -227,7 +243,7 @@ static void undo_all(struct undo *u)
 	for (struct undo *c = u; c; c = c->more)
 		for (int i = 0; i < c->n; i++) {
 			madvise((void *)c->s[i], c->e[i] - c->s[i], MADV_DOFORK);
-			munlock((void *)c->s[i], c->e[i] - c->s[i]);
+			sys_munlock(c->s[i], c->e[i]);
 		}
 }
 
@@ -404,7 +420,7 @@ int unwire_range(void *addr, size_t len, int flags)
 		/* ENOMEM from these means the pages were unmapped while wired: nothing to undo */
 		for (i = 0; i < nlast; i++) {
 			madvise((void *)last[i].start, last[i].end - last[i].start, MADV_DOFORK);
-			munlock((void *)last[i].start, last[i].end - last[i].start);
+			sys_munlock(last[i].start, last[i].end);
 		}
 	}
 	pthread_mutex_unlock(&wire_lock);
