@@ -534,6 +534,8 @@ static void *map_region(size_t size, int huge)
 		       MAP_PRIVATE | MAP_ANONYMOUS | (huge ? MAP_HUGETLB : 0), -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
+	if (!huge) /* 4 KiB pages must stay 4 KiB pages: no transparent hugepages */
+		madvise(p, size, MADV_NOHUGEPAGE);
 	memset(p, 0x5a, size);
 	return p;
 }
@@ -579,6 +581,30 @@ out:
 	ubdma_ctx_close(ctx);
 }
 
+/* Time reps calls of ubdma_umem_lock() with flags on [mem, mem + len); the unlock is not timed. */
+static void time_umem_lock(struct row *r, ubdma_ctx_t *ctx, void *mem, size_t len, size_t npages, size_t reps,
+			   int flags, uint64_t *ticks)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < reps + 2; i++) {
+		ubdma_umem_t *c;
+		uint64_t t0 = tick_begin();
+		int err = ubdma_umem_lock(ctx, mem, len, flags, &c);
+		uint64_t t1 = tick_end();
+		if (err) {
+			row_skip(r, "ubdma_umem_lock: %s: %s", strerror(err), ubdma_last_error());
+			return;
+		}
+		if (i >= 2) /* the first two warm the library's caches */
+			ticks[n++] = t1 - t0;
+		ubdma_umem_unlock(c);
+	}
+	row_stats(r, ticks, n, npages);
+	row_note(r, "%zu pages a call, %s, pages already faulted in", npages,
+		 flags & UBDMA_UMEM_WRITE ? "READ|WRITE (prefaults for write)" : "READ only");
+}
+
 /*
  * Registration cost per page: ubdma_umem_lock() on a region against mlock(2) of the region plus
  * reading its pagemap entries, the least a driver must do to learn PAs of pinned memory.  The pages
@@ -595,6 +621,7 @@ static void lock_rows(size_t reps, int have_huge)
 		/* phys refuses 4 KiB pages (their PA is not stable), so 4 KiB runs on the va backend */
 		enum ubdma_backend be = huge && have_huge ? UBDMA_BACKEND_PHYS : UBDMA_BACKEND_VA;
 		struct row *ru = row_new(name, "ubdma", "ns/page", ubdma_backend_name(be));
+		struct row *rr = row_new(name, "ubdma-read", "ns/page", ubdma_backend_name(be));
 		struct row *rm = row_new(name, "mlock+pagemap", "ns/page", "-");
 		ubdma_ctx_t *ctx = NULL;
 		void *mem = NULL;
@@ -602,16 +629,19 @@ static void lock_rows(size_t reps, int have_huge)
 
 		if (huge && !have_huge) {
 			row_skip(ru, "no 2 MiB hugepages (needs root to reserve them)");
+			row_skip(rr, "no 2 MiB hugepages (needs root to reserve them)");
 			row_skip(rm, "no 2 MiB hugepages (needs root to reserve them)");
 			continue;
 		}
 		if ((err = ubdma_ctx_open(be, &ctx))) {
 			row_skip(ru, "ubdma_ctx_open(%s): %s", ubdma_backend_name(be), strerror(err));
+			row_skip(rr, "%s", ru->note);
 			row_skip(rm, "%s", ru->note);
 			continue;
 		}
 		if (!(mem = map_region(len, huge))) {
 			row_skip(ru, "cannot map %zu bytes: %s", len, strerror(errno));
+			row_skip(rr, "%s", ru->note);
 			row_skip(rm, "%s", ru->note);
 			ubdma_ctx_close(ctx);
 			continue;
@@ -620,27 +650,15 @@ static void lock_rows(size_t reps, int have_huge)
 		uint64_t *pm = malloc(npages * (pgsz / 4096) * sizeof(*pm));
 		if (!ticks || !pm)
 			die("out of memory");
-		size_t n = 0;
-		for (size_t i = 0; i < reps + 2; i++) {
-			ubdma_umem_t *c;
-			uint64_t t0 = tick_begin();
-			err = ubdma_umem_lock(ctx, mem, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &c);
-			uint64_t t1 = tick_end();
-			if (err) {
-				row_skip(ru, "ubdma_umem_lock: %s: %s", strerror(err), ubdma_last_error());
-				break;
-			}
-			if (i >= 2) /* the first two warm the library's caches */
-				ticks[n++] = t1 - t0;
-			ubdma_umem_unlock(c);
-		}
-		if (!ru->skipped) {
-			row_stats(ru, ticks, n, npages);
-			row_note(ru, "%zu pages a call, READ|WRITE, pages already faulted in", npages);
+		time_umem_lock(ru, ctx, mem, len, npages, reps, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, ticks);
+		time_umem_lock(rr, ctx, mem, len, npages, reps, UBDMA_UMEM_READ, ticks);
+		if (!huge) {
+			row_note(ru, "phys refuses 4 KiB pages (their PA is not stable), so va");
+			row_note(rr, "phys refuses 4 KiB pages (their PA is not stable), so va");
 		}
 		if ((fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0)
 			die("cannot open /proc/self/pagemap: %s", strerror(errno));
-		n = 0;
+		size_t n = 0;
 		for (size_t i = 0; i < reps + 2; i++) {
 			uint64_t t0 = tick_begin();
 			int bad = mlock(mem, len) != 0;
