@@ -73,7 +73,7 @@ static enum ubdma_backend auto_pick(char *why, size_t whylen)
 	int phys = iommu_phys_usable(p, sizeof(p));
 	unsigned long huge = hugepages_total();
 	if (phys && huge) {
-		snprintf(why, whylen, "phys: %.60s; %.60s; %lu hugepages configured", v, p, huge);
+		snprintf(why, whylen, "phys: %.80s; %.80s; %lu hugepages configured", v, p, huge);
 		return UBDMA_BACKEND_PHYS;
 	}
 	snprintf(why, whylen, "va: %.100s; %.100s", v, phys ? "no hugepages configured" : p);

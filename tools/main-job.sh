@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# main-job.sh BUILD - ubdma on this machine, end to end, with a short report at the end:
+#  1. host: a hugepage buffer locked and translated (phys backend: physical addresses, checked
+#     against the kernel's pagemap by the benchmark), and the translation cost beside DPDK's;
+#  2. guest: the QEMU test bed with a real IOMMU, where ubdma drives VFIO devices.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${1:-build}
+report=()
+add() { report+=("$(printf '%-28s %s' "$1" "$2")"); }
+
+echo "== 1. host: lock and translate a hugepage buffer (examples/umem_basic)"
+if out=$("$B/examples/umem_basic" 8 2>&1); then
+  echo "$out"
+  add "host backend" "$(sed -n 's/^backend: \([a-z]*\).*/\1/p' <<<"$out")"
+  add "host umem_lock 8 MiB" "ok, $(grep -c -- '-> iova' <<<"$out") hugepages translated"
+else
+  echo "$out"; add "host umem_lock" "FAILED"
+fi
+
+echo
+echo "== 2. host: translation cost, ubdma beside DPDK 22.11 (bench/xlate, 1 GiB of 2 MiB pages)"
+if [ -x "$B/bench/bench_xlate" ]; then
+  "$B/bench/bench_xlate" --json > "$B/bench_xlate.json" 2> "$B/bench_xlate.err" || true
+  "$B/bench/bench_xlate" --from-json "$B/bench_xlate.json" 2>/dev/null || cat "$B/bench_xlate.json"
+  add "vtoiova median (ns)" "$(python3 - "$B/bench_xlate.json" <<'PY'
+import json, sys
+try:
+    rows = json.load(open(sys.argv[1]))
+except Exception:
+    print("no result"); sys.exit()
+get = lambda i: next((r for r in rows if r["name"] == "vtoiova" and r["impl"] == i and r.get("median") is not None), None)
+u, d = get("ubdma"), get("dpdk-memseg")
+s = f"ubdma {u['median']:.2f}" if u else "ubdma n/a"
+if d: s += f", dpdk-memseg {d['median']:.2f} (ratio {u['median']/d['median']:.2f}x)" if u else ""
+print(s)
+PY
+)"
+else
+  add "translation benchmark" "not built"
+fi
+
+echo
+echo "== 3. guest: VFIO devices behind an emulated Intel IOMMU (tests/vm)"
+if [ -x tests/vm/main-job.sh ]; then
+  if bash tests/vm/main-job.sh "$B"; then add "guest (VFIO)" "ok: see above"; else add "guest (VFIO)" "FAILED"; fi
+else
+  add "guest (VFIO)" "test bed not wired into the main job yet"
+fi
+
+echo
+echo "== report"
+printf '%s\n' "${report[@]}"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# setup.sh - the README's first command: install what ubdma needs (Debian packages), reserve
+# hugepages, build, and run the main job (tools/main-job.sh), which ends with a short report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/deps.sh
+bash tools/hugepages.sh 640
+[ -d build ] || meson setup build --buildtype=release >/dev/null
+meson compile -C build >/dev/null
+exec bash tools/main-job.sh build
