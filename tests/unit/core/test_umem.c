@@ -4,6 +4,7 @@
  * checked against the test's own pagemap read on 2 MiB hugepages, overlapping cookies, and
  * ctx_close cleaning up.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -231,6 +232,52 @@ static void test_phys_hugetlb(void **state)
 	munmap(h, len);
 }
 
+/* Lookups racing lock/unlock of an overlapping cookie: a page covered by a cookie that stays is
+ * never seen unregistered, and no lookup ever returns a wrong IOVA. */
+static ubdma_ctx_t *race_ctx;
+static char *race_buf;
+static volatile int race_stop;
+
+static void *race_reader(void *arg)
+{
+	unsigned long wrong = 0;
+
+	(void)arg;
+	while (!__atomic_load_n(&race_stop, __ATOMIC_RELAXED)) {
+		for (int p = 0; p < 6; p++) {
+			uint64_t v = ubdma_vtoiova(race_ctx, race_buf + p * PG + 8);
+			if (p < 4)
+				wrong += v != (uintptr_t)(race_buf + p * PG + 8);
+			else
+				wrong += v != UBDMA_BAD_IOVA && v != (uintptr_t)(race_buf + p * PG + 8);
+		}
+	}
+	return (void *)wrong;
+}
+
+static void test_umem_race(void **state)
+{
+	(void)state;
+	ubdma_umem_t *a, *b;
+	pthread_t th;
+	void *wrong;
+
+	race_buf = anon_map(8 * PG);
+	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_VA, &race_ctx), 0);
+	assert_int_equal(ubdma_umem_lock(race_ctx, race_buf, 4 * PG, UBDMA_UMEM_READ, &a), 0);
+	assert_int_equal(pthread_create(&th, NULL, race_reader, NULL), 0);
+	for (int i = 0; i < 2000; i++) {
+		assert_int_equal(ubdma_umem_lock(race_ctx, race_buf + 2 * PG, 4 * PG, UBDMA_UMEM_READ, &b), 0);
+		ubdma_umem_unlock(b);
+	}
+	__atomic_store_n(&race_stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, &wrong);
+	assert_int_equal((uintptr_t)wrong, 0);
+	ubdma_umem_unlock(a);
+	ubdma_ctx_close(race_ctx);
+	munmap(race_buf, 8 * PG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_umem_memlock),
 		cmocka_unit_test(test_phys_refuses_4k),
 		cmocka_unit_test(test_phys_hugetlb),
+		cmocka_unit_test(test_umem_race),
 	};
 	return cmocka_run_group_tests_name("umem", tests, NULL, NULL);
 }
