@@ -266,7 +266,7 @@ static void test_umem_race(void **state)
 	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_VA, &race_ctx), 0);
 	assert_int_equal(ubdma_umem_lock(race_ctx, race_buf, 4 * PG, UBDMA_UMEM_READ, &a), 0);
 	assert_int_equal(pthread_create(&th, NULL, race_reader, NULL), 0);
-	for (int i = 0; i < 2000; i++) {
+	for (int i = 0; i < 10000; i++) {
 		assert_int_equal(ubdma_umem_lock(race_ctx, race_buf + 2 * PG, 4 * PG, UBDMA_UMEM_READ, &b), 0);
 		ubdma_umem_unlock(b);
 	}
