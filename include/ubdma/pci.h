@@ -1,9 +1,18 @@
 /*
- * ubdma/pci.h - PCI devices through VFIO.
+ * ubdma/pci.h - PCI devices through VFIO: open by address, BARs, configuration space, bus
+ * mastering, function reset, MSI-X interrupts as eventfds, the device's DMA tag and NUMA node.
  * Included by <ubdma/ubdma.h>.
+ *
+ * A device belongs to one context (one VFIO container, one IOMMU domain): every buffer locked in
+ * the context is visible to every device opened in it, at the same IOVA.  The device must be
+ * bound to vfio-pci first (`ubdma bind BDF`, or by hand through driver_override), and so must
+ * every other device of its IOMMU group.
  */
 #ifndef UBDMA_PCI_H
 #define UBDMA_PCI_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #include <ubdma/core.h>
 
@@ -11,12 +20,120 @@
 extern "C" {
 #endif
 
-
+/**
+ * ubdma_pci_open() - open the PCI function @bdf in @ctx through VFIO.
+ * @ctx:  a context on the vfio backend.
+ * @bdf:  "DDDD:BB:DD.F" (domain, bus, device, function in hex, as lspci -D prints), or "BB:DD.F"
+ *        for domain 0.
+ * @devp: receives the device.
+ *
+ * Attaches the device's IOMMU group to the context's container (the first device of a context
+ * fixes the IOMMU type, reads the usable IOVA windows and maps what was locked before it).
+ *
+ * Return: 0; EINVAL for NULL arguments or a malformed @bdf; ENOTSUP when @ctx is not on the vfio
+ * backend or the device has no IOMMU group (no IOMMU: boot with intel_iommu=on / amd_iommu=on);
+ * ENODEV when no such device exists; ENXIO when the device is bound to no driver and EBUSY when
+ * it is bound to another driver than vfio-pci (ubdma_last_error() gives the commands that rebind
+ * it); EBUSY also when the device is already open in @ctx, when the group is not viable (another
+ * device of the group is bound to a host driver) or is held by another process or context;
+ * EACCES / EPERM when /dev/vfio/<group> cannot be opened; ERANGE or ENOSPC when memory locked
+ * before the first device does not fit that device's IOMMU (outside its IOVA ranges, or more
+ * mappings than its entry limit); ENOMEM.  On failure nothing stays open or attached.
+ */
 int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp);
+
+/**
+ * ubdma_pci_close() - disable MSI-X and bus mastering, unmap the BARs, close the device, and
+ * detach its IOMMU group when no other device of the context uses it.  When the last group of the
+ * context goes, the IOMMU goes with it; memory still locked in the context stays registered and
+ * is mapped again when a device is opened.  NULL is ignored.  ubdma_ctx_close() closes the
+ * devices still open.
+ */
 void ubdma_pci_close(ubdma_pci_t *dev);
+
+/**
+ * ubdma_pci_bar() - map BAR @bar (0-5) of the device, uncached, read-write; the mapping is made
+ * once and kept until ubdma_pci_close().
+ * @lenp: receives the BAR's size (may be NULL).
+ * Return: the address, or NULL when @bar is out of range, not implemented (or the upper half of a
+ * 64-bit BAR), an I/O-port BAR, or cannot be mapped (ubdma_last_error() says which).  Parts that
+ * VFIO does not let user space map (sparse mmap: typically the MSI-X table on older kernels) are
+ * left inaccessible (PROT_NONE).
+ */
 void *ubdma_pci_bar(ubdma_pci_t *dev, int bar, size_t *lenp);
+
+/**
+ * ubdma_pci_dma_tag() - the root DMA tag of the device, like bus_get_dma_tag(dev): create the
+ * device's tags under it.  Never NULL for an open device.
+ */
 ubdma_tag_t *ubdma_pci_dma_tag(ubdma_pci_t *dev);
 
+/** ubdma_pci_bdf() - the device's address, "DDDD:BB:DD.F" in lower case. */
+const char *ubdma_pci_bdf(const ubdma_pci_t *dev);
+
+/** ubdma_pci_ctx() - the context the device was opened in. */
+ubdma_ctx_t *ubdma_pci_ctx(const ubdma_pci_t *dev);
+
+/**
+ * ubdma_pci_numa_node() - the NUMA node the device is attached to (sysfs numa_node), or -1 when
+ * the platform does not say.
+ */
+int ubdma_pci_numa_node(const ubdma_pci_t *dev);
+
+/**
+ * ubdma_pci_cfg_read() - read @len bytes of configuration space at offset @off into @buf.
+ * Accesses of 1, 2 or 4 naturally aligned bytes are single accesses; values are little endian,
+ * as the bus has them.
+ * Return: 0; EINVAL for NULL arguments or a range outside the configuration space; EIO when VFIO
+ * returns less than asked; any errno of pread(2).
+ */
+int ubdma_pci_cfg_read(ubdma_pci_t *dev, unsigned off, void *buf, size_t len);
+
+/**
+ * ubdma_pci_cfg_write() - write @len bytes of @buf to configuration space at offset @off.
+ * VFIO virtualises some registers (BARs, MSI/MSI-X capabilities, parts of the command register):
+ * a write there may be filtered.
+ * Return: 0; EINVAL for NULL arguments or a range outside the configuration space; EIO when VFIO
+ * accepts less than asked; any errno of pwrite(2).
+ */
+int ubdma_pci_cfg_write(ubdma_pci_t *dev, unsigned off, const void *buf, size_t len);
+
+/**
+ * ubdma_pci_bus_master() - turn bus mastering (the command register's Bus Master Enable bit,
+ * which lets the device start DMA) on (@enable != 0) or off.
+ * Return: 0; EIO / any errno of the configuration space access.
+ */
+int ubdma_pci_bus_master(ubdma_pci_t *dev, int enable);
+
+/**
+ * ubdma_pci_reset() - reset the function (VFIO_DEVICE_RESET: FLR, PM or bus reset, whichever the
+ * kernel finds for it).  The kernel saves the configuration space before and restores it after
+ * (bus mastering and the MSI-X set-up included); BAR mappings stay valid, but device registers
+ * return to their reset values, so the driver initialises the device again.
+ * Return: 0; ENOTSUP when the device offers no reset VFIO can use; any errno of the ioctl.
+ */
+int ubdma_pci_reset(ubdma_pci_t *dev);
+
+/** ubdma_pci_msix_count() - the number of MSI-X vectors of the device (0: no MSI-X). */
+unsigned ubdma_pci_msix_count(const ubdma_pci_t *dev);
+
+/**
+ * ubdma_pci_msix_enable() - enable MSI-X vectors 0 to @nvec - 1, each signalling an eventfd.
+ * @fds: receives @nvec eventfds (non-blocking, close-on-exec), owned by the library: read(2) or
+ *       poll(2) them, never close them; they live until ubdma_pci_msix_disable() or
+ *       ubdma_pci_close().
+ * Return: 0; EINVAL when @nvec is 0 or above ubdma_pci_msix_count() or @fds is NULL; ENOTSUP when
+ * the device has no MSI-X; EBUSY when MSI-X is already enabled (disable it first); EMFILE /
+ * ENFILE / ENOMEM when the eventfds cannot be made; any errno of VFIO_DEVICE_SET_IRQS.  On
+ * failure MSI-X stays disabled and no eventfd is left open.
+ */
+int ubdma_pci_msix_enable(ubdma_pci_t *dev, unsigned nvec, int *fds);
+
+/**
+ * ubdma_pci_msix_disable() - disable MSI-X and close its eventfds.
+ * Return: 0 (also when MSI-X was not enabled); any errno of VFIO_DEVICE_SET_IRQS.
+ */
+int ubdma_pci_msix_disable(ubdma_pci_t *dev);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,47 @@
+/*
+ * pcidev.h - an open PCI function of the pci layer: its VFIO device file, group, regions, BAR
+ * mappings and MSI-X state, as pci.c, pci_bar.c and pci_irq.c share them.
+ *
+ * The context's open devices form a list at ctx->pci, linked and unlinked under ctx->reg_lock;
+ * dev->lock serialises the lazy BAR mappings and the MSI-X state of one device.
+ */
+#ifndef UBDMA_PCIDEV_H
+#define UBDMA_PCIDEV_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ubdma/ubdma.h>
+
+#define PCI_NUM_BARS 6
+
+struct pci_bar {
+	void *addr;	/* NULL until ubdma_pci_bar() maps it */
+	size_t len;	/* the BAR's size */
+	size_t maplen;	/* what was mapped: len rounded up to pages */
+};
+
+struct ubdma_pci {
+	struct ubdma_ctx *ctx;
+	char bdf[16];		/* "dddd:bb:dd.f" */
+	int fd;			/* VFIO device file */
+	struct vfio_group *group;
+	uint32_t dev_flags;	/* VFIO_DEVICE_FLAGS_* */
+	uint64_t cfg_off, cfg_size; /* configuration space region in fd */
+	int numa;
+	unsigned msix_count;
+	pthread_mutex_t lock;	/* bars[], msix_fds, msix_n */
+	struct pci_bar bars[PCI_NUM_BARS];
+	int *msix_fds;
+	unsigned msix_n;	/* vectors enabled, 0 when MSI-X is off */
+	struct ubdma_pci *prev, *next;
+};
+
+/* Unmap every BAR mapped so far (at close). */
+void pci_bars_unmap(struct ubdma_pci *dev);
+
+/* Disable MSI-X if it is on; caller holds dev->lock. */
+int pci_msix_disable_locked(struct ubdma_pci *dev);
+
+#endif
