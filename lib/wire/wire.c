@@ -333,7 +333,7 @@ static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **seg
 
 int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *nsegp)
 {
-	uintptr_t a, b;
+	uintptr_t a = 0, b = 0;
 	struct wire_seg *segs = NULL;
 	struct undo u = { .n = 0 };
 	int nseg = 0, err = range_check(addr, len, flags, UBDMA_WIRE_HOLESOK | UBDMA_WIRE_WRITE, &a, &b);
@@ -374,7 +374,7 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 
 int unwire_range(void *addr, size_t len, int flags)
 {
-	uintptr_t a, b;
+	uintptr_t a = 0, b = 0;
 	int err = range_check(addr, len, flags, UBDMA_WIRE_HOLESOK | UBDMA_WIRE_WRITE, &a, &b);
 
 	if (err)

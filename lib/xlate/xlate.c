@@ -137,6 +137,17 @@ int xlate_set(struct xlate_map *m, uintptr_t va, size_t npages, size_t pgsz, con
 	while (va < end) {
 		uintptr_t gend = (va | (XLATE_GRANULE - 1)) + 1;
 		size_t n = ((gend < end ? gend : end) - va) / XLATE_PAGE;
+		if (pgsz >= XLATE_GRANULE && n == 512) {
+			/* a whole granule inside one big page is linear: one leaf, no per-page work */
+			uintptr_t off = va - base;
+			uint64_t iova = iovas ? iovas[off / pgsz] + off % pgsz : iova0 + off;
+			uint64_t *ge = granule(m, va, 1);
+			if (!ge || retire_reserve(m))
+				return ENOMEM;
+			granule_replace(m, ge, (iova & XLATE_ADDR_MASK) | XLATE_VALID);
+			va = gend;
+			continue;
+		}
 		for (size_t i = 0; i < n; i++) {
 			uintptr_t off = va + i * XLATE_PAGE - base;
 			buf[i] = iovas ? iovas[off / pgsz] + off % pgsz : iova0 + off;
