@@ -22,17 +22,22 @@ echo
 echo "== 2. host: translation cost, ubdma beside DPDK 22.11 (bench/xlate, 1 GiB of 2 MiB pages)"
 if [ -x "$B/bench/bench_xlate" ]; then
   "$B/bench/bench_xlate" --json > "$B/bench_xlate.json" 2> "$B/bench_xlate.err" || true
-  "$B/bench/bench_xlate" --from-json "$B/bench_xlate.json" 2>/dev/null || cat "$B/bench_xlate.json"
+  grep -v '^$' "$B/bench_xlate.err" | sed 's/^/  /'
   add "vtoiova median (ns)" "$(python3 - "$B/bench_xlate.json" <<'PY'
 import json, sys
 try:
     rows = json.load(open(sys.argv[1]))
 except Exception:
     print("no result"); sys.exit()
+for r in rows:
+    med = r.get("median"); p99 = r.get("p99")
+    fmt = lambda v: "skipped" if v is None else f"{v:.2f}"
+    print(f"    {r['name']:<14}{r['impl']:<20}{r.get('unit',''):<11} median {fmt(med):>10}  p99 {fmt(p99):>10}", file=sys.stderr)
 get = lambda i: next((r for r in rows if r["name"] == "vtoiova" and r["impl"] == i and r.get("median") is not None), None)
 u, d = get("ubdma"), get("dpdk-memseg")
 s = f"ubdma {u['median']:.2f}" if u else "ubdma n/a"
-if d: s += f", dpdk-memseg {d['median']:.2f} (ratio {u['median']/d['median']:.2f}x)" if u else ""
+if u and d:
+    s += f", dpdk-memseg {d['median']:.2f} (ubdma/dpdk = {u['median']/d['median']:.2f}x)"
 print(s)
 PY
 )"
