@@ -34,7 +34,8 @@ options:
   -m SIZE    guest memory (default 1G)        -H N   2 MiB hugepages to reserve (default 64)
   -T         print TAP on stdout (all other messages go to stderr)
   -v         verbose: kernel messages on the console, console streamed to stderr
-Exit status: 0 all passed, 1 a failure, 2 usage or set-up error.
+A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").
+Exit status: 0 all passed or skipped, 1 a failure, 2 usage or set-up error.
 EOF
 }
 
@@ -271,11 +272,12 @@ judge() {
 		else if (setup != "") why = "setup failed: " setup
 		if (nf[0] > 0) why = why (why ? "; " : "") nf[0] " DMAR fault(s) during boot"
 		if (!done) why = why (why ? "; " : "") (timed_out ? "guest timed out" : "guest stopped before DONE (qemu status " qrc ")")
-		print "0", (why == "" ? "ok" : "fail"), "guest", "boot, setup and power-off:", why
+		print "0", (why == "" ? "ok" : "fail"), "guest", "boot, setup and power-off" (why == "" ? "" : ":"), why
 		for (n = 1; n <= nprog; n++) {
 			why = ""
 			if (!began[n]) why = "not run"
 			else if (!ended[n]) why = "did not finish"
+			else if (st[n] == "77") skip = 1
 			else if (st[n] != "0") why = "exit status " st[n]
 			# announced faults must appear; other faults must not
 			any = 0
@@ -292,18 +294,19 @@ judge() {
 			}
 			if (began[n] && !ended[n] && timed_out) why = why " (guest timed out)"
 			info = "status=" (n in st ? st[n] : "-") " time=" (n in tm ? tm[n] : "-") "s faults=" nf[n] + 0 "/" ne[n] + 0
-			print n, (why == "" ? "ok" : "fail"), nm[n], info, why
+			print n, (why != "" ? "fail" : skip ? "skip" : "ok"), nm[n], info, why
+			skip = 0
 		}
 	}' "$CONSOLE"
 }
 
 judge >"$OUT/verdict.txt"
-FAILED=0 PASSED=0
+FAILED=0 PASSED=0 SKIPPED=0
 RESULTS=$OUT/results.txt
 {
 	echo "# run-guest.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ) wall=${WALL}s qemu=$qrc"
 	while read -r num res name rest; do
-		[ "$res" = ok ] && r=PASS || r=FAIL
+		case $res in ok) r=PASS ;; skip) r=SKIP ;; *) r=FAIL ;; esac
 		echo "$r $num $name $rest"
 	done <"$OUT/verdict.txt"
 } >"$RESULTS"
@@ -312,11 +315,14 @@ if [ "$TAP" = 1 ]; then echo "1..$((NPROG + 1))"; fi
 while read -r num res name rest; do
 	if [ "$res" = ok ]; then
 		PASSED=$((PASSED + 1)) word=PASS tap=ok
+	elif [ "$res" = skip ]; then
+		SKIPPED=$((SKIPPED + 1)) word=SKIP tap=ok directive=" # SKIP exit status 77"
 	else
 		FAILED=$((FAILED + 1)) word=FAIL tap="not ok"
 	fi
 	if [ "$TAP" = 1 ]; then
-		echo "$tap $((num + 1)) - $name"
+		echo "$tap $((num + 1)) - $name${directive:-}"
+		directive=
 		echo "# $name: $rest"
 	fi
 	say "$word $name $rest"
@@ -332,5 +338,5 @@ if [ $FAILED -gt 0 ]; then
 		tail -n 20 "$OUT/qemu-stderr.log" >&2
 	fi
 fi
-if [ "$TAP" = 0 ]; then echo "$PASSED passed, $FAILED failed"; fi
+if [ "$TAP" = 0 ]; then echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"; fi
 [ $FAILED -eq 0 ]
