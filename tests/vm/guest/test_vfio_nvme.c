@@ -11,7 +11,11 @@
  *          cookie, Identify lands in the middle of it;
  *   hole   Identify with PRP1 at an IOVA nothing is mapped at: a DMAR fault (announced with
  *          UBDMA-EXPECT-DMAR-FAULT, so the runner requires it) and no byte of our memory changes;
- *   stale  the 4k buffer's IOVA after ubdma_umem_unlock(): a DMAR fault, the buffer unchanged.
+ *   stale  the 4k buffer's IOVA after ubdma_umem_unlock(): a DMAR fault, the buffer unchanged;
+ *   msix   the admin completion queue's interrupt (vector 0) arrives on the MSI-X eventfd;
+ *   reopen the device is closed (the IOMMU goes with the last group), memory is locked while no
+ *          device is open, the device is opened again: both the old and the new memory are
+ *          mapped again (replay) and Identify lands in each.
  * The controller reports success even for a faulting command (QEMU), so the proof is the data.
  * NVMe register and command layouts: NVM Express Base Specification 1.4, sections cited below.
  * Exit status: 0 pass, 1 fail, 77 skip.
@@ -23,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -269,6 +274,11 @@ int main(void)
 	for (int i = 0; i < n && i < 8; i++)
 		printf("# after attach: window %d [%#" PRIx64 ", %#" PRIx64 "]\n", i, lo[i], hi[i]);
 	check(n >= 1 && lo[0] > 0, "usable windows read from the IOMMU (%d), page 0 excluded", n);
+	int msix_fd = -1;
+	if (ubdma_pci_msix_count(c.dev) > 0) {
+		rc = ubdma_pci_msix_enable(c.dev, 1, &msix_fd);
+		CHECK_RC(rc, "MSI-X vector 0 enabled");
+	}
 	if (nvme_init(&c, ctx))
 		goto out;
 
@@ -286,6 +296,12 @@ int main(void)
 	check(iova4 == ubdma_vtoiova(ctx, b4 + 3 * PG) && iova4 != UBDMA_BAD_IOVA && iova4 != 0,
 	      "4k: cookie and translation map agree (%#" PRIx64 ")", iova4);
 	identify_into(&c, "4k", b4 + 3 * PG, iova4);
+	if (msix_fd >= 0) {
+		struct pollfd pfd = { .fd = msix_fd, .events = POLLIN };
+		uint64_t cnt = 0;
+		int got = poll(&pfd, 1, 2000) == 1 && read(msix_fd, &cnt, sizeof(cnt)) == sizeof(cnt);
+		check(got && cnt > 0, "msix: admin completions signalled the eventfd (%" PRIu64 " interrupts)", cnt);
+	}
 
 	/* 2m */
 	uint8_t *b2 = mmap(NULL, SZ_2M, PROT_READ | PROT_WRITE,
@@ -332,6 +348,22 @@ int main(void)
 	check(iova4b != iova4 - 3 * PG, "relock: a fresh IOVA (%#" PRIx64 "), the stale one is not "
 	      "reused at once", iova4b);
 	identify_into(&c, "relock", b4, iova4b);
+	ubdma_umem_unlock(c4);
+
+	/* reopen: the last device goes, memory is locked with none open, the device comes back */
+	nvme_fini(&c);
+	ubdma_pci_close(c.dev);
+	c = (struct nvme){ 0 };
+	rc = ubdma_umem_lock(ctx, b4, 8 * PG, UBDMA_UMEM_WRITE | UBDMA_UMEM_READ, &c4);
+	CHECK_RC(rc, "reopen: umem_lock while no device is open");
+	rc = ubdma_pci_open(ctx, bdf, &c.dev);
+	CHECK_RC(rc, "reopen: ubdma_pci_open again (replays the mappings)");
+	if (rc || nvme_init(&c, ctx))
+		goto out;
+	identify_into(&c, "reopen: memory locked before the first open", early + 5 * PG,
+		      ubdma_vtoiova(ctx, early + 5 * PG));
+	identify_into(&c, "reopen: memory locked while no device was open", b4 + PG,
+		      ubdma_vtoiova(ctx, b4 + PG));
 	ubdma_umem_unlock(c4);
 
 	nvme_fini(&c);
