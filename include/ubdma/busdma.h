@@ -17,35 +17,79 @@ typedef struct {
 	uint64_t ds_len;  /* its length in bytes */
 } ubdma_seg_t;
 
+/*
+ * A load's callback, bus_dmamap_callback_t: @segs/@nseg the segment list (valid during the call),
+ * or @nseg 0 and @error EFBIG or ENOMEM.  Runs in the loading thread, or for a deferred load in the
+ * thread whose ubdma_map_unload() (or ubdma_tag_set_bounce_limit()) freed the bounce pages.
+ */
 typedef void ubdma_callback_t(void *arg, ubdma_seg_t *segs, int nseg, int error);
 
 /**
  * ubdma_tag_create() - a DMA tag: the constraints of a device, bus_dma_tag_create(9).
  * @parent:    the context's root tag (ubdma_ctx_tag()), a device tag or another tag; NULL -> EINVAL.
- * @alignment: power of two (1 = none); segments start on this alignment.
- * @boundary:  power of two or 0 (none); no segment crosses a multiple of it.
- * @lowaddr, @highaddr: IOVAs in the window (lowaddr, highaddr] cannot be used by the device.
+ * @alignment: power of two (1 = none); every page piece used in place starts on it, else bounces.
+ * @boundary:  power of two or 0 (none); no segment crosses a multiple of it; clips @maxsegsz.
+ * @lowaddr, @highaddr: IOVAs in the window (lowaddr, highaddr] cannot be used by the device
+ *             (UBDMA_MAXADDR_32BIT, UBDMA_MAXADDR for a 32-bit device; lowaddr == highaddr: none).
  * @maxsize:   largest load; @nsegments: most segments; @maxsegsz: largest segment (0 -> EINVAL).
- * @flags:     UBDMA_ALLOCNOW reserves bounce pages for one maxsize load now; UBDMA_STRICT.
- * Return: 0; EINVAL for bad parameters; ENOMEM when memory or bounce pages cannot be had.
+ * @flags:     UBDMA_ALLOCNOW makes the bounce pages of one maxsize load now; UBDMA_STRICT bounces
+ *             every piece that does not fill its whole 4 KiB page; UBDMA_NOWAIT, UBDMA_COHERENT
+ *             are accepted and change nothing.
+ * A child inherits lowaddr = min, highaddr = max and the smallest non-zero boundary of its parent
+ * and its own, and holds a reference on its parent.
+ * Return: 0; EINVAL for a NULL @parent or @tagp, alignment or boundary not a power of two, maxsize,
+ * maxsegsz or nsegments 0, lowaddr > highaddr, unknown flags; ENOMEM when memory or (ALLOCNOW)
+ * bounce pages cannot be had.
  */
 int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, uint64_t lowaddr,
 		     uint64_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
 		     ubdma_tag_t **tagp);
 
-/** ubdma_tag_destroy() - Return: 0; EBUSY while maps or child tags exist; EINVAL for the root tag. */
+/**
+ * ubdma_tag_destroy() - destroy a tag and its bounce pool.
+ * Return: 0; EBUSY while maps (DMA memory included) or child tags exist; EINVAL for NULL, the
+ * root tag (ubdma_ctx_close() frees it) or a device's tag (ubdma_pci_close() frees it).
+ */
 int ubdma_tag_destroy(ubdma_tag_t *tag);
 
-/** ubdma_map_create() - a map for loads on @tag.  Return: 0, EINVAL, ENOMEM. */
+/**
+ * ubdma_tag_set_bounce_limit() - bound the tag's bounce pool to @bytes of pages in use at once
+ * (rounded up to whole pages of max(4 KiB, alignment)).  The default is 4 maxsize loads, at most
+ * 128 MiB; 0 forbids bouncing (loads that need it fail with ENOMEM).  Raising the limit runs
+ * loads waiting for pages, in the calling thread.
+ * Return: 0; EINVAL for a NULL @tag.
+ */
+int ubdma_tag_set_bounce_limit(ubdma_tag_t *tag, size_t bytes);
+
+/** ubdma_tag_bounce_limit() - the tag's bounce pool limit in bytes (the default until set). */
+size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag);
+
+/**
+ * ubdma_map_create() - a map for loads on @tag; its segment array is made now, so loads allocate
+ * nothing.  @flags: 0, UBDMA_NOWAIT or UBDMA_COHERENT (no effect).
+ * Return: 0; EINVAL for NULL arguments or unknown flags; ENOMEM.
+ */
 int ubdma_map_create(ubdma_tag_t *tag, int flags, ubdma_map_t **mapp);
 
-/** ubdma_map_destroy() - Return: 0; EBUSY while the map is loaded; EINVAL for a foreign map. */
+/**
+ * ubdma_map_destroy() - destroy an unloaded map.
+ * Return: 0; EBUSY while the map is loaded or waiting for a deferred load; EINVAL for a map of
+ * another tag or one from ubdma_mem_alloc() (use ubdma_mem_free()).
+ */
 int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map);
 
 /**
  * ubdma_map_load() - load a buffer: build its segment list and hand it to @cb.
- * Return: 0 (the callback ran, possibly with EFBIG or ENOMEM and nseg 0); EINPROGRESS when bounce
- * pages are short and @flags is UBDMA_WAITOK (the callback runs later, FIFO); EINVAL.
+ * Registered memory (ubdma_umem_lock()) is used in place; a page piece that is not registered,
+ * whose IOVA is in the exclusion window or off the alignment is bounced (never pinned behind the
+ * caller's back).  No lock, system call or allocation when nothing bounces.
+ * @flags: UBDMA_WAITOK (0) or UBDMA_NOWAIT.
+ * Return: 0 when the callback ran: with the segments, or with nseg 0 and EFBIG (more than
+ * nsegments segments); ENOMEM when bounce pages are short and @flags is UBDMA_NOWAIT, or the load
+ * needs more than the pool's limit (the callback got ENOMEM too); EINPROGRESS when bounce pages are
+ * short and @flags is UBDMA_WAITOK: the callback runs later, in FIFO order, when an unload frees
+ * pages; EINVAL (no callback) for NULL arguments, a map of another tag, a map already loaded, len
+ * above maxsize or unknown flags.
  */
 int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_callback_t *cb,
 		   void *arg, int flags);
@@ -56,22 +100,37 @@ int ubdma_map_load_iov(ubdma_tag_t *tag, ubdma_map_t *map, const struct iovec *i
 
 /**
  * ubdma_map_load_sg() - as ubdma_map_load() without a callback, like bus_dmamap_load_mbuf_sg().
- * @segs: array of the tag's nsegments entries; @nsegs receives the count.
- * Return: 0; EFBIG, ENOMEM (never deferred), EINVAL.
+ * @segs: array of the tag's nsegments entries; @nsegs receives the count (0 on failure).
+ * Return: 0; EFBIG; ENOMEM (never deferred, whatever @flags); EINVAL as ubdma_map_load().
  */
 int ubdma_map_load_sg(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_seg_t *segs,
 		      int *nsegs, int flags);
 
-/** ubdma_map_unload() - release the load's segments and bounce pages; no implicit sync. */
+/**
+ * ubdma_map_unload() - release the load's segments and bounce pages (which may run deferred
+ * loads of other maps in this thread); cancels a load still waiting.  No implicit sync.
+ */
 void ubdma_map_unload(ubdma_tag_t *tag, ubdma_map_t *map);
 
-/** ubdma_map_sync() - bounce copies and fences for @ops (PRE and POST may not be mixed). */
+/**
+ * ubdma_map_sync() - bounce copies and fences: PREWRITE copies to the bounce pages, POSTREAD
+ * copies back, PREREAD and POSTWRITE copy nothing; ends with a release fence (PRE) or an acquire
+ * fence (POST).  PRE and POST mixed in one call is refused: nothing is copied, ubdma_last_error()
+ * says why.
+ */
 void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops);
 
-/** ubdma_mem_alloc() - DMA memory that satisfies @tag, wired and mapped, loaded into *@mapp. */
+/**
+ * ubdma_mem_alloc() - maxsize bytes of DMA memory that satisfy @tag (alignment, boundary, window,
+ * nsegments: one segment when nsegments is 1), wired and mapped into the context, 2 MiB
+ * hugepage-backed from 2 MiB on.  *@mapp is a map for it, not loaded: load it with
+ * ubdma_map_load() to get its segments (never bounced), as with bus_dmamem_alloc(9).
+ * @flags: UBDMA_ZERO zeroes it; UBDMA_COHERENT accepted (x86 DMA is always coherent); UBDMA_NOWAIT.
+ * Return: 0; EINVAL for NULL arguments or unknown flags; ENOMEM when no memory satisfies the tag.
+ */
 int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **mapp);
 
-/** ubdma_mem_free() - free memory from ubdma_mem_alloc(). */
+/** ubdma_mem_free() - unload if loaded, and free memory from ubdma_mem_alloc() and its map. */
 void ubdma_mem_free(ubdma_tag_t *tag, void *vaddr, ubdma_map_t *map);
 
 

@@ -1,0 +1,320 @@
+/*
+ * bounce.c - a tag's bounce pool: slots of wired, IOVA-mapped memory that satisfies the tag, the
+ * reservation of slots for a load, and the FIFO queue of loads waiting for slots (WAITOK).
+ *
+ * The pool grows on demand, in backings from dmamem_backing_alloc() whose IOVAs lie outside the
+ * tag's exclusion window and start on the slot alignment; every slot is checked against the tag
+ * before it enters the free list, so memory from an allocator that could not honour the request
+ * fully is never handed to a device.  The pool's limit bounds the slots in use at once (not the
+ * memory made: a 2 MiB hugepage backing holds 512 slots even when the limit is lower).  By default
+ * it is BUSDMA_BOUNCE_MULT maxsize loads (FreeBSD sizes a bounce zone from maxsize the same way),
+ * capped at BUSDMA_BOUNCE_DEFAULT_CAP slots; ubdma_tag_set_bounce_limit() changes it.
+ *
+ * Deferred loads: a WAITOK load that cannot have its slots now is queued and its load returns
+ * EINPROGRESS, as FreeBSD's reserve_bounce_pages() queues on the bounce zone's waiting list.  The
+ * queue is strictly first in, first out: while loads are waiting, a new load waits too (WAITOK)
+ * or fails with ENOMEM (NOWAIT), so that small loads cannot starve a large one.  Whoever frees
+ * slots (ubdma_map_unload(), ubdma_tag_set_bounce_limit()) runs the loads they make possible, in
+ * queue order, in its own thread and after dropping the pool lock; FreeBSD hands them to a
+ * software interrupt thread instead, which a library does not have.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "busdma/busdma_int.h"
+#include "core/log.h"
+
+#define BUSDMA_BOUNCE_DEFAULT_CAP 32768 /* slots: 128 MiB of 4 KiB slots */
+#define BUSDMA_BOUNCE_GROW_MIN 16	/* slots made at least per growth */
+
+/* Slots one contiguous load of len bytes can need: each page piece takes one. */
+static size_t pieces_for(size_t len)
+{
+	return len / BUSDMA_PAGE + 2;
+}
+
+size_t bounce_default_limit(const struct ubdma_tag *t)
+{
+	size_t one = pieces_for(t->maxsize);
+
+	if (one > BUSDMA_BOUNCE_DEFAULT_CAP / BUSDMA_BOUNCE_MULT)
+		return one > BUSDMA_BOUNCE_DEFAULT_CAP ? BUSDMA_BOUNCE_DEFAULT_CAP : one;
+	return one * BUSDMA_BOUNCE_MULT;
+}
+
+static size_t pool_inuse(const struct bounce_pool *p)
+{
+	return p->total - p->nfree;
+}
+
+/* Make at least want more slots.  Pool lock held (growth is the slow path). 0 or errno. */
+static int pool_grow(struct ubdma_tag *t, struct bounce_pool *p, size_t want)
+{
+	struct iommu_window lim;
+	struct backing *b;
+	struct bounce_page *pages;
+	int err;
+
+	if (want < BUSDMA_BOUNCE_GROW_MIN)
+		want = BUSDMA_BOUNCE_GROW_MIN;
+	if ((err = busdma_tag_allowed(t, &lim)))
+		return uerr(err, "the tag's window (%#llx, %#llx] leaves no IOVA for bounce pages",
+			    (unsigned long long)t->lowaddr, (unsigned long long)t->highaddr);
+	if (!(b = calloc(1, sizeof(*b))))
+		return uerr(ENOMEM, "out of memory");
+	void **nv = realloc(p->pagev, (p->npagev + 1) * sizeof(*p->pagev));
+	if (!nv) {
+		free(b);
+		return uerr(ENOMEM, "out of memory");
+	}
+	p->pagev = (struct bounce_page **)nv;
+	if ((err = dmamem_backing_alloc(t->ctx, want * p->slot, p->slot, &lim, -1, b))) {
+		free(b);
+		return err;
+	}
+	size_t n = b->len / p->slot, good = 0;
+	if (!(pages = calloc(n, sizeof(*pages)))) {
+		dmamem_backing_free(b);
+		free(b);
+		return uerr(ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *va = (char *)b->va + i * p->slot;
+		uint64_t iova = ubdma_umem_iova(b->cookie, va);
+		/* the slot itself must satisfy the tag, or bouncing would not help */
+		if (iova == UBDMA_BAD_IOVA || (iova & (p->slot - 1)) || !busdma_iova_ok(t, iova, p->slot))
+			continue;
+		pages[good] = (struct bounce_page){ .next = p->free, .vaddr = va, .iova = iova };
+		p->free = &pages[good++];
+	}
+	if (!good) {
+		free(pages);
+		dmamem_backing_free(b);
+		free(b);
+		return uerr(ENOMEM, "no bounce memory the tag can use: IOVAs outside (%#llx, %#llx] on "
+			    "%zu-byte alignment", (unsigned long long)t->lowaddr, (unsigned long long)t->highaddr,
+			    p->slot);
+	}
+	p->pagev[p->npagev++] = pages;
+	b->next = p->mem;
+	p->mem = b;
+	p->nfree += good;
+	p->total += good;
+	ULOG_DEBUG("tag %p bounce pool grew by %zu slots of %zu bytes (%zu in all, limit %zu)", (void *)t, good,
+		   p->slot, p->total, p->limit);
+	return 0;
+}
+
+static struct bounce_page *pool_take(struct bounce_pool *p, size_t n)
+{
+	struct bounce_page *list = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		struct bounce_page *pg = p->free;
+		p->free = pg->next;
+		pg->next = list;
+		list = pg;
+	}
+	p->nfree -= n;
+	return list;
+}
+
+int bounce_pool_get(struct ubdma_tag *t, struct bounce_pool **poolp)
+{
+	struct bounce_pool *p = __atomic_load_n(&t->pool, __ATOMIC_ACQUIRE);
+	int err = 0;
+
+	if (p) {
+		*poolp = p;
+		return 0;
+	}
+	pthread_mutex_lock(&t->root->lock);
+	if (!(p = t->pool)) {
+		if (!(p = calloc(1, sizeof(*p)))) {
+			pthread_mutex_unlock(&t->root->lock);
+			return uerr(ENOMEM, "out of memory");
+		}
+		pthread_mutex_init(&p->lock, NULL);
+		p->slot = t->alignment > BUSDMA_PAGE ? t->alignment : BUSDMA_PAGE;
+		p->limit = t->bounce_limit_set ? (t->bounce_limit + p->slot - 1) / p->slot : bounce_default_limit(t);
+		if (t->flags & UBDMA_ALLOCNOW) {
+			/* bus_dma(9) ALLOCNOW: the slots of one maxsize load, made now */
+			size_t one = pieces_for(t->maxsize);
+			pthread_mutex_lock(&p->lock);
+			err = one <= p->limit ? pool_grow(t, p, one) : ENOMEM;
+			pthread_mutex_unlock(&p->lock);
+			if (err) {
+				bounce_pool_free(p);
+				pthread_mutex_unlock(&t->root->lock);
+				return uerr(err, "ALLOCNOW: cannot make %zu bounce pages for a %zu-byte load", one,
+					    t->maxsize);
+			}
+		}
+		__atomic_store_n(&t->pool, p, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&t->root->lock);
+	*poolp = p;
+	return 0;
+}
+
+int bounce_reserve(struct ubdma_tag *t, struct ubdma_map *m, size_t n, int flags, struct bounce_page **pagesp)
+{
+	struct bounce_pool *p;
+	int err;
+
+	if ((err = bounce_pool_get(t, &p)))
+		return err;
+	pthread_mutex_lock(&p->lock);
+	if (n > p->limit) {
+		size_t limit = p->limit;
+		pthread_mutex_unlock(&p->lock);
+		return uerr(ENOMEM, "the load needs %zu bounce pages and the tag's pool is limited to %zu "
+			    "(ubdma_tag_set_bounce_limit())", n, limit);
+	}
+	if (!p->wait_head && pool_inuse(p) + n <= p->limit) {
+		if (p->nfree < n)
+			err = pool_grow(t, p, n - p->nfree);
+		if (p->nfree >= n) {
+			*pagesp = pool_take(p, n);
+			pthread_mutex_unlock(&p->lock);
+			return 0;
+		}
+	}
+	/* nothing in use and no growth possible: nobody would ever wake a waiter */
+	if ((flags & UBDMA_NOWAIT) || (!pool_inuse(p) && !p->wait_head)) {
+		pthread_mutex_unlock(&p->lock);
+		(void)err; /* why growth failed is in ubdma_last_error(); the caller sees ENOMEM */
+		return ENOMEM;
+	}
+	m->wait_pages = n;
+	m->wait_next = NULL;
+	m->state = MAP_PENDING;
+	if (p->wait_tail)
+		p->wait_tail->wait_next = m;
+	else
+		p->wait_head = m;
+	p->wait_tail = m;
+	pthread_mutex_unlock(&p->lock);
+	ULOG_DEBUG("map %p on tag %p waits for %zu bounce pages", (void *)m, (void *)t, n);
+	return EINPROGRESS;
+}
+
+static void queue_pop(struct bounce_pool *p)
+{
+	struct ubdma_map *m = p->wait_head;
+
+	p->wait_head = m->wait_next;
+	if (!p->wait_head)
+		p->wait_tail = NULL;
+	m->wait_next = NULL;
+}
+
+/* Set while this thread runs deferred loads: a callback that unloads does not nest a drain. */
+static _Thread_local int draining;
+
+void bounce_drain(struct ubdma_tag *t)
+{
+	struct bounce_pool *p = t->pool;
+
+	if (!p || draining)
+		return;
+	draining = 1;
+	pthread_mutex_lock(&p->lock);
+	while (p->wait_head) {
+		struct ubdma_map *m = p->wait_head;
+		size_t n = m->wait_pages;
+		struct bounce_page *pages = NULL;
+		int fail = 0;
+
+		if (n > p->limit) {
+			fail = 1; /* the limit went down below what the load needs */
+		} else if (pool_inuse(p) + n > p->limit) {
+			break;
+		} else if (p->nfree < n && pool_grow(t, p, n - p->nfree) && p->nfree < n) {
+			if (pool_inuse(p))
+				break; /* a later release will retry */
+			fail = 1;
+		}
+		queue_pop(p);
+		if (!fail)
+			pages = pool_take(p, n);
+		pthread_mutex_unlock(&p->lock);
+		if (fail) {
+			ubdma_callback_t *cb = m->wait_cb;
+			void *arg = m->wait_arg;
+			if (m->wait_iov != &m->wait_iov1)
+				free(m->wait_iov);
+			m->wait_iov = NULL;
+			m->state = MAP_IDLE;
+			cb(arg, m->segs, 0, ENOMEM);
+		} else {
+			busdma_load_deferred(m, pages);
+		}
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	draining = 0;
+}
+
+void bounce_release(struct ubdma_tag *t, struct bounce_page *pages)
+{
+	struct bounce_pool *p = t->pool;
+	size_t n = 0;
+	int waiters;
+
+	pthread_mutex_lock(&p->lock);
+	while (pages) {
+		struct bounce_page *pg = pages;
+		pages = pg->next;
+		pg->next = p->free;
+		p->free = pg;
+		n++;
+	}
+	p->nfree += n;
+	waiters = p->wait_head != NULL;
+	pthread_mutex_unlock(&p->lock);
+	if (waiters)
+		bounce_drain(t);
+}
+
+int bounce_cancel(struct ubdma_tag *t, struct ubdma_map *m)
+{
+	struct bounce_pool *p = t->pool;
+	struct ubdma_map **pp, *prev = NULL;
+	int found = 0;
+
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	for (pp = &p->wait_head; *pp; prev = *pp, pp = &(*pp)->wait_next) {
+		if (*pp == m) {
+			*pp = m->wait_next;
+			if (p->wait_tail == m)
+				p->wait_tail = prev;
+			m->wait_next = NULL;
+			found = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* the head may have been the blocker of smaller loads behind it */
+	if (found)
+		bounce_drain(t);
+	return found;
+}
+
+void bounce_pool_free(struct bounce_pool *p)
+{
+	while (p->mem) {
+		struct backing *b = p->mem;
+		p->mem = b->next;
+		dmamem_backing_free(b);
+		free(b);
+	}
+	for (size_t i = 0; i < p->npagev; i++)
+		free(p->pagev[i]);
+	free(p->pagev);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}

@@ -1,0 +1,396 @@
+/*
+ * load.c - the segment builder and the load variants (ubdma_map_load, _iov, _sg) that all go
+ * through it, as FreeBSD funnels every load through _bus_dmamap_load_buffer().
+ *
+ * The builder walks the buffer run by run: xlate_lookup_run() gives the IOVA of a virtual address
+ * and how far the translation stays linear (to the end of a 4 KiB page or a 2 MiB leaf).  A run
+ * that satisfies the tag becomes segments directly; otherwise it is cut into page pieces (pieces
+ * of the buffer that do not cross a 4 KiB virtual page) and each piece is judged on its own, as
+ * FreeBSD's must_bounce() judges each page: it bounces when it is not registered in the context,
+ * when its IOVAs touch the exclusion window (lowaddr, highaddr], when its first IOVA is not on the
+ * tag's alignment, or (UBDMA_STRICT) when it does not own its whole page.
+ *
+ * Segments: a segment never crosses a multiple of the boundary and never exceeds maxsegsz; a piece
+ * extends the previous segment only when it starts where that segment ends and the result still
+ * respects both.  A bounced piece always starts a segment of its own and nothing extends it: the
+ * number of segments then depends only on the buffer and the tag, never on which bounce slots the
+ * pool handed out, so EFBIG is decided before any slot is taken (FreeBSD merges contiguous bounce
+ * pages; we chose determinism).
+ *
+ * The fast path (nothing bounces) takes no lock, makes no system call and allocates nothing: it
+ * writes into the map's segment array, made with the map.  When a piece must bounce, the load
+ * counts the slots and segments it needs (BUILD_COUNT), reserves the slots (bounce.c, the only
+ * place with a lock), then builds again with them (BUILD_BOUNCE).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "busdma/busdma_int.h"
+#include "core/log.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Append the IOVA range [a, a + n) to the segment list, honouring boundary and maxsegsz. */
+static inline int seg_add(struct build *b, uint64_t a, uint64_t n)
+{
+	const struct ubdma_tag *t = b->tag;
+	const uint64_t bmask = t->boundary ? ~(t->boundary - 1) : 0;
+
+	while (n) {
+		uint64_t take = n;
+		if (t->boundary) {
+			uint64_t room = t->boundary - (a & (t->boundary - 1));
+			take = take < room ? take : room;
+		}
+		if (!b->nomerge && b->nseg && b->last_end == a && b->last_len < t->maxsegsz &&
+		    !((b->last_addr ^ a) & bmask)) {
+			uint64_t room = t->maxsegsz - b->last_len;
+			take = take < room ? take : room;
+			b->last_len += take;
+			if (b->segs)
+				b->segs[b->nseg - 1].ds_len = b->last_len;
+		} else {
+			take = take < t->maxsegsz ? take : t->maxsegsz;
+			if (unlikely(b->nseg == b->cap))
+				return EFBIG;
+			b->last_addr = a;
+			b->last_len = take;
+			if (b->segs)
+				b->segs[b->nseg] = (ubdma_seg_t){ a, take };
+			b->nseg++;
+		}
+		b->nomerge = 0;
+		a += take;
+		n -= take;
+		b->last_end = a;
+	}
+	return 0;
+}
+
+/* A page piece [va, va + n) that must go through a bounce slot. */
+static int bounce_piece(struct build *b, uintptr_t va, size_t n)
+{
+	uint64_t iova = 0; /* COUNT: slots start on the slot alignment, as 0 does */
+	int err;
+
+	if (b->mode == BUILD_FAST)
+		return BUILD_NEED_BOUNCE;
+	if (b->mode == BUILD_BOUNCE) {
+		struct bounce_page *p = b->reserved;
+		if (!p)
+			return BUILD_NEED_BOUNCE; /* the translation changed since the count */
+		b->reserved = p->next;
+		p->client = va;
+		p->len = n;
+		p->next = b->used;
+		b->used = p;
+		iova = p->iova;
+	}
+	b->npages++;
+	b->nomerge = 1;
+	err = seg_add(b, iova, n);
+	b->nomerge = 1;
+	return err;
+}
+
+/* Whether a page piece at IOVA iova, n bytes, virtual page offset off, may be used in place. */
+static inline int piece_ok(const struct ubdma_tag *t, uint64_t iova, size_t n, int strict)
+{
+	return busdma_iova_ok(t, iova, n) && !(strict && n != BUSDMA_PAGE);
+}
+
+/* A run [va, va + n) linear in IOVA from iova that cannot be taken whole: judge it page by page. */
+static int build_pages(struct build *b, uintptr_t va, uint64_t iova, size_t n, int strict)
+{
+	const uintptr_t end = va + n;
+
+	while (va < end) {
+		size_t m = BUSDMA_PAGE - (va & BUSDMA_PAGE_MASK);
+		m = m < end - va ? m : end - va;
+		int err = piece_ok(b->tag, iova, m, strict) ? seg_add(b, iova, m) : bounce_piece(b, va, m);
+		if (err)
+			return err;
+		va += m;
+		iova += m;
+	}
+	return 0;
+}
+
+static int build_piece(struct build *b, uintptr_t va, size_t len)
+{
+	const struct ubdma_tag *t = b->tag;
+	const struct xlate_map *xm = &t->ctx->xlate;
+	const int strict = t->flags & UBDMA_STRICT;
+	const uintptr_t end = va + len;
+
+	while (va < end) {
+		size_t run, n;
+		uint64_t iova = xlate_lookup_run(xm, va, &run);
+		int err;
+
+		if (unlikely(iova == UBDMA_BAD_IOVA)) {
+			/* not registered: bounce rather than pin behind the user's back */
+			n = BUSDMA_PAGE - (va & BUSDMA_PAGE_MASK);
+			n = n < end - va ? n : end - va;
+			err = bounce_piece(b, va, n);
+		} else {
+			n = run < end - va ? run : end - va;
+			/* the whole run is usable when it misses the window, starts aligned, every later
+			 * page start is aligned too (alignment <= 4 KiB, or a single page) and, with
+			 * STRICT, it holds whole pages only */
+			if (likely(busdma_iova_ok(t, iova, n) &&
+				   (t->amask < BUSDMA_PAGE || (va & BUSDMA_PAGE_MASK) + n <= BUSDMA_PAGE) &&
+				   !(strict && ((va | (va + n)) & BUSDMA_PAGE_MASK))))
+				err = seg_add(b, iova, n);
+			else
+				err = build_pages(b, va, iova, n, strict);
+		}
+		if (err)
+			return err;
+		va += n;
+	}
+	return 0;
+}
+
+int busdma_build(struct build *b, const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_len)
+			continue;
+		int err = build_piece(b, (uintptr_t)iov[i].iov_base, iov[i].iov_len);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ the load front door */
+
+/* Give a build's slots back: those it took and those it did not need. */
+static void build_release(struct ubdma_tag *t, struct build *b)
+{
+	struct bounce_page *all = b->reserved;
+
+	while (b->used) {
+		struct bounce_page *p = b->used;
+		b->used = p->next;
+		p->next = all;
+		all = p;
+	}
+	b->reserved = NULL;
+	if (all)
+		bounce_release(t, all);
+}
+
+/* Build with reserved slots into out; on success the map holds them. */
+static int build_bounced(struct ubdma_tag *t, struct ubdma_map *m, const struct iovec *iov, int iovcnt,
+			 ubdma_seg_t *out, struct bounce_page *pages)
+{
+	struct build b = { .tag = t, .mode = BUILD_BOUNCE, .segs = out, .cap = t->seg_cap, .reserved = pages };
+	int err = busdma_build(&b, iov, iovcnt);
+
+	if (err) {
+		build_release(t, &b);
+		return err;
+	}
+	if (b.reserved) { /* the translation changed: fewer slots were needed */
+		struct bounce_page *spare = b.reserved;
+		b.reserved = NULL;
+		bounce_release(t, spare);
+	}
+	m->bpages = b.used;
+	m->nseg = b.nseg;
+	m->state = MAP_LOADED;
+	return 0;
+}
+
+/* Save a load's request in the map so that it can run later (WAITOK).  iov is copied. */
+static int save_request(struct ubdma_map *m, const struct iovec *iov, int iovcnt, int flags,
+			ubdma_callback_t *cb, void *arg)
+{
+	/* one piece (ubdma_map_load) is kept in the map; a longer list is copied (the only
+	 * allocation of a load, on the bounce path of a WAITOK load_iov) */
+	m->wait_iov = &m->wait_iov1;
+	if (iovcnt > 1 && !(m->wait_iov = malloc((size_t)iovcnt * sizeof(*iov))))
+		return ENOMEM;
+	memcpy(m->wait_iov, iov, (size_t)iovcnt * sizeof(*iov));
+	m->wait_iovcnt = iovcnt;
+	m->wait_flags = flags;
+	m->wait_cb = cb;
+	m->wait_arg = arg;
+	return 0;
+}
+
+static void drop_request(struct ubdma_map *m)
+{
+	if (m->wait_iov != &m->wait_iov1)
+		free(m->wait_iov);
+	m->wait_iov = NULL;
+	m->wait_iovcnt = 0;
+}
+
+/*
+ * The slow path: the buffer needs bounce slots.  Returns 0 (loaded), EFBIG, ENOMEM, or
+ * EINPROGRESS (queued; the callback runs later).
+ */
+static int load_bounce(struct ubdma_tag *t, struct ubdma_map *m, const struct iovec *iov, int iovcnt,
+		       ubdma_seg_t *out, int flags, ubdma_callback_t *cb, void *arg)
+{
+	for (int attempt = 0; attempt < 4; attempt++) {
+		struct build c = { .tag = t, .mode = BUILD_COUNT, .cap = t->seg_cap };
+		struct bounce_page *pages = NULL;
+		int err = busdma_build(&c, iov, iovcnt);
+
+		if (err)
+			return err; /* EFBIG: decided before any slot is taken */
+		if (!c.npages) { /* the translation changed: nothing bounces any more */
+			struct build f = { .tag = t, .mode = BUILD_FAST, .segs = out, .cap = t->seg_cap };
+			if ((err = busdma_build(&f, iov, iovcnt)) == BUILD_NEED_BOUNCE)
+				continue;
+			if (!err) {
+				m->nseg = f.nseg;
+				m->state = MAP_LOADED;
+			}
+			return err;
+		}
+		/* a deferred load needs its request saved before it is queued: another thread
+		 * may run it as soon as the pool lock drops */
+		if (!(flags & UBDMA_NOWAIT) && cb && save_request(m, iov, iovcnt, flags, cb, arg))
+			return ENOMEM;
+		err = bounce_reserve(t, m, c.npages, cb ? flags : UBDMA_NOWAIT, &pages);
+		if (err == EINPROGRESS)
+			return err;
+		drop_request(m);
+		if (err)
+			return err;
+		err = build_bounced(t, m, iov, iovcnt, out, pages);
+		if (err != BUILD_NEED_BOUNCE)
+			return err;
+	}
+	return uerr(ENOMEM, "the buffer's registration kept changing during the load");
+}
+
+void busdma_load_deferred(struct ubdma_map *m, struct bounce_page *pages)
+{
+	struct ubdma_tag *t = m->tag;
+	ubdma_callback_t *cb = m->wait_cb;
+	void *arg = m->wait_arg;
+	int err = build_bounced(t, m, m->wait_iov, m->wait_iovcnt, m->segs, pages);
+
+	drop_request(m);
+	if (err) {
+		/* BUILD_NEED_BOUNCE: the buffer's registration changed while the load waited */
+		err = err == EFBIG ? EFBIG : ENOMEM;
+		m->state = MAP_IDLE;
+		ULOG_DEBUG("deferred load of map %p on tag %p failed: error %d", (void *)m, (void *)t, err);
+		cb(arg, m->segs, 0, err);
+		return;
+	}
+	cb(arg, m->segs, m->nseg, 0);
+}
+
+/* Checks shared by the variants.  Return 0 or EINVAL. */
+static int load_check(const struct ubdma_tag *t, const struct ubdma_map *m, size_t len, int flags)
+{
+	if (!t || !m)
+		return uerr(EINVAL, "%s is NULL", t ? "map" : "tag");
+	if (m->tag != t)
+		return uerr(EINVAL, "map %p belongs to tag %p, not %p", (const void *)m, (const void *)m->tag,
+			    (const void *)t);
+	if (m->state != MAP_IDLE)
+		return uerr(EINVAL, "map %p is %s: unload it first", (const void *)m,
+			    m->state == MAP_LOADED ? "loaded" : "waiting for bounce pages");
+	if (len > t->maxsize)
+		return uerr(EINVAL, "load of %zu bytes exceeds the tag's maxsize %zu", len, t->maxsize);
+	if (flags & ~UBDMA_NOWAIT)
+		return uerr(EINVAL, "unknown load flags %#x", flags & ~UBDMA_NOWAIT);
+	return 0;
+}
+
+/* Run a load; 0 with the map loaded, or EFBIG / ENOMEM / EINPROGRESS with the map unchanged. */
+static inline int load_run(struct ubdma_tag *t, struct ubdma_map *m, const struct iovec *iov, int iovcnt,
+			   ubdma_seg_t *out, int flags, ubdma_callback_t *cb, void *arg)
+{
+	struct build b = { .tag = t, .mode = BUILD_FAST, .segs = out, .cap = t->seg_cap };
+	int err = busdma_build(&b, iov, iovcnt);
+
+	if (likely(!err)) {
+		m->nseg = b.nseg;
+		m->state = MAP_LOADED;
+		return 0;
+	}
+	if (err == BUILD_NEED_BOUNCE)
+		err = load_bounce(t, m, iov, iovcnt, out, flags, cb, arg);
+	if (err && err != EINPROGRESS)
+		ULOG_DEBUG("load on map %p tag %p flags %#x failed: error %d", (void *)m, (void *)t, flags, err);
+	return err;
+}
+
+/* bus_dmamap_load(9): an error reaches the callback with nseg 0; only ENOMEM is also returned. */
+static int load_done(struct ubdma_map *m, int err, ubdma_callback_t *cb, void *arg)
+{
+	if (likely(!err)) {
+		cb(arg, m->segs, m->nseg, 0);
+		return 0;
+	}
+	if (err == EINPROGRESS)
+		return err;
+	if (err == EFBIG)
+		uerr(EFBIG, "the load needs more than the tag's %d segments", m->tag->nsegments);
+	else
+		uerr(err, "no bounce pages for the load (pool limit %zu bytes)", ubdma_tag_bounce_limit(m->tag));
+	cb(arg, m->segs, 0, err);
+	return err == ENOMEM ? ENOMEM : 0;
+}
+
+int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_callback_t *cb,
+		   void *arg, int flags)
+{
+	if (unlikely(!cb || !tag || !map || map->tag != tag || map->state != MAP_IDLE || len > tag->maxsize ||
+		     (flags & ~UBDMA_NOWAIT)))
+		return cb ? load_check(tag, map, len, flags) : uerr(EINVAL, "callback is NULL");
+	const struct iovec v = { buf, len };
+	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
+}
+
+int ubdma_map_load_iov(ubdma_tag_t *tag, ubdma_map_t *map, const struct iovec *iov, int iovcnt,
+		       ubdma_callback_t *cb, void *arg, int flags)
+{
+	size_t total = 0;
+
+	if (!cb)
+		return uerr(EINVAL, "callback is NULL");
+	if (iovcnt < 0 || (iovcnt && !iov))
+		return uerr(EINVAL, "bad scatter list: %d pieces at %p", iovcnt, (const void *)iov);
+	for (int i = 0; i < iovcnt; i++) {
+		if (total + iov[i].iov_len < total)
+			return uerr(EINVAL, "scatter list length overflows");
+		total += iov[i].iov_len;
+	}
+	int err = load_check(tag, map, total, flags);
+	if (err)
+		return err;
+	return load_done(map, load_run(tag, map, iov, iovcnt, map->segs, flags, cb, arg), cb, arg);
+}
+
+int ubdma_map_load_sg(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_seg_t *segs,
+		      int *nsegs, int flags)
+{
+	if (unlikely(!segs || !nsegs))
+		return uerr(EINVAL, "%s is NULL", segs ? "nsegs" : "segs");
+	*nsegs = 0;
+	int err = load_check(tag, map, len, flags);
+	if (err)
+		return err;
+	const struct iovec v = { buf, len };
+	/* no callback, so never deferred: a shortage of bounce pages is ENOMEM at once */
+	err = load_run(tag, map, &v, 1, segs, flags | UBDMA_NOWAIT, NULL, NULL);
+	if (likely(!err)) {
+		*nsegs = map->nseg;
+		return 0;
+	}
+	return err == EFBIG ? uerr(EFBIG, "the load needs more than the tag's %d segments", tag->nsegments)
+			    : uerr(err, "no bounce pages for the load");
+}

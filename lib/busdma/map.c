@@ -1,0 +1,111 @@
+/*
+ * map.c - DMA maps: creation, destruction and unload.  A map holds one load at a time: its
+ * segment array (made with the map, so that loads allocate nothing), the bounce slots the load
+ * took, and, while a WAITOK load waits for slots, the saved request.
+ *
+ * As in bus_dma(9), a map is used by one thread at a time; unload does no implicit sync
+ * (FreeBSD's bus_dmamap_unload() does not copy either: POSTREAD is the caller's job).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "busdma/busdma_int.h"
+#include "core/log.h"
+
+int busdma_map_create_locked(struct ubdma_tag *t, struct ubdma_map **mapp)
+{
+	struct ubdma_map *m = calloc(1, sizeof(*m));
+
+	if (!m || !(m->segs = calloc((size_t)t->seg_cap, sizeof(*m->segs)))) {
+		free(m);
+		return uerr(ENOMEM, "out of memory for a map of %d segments", t->seg_cap);
+	}
+	m->tag = t;
+	m->state = MAP_IDLE;
+	m->next = t->maps;
+	if (m->next)
+		m->next->prev = m;
+	t->maps = m;
+	t->nmaps++;
+	*mapp = m;
+	return 0;
+}
+
+int ubdma_map_create(ubdma_tag_t *tag, int flags, ubdma_map_t **mapp)
+{
+	const int ok = UBDMA_NOWAIT | UBDMA_COHERENT;
+	int err;
+
+	if (!tag || !mapp)
+		return uerr(EINVAL, "%s is NULL", tag ? "mapp" : "tag");
+	if (flags & ~ok)
+		return uerr(EINVAL, "unknown flags %#x", flags & ~ok);
+	pthread_mutex_lock(&tag->root->lock);
+	err = busdma_map_create_locked(tag, mapp);
+	pthread_mutex_unlock(&tag->root->lock);
+	return err;
+}
+
+void busdma_map_free(struct ubdma_map *m)
+{
+	if (m->wait_iov && m->wait_iov != &m->wait_iov1)
+		free(m->wait_iov);
+	free(m->segs);
+	free(m);
+}
+
+int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map)
+{
+	if (!tag || !map || map->tag != tag)
+		return uerr(EINVAL, "map %p does not belong to tag %p", (void *)map, (void *)tag);
+	if (map->mem)
+		return uerr(EINVAL, "map %p came from ubdma_mem_alloc(): free it with ubdma_mem_free()", (void *)map);
+	if (map->state != MAP_IDLE)
+		return uerr(EBUSY, "map %p is %s", (void *)map, map->state == MAP_LOADED ? "loaded" : "waiting for a load");
+	pthread_mutex_lock(&tag->root->lock);
+	if (map->prev)
+		map->prev->next = map->next;
+	else
+		tag->maps = map->next;
+	if (map->next)
+		map->next->prev = map->prev;
+	tag->nmaps--;
+	pthread_mutex_unlock(&tag->root->lock);
+	busdma_map_free(map);
+	return 0;
+}
+
+static void unload_slow(struct ubdma_tag *tag, struct ubdma_map *map)
+{
+	if (map->state == MAP_PENDING) {
+		/* cancel a load still waiting for bounce slots: its callback never runs */
+		if (bounce_cancel(tag, map)) {
+			if (map->wait_iov != &map->wait_iov1)
+				free(map->wait_iov);
+			map->wait_iov = NULL;
+			map->state = MAP_IDLE;
+		} else {
+			ULOG_WARN("map %p: unload raced with its deferred load running in another thread", (void *)map);
+		}
+		return;
+	}
+	struct bounce_page *pages = map->bpages;
+	map->bpages = NULL;
+	map->nseg = 0;
+	map->state = MAP_IDLE;
+	bounce_release(tag, pages); /* may run loads waiting for these slots */
+}
+
+void ubdma_map_unload(ubdma_tag_t *tag, ubdma_map_t *map)
+{
+	if (__builtin_expect(!map || map->tag != tag, 0)) {
+		uerr(EINVAL, "map %p does not belong to tag %p", (void *)map, (void *)tag);
+		return;
+	}
+	if (__builtin_expect(map->bpages != NULL || map->state == MAP_PENDING, 0)) {
+		unload_slow(tag, map);
+		return;
+	}
+	map->nseg = 0;
+	map->state = MAP_IDLE;
+}

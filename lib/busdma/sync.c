@@ -1,0 +1,52 @@
+/*
+ * sync.c - ubdma_map_sync(): the bounce copies and the memory fences around a device's access.
+ *
+ * x86 DMA is cache-coherent, so a sync does no cache maintenance: it copies between the client
+ * buffer and its bounce slots, and orders the CPU's accesses against the device's.  As in FreeBSD's
+ * busdma_bounce.c: PREWRITE copies client -> bounce (the device is about to read), POSTREAD copies
+ * bounce -> client (the device has written); PREREAD and POSTWRITE copy nothing.  A call that mixes
+ * PRE and POST operations is rejected and copies nothing: bus_dma(9) allows PREREAD|PREWRITE and
+ * POSTREAD|POSTWRITE, but a PRE and a POST in one call cannot be ordered against the device's
+ * access, which happens between them (NetBSD documents the same restriction).
+ *
+ * Every sync ends with a fence: release after PRE (the buffer's stores become visible before the
+ * stores that start the device, such as a doorbell), acquire after POST (loads of the buffer are
+ * not hoisted above the check that the device has finished).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "busdma/busdma_int.h"
+#include "core/log.h"
+
+#define SYNC_PRE (UBDMA_SYNC_PREREAD | UBDMA_SYNC_PREWRITE)
+#define SYNC_POST (UBDMA_SYNC_POSTREAD | UBDMA_SYNC_POSTWRITE)
+
+static void copy_bounce(const struct ubdma_map *map, int to_bounce)
+{
+	for (const struct bounce_page *p = map->bpages; p; p = p->next) {
+		if (to_bounce)
+			memcpy(p->vaddr, (const void *)p->client, p->len);
+		else
+			memcpy((void *)p->client, p->vaddr, p->len);
+	}
+}
+
+void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops)
+{
+	if (__builtin_expect(!map || map->tag != tag || (ops & ~(SYNC_PRE | SYNC_POST)) ||
+			     ((ops & SYNC_PRE) && (ops & SYNC_POST)), 0)) {
+		uerr(EINVAL, "sync of map %p on tag %p with ops %#x refused: unknown map, unknown ops, or PRE "
+		     "and POST mixed in one call (nothing copied)", (void *)map, (void *)tag, ops);
+		return;
+	}
+	if (ops & SYNC_PRE) {
+		if (map->bpages && (ops & UBDMA_SYNC_PREWRITE))
+			copy_bounce(map, 1);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+	} else {
+		if (map->bpages && (ops & UBDMA_SYNC_POSTREAD))
+			copy_bounce(map, 0);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	}
+}

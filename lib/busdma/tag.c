@@ -1,0 +1,293 @@
+/*
+ * tag.c - DMA tags: the constraints of a device, their inheritance, the context's root tag and
+ * the teardown of everything the layer made in a context.
+ *
+ * As in bus_dma_tag_create(9), a child tag narrows its parent: the exclusion window grows to
+ * (min lowaddr, max highaddr] and the boundary becomes the smallest non-zero of the two; alignment,
+ * maxsize, nsegments and maxsegsz are the child's own (FreeBSD's common_bus_dma_tag_create()
+ * inherits the same three).  A boundary smaller than maxsegsz clips maxsegsz, as FreeBSD does, so
+ * that a segment can always be as long as the rules allow.  The root tag has no constraint of its
+ * own: every IOVA the context hands out already lies in one of its windows.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "busdma/busdma_int.h"
+#include "core/log.h"
+
+static int is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static uint64_t min_nonzero(uint64_t a, uint64_t b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return a < b ? a : b;
+}
+
+/* How many segments a map of the tag needs room for: no load makes more than nsegments (or one
+ * per byte of maxsize), and the library caps the array (see busdma_int.h). */
+static int seg_cap(size_t maxsize, int nsegments)
+{
+	uint64_t cap = (uint64_t)nsegments;
+
+	if (cap > maxsize)
+		cap = maxsize;
+	if (cap > BUSDMA_SEGS_CAP)
+		cap = BUSDMA_SEGS_CAP;
+	return (int)cap;
+}
+
+int busdma_tag_allowed(const struct ubdma_tag *t, struct iommu_window *w)
+{
+	const struct ubdma_ctx *ctx = t->ctx;
+	struct iommu_window parts[2];
+	int nparts = 0;
+
+	/* the usable IOVAs are the complement of (lowaddr, highaddr]; prefer the low part, which
+	 * is what a device with an address limit (a 32-bit window) needs */
+	if (t->lowaddr >= t->highaddr) {
+		parts[nparts++] = (struct iommu_window){ 0, UINT64_MAX };
+	} else {
+		parts[nparts++] = (struct iommu_window){ 0, t->lowaddr };
+		if (t->highaddr != UINT64_MAX)
+			parts[nparts++] = (struct iommu_window){ t->highaddr + 1, UINT64_MAX };
+	}
+	for (int p = 0; p < nparts; p++) {
+		for (int i = 0; i < ctx->nwindows; i++) {
+			uint64_t lo = ctx->windows[i].lo > parts[p].lo ? ctx->windows[i].lo : parts[p].lo;
+			uint64_t hi = ctx->windows[i].hi < parts[p].hi ? ctx->windows[i].hi : parts[p].hi;
+			if (lo < hi && hi - lo >= BUSDMA_PAGE - 1) {
+				*w = (struct iommu_window){ lo, hi };
+				return 0;
+			}
+		}
+	}
+	return ENOMEM;
+}
+
+static int check_params(size_t alignment, uint64_t boundary, uint64_t lowaddr, uint64_t highaddr,
+			size_t maxsize, int nsegments, size_t maxsegsz, int flags)
+{
+	if (!is_pow2(alignment))
+		return uerr(EINVAL, "alignment %zu is not a power of two (use 1 for none)", alignment);
+	if (boundary && !is_pow2(boundary))
+		return uerr(EINVAL, "boundary %#llx is not a power of two or 0", (unsigned long long)boundary);
+	if (maxsegsz == 0)
+		return uerr(EINVAL, "maxsegsz is 0");
+	if (maxsize == 0)
+		return uerr(EINVAL, "maxsize is 0");
+	if (nsegments < 1)
+		return uerr(EINVAL, "nsegments %d is below 1", nsegments);
+	if (lowaddr > highaddr)
+		return uerr(EINVAL, "lowaddr %#llx is above highaddr %#llx: the excluded window is "
+			    "(lowaddr, highaddr]", (unsigned long long)lowaddr, (unsigned long long)highaddr);
+	if (flags & ~BUSDMA_TAG_FLAGS)
+		return uerr(EINVAL, "unknown flags %#x", flags & ~BUSDMA_TAG_FLAGS);
+	return 0;
+}
+
+int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignment, uint64_t boundary,
+			       uint64_t lowaddr, uint64_t highaddr, size_t maxsize, int nsegments,
+			       size_t maxsegsz, int flags, struct ubdma_tag **tagp)
+{
+	struct ubdma_tag *t;
+	int err;
+
+	if (!parent || !tagp)
+		return uerr(EINVAL, "%s is NULL", parent ? "tagp" : "parent");
+	if ((err = check_params(alignment, boundary, lowaddr, highaddr, maxsize, nsegments, maxsegsz, flags)))
+		return err;
+	if (!(t = calloc(1, sizeof(*t))))
+		return uerr(ENOMEM, "out of memory");
+	t->ctx = parent->ctx;
+	t->root = parent->root;
+	t->parent = parent;
+	t->kind = kind;
+	t->alignment = alignment;
+	t->amask = alignment - 1;
+	t->lowaddr = lowaddr < parent->lowaddr ? lowaddr : parent->lowaddr;
+	t->highaddr = highaddr > parent->highaddr ? highaddr : parent->highaddr;
+	t->boundary = min_nonzero(boundary, parent->boundary);
+	t->maxsegsz = t->boundary && t->boundary < maxsegsz ? t->boundary : maxsegsz;
+	t->maxsize = maxsize;
+	t->nsegments = nsegments;
+	t->flags = flags;
+	t->seg_cap = seg_cap(maxsize, nsegments);
+
+	if (flags & UBDMA_ALLOCNOW) {
+		/* bus_dma(9): ALLOCNOW makes the bounce pages of one maxsize load now, so that the
+		 * first loads do not have to wait; a tag whose pool cannot be made is refused */
+		struct bounce_pool *pool;
+		if ((err = bounce_pool_get(t, &pool))) {
+			free(t);
+			return err;
+		}
+	}
+	pthread_mutex_lock(&t->root->lock);
+	parent->nchildren++; /* the reference a tag holds on its parent */
+	t->next = t->root->tags;
+	if (t->next)
+		t->next->prev = t;
+	t->root->tags = t;
+	pthread_mutex_unlock(&t->root->lock);
+	ULOG_DEBUG("tag %p parent %p align %zu boundary %#llx window (%#llx, %#llx] maxsize %zu nseg %d "
+		   "maxsegsz %zu flags %#x", (void *)t, (void *)parent, t->alignment,
+		   (unsigned long long)t->boundary, (unsigned long long)t->lowaddr,
+		   (unsigned long long)t->highaddr, t->maxsize, t->nsegments, t->maxsegsz, t->flags);
+	*tagp = t;
+	return 0;
+}
+
+int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, uint64_t lowaddr,
+		     uint64_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
+		     ubdma_tag_t **tagp)
+{
+	return busdma_tag_create_internal(parent, BUSDMA_TAG_USER, alignment, boundary, lowaddr, highaddr,
+					  maxsize, nsegments, maxsegsz, flags, tagp);
+}
+
+static void tag_unlink(struct ubdma_tag *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		t->root->tags = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+}
+
+int busdma_tag_destroy_internal(struct ubdma_tag *t)
+{
+	if (!t)
+		return uerr(EINVAL, "tag is NULL");
+	if (t->kind == BUSDMA_TAG_ROOT)
+		return uerr(EINVAL, "the root tag of a context is destroyed by ubdma_ctx_close()");
+	pthread_mutex_lock(&t->root->lock);
+	if (t->nmaps || t->nchildren) {
+		int nmaps = t->nmaps, nchildren = t->nchildren;
+		pthread_mutex_unlock(&t->root->lock);
+		return uerr(EBUSY, "tag %p still has %d maps and %d child tags", (void *)t, nmaps, nchildren);
+	}
+	tag_unlink(t);
+	t->parent->nchildren--;
+	pthread_mutex_unlock(&t->root->lock);
+	if (t->pool)
+		bounce_pool_free(t->pool);
+	free(t);
+	return 0;
+}
+
+int ubdma_tag_destroy(ubdma_tag_t *tag)
+{
+	if (tag && tag->kind == BUSDMA_TAG_DEVICE)
+		return uerr(EINVAL, "a device's root tag belongs to its device (ubdma_pci_close())");
+	return busdma_tag_destroy_internal(tag);
+}
+
+int ubdma_tag_set_bounce_limit(ubdma_tag_t *tag, size_t bytes)
+{
+	if (!tag)
+		return uerr(EINVAL, "tag is NULL");
+	pthread_mutex_lock(&tag->root->lock);
+	tag->bounce_limit = bytes;
+	tag->bounce_limit_set = 1;
+	struct bounce_pool *pool = tag->pool;
+	if (pool) {
+		pthread_mutex_lock(&pool->lock);
+		pool->limit = (bytes + pool->slot - 1) / pool->slot;
+		pthread_mutex_unlock(&pool->lock);
+	}
+	pthread_mutex_unlock(&tag->root->lock);
+	if (pool)
+		bounce_drain(tag); /* a larger limit may let queued loads run */
+	return 0;
+}
+
+size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag)
+{
+	if (!tag)
+		return 0;
+	if (tag->bounce_limit_set)
+		return tag->bounce_limit;
+	return bounce_default_limit(tag) * (tag->alignment > BUSDMA_PAGE ? tag->alignment : BUSDMA_PAGE);
+}
+
+/* ------------------------------------------------------------ the root tag and teardown */
+
+int busdma_root_create(struct ubdma_ctx *ctx, struct ubdma_tag **rootp)
+{
+	struct ubdma_tag *t = calloc(1, sizeof(*t));
+	struct busdma_root *r = calloc(1, sizeof(*r));
+
+	if (!t || !r) {
+		free(t);
+		free(r);
+		return uerr(ENOMEM, "out of memory");
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	t->ctx = ctx;
+	t->root = r;
+	t->kind = BUSDMA_TAG_ROOT;
+	/* no constraint of its own.  The window is empty and neutral for inheritance: a child's
+	 * lowaddr = min(own, MAXADDR) and highaddr = max(own, 0) are its own.  (With FreeBSD's
+	 * lowaddr = highaddr = MAXADDR every child's highaddr would become MAXADDR.) */
+	t->alignment = 1;
+	t->amask = 0;
+	t->boundary = 0;
+	t->lowaddr = UBDMA_MAXADDR;
+	t->highaddr = 0;
+	t->maxsize = SIZE_MAX;
+	t->nsegments = INT_MAX;
+	t->maxsegsz = SIZE_MAX;
+	t->seg_cap = seg_cap(t->maxsize, t->nsegments);
+	*rootp = t;
+	return 0;
+}
+
+/* Free a tag's maps, DMA memory and pool: everything goes, whatever its state. */
+static void tag_free_all(struct ubdma_tag *t)
+{
+	while (t->maps) {
+		struct ubdma_map *m = t->maps;
+		t->maps = m->next;
+		if (m->mem) {
+			ULOG_WARN("DMA memory %p of tag %p still allocated at context close: freeing",
+				  m->mem->b.va, (void *)t);
+			dmamem_backing_free(&m->mem->b);
+			free(m->mem);
+		} else {
+			ULOG_WARN("map %p of tag %p still exists at context close: freeing", (void *)m, (void *)t);
+		}
+		busdma_map_free(m);
+	}
+	if (t->pool)
+		bounce_pool_free(t->pool);
+}
+
+void busdma_root_destroy(struct ubdma_tag *root)
+{
+	struct busdma_root *r;
+
+	if (!root)
+		return;
+	r = root->root;
+	while (r->tags) {
+		struct ubdma_tag *t = r->tags;
+		r->tags = t->next;
+		if (t->kind == BUSDMA_TAG_USER)
+			ULOG_WARN("tag %p still exists at context close: freeing", (void *)t);
+		tag_free_all(t);
+		free(t);
+	}
+	tag_free_all(root);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+	free(root);
+}
