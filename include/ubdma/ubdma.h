@@ -14,5 +14,6 @@
 #include <ubdma/busdma.h>
 #include <ubdma/rcache.h>
 #include <ubdma/pci.h>
+#include <ubdma/hugepage.h>
 
 #endif /* UBDMA_UBDMA_H */

@@ -1,0 +1,364 @@
+/*
+ * alloc.c - hugepage regions: allocation on a page size and a NUMA node, the shortage policy,
+ * and freeing.
+ *
+ * Order matters.  The memory is mapped first, without faulting it in; the NUMA policy is set on
+ * the mapping; only then are the pages faulted in, with MADV_POPULATE_WRITE, which reports a
+ * shortage as an error instead of the SIGBUS a plain touch of a hugetlb page would raise.  A
+ * shared hugetlb mapping reserves its pages system-wide at mmap() time, but the reservation
+ * does not look at nodes, so a node that runs short shows up only at fault time: we count free
+ * pages on the node before we start so that the usual shortage gets a precise message, and
+ * still handle the race where another process took them in between.
+ *
+ * Policy on shortage: STRICT fails with ENOMEM; FALLBACK maps 4 KiB anonymous pages (THP off,
+ * so that they really are 4 KiB) on the same node and warns.  Every failure path unmaps, closes
+ * and unlinks what it made: nothing is left half done.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/memfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifdef UBDMA_HAVE_LIBHUGETLBFS
+#include <hugetlbfs.h>
+#endif
+
+#include "core/log.h"
+#include "hugepage/huge.h"
+
+/* Errors are reported as the public function's: the caller knows no helper names. */
+#define herr(err, ...) ubdma_seterr_("ubdma_huge_alloc", (err), __VA_ARGS__)
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define BACKINGS (UBDMA_HUGE_HUGETLBFS | UBDMA_HUGE_LIBHUGETLBFS)
+#define ALL_FLAGS (UBDMA_HUGE_FALLBACK | BACKINGS | UBDMA_HUGE_PREFERRED)
+
+/* Why a hugepage attempt failed, for the policy decision: a shortage may fall back, others not. */
+enum { SHORT = -1 };
+
+static int log2sz(size_t v)
+{
+	return 63 - __builtin_clzll((unsigned long long)v);
+}
+
+/* Fault every page in for writing; ENOMEM when the pages cannot be had (hugetlb shortage). */
+static int populate(void *addr, size_t len, size_t pgsz)
+{
+	if (madvise(addr, len, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return errno == EFAULT || errno == EINTR || errno == EHWPOISON ? ENOMEM : errno;
+	/* kernel before 5.14: touch the pages; the free count was checked before we got here */
+	for (size_t off = 0; off < len; off += pgsz)
+		((volatile char *)addr)[off] = 0;
+	return 0;
+}
+
+/* Map an fd-backed hugetlb object of len bytes, bind it, fault it in.  0, SHORT or errno. */
+static int map_fd(int fd, size_t len, size_t pgsz, int node, int preferred, void **addrp)
+{
+	void *p;
+	int err;
+
+	if (ftruncate(fd, (off_t)len))
+		return errno == ENOMEM || errno == ENOSPC ? SHORT : errno;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return errno == ENOMEM ? SHORT : errno; /* the system-wide reservation failed */
+	if ((err = huge_mbind(p, len, node, preferred))) {
+		munmap(p, len);
+		return err;
+	}
+	if ((err = populate(p, len, pgsz))) {
+		munmap(p, len);
+		return err == ENOMEM ? SHORT : err;
+	}
+	*addrp = p;
+	return 0;
+}
+
+static int alloc_memfd(struct ubdma_huge *r, int node, int preferred)
+{
+	unsigned mfd = MFD_CLOEXEC | MFD_HUGETLB | ((unsigned)log2sz(r->pgsz) << MFD_HUGE_SHIFT);
+	int fd = memfd_create("ubdma-huge", mfd), err;
+
+	if (fd < 0) {
+		char sz[32];
+		int e = errno;
+		return e == EINVAL ? herr(ENOTSUP, "memfd_create refuses %s hugepages", huge_pgsz_str(r->pgsz, sz, sizeof(sz)))
+				   : herr(e, "memfd_create failed: %s", strerror(e));
+	}
+	err = map_fd(fd, r->len, r->pgsz, node, preferred, &r->addr);
+	close(fd);
+	r->kind = HUGE_MEMFD;
+	return err;
+}
+
+/* The first hugetlbfs mount of page size pgsz, into dir; 0 or ENOTSUP. */
+static int find_mount(size_t pgsz, char *dir, size_t len)
+{
+	struct ubdma_huge_mount m[32];
+	int n;
+
+	if (ubdma_huge_mounts(m, 32, &n))
+		return ENOTSUP;
+	for (int i = 0; i < n && i < 32; i++)
+		if (m[i].pgsz == pgsz) {
+			snprintf(dir, len, "%s", m[i].path);
+			return 0;
+		}
+	return ENOTSUP;
+}
+
+static int alloc_file(struct ubdma_huge *r, int node, int preferred)
+{
+	char dir[256], sz[32];
+	int fd, err;
+
+	if (find_mount(r->pgsz, dir, sizeof(dir)))
+		return herr(ENOTSUP, "no hugetlbfs mount with %s pages in /proc/self/mounts: mount -t "
+			    "hugetlbfs -o pagesize=%s nodev DIR", huge_pgsz_str(r->pgsz, sz, sizeof(sz)),
+			    r->pgsz >= (1UL << 30) ? "1G" : "2M");
+	if (!(r->path = malloc(strlen(dir) + 40)))
+		return herr(ENOMEM, "out of memory");
+	sprintf(r->path, "%s/ubdma.%d.XXXXXX", dir, (int)getpid());
+	if ((fd = mkostemp(r->path, O_CLOEXEC)) < 0) {
+		err = errno;
+		free(r->path);
+		r->path = NULL;
+		return herr(err, "cannot create a file in %s: %s", dir, strerror(err));
+	}
+	err = map_fd(fd, r->len, r->pgsz, node, preferred, &r->addr);
+	close(fd);
+	if (err) {
+		unlink(r->path);
+		free(r->path);
+		r->path = NULL;
+	}
+	r->kind = HUGE_FILE;
+	return err;
+}
+
+static int alloc_libhugetlbfs(struct ubdma_huge *r, int node, int preferred)
+{
+#ifdef UBDMA_HAVE_LIBHUGETLBFS
+	struct huge_policy saved;
+	char sz[32];
+	int err;
+
+	if ((size_t)gethugepagesize() != r->pgsz)
+		return herr(ENOTSUP, "libhugetlbfs allocates only its default page size (%ld bytes), not %s",
+			    gethugepagesize(), huge_pgsz_str(r->pgsz, sz, sizeof(sz)));
+	if (!hugetlbfs_find_path_for_size((long)r->pgsz))
+		return herr(ENOTSUP, "libhugetlbfs finds no hugetlbfs mount for %s pages",
+			    huge_pgsz_str(r->pgsz, sz, sizeof(sz)));
+	/* get_huge_pages() faults the pages in itself: the thread's policy must be set around it */
+	if ((err = huge_policy_push(node, preferred, &saved)))
+		return herr(err, "set_mempolicy(node %d) failed: %s", node, strerror(err));
+	r->addr = get_huge_pages(r->len, GHP_DEFAULT);
+	err = r->addr ? 0 : SHORT;
+	huge_policy_pop(&saved);
+	r->kind = HUGE_LIBHUGETLBFS;
+	return err;
+#else
+	(void)node;
+	(void)preferred;
+	(void)r;
+	return herr(ENOTSUP, "libubdma was built without libhugetlbfs (Debian libhugetlbfs-dev)");
+#endif
+}
+
+static int alloc_anon(struct ubdma_huge *r, int node, int preferred)
+{
+	void *p;
+	int err;
+
+	r->len = (r->len + 4095) & ~(size_t)4095;
+	p = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return herr(errno, "mmap of %zu bytes failed: %s", r->len, strerror(errno));
+	madvise(p, r->len, MADV_NOHUGEPAGE); /* "4 KiB pages" should be literally true */
+	if ((err = huge_mbind(p, r->len, node, preferred)) || (err = populate(p, r->len, 4096))) {
+		munmap(p, r->len);
+		return herr(err, "cannot place %zu bytes on node %d: %s", r->len, node, strerror(err));
+	}
+	r->addr = p;
+	r->pgsz = 4096;
+	r->kind = HUGE_ANON;
+	return 0;
+}
+
+/* The shortage sentence: what is needed where, what is free, and how to get more. */
+static int shortage(const struct ubdma_huge *r, int node, int preferred, const char *what)
+{
+	char sz[32], where[32] = "", opt[32] = "";
+	unsigned long need = r->len / r->pgsz;
+	int n = preferred ? UBDMA_NODE_ANY : node;
+	struct ubdma_huge_info info[64];
+	unsigned long total = 0, have = huge_free_pages(r->pgsz, n);
+	int rows = 0;
+
+	if (n != UBDMA_NODE_ANY) {
+		snprintf(where, sizeof(where), " on node %d", n);
+		snprintf(opt, sizeof(opt), " --node %d", n);
+	}
+	ubdma_huge_info(info, 64, &rows);
+	for (int i = 0; i < rows && i < 64; i++)
+		if (info[i].pgsz == r->pgsz && info[i].node == n)
+			total = info[i].total;
+	/* the reservation is a total: what is there now plus what is missing */
+	unsigned long target = total + (need > have ? need - have : 0);
+	return herr(ENOMEM,
+		    "not enough %s hugepages%s: need %lu, %lu free (%s); reserve more with `ubdma hugepages "
+		    "--reserve %luM --pagesize %zuM%s` or pass UBDMA_HUGE_FALLBACK",
+		    huge_pgsz_str(r->pgsz, sz, sizeof(sz)), where, need, have, what,
+		    (unsigned long)((target * r->pgsz) >> 20), r->pgsz >> 20, opt);
+}
+
+static void fallback_warn(const struct ubdma_huge *r, size_t asked, int node, const char *why)
+{
+	const char *lv = getenv("UBDMA_LOG");
+	char sz[32], where[32] = "";
+
+	/* the caller asked for this policy, but should still hear about it unless it silenced us */
+	if (lv && (!strcmp(lv, "off") || !strcmp(lv, "error")))
+		return;
+	if (node != UBDMA_NODE_ANY)
+		snprintf(where, sizeof(where), " on node %d", node);
+	ubdma_log_emit(UBDMA_LOG_WARN, "ubdma_huge_alloc",
+		       "%s hugepages unavailable (%s): using %zu bytes of 4 KiB pages%s; the phys backend "
+		       "cannot translate them (ENOTSUP) and an IOMMU maps them one 4 KiB page at a time",
+		       huge_pgsz_str(asked, sz, sizeof(sz)), why, r->len, where);
+}
+
+static int check_args(size_t size, size_t *pgsz, int node, int flags, ubdma_huge_t **regionp)
+{
+	if (!regionp)
+		return herr(EINVAL, "regionp is NULL");
+	if (size == 0)
+		return herr(EINVAL, "size is 0");
+	if (flags & ~ALL_FLAGS)
+		return herr(EINVAL, "unknown flags 0x%x", flags & ~ALL_FLAGS);
+	if ((flags & BACKINGS) == BACKINGS)
+		return herr(EINVAL, "UBDMA_HUGE_HUGETLBFS and UBDMA_HUGE_LIBHUGETLBFS exclude each other");
+	if (node < UBDMA_NODE_ANY)
+		return herr(EINVAL, "node %d: a node number or UBDMA_NODE_ANY (-1)", node);
+	if (*pgsz == 0 && !(*pgsz = huge_default_pgsz()))
+		*pgsz = 2UL << 20; /* no hugepage support at all: the policy below decides */
+	if (*pgsz < 4096 || (*pgsz & (*pgsz - 1)))
+		return herr(EINVAL, "page size %zu is not a power of two of at least 4096", *pgsz);
+	if (size > SIZE_MAX - *pgsz)
+		return herr(EINVAL, "size %zu is too large", size);
+	if (node != UBDMA_NODE_ANY && !huge_node_valid(node))
+		return herr(ENODEV, "NUMA node %d does not exist or has no memory", node);
+	return 0;
+}
+
+int ubdma_huge_alloc(size_t size, size_t pgsz, int node, int flags, ubdma_huge_t **regionp)
+{
+	int preferred = !!(flags & UBDMA_HUGE_PREFERRED);
+	struct ubdma_huge *r;
+	char sz[32], why[96];
+	int err;
+
+	if ((err = check_args(size, &pgsz, node, flags, regionp)))
+		return err;
+	if (!(r = calloc(1, sizeof(*r))))
+		return herr(ENOMEM, "out of memory");
+	r->pgsz = pgsz;
+	r->len = (size + pgsz - 1) & ~(pgsz - 1);
+	r->node = node;
+	huge_pgsz_str(pgsz, sz, sizeof(sz));
+
+	unsigned long need = r->len / pgsz, have = huge_free_pages(pgsz, preferred ? UBDMA_NODE_ANY : node);
+	if (!huge_size_offered(pgsz) && pgsz != 4096) {
+		snprintf(why, sizeof(why), "the kernel offers no %s pages", sz);
+		err = herr(ENOTSUP, "the kernel offers no %s hugepages (no %s/hugepages-%zukB)", sz, HUGE_SYSFS,
+			   pgsz / 1024);
+	} else if (pgsz != 4096 && have < need) {
+		snprintf(why, sizeof(why), "%lu needed, %lu free", need, have);
+		err = shortage(r, node, preferred, "checked before allocating");
+	} else {
+		err = flags & UBDMA_HUGE_HUGETLBFS	 ? alloc_file(r, node, preferred)
+		      : flags & UBDMA_HUGE_LIBHUGETLBFS ? alloc_libhugetlbfs(r, node, preferred)
+		      : pgsz == 4096			 ? alloc_anon(r, node, preferred)
+							 : alloc_memfd(r, node, preferred);
+		if (err == SHORT) {
+			snprintf(why, sizeof(why), "the kernel could not supply %lu pages", need);
+			err = shortage(r, node, preferred, "another user took them, or they are on other nodes");
+		} else if (err == ENOTSUP) {
+			snprintf(why, sizeof(why), "%s", ubdma_last_error());
+		} else if (err) {
+			snprintf(why, sizeof(why), "%s", strerror(err));
+			err = herr(err, "%s hugepage allocation failed: %s", sz, strerror(err));
+		}
+	}
+	if (err && (flags & UBDMA_HUGE_FALLBACK) && (err == ENOMEM || err == ENOTSUP)) {
+		r->len = size;
+		if (!(err = alloc_anon(r, node, preferred)))
+			fallback_warn(r, pgsz, node, why);
+	}
+	if (err) {
+		free(r);
+		return err;
+	}
+	ULOG_DEBUG("region %p: %zu bytes of %zu-byte pages at %p, node %d, kind %d", (void *)r, r->len, r->pgsz,
+		   r->addr, r->node, (int)r->kind);
+	*regionp = r;
+	return 0;
+}
+
+void ubdma_huge_free(ubdma_huge_t *r)
+{
+	if (!r)
+		return;
+	switch (r->kind) {
+	case HUGE_LIBHUGETLBFS:
+#ifdef UBDMA_HAVE_LIBHUGETLBFS
+		free_huge_pages(r->addr);
+#endif
+		break;
+	case HUGE_FILE:
+		munmap(r->addr, r->len);
+		if (unlink(r->path))
+			ULOG_WARN("cannot remove %s: %s", r->path, strerror(errno));
+		free(r->path);
+		break;
+	default:
+		munmap(r->addr, r->len);
+		break;
+	}
+	free(r);
+}
+
+void *ubdma_huge_addr(const ubdma_huge_t *r)
+{
+	return r->addr;
+}
+
+size_t ubdma_huge_len(const ubdma_huge_t *r)
+{
+	return r->len;
+}
+
+size_t ubdma_huge_pgsz(const ubdma_huge_t *r)
+{
+	return r->pgsz;
+}
+
+int ubdma_huge_node(const ubdma_huge_t *r)
+{
+	return r->node;
+}
+
+const char *ubdma_huge_path(const ubdma_huge_t *r)
+{
+	return r->kind == HUGE_FILE ? r->path : NULL;
+}
