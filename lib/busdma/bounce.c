@@ -183,8 +183,13 @@ int bounce_reserve(struct ubdma_tag *t, struct ubdma_map *m, size_t n, int flags
 	}
 	/* nothing in use and no growth possible: nobody would ever wake a waiter */
 	if ((flags & UBDMA_NOWAIT) || (!pool_inuse(p) && !p->wait_head)) {
+		size_t inuse = pool_inuse(p), limit = p->limit;
+		int waiting = p->wait_head != NULL;
 		pthread_mutex_unlock(&p->lock);
-		(void)err; /* why growth failed is in ubdma_last_error(); the caller sees ENOMEM */
+		/* when growth failed, ubdma_last_error() already says why; the caller sees ENOMEM */
+		if (!err)
+			uerr(ENOMEM, "%zu bounce pages needed: %zu of the limit %zu in use%s", n, inuse, limit,
+			     waiting ? ", and earlier loads are waiting" : "");
 		return ENOMEM;
 	}
 	m->wait_pages = n;

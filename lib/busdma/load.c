@@ -7,8 +7,11 @@
  * that satisfies the tag becomes segments directly; otherwise it is cut into page pieces (pieces
  * of the buffer that do not cross a 4 KiB virtual page) and each piece is judged on its own, as
  * FreeBSD's must_bounce() judges each page: it bounces when it is not registered in the context,
- * when its IOVAs touch the exclusion window (lowaddr, highaddr], when its first IOVA is not on the
- * tag's alignment, or (UBDMA_STRICT) when it does not own its whole page.
+ * when its IOVAs touch the exclusion window (lowaddr, highaddr], when it would start a segment off
+ * the tag's alignment, or (UBDMA_STRICT) when it does not own its whole page.  FreeBSD bounces
+ * every page whose address is off the alignment, even one that continues a segment; we read
+ * alignment as bus_dma(9) describes it, a rule on where transfers start, so a registered buffer
+ * that starts aligned is used in place whatever the alignment (and DMA memory never bounces).
  *
  * Segments: a segment never crosses a multiple of the boundary and never exceeds maxsegsz; a piece
  * extends the previous segment only when it starts where that segment ends and the result still
@@ -95,10 +98,31 @@ static int bounce_piece(struct build *b, uintptr_t va, size_t n)
 	return err;
 }
 
-/* Whether a page piece at IOVA iova, n bytes, virtual page offset off, may be used in place. */
-static inline int piece_ok(const struct ubdma_tag *t, uint64_t iova, size_t n, int strict)
+/* Whether a piece at IOVA a would extend the last segment (contiguous, within both limits). */
+static inline int can_extend(const struct build *b, uint64_t a)
 {
-	return busdma_iova_ok(t, iova, n) && !(strict && n != BUSDMA_PAGE);
+	const struct ubdma_tag *t = b->tag;
+
+	return !b->nomerge && b->nseg && b->last_end == a && b->last_len < t->maxsegsz &&
+	       !(t->boundary && ((b->last_addr ^ a) & ~(t->boundary - 1)));
+}
+
+static inline int in_window(const struct ubdma_tag *t, uint64_t iova, size_t n)
+{
+	return iova + n - 1 > t->lowaddr && iova <= t->highaddr;
+}
+
+/*
+ * Whether a page piece at IOVA iova, n bytes, may be used in place: outside the window, whole
+ * (STRICT), and either on the alignment or extending the last segment (then it starts no segment,
+ * and alignment is a rule about where segments start).
+ */
+static inline int piece_ok(const struct build *b, uint64_t iova, size_t n, int strict)
+{
+	const struct ubdma_tag *t = b->tag;
+
+	return !in_window(t, iova, n) && !(strict && n != BUSDMA_PAGE) &&
+	       (!(iova & t->amask) || can_extend(b, iova));
 }
 
 /* A run [va, va + n) linear in IOVA from iova that cannot be taken whole: judge it page by page. */
@@ -109,7 +133,7 @@ static int build_pages(struct build *b, uintptr_t va, uint64_t iova, size_t n, i
 	while (va < end) {
 		size_t m = BUSDMA_PAGE - (va & BUSDMA_PAGE_MASK);
 		m = m < end - va ? m : end - va;
-		int err = piece_ok(b->tag, iova, m, strict) ? seg_add(b, iova, m) : bounce_piece(b, va, m);
+		int err = piece_ok(b, iova, m, strict) ? seg_add(b, iova, m) : bounce_piece(b, va, m);
 		if (err)
 			return err;
 		va += m;
@@ -137,10 +161,10 @@ static int build_piece(struct build *b, uintptr_t va, size_t len)
 			err = bounce_piece(b, va, n);
 		} else {
 			n = run < end - va ? run : end - va;
-			/* the whole run is usable when it misses the window, starts aligned, every later
-			 * page start is aligned too (alignment <= 4 KiB, or a single page) and, with
-			 * STRICT, it holds whole pages only */
-			if (likely(busdma_iova_ok(t, iova, n) &&
+			/* the whole run is usable when it misses the window, its first piece is on the
+			 * alignment or extends the last segment, every later page start is aligned too
+			 * (alignment <= 4 KiB, or a single page) and, with STRICT, it holds whole pages */
+			if (likely(!in_window(t, iova, n) && (!(iova & t->amask) || can_extend(b, iova)) &&
 				   (t->amask < BUSDMA_PAGE || (va & BUSDMA_PAGE_MASK) + n <= BUSDMA_PAGE) &&
 				   !(strict && ((va | (va + n)) & BUSDMA_PAGE_MASK))))
 				err = seg_add(b, iova, n);
@@ -339,8 +363,7 @@ static int load_done(struct ubdma_map *m, int err, ubdma_callback_t *cb, void *a
 		return err;
 	if (err == EFBIG)
 		uerr(EFBIG, "the load needs more than the tag's %d segments", m->tag->nsegments);
-	else
-		uerr(err, "no bounce pages for the load (pool limit %zu bytes)", ubdma_tag_bounce_limit(m->tag));
+	/* ENOMEM: the bounce layer said why */
 	cb(arg, m->segs, 0, err);
 	return err == ENOMEM ? ENOMEM : 0;
 }
@@ -391,6 +414,5 @@ int ubdma_map_load_sg(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
 		*nsegs = map->nseg;
 		return 0;
 	}
-	return err == EFBIG ? uerr(EFBIG, "the load needs more than the tag's %d segments", tag->nsegments)
-			    : uerr(err, "no bounce pages for the load");
+	return err == EFBIG ? uerr(EFBIG, "the load needs more than the tag's %d segments", tag->nsegments) : err;
 }
