@@ -86,7 +86,7 @@ void ubdma_ctx_close(ubdma_ctx_t *ctx);
 /** ubdma_ctx_tag() - the root DMA tag of the context, like bus_get_dma_tag(). Never NULL. */
 ubdma_tag_t *ubdma_ctx_tag(ubdma_ctx_t *ctx);
 
-/** ubdma_ctx_backend() - the backend the context runs on (never UBDMA_BACKEND_AUTO). */
+/** ubdma_ctx_backend() - the backend the context runs on (UBDMA_BACKEND_AUTO only for NULL). */
 enum ubdma_backend ubdma_ctx_backend(const ubdma_ctx_t *ctx);
 
 /** ubdma_backend_name() - "auto", "vfio", "phys" or "va". */
@@ -156,7 +156,8 @@ int ubdma_umem_lock(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_u
 
 /**
  * ubdma_umem_iova() - the IOVA of @addr inside the cookie's range, or UBDMA_BAD_IOVA when @addr is
- * outside it.  O(1), no system call.
+ * outside it.  No system call; constant time for a range in one mapping (a range that spans
+ * mappings of different page sizes costs one step per mapping).
  */
 uint64_t ubdma_umem_iova(const ubdma_umem_t *cookie, const void *addr);
 

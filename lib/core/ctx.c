@@ -80,6 +80,25 @@ static enum ubdma_backend auto_pick(char *why, size_t whylen)
 	return UBDMA_BACKEND_VA;
 }
 
+/*
+ * AUTO's pick failed to open (say VFIO is there but has no type1v2): step down to va, the one
+ * backend that always opens, and keep both reasons.  Return: 1 to try again.
+ */
+static int auto_fallback(struct ubdma_ctx *ctx, int err)
+{
+	char prev[sizeof(ctx->reason)];
+
+	if (!ctx->is_auto || ctx->backend == UBDMA_BACKEND_VA)
+		return 0;
+	snprintf(prev, sizeof(prev), "%s", ctx->reason);
+	snprintf(ctx->reason, sizeof(ctx->reason), "va: %.40s failed to open (%.20s: %.120s); before: %.60s",
+		 ubdma_backend_name(ctx->backend), strerror(err), ubdma_last_error(), prev);
+	ctx->backend = UBDMA_BACKEND_VA;
+	ctx->ops = &iommu_va_ops;
+	ctx->nwindows = 0;
+	return 1;
+}
+
 int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp)
 {
 	struct ubdma_ctx *ctx;
@@ -92,6 +111,7 @@ int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp)
 	if (!(ctx = calloc(1, sizeof(*ctx))))
 		return uerr(ENOMEM, "out of memory");
 	if (backend == UBDMA_BACKEND_AUTO) {
+		ctx->is_auto = 1;
 		backend = auto_pick(ctx->reason, sizeof(ctx->reason));
 	} else {
 		snprintf(ctx->reason, sizeof(ctx->reason), "%s: asked for", ubdma_backend_name(backend));
@@ -103,7 +123,10 @@ int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp)
 		free(ctx);
 		return uerr(err, "cannot allocate the translation map");
 	}
-	if ((err = ctx->ops->open(ctx, &ctx->priv))) {
+	err = ctx->ops->open(ctx, &ctx->priv);
+	while (err && auto_fallback(ctx, err)) /* AUTO: the next backend in line */
+		err = ctx->ops->open(ctx, &ctx->priv);
+	if (err) {
 		xlate_fini(&ctx->xlate);
 		free(ctx);
 		return err;
@@ -146,16 +169,18 @@ ubdma_tag_t *ubdma_ctx_tag(ubdma_ctx_t *ctx)
 
 enum ubdma_backend ubdma_ctx_backend(const ubdma_ctx_t *ctx)
 {
-	return ctx->backend;
+	return ctx ? ctx->backend : UBDMA_BACKEND_AUTO;
 }
 
 const char *ubdma_ctx_backend_reason(const ubdma_ctx_t *ctx)
 {
-	return ctx->reason;
+	return ctx ? ctx->reason : "no context";
 }
 
 int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, uint64_t *lo, uint64_t *hi, int max)
 {
+	if (!ctx)
+		return 0;
 	for (int i = 0; i < ctx->nwindows && i < max; i++) {
 		lo[i] = ctx->windows[i].lo;
 		hi[i] = ctx->windows[i].hi;

@@ -43,7 +43,8 @@ struct ubdma_ctx {
 	enum ubdma_backend backend;
 	const struct iommu_ops *ops;
 	void *priv;
-	char reason[256];
+	char reason[512];
+	int is_auto;		  /* opened with UBDMA_BACKEND_AUTO: may step down on failure */
 	struct iommu_window windows[IOMMU_MAX_WINDOWS];
 	int nwindows;
 	struct xlate_map xlate;

@@ -45,7 +45,8 @@ int ubdma_seterr_(const char *fn, int err, const char *fmt, ...)
 	if (n >= 0 && (size_t)n < sizeof(last_error))
 		vsnprintf(last_error + n, sizeof(last_error) - (size_t)n, fmt, ap);
 	va_end(ap);
-	ULOG(UBDMA_LOG_ERROR, "%s (%s)", last_error, strerror(err));
+	if (ubdma_log_level >= UBDMA_LOG_ERROR)
+		ubdma_log_emit(UBDMA_LOG_ERROR, fn, "%s (%s)", last_error + n, strerror(err));
 	return err;
 }
 

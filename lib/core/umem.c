@@ -4,10 +4,11 @@
  *
  * A cookie wires its range (counts nest with ubdma_wire()), maps each run of one page size
  * through the backend, and enters the IOVAs in the translation map.  Cookies may overlap: every
- * one keeps its own IOMMU mapping (the IOMMU can map one page at several IOVAs), and the map holds,
- * for each page, the IOVA of one live cookie covering it: the newest one at lock time; at unlock
- * the pages are re-pointed to another live cookie, or cleared, with one atomic store per entry so
- * that a concurrent reader never sees a covered page as unregistered.
+ * one keeps its own IOMMU mapping (the IOMMU can map one page at several IOVAs, each with its own
+ * permissions), and the map holds, for each page, the IOVA of the best live cookie covering it:
+ * one the device may write through, then the newest (registry_apply()).  Lock and unlock
+ * recompute the cookie's range with one atomic store per entry, so that a concurrent reader
+ * never sees a covered page as unregistered.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -121,55 +122,137 @@ static uintptr_t umem_hi(const struct ubdma_umem *u)
 	return c->va + c->npages * c->pgsz;
 }
 
-static int cmp_span(const void *a, const void *b)
+/* A chunk's part inside the range being recomputed, with the rank of its cookie. */
+struct cover {
+	uintptr_t s, e;
+	const struct umem_chunk *c;
+	unsigned long rank;
+};
+
+static int cmp_addr(const void *a, const void *b)
 {
 	const uintptr_t *x = a, *y = b;
-	return x[0] < y[0] ? -1 : x[0] > y[0];
+	return *x < *y ? -1 : *x > *y;
 }
 
 /*
- * Make the map's entries over [s, e) agree with the live cookies other than skip: re-point pages
- * covered by another cookie, then clear the rest.  Caller holds reg_lock.
+ * Which cookie the map shows for a page covered by several: one the device may write through
+ * (a WRITE cookie serves READ too, never the reverse), then the newest.  ctx->umems is newest
+ * first, so idx counts from the newest.
  */
-static void registry_restore(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, const struct ubdma_umem *skip)
+static unsigned long rank_of(const struct ubdma_umem *u, size_t idx)
 {
-	size_t n = 0, cap = 0;
-	uintptr_t(*spans)[2] = NULL;
+	return (u->flags & UBDMA_UMEM_WRITE ? 1ul << 40 : 0) + ((1ul << 32) - idx);
+}
 
-	for (struct ubdma_umem *o = ctx->umems; o; o = o->next) {
-		if (o == skip || umem_hi(o) <= s || umem_lo(o) >= e)
+/* The best cover of [s, e) among n, or NULL. */
+static const struct cover *best_cover(const struct cover *cv, size_t n, uintptr_t s, uintptr_t e)
+{
+	const struct cover *best = NULL;
+
+	for (size_t i = 0; i < n; i++)
+		if (cv[i].s <= s && cv[i].e >= e && (!best || cv[i].rank > best->rank))
+			best = &cv[i];
+	return best;
+}
+
+/* Without memory for the interval lists: decide page by page (unlock must not fail). */
+static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
+{
+	for (uintptr_t p = s; p < e; p += PG) {
+		const struct umem_chunk *bc = NULL;
+		unsigned long br = 0;
+		size_t idx = 0;
+		for (struct ubdma_umem *o = ctx->umems; o; o = o->next, idx++)
+			for (int i = 0; i < o->nchunks; i++) {
+				const struct umem_chunk *c = &o->chunks[i];
+				if (p >= c->va && p - c->va < c->npages * c->pgsz && rank_of(o, idx) > br) {
+					bc = c;
+					br = rank_of(o, idx);
+				}
+			}
+		if (!bc || chunk_enter(&ctx->xlate, bc, p, p + PG))
+			xlate_clear(&ctx->xlate, p, PG);
+	}
+}
+
+/*
+ * Make the map's entries over [s, e) show, page by page, the best live cookie (rank_of()), or
+ * nothing.  Each entry goes from one valid IOVA straight to another (one store), so a reader
+ * never sees a covered page as unregistered.  Caller holds reg_lock.  Return: 0 or ENOMEM; with
+ * can_fail 0 it always completes (entries it could not write are cleared, never left stale).
+ */
+static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int can_fail)
+{
+	size_t n = 0, cap = 0, nb = 0, idx = 0;
+	struct cover *cv = NULL;
+	uintptr_t *bounds = NULL;
+	int err = 0;
+
+	for (struct ubdma_umem *o = ctx->umems; o; o = o->next)
+		if (umem_hi(o) > s && umem_lo(o) < e)
+			cap += (size_t)o->nchunks;
+	if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
+		free(cv);
+		if (can_fail)
+			return ENOMEM;
+		registry_apply_slow(ctx, s, e);
+		return 0;
+	}
+	for (struct ubdma_umem *o = ctx->umems; o; o = o->next, idx++) {
+		if (umem_hi(o) <= s || umem_lo(o) >= e)
 			continue;
 		for (int i = 0; i < o->nchunks; i++) {
 			const struct umem_chunk *c = &o->chunks[i];
 			uintptr_t cs = c->va > s ? c->va : s, ce = c->va + c->npages * c->pgsz;
 			ce = ce < e ? ce : e;
-			if (cs >= ce)
-				continue;
-			/* ENOMEM re-pointing: the entry keeps the old cookie's IOVA, which stays
-			 * mapped until the caller's unmap; log it, the page is then cleared below */
-			if (chunk_enter(&ctx->xlate, c, cs, ce))
-				ULOG_WARN("out of memory re-pointing [%#lx, %#lx)", (unsigned long)cs,
-					  (unsigned long)ce);
-			if (n == cap) {
-				void *ns = realloc(spans, (cap = cap ? cap * 2 : 8) * sizeof(*spans));
-				if (!ns)
-					continue;
-				spans = ns;
+			if (cs < ce) {
+				cv[n++] = (struct cover){ cs, ce, c, rank_of(o, idx) };
+				bounds[nb++] = cs;
+				bounds[nb++] = ce;
 			}
-			spans[n][0] = cs;
-			spans[n++][1] = ce;
 		}
 	}
-	qsort(spans, n, sizeof(*spans), cmp_span);
-	uintptr_t cur = s;
-	for (size_t i = 0; i < n; i++) {
-		if (spans[i][0] > cur)
-			xlate_clear(&ctx->xlate, cur, spans[i][0] - cur);
-		cur = spans[i][1] > cur ? spans[i][1] : cur;
+	bounds[nb++] = s;
+	bounds[nb++] = e;
+	qsort(bounds, nb, sizeof(*bounds), cmp_addr);
+	/* walk the elementary intervals, merging neighbours with the same winner */
+	for (size_t i = 0; i + 1 < nb;) {
+		uintptr_t is = bounds[i], ie;
+		const struct cover *w;
+		if (is >= e || is == bounds[i + 1]) {
+			i++;
+			continue;
+		}
+		ie = bounds[++i];
+		w = best_cover(cv, n, is, ie);
+		while (i + 1 < nb && bounds[i + 1] <= e &&
+		       (bounds[i + 1] == ie || best_cover(cv, n, ie, bounds[i + 1]) == w))
+			ie = bounds[++i];
+		if (!w) {
+			xlate_clear(&ctx->xlate, is, ie - is);
+		} else if (chunk_enter(&ctx->xlate, w->c, is, ie)) {
+			if (can_fail) {
+				err = ENOMEM;
+				break;
+			}
+			xlate_clear(&ctx->xlate, is, ie - is);
+		}
 	}
-	if (cur < e)
-		xlate_clear(&ctx->xlate, cur, e - cur);
-	free(spans);
+	free(cv);
+	free(bounds);
+	return err;
+}
+
+static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
+{
+	if (u->prev)
+		u->prev->next = u->next;
+	else
+		ctx->umems = u->next;
+	if (u->next)
+		u->next->prev = u->prev;
+	ctx->numems--;
 }
 
 int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const struct iommu_window *lim,
@@ -200,20 +283,19 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 	if ((err = chunks_map(ctx, u, segs, nseg, lim)))
 		goto fail_unwire;
 	pthread_mutex_lock(&ctx->reg_lock);
-	for (int i = 0; i < u->nchunks && !err; i++)
-		err = chunk_enter(&ctx->xlate, &u->chunks[i], 0, UINTPTR_MAX);
-	if (err) {
-		registry_restore(ctx, umem_lo(u), umem_hi(u), u);
-		pthread_mutex_unlock(&ctx->reg_lock);
-		err = uerr(ENOMEM, "out of memory for the translation map");
-		chunks_unmap(ctx, u, u->nchunks);
-		goto fail_unwire;
-	}
 	u->next = ctx->umems;
 	if (ctx->umems)
 		ctx->umems->prev = u;
 	ctx->umems = u;
 	ctx->numems++;
+	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1))) {
+		registry_unlink(ctx, u);
+		registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
+		pthread_mutex_unlock(&ctx->reg_lock);
+		err = uerr(ENOMEM, "out of memory for the translation map");
+		chunks_unmap(ctx, u, u->nchunks);
+		goto fail_unwire;
+	}
 	pthread_mutex_unlock(&ctx->reg_lock);
 	free(segs);
 	*cookiep = u;
@@ -255,14 +337,8 @@ void ubdma_umem_unlock(ubdma_umem_t *u)
 		return;
 	ctx = u->ctx;
 	pthread_mutex_lock(&ctx->reg_lock);
-	if (u->prev)
-		u->prev->next = u->next;
-	else
-		ctx->umems = u->next;
-	if (u->next)
-		u->next->prev = u->prev;
-	ctx->numems--;
-	registry_restore(ctx, umem_lo(u), umem_hi(u), u);
+	registry_unlink(ctx, u);
+	registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
 	pthread_mutex_unlock(&ctx->reg_lock);
 	chunks_unmap(ctx, u, u->nchunks);
 	int err = unwire_range((void *)u->start, u->end - u->start, u->wire_flags);

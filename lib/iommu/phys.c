@@ -1,8 +1,9 @@
 /*
  * phys.c - the no-IOMMU backend: IOVA = physical address, read from /proc/self/pagemap.
  *
- * Only hugetlb memory qualifies: hugetlb pages are never migrated, compacted or swapped while
- * mapped, so their physical address is stable.  Ordinary 4 KiB pages can be moved by compaction
+ * Only hugetlb memory qualifies: hugetlb pages are never swapped, compacted or moved by NUMA
+ * balancing, so their physical address is stable unless the application itself asks for a move
+ * (move_pages(2), mbind(2) with MPOL_MF_MOVE) or memory is offlined.  Ordinary 4 KiB pages can be moved by compaction
  * or NUMA balancing even while mlocked, so translating them would hand the device an address that
  * may go stale: such memory is refused with ENOTSUP instead.
  *
@@ -80,15 +81,15 @@ static int phys_open(struct ubdma_ctx *ctx, void **privp)
 	if (!iommu_phys_usable(why, sizeof(why)))
 		return uerr(ENODEV, "phys backend unusable: %s", why);
 	if (!(ph = malloc(sizeof(*ph))))
-		return ENOMEM;
+		return uerr(ENOMEM, "out of memory");
 	ph->fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (ph->fd < 0) {
 		int err = errno;
 		free(ph);
-		return err;
+		return uerr(err, "cannot open /proc/self/pagemap");
 	}
 	/* without an IOMMU the device sees all of physical memory: one window, page 0 excluded */
-	ctx->windows[0] = (struct iommu_window){ 4096, UINT64_MAX - 4095 };
+	ctx->windows[0] = (struct iommu_window){ 4096, UINT64_MAX };
 	ctx->nwindows = 1;
 	*privp = ph;
 	return 0;
@@ -120,7 +121,9 @@ static int phys_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 			return uerr(err, "cannot read the physical address of %p from pagemap",
 				    (void *)(va + i * pgsz));
 		if (lim && (pa < lim->lo || pa + pgsz - 1 > lim->hi))
-			return ERANGE;
+			return uerr(ERANGE, "physical address %#llx of %p is outside [%#llx, %#llx]",
+				    (unsigned long long)pa, (void *)(va + i * pgsz),
+				    (unsigned long long)lim->lo, (unsigned long long)lim->hi);
 		iovas[i] = pa;
 	}
 	return 0;

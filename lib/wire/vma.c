@@ -83,8 +83,12 @@ static void set_huge(struct vma *v, const struct statfs *sfs)
 
 static void hugetlb_probe(struct vma *v, const char *path)
 {
+	/* memfd, MAP_HUGETLB, SysV shm and unlinked files (DPDK's --huge-unlink) have no name
+	 * to statfs: ask the mapping itself */
+	size_t plen = strlen(path);
 	int shmem = !strncmp(path, "/memfd:", 7) || strstr(path, "/anon_hugepage") ||
-		    !strncmp(path, "/SYSV", 5);
+		    !strncmp(path, "/SYSV", 5) ||
+		    (plen > 10 && !strcmp(path + plen - 10, " (deleted)"));
 	struct statfs sfs;
 	char mf[64];
 	int fd;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -196,6 +197,36 @@ static unsigned long long vmlck_bytes(void)
 	return kb * 1024;
 }
 
+static int has_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return 0;
+	return (d[CAP_IPC_LOCK / 32].effective >> (CAP_IPC_LOCK % 32)) & 1;
+}
+
+/* mlock said "no more": tell the user which limit it was and how to raise it. */
+static int mlock_failed(uintptr_t s, uintptr_t e)
+{
+	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+	unsigned long long locked = vmlck_bytes();
+
+	getrlimit(RLIMIT_MEMLOCK, &rl);
+	if (!has_ipc_lock() && rl.rlim_cur != RLIM_INFINITY && locked + (e - s) > rl.rlim_cur)
+		return uerr(ENOMEM,
+			    "wiring %zu bytes at %p would exceed RLIMIT_MEMLOCK: the limit is %llu "
+			    "bytes and %llu are locked already; raise it (ulimit -l, memlock in "
+			    "/etc/security/limits.conf, LimitMEMLOCK= for a systemd unit) or grant "
+			    "CAP_IPC_LOCK",
+			    (size_t)(e - s), (void *)s, (unsigned long long)rl.rlim_cur, locked);
+	return uerr(ENOMEM,
+		    "mlock of %zu bytes at %p failed: out of memory, or the process reached "
+		    "vm.max_map_count mappings (each wired range can split a mapping)",
+		    (size_t)(e - s), (void *)s);
+}
+
 /* What this call locked, to undo on failure. */
 struct undo {
 	uintptr_t s[64], e[64];
@@ -215,16 +246,8 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	}
 	if (sys_mlock(s, e)) {
 		int err = errno;
-		if (err == EAGAIN || err == EPERM || err == ENOMEM) {
-			struct rlimit rl = { 0, 0 };
-			getrlimit(RLIMIT_MEMLOCK, &rl);
-			return uerr(ENOMEM,
-				    "mlock of %zu bytes at %p failed: RLIMIT_MEMLOCK is %llu bytes and this "
-				    "process has %llu bytes locked; raise it (ulimit -l, limits.conf "
-				    "memlock, systemd LimitMEMLOCK=) or grant CAP_IPC_LOCK",
-				    (size_t)(e - s), (void *)s, (unsigned long long)rl.rlim_cur,
-				    vmlck_bytes());
-		}
+		if (err == EAGAIN || err == EPERM || err == ENOMEM)
+			return mlock_failed(s, e);
 		return uerr(err, "mlock of [%p, %p) failed", (void *)s, (void *)e);
 	}
 	if (madvise((void *)s, e - s, MADV_DONTFORK)) {
@@ -255,6 +278,30 @@ static void undo_free(struct undo *u)
 		free(c);
 		c = n;
 	}
+}
+
+/* Whether some page of [s, e) has a wire count already. */
+static int has_counted(uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(s);
+
+	return i < nruns && runs[i].start < e;
+}
+
+/*
+ * Counted pages are normally locked already, but the application may have unmapped and mapped
+ * new memory at the same address since (the counts are by address): lock and mark the whole
+ * run again, which costs the kernel little when nothing changed.  Not undone on a later failure:
+ * these pages are wired by an earlier call anyway.
+ */
+static int relock(uintptr_t s, uintptr_t e)
+{
+	if (sys_mlock(s, e))
+		return errno == EINVAL ? uerr(EINVAL, "mlock of [%p, %p) failed", (void *)s, (void *)e) :
+					 mlock_failed(s, e);
+	if (madvise((void *)s, e - s, MADV_DONTFORK))
+		return uerr(EFAULT, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
+	return 0;
 }
 
 static int prefault_write(uintptr_t s, uintptr_t e)
@@ -311,11 +358,15 @@ static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **seg
 					   !v[i].readable ? "not accessible" : "read-only and WRITE was asked");
 		}
 		if (usable && !err) {
-			struct wire_seg *sg = &segs[n++];
-			sg->pgsz = v[i].pgsz;
-			sg->hugetlb = v[i].hugetlb;
-			sg->start = TRUNC(a, sg->pgsz) > v[i].start ? TRUNC(a, sg->pgsz) : v[i].start;
-			sg->end = ROUND(b, sg->pgsz) < v[i].end ? ROUND(b, sg->pgsz) : v[i].end;
+			size_t pg = v[i].pgsz;
+			uintptr_t ss = TRUNC(a, pg) > v[i].start ? TRUNC(a, pg) : v[i].start;
+			uintptr_t se = ROUND(b, pg) < v[i].end ? ROUND(b, pg) : v[i].end;
+			/* mappings split by earlier mlocks are one run for the caller */
+			if (n && segs[n - 1].end == ss && segs[n - 1].pgsz == pg &&
+			    segs[n - 1].hugetlb == v[i].hugetlb)
+				segs[n - 1].end = se;
+			else
+				segs[n++] = (struct wire_seg){ ss, se, pg, v[i].hugetlb };
 		}
 		cur = v[i].end;
 	}
@@ -354,6 +405,8 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 			}
 		}
 		err = for_each_unwired(segs[i].start, segs[i].end, lock_one, &u);
+		if (!err && has_counted(segs[i].start, segs[i].end))
+			err = relock(segs[i].start, segs[i].end);
 	}
 	if (err) {
 		undo_all(&u);

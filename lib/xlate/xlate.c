@@ -1,17 +1,22 @@
 /*
  * xlate.c - writers of the VA -> IOVA map (see xlate.h for the layout and the reader's rules).
  *
- * A granule is stored as a 2 MiB leaf when all its 512 pages are registered and linear in IOVA
- * space, else as a table of 4 KiB entries.  Turning a leaf into a table fills the table from the
- * leaf before publishing the pointer, so a reader sees the same translation either way.  Tables
- * are taken from mmap and never returned before xlate_fini(): a table that is replaced by a leaf
- * is kept, unchanged, until xlate_fini() (see retire_reserve()).
+ * An empty granule that is registered whole and linearly becomes a 2 MiB leaf; anything finer
+ * gets a table of 512 4 KiB entries.  Turning a leaf into a table fills the table from the leaf
+ * before publishing the pointer, so a reader sees the same translation either way.
+ *
+ * Once a granule has a table it keeps it until xlate_fini(): a reader may have loaded the
+ * table's pointer and not yet its entry, and readers announce themselves nowhere, so a table can
+ * never be known to be unused.  Keeping it (instead of merging back into a leaf and retiring the
+ * table) bounds the memory to one 4 KiB table per granule ever split — 0.2% of the registered
+ * span at worst — where retiring would grow without bound under lock/unlock churn.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/log.h"
 #include "xlate/xlate.h"
 
 static void store(uint64_t *p, uint64_t v)
@@ -27,34 +32,6 @@ static uint64_t *table_alloc(struct xlate_map *m)
 		return NULL;
 	m->tables++;
 	return t;
-}
-
-/*
- * Make room to retire one table.  A reader may have loaded a table's pointer and not yet its
- * entry, so a replaced table is never written or reused again: it stays allocated, unchanged,
- * until xlate_fini().  At most one table per granule split and then merged back is kept.
- */
-static int retire_reserve(struct xlate_map *m)
-{
-	if (m->nretired < m->capretired)
-		return 0;
-	size_t cap = m->capretired ? m->capretired * 2 : 16;
-	void **n = realloc(m->retired, cap * sizeof(*n));
-	if (!n)
-		return ENOMEM;
-	m->retired = n;
-	m->capretired = cap;
-	return 0;
-}
-
-/* Replace a granule entry; an old table goes to the retired list (room reserved by the caller). */
-static void granule_replace(struct xlate_map *m, uint64_t *ge, uint64_t v)
-{
-	uint64_t old = *ge;
-
-	store(ge, v);
-	if (old && !(old & XLATE_VALID))
-		m->retired[m->nretired++] = (void *)(uintptr_t)old;
 }
 
 int xlate_init(struct xlate_map *m)
@@ -83,13 +60,18 @@ static uint64_t *granule(struct xlate_map *m, uintptr_t va, int alloc)
 	return &l2[(va >> XLATE_L2_SHIFT) & 511];
 }
 
+static int is_table(uint64_t e)
+{
+	return e && !(e & XLATE_VALID);
+}
+
 /* The granule entry as a 4 KiB table, splitting a leaf (or creating an empty table). */
 static uint64_t *granule_table(struct xlate_map *m, uint64_t *ge)
 {
 	uint64_t e = *ge;
 	uint64_t *t;
 
-	if (e && !(e & XLATE_VALID))
+	if (is_table(e))
 		return (uint64_t *)(uintptr_t)e;
 	if (!(t = table_alloc(m)))
 		return NULL;
@@ -100,32 +82,69 @@ static uint64_t *granule_table(struct xlate_map *m, uint64_t *ge)
 	return t;
 }
 
-/* Write the 4 KiB entries of [va, va + n pages) inside one granule. */
-static int set_pages(struct xlate_map *m, uintptr_t va, size_t n, const uint64_t *iova4k, int clear)
+/* Whether 512 4 KiB IOVAs (or iova0 onwards when iova4k is NULL) are one linear run. */
+static int linear(const uint64_t *iova4k)
 {
-	uint64_t *ge = granule(m, va, !clear);
+	for (size_t i = 1; iova4k && i < 512; i++)
+		if (iova4k[i] != iova4k[0] + i * XLATE_PAGE)
+			return 0;
+	return 1;
+}
+
+/*
+ * Write the 4 KiB entries of [va, va + n pages) inside one granule: iova4k[i] for page i, or
+ * iova0 + i * 4 KiB when iova4k is NULL.
+ */
+static int set_pages(struct xlate_map *m, uintptr_t va, size_t n, const uint64_t *iova4k, uint64_t iova0)
+{
+	uint64_t *ge = granule(m, va, 1);
 	uint64_t *t;
 
 	if (!ge)
-		return clear ? 0 : ENOMEM;
-	if (clear && !*ge)
+		return ENOMEM;
+	if (n == 512 && !is_table(*ge) && linear(iova4k)) {
+		store(ge, ((iova4k ? iova4k[0] : iova0) & XLATE_ADDR_MASK) | XLATE_VALID);
 		return 0;
-	/* a whole granule: one leaf (or empty) word; without room to retire, per page below */
-	if (n == 512 && retire_reserve(m) == 0) {
-		int linear = !clear;
-		for (size_t i = 1; i < 512 && linear; i++)
-			linear = iova4k[i] == iova4k[0] + i * XLATE_PAGE;
-		if (clear || linear) {
-			granule_replace(m, ge, clear ? 0 : (iova4k[0] & XLATE_ADDR_MASK) | XLATE_VALID);
-			return 0;
-		}
 	}
 	if (!(t = granule_table(m, ge)))
 		return ENOMEM;
 	size_t first = (va >> XLATE_L3_SHIFT) & 511;
 	for (size_t i = 0; i < n; i++)
-		store(&t[first + i], clear ? 0 : ((iova4k[i] & XLATE_ADDR_MASK) | XLATE_VALID));
+		store(&t[first + i], ((iova4k ? iova4k[i] : iova0 + i * XLATE_PAGE) & XLATE_ADDR_MASK) |
+					     XLATE_VALID);
 	return 0;
+}
+
+static void clear_pages(struct xlate_map *m, uintptr_t va, size_t n)
+{
+	uint64_t *ge = granule(m, va, 0);
+	uint64_t *t;
+
+	if (!ge || !*ge)
+		return;
+	if (n == 512 && !is_table(*ge)) {
+		store(ge, 0);
+		return;
+	}
+	if (!(t = granule_table(m, ge))) {
+		/*
+		 * Splitting a leaf needs a table and memory ran out: forget the whole granule
+		 * rather than leave a stale page.  Lookups of its other pages then say
+		 * "unregistered" (bus_dma bounces them) instead of giving a wrong IOVA.
+		 */
+		ULOG(UBDMA_LOG_ERROR, "out of memory splitting the granule at %#lx: cleared whole",
+		     (unsigned long)va);
+		store(ge, 0);
+		return;
+	}
+	size_t first = (va >> XLATE_L3_SHIFT) & 511;
+	for (size_t i = 0; i < n; i++)
+		store(&t[first + i], 0);
+}
+
+static int in_range(uintptr_t va, size_t len)
+{
+	return va + len >= va && va + len <= (UINT64_C(1) << XLATE_VA_BITS);
 }
 
 int xlate_set(struct xlate_map *m, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas,
@@ -134,25 +153,23 @@ int xlate_set(struct xlate_map *m, uintptr_t va, size_t npages, size_t pgsz, con
 	uint64_t buf[512];
 	const uintptr_t base = va, end = va + npages * pgsz;
 
+	if (!in_range(va, npages * pgsz))
+		return ERANGE;
 	while (va < end) {
 		uintptr_t gend = (va | (XLATE_GRANULE - 1)) + 1;
 		size_t n = ((gend < end ? gend : end) - va) / XLATE_PAGE;
-		if (pgsz >= XLATE_GRANULE && n == 512) {
-			/* a whole granule inside one big page is linear: one leaf, no per-page work */
-			uintptr_t off = va - base;
+		uintptr_t off = va - base;
+		int err;
+
+		if (!iovas || pgsz >= XLATE_GRANULE) {
+			/* linear over this granule's part: no per-page array to build */
 			uint64_t iova = iovas ? iovas[off / pgsz] + off % pgsz : iova0 + off;
-			uint64_t *ge = granule(m, va, 1);
-			if (!ge || retire_reserve(m))
-				return ENOMEM;
-			granule_replace(m, ge, (iova & XLATE_ADDR_MASK) | XLATE_VALID);
-			va = gend;
-			continue;
+			err = set_pages(m, va, n, NULL, iova);
+		} else {
+			for (size_t i = 0; i < n; i++, off += XLATE_PAGE)
+				buf[i] = iovas[off / pgsz] + off % pgsz;
+			err = set_pages(m, va, n, buf, 0);
 		}
-		for (size_t i = 0; i < n; i++) {
-			uintptr_t off = va + i * XLATE_PAGE - base;
-			buf[i] = iovas ? iovas[off / pgsz] + off % pgsz : iova0 + off;
-		}
-		int err = set_pages(m, va, n, buf, 0);
 		if (err)
 			return err;
 		va += n * XLATE_PAGE;
@@ -164,10 +181,12 @@ void xlate_clear(struct xlate_map *m, uintptr_t va, size_t len)
 {
 	uintptr_t end = va + len;
 
+	if (!in_range(va, len))
+		return;
 	while (va < end) {
 		uintptr_t gend = (va | (XLATE_GRANULE - 1)) + 1;
 		size_t n = ((gend < end ? gend : end) - va) / XLATE_PAGE;
-		set_pages(m, va, n, NULL, 1);
+		clear_pages(m, va, n);
 		va += n * XLATE_PAGE;
 	}
 }
@@ -181,13 +200,10 @@ void xlate_fini(struct xlate_map *m)
 		if (!l2)
 			continue;
 		for (int j = 0; j < 512; j++)
-			if (l2[j] && !(l2[j] & XLATE_VALID))
+			if (is_table(l2[j]))
 				munmap((void *)(uintptr_t)l2[j], 4096);
 		munmap(l2, 4096);
 	}
-	for (size_t i = 0; i < m->nretired; i++)
-		munmap(m->retired[i], 4096);
-	free(m->retired);
 	munmap(m->l1, XLATE_L1_ENTRIES * sizeof(*m->l1));
 	m->l1 = NULL;
 }

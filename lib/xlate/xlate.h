@@ -6,8 +6,8 @@
  * granule entry is either a leaf (the whole 2 MiB is linear in IOVA space) or a pointer to a table
  * of 512 4 KiB entries.  Entries are 64-bit words written with release stores under the context's
  * registration lock and read with acquire loads without any lock: a reader sees the old or the
- * new word, never a torn one.  Tables are never freed while the map lives (a retired 4 KiB table
- * stays allocated), so a reader that raced with an update never touches freed memory.
+ * new word, never a torn one.  Tables are never freed while the map lives (a granule that got a
+ * 4 KiB table keeps it), so a reader that raced with an update never touches freed memory.
  *
  * Encoding: 0 means "not registered"; bit 0 set means a leaf whose bits [63:12] hold the IOVA of
  * the first byte of the granule (or page); bit 0 clear and non-zero is a pointer to a 4 KiB table.
@@ -32,8 +32,6 @@
 
 struct xlate_map {
 	uint64_t **l1;		/* XLATE_L1_ENTRIES slots, each NULL or 512 granule entries */
-	void **retired;		/* 4 KiB tables no longer referenced, freed at fini */
-	size_t nretired, capretired;
 	size_t tables;		/* second and third level tables allocated (for stats) */
 };
 
@@ -43,13 +41,16 @@ void xlate_fini(struct xlate_map *m);
 /*
  * Enter pages [va, va + npages * pgsz) with IOVA iovas[i] for page i, or iova0 + i * pgsz when
  * iovas is NULL (pgsz a power of two, >= 4 KiB, va aligned to it).  Caller holds the registration
- * lock.  Return: 0 or ENOMEM, in which case entries already written stay (the caller restores the
- * range to roll back).
+ * lock.  Return: 0; ERANGE when the range reaches past 2^47 (the map covers 47-bit user address
+ * spaces); ENOMEM, in which case entries already written stay (the caller restores the range).
  */
 int xlate_set(struct xlate_map *m, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas,
 	      uint64_t iova0);
 
-/* Forget [va, va + len) (4 KiB aligned).  Caller holds the registration lock.  Never fails. */
+/*
+ * Forget [va, va + len) (4 KiB aligned).  Caller holds the registration lock.  Never leaves a
+ * stale entry: if splitting a 2 MiB leaf finds no memory, the whole granule is forgotten.
+ */
 void xlate_clear(struct xlate_map *m, uintptr_t va, size_t len);
 
 static inline uint64_t xlate_load(const uint64_t *p)

@@ -2,6 +2,7 @@
  * test_xlate.c - the translation map: 4 KiB and 2 MiB granularity, leaf splitting and merging,
  * bounds, and readers racing a writer (never a torn or mixed translation; run under TSan too).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,14 +85,23 @@ static void test_2m_leaf_split_merge(void **state)
 	assert_int_equal(xlate_lookup(&m, va + 8 * PG), hp[0] + 8 * PG);
 	assert_int_equal(xlate_lookup_run(&m, va + 8 * PG, &run), hp[0] + 8 * PG);
 	assert_int_equal(run, PG);
-	/* filling it back linearly merges into a leaf again (the table is retired, not freed) */
+	/* filling it back keeps the table (readers may hold it): translations right, 4 KiB runs */
 	uint64_t iova = hp[0] + 7 * PG;
 	assert_int_equal(xlate_set(&m, va + 7 * PG, 1, PG, &iova, 0), 0);
 	assert_int_equal(xlate_lookup(&m, va + 7 * PG), iova);
-	assert_int_equal(xlate_set(&m, va, 1, GR, NULL, hp[0]), 0);
-	assert_int_equal(xlate_lookup_run(&m, va, &run), hp[0]);
-	assert_int_equal(run, GR);
-	assert_int_equal(m.nretired, 1);
+	assert_int_equal(xlate_set(&m, va, 1, GR, NULL, hp[0] + 0x200000), 0);
+	assert_int_equal(xlate_lookup_run(&m, va + 5, &run), hp[0] + 0x200005);
+	assert_int_equal(run, PG - 5);
+	/* churn does not grow memory: one table per split granule, ever */
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(xlate_set(&m, va, 256, PG, NULL, 0x70000000), 0);
+		xlate_clear(&m, va, GR);
+		assert_int_equal(xlate_set(&m, va, 1, GR, NULL, 0x70000000), 0);
+	}
+	assert_int_equal(m.tables, tables + 1);
+	/* out of the 47-bit space: refused, nothing written */
+	assert_int_equal(xlate_set(&m, (1ull << 47) - PG, 2, PG, NULL, 0x1000), ERANGE);
+	assert_int_equal(xlate_set(&m, UINT64_MAX - PG + 1, 1, PG, NULL, 0x1000), ERANGE);
 	xlate_clear(&m, va, 2 * GR);
 	assert_int_equal(xlate_lookup(&m, va + GR), UBDMA_BAD_IOVA);
 	/* a linear 4 KiB run that covers a whole granule becomes a leaf too */
