@@ -1,0 +1,140 @@
+/*
+ * test_vfio_memlock - RLIMIT_MEMLOCK on the vfio backend: clean ENOMEM, nothing left behind.
+ *
+ * Runs in the test-bed guest as root, so it first drops CAP_IPC_LOCK (which bypasses the limit
+ * for mlock(2) and for VFIO's pinning) and then sets RLIMIT_MEMLOCK itself.  VFIO counts the
+ * pages it pins in the same locked_vm as mlock, so memory that ubdma wires and maps counts twice
+ * while a device is attached.  Cases, with a 1 MiB buffer B:
+ *   limit 256 KiB          umem_lock(B) -> ENOMEM from the wiring, message names RLIMIT_MEMLOCK;
+ *   limit 1.5 MiB, device  umem_lock(B) -> ENOMEM from VFIO_IOMMU_MAP_DMA (mlock fitted, the pin
+ *                          did not); nothing stays wired;
+ *   limit 2.5 MiB, device  umem_lock(B) succeeds;
+ *   limit 1.5 MiB, no device: umem_lock(B) succeeds (only recorded), then ubdma_pci_open() fails
+ *                          with ENOMEM at the replay and leaves nothing attached; after
+ *                          ubdma_umem_unlock() the open succeeds.
+ * Exit status: 0 pass, 1 fail, 77 skip.
+ */
+#include <errno.h>
+#include <linux/capability.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <ubdma/ubdma.h>
+
+#define EXIT_SKIP 77
+#define MIB (1u << 20)
+
+static int failures;
+
+static void check(int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	printf("%s - ", ok ? "ok" : "not ok");
+	vprintf(fmt, ap);
+	printf("\n");
+	va_end(ap);
+	failures += !ok;
+}
+
+static int drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return -1;
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+	d[0].inheritable &= ~(1u << CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &h, d) || syscall(SYS_capget, &h, d))
+		return -1;
+	return d[0].effective & (1u << CAP_IPC_LOCK) ? -1 : 0;
+}
+
+static void set_limit(size_t bytes)
+{
+	struct rlimit rl = { bytes, bytes };
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl))
+		printf("# setrlimit(%zu): %s\n", bytes, strerror(errno));
+}
+
+/* umem_lock of buf fails with ENOMEM, the message holds word, and nothing stays wired. */
+static void lock_fails(ubdma_ctx_t *ctx, void *buf, size_t len, const char *what, const char *word)
+{
+	ubdma_umem_t *u = NULL;
+	int rc = ubdma_umem_lock(ctx, buf, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+
+	check(rc == ENOMEM && !u && strstr(ubdma_last_error(), word), "%s: umem_lock -> %s: %s", what,
+	      strerror(rc), ubdma_last_error());
+	check(ubdma_wire_count(buf) == 0 && ubdma_wire_count((char *)buf + len - 1) == 0 &&
+	      ubdma_vtoiova(ctx, buf) == UBDMA_BAD_IOVA, "%s: nothing left wired or registered", what);
+	if (!rc)
+		ubdma_umem_unlock(u);
+}
+
+int main(void)
+{
+	const char *bdf = getenv("UBDMA_VM_NVME");
+	ubdma_ctx_t *ctx = NULL;
+	ubdma_pci_t *dev = NULL;
+	ubdma_umem_t *u = NULL;
+	int rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!bdf || !*bdf || !getenv("UBDMA_VM_NVME_DRIVER") ||
+	    strcmp(getenv("UBDMA_VM_NVME_DRIVER"), "vfio-pci")) {
+		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");
+		return EXIT_SKIP;
+	}
+	check(drop_ipc_lock() == 0, "CAP_IPC_LOCK dropped");
+	char *buf = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(buf, 1, MIB);
+
+	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx)) || (rc = ubdma_pci_open(ctx, bdf, &dev))) {
+		check(0, "context and device: %s", ubdma_last_error());
+		return 1;
+	}
+	set_limit(MIB / 4);
+	lock_fails(ctx, buf, MIB, "limit 256 KiB", "RLIMIT_MEMLOCK");
+
+	set_limit(MIB + MIB / 2);
+	lock_fails(ctx, buf, MIB, "limit 1.5 MiB, device open", "MAP_DMA");
+
+	set_limit(2 * MIB + MIB / 2);
+	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0 && ubdma_vtoiova(ctx, buf) != UBDMA_BAD_IOVA, "limit 2.5 MiB, device open: "
+	      "umem_lock -> %s", rc ? ubdma_last_error() : "0");
+	ubdma_umem_unlock(u);
+	u = NULL;
+	ubdma_pci_close(dev);
+	dev = NULL;
+
+	/* no device: the lock is only recorded; the replay at open runs into the limit */
+	set_limit(MIB + MIB / 2);
+	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0, "limit 1.5 MiB, no device: umem_lock -> %s", rc ? ubdma_last_error() : "0");
+	rc = ubdma_pci_open(ctx, bdf, &dev);
+	check(rc == ENOMEM && !dev, "open replays into the limit -> %s: %s", strerror(rc),
+	      ubdma_last_error());
+	if (dev)
+		ubdma_pci_close(dev);
+	dev = NULL;
+	ubdma_umem_unlock(u);
+	rc = ubdma_pci_open(ctx, bdf, &dev);
+	check(rc == 0, "after unlock the open works (nothing was left attached) -> %s",
+	      rc ? ubdma_last_error() : "0");
+	ubdma_pci_close(dev);
+	ubdma_ctx_close(ctx);
+	printf("# %d failure(s)\n", failures);
+	return failures ? 1 : 0;
+}
