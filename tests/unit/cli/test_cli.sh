@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# test_cli.sh UBDMA - the ubdma command-line tool on this host: `status` (text and --json, parsed
+# and checked against sysfs), bad input exits 2 with a sentence, `bind` says the IOMMU is off when
+# it is, `hugepages` shows and reserves, `bench` turns a benchmark's JSON into tables and plots.
+# TAP output, one line a check.
+set -u
+U=${1:?usage: test_cli.sh path/to/ubdma}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+n=0 failed=0
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$tmp/err" 2>/dev/null | head -20; }
+check() { # description, then a command whose success is the check
+  local d=$1; shift
+  if "$@"; then ok "$d"; else not_ok "$d"; fi
+}
+# expect_exit CODE PATTERN -- ARGS: run ubdma ARGS, want exit CODE and PATTERN in stderr
+expect_exit() {
+  local code=$1 pat=$2; shift 3
+  "$U" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  if [ $rc -eq "$code" ] && { [ -z "$pat" ] || grep -q -- "$pat" "$tmp/err"; }; then ok "ubdma $* -> exit $code: $(head -1 "$tmp/err")"
+  else echo "# got exit $rc"; not_ok "ubdma $* -> exit $code, stderr matching '$pat'"; fi
+}
+
+# --- status, JSON: parse it and compare with what sysfs says
+if "$U" status --json >"$tmp/status.json" 2>"$tmp/err"; then ok "ubdma status --json exits 0"; else not_ok "ubdma status --json exits 0"; fi
+check "status --json is valid and agrees with sysfs" python3 - "$tmp/status.json" <<'PY'
+import json, os, sys
+s = json.load(open(sys.argv[1]))
+for k in ("iommu", "devices", "hugepages", "memlock", "backend"):
+    assert k in s, k
+assert s["backend"]["auto"] in ("vfio", "phys", "va"), s["backend"]
+assert s["backend"]["reason"].startswith(s["backend"]["auto"] + ":"), s["backend"]["reason"]
+assert s["iommu"]["vfio"] == os.path.exists("/dev/vfio/vfio")
+devs = sorted(os.listdir("/sys/bus/pci/devices"))
+assert [d["bdf"] for d in s["devices"]] == devs, "device list"
+for d in s["devices"]:
+    link = "/sys/bus/pci/devices/%s/driver" % d["bdf"]
+    drv = os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+    assert d["driver"] == drv, d
+    g = "/sys/bus/pci/devices/%s/iommu_group" % d["bdf"]
+    assert (d["iommu_group"] is None) == (not os.path.exists(g)), d
+sizes = sorted(int(x.split("-")[1][:-2]) * 1024 for x in os.listdir("/sys/kernel/mm/hugepages"))
+assert s["hugepages"]["sizes"] == sizes, (s["hugepages"]["sizes"], sizes)
+for c in s["hugepages"]["counts"]:
+    if c["node"] is None:
+        want = int(open("/sys/kernel/mm/hugepages/hugepages-%dkB/nr_hugepages" % (c["pgsz"] // 1024)).read())
+        assert c["total"] == want, c
+m = s["memlock"]
+assert m["soft"] == "unlimited" or isinstance(m["soft"], int)
+print("# backend:", s["backend"]["auto"], "-", s["backend"]["reason"])
+PY
+
+# --- status, text
+"$U" status >"$tmp/status.txt" 2>"$tmp/err"
+check "ubdma status prints the backend AUTO picks and why" grep -q "AUTO picks" "$tmp/status.txt"
+check "ubdma status prints hugepages and locked memory" grep -q "RLIMIT_MEMLOCK" "$tmp/status.txt"
+if [ ! -e /dev/vfio/vfio ]; then
+  check "ubdma status says there is no VFIO here" grep -q "no VFIO" "$tmp/status.txt"
+fi
+
+# --- bad input: exit 2 with a clear sentence
+expect_exit 2 "no PCI device 0000:ff:1f.7" -- bind 0000:ff:1f.7
+expect_exit 2 "no PCI device 0000:ff:1f.7" -- unbind ff:1f.7
+expect_exit 2 "is not a PCI address" -- bind 0000:00:1g.0
+expect_exit 2 "is not a PCI address" -- bind 0000:00:20.0
+expect_exit 2 "needs a PCI address" -- bind
+expect_exit 2 "not a multiple of the" -- hugepages --reserve 3M
+expect_exit 2 "is not a size" -- hugepages --reserve lots
+expect_exit 2 "offers no" -- hugepages --reserve 3M --pagesize 3M
+expect_exit 2 "NUMA node 4000 does not exist" -- hugepages --reserve 2M --node 4000
+expect_exit 2 "unknown option" -- hugepages --frobnicate
+expect_exit 2 "unknown command" -- frobnicate
+expect_exit 2 "usage" --
+expect_exit 2 "takes no arguments" -- status extra
+
+# --- bind on a machine whose IOMMU is off: a clear message, nothing touched
+dev=""
+for d in /sys/bus/pci/devices/*; do [ -e "$d/iommu_group" ] || { dev=$(basename "$d"); break; }; done
+if [ -n "$dev" ]; then
+  before=$(readlink "/sys/bus/pci/devices/$dev/driver" || true)
+  expect_exit 1 "the IOMMU is off" -- bind "$dev"
+  check "bind left $dev on its driver" test "$(readlink "/sys/bus/pci/devices/$dev/driver" || true)" = "$before"
+else
+  ok "# SKIP every device has an IOMMU group: the IOMMU-off message is tested in the guest"
+fi
+
+# --- hugepages: show, and reserve what is already there (no change) as root
+check "ubdma hugepages --json parses" sh -c "'$U' hugepages --json | python3 -c 'import json,sys; json.load(sys.stdin)'"
+d2=/sys/kernel/mm/hugepages/hugepages-2048kB
+if [ -w "$d2/nr_hugepages" ]; then
+  total=$(cat "$d2/nr_hugepages")
+  expect_exit 0 "" -- hugepages --reserve $((total * 2))M --pagesize 2M
+  check "reserve kept nr_hugepages at $total" test "$(cat "$d2/nr_hugepages")" -eq "$total"
+  n0=/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages
+  if [ -e "$n0" ]; then
+    t0=$(cat "$n0")
+    expect_exit 0 "" -- hugepages --reserve $(((t0 + 1) * 2))M --pagesize 2M --node 0
+    check "node 0 got one more page" test "$(cat "$n0")" -eq $((t0 + 1))
+    expect_exit 0 "" -- hugepages --reserve $((t0 * 2))M --pagesize 2M --node 0
+  fi
+else
+  ok "# SKIP not root or no 2 MiB hugepages: reservation not tried"
+fi
+
+# --- bench: a stand-in benchmark with a histogram row, and one that fails
+mkdir -p "$tmp/bench"
+cat >"$tmp/bench/bench_fake" <<'SH'
+#!/bin/sh
+[ "$1" = "--json" ] || exit 3
+echo '[{"name": "lat", "impl": "ubdma", "unit": "ns", "median": 1.5, "p99": 3, "mean": 1.7,'
+echo '  "backend": "va", "skipped": false, "note": "", "hist": [[1, 10], [2, 5], [3, 1]]},'
+echo ' {"name": "lat", "impl": "peer", "unit": "ns", "median": null, "p99": null, "mean": null,'
+echo '  "backend": "va", "skipped": true, "note": "not here \"quoted\""}]'
+SH
+chmod +x "$tmp/bench/bench_fake"
+if "$U" bench --bench-dir "$tmp/bench" --out "$tmp/res" --json >"$tmp/out" 2>"$tmp/err"; then ok "ubdma bench exits 0"; else not_ok "ubdma bench exits 0"; fi
+check "bench wrote the JSON, text and Markdown tables" test -s "$tmp/res/bench_fake.json" -a -s "$tmp/res/bench_fake.txt" -a -s "$tmp/res/bench_fake.md"
+check "the table holds both rows" test "$(grep -c '^lat ' "$tmp/res/bench_fake.txt")" -eq 2
+check "the histogram row has its data and gnuplot script" test -s "$tmp/res/bench_fake-lat-ubdma.dat" -a -s "$tmp/res/bench_fake-lat-ubdma.gp"
+if command -v gnuplot >/dev/null; then
+  check "gnuplot drew the PNG" test -s "$tmp/res/bench_fake-lat-ubdma.png"
+fi
+check "bench --json reports one bench, 2 rows" python3 -c "
+import json,sys; r=json.load(open('$tmp/out')); assert r[0]['bench']=='bench_fake' and r[0]['rows']==2 and r[0]['ok'], r"
+printf '#!/bin/sh\nexit 1\n' >"$tmp/bench/bench_zbroken"; chmod +x "$tmp/bench/bench_zbroken"
+expect_exit 1 "bench_zbroken failed" -- bench --bench-dir "$tmp/bench" --out "$tmp/res2"
+expect_exit 2 "no benchmark directory" -- bench --bench-dir "$tmp/nowhere"
+
+echo "1..$n"
+[ $failed -eq 0 ]
