@@ -4,8 +4,10 @@
 # OUTDIR receives (see tests/vm/README.md):
 #   vmlinuz          the kernel of Debian's linux-image-<ver>-amd64 package
 #   base.cpio        newc archive: static busybox, the kernel modules under /lib/ubdma/modules,
-#                    and /lib/ubdma/modules.order (the insmod order, one file name a line)
-#   modules.order    the same order, for humans
+#                    and /lib/ubdma/modules.order (the insmod order: one "FILE.ko GROUP[,GROUP]"
+#                    a line; GROUP is vfio, nvme or e1000e, the device drivers that need it,
+#                    so that /init loads nvme's stack only when the NVMe stays on nvme)
+#   modules.order    the same list, for humans
 #   kernel-release   e.g. 6.1.0-56-amd64
 #   stamp            what the assets were built from; when it matches, nothing is redone
 #   dl/              the downloaded .deb (kept, so a rebuild needs no network)
@@ -37,16 +39,29 @@ need_tool flock util-linux
 	die "/bin/busybox is missing or not static: install the Debian package 'busybox-static'"
 PATH=$PATH:/usr/sbin:/sbin
 
-# Modules the test bed needs; their dependencies are added from modules.dep.
-WANTED=(vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci irqbypass iommufd nvme e1000e)
+# Modules the test bed needs, each with its group; their dependencies are added from modules.dep.
+WANTED=(vfio:vfio vfio_iommu_type1:vfio vfio_virqfd:vfio vfio-pci-core:vfio vfio-pci:vfio
+	irqbypass:vfio iommufd:vfio nvme:nvme e1000e:e1000e)
 # Crypto providers that crc-t10dif and crc64-rocksoft ask for at run time through request_module();
 # the guest has no modprobe, so they are loaded explicitly (each only if the kernel has it).
-PROVIDERS=(crct10dif_generic crc64_rocksoft_generic)
+PROVIDERS=(crct10dif_generic:nvme crc64_rocksoft_generic:nvme)
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 exec 9>"$OUT/.lock"
 flock 9
+
+SCRIPT_SUM=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+BB_SUM=$(sha256sum /bin/busybox | cut -c1-16)
+TOOLS="script=$SCRIPT_SUM busybox=$BB_SUM"
+
+# Fast path: assets built by this script from this busybox are kept, whatever apt says now, so
+# that a run needs neither apt nor the network. UBDMA_VM_REFRESH=1 asks apt for a newer kernel.
+if [ "${UBDMA_VM_REFRESH:-0}" != 1 ] && [ -f "$OUT/stamp" ] && [ -f "$OUT/vmlinuz" ] &&
+	[ -f "$OUT/base.cpio" ] && [[ $(cat "$OUT/stamp") == *" $TOOLS" ]]; then
+	log "guest assets up to date in $OUT ($(sed 's/ script=.*//; s/^kernel=//' "$OUT/stamp"))"
+	exit 0
+fi
 
 # --- which kernel package ------------------------------------------------------------------
 kpkg_name() {
@@ -63,9 +78,7 @@ fi
 KVER=$(apt-cache policy "$KPKG" | sed -n 's/^ *Candidate: //p')
 KREL=${KPKG#linux-image-}
 
-SCRIPT_SUM=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
-BB_SUM=$(sha256sum /bin/busybox | cut -c1-16)
-STAMP="kernel=$KPKG $KVER script=$SCRIPT_SUM busybox=$BB_SUM"
+STAMP="kernel=$KPKG $KVER $TOOLS"
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] &&
 	[ -f "$OUT/vmlinuz" ] && [ -f "$OUT/base.cpio" ]; then
 	log "guest assets up to date in $OUT ($KPKG $KVER)"
@@ -142,7 +155,23 @@ visit() {
 	state[$n]=done
 	ORDER+=("$n")
 }
-for w in "${PROVIDERS[@]}" "${WANTED[@]}"; do
+# tag NAME GROUP: NAME and everything it needs are in GROUP.
+declare -A groups_of
+tag() {
+	local n=$1 g=$2 d dn s sn
+	[[ " ${groups_of[$n]:-} " == *" $g "* ]] && return
+	groups_of[$n]="${groups_of[$n]:-} $g"
+	for s in ${softdeps_of[$n]:-}; do
+		sn=$(resolve_name "$s")
+		[ -n "$sn" ] && [ -n "${path_of[$sn]:-}" ] && tag "$sn" "$g"
+	done
+	for d in ${deps_of[$n]}; do
+		dn=${d##*/}; dn=${dn%.ko}; dn=${dn//-/_}
+		tag "$dn" "$g"
+	done
+}
+for wg in "${PROVIDERS[@]}" "${WANTED[@]}"; do
+	w=${wg%%:*}
 	n=${w//-/_}
 	if [ -z "${path_of[$n]:-}" ]; then
 		# vfio_virqfd, iommufd and the crypto providers are optional (built in, or absent in
@@ -155,6 +184,7 @@ for w in "${PROVIDERS[@]}" "${WANTED[@]}"; do
 		esac
 	fi
 	visit "$n"
+	tag "$n" "${wg#*:}"
 done
 
 # --- the base initramfs --------------------------------------------------------------------
@@ -165,7 +195,7 @@ cp /bin/busybox "$ROOT/bin/busybox"
 for n in "${ORDER[@]}"; do
 	f=$(basename "${path_of[$n]}")
 	cp "$MODDIR/${path_of[$n]}" "$ROOT/lib/ubdma/modules/$f"
-	echo "$f" >>"$ROOT/lib/ubdma/modules.order"
+	g=$(echo ${groups_of[$n]}); echo "$f ${g// /,}" >>"$ROOT/lib/ubdma/modules.order"
 done
 echo "$KREL" >"$ROOT/lib/ubdma/kernel-release"
 # The device nodes the kernel needs before devtmpfs is mounted.
@@ -180,4 +210,4 @@ echo "$KREL" >"$OUT/kernel-release"
 mv "$WORK/base.cpio" "$OUT/base.cpio"
 echo "$STAMP" >"$OUT/stamp"
 log "built guest assets in $OUT: $KREL, $(wc -l <"$OUT/modules.order") modules:" \
-	"$(tr '\n' ' ' <"$OUT/modules.order")"
+	"$(cut -d' ' -f1 "$OUT/modules.order" | tr '\n' ' ')"

@@ -27,8 +27,12 @@ options:
   -p FILE    pcap written by the e1000e's filter-dump (default DIR/net.pcap)
   -q FILE    extra QEMU arguments, one argument a line ('#' starts a comment line)
   -t SECS    timeout for the whole guest run; QEMU is killed after it (default 240)
+  -u SECS    per-program timeout inside the guest: SIGKILL after it (status 137), then the next
+             program runs and the dmesg is still dumped (default 0: none)
   -n         leave the NVMe controller(s) on the kernel nvme driver (default: vfio-pci)
   -N         leave the e1000e on the kernel e1000e driver (default: vfio-pci)
+  -M         load the nvme and e1000e modules even when no device stays on them (for tests
+             that hand a device back to its kernel driver)
   -i PATH[=GUESTPATH]  also pack a file or folder (ELF files bring their ldd closure)
   -e VAR=VALUE         export VAR into the programs' environment
   -m SIZE    guest memory (default 1G)        -H N   2 MiB hugepages to reserve (default 64)
@@ -43,9 +47,9 @@ die() { echo "$ME: error: $*" >&2; exit 2; }
 say() { echo "$ME: $*" >&2; }
 
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK= DISK_SIZE=64M PCAP= QARGS= TIMEOUT=240
-NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0
+ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0
 INCLUDES=() ENVS=()
-while getopts "o:a:d:s:p:q:t:nNi:e:m:H:Tvh" opt; do
+while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:Tvh" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) ASSETS=$OPTARG ;;
@@ -54,8 +58,10 @@ while getopts "o:a:d:s:p:q:t:nNi:e:m:H:Tvh" opt; do
 	p) PCAP=$OPTARG ;;
 	q) QARGS=$OPTARG ;;
 	t) TIMEOUT=$OPTARG ;;
+	u) PROG_TIMEOUT=$OPTARG ;;
 	n) NVME_DRV=nvme ;;
 	N) NIC_DRV=e1000e ;;
+	M) ALL_MODULES=1 ;;
 	i) INCLUDES+=("$OPTARG") ;;
 	e) [[ $OPTARG == [A-Za-z_]*=* ]] || die "-e wants VAR=VALUE"; ENVS+=("$OPTARG") ;;
 	m) MEM=$OPTARG ;;
@@ -69,6 +75,7 @@ done
 shift $((OPTIND - 1))
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "-t wants seconds"
+[[ $PROG_TIMEOUT =~ ^[0-9]+$ ]] || die "-u wants seconds"
 
 for t in qemu-system-x86_64:qemu-system-x86 cpio:cpio timeout:coreutils ldd:libc-bin; do
 	command -v "${t%%:*}" >/dev/null 2>&1 ||
@@ -165,6 +172,8 @@ fi
 	echo "UBDMA_CFG_NIC_DRIVER=$NIC_DRV"
 	echo "UBDMA_CFG_HUGEPAGES=$HUGEPAGES"
 	echo "UBDMA_CFG_VERBOSE=$VERBOSE"
+	echo "UBDMA_CFG_PROG_TIMEOUT=$PROG_TIMEOUT"
+	echo "UBDMA_CFG_ALL_MODULES=$ALL_MODULES"
 	for e in "${ENVS[@]}"; do echo "export ${e%%=*}=$(squote "${e#*=}")"; done
 } >"$STAGE/ubdma/config"
 
