@@ -1,0 +1,140 @@
+/*
+ * nvme_int.h - the driver's private state: the controller, its queue pairs and their per-command
+ * slots.  Shared by nvme_ctrl.c (bring-up, admin commands, queue creation, shutdown) and
+ * nvme_io.c (the submission and completion path).
+ */
+#ifndef UBDMA_DRIVERS_NVME_INT_H
+#define UBDMA_DRIVERS_NVME_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <ubdma/ubdma.h>
+#include <ubdma/nvme.h>
+
+#include "nvme_spec.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define NVME_ADMIN_ENTRIES 32
+#define NVME_MAX_NS 1024	      /* namespaces the driver tracks (one Active NS list) */
+#define NVME_DEFAULT_ENTRIES 256
+#define NVME_DEFAULT_MAX_XFER (512u * 1024)
+
+enum nvme_state { NVME_LIVE, NVME_SHUTDOWN, NVME_FAILED };
+
+/* One command slot of a queue pair; its index is the command identifier (CID). */
+struct nvme_req {
+	ubdma_nvme_cb_t *cb;
+	void *arg;
+	ubdma_map_t *map;	  /* the loaded map (of tag), NULL for commands without data */
+	ubdma_tag_t *tag;
+	int sync_post;		  /* UBDMA_SYNC_POSTREAD / POSTWRITE at completion */
+	uint16_t busy;
+	uint16_t pad;
+	void *list;		  /* one 4 KiB page: PRP list, SGL segment or DSM range */
+	uint64_t list_iova;
+	ubdma_map_t *map_prp;	  /* pre-created maps, one per data tag in use */
+	ubdma_map_t *map_sgl;
+};
+
+struct ubdma_nvme_qpair {
+	struct ubdma_nvme *ctrl;
+	uint16_t qid;
+	uint16_t entries;
+	uint16_t sq_tail;
+	uint16_t cq_head;
+	uint8_t phase;
+	unsigned outstanding;
+	struct nvme_sqe *sq;
+	volatile struct nvme_cqe *cq;
+	volatile uint32_t *sq_db;
+	volatile uint32_t *cq_db;
+	struct nvme_req *reqs;	  /* entries - 1 slots */
+	uint16_t *free;		  /* stack of free CIDs */
+	unsigned nfree;
+	ubdma_seg_t *segs;	  /* scratch segment list of one load */
+	/* DMA memory: the queues (one segment) and the list pages */
+	ubdma_tag_t *qtag, *ltag;
+	void *qmem, *lmem;
+	ubdma_map_t *qmap, *lmap;
+	uint64_t sq_iova, cq_iova;
+	int fd;			  /* MSI-X eventfd, or -1 */
+	unsigned vector;
+};
+
+struct nvme_ns {
+	uint64_t nsze, ncap, nuse;
+	uint32_t lba_shift;
+	uint16_t ms;
+	uint8_t active;
+};
+
+struct ubdma_nvme {
+	ubdma_ctx_t *ctx;
+	int own_ctx;
+	ubdma_pci_t *dev;
+	volatile uint8_t *bar;
+	size_t bar_len;
+	uint64_t cap;
+	unsigned dstrd;
+	unsigned timeout_ms;
+	volatile int state;	  /* enum nvme_state */
+	struct ubdma_nvme_info info;
+	unsigned default_entries;
+	/* admin queue pair, its lock and a 4 KiB data page for Identify */
+	struct ubdma_nvme_qpair *admin;
+	pthread_mutex_t admin_lock;
+	ubdma_tag_t *dtag;
+	void *dbuf;
+	ubdma_map_t *dmap;
+	uint64_t dbuf_iova;
+	/* data tags: PRP rules, and SGL rules when the controller has SGLs */
+	ubdma_tag_t *prp_tag, *sgl_tag;
+	int sgl_policy;
+	unsigned max_segs;	  /* nsegments of the data tags */
+	/* namespaces 1 .. nns */
+	struct nvme_ns *ns;
+	uint32_t nns;
+	/* I/O queue pairs: used[qid] for qid 1 .. info.io_queues */
+	struct ubdma_nvme_qpair **qps;
+	int *fds;
+	unsigned nvec;
+};
+
+/* nvme_ctrl.c */
+int nvme_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int nvme_status_errno(uint16_t sf);
+int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries, struct ubdma_nvme_qpair **qpp);
+void nvme_qpair_free(struct ubdma_nvme_qpair *qp);
+void nvme_check_fatal(struct ubdma_nvme *c);
+uint64_t nvme_now_ms(void);
+
+/* nvme_io.c */
+int nvme_submit_raw(struct ubdma_nvme_qpair *qp, const struct nvme_sqe *cmd, ubdma_nvme_cb_t *cb, void *arg);
+void nvme_qpair_cancel_all(struct ubdma_nvme_qpair *qp);
+
+static inline uint32_t nvme_rd32(const struct ubdma_nvme *c, uint32_t off)
+{
+	return *(volatile const uint32_t *)(c->bar + off);
+}
+
+static inline void nvme_wr32(struct ubdma_nvme *c, uint32_t off, uint32_t v)
+{
+	*(volatile uint32_t *)(c->bar + off) = v;
+}
+
+/* 64-bit registers as two 32-bit accesses, low first (3.1: the host may access them so). */
+static inline uint64_t nvme_rd64(const struct ubdma_nvme *c, uint32_t off)
+{
+	return nvme_rd32(c, off) | (uint64_t)nvme_rd32(c, off + 4) << 32;
+}
+
+static inline void nvme_wr64(struct ubdma_nvme *c, uint32_t off, uint64_t v)
+{
+	nvme_wr32(c, off, (uint32_t)v);
+	nvme_wr32(c, off + 4, (uint32_t)(v >> 32));
+}
+
+#endif /* UBDMA_DRIVERS_NVME_INT_H */

@@ -1,0 +1,241 @@
+/*
+ * ubdma/nvme.h - libubdma_nvme: a user-space NVMe driver on the public ubdma API.
+ *
+ * The driver opens an NVMe controller bound to vfio-pci (ubdma_pci_open()), brings it up as the
+ * NVM Express Base Specification describes (CAP/VS/CC/CSTS, admin queues, Identify, Set Features
+ * Number of Queues, I/O queue pairs) and moves data from any user buffer: the buffer is loaded
+ * through a bus_dma tag whose constraints are the PRP rules (or the SGL rules when the controller
+ * has SGLs and they are asked for), so memory that is not registered, or not aligned, is bounced
+ * by ubdma, never copied by the driver.  Completions are polled (phase tags) or, optionally,
+ * signalled through MSI-X eventfds.
+ *
+ * Threads: a queue pair belongs to one thread at a time (no lock on the I/O path); the controller
+ * calls (open, close, queue pair create/destroy, info) may be made from any thread.
+ *
+ * Errors: every function returns 0 or a positive errno value; ubdma_nvme_last_error() gives a
+ * sentence about the last failure of the calling thread.  A command that reached the controller
+ * completes through its callback with an errno and the NVMe status of its completion entry.
+ * Link with -lubdma_nvme -lubdma.  See ubdma_nvme(3) and docs/nvme.md.
+ */
+#ifndef UBDMA_NVME_H
+#define UBDMA_NVME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ubdma/core.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ubdma_nvme ubdma_nvme_t;
+typedef struct ubdma_nvme_qpair ubdma_nvme_qpair_t;
+
+/* ubdma_nvme_opts.sgl */
+#define UBDMA_NVME_SGL_AUTO 0 /* PRPs; SGLs only for buffers PRPs cannot describe (not dword aligned) */
+#define UBDMA_NVME_SGL_OFF 1  /* PRPs only */
+#define UBDMA_NVME_SGL_ON 2   /* SGLs for every transfer (ENOTSUP at open when the controller has none) */
+
+/* Options of ubdma_nvme_open(); a zeroed struct (or NULL) gives the defaults. */
+struct ubdma_nvme_opts {
+	ubdma_ctx_t *ctx;	 /* a context on the vfio backend; NULL: the driver opens its own */
+	unsigned io_queues;	 /* I/O queue pairs to ask for (Set Features, Number of Queues); 0: 1 */
+	unsigned queue_entries;	 /* default entries of an I/O queue (capped by CAP.MQES); 0: 256 */
+	int interrupts;		 /* 1: MSI-X, one eventfd a queue pair (ubdma_nvme_qpair_fd()) */
+	int sgl;		 /* UBDMA_NVME_SGL_AUTO, _OFF or _ON */
+	unsigned admin_timeout_ms; /* admin commands and ready waits; 0: from CAP.TO, at least 5 s */
+	size_t max_transfer;	 /* largest transfer per command, bytes; 0: MDTS, at most 512 KiB */
+};
+
+/* What Identify Controller (and the registers) said, and what the driver chose. */
+struct ubdma_nvme_info {
+	char sn[21], mn[41], fr[9]; /* serial, model, firmware revision, blanks trimmed */
+	uint16_t vid, ssvid;
+	uint32_t vs;		/* VS: major << 16 | minor << 8 | tertiary */
+	uint64_t cap;		/* CAP */
+	uint32_t nn;		/* number of namespaces */
+	unsigned mdts;		/* MDTS as reported (0: no limit) */
+	size_t max_transfer;	/* bytes per command the driver allows */
+	uint32_t sgls;		/* SGLS */
+	uint16_t oncs;		/* ONCS: bit 2 Dataset Management, bit 3 Write Zeroes */
+	uint8_t vwc;		/* VWC: bit 0, a volatile write cache is present */
+	unsigned max_entries;	/* CAP.MQES + 1 */
+	unsigned dstrd;		/* CAP.DSTRD: doorbell stride is 4 << dstrd bytes */
+	unsigned io_queues;	/* I/O queue pairs the controller granted (the driver's ceiling) */
+	int interrupts;		/* MSI-X in use */
+	int sgl;		/* the SGL policy in force (UBDMA_NVME_SGL_*; OFF when none) */
+};
+
+/* A namespace (Identify Namespace, NVM command set). */
+struct ubdma_nvme_ns_info {
+	uint32_t nsid;
+	uint64_t nsze, ncap, nuse; /* in logical blocks */
+	uint32_t lba_size;	   /* bytes of the formatted LBA format */
+	uint16_t ms;		   /* metadata bytes per block (the driver refuses I/O when not 0) */
+	uint64_t size;		   /* nsze * lba_size */
+};
+
+/*
+ * A completion.  @status is the Status Field of the completion queue entry (NVMe 1.4, 4.6.1:
+ * bits 7:0 Status Code, 10:8 Status Code Type, 13 More, 14 Do Not Retry), 0 on success; @error
+ * is 0 or the errno the driver maps it to (EIO for most; ERANGE LBA out of range; ENOSPC
+ * capacity exceeded; EINVAL invalid field; ENOTSUP invalid opcode; EROFS write protected), or
+ * ECANCELED for a command the controller never completed (the queue was torn down).
+ */
+struct ubdma_nvme_cpl {
+	int error;
+	uint16_t status;
+	uint16_t cid;
+	uint32_t dw0;
+};
+#define UBDMA_NVME_SC(status) ((status) & 0xff)
+#define UBDMA_NVME_SCT(status) (((status) >> 8) & 0x7)
+
+typedef void ubdma_nvme_cb_t(void *arg, const struct ubdma_nvme_cpl *cpl);
+
+/**
+ * ubdma_nvme_open() - open and bring up the NVMe controller at @bdf (bound to vfio-pci).
+ * Resets the controller (CC.EN 1 -> 0), makes the admin queues, reads Identify Controller and
+ * the active namespaces, asks for @opts->io_queues queue pairs, and enables bus mastering.
+ * Return: 0; EINVAL for NULL arguments or bad options; ENOTSUP when the device is not an NVMe
+ * controller with the NVM command set and 4 KiB pages, or SGLs were required and are missing;
+ * ETIMEDOUT when the controller does not become ready within CAP.TO; EIO when it reports a fatal
+ * status or fails an admin command; any errno of ubdma_ctx_open() / ubdma_pci_open() (ENODEV,
+ * EBUSY, ...); ENOMEM.  On failure nothing stays open.
+ */
+int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_nvme_t **ctrlp);
+
+/**
+ * ubdma_nvme_close() - destroy the queue pairs (commands still outstanding complete with
+ * ECANCELED), delete the I/O queues, shut the controller down (CC.SHN, normal shutdown), reset it
+ * (CC.EN 0), close the device, and the context when the driver opened it.  NULL is ignored.
+ * Return: 0; ETIMEDOUT when the shutdown did not complete in time (everything is freed anyway).
+ */
+int ubdma_nvme_close(ubdma_nvme_t *ctrl);
+
+/**
+ * ubdma_nvme_shutdown() - stop the controller but keep the handle: queue pairs wait for their
+ * outstanding commands (up to the admin timeout; the rest complete with ECANCELED), the I/O
+ * queues are deleted and the controller is shut down.  Later submissions fail with ESHUTDOWN;
+ * ubdma_nvme_close() frees the rest.
+ * Return: 0; EINVAL for NULL; ETIMEDOUT when the controller did not finish in time.
+ */
+int ubdma_nvme_shutdown(ubdma_nvme_t *ctrl);
+
+/** ubdma_nvme_info() - the controller's identity and limits.  Never NULL for an open controller. */
+const struct ubdma_nvme_info *ubdma_nvme_info(const ubdma_nvme_t *ctrl);
+
+/**
+ * ubdma_nvme_ns() - namespace @nsid's size and format.
+ * Return: 0; EINVAL for NULL or nsid 0 / above NN; ENOENT when the namespace is not active.
+ */
+int ubdma_nvme_ns(const ubdma_nvme_t *ctrl, uint32_t nsid, struct ubdma_nvme_ns_info *info);
+
+/**
+ * ubdma_nvme_ns_next() - the active namespace after @nsid (0 for the first) in *@next.
+ * Return: 0; ENOENT when there is none; EINVAL for NULL.
+ */
+int ubdma_nvme_ns_next(const ubdma_nvme_t *ctrl, uint32_t nsid, uint32_t *next);
+
+/**
+ * ubdma_nvme_qpair_create() - create an I/O completion and submission queue pair (Create I/O
+ * Completion Queue, Create I/O Submission Queue) of @entries entries (0: the opened default;
+ * capped by CAP.MQES + 1); entries - 1 commands may be outstanding at once.  The queue memory,
+ * the per-command DMA maps and PRP/SGL list pages are made now, so I/O allocates nothing.
+ * Return: 0; EINVAL for NULL or @entries 1; ENOSPC when every granted queue pair is in use;
+ * ESHUTDOWN after ubdma_nvme_shutdown(); EIO when the controller refuses; ENOMEM.
+ */
+int ubdma_nvme_qpair_create(ubdma_nvme_t *ctrl, unsigned entries, ubdma_nvme_qpair_t **qpp);
+
+/**
+ * ubdma_nvme_qpair_destroy() - delete the queue pair; its id can be used again.
+ * Return: 0; EINVAL for NULL; EBUSY while commands are outstanding (poll them first).
+ */
+int ubdma_nvme_qpair_destroy(ubdma_nvme_qpair_t *qp);
+
+/**
+ * ubdma_nvme_read() / ubdma_nvme_write() - submit a Read / Write of @nlb logical blocks at @slba
+ * of namespace @nsid to or from @buf (nlb * lba_size bytes, any user memory); @cb runs from
+ * ubdma_nvme_poll() with the completion.  No system call, lock or allocation unless the buffer
+ * bounces (bounce pages are taken under the tag's lock).  @buf must not be touched until @cb.
+ * Return: 0 when submitted; EINVAL for NULL, nlb 0 or an unknown / inactive namespace; ERANGE
+ * when [slba, slba + nlb) is past the namespace's size; E2BIG over the controller's maximum
+ * transfer (ubdma_nvme_info()->max_transfer); EAGAIN when the queue is full (poll, then retry);
+ * ENOMEM when the bounce pool is short (poll, then retry); ENOTSUP for a buffer that is not dword
+ * aligned when SGLs are off or absent, or a namespace with metadata; ESHUTDOWN after
+ * ubdma_nvme_shutdown(); ENXIO after the controller reported a fatal status.  On failure
+ * nothing was submitted and @cb will not run.
+ */
+int ubdma_nvme_read(ubdma_nvme_qpair_t *qp, uint32_t nsid, void *buf, uint64_t slba, uint32_t nlb,
+		    ubdma_nvme_cb_t *cb, void *arg);
+int ubdma_nvme_write(ubdma_nvme_qpair_t *qp, uint32_t nsid, const void *buf, uint64_t slba,
+		     uint32_t nlb, ubdma_nvme_cb_t *cb, void *arg);
+
+/**
+ * ubdma_nvme_flush() - submit a Flush of namespace @nsid (commits the volatile write cache).
+ * Return: as ubdma_nvme_read() (EINVAL, EAGAIN, ESHUTDOWN, ENXIO).
+ */
+int ubdma_nvme_flush(ubdma_nvme_qpair_t *qp, uint32_t nsid, ubdma_nvme_cb_t *cb, void *arg);
+
+/**
+ * ubdma_nvme_deallocate() - submit a Dataset Management command with the Deallocate attribute
+ * for one range [slba, slba + nlb).  Return: as ubdma_nvme_read(); ENOTSUP when ONCS says the
+ * controller has no Dataset Management.
+ */
+int ubdma_nvme_deallocate(ubdma_nvme_qpair_t *qp, uint32_t nsid, uint64_t slba, uint32_t nlb,
+			  ubdma_nvme_cb_t *cb, void *arg);
+
+/**
+ * ubdma_nvme_write_zeroes() - submit a Write Zeroes of [slba, slba + nlb) (nlb at most 65536).
+ * Return: as ubdma_nvme_read(); ENOTSUP when ONCS says the controller has no Write Zeroes.
+ */
+int ubdma_nvme_write_zeroes(ubdma_nvme_qpair_t *qp, uint32_t nsid, uint64_t slba, uint32_t nlb,
+			    ubdma_nvme_cb_t *cb, void *arg);
+
+/**
+ * ubdma_nvme_poll() - reap up to @max completions (0: all there are) and run their callbacks;
+ * *@done (may be NULL) receives how many.  No system call, lock or allocation (a bounced read
+ * copies its data back).
+ * Return: 0; EINVAL for NULL; ENXIO when the controller reported a fatal status (outstanding
+ * commands then complete with ECANCELED).
+ */
+int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done);
+
+/**
+ * ubdma_nvme_wait() - with interrupts: sleep until the queue pair's MSI-X vector fires or
+ * @timeout_ms passes (-1: no limit), then poll as ubdma_nvme_poll(qp, 0, done).  Without
+ * interrupts it polls until something completes or the time is up.
+ * Return: 0 (also when the time ran out: *@done is then 0); EINVAL; ENXIO; EINTR.
+ */
+int ubdma_nvme_wait(ubdma_nvme_qpair_t *qp, int timeout_ms, unsigned *done);
+
+/**
+ * ubdma_nvme_drain() - poll until no command of the queue pair is outstanding.
+ * Return: 0; ETIMEDOUT after @timeout_ms (-1: no limit) with commands still outstanding; ENXIO.
+ */
+int ubdma_nvme_drain(ubdma_nvme_qpair_t *qp, int timeout_ms);
+
+/** ubdma_nvme_outstanding() - commands submitted on the queue pair and not completed yet. */
+unsigned ubdma_nvme_outstanding(const ubdma_nvme_qpair_t *qp);
+
+/**
+ * ubdma_nvme_qpair_fd() - the eventfd of the queue pair's MSI-X vector, for poll(2)/epoll, in
+ * *@fdp (owned by the driver: never close it; read(2) it before polling the queue pair).
+ * Return: 0; EINVAL for NULL; ENOTSUP when the controller was opened without interrupts.
+ */
+int ubdma_nvme_qpair_fd(const ubdma_nvme_qpair_t *qp, int *fdp);
+
+/** ubdma_nvme_qpair_id() - the queue identifier (1 ...) of the pair. */
+unsigned ubdma_nvme_qpair_id(const ubdma_nvme_qpair_t *qp);
+
+/** ubdma_nvme_strstatus() - a short name for an NVMe status (generic and command specific). */
+const char *ubdma_nvme_strstatus(uint16_t status);
+
+/** ubdma_nvme_last_error() - a sentence about the last failure of the calling thread, or "". */
+const char *ubdma_nvme_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UBDMA_NVME_H */
