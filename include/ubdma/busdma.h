@@ -33,8 +33,11 @@ typedef void ubdma_callback_t(void *arg, ubdma_seg_t *segs, int nseg, int error)
  *             (UBDMA_MAXADDR_32BIT, UBDMA_MAXADDR for a 32-bit device; lowaddr == highaddr: none).
  * @maxsize:   largest load; @nsegments: most segments; @maxsegsz: largest segment (0 -> EINVAL).
  * @flags:     UBDMA_ALLOCNOW makes the bounce pages of one maxsize load now; UBDMA_STRICT bounces
- *             every piece that does not fill its whole 4 KiB page; UBDMA_NOWAIT, UBDMA_COHERENT
- *             are accepted and change nothing.
+ *             every piece that does not fill its whole 4 KiB page; UBDMA_KEEP_PG_OFFSET places a
+ *             bounced piece at the same offset in its bounce page as in its own 4 KiB page (as
+ *             FreeBSD's BUS_DMA_KEEP_PG_OFFSET: for devices whose lists name pages, such as NVMe
+ *             PRPs; the offset then wins over @alignment); UBDMA_NOWAIT, UBDMA_COHERENT are
+ *             accepted and change nothing.
  * A child inherits lowaddr = min, highaddr = max and the smallest non-zero boundary of its parent
  * and its own, and holds a reference on its parent.
  * Return: 0; EINVAL for a NULL @parent or @tagp, alignment or boundary not a power of two, maxsize,

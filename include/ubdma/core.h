@@ -53,6 +53,7 @@ typedef struct ubdma_pci ubdma_pci_t;
 #define UBDMA_COHERENT 0x4
 #define UBDMA_ZERO 0x8
 #define UBDMA_STRICT 0x10 /* tag: bounce any buffer that does not own its whole pages */
+#define UBDMA_KEEP_PG_OFFSET 0x20 /* tag: a bounced piece keeps its offset in the 4 KiB page */
 
 /* ubdma_map_sync() operations; values as FreeBSD's BUS_DMASYNC_*. */
 #define UBDMA_SYNC_PREREAD 0x1

@@ -40,7 +40,7 @@
 #define BUSDMA_BOUNCE_MULT 4
 
 /* Flags a tag accepts. */
-#define BUSDMA_TAG_FLAGS (UBDMA_NOWAIT | UBDMA_ALLOCNOW | UBDMA_COHERENT | UBDMA_STRICT)
+#define BUSDMA_TAG_FLAGS (UBDMA_NOWAIT | UBDMA_ALLOCNOW | UBDMA_COHERENT | UBDMA_STRICT | UBDMA_KEEP_PG_OFFSET)
 
 struct bounce_page {
 	struct bounce_page *next; /* free list, or the owning map's list while loaded */
@@ -48,6 +48,7 @@ struct bounce_page {
 	uint64_t iova;		  /* its IOVA */
 	uintptr_t client;	  /* while loaded: the client bytes it stands for */
 	size_t len;		  /* and how many */
+	size_t off;		  /* where in the slot they go (UBDMA_KEEP_PG_OFFSET), else 0 */
 };
 
 /* A piece of wired, mapped memory from dmamem_backing_alloc(). */

@@ -26,9 +26,9 @@ static void copy_bounce(const struct ubdma_map *map, int to_bounce)
 {
 	for (const struct bounce_page *p = map->bpages; p; p = p->next) {
 		if (to_bounce)
-			memcpy(p->vaddr, (const void *)p->client, p->len);
+			memcpy((char *)p->vaddr + p->off, (const void *)p->client, p->len);
 		else
-			memcpy((void *)p->client, p->vaddr, p->len);
+			memcpy((void *)p->client, (const char *)p->vaddr + p->off, p->len);
 	}
 }
 
