@@ -1,0 +1,989 @@
+/*
+ * e1000e.c - a polled user-space driver for the Intel 82574L on the public ubdma API.
+ *
+ * This file owns one device: its bring-up (82574 datasheet chapter 4: 4.6.1 interrupts off,
+ * 4.6.2 global reset, 4.6.3 link, 4.6.4 statistics, 4.6.5 receive, 4.6.6 transmit), its two
+ * descriptor rings (queue 0, legacy 16-byte descriptors, 7.1.4 and 7.2.10.1) and a pool of packet
+ * buffers.  All DMA memory comes from ubdma_mem_alloc() under two tags made below the device's tag:
+ *
+ *   ring tag: alignment 128 (RDBAL/TDBAL, 4.6.5/4.6.6), one segment, size = descriptors * 16;
+ *   pool tag: alignment RCTL.BSIZE (2048), one segment, size = buffers * 2048.
+ *
+ * Each is loaded once at open; a packet's IOVA is the pool's IOVA plus its offset, so the data
+ * path never loads, maps, locks or calls the kernel.
+ *
+ * Ownership of a packet buffer (pkt_state[]): FREE on the pool's stack, USER with the caller, DEV
+ * in a ring slot.  Receive ring invariant: every slot holds a DEV buffer; the hardware owns
+ * [RDH, RDT), software looks at rx_next, and RDT == rx_next - 1 (one slot is always kept back so
+ * that a full ring and an empty one differ).  Transmit ring: [tx_clean, tx_tail) is in flight;
+ * each burst sets RS on its last descriptor only, and tx_rs[first slot of the burst] names that
+ * descriptor, so completion is one done-bit test a burst.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ubdma/ubdma.h>
+#include <ubdma/e1000e.h>
+
+#include "e1000e_regs.h"
+
+enum { PKT_FREE = 0, PKT_USER = 1, PKT_DEV = 2 };
+
+#define DEFAULT_DESC 512
+#define MAX_DESC 4096
+#define DEFAULT_EXTRA_BUFS 1024
+#define DEFAULT_LINK_WAIT_MS 3000
+
+struct ubdma_e1000e {
+	ubdma_pci_t *pci;
+	volatile uint8_t *bar0;
+	ubdma_tag_t *ring_tag, *pool_tag;
+
+	struct rdesc *rx_ring;
+	ubdma_map_t *rx_map;
+	uint64_t rx_iova;
+	struct tdesc *tx_ring;
+	ubdma_map_t *tx_map;
+	uint64_t tx_iova;
+	void *pool_mem;
+	ubdma_map_t *pool_map;
+	uint64_t pool_iova;
+
+	struct ubdma_e1000e_pkt *pkts;        /* npool packets */
+	uint8_t *pkt_state;                   /* PKT_* per packet */
+	struct ubdma_e1000e_pkt **free_stack; /* nfree free packets */
+	unsigned npool, nfree;
+
+	struct ubdma_e1000e_pkt **rx_slot;    /* the buffer of each receive descriptor */
+	unsigned rx_n, rx_mask, rx_next;
+	int rx_discard;                       /* dropping the rest of a frame that lacked EOP */
+	struct ubdma_e1000e_pkt **tx_slot;
+	uint16_t *tx_rs;                      /* first slot of a burst -> its RS descriptor */
+	unsigned tx_n, tx_mask, tx_tail, tx_clean, tx_inflight;
+
+	int running;
+	uint32_t rctl;
+	uint8_t mac[6];
+	struct ubdma_e1000e_stats st;
+	char err[256];
+};
+
+static __thread char open_err[256];
+
+static void set_err(struct ubdma_e1000e *nic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(struct ubdma_e1000e *nic, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(nic ? nic->err : open_err, sizeof(open_err), fmt, ap);
+	va_end(ap);
+}
+
+/* ------------------------------------------------------------------ register access */
+
+static inline uint32_t rd32(const struct ubdma_e1000e *nic, uint32_t reg)
+{
+	return *(volatile const uint32_t *)(nic->bar0 + reg);
+}
+
+static inline void wr32(struct ubdma_e1000e *nic, uint32_t reg, uint32_t val)
+{
+	*(volatile uint32_t *)(nic->bar0 + reg) = val;
+}
+
+static void sleep_us(unsigned us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Poll until (reg & mask) == want or timeout_us passes; returns 0 or ETIMEDOUT. */
+static int poll_reg(struct ubdma_e1000e *nic, uint32_t reg, uint32_t mask, uint32_t want,
+		    unsigned timeout_us)
+{
+	uint64_t end = now_us() + timeout_us;
+
+	for (;;) {
+		if ((rd32(nic, reg) & mask) == want)
+			return 0;
+		if (now_us() > end)
+			return ETIMEDOUT;
+		sleep_us(50);
+	}
+}
+
+/* ------------------------------------------------------------------ bring-up, chapter 4 */
+
+/* 4.6.1 / 4.6.2: mask interrupts, stop DMA, master disable, global reset, mask again. */
+static int reset_device(struct ubdma_e1000e *nic)
+{
+	wr32(nic, IMC, IMC_ALL);
+	wr32(nic, RCTL, 0);
+	wr32(nic, TCTL, 0);
+	(void)rd32(nic, STATUS); /* flush the posted writes */
+	sleep_us(10000);         /* let in-flight descriptors settle (4.6.2) */
+
+	/* 5.2.3 / 10.2.2.1: GIO master disable, then wait for STATUS.GIO_MASTER_ENABLE to clear */
+	wr32(nic, CTRL, rd32(nic, CTRL) | CTRL_GIO_MASTER_DISABLE);
+	(void)poll_reg(nic, STATUS, STATUS_GIO_MASTER_ENABLE, 0, 10000);
+
+	wr32(nic, CTRL, rd32(nic, CTRL) | CTRL_RST);
+	sleep_us(1000); /* 4.6.2: wait at least 1 ms after setting CTRL.RST */
+	if (poll_reg(nic, CTRL, CTRL_RST, 0, 100000)) {
+		set_err(nic, "e1000e: CTRL.RST did not clear within 100 ms");
+		return EIO;
+	}
+	wr32(nic, IMC, IMC_ALL); /* 4.6.1: reset unmasks nothing, but mask again as asked */
+	(void)rd32(nic, ICR);
+	/* 4.6.2 / 10.2.2.3: the NVM auto-read must finish before the MAC address is read */
+	(void)poll_reg(nic, EEC, EEC_AUTO_RD, EEC_AUTO_RD, 50000);
+	return 0;
+}
+
+/* 10.2.2.4: one 16-bit NVM word through EERD. */
+static int nvm_read(struct ubdma_e1000e *nic, unsigned word, uint16_t *val)
+{
+	uint32_t v;
+
+	wr32(nic, EERD, (word << EERD_ADDR_SHIFT) | EERD_START);
+	if (poll_reg(nic, EERD, EERD_DONE, EERD_DONE, 10000))
+		return ETIMEDOUT;
+	v = rd32(nic, EERD);
+	*val = (uint16_t)(v >> EERD_DATA_SHIFT);
+	return 0;
+}
+
+/* 10.2.5 RAL0/RAH0 when valid, else NVM words 0-2 (6.1); writes RAL0/RAH0 back with AV set. */
+static int read_mac(struct ubdma_e1000e *nic)
+{
+	uint32_t ral = rd32(nic, RAL0), rah = rd32(nic, RAH0);
+	uint16_t w[3];
+	int i;
+
+	if (!(rah & RAH_AV) || (ral == 0 && (rah & 0xffff) == 0)) {
+		for (i = 0; i < 3; i++) {
+			if (nvm_read(nic, NVM_MAC_WORD0 + (unsigned)i, &w[i])) {
+				set_err(nic, "e1000e: RAH0.AV is clear and EERD did not answer: no MAC address");
+				return EIO;
+			}
+		}
+		ral = (uint32_t)w[0] | (uint32_t)w[1] << 16;
+		rah = w[2];
+	}
+	for (i = 0; i < 4; i++)
+		nic->mac[i] = (uint8_t)(ral >> (8 * i));
+	nic->mac[4] = (uint8_t)rah;
+	nic->mac[5] = (uint8_t)(rah >> 8);
+	if (!(nic->mac[0] | nic->mac[1] | nic->mac[2] | nic->mac[3] | nic->mac[4] | nic->mac[5]) ||
+	    (nic->mac[0] & 1)) {
+		set_err(nic, "e1000e: no valid MAC address in RAL0/RAH0 or the NVM");
+		return EIO;
+	}
+	wr32(nic, RAL0, ral);
+	wr32(nic, RAH0, (rah & 0xffff) | RAH_AV);
+	return 0;
+}
+
+/* 4.6.3: MAC/PHY link set-up by auto-negotiation: SLU, ASDE, nothing forced. */
+static void link_setup(struct ubdma_e1000e *nic)
+{
+	uint32_t ctrl = rd32(nic, CTRL);
+
+	ctrl &= ~(CTRL_FRCSPD | CTRL_FRCDPLX | CTRL_PHY_RST | CTRL_RST | CTRL_VME |
+		  CTRL_GIO_MASTER_DISABLE);
+	ctrl |= CTRL_SLU | CTRL_ASDE;
+	wr32(nic, CTRL, ctrl);
+}
+
+/* 4.6.4: the statistics registers are clear on read. */
+static void stats_clear(struct ubdma_e1000e *nic)
+{
+	for (uint32_t r = STATS_FIRST; r <= STATS_LAST; r += 4)
+		(void)rd32(nic, r);
+}
+
+/* ------------------------------------------------------------------ DMA memory */
+
+struct one_seg {
+	uint64_t addr;
+	int nseg, error;
+};
+
+static void one_seg_cb(void *arg, ubdma_seg_t *segs, int nseg, int error)
+{
+	struct one_seg *s = arg;
+
+	s->nseg = nseg;
+	s->error = error;
+	if (nseg == 1)
+		s->addr = segs[0].ds_addr;
+}
+
+/* ubdma_mem_alloc() on @tag and load it: one segment, its IOVA in *iova. */
+static int dma_alloc(struct ubdma_e1000e *nic, ubdma_tag_t *tag, size_t size, const char *what,
+		     void **va, ubdma_map_t **map, uint64_t *iova)
+{
+	struct one_seg s = { 0, 0, 0 };
+	int err;
+
+	if ((err = ubdma_mem_alloc(tag, va, UBDMA_ZERO | UBDMA_NOWAIT, map))) {
+		set_err(nic, "e1000e: ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
+			ubdma_last_error());
+		return err;
+	}
+	err = ubdma_map_load(tag, *map, *va, size, one_seg_cb, &s, UBDMA_NOWAIT);
+	if (err == 0 && (s.error || s.nseg != 1))
+		err = s.error ? s.error : EFBIG;
+	if (err) {
+		set_err(nic, "e1000e: loading the %s: %s (%s)", what, strerror(err), ubdma_last_error());
+		ubdma_mem_free(tag, *va, *map);
+		*va = NULL;
+		*map = NULL;
+		return err;
+	}
+	*iova = s.addr;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ pool */
+
+static inline int pkt_ok(const struct ubdma_e1000e *nic, const struct ubdma_e1000e_pkt *p)
+{
+	return p >= nic->pkts && p < nic->pkts + nic->npool && p == &nic->pkts[p->index];
+}
+
+static inline void pool_put(struct ubdma_e1000e *nic, struct ubdma_e1000e_pkt *p)
+{
+	nic->pkt_state[p->index] = PKT_FREE;
+	nic->free_stack[nic->nfree++] = p;
+}
+
+static inline struct ubdma_e1000e_pkt *pool_get(struct ubdma_e1000e *nic, int state)
+{
+	struct ubdma_e1000e_pkt *p = nic->free_stack[--nic->nfree];
+
+	nic->pkt_state[p->index] = (uint8_t)state;
+	return p;
+}
+
+/* ------------------------------------------------------------------ rings */
+
+static inline void rx_give(struct ubdma_e1000e *nic, unsigned i, const struct ubdma_e1000e_pkt *p)
+{
+	volatile uint64_t *d = (volatile uint64_t *)&nic->rx_ring[i];
+
+	d[0] = p->iova; /* buffer address */
+	d[1] = 0;       /* length, checksum, status (DD), errors, special */
+}
+
+/* Take the transmit completions: each burst's RS descriptor done bit frees the whole burst. */
+static unsigned tx_reclaim(struct ubdma_e1000e *nic)
+{
+	unsigned freed = 0;
+
+	if (!nic->tx_inflight)
+		return 0;
+	ubdma_map_sync(nic->ring_tag, nic->tx_map, UBDMA_SYNC_POSTREAD);
+	while (nic->tx_inflight) {
+		unsigned last = nic->tx_rs[nic->tx_clean];
+		unsigned count = ((last - nic->tx_clean) & nic->tx_mask) + 1;
+
+		if (!(((volatile struct tdesc *)nic->tx_ring)[last].sta & TDESC_STA_DD))
+			break;
+		for (unsigned k = 0; k < count; k++) {
+			pool_put(nic, nic->tx_slot[nic->tx_clean]);
+			nic->tx_slot[nic->tx_clean] = NULL;
+			nic->tx_clean = (nic->tx_clean + 1) & nic->tx_mask;
+		}
+		nic->tx_inflight -= count;
+		freed += count;
+	}
+	return freed;
+}
+
+/* Program queue 0's registers for empty rings (4.6.5, 4.6.6). */
+static void rings_program(struct ubdma_e1000e *nic)
+{
+	wr32(nic, RDBAL, (uint32_t)nic->rx_iova);
+	wr32(nic, RDBAH, (uint32_t)(nic->rx_iova >> 32));
+	wr32(nic, RDLEN, nic->rx_n * (uint32_t)sizeof(struct rdesc));
+	wr32(nic, RDH, 0);
+	wr32(nic, RDT, 0);
+	wr32(nic, RDTR, 0); /* write descriptors back at once */
+	wr32(nic, RADV, 0);
+
+	wr32(nic, TDBAL, (uint32_t)nic->tx_iova);
+	wr32(nic, TDBAH, (uint32_t)(nic->tx_iova >> 32));
+	wr32(nic, TDLEN, nic->tx_n * (uint32_t)sizeof(struct tdesc));
+	wr32(nic, TDH, 0);
+	wr32(nic, TDT, 0);
+	wr32(nic, TIDV, 0);
+	wr32(nic, TIPG, TIPG_DEFAULT);
+}
+
+/* Fill the receive ring from the pool, enable receive and transmit; the pool holds enough. */
+static void rings_start(struct ubdma_e1000e *nic)
+{
+	rings_program(nic);
+	memset(nic->tx_ring, 0, nic->tx_n * sizeof(struct tdesc));
+	for (unsigned i = 0; i < nic->rx_n; i++) {
+		nic->rx_slot[i] = pool_get(nic, PKT_DEV);
+		rx_give(nic, i, nic->rx_slot[i]);
+	}
+	nic->rx_next = 0;
+	nic->rx_discard = 0;
+	nic->tx_tail = nic->tx_clean = nic->tx_inflight = 0;
+	ubdma_map_sync(nic->ring_tag, nic->rx_map, UBDMA_SYNC_PREWRITE);
+	ubdma_map_sync(nic->ring_tag, nic->tx_map, UBDMA_SYNC_PREWRITE);
+
+	/* 4.6.5: legacy descriptors (RFCTL.EXSTEN = 0, RCTL.DTYP = 00), 2048-byte buffers,
+	 * broadcasts accepted, CRC stripped, no long packets, no loopback. */
+	wr32(nic, RFCTL, rd32(nic, RFCTL) & ~RFCTL_EXSTEN);
+	nic->rctl &= RCTL_UPE | RCTL_MPE;
+	nic->rctl |= RCTL_EN | RCTL_BAM | RCTL_SECRC | RCTL_BSIZE_2048;
+	wr32(nic, RCTL, nic->rctl);
+	wr32(nic, RDT, nic->rx_n - 1); /* all but one descriptor to the hardware */
+
+	/* 4.6.6: enable, pad short packets, collision threshold 0x0F, full-duplex distance 0x3F */
+	wr32(nic, TCTL, TCTL_EN | TCTL_PSP | (0x0Fu << TCTL_CT_SHIFT) | (0x3Fu << TCTL_COLD_SHIFT) |
+				TCTL_RTLC);
+	nic->running = 1;
+}
+
+/* Disable receive and transmit and take every ring buffer back into the pool. */
+static void rings_stop(struct ubdma_e1000e *nic)
+{
+	nic->rctl &= ~RCTL_EN;
+	wr32(nic, RCTL, nic->rctl);
+	wr32(nic, TCTL, rd32(nic, TCTL) & ~TCTL_EN);
+	(void)rd32(nic, STATUS);
+	sleep_us(1000); /* let the DMA engines finish what they fetched */
+	tx_reclaim(nic);
+	while (nic->tx_inflight) { /* never sent: dropped, buffers back */
+		pool_put(nic, nic->tx_slot[nic->tx_clean]);
+		nic->tx_slot[nic->tx_clean] = NULL;
+		nic->tx_clean = (nic->tx_clean + 1) & nic->tx_mask;
+		nic->tx_inflight--;
+	}
+	for (unsigned i = 0; i < nic->rx_n; i++) {
+		if (nic->rx_slot[i]) {
+			pool_put(nic, nic->rx_slot[i]);
+			nic->rx_slot[i] = NULL;
+		}
+	}
+	wr32(nic, RDH, 0);
+	wr32(nic, RDT, 0);
+	wr32(nic, TDH, 0);
+	wr32(nic, TDT, 0);
+	nic->running = 0;
+}
+
+/* ------------------------------------------------------------------ open / close */
+
+static void teardown(struct ubdma_e1000e *nic)
+{
+	if (nic->bar0) {
+		wr32(nic, IMC, IMC_ALL);
+		wr32(nic, RCTL, 0);
+		wr32(nic, TCTL, 0);
+		(void)rd32(nic, STATUS);
+		sleep_us(1000);
+	}
+	if (nic->pci)
+		ubdma_pci_bus_master(nic->pci, 0);
+	if (nic->pool_mem)
+		ubdma_mem_free(nic->pool_tag, nic->pool_mem, nic->pool_map);
+	if (nic->tx_ring)
+		ubdma_mem_free(nic->ring_tag, nic->tx_ring, nic->tx_map);
+	if (nic->rx_ring)
+		ubdma_mem_free(nic->ring_tag, nic->rx_ring, nic->rx_map);
+	if (nic->pool_tag)
+		ubdma_tag_destroy(nic->pool_tag);
+	if (nic->ring_tag)
+		ubdma_tag_destroy(nic->ring_tag);
+	if (nic->pci)
+		ubdma_pci_close(nic->pci);
+	free(nic->pkts);
+	free(nic->pkt_state);
+	free(nic->free_stack);
+	free(nic->rx_slot);
+	free(nic->tx_slot);
+	free(nic->tx_rs);
+	free(nic);
+}
+
+static int check_desc(unsigned *n, const char *what)
+{
+	if (*n == 0)
+		*n = DEFAULT_DESC;
+	if (*n < 8 || *n > MAX_DESC || (*n & (*n - 1))) {
+		set_err(NULL, "e1000e: %s = %u: want a power of two from 8 to %u (ring length a "
+			"multiple of 128 bytes, 4.6.5)", what, *n, MAX_DESC);
+		return EINVAL;
+	}
+	return 0;
+}
+
+static int open_config(const struct ubdma_e1000e_config *cfg, struct ubdma_e1000e_config *c)
+{
+	int err;
+
+	*c = cfg ? *cfg : (struct ubdma_e1000e_config){ 0 };
+	if ((err = check_desc(&c->rx_desc, "rx_desc")) || (err = check_desc(&c->tx_desc, "tx_desc")))
+		return err;
+	if (c->pool_bufs == 0)
+		c->pool_bufs = c->rx_desc + c->tx_desc + DEFAULT_EXTRA_BUFS;
+	if (c->pool_bufs < c->rx_desc + 32 || c->pool_bufs > (1u << 20)) {
+		set_err(NULL, "e1000e: pool_bufs = %u: want rx_desc + 32 (%u) to %u", c->pool_bufs,
+			c->rx_desc + 32, 1u << 20);
+		return EINVAL;
+	}
+	if (c->link_wait_ms == 0)
+		c->link_wait_ms = DEFAULT_LINK_WAIT_MS;
+	return 0;
+}
+
+/* PCI function, identity, BAR0. */
+static int open_pci(struct ubdma_e1000e *nic, ubdma_ctx_t *ctx, const char *bdf)
+{
+	uint16_t id[2];
+	size_t len = 0;
+	int err;
+
+	if ((err = ubdma_pci_open(ctx, bdf, &nic->pci))) {
+		set_err(nic, "e1000e: ubdma_pci_open(%s): %s (%s)", bdf, strerror(err), ubdma_last_error());
+		nic->pci = NULL;
+		return err;
+	}
+	if ((err = ubdma_pci_cfg_read(nic->pci, 0, id, sizeof(id)))) {
+		set_err(nic, "e1000e: %s: reading the IDs: %s", bdf, strerror(err));
+		return err;
+	}
+	if (id[0] != UBDMA_E1000E_VENDOR || id[1] != UBDMA_E1000E_DEVICE) {
+		set_err(nic, "e1000e: %s is %04x:%04x, not an 82574L (%04x:%04x)", bdf, id[0], id[1],
+			UBDMA_E1000E_VENDOR, UBDMA_E1000E_DEVICE);
+		return ENODEV;
+	}
+	nic->bar0 = ubdma_pci_bar(nic->pci, 0, &len);
+	if (!nic->bar0 || len < 0x10000) {
+		set_err(nic, "e1000e: %s: BAR0 %s (%zu bytes): %s", bdf, nic->bar0 ? "too small" :
+			"cannot be mapped", len, ubdma_last_error());
+		nic->bar0 = NULL;
+		return EIO;
+	}
+	return 0;
+}
+
+/* Tags, rings, pool and the software arrays. */
+static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_config *c)
+{
+	ubdma_tag_t *dtag = ubdma_pci_dma_tag(nic->pci);
+	size_t rsz = c->rx_desc * sizeof(struct rdesc), tsz = c->tx_desc * sizeof(struct tdesc);
+	size_t ringmax = rsz > tsz ? rsz : tsz;
+	size_t poolsz = (size_t)c->pool_bufs * UBDMA_E1000E_BUF_SIZE;
+	void *va;
+	int err;
+
+	/* the 82574 addresses 64 bits: no exclusion window (lowaddr == highaddr) */
+	if ((err = ubdma_tag_create(dtag, RING_ALIGN, 0, UBDMA_MAXADDR, UBDMA_MAXADDR, ringmax, 1,
+				    ringmax, 0, &nic->ring_tag)) ||
+	    (err = ubdma_tag_create(dtag, UBDMA_E1000E_BUF_SIZE, 0, UBDMA_MAXADDR, UBDMA_MAXADDR,
+				    poolsz, 1, poolsz, 0, &nic->pool_tag))) {
+		set_err(nic, "e1000e: ubdma_tag_create: %s (%s)", strerror(err), ubdma_last_error());
+		return err;
+	}
+	/* both rings are ring-tag sized (maxsize): the smaller one just uses its first part */
+	if ((err = dma_alloc(nic, nic->ring_tag, ringmax, "receive ring", &va, &nic->rx_map, &nic->rx_iova)))
+		return err;
+	nic->rx_ring = va;
+	if ((err = dma_alloc(nic, nic->ring_tag, ringmax, "transmit ring", &va, &nic->tx_map, &nic->tx_iova)))
+		return err;
+	nic->tx_ring = va;
+	if ((err = dma_alloc(nic, nic->pool_tag, poolsz, "packet pool", &nic->pool_mem, &nic->pool_map,
+			     &nic->pool_iova)))
+		return err;
+
+	nic->npool = c->pool_bufs;
+	nic->rx_n = c->rx_desc;
+	nic->rx_mask = c->rx_desc - 1;
+	nic->tx_n = c->tx_desc;
+	nic->tx_mask = c->tx_desc - 1;
+	nic->pkts = calloc(nic->npool, sizeof(*nic->pkts));
+	nic->pkt_state = calloc(nic->npool, 1);
+	nic->free_stack = calloc(nic->npool, sizeof(*nic->free_stack));
+	nic->rx_slot = calloc(nic->rx_n, sizeof(*nic->rx_slot));
+	nic->tx_slot = calloc(nic->tx_n, sizeof(*nic->tx_slot));
+	nic->tx_rs = calloc(nic->tx_n, sizeof(*nic->tx_rs));
+	if (!nic->pkts || !nic->pkt_state || !nic->free_stack || !nic->rx_slot || !nic->tx_slot ||
+	    !nic->tx_rs) {
+		set_err(nic, "e1000e: out of memory for %u packet descriptors", nic->npool);
+		return ENOMEM;
+	}
+	/* the stack pops from its end: push in reverse so that low buffers go out first */
+	for (unsigned i = nic->npool; i-- > 0;) {
+		struct ubdma_e1000e_pkt *p = &nic->pkts[i];
+
+		p->data = (uint8_t *)nic->pool_mem + (size_t)i * UBDMA_E1000E_BUF_SIZE;
+		p->iova = nic->pool_iova + (uint64_t)i * UBDMA_E1000E_BUF_SIZE;
+		p->cap = UBDMA_E1000E_BUF_SIZE;
+		p->index = i;
+		pool_put(nic, p);
+	}
+	return 0;
+}
+
+int ubdma_e1000e_open(ubdma_ctx_t *ctx, const char *bdf, const struct ubdma_e1000e_config *cfg,
+		      ubdma_e1000e_t **nicp)
+{
+	struct ubdma_e1000e_config c;
+	struct ubdma_e1000e *nic;
+	int err;
+
+	open_err[0] = '\0';
+	if (!ctx || !bdf || !nicp) {
+		set_err(NULL, "e1000e: ubdma_e1000e_open needs a context, an address and a result pointer");
+		return EINVAL;
+	}
+	*nicp = NULL;
+	if ((err = open_config(cfg, &c)))
+		return err;
+	if (!(nic = calloc(1, sizeof(*nic)))) {
+		set_err(NULL, "e1000e: out of memory");
+		return ENOMEM;
+	}
+	if ((err = open_pci(nic, ctx, bdf)) || (err = reset_device(nic)) || (err = read_mac(nic)))
+		goto fail;
+	for (unsigned i = 0; i < MTA_ENTRIES; i++) /* 4.6.5: no multicast hash matches */
+		wr32(nic, MTA + 4 * i, 0);
+	link_setup(nic);
+	stats_clear(nic);
+	if ((err = open_memory(nic, &c)))
+		goto fail;
+	if ((err = ubdma_pci_bus_master(nic->pci, 1))) {
+		set_err(nic, "e1000e: bus mastering: %s", strerror(err));
+		goto fail;
+	}
+	nic->rctl = c.promisc ? RCTL_UPE | RCTL_MPE : 0;
+	rings_start(nic);
+	(void)ubdma_e1000e_wait_link(nic, c.link_wait_ms); /* the link may come later */
+	nic->err[0] = '\0';
+	*nicp = nic;
+	return 0;
+fail:
+	snprintf(open_err, sizeof(open_err), "%s", nic->err);
+	teardown(nic);
+	return err;
+}
+
+void ubdma_e1000e_close(ubdma_e1000e_t *nic)
+{
+	if (nic)
+		teardown(nic);
+}
+
+int ubdma_e1000e_stop(ubdma_e1000e_t *nic)
+{
+	if (!nic)
+		return EINVAL;
+	if (!nic->running) {
+		set_err(nic, "e1000e: ubdma_e1000e_stop: the device is already stopped");
+		return EALREADY;
+	}
+	rings_stop(nic);
+	return 0;
+}
+
+int ubdma_e1000e_start(ubdma_e1000e_t *nic)
+{
+	if (!nic)
+		return EINVAL;
+	if (nic->running) {
+		set_err(nic, "e1000e: ubdma_e1000e_start: the device is already running");
+		return EALREADY;
+	}
+	if (nic->nfree < nic->rx_n) {
+		set_err(nic, "e1000e: ubdma_e1000e_start: %u free buffers, the receive ring needs %u: "
+			"free packets first", nic->nfree, nic->rx_n);
+		return ENOBUFS;
+	}
+	rings_start(nic);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ data path */
+
+int ubdma_e1000e_pkt_alloc(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n)
+{
+	if (!nic || (!pkts && n))
+		return EINVAL;
+	if (n > nic->nfree) {
+		tx_reclaim(nic);
+		if (n > nic->nfree) {
+			set_err(nic, "e1000e: pkt_alloc: %u packets asked, %u free", n, nic->nfree);
+			return ENOBUFS;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		pkts[i] = pool_get(nic, PKT_USER);
+		pkts[i]->len = 0;
+	}
+	return 0;
+}
+
+int ubdma_e1000e_pkt_free(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n)
+{
+	if (!nic || (!pkts && n))
+		return EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		if (!pkts[i] || !pkt_ok(nic, pkts[i]) || nic->pkt_state[pkts[i]->index] != PKT_USER) {
+			set_err(nic, "e1000e: pkt_free: packet %u (%p) is not a packet the caller holds "
+				"from this pool (foreign, free already, or in a ring): nothing freed",
+				i, (void *)pkts[i]);
+			return EINVAL;
+		}
+		nic->pkt_state[pkts[i]->index] = PKT_FREE; /* catches the same packet twice in pkts */
+	}
+	for (unsigned i = 0; i < n; i++)
+		nic->free_stack[nic->nfree++] = pkts[i];
+	return 0;
+}
+
+int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n,
+			  unsigned *sent)
+{
+	unsigned i, room, tail, first;
+	int err = 0;
+
+	if (sent)
+		*sent = 0;
+	if (!nic || !sent || (!pkts && n))
+		return EINVAL;
+	if (!nic->running)
+		return ENETDOWN;
+	tx_reclaim(nic);
+	room = nic->tx_n - 1 - nic->tx_inflight; /* TDT may not catch up with TDH */
+	tail = first = nic->tx_tail;
+	for (i = 0; i < n; i++) {
+		struct ubdma_e1000e_pkt *p = pkts[i];
+		volatile uint64_t *d;
+
+		if (!p || !pkt_ok(nic, p) || nic->pkt_state[p->index] != PKT_USER) {
+			set_err(nic, "e1000e: tx_burst: packet %u is not one the caller holds from this "
+				"pool", i);
+			nic->st.sw_tx_rejected++;
+			err = EINVAL;
+			break;
+		}
+		if (p->len < UBDMA_E1000E_MIN_FRAME || p->len > UBDMA_E1000E_MAX_FRAME) {
+			set_err(nic, "e1000e: tx_burst: frame %u is %u bytes; a frame is %u to %u bytes "
+				"without FCS", i, p->len, UBDMA_E1000E_MIN_FRAME, UBDMA_E1000E_MAX_FRAME);
+			nic->st.sw_tx_rejected++;
+			err = EMSGSIZE;
+			break;
+		}
+		if (i == room) {
+			nic->st.sw_tx_ring_full++;
+			err = ENOBUFS;
+			break;
+		}
+		/* 7.2.10.1 legacy descriptor: address; length | CSO 0 | CMD (EOP, IFCS) | STA 0 */
+		d = (volatile uint64_t *)&nic->tx_ring[tail];
+		d[0] = p->iova;
+		d[1] = (uint64_t)p->len | (uint64_t)(TDESC_CMD_EOP | TDESC_CMD_IFCS) << 24;
+		nic->tx_slot[tail] = p;
+		nic->pkt_state[p->index] = PKT_DEV;
+		tail = (tail + 1) & nic->tx_mask;
+	}
+	if (i) {
+		unsigned last = (tail - 1) & nic->tx_mask;
+
+		nic->tx_ring[last].cmd |= TDESC_CMD_RS; /* one done bit for the burst */
+		nic->tx_rs[first] = (uint16_t)last;
+		ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_PREWRITE);
+		ubdma_map_sync(nic->ring_tag, nic->tx_map, UBDMA_SYNC_PREWRITE);
+		wr32(nic, TDT, tail); /* the doorbell, once a burst */
+		nic->tx_tail = tail;
+		nic->tx_inflight += i;
+		nic->st.sw_tx_pkts += i;
+	}
+	*sent = i;
+	return err;
+}
+
+int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned max,
+			  unsigned *got)
+{
+	volatile struct rdesc *ring;
+	unsigned idx, n = 0, done = 0;
+	int err = 0;
+
+	if (got)
+		*got = 0;
+	if (!nic || !got || (!pkts && max))
+		return EINVAL;
+	if (!nic->running)
+		return ENETDOWN;
+	ring = nic->rx_ring;
+	idx = nic->rx_next;
+	ubdma_map_sync(nic->ring_tag, nic->rx_map, UBDMA_SYNC_POSTREAD);
+	while (n < max) {
+		uint8_t status = ring[idx].status, errors;
+		uint16_t len;
+		struct ubdma_e1000e_pkt *p = nic->rx_slot[idx];
+
+		if (!(status & RDESC_STATUS_DD))
+			break;
+		errors = ring[idx].errors;
+		len = ring[idx].length;
+		if (nic->rx_discard || !(status & RDESC_STATUS_EOP) || (errors & RDESC_ERRORS_FRAME) ||
+		    len == 0) {
+			/* a bad frame, or a piece of one longer than a buffer: reuse the buffer */
+			nic->rx_discard = !(status & RDESC_STATUS_EOP);
+			nic->st.sw_rx_dropped++;
+			rx_give(nic, idx, p);
+		} else {
+			if (!nic->nfree) {
+				set_err(nic, "e1000e: rx_burst: frames waiting but the pool is empty: "
+					"free received packets");
+				err = ENOBUFS;
+				break;
+			}
+			p->len = len;
+			nic->pkt_state[p->index] = PKT_USER;
+			pkts[n++] = p;
+			nic->rx_slot[idx] = pool_get(nic, PKT_DEV);
+			rx_give(nic, idx, nic->rx_slot[idx]);
+		}
+		idx = (idx + 1) & nic->rx_mask;
+		done++;
+	}
+	if (done) {
+		ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_POSTREAD);
+		ubdma_map_sync(nic->ring_tag, nic->rx_map, UBDMA_SYNC_PREWRITE);
+		nic->rx_next = idx;
+		wr32(nic, RDT, (idx - 1) & nic->rx_mask); /* the doorbell, once a burst */
+		nic->st.sw_rx_pkts += n;
+	}
+	*got = n;
+	return err;
+}
+
+int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned n, unsigned *sent)
+{
+	struct ubdma_e1000e_pkt *batch[64];
+	unsigned total = 0;
+	int err = 0;
+
+	if (sent)
+		*sent = 0;
+	if (!nic || !sent || (!frames && n))
+		return EINVAL;
+	if (!nic->running)
+		return ENETDOWN;
+	while (total < n && !err) {
+		unsigned k = n - total < 64 ? n - total : 64, ok = 0, done = 0;
+
+		tx_reclaim(nic);
+		if (k > nic->nfree)
+			k = nic->nfree;
+		if (k == 0) {
+			set_err(nic, "e1000e: send: the packet pool is empty");
+			err = ENOBUFS;
+			break;
+		}
+		for (; ok < k; ok++) {
+			const struct iovec *f = &frames[total + ok];
+
+			if (f->iov_len < UBDMA_E1000E_MIN_FRAME || f->iov_len > UBDMA_E1000E_MAX_FRAME) {
+				set_err(nic, "e1000e: send: frame %u is %zu bytes; a frame is %u to %u "
+					"bytes without FCS", total + ok, f->iov_len, UBDMA_E1000E_MIN_FRAME,
+					UBDMA_E1000E_MAX_FRAME);
+				nic->st.sw_tx_rejected++;
+				err = EMSGSIZE;
+				break;
+			}
+			if (!f->iov_base) {
+				set_err(nic, "e1000e: send: frame %u has no buffer", total + ok);
+				err = EINVAL;
+				break;
+			}
+			batch[ok] = pool_get(nic, PKT_USER);
+			memcpy(batch[ok]->data, f->iov_base, f->iov_len);
+			batch[ok]->len = (uint16_t)f->iov_len;
+		}
+		if (ok) {
+			int e = ubdma_e1000e_tx_burst(nic, batch, ok, &done);
+
+			for (unsigned j = done; j < ok; j++)
+				pool_put(nic, batch[j]);
+			if (e)
+				err = e;
+		}
+		total += done;
+	}
+	*sent = total;
+	return err;
+}
+
+int ubdma_e1000e_recv(ubdma_e1000e_t *nic, struct iovec *bufs, unsigned n, unsigned *got)
+{
+	struct ubdma_e1000e_pkt *batch[64];
+	unsigned total = 0;
+	int err = 0;
+
+	if (got)
+		*got = 0;
+	if (!nic || !got || (!bufs && n))
+		return EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		if (!bufs[i].iov_base || bufs[i].iov_len < UBDMA_E1000E_MAX_FRAME) {
+			set_err(nic, "e1000e: recv: buffer %u holds %zu bytes; each must hold %u", i,
+				bufs[i].iov_len, UBDMA_E1000E_MAX_FRAME);
+			return EINVAL;
+		}
+	}
+	while (total < n) {
+		unsigned k = n - total < 64 ? n - total : 64, r = 0;
+
+		err = ubdma_e1000e_rx_burst(nic, batch, k, &r);
+		for (unsigned j = 0; j < r; j++) {
+			memcpy(bufs[total + j].iov_base, batch[j]->data, batch[j]->len);
+			bufs[total + j].iov_len = batch[j]->len;
+		}
+		if (r)
+			ubdma_e1000e_pkt_free(nic, batch, r);
+		total += r;
+		if (err || r < k)
+			break;
+	}
+	*got = total;
+	return err;
+}
+
+int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pending)
+{
+	uint64_t end;
+
+	if (!nic)
+		return EINVAL;
+	end = now_us() + (uint64_t)timeout_ms * 1000u;
+	for (;;) {
+		tx_reclaim(nic);
+		if (!nic->tx_inflight || now_us() >= end)
+			break;
+		sleep_us(20);
+	}
+	if (pending)
+		*pending = nic->tx_inflight;
+	if (nic->tx_inflight) {
+		set_err(nic, "e1000e: tx_flush: %u frames still queued after %u ms (link down? "
+			"TDH %u TDT %u)", nic->tx_inflight, timeout_ms, rd32(nic, TDH), rd32(nic, TDT));
+		return ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ control */
+
+int ubdma_e1000e_mac(const ubdma_e1000e_t *nic, uint8_t mac[6])
+{
+	if (!nic || !mac)
+		return EINVAL;
+	memcpy(mac, nic->mac, 6);
+	return 0;
+}
+
+int ubdma_e1000e_link(ubdma_e1000e_t *nic, struct ubdma_e1000e_link *link)
+{
+	static const unsigned speeds[4] = { 10, 100, 1000, 1000 };
+	uint32_t status;
+
+	if (!nic || !link)
+		return EINVAL;
+	status = rd32(nic, STATUS); /* 10.2.2.2 */
+	link->up = !!(status & STATUS_LU);
+	link->full_duplex = !!(status & STATUS_FD);
+	link->speed_mbps = link->up ? speeds[(status & STATUS_SPEED_MASK) >> STATUS_SPEED_SHIFT] : 0;
+	return 0;
+}
+
+int ubdma_e1000e_wait_link(ubdma_e1000e_t *nic, unsigned timeout_ms)
+{
+	if (!nic)
+		return EINVAL;
+	if (poll_reg(nic, STATUS, STATUS_LU, STATUS_LU, timeout_ms * 1000u)) {
+		set_err(nic, "e1000e: link still down after %u ms (STATUS %#x)", timeout_ms,
+			rd32(nic, STATUS));
+		return ETIMEDOUT;
+	}
+	return 0;
+}
+
+int ubdma_e1000e_set_promisc(ubdma_e1000e_t *nic, int on)
+{
+	if (!nic)
+		return EINVAL;
+	if (on)
+		nic->rctl |= RCTL_UPE | RCTL_MPE;
+	else
+		nic->rctl &= ~(RCTL_UPE | RCTL_MPE);
+	wr32(nic, RCTL, nic->rctl);
+	return 0;
+}
+
+int ubdma_e1000e_stats(ubdma_e1000e_t *nic, struct ubdma_e1000e_stats *st)
+{
+	struct ubdma_e1000e_stats *s;
+
+	if (!nic || !st)
+		return EINVAL;
+	s = &nic->st;
+	s->crcerrs += rd32(nic, CRCERRS);
+	s->mpc += rd32(nic, MPC);
+	s->rlec += rd32(nic, RLEC);
+	s->gprc += rd32(nic, GPRC);
+	s->bprc += rd32(nic, BPRC);
+	s->mprc += rd32(nic, MPRC);
+	s->gptc += rd32(nic, GPTC);
+	s->gorc += rd32(nic, GORCL); /* 10.2.7: low then high; the high read clears both */
+	s->gorc += (uint64_t)rd32(nic, GORCH) << 32;
+	s->gotc += rd32(nic, GOTCL);
+	s->gotc += (uint64_t)rd32(nic, GOTCH) << 32;
+	s->rnbc += rd32(nic, RNBC);
+	s->ruc += rd32(nic, RUC);
+	s->roc += rd32(nic, ROC);
+	s->tpr += rd32(nic, TPR);
+	s->tpt += rd32(nic, TPT);
+	*st = *s;
+	return 0;
+}
+
+unsigned ubdma_e1000e_pool_free(const ubdma_e1000e_t *nic)
+{
+	return nic ? nic->nfree : 0;
+}
+
+const char *ubdma_e1000e_error(const ubdma_e1000e_t *nic)
+{
+	return nic ? nic->err : open_err;
+}
+
+ubdma_pci_t *ubdma_e1000e_pci(const ubdma_e1000e_t *nic)
+{
+	return nic ? nic->pci : NULL;
+}
