@@ -87,7 +87,7 @@ int iommu_vfio_present(char *why, size_t whylen)
 		snprintf(why, whylen, "/dev/vfio/vfio exists");
 		return 1;
 	}
-	snprintf(why, whylen, "no /dev/vfio/vfio (no VFIO in this kernel, or vfio not loaded)");
+	snprintf(why, whylen, "no /dev/vfio/vfio (no VFIO in this kernel)");
 	return 0;
 }
 
