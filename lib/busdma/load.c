@@ -75,7 +75,10 @@ static inline int seg_add(struct build *b, uint64_t a, uint64_t n)
 /* A page piece [va, va + n) that must go through a bounce slot. */
 static int bounce_piece(struct build *b, uintptr_t va, size_t n)
 {
-	uint64_t iova = 0; /* COUNT: slots start on the slot alignment, as 0 does */
+	/* COUNT: slots start on the slot alignment, as 0 does; KEEP_PG_OFFSET keeps the piece's
+	 * offset in its 4 KiB page (a piece never crosses one, so it fits the slot) */
+	const size_t off = (b->tag->flags & UBDMA_KEEP_PG_OFFSET) ? (va & BUSDMA_PAGE_MASK) : 0;
+	uint64_t iova = off;
 	int err;
 
 	if (b->mode == BUILD_FAST)
@@ -87,9 +90,10 @@ static int bounce_piece(struct build *b, uintptr_t va, size_t n)
 		b->reserved = p->next;
 		p->client = va;
 		p->len = n;
+		p->off = off;
 		p->next = b->used;
 		b->used = p;
-		iova = p->iova;
+		iova = p->iova + off;
 	}
 	b->npages++;
 	b->nomerge = 1;
