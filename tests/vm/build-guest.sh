@@ -21,7 +21,6 @@ log() { echo "build-guest.sh: $*" >&2; }
 
 [ $# -eq 1 ] || die "usage: build-guest.sh OUTDIR"
 OUT=$1
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # Host tools this script needs, and the Debian package of each (tools/deps.sh installs them).
 need_tool() {
@@ -96,7 +95,17 @@ if [ -z "$DEB" ]; then
 	# avoids the "download is performed unsandboxed" warning.
 	tmpdl=$(mktemp -d)
 	chmod 777 "$tmpdl"
-	(cd "$tmpdl" && apt-get download -q "$KPKG=$KVER" >&2) || die "apt-get download $KPKG failed"
+	if ! (cd "$tmpdl" && apt-get download -q "$KPKG=$KVER" >&2); then
+		# The package lists may name a version the mirror no longer has: refresh, retry once.
+		log "download failed: running apt-get update and retrying"
+		apt-get update -qq >&2 || die "apt-get update failed"
+		KPKG=$(kpkg_name)
+		KVER=$(apt-cache policy "$KPKG" | sed -n 's/^ *Candidate: //p')
+		KREL=${KPKG#linux-image-}
+		STAMP="kernel=$KPKG $KVER $TOOLS"
+		(cd "$tmpdl" && apt-get download -q "$KPKG=$KVER" >&2) ||
+			die "apt-get download $KPKG=$KVER failed"
+	fi
 	mv "$tmpdl"/*.deb "$OUT/dl/"
 	rmdir "$tmpdl"
 	DEB=$(ls "$OUT"/dl/*.deb)
@@ -152,7 +161,7 @@ visit() {
 		dn=${d##*/}; dn=${dn%.ko}; dn=${dn//-/_}
 		visit "$dn"
 	done
-	state[$n]=done
+	state[$n]="done"
 	ORDER+=("$n")
 }
 # tag NAME GROUP: NAME and everything it needs are in GROUP.

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash disable=SC2155
 # /init of the test-bed guest (packed by run-guest.sh; runs as PID 1 under busybox sh).
 #
 # 1. mounts proc, sys, devtmpfs, tmpfs and hugetlbfs, reserves 2 MiB hugepages;

@@ -46,7 +46,7 @@ EOF
 die() { echo "$ME: error: $*" >&2; exit 2; }
 say() { echo "$ME: $*" >&2; }
 
-OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK= DISK_SIZE=64M PCAP= QARGS= TIMEOUT=240
+OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
 ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0
 INCLUDES=() ENVS=()
 while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:Tvh" opt; do
