@@ -123,6 +123,9 @@ static int fit_region(const struct iova_space *s, uint64_t lo, uint64_t hi, uint
 	size_t j = upper_bound(s, hi); /* records [0, j) start at or below hi */
 	uint64_t cur = lo;
 
+	/* above everything ever handed out first: a freed range is not reused while there is room */
+	if (s->hwm > lo && s->hwm <= hi && fit(s->hwm, hi, size, modulus, phase, out))
+		return 1;
 	if (j > 0) {
 		const struct iova_rec *r = &s->rec[j - 1];
 		uint64_t end = r->lo + r->size; /* <= TOP + 1 */
@@ -157,6 +160,8 @@ static int insert(struct iova_space *s, uint64_t iova, uint64_t size, uintptr_t 
 		s->rec = r;
 		s->cap = cap;
 	}
+	if (iova + size > s->hwm)
+		s->hwm = iova + size;
 	pos = upper_bound(s, iova);
 	assert(pos == 0 || s->rec[pos - 1].lo + s->rec[pos - 1].size <= iova);
 	assert(pos == s->n || s->rec[pos].lo > iova + size - 1);

@@ -29,6 +29,7 @@ struct iova_space {
 	int nwin;
 	struct iova_rec *rec; /* sorted by lo, disjoint */
 	size_t n, cap;
+	uint64_t hwm;	      /* highest end ever allocated: nothing is allocated above it */
 };
 
 /* Addresses at or above this are tried first, to keep the 32-bit space for devices that need it. */
