@@ -654,6 +654,8 @@ int ubdma_e1000e_pkt_free(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 			set_err(nic, "e1000e: pkt_free: packet %u (%p) is not a packet the caller holds "
 				"from this pool (foreign, free already, or in a ring): nothing freed",
 				i, (void *)pkts[i]);
+			while (i-- > 0) /* undo the marks: nothing half done */
+				nic->pkt_state[pkts[i]->index] = PKT_USER;
 			return EINVAL;
 		}
 		nic->pkt_state[pkts[i]->index] = PKT_FREE; /* catches the same packet twice in pkts */
@@ -798,11 +800,18 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 	while (total < n && !err) {
 		unsigned k = n - total < 64 ? n - total : 64, ok = 0, done = 0;
 
+		unsigned room;
+
 		tx_reclaim(nic);
+		room = nic->tx_n - 1 - nic->tx_inflight;
+		if (k > room)
+			k = room;
 		if (k > nic->nfree)
 			k = nic->nfree;
 		if (k == 0) {
-			set_err(nic, "e1000e: send: the packet pool is empty");
+			set_err(nic, "e1000e: send: the %s is full", room ? "packet pool" : "transmit ring");
+			if (!room)
+				nic->st.sw_tx_ring_full++;
 			err = ENOBUFS;
 			break;
 		}

@@ -1,0 +1,87 @@
+#!/bin/bash
+# vm-nic.sh [-T] [-n N] ASSETS OUTDIR TX_PROG RX_PROG - the e1000e driver's tests in one guest boot,
+# judged from outside: meson test 'e1000e' (suite vm).
+#
+#  1. starts the host peer (nic_peer.py, rx-test mode) listening on 127.0.0.1 only;
+#  2. boots the test bed (tests/vm/run-guest.sh) with one more e1000e at 0000:00:04.0 whose
+#     netdev is a socket connected to that peer (-q: the runner's extra QEMU arguments), with its
+#     own filter-dump (OUTDIR/guest/rx.pcap); the first e1000e (0000:00:03.0) stays on QEMU's
+#     restricted user network, its pcap is OUTDIR/guest/net.pcap;
+#  3. runs TX_PROG on 0000:00:03.0 (N frames) and RX_PROG on 0000:00:04.0 (N frames injected);
+#  4. tshark (check_pcap.py): net.pcap must hold the N transmitted frames in order byte for byte,
+#     rx.pcap the N injected broadcast frames.
+# Prints TAP with -T (one point a guest program, one a pcap check), else "N passed, N failed".
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+TAP=0 N=1000 K=20
+while getopts "Tn:" o; do
+	case $o in T) TAP=1 ;; n) N=$OPTARG ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 4 ] || { echo "usage: vm-nic.sh [-T] [-n N] ASSETS OUTDIR TX_PROG RX_PROG" >&2; exit 2; }
+ASSETS=$1 OUT=$2 TX=$3 RX=$4
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+rm -f "$OUT/peer.port" "$OUT/peer.log"
+
+python3 "$HERE/nic_peer.py" --mode rx-test --frames "$N" --foreign "$K" --timeout 400 \
+	--port-file "$OUT/peer.port" 2>"$OUT/peer.log" &
+PEER=$!
+trap 'kill $PEER 2>/dev/null' EXIT
+for _ in $(seq 100); do [ -s "$OUT/peer.port" ] && break; sleep 0.1; done
+[ -s "$OUT/peer.port" ] || { echo "vm-nic.sh: the host peer did not start" >&2; cat "$OUT/peer.log" >&2; exit 2; }
+PORT=$(cat "$OUT/peer.port")
+mkdir -p "$OUT/guest"
+cat >"$OUT/qemu-nic.args" <<ARGS
+# second e1000e: socket to the host peer on the loopback
+-netdev
+socket,id=n1,connect=127.0.0.1:$PORT
+-device
+e1000e,netdev=n1,addr=0x4,romfile=,mac=52:54:00:12:34:57
+-object
+filter-dump,id=f1,netdev=n1,file=$OUT/guest/rx.pcap
+ARGS
+
+rm -f "$OUT/guest/rx.pcap"
+"$ROOT/tests/vm/run-guest.sh" -T -t 400 -u 180 -a "$ASSETS" -o "$OUT/guest" -q "$OUT/qemu-nic.args" \
+	"$TX 0000:00:03.0 $N" "$RX 0000:00:04.0 $N $K" >"$OUT/guest.tap" 2>"$OUT/guest.stderr"
+grc=$?
+wait $PEER; prc=$?
+trap - EXIT
+
+MAC=$(sed -n 's/.*UBDMA-E1000E-TX frames=[0-9]* mac=\([0-9a-f:]*\).*/\1/p' "$OUT/guest/console.log" | head -n1)
+python3 "$HERE/check_pcap.py" --label "tshark net.pcap (guest TX)" --frames "$N" ${MAC:+--src "$MAC"} \
+	"$OUT/guest/net.pcap" >"$OUT/check-tx.txt" 2>&1; c1=$?
+python3 "$HERE/check_pcap.py" --label "tshark rx.pcap (host injection)" --frames "$N" \
+	--dst ff:ff:ff:ff:ff:ff --src 02:00:00:00:00:02 --only-dst --max-len 1514 \
+	"$OUT/guest/rx.pcap" >"$OUT/check-rx.txt" 2>&1; c2=$?
+
+# TAP: the runner's points (renumbered), then the two checks
+mapfile -t lines < <(grep -E '^(ok|not ok) ' "$OUT/guest.tap")
+total=$((${#lines[@]} + 2)) pass=0 fail=0 i=0
+[ "$TAP" = 1 ] && echo "1..$total"
+emit() { # ok|not-ok text
+	i=$((i + 1))
+	if [ "$1" = ok ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+	if [ "$TAP" = 1 ]; then echo "$([ "$1" = ok ] && echo ok || echo 'not ok') $i - $2"; else echo "$([ "$1" = ok ] && echo PASS || echo FAIL) $2"; fi
+}
+for l in "${lines[@]}"; do
+	t=${l#ok }; t=${t#not ok }; t=${t#* - }
+	case $l in ok*) emit ok "$t" ;; *) emit no "$t" ;; esac
+done
+emit "$([ $c1 = 0 ] && echo ok || echo no)" "$(head -n1 "$OUT/check-tx.txt" | sed 's/^\(not \)\?ok - //')"
+emit "$([ $c2 = 0 ] && echo ok || echo no)" "$(head -n1 "$OUT/check-rx.txt" | sed 's/^\(not \)\?ok - //')"
+{
+	echo "# guest run: status $grc, peer status $prc; results: $OUT/guest/results.txt"
+	sed 's/^/# /' "$OUT/guest/results.txt" 2>/dev/null
+	grep -h '^#   ' "$OUT/check-tx.txt" "$OUT/check-rx.txt" | sed 's/^/#/'
+	sed 's/^/# peer: /' "$OUT/peer.log"
+} | if [ "$TAP" = 1 ]; then cat; else cat >&2; fi
+if [ $fail -gt 0 ]; then
+	echo "# ---- guest console, e1000e programs ----" >&2
+	sed -n '/BEGIN [0-9]* test_e1000e/,/END [0-9]* test_e1000e/p' "$OUT/guest/console.log" | tail -n 120 >&2
+	tail -n 30 "$OUT/guest.stderr" >&2
+fi
+[ "$TAP" = 1 ] || echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
