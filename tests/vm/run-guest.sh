@@ -114,10 +114,18 @@ stage_file() {
 		/*) lib=${line%% (*} ;;
 		*) continue ;;
 		esac
-		if [ ! -e "$STAGE$lib" ]; then
-			mkdir -p "$STAGE$(dirname "$lib")"
-			cp -L "$lib" "$STAGE$lib"
-			LIBDIRS+=("$(dirname "$lib")")
+		# A library from a build tree (RUNPATH dir/../lib, anywhere, perhaps under /tmp, which
+		# the guest mounts over) goes to /ubdma/lib under its soname link name; system
+		# libraries keep their path (the dynamic loader's own path is fixed in every ELF).
+		local gl=$lib
+		case $lib in
+		/lib/* | /lib64/* | /usr/lib/* | /usr/lib64/*) ;;
+		*) gl=/ubdma/lib/$(basename "$lib") ;;
+		esac
+		if [ ! -e "$STAGE$gl" ]; then
+			mkdir -p "$STAGE$(dirname "$gl")"
+			cp -L "$lib" "$STAGE$gl"
+			LIBDIRS+=("$(dirname "$gl")")
 		fi
 	done < <(LC_ALL=C ldd "$src" 2>/dev/null || true)
 }
