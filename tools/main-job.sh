@@ -49,6 +49,9 @@ echo
 echo "== 3. guest: VFIO devices behind an emulated Intel IOMMU (tests/vm)"
 if [ -x tests/vm/main-job.sh ]; then
   if bash tests/vm/main-job.sh "$B"; then add "guest (VFIO)" "ok: see above"; else add "guest (VFIO)" "FAILED"; fi
+  # NVMe through libubdma_nvme (examples/nvme_rw in that boot): its REPORT line, or why not
+  nv=$(sed -n 's/\r$//; s/^.*REPORT nvme_rw: //p' "$B/tests/vm/main-job/console.log" 2>/dev/null | head -n1)
+  add "guest NVMe (drivers/nvme)" "${nv:-no result: see above}"
 else
   add "guest (VFIO)" "test bed not wired into the main job yet"
 fi

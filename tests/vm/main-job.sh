@@ -9,6 +9,8 @@ out=$B/tests/vm/main-job
 assets=$B/tests/vm/guest-assets
 demos=(
   "$B/tests/vm/demo/demo_vfio"
+  "$B/examples/nvme_identify"
+  "$B/examples/nvme_rw 2048 64"
 )
 progs=()
 for d in "${demos[@]}"; do
