@@ -1,0 +1,309 @@
+/*
+ * bench_nvme - 4 KiB random reads and writes through libubdma_nvme, one core, one queue pair,
+ * as SPDK's nvme perf and fio measure them: IOPS, MiB/s, guest CPU seconds and the latency
+ * distribution (submission to completion callback) of each workload.
+ *
+ * Runs in the test-bed guest (bench/nvme.sh boots it) with the NVMe on vfio-pci.  Prints one line
+ * a workload, "NVBENCH {json}", that bench/nvme_report.py reads from the console log:
+ *   name, impl, iops, mib_s, cpu_s (this process: user + system), busy_s (every guest CPU, from
+ *   /proc/stat: what the I/O cost the machine), iops_per_cpu (iops * seconds / busy_s), lat_us
+ *   {p50, p99, p99.9, p99.99, mean, max}, hist [[upper bound us, count], ...] (log bins).
+ * The hot loop makes no system call: submissions, polling and clock_gettime (vDSO) only.
+ *
+ * usage: bench_nvme [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq]
+ *   LIST: comma separated NAME_qdN with NAME randread or randwrite (default: randread_qd1,
+ *   randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32); --irq waits on the MSI-X eventfd
+ *   instead of polling (impl "ubdma-irq").
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <ubdma/ubdma.h>
+#include <ubdma/nvme.h>
+
+#define BS 4096u
+#define MAXQD 128
+#define MAXLAT (4u << 20)
+
+struct slot {
+	void *buf;
+	uint64_t t0;
+	int next;
+};
+
+static struct {
+	ubdma_nvme_qpair_t *qp;
+	uint32_t nsid, blk;
+	uint64_t nblocks; /* 4 KiB blocks in the range */
+	int write;
+	struct slot slots[MAXQD];
+	int free;
+	uint32_t *lat; /* ns */
+	uint64_t nlat, ios, errors;
+	uint64_t rng;
+} b;
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t rnd(void)
+{
+	b.rng ^= b.rng << 13;
+	b.rng ^= b.rng >> 7;
+	b.rng ^= b.rng << 17;
+	return b.rng;
+}
+
+static void done(void *arg, const struct ubdma_nvme_cpl *cpl)
+{
+	struct slot *s = arg;
+	uint64_t d = now_ns() - s->t0;
+
+	if (cpl->error)
+		b.errors++;
+	if (b.nlat < MAXLAT)
+		b.lat[b.nlat++] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+	b.ios++;
+	s->next = b.free;
+	b.free = (int)(s - b.slots);
+}
+
+static int submit(void)
+{
+	int i = b.free;
+	struct slot *s = &b.slots[i];
+	uint64_t lba = (rnd() % b.nblocks) * b.blk;
+	int rc;
+
+	s->t0 = now_ns();
+	rc = b.write ? ubdma_nvme_write(b.qp, b.nsid, s->buf, lba, b.blk, done, s)
+		     : ubdma_nvme_read(b.qp, b.nsid, s->buf, lba, b.blk, done, s);
+	if (!rc)
+		b.free = s->next;
+	return rc;
+}
+
+static double busy_s(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long v[10] = { 0 };
+	long hz = 100;
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &v[6], &v[7]) != 8)
+		v[0] = 0;
+	fclose(f);
+	/* user nice system idle iowait irq softirq steal: busy is all but idle and iowait */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)hz;
+}
+
+static double cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
+
+static int cmp32(const void *a, const void *c)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)c;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(double p)
+{
+	if (!b.nlat)
+		return 0;
+	uint64_t i = (uint64_t)(p / 100.0 * (double)b.nlat);
+	if (i >= b.nlat)
+		i = b.nlat - 1;
+	return b.lat[i] / 1000.0;
+}
+
+static int run(const char *name, int qd, double secs, int irq)
+{
+	b.write = !strncmp(name, "randwrite", 9);
+	b.free = 0;
+	for (int i = 0; i < qd; i++)
+		b.slots[i].next = i + 1 < qd ? i + 1 : -1;
+	b.nlat = b.ios = b.errors = 0;
+
+	/* warm up a little (not counted) */
+	uint64_t end = now_ns() + 200000000ull;
+	while (now_ns() < end) {
+		while (b.free >= 0 && !submit())
+			;
+		ubdma_nvme_poll(b.qp, 0, NULL);
+	}
+	ubdma_nvme_drain(b.qp, 10000);
+	b.nlat = b.ios = 0;
+
+	double c0 = cpu_s(), k0 = busy_s();
+	uint64_t t0 = now_ns();
+	end = t0 + (uint64_t)(secs * 1e9);
+	uint64_t t;
+	while ((t = now_ns()) < end) {
+		while (b.free >= 0) {
+			int rc = submit();
+			if (rc) {
+				if (rc != EAGAIN && rc != ENOMEM) {
+					fprintf(stderr, "submit: %s: %s\n", strerror(rc), ubdma_nvme_last_error());
+					return rc;
+				}
+				break;
+			}
+		}
+		if (irq)
+			ubdma_nvme_wait(b.qp, 100, NULL);
+		else
+			ubdma_nvme_poll(b.qp, 0, NULL);
+	}
+	ubdma_nvme_drain(b.qp, 10000);
+	double wall = (double)(now_ns() - t0) / 1e9;
+	double cpu = cpu_s() - c0, busy = busy_s() - k0;
+	if (busy < cpu)
+		busy = cpu; /* /proc/stat ticks are coarser than rusage */
+
+	qsort(b.lat, b.nlat, sizeof(*b.lat), cmp32);
+	double iops = (double)b.ios / wall, mean = 0;
+	for (uint64_t i = 0; i < b.nlat; i++)
+		mean += b.lat[i];
+	mean = b.nlat ? mean / (double)b.nlat / 1000.0 : 0;
+	printf("NVBENCH {\"name\":\"%s\",\"impl\":\"%s\",\"unit\":\"IOPS\",\"qd\":%d,\"ios\":%" PRIu64
+	       ",\"errors\":%" PRIu64 ",\"seconds\":%.3f,\"iops\":%.1f,\"mib_s\":%.2f,\"cpu_s\":%.3f,\"busy_s\":%.3f,"
+	       "\"iops_per_cpu\":%.1f,\"lat_us\":{\"p50\":%.2f,\"p99\":%.2f,\"p99.9\":%.2f,\"p99.99\":%.2f,"
+	       "\"mean\":%.2f,\"max\":%.2f},\"hist\":[",
+	       name, irq ? "ubdma-irq" : "ubdma", qd, b.ios, b.errors, wall, iops, iops * BS / 1048576.0, cpu, busy,
+	       busy > 0 ? (double)b.ios / busy : 0, pct(50), pct(99), pct(99.9), pct(99.99), mean,
+	       b.nlat ? b.lat[b.nlat - 1] / 1000.0 : 0);
+	/* log bins, 20 a decade, from 1 us */
+	uint64_t i = 0;
+	int first = 1;
+	for (double ub = 1.0; i < b.nlat; ub *= 1.12201845) {
+		uint64_t n = 0;
+		while (i < b.nlat && b.lat[i] / 1000.0 <= ub) {
+			n++;
+			i++;
+		}
+		if (n) {
+			printf("%s[%.2f,%" PRIu64 "]", first ? "" : ",", ub, n);
+			first = 0;
+		}
+	}
+	printf("]}\n");
+	fflush(stdout);
+	return b.errors ? EIO : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *bdf = getenv("UBDMA_VM_NVME");
+	const char *wl = "randread_qd1,randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32";
+	double secs = 3;
+	unsigned range_mib = 32;
+	int irq = 0, rc;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--bdf") && i + 1 < argc)
+			bdf = argv[++i];
+		else if (!strcmp(argv[i], "--time") && i + 1 < argc)
+			secs = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--range") && i + 1 < argc)
+			range_mib = (unsigned)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--workloads") && i + 1 < argc)
+			wl = argv[++i];
+		else if (!strcmp(argv[i], "--irq"))
+			irq = 1;
+		else {
+			fprintf(stderr, "usage: %s [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	if (!bdf || !*bdf) {
+		fprintf(stderr, "no NVMe: give --bdf or set UBDMA_VM_NVME\n");
+		return 77;
+	}
+	/* one core: CPU 0, as fio --cpus_allowed=0 */
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+
+	ubdma_ctx_t *ctx;
+	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+		fprintf(stderr, "ubdma_ctx_open: %s\n", ubdma_last_error());
+		return 1;
+	}
+	ubdma_nvme_t *c;
+	struct ubdma_nvme_opts o = { .ctx = ctx, .io_queues = 1, .queue_entries = 256, .interrupts = irq };
+	if ((rc = ubdma_nvme_open(bdf, &o, &c))) {
+		fprintf(stderr, "ubdma_nvme_open(%s): %s: %s\n", bdf, strerror(rc), ubdma_nvme_last_error());
+		return 1;
+	}
+	struct ubdma_nvme_ns_info ns;
+	if ((rc = ubdma_nvme_ns_next(c, 0, &b.nsid)) || (rc = ubdma_nvme_ns(c, b.nsid, &ns)) ||
+	    (rc = ubdma_nvme_qpair_create(c, 0, &b.qp))) {
+		fprintf(stderr, "namespace / queue pair: %s\n", ubdma_nvme_last_error());
+		return 1;
+	}
+	b.blk = BS / ns.lba_size;
+	b.nblocks = ((uint64_t)range_mib << 20) / BS;
+	if (b.nblocks > ns.size / BS)
+		b.nblocks = ns.size / BS;
+	b.rng = 0x9e3779b97f4a7c15ull;
+	b.lat = malloc(MAXLAT * sizeof(*b.lat));
+	/* the buffers: registered memory (a 2 MiB hugepage when there is one), used in place */
+	size_t len = MAXQD * BS;
+	void *mem = mmap(NULL, 2u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (mem == MAP_FAILED)
+		mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ubdma_umem_t *cookie;
+	if (!b.lat || mem == MAP_FAILED ||
+	    (rc = ubdma_umem_lock(ctx, mem, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &cookie))) {
+		fprintf(stderr, "buffers: %s\n", ubdma_last_error());
+		return 1;
+	}
+	memset(mem, 0xa5, len);
+	for (int i = 0; i < MAXQD; i++)
+		b.slots[i].buf = (char *)mem + (size_t)i * BS;
+	const struct ubdma_nvme_info *in = ubdma_nvme_info(c);
+	printf("# bench_nvme: %s '%s' fr '%s', namespace %u (%u-byte blocks), range %" PRIu64 " MiB, %.1f s a "
+	       "workload, %s completions, CPU 0\n", bdf, in->mn, in->fr, b.nsid, ns.lba_size,
+	       b.nblocks * BS >> 20, secs, irq ? "MSI-X (eventfd)" : "polled");
+
+	char *list = strdup(wl), *save = NULL;
+	int fails = 0;
+	for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		const char *q = strstr(w, "_qd");
+		int qd = q ? atoi(q + 3) : 1;
+		if (qd < 1 || qd > MAXQD || (strncmp(w, "randread", 8) && strncmp(w, "randwrite", 9))) {
+			fprintf(stderr, "bad workload '%s'\n", w);
+			return 2;
+		}
+		fails += run(w, qd, secs, irq) != 0;
+	}
+	free(list);
+	ubdma_nvme_qpair_destroy(b.qp);
+	ubdma_umem_unlock(cookie);
+	rc = ubdma_nvme_close(c);
+	ubdma_ctx_close(ctx);
+	return fails || rc ? 1 : 0;
+}

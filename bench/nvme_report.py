@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""nvme_report.py - the bench/nvme table, --json, --csv and latency plot from a guest console log.
+
+Reads the "NVBENCH {json}" lines of bench_nvme and the fio JSON between "FIOBENCH-BEGIN name impl
+window_s=S busy_s=B" and "FIOBENCH-END" of bench/nvme-guest.sh.  For every row: IOPS, MiB/s, IOPS
+per guest CPU-second (guest CPU from /proc/stat, all CPUs, over the measured window) and total
+latency percentiles (submission to completion) in microseconds.  Ratios are ubdma over the best
+fio configuration of the same workload; device and CPU are emulated, so only ratios mean anything.
+
+usage: nvme_report.py [--format table|json|csv] [--out DIR] CONSOLE_LOG
+Writes DIR/nvme-bench.json, DIR/nvme-bench.csv, DIR/hist/*.dat and, with gnuplot,
+DIR/nvme-latency.png and DIR/nvme-latency.svg.
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+WORKLOADS = ["randread_qd1", "randread_qd8", "randread_qd32", "randwrite_qd1", "randwrite_qd32"]
+IMPLS = ["ubdma", "ubdma-irq", "fio-io_uring", "fio-io_uring-poll"]
+FIO_IMPLS = ["fio-io_uring", "fio-io_uring-poll"]
+BIN = 1.12201845  # 20 log bins a decade, as bench_nvme
+
+
+def parse(path):
+    rows = {}
+    text = open(path, errors="replace").read()
+    for m in re.finditer(r"NVBENCH (\{.*\})", text):
+        r = json.loads(m.group(1))
+        rows[(r["name"], r["impl"])] = r
+    for m in re.finditer(r"FIOBENCH-BEGIN (\S+) (\S+) window_s=([\d.]+) busy_s=([\d.]+)\n(.*?)FIOBENCH-END", text, re.S):
+        name, impl, window, busy, body = m.group(1), m.group(2), float(m.group(3)), float(m.group(4)), m.group(5)
+        start = body.find("{")
+        if start < 0:
+            continue
+        try:
+            doc, _ = json.JSONDecoder().raw_decode(body[start:])
+        except ValueError as e:
+            print(f"nvme_report: fio output of {name} {impl} is not JSON: {e}", file=sys.stderr)
+            continue
+        job = doc["jobs"][0]
+        d = job["read"] if "randread" in name else job["write"]
+        lat = d.get("lat_ns") or {}
+        if "percentile" not in lat:
+            lat = d.get("clat_ns") or {}
+        pc = lat.get("percentile", {})
+        getp = lambda p: next((v / 1000.0 for k, v in pc.items() if abs(float(k) - p) < 1e-6), None)
+        bins = lat.get("bins") or (d.get("clat_ns") or {}).get("bins") or {}
+        hist = rebin({int(k) / 1000.0: v for k, v in bins.items()})
+        iops = d["iops"]
+        rows[(name, impl)] = {
+            "name": name, "impl": impl, "unit": "IOPS", "qd": int(name.split("_qd")[1]),
+            "ios": d.get("total_ios"), "iops": iops, "mib_s": d["bw_bytes"] / 1048576.0,
+            "busy_s": busy, "window_s": window,
+            "cpu_s": (job.get("usr_cpu", 0) + job.get("sys_cpu", 0)) / 100.0 * job.get("job_runtime", 0) / 1000.0,
+            "iops_per_cpu": iops * window / busy if busy > 0 else None,
+            "lat_us": {"p50": getp(50), "p99": getp(99), "p99.9": getp(99.9), "p99.99": getp(99.99),
+                       "mean": lat.get("mean", 0) / 1000.0, "max": lat.get("max", 0) / 1000.0},
+            "hist": hist,
+        }
+    return rows
+
+
+def rebin(us_counts):
+    """fio's bins (value in us -> count) into bench_nvme's log bins [[upper bound, count]]."""
+    out = {}
+    for v, n in us_counts.items():
+        k = 0 if v <= 1 else math.ceil(math.log(v) / math.log(BIN) - 1e-9)
+        out[k] = out.get(k, 0) + n
+    return [[round(BIN ** k, 2), n] for k, n in sorted(out.items())]
+
+
+def best_fio(rows, name):
+    c = [rows[(name, i)] for i in FIO_IMPLS if (name, i) in rows and rows[(name, i)].get("iops_per_cpu")]
+    return max(c, key=lambda r: r["iops_per_cpu"]) if c else None
+
+
+def flat(rows):
+    out = []
+    for name in WORKLOADS:
+        for impl in IMPLS:
+            r = rows.get((name, impl))
+            if not r:
+                continue
+            l = r["lat_us"]
+            out.append({"name": name, "impl": impl, "unit": "us", "iops": round(r["iops"], 1),
+                        "mib_s": round(r["mib_s"], 2), "iops_per_cpu": round(r["iops_per_cpu"] or 0, 1),
+                        "busy_s": r.get("busy_s"), "median": l["p50"], "p99": l["p99"],
+                        "p99.9": l["p99.9"], "p99.99": l["p99.99"]})
+    return out
+
+
+def fmt(v, w, p=1):
+    return f"{'-':>{w}}" if v is None else f"{v:>{w}.{p}f}"
+
+
+def table(rows):
+    s = io.StringIO()
+    s.write("4 KiB random I/O, one core (CPU 0), same guest and boot; latency submission -> completion, us.\n")
+    s.write("QEMU TCG emulates the CPU and the NVMe: read the ratios, not the absolute numbers.\n\n")
+    hdr = f"{'workload':<15}{'impl':<19}{'IOPS':>9}{'MiB/s':>8}{'IOPS/CPU-s':>11}{'p50':>9}{'p99':>9}{'p99.9':>9}{'p99.99':>9}{'x best fio/CPU':>15}\n"
+    s.write(hdr)
+    s.write("-" * (len(hdr) - 1) + "\n")
+    for name in WORKLOADS:
+        bf = best_fio(rows, name)
+        for impl in IMPLS:
+            r = rows.get((name, impl))
+            if not r:
+                continue
+            l = r["lat_us"]
+            ratio = (r["iops_per_cpu"] / bf["iops_per_cpu"]) if (bf and r.get("iops_per_cpu") and impl.startswith("ubdma")) else None
+            s.write(f"{name:<15}{impl:<19}{fmt(r['iops'], 9, 0)}{fmt(r['mib_s'], 8, 1)}{fmt(r['iops_per_cpu'], 11, 0)}"
+                    f"{fmt(l['p50'], 9)}{fmt(l['p99'], 9)}{fmt(l['p99.9'], 9)}{fmt(l['p99.99'], 9)}"
+                    f"{(f'{ratio:>14.2f}x') if ratio else '':>15}\n")
+        s.write("\n")
+    s.write("Goals: IOPS per guest CPU-second >= 1.5x the best fio configuration at QD1 and QD32; p99 at QD1 <= the kernel's.\n")
+    for name in WORKLOADS:
+        u, bf = rows.get((name, "ubdma")), best_fio(rows, name)
+        if not u or not bf:
+            continue
+        line = f"  {name:<15} ubdma/best fio ({bf['impl']}) IOPS per CPU-s = {u['iops_per_cpu'] / bf['iops_per_cpu']:.2f}x"
+        if name.endswith("_qd1") or name.endswith("_qd32"):
+            line += " [goal 1.5x: " + ("met" if u["iops_per_cpu"] >= 1.5 * bf["iops_per_cpu"] else "NOT met") + "]"
+        if name.endswith("_qd1"):
+            kp = [rows[(name, i)]["lat_us"]["p99"] for i in FIO_IMPLS if (name, i) in rows and rows[(name, i)]["lat_us"]["p99"]]
+            if kp and u["lat_us"]["p99"]:
+                k = min(kp)
+                line += f"; p99 {u['lat_us']['p99']:.1f} us vs kernel best {k:.1f} us = {u['lat_us']['p99'] / k:.2f}x" \
+                        + (" [goal <= 1: " + ("met" if u["lat_us"]["p99"] <= k else "NOT met") + "]")
+        s.write(line + "\n")
+    return s.getvalue()
+
+
+def plot(rows, out):
+    hd = os.path.join(out, "hist")
+    os.makedirs(hd, exist_ok=True)
+    panels = []
+    for name in WORKLOADS:
+        series = []
+        for impl in IMPLS:
+            r = rows.get((name, impl))
+            if not r or not r.get("hist"):
+                continue
+            total = sum(n for _, n in r["hist"]) or 1
+            f = os.path.join(hd, f"{name}_{impl}.dat")
+            with open(f, "w") as o:
+                o.write(f"# {name} {impl}: upper bound of the latency bin (us), fraction of I/Os\n")
+                for ub, n in r["hist"]:
+                    o.write(f"{ub} {n / total:.6f}\n")
+            series.append((impl, f))
+        if series:
+            panels.append((name, series))
+    if not panels or not shutil.which("gnuplot"):
+        return None
+    made = []
+    for term, ext in (("pngcairo size 1400,1600 font 'sans,10'", "png"), ("svg size 1400,1600 dynamic", "svg")):
+        path = os.path.join(out, f"nvme-latency.{ext}")
+        g = [f"set terminal {term}", f"set output '{path}'",
+             f"set multiplot layout {len(panels)},1 title 'bench/nvme: 4 KiB latency histograms (QEMU TCG guest; compare shapes and ratios)'",
+             "set logscale x", "set xlabel 'latency, us (log)'", "set ylabel 'fraction of I/Os'", "set grid",
+             "set key top right", "set style data histeps"]
+        for name, series in panels:
+            g.append(f"set title '{name}'")
+            g.append("plot " + ", ".join(f"'{f}' using 1:2 title '{impl}' lw 2" for impl, f in series))
+        g.append("unset multiplot")
+        r = subprocess.run(["gnuplot"], input="\n".join(g) + "\n", text=True, capture_output=True)
+        if r.returncode == 0:
+            made.append(path)
+        else:
+            print(f"nvme_report: gnuplot ({ext}) failed: {r.stderr.strip()}", file=sys.stderr)
+    return made
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    ap.add_argument("--out", default=".")
+    ap.add_argument("console")
+    a = ap.parse_args()
+    rows = parse(a.console)
+    if not rows:
+        print(f"nvme_report: no benchmark rows in {a.console}", file=sys.stderr)
+        return 1
+    fl = flat(rows)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "nvme-bench.json"), "w") as o:
+        json.dump(fl, o, indent=1)
+    with open(os.path.join(a.out, "nvme-bench-full.json"), "w") as o:
+        json.dump(list(rows.values()), o, indent=1)
+    cols = ["name", "impl", "unit", "iops", "mib_s", "iops_per_cpu", "busy_s", "median", "p99", "p99.9", "p99.99"]
+    with open(os.path.join(a.out, "nvme-bench.csv"), "w", newline="") as o:
+        w = csv.DictWriter(o, fieldnames=cols)
+        w.writeheader()
+        w.writerows(fl)
+    with open(os.path.join(a.out, "nvme-bench.txt"), "w") as o:
+        o.write(table(rows))
+    made = plot(rows, a.out)
+    if a.format == "json":
+        json.dump(fl, sys.stdout, indent=1)
+        print()
+    elif a.format == "csv":
+        sys.stdout.write(open(os.path.join(a.out, "nvme-bench.csv")).read())
+    else:
+        sys.stdout.write(table(rows))
+    if made:
+        print("plot: " + ", ".join(made), file=sys.stderr)
+    missing = [f"{n}/{i}" for n in WORKLOADS for i in ["ubdma"] + FIO_IMPLS if (n, i) not in rows]
+    if missing:
+        print("nvme_report: rows missing: " + " ".join(missing), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
