@@ -4,28 +4,28 @@
 # Boots the test-bed guest (tests/vm/run-guest.sh) with a 64 MiB NVMe backing file full of random
 # bytes and runs, in order:
 #   1. bench_nvme            the ubdma driver, polled completions (impl "ubdma")
-#   2. bench_nvme --irq      the ubdma driver, MSI-X eventfd completions (impl "ubdma-irq", -I)
+#   2. bench_nvme --irq      the ubdma driver, MSI-X eventfd completions (impl "ubdma-irq"; -P: not run)
 #   3. bench/nvme-guest.sh   the NVMe handed to the kernel nvme driver (poll_queues=1), then fio
 #                            with io_uring ("fio-io_uring") and io_uring + hipri ("fio-io_uring-poll")
 # for 4 KiB randread at QD 1, 8, 32 and randwrite at QD 1, 32, one core (CPU 0).  Then, on the host,
 # bench/nvme_report.py reads the console log and prints the side-by-side table (or --json / --csv)
 # and gnuplot draws the latency histograms (OUT/nvme-latency.png and .svg).
 #
-# usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-I] [--json | --csv]
+# usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-P] [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
-#   -I        also run the ubdma driver with MSI-X interrupts
+#   -P        polled ubdma only: skip the ubdma-irq run
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-B=build OUT= SECS=3 IRQ=0 FMT=table
+B=build OUT= SECS=3 IRQ=1 FMT=table
 while [ $# -gt 0 ]; do
 	case $1 in
 	-B) B=$2; shift ;;
 	-o) OUT=$2; shift ;;
 	-t) SECS=$2; shift ;;
-	-I) IRQ=1 ;;
+	-P) IRQ=0 ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
 	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -59,5 +59,5 @@ if [ $rc -ne 0 ]; then
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS$([ "$IRQ" = 1 ] && echo " -I")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
 exit $rc

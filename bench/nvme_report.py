@@ -161,7 +161,7 @@ def plot(rows, out):
     made = []
     for term, ext in (("pngcairo size 1400,1600 font 'sans,10'", "png"), ("svg size 1400,1600 dynamic", "svg")):
         path = os.path.join(out, f"nvme-latency.{ext}")
-        g = [f"set terminal {term}", f"set output '{path}'",
+        g = [f"set terminal {term}", "set termoption noenhanced", f"set output '{path}'",
              f"set multiplot layout {len(panels)},1 title 'bench/nvme: 4 KiB latency histograms (QEMU TCG guest; compare shapes and ratios)'",
              "set logscale x", "set xlabel 'latency, us (log)'", "set ylabel 'fraction of I/Os'", "set grid",
              "set key top right", "set style data histeps"]
