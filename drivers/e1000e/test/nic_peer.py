@@ -120,7 +120,10 @@ def bench(st, a):
     while time.time() < deadline:
         r, w, _ = select.select([c], [c] if blob else [], [], 0.5)
         if r:
-            d = c.recv(1 << 20)
+            try:
+                d = c.recv(1 << 20)
+            except OSError:
+                d = b""
             if not d:
                 log(f"QEMU closed the connection; {sent} frames sent")
                 return 0
@@ -144,6 +147,9 @@ def bench(st, a):
                 sent += m // max(1, len(blob) // 256)
             except BlockingIOError:
                 pass
+            except OSError:
+                log(f"QEMU closed the connection; {sent} frames sent")
+                return 0
     log("timed out")
     return 0
 
