@@ -14,8 +14,9 @@
  *
  * Ownership of a packet buffer (pkt_state[]): FREE on the pool's stack, USER with the caller, DEV
  * in a ring slot.  Receive ring invariant: every slot holds a DEV buffer; the hardware owns
- * [RDH, RDT), software looks at rx_next, and RDT == rx_next - 1 (one slot is always kept back so
- * that a full ring and an empty one differ).  Transmit ring: [tx_clean, tx_tail) is in flight;
+ * [RDH, RDT), software looks at rx_next, and RDT == rx_next - 1 - rx_hold (one slot is always kept
+ * back so that a full ring and an empty one differ; rx_hold refilled slots wait for the next RDT
+ * write, which comes once rx_free_thresh of them are ready).  Transmit ring: [tx_clean, tx_tail) is in flight;
  * each burst sets RS on its last descriptor only, and tx_rs[first slot of the burst] names that
  * descriptor, so completion is one done-bit test a burst.
  */
@@ -61,6 +62,7 @@ struct ubdma_e1000e {
 
 	struct ubdma_e1000e_pkt **rx_slot;    /* the buffer of each receive descriptor */
 	unsigned rx_n, rx_mask, rx_next;
+	unsigned rx_hold, rx_free_thresh;     /* refilled slots not yet given back through RDT */
 	int rx_discard;                       /* dropping the rest of a frame that lacked EOP */
 	struct ubdma_e1000e_pkt **tx_slot;
 	uint16_t *tx_rs;                      /* first slot of a burst -> its RS descriptor */
@@ -346,6 +348,7 @@ static void rings_start(struct ubdma_e1000e *nic)
 		rx_give(nic, i, nic->rx_slot[i]);
 	}
 	nic->rx_next = 0;
+	nic->rx_hold = 0;
 	nic->rx_discard = 0;
 	nic->tx_tail = nic->tx_clean = nic->tx_inflight = 0;
 	ubdma_map_sync(nic->ring_tag, nic->rx_map, UBDMA_SYNC_PREWRITE);
@@ -521,6 +524,7 @@ static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_confi
 	nic->npool = c->pool_bufs;
 	nic->rx_n = c->rx_desc;
 	nic->rx_mask = c->rx_desc - 1;
+	nic->rx_free_thresh = c->rx_desc / 8 < 32 ? c->rx_desc / 8 : 32;
 	nic->tx_n = c->tx_desc;
 	nic->tx_mask = c->tx_desc - 1;
 	nic->pkts = calloc(nic->npool, sizeof(*nic->pkts));
@@ -778,7 +782,13 @@ int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 		ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_POSTREAD);
 		ubdma_map_sync(nic->ring_tag, nic->rx_map, UBDMA_SYNC_PREWRITE);
 		nic->rx_next = idx;
-		wr32(nic, RDT, (idx - 1) & nic->rx_mask); /* the doorbell, once a burst */
+		nic->rx_hold += done;
+		/* the doorbell: at most once a burst, and only once rx_free_thresh slots are refilled
+		 * (each RDT write costs the device, or its emulator, a register access) */
+		if (nic->rx_hold >= nic->rx_free_thresh) {
+			wr32(nic, RDT, (idx - 1) & nic->rx_mask);
+			nic->rx_hold = 0;
+		}
 		nic->st.sw_rx_pkts += n;
 	}
 	*got = n;
