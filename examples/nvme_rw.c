@@ -1,7 +1,8 @@
 /*
  * nvme_rw - write a buffer to an NVMe namespace and read it back, with libubdma_nvme.
  *
- *     nvme_rw BDF [LBA [BLOCKS]]      (default LBA 0, 8 blocks; the controller on vfio-pci)
+ *     nvme_rw [BDF] [LBA [BLOCKS]]    (default LBA 0, 8 blocks; the controller on vfio-pci;
+ *                                      no BDF: $UBDMA_VM_NVME, as in the test-bed guest)
  *
  * Shows the three things a newcomer needs: a queue pair, submissions with a completion callback,
  * and polling.  The buffers are plain malloc() memory: the driver loads them through a bus_dma tag
@@ -51,9 +52,11 @@ static int wait_for(ubdma_nvme_qpair_t *qp, struct result *r, const char *what)
 
 int main(int argc, char **argv)
 {
-	const char *bdf = argc > 1 ? argv[1] : getenv("UBDMA_VM_NVME");
-	unsigned long long lba = argc > 2 ? strtoull(argv[2], NULL, 0) : 0;
-	unsigned nlb = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 0) : 8;
+	/* the BDF may be left out (then $UBDMA_VM_NVME, as in the test-bed guest) */
+	int a = argc > 1 && strchr(argv[1], ':') ? 2 : 1;
+	const char *bdf = a == 2 ? argv[1] : getenv("UBDMA_VM_NVME");
+	unsigned long long lba = argc > a ? strtoull(argv[a], NULL, 0) : 0;
+	unsigned nlb = argc > a + 1 ? (unsigned)strtoul(argv[a + 1], NULL, 0) : 8;
 	ubdma_nvme_t *ctrl;
 	ubdma_nvme_qpair_t *qp;
 	struct ubdma_nvme_ns_info ns;
@@ -61,7 +64,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	if (!bdf || !*bdf) {
-		fprintf(stderr, "usage: %s BDF [LBA [BLOCKS]]\n", argv[0]);
+		fprintf(stderr, "usage: %s [BDF] [LBA [BLOCKS]]\n", argv[0]);
 		return 2;
 	}
 	if ((rc = ubdma_nvme_open(bdf, NULL, &ctrl))) {
