@@ -52,6 +52,9 @@ if [ -x tests/vm/main-job.sh ]; then
   # NVMe through libubdma_nvme (examples/nvme_rw in that boot): its REPORT line, or why not
   nv=$(sed -n 's/\r$//; s/^.*REPORT nvme_rw: //p' "$B/tests/vm/main-job/console.log" 2>/dev/null | head -n1)
   add "guest NVMe (drivers/nvme)" "${nv:-no result: see above}"
+  # NIC through libubdma_e1000e (examples/e1000e_ping in that boot: ARP + ping of QEMU's gateway)
+  nic=$(sed -n 's/\r$//; s/^.*REPORT e1000e: ping /ping /p' "$B/tests/vm/main-job/console.log" 2>/dev/null | head -n1)
+  add "guest NIC (drivers/e1000e)" "${nic:-no result: see above}"
 else
   add "guest (VFIO)" "test bed not wired into the main job yet"
 fi

@@ -11,6 +11,7 @@ demos=(
   "$B/tests/vm/demo/demo_vfio"
   "$B/examples/nvme_identify"
   "$B/examples/nvme_rw 2048 64"
+  "$B/examples/e1000e_ping"
 )
 progs=()
 for d in "${demos[@]}"; do
