@@ -8,7 +8,8 @@
  *   name, impl, iops, mib_s, cpu_s (this process: user + system), busy_s (every guest CPU, from
  *   /proc/stat: what the I/O cost the machine), iops_per_cpu (iops * seconds / busy_s), lat_us
  *   {p50, p99, p99.9, p99.99, mean, max}, hist [[upper bound us, count], ...] (log bins).
- * The hot loop makes no system call: submissions, polling and clock_gettime (vDSO) only.
+ * The hot loop makes no system call: submissions, polling and clock_gettime (vDSO) only.  Above
+ * QD 1 the queue pair is in batch mode: the submissions of one pass ring the doorbell once.
  *
  * usage: bench_nvme [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq]
  *   LIST: comma separated NAME_qdN with NAME randread or randwrite (default: randread_qd1,
@@ -144,6 +145,8 @@ static int run(const char *name, int qd, double secs, int irq)
 	for (int i = 0; i < qd; i++)
 		b.slots[i].next = i + 1 < qd ? i + 1 : -1;
 	b.nlat = b.ios = b.errors = 0;
+	/* above QD 1, submissions made in one go share one tail doorbell (rung by the poll) */
+	ubdma_nvme_qpair_batch(b.qp, qd > 1);
 
 	/* warm up a little (not counted) */
 	uint64_t end = now_ns() + 200000000ull;

@@ -46,6 +46,8 @@ struct ubdma_nvme_qpair {
 	uint16_t sq_tail;
 	uint16_t cq_head;
 	uint8_t phase;
+	uint8_t batch;		  /* ubdma_nvme_qpair_batch(): tail doorbell rung by poll/ring */
+	uint8_t db_pending;	  /* entries written since the last tail doorbell */
 	unsigned outstanding;
 	struct nvme_sqe *sq;
 	volatile struct nvme_cqe *cq;

@@ -86,9 +86,41 @@ static inline void sq_push(struct ubdma_nvme_qpair *qp, const struct nvme_sqe *e
 	memcpy(&qp->sq[qp->sq_tail], e, sizeof(*e));
 	if (++qp->sq_tail == qp->entries)
 		qp->sq_tail = 0;
+	if (qp->batch) {
+		qp->db_pending = 1;
+		return;
+	}
 	/* the entry's stores before the doorbell's (x86 keeps store order; this stops the compiler) */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	*qp->sq_db = qp->sq_tail;
+}
+
+/* Ring the tail doorbell for entries written in batch mode. */
+static inline void sq_ring(struct ubdma_nvme_qpair *qp)
+{
+	if (qp->db_pending) {
+		qp->db_pending = 0;
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		*qp->sq_db = qp->sq_tail;
+	}
+}
+
+int ubdma_nvme_qpair_batch(ubdma_nvme_qpair_t *qp, int on)
+{
+	if (!qp)
+		return nvme_err(EINVAL, "queue pair is NULL");
+	if (!on)
+		sq_ring(qp);
+	qp->batch = on != 0;
+	return 0;
+}
+
+int ubdma_nvme_ring(ubdma_nvme_qpair_t *qp)
+{
+	if (!qp)
+		return nvme_err(EINVAL, "queue pair is NULL");
+	sq_ring(qp);
+	return 0;
 }
 
 static inline struct nvme_req *req_get(struct ubdma_nvme_qpair *qp, uint16_t *cid)
@@ -342,6 +374,7 @@ int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
 		*done = 0;
 	if (unlikely(!qp))
 		return nvme_err(EINVAL, "queue pair is NULL");
+	sq_ring(qp); /* batch mode: what was submitted goes to the controller before we wait for it */
 	for (;;) {
 		if (max && n == max)
 			break;

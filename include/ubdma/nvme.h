@@ -173,6 +173,17 @@ int ubdma_nvme_write(ubdma_nvme_qpair_t *qp, uint32_t nsid, const void *buf, uin
 		     uint32_t nlb, ubdma_nvme_cb_t *cb, void *arg);
 
 /**
+ * ubdma_nvme_qpair_batch() - batch mode on (@on != 0) or off for the queue pair: submissions write
+ * their SQ entries but do not ring the tail doorbell (one MMIO write each); ubdma_nvme_ring(),
+ * ubdma_nvme_poll() (and wait/drain, which poll) ring it once for all of them.  Turning it off rings.
+ * Return: 0; EINVAL for NULL.
+ */
+int ubdma_nvme_qpair_batch(ubdma_nvme_qpair_t *qp, int on);
+
+/** ubdma_nvme_ring() - ring the tail doorbell for entries submitted in batch mode.  0; EINVAL. */
+int ubdma_nvme_ring(ubdma_nvme_qpair_t *qp);
+
+/**
  * ubdma_nvme_flush() - submit a Flush of namespace @nsid (commits the volatile write cache).
  * Return: as ubdma_nvme_read() (EINVAL, EAGAIN, ESHUTDOWN, ENXIO).
  */

@@ -8,7 +8,7 @@
  *          DMA memory (one PRP, two PRPs), a malloc'd buffer at +100 bytes (bounced by bus_dma,
  *          a PRP list), locked memory at +512 (PRP list with an offset), a buffer at +2 (not
  *          dword aligned: SGL), the maximum transfer from unlocked memory, 4 KiB writes at QD 32
- *          over two queue pairs; then Write Zeroes over a written region, Deallocate, Flush, close.
+ *          over two queue pairs (one in batch mode: a doorbell a poll); then Write Zeroes over a written region, Deallocate, Flush, close.
  *          Each region is also read back through the driver and compared here.
  *   --host-pattern  also reads [16 MiB, +1 MiB), which the host wrote with seed 0xc3 before boot,
  *          through the same kinds of buffers, and compares.
@@ -136,6 +136,7 @@ static void qd32(ubdma_nvme_qpair_t *q1, ubdma_nvme_qpair_t *q2, uint8_t *mem, u
 	unsigned next = 0, again = 0;
 
 	fill(mem, base, MiB, SEED_GUEST);
+	ubdma_nvme_qpair_batch(q2, 1); /* q2 rings its doorbell once a poll, q1 once a command */
 	while (next < n) {
 		unsigned i = (next * 97) % n; /* 97 is prime to 256: a permutation */
 		ubdma_nvme_qpair_t *q = (i & 1) ? q2 : q1;
@@ -157,6 +158,7 @@ static void qd32(ubdma_nvme_qpair_t *q1, ubdma_nvme_qpair_t *q2, uint8_t *mem, u
 	}
 	int rc = ubdma_nvme_drain(q1, 10000);
 	rc = rc ? rc : ubdma_nvme_drain(q2, 10000);
+	ubdma_nvme_qpair_batch(q2, 0);
 	check(rc == 0 && d.n == (int)n && !d.err, "qd32: %d of %u writes completed on queues %u and %u, error %d "
 	      "(%u EAGAIN retries)", d.n, n, ubdma_nvme_qpair_id(q1), ubdma_nvme_qpair_id(q2), d.err, again);
 }
