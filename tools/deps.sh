@@ -6,7 +6,7 @@ set -euo pipefail
 UBDMA_PACKAGES=(
   meson ninja-build pkg-config gcc clang libclang-rt-14-dev python3 strace mandoc
   libcmocka-dev                                  # unit tests
-  libdpdk-dev dpdk                               # DPDK peer (bench, interop)
+  libdpdk-dev dpdk dpdk-dev                      # DPDK peer (bench, interop; dpdk-testpmd)
   libhwloc-dev libucx-dev libhugetlbfs-dev liburing-dev   # NUMA, rcache peer, hugepages
   qemu-system-x86 busybox-static cpio kmod       # VM test bed (VFIO in a guest)
   fio tshark gnuplot-nox                         # peers and outside checks
