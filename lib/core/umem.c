@@ -39,7 +39,12 @@ static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
 				tmp[p] = c->iova0 + p * c->pgsz;
 			iovas = tmp;
 		}
-		int err = iovas ? ctx->ops->unmap(ctx->priv, c->va, c->npages, c->pgsz, iovas) : ENOMEM;
+		/* without memory for the list, a linear chunk still unmaps: every backend needs only
+		 * iovas[0] of a linear range (vfio unmaps the one mapping that starts there), and a
+		 * mapping left behind would let the device reach pages that are about to be unwired */
+		if (!iovas)
+			iovas = &c->iova0;
+		int err = ctx->ops->unmap(ctx->priv, c->va, c->npages, c->pgsz, iovas);
 		if (err)
 			ULOG(UBDMA_LOG_ERROR, "unmap of [%#lx, +%zu) failed: %s", (unsigned long)c->va,
 			     c->npages * c->pgsz, strerror(err));

@@ -453,31 +453,23 @@ int unwire_range(void *addr, size_t len, int flags)
 		}
 		cur = runs[i].end;
 	}
-	/* the runs whose count drops to zero, found before the counts change */
-	size_t first = run_find(a), nlast = 0;
-	struct wrun *last = NULL;
-	if (!err && (run_reserve(4) || !(last = malloc((nruns - first + 1) * sizeof(*last)))))
+	/* the runs whose count drops to zero are unlocked before the counts change, without
+	 * allocating: an unwire that runs out of memory would leave the pages pinned for good when
+	 * it serves a void unlock (ubdma_umem_unlock) */
+	if (!err && run_reserve(4))
 		err = uerr(ENOMEM, "out of memory");
-	for (i = first; !err && i < nruns && runs[i].start < b; i++) {
+	for (i = run_find(a); !err && i < nruns && runs[i].start < b; i++) {
 		if (runs[i].count != 1)
 			continue;
 		uintptr_t s = runs[i].start > a ? runs[i].start : a;
 		uintptr_t e = runs[i].end < b ? runs[i].end : b;
-		if (nlast && last[nlast - 1].end == s)
-			last[nlast - 1].end = e;
-		else
-			last[nlast++] = (struct wrun){ s, e, 0, 0 };
-	}
-	if (!err) {
-		run_add(a, b, -1, PG);
 		/* ENOMEM from these means the pages were unmapped while wired: nothing to undo */
-		for (i = 0; i < nlast; i++) {
-			madvise((void *)last[i].start, last[i].end - last[i].start, MADV_DOFORK);
-			sys_munlock(last[i].start, last[i].end);
-		}
+		madvise((void *)s, e - s, MADV_DOFORK);
+		sys_munlock(s, e);
 	}
+	if (!err)
+		run_add(a, b, -1, PG);
 	pthread_mutex_unlock(&wire_lock);
-	free(last);
 	return err;
 }
 
