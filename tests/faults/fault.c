@@ -219,8 +219,23 @@ int __wrap_close(int fd);
 #define FAKE_LIMIT 65535u
 
 struct fmap {
-	uint64_t iova, size;
+	uint64_t iova, size, vaddr;
+	uint64_t *pfns; /* page frames pinned at MAP_DMA (root), to tell a stale mapping */
 };
+
+static int pagemap_fd = -1;
+
+/* The page frame of va now (0 when unknown: not root, not present). */
+static uint64_t pfn_now(uint64_t va)
+{
+	uint64_t e = 0;
+
+	if (pagemap_fd < 0)
+		pagemap_fd = __real_open64("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0 || __real_pread64(pagemap_fd, &e, 8, (off_t)(va / 4096 * 8)) != 8)
+		return 0;
+	return (e >> 63) ? (e & ((UINT64_C(1) << 55) - 1)) : 0;
+}
 
 struct fcont {
 	int fd, iommu, ngroups;
@@ -283,6 +298,14 @@ static int fake_open(const char *path)
 	return fd;
 }
 
+static void drop_all(struct fcont *c)
+{
+	for (int i = 0; i < c->n; i++)
+		__real_free(c->m[i].pfns);
+	c->n = 0;
+	c->iommu = 0;
+}
+
 static int fake_map(struct fcont *c, const struct vfio_iommu_type1_dma_map *m)
 {
 	if (!c->iommu)
@@ -294,7 +317,10 @@ static int fake_map(struct fcont *c, const struct vfio_iommu_type1_dma_map *m)
 			return EEXIST;
 	if (c->n == FAKE_MAX_MAPS)
 		return ENOSPC;
-	c->m[c->n++] = (struct fmap){ m->iova, m->size };
+	uint64_t *pfns = __real_malloc(m->size / 4096 * sizeof(*pfns));
+	for (uint64_t i = 0; pfns && i < m->size / 4096; i++)
+		pfns[i] = pfn_now(m->vaddr + i * 4096);
+	c->m[c->n++] = (struct fmap){ m->iova, m->size, m->vaddr, pfns };
 	return 0;
 }
 
@@ -315,6 +341,7 @@ static int fake_unmap(struct fcont *c, struct vfio_iommu_type1_dma_unmap *u)
 		struct fmap *f = &c->m[i];
 		if (f->iova >= u->iova && f->iova + f->size <= u->iova + u->size) {
 			done += f->size;
+			__real_free(f->pfns);
 			*f = c->m[--c->n];
 		} else {
 			i++;
@@ -402,10 +429,8 @@ static int fake_ioctl(int fd, unsigned long req, unsigned long arg)
 				err = EINVAL;
 				break;
 			}
-			if (!--g->c->ngroups) { /* the IOMMU and its mappings go with the last group */
-				g->c->iommu = 0;
-				g->c->n = 0;
-			}
+			if (!--g->c->ngroups) /* the IOMMU and its mappings go with the last group */
+				drop_all(g->c);
 			g->c = NULL;
 			break;
 		default:
@@ -430,15 +455,14 @@ static void fake_close(int fd)
 
 	pthread_mutex_lock(&fake_lock);
 	if ((g = group_of(fd))) {
-		if (g->c && !--g->c->ngroups) {
-			g->c->iommu = 0;
-			g->c->n = 0;
-		}
+		if (g->c && !--g->c->ngroups)
+			drop_all(g->c);
 		*g = (struct fgroup){ 0 };
 	} else if ((c = cont_of(fd))) {
 		for (int i = 0; i < 16; i++)
 			if (groups[i].num && groups[i].c == c)
 				groups[i].c = NULL;
+		drop_all(c);
 		__real_free(c->m);
 		*c = (struct fcont){ 0 };
 	}
@@ -500,6 +524,27 @@ long fault_vfio_nmaps(void)
 			n += conts[i].n;
 	pthread_mutex_unlock(&fake_lock);
 	return n;
+}
+
+uintptr_t fault_vfio_lookup(uint64_t iova)
+{
+	uintptr_t va = 0;
+
+	pthread_mutex_lock(&fake_lock);
+	for (int i = 0; i < 16 && !va; i++)
+		for (int k = 0; conts[i].m && conts[i].iommu && k < conts[i].n; k++)
+			if (iova - conts[i].m[k].iova < conts[i].m[k].size) {
+				const struct fmap *f = &conts[i].m[k];
+				uint64_t pg = (iova - f->iova) / 4096;
+				va = (uintptr_t)(f->vaddr + (iova - f->iova));
+				/* the device reaches the frame pinned at MAP_DMA: if the page at va is
+				 * another frame now, the mapping is stale and the device misses va */
+				if (f->pfns && f->pfns[pg] && pfn_now(f->vaddr + pg * 4096) != f->pfns[pg])
+					va = 1;
+				break;
+			}
+	pthread_mutex_unlock(&fake_lock);
+	return va;
 }
 
 int __wrap_open64(const char *path, int flags, ...)

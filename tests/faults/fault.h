@@ -22,6 +22,7 @@
 #define UBDMA_TEST_FAULT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Classes of calls that can be made to fail. */
 #define F_ALLOC 0x01   /* malloc, calloc, realloc: ENOMEM */
@@ -50,6 +51,11 @@ long fault_mapped_bytes(void);
 void fault_fake_vfio(int on);
 /* Mappings in the (fake or real) IOMMU of the open containers; -1 when unknown. */
 long fault_vfio_nmaps(void);
+
+/* Fake VFIO: the virtual address the IOMMU maps iova to (what the device reaches), 0 if none,
+ * 1 when the mapping is stale (the page frame pinned at MAP_DMA is no longer the one at that
+ * address: as root, from /proc/self/pagemap). */
+uintptr_t fault_vfio_lookup(uint64_t iova);
 
 /* VmLck of the process, kB. */
 long fault_vmlck_kb(void);
