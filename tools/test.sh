@@ -3,8 +3,8 @@
 #
 #  1. gcc build, -Werror: suites unit, vm (QEMU guest with a real IOMMU), faults, soak;
 #  2. clang build, -Werror: suite unit again, and the libFuzzer suite fuzz;
-#  3. ASan+UBSan build: suite unit;
-#  4. TSan build: the suites' concurrent tests (unit).
+#  3. ASan+UBSan build: suites unit and faults (LSan catches what a fault path leaks);
+#  4. TSan build: the suites' concurrent tests (unit, and threads from tests/faults).
 # Each build goes to build-test-*/ at the top of the tree.  The last line is the total.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -56,8 +56,8 @@ summary=()
 
 run_build gcc build-test-gcc -- --no-suite fuzz
 CC=clang run_build clang build-test-clang -- --suite unit --suite fuzz
-run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit
-CC=clang run_build tsan build-test-tsan -Db_sanitize=thread -Db_lundef=false -- --suite unit
+run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit --suite faults
+CC=clang run_build tsan build-test-tsan -Db_sanitize=thread -Db_lundef=false -- --suite unit --suite threads
 
 echo
 printf '%s\n' "${summary[@]}"
