@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <linux/mempolicy.h>
 #include <stdio.h>
 #include <string.h>
@@ -107,22 +108,39 @@ static int parse_bdf(const char *s, unsigned *dom, unsigned *bus, unsigned *dev,
 
 #ifdef UBDMA_HAVE_HWLOC
 /* The single node of the device's locality, UBDMA_NODE_ANY when it spans nodes, -2 if unknown. */
-static int hwloc_node(unsigned dom, unsigned bus, unsigned dev, unsigned fn)
+/*
+ * One topology for the process, loaded on first use: a load with I/O objects walks all of sysfs's
+ * PCI tree (tens of milliseconds, seconds under sanitizers), and PCI locality does not change
+ * while a process runs.  Queries on a loaded topology only read it, so threads may share it.
+ */
+static hwloc_topology_t topo_cached;
+static pthread_once_t topo_once = PTHREAD_ONCE_INIT;
+
+static void topo_load(void)
 {
 	hwloc_topology_t topo;
-	int node = -2;
 
 	if (hwloc_topology_init(&topo))
-		return -2;
+		return;
 	hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_ALL);
-	if (hwloc_topology_load(topo) == 0) {
-		hwloc_obj_t o = hwloc_get_pcidev_by_busid(topo, dom, bus, dev, fn);
-		hwloc_obj_t a = o ? hwloc_get_non_io_ancestor_obj(topo, o) : NULL;
-		if (a && a->nodeset && !hwloc_bitmap_iszero(a->nodeset))
-			node = hwloc_bitmap_weight(a->nodeset) == 1 ? hwloc_bitmap_first(a->nodeset)
-								     : UBDMA_NODE_ANY;
+	if (hwloc_topology_load(topo)) {
+		hwloc_topology_destroy(topo);
+		return;
 	}
-	hwloc_topology_destroy(topo);
+	topo_cached = topo;
+}
+
+static int hwloc_node(unsigned dom, unsigned bus, unsigned dev, unsigned fn)
+{
+	int node = -2;
+
+	pthread_once(&topo_once, topo_load);
+	if (!topo_cached)
+		return -2;
+	hwloc_obj_t o = hwloc_get_pcidev_by_busid(topo_cached, dom, bus, dev, fn);
+	hwloc_obj_t a = o ? hwloc_get_non_io_ancestor_obj(topo_cached, o) : NULL;
+	if (a && a->nodeset && !hwloc_bitmap_iszero(a->nodeset))
+		node = hwloc_bitmap_weight(a->nodeset) == 1 ? hwloc_bitmap_first(a->nodeset) : UBDMA_NODE_ANY;
 	return node;
 }
 #endif
