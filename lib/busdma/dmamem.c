@@ -227,10 +227,13 @@ int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **ma
 	if ((err = busdma_tag_allowed(tag, &lim)))
 		return uerr(ENOMEM, "the tag's window leaves no IOVA for its memory");
 	/* start on the alignment; when the whole allocation fits under the boundary, start on a
-	 * power of two at least as large as it, so that it cannot cross a boundary line */
+	 * power of two at least as large as it, so that it cannot cross a boundary line; when it
+	 * is larger, start on a boundary line, so that it takes as few segments as possible */
 	size_t align = tag->alignment;
-	if (tag->boundary && tag->maxsize <= tag->boundary)
-		align = align > pow2_at_least(tag->maxsize) ? align : pow2_at_least(tag->maxsize);
+	if (tag->boundary) {
+		size_t b = tag->maxsize <= tag->boundary ? pow2_at_least(tag->maxsize) : (size_t)tag->boundary;
+		align = align > b ? align : b;
+	}
 	if (!(d = calloc(1, sizeof(*d))))
 		return uerr(ENOMEM, "out of memory");
 	if ((err = dmamem_backing_alloc(tag->ctx, tag->maxsize, align, &lim, -1, &d->b))) {
