@@ -63,5 +63,14 @@ if [ $n -eq 0 ]; then
 	echo "check-man: no .3 pages in $mandir" >&2
 	exit 1
 fi
+# every page must be installed: listed in docs/meson.build's man_pages
+list=$mandir/../meson.build
+for page in "$mandir"/*.[1-9]; do
+	name=$(basename "$page")
+	if [ -f "$list" ] && ! grep -q "'man/$name'" "$list"; then
+		echo "FAIL $name is not in man_pages of $list: it would not be installed"
+		status=1
+	fi
+done
 echo "check-man: $n pages checked in $mandir"
 exit $status
