@@ -86,9 +86,25 @@ static inline __attribute__((unused)) int fx_setup_va(void **state)
 	return fx_setup(state, UBDMA_BACKEND_VA);
 }
 
+/*
+ * The second backend of every test: phys on the host; UBDMA_TEST_BACKEND=vfio (the vm suite's
+ * "unit-vfio" run in the guest) makes it vfio, with the test bed's NVMe attached to the context
+ * so that every mapping really goes into the IOMMU.
+ */
 static inline __attribute__((unused)) int fx_setup_phys(void **state)
 {
-	return fx_setup(state, UBDMA_BACKEND_PHYS);
+	const char *be = getenv("UBDMA_TEST_BACKEND"), *bdf = getenv("UBDMA_VM_NVME");
+
+	if (!be || strcmp(be, "vfio"))
+		return fx_setup(state, UBDMA_BACKEND_PHYS);
+	fx_setup(state, UBDMA_BACKEND_VFIO);
+	struct fx *f = *state;
+	ubdma_pci_t *dev;
+	if (f->ctx && bdf && ubdma_pci_open(f->ctx, bdf, &dev)) {
+		print_message("cannot attach %s to the vfio context: %s\n", bdf, ubdma_last_error());
+		return -1;
+	}
+	return 0;
 }
 
 static inline __attribute__((unused)) int fx_teardown(void **state)
