@@ -36,6 +36,7 @@ options:
   -i PATH[=GUESTPATH]  also pack a file or folder (ELF files bring their ldd closure)
   -e VAR=VALUE         export VAR into the programs' environment
   -m SIZE    guest memory (default 1G)        -H N   2 MiB hugepages to reserve (default 64)
+  -K ARGS    more kernel command-line arguments (e.g. "hugepagesz=1G hugepages=1")
   -T         print TAP on stdout (all other messages go to stderr)
   -v         verbose: kernel messages on the console, console streamed to stderr
 A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").
@@ -47,9 +48,9 @@ die() { echo "$ME: error: $*" >&2; exit 2; }
 say() { echo "$ME: $*" >&2; }
 
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
-ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0
+ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0 KARGS=
 INCLUDES=() ENVS=()
-while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:Tvh" opt; do
+while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:Tvh" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) ASSETS=$OPTARG ;;
@@ -66,6 +67,7 @@ while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:Tvh" opt; do
 	e) [[ $OPTARG == [A-Za-z_]*=* ]] || die "-e wants VAR=VALUE"; ENVS+=("$OPTARG") ;;
 	m) MEM=$OPTARG ;;
 	H) HUGEPAGES=$OPTARG ;;
+	K) KARGS=$OPTARG ;;
 	T) TAP=1 ;;
 	v) VERBOSE=1 ;;
 	h) usage; exit 0 ;;
@@ -203,7 +205,7 @@ QEMU=(qemu-system-x86_64 -accel tcg -machine q35,kernel-irqchip=split -cpu max -
 	-nographic -no-reboot
 	-device intel-iommu,intremap=on,caching-mode=on
 	-kernel "$ASSETS/vmlinuz" -initrd "$INITRD"
-	-append "console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=4 hugepages=$HUGEPAGES"
+	-append "console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=4 hugepages=$HUGEPAGES${KARGS:+ $KARGS}"
 	-drive "file=$DISK,if=none,id=nv0,format=raw" -device nvme,drive=nv0,serial=deadbeef,addr=0x2
 	-netdev user,id=n0,restrict=on -device e1000e,netdev=n0,addr=0x3,romfile=
 	-object "filter-dump,id=f0,netdev=n0,file=$PCAP")

@@ -222,7 +222,8 @@ static void hugetlb_case(unsigned long kb)
 		if (access(dir, F_OK))
 			SKIP_WHY("this kernel/CPU offers no %lu kB hugepage size (%s is missing); "
 				 "hugetlb rounding is proven on the other size", kb, dir);
-		SKIP_WHY("cannot get %lu kB hugepages: not root and none reserved", kb);
+		SKIP_WHY("cannot get %lu kB hugepages: none free and none could be reserved (needs root "
+			 "and a free, physically contiguous %lu MiB)", kb, kb / 1024);
 	}
 	/* a few bytes in the middle wire the whole hugepage, and only that one */
 	assert_int_equal(ubdma_wire(h + 4096 + 5, 10, 0), 0);
