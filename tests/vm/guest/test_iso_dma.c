@@ -253,9 +253,20 @@ int main(void)
 		rc = ubdma_umem_lock(ctx2, o, 4 * PG, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &uo);
 	check(rc == 0, "other_ctx: second context with its buffer: %s", rc ? ubdma_last_error() : "ok");
 	if (!rc) {
-		uint64_t oi = ubdma_umem_iova(uo, o + PG);
-		/* the NVMe's context has nothing there: its mappings all lie below past + PG */
-		check(oi > past + PG, "other_ctx: the buffer's IOVA %#" PRIx64 " is above all of the NVMe context's", oi);
+		/*
+		 * The NVMe's context has one live mapping now, its queues (b was unlocked): pick a
+		 * page of o whose IOVA in the other container is not inside that one.  Both
+		 * containers place IOVA = VA mod 2 MiB from 4 GiB up, so such a page always exists
+		 * among o's four unless the queues' two pages cover it.
+		 */
+		uint64_t q0 = ubdma_umem_iova(c.qc, c.qmem), oi = 0;
+		for (int i = 0; i < 4 && !oi; i++) {
+			uint64_t v = ubdma_umem_iova(uo, o + i * PG);
+			if (v + PG <= q0 || v >= q0 + 2 * PG)
+				oi = v;
+		}
+		check(oi != 0, "other_ctx: the buffer's IOVA %#" PRIx64 " is not mapped in the NVMe context "
+		      "(its queues are at %#" PRIx64 ")", oi, q0);
 		memset(o, POISON, 4 * PG);
 		expect_fault(oi);
 		check(identify(oi) == 0 && all(o, 4 * PG, POISON),
