@@ -1,9 +1,25 @@
 /*
  * ubdma/rcache.h - the registration (pin-down) cache.
  * Included by <ubdma/ubdma.h>.
+ *
+ * HPC runtimes register the same buffers again and again.  The cache keeps registrations
+ * (wired, IOMMU-mapped ranges, as ubdma_umem_lock() makes them) after their last user puts
+ * them, and hands them out again when a later request falls inside one.  It is never stale:
+ * when memory under a cached registration is unmapped, moved (mremap) or released
+ * (madvise DONTNEED and friends), the registration is invalidated before a later look-up can
+ * return it.  The monitor is userfaultfd (non-cooperative events only: no page fault is ever
+ * delivered to it); where it cannot watch a range, ubdma_reg_invalidate() is the way to tell the
+ * cache.  docs/rcache.md says what each monitor sees and what it cannot.
+ *
+ * A registration invalidated while referenced stays valid (mapped, wired) for its holders until
+ * their last ubdma_reg_put(), and is never handed out again.  The cache of a context is made on
+ * first use; a child of fork(2) starts with an empty cache.
  */
 #ifndef UBDMA_RCACHE_H
 #define UBDMA_RCACHE_H
+
+#include <stdint.h>
+#include <stdio.h>
 
 #include <ubdma/core.h>
 
@@ -11,11 +27,120 @@
 extern "C" {
 #endif
 
-
+/**
+ * ubdma_reg_get() - a referenced registration covering [addr, addr + len).
+ * @flags: UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE: what the device will do; a cached entry
+ *         with more rights than asked for answers too.
+ *
+ * The range is rounded out to whole pages (hugetlb pages on hugetlb memory).  A hit takes a
+ * reference on a cached entry: no exclusive lock, no system call.  A miss wires and maps the
+ * range (ubdma_umem_lock()), merged with cached entries that overlap it (whatever their intent:
+ * the new entry gets the union) or touch it (same intent), evicting unreferenced entries
+ * from the least recently used end when a limit would be exceeded.
+ *
+ * Return: 0 and *@regp, which the caller releases with ubdma_reg_put(); EINVAL for a NULL @ctx or
+ * @regp, len 0, a range that wraps, or flags other than READ/WRITE (or neither); EFAULT when part
+ * of the range is not mapped (or is read-only and WRITE was asked); ENOMEM when the range is
+ * larger than the cache's byte limit, when the byte or entry limit is reached and every entry is
+ * referenced, over RLIMIT_MEMLOCK with nothing left to evict, or out of memory; ENOSPC when the
+ * IOMMU has no mapping entries (vfio dma_entry_limit, or the cache's own IOMMU-entry limit) or
+ * IOVA space left and nothing is evictable; ENOTSUP when the backend cannot translate that
+ * memory (phys: memory that is not hugetlb); EAGAIN when the memory kept changing under the
+ * request (unmapped or moved by another thread while it was being registered, eight times over).
+ * On failure nothing is wired, mapped or cached for the request.
+ */
 int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg_t **regp);
+
+/**
+ * ubdma_reg_iova() - the IOVA of @addr inside the registration, or UBDMA_BAD_IOVA when @addr is
+ * outside its (rounded) range.  O(1), no lock, no system call.  Valid until ubdma_reg_put(),
+ * even after the registration was invalidated.
+ */
 uint64_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr);
+
+/**
+ * ubdma_reg_put() - drop a reference taken by ubdma_reg_get().  A valid entry stays cached; an
+ * invalidated one is unmapped and unwired when its last reference goes.  NULL is ignored.
+ */
 void ubdma_reg_put(ubdma_reg_t *reg);
 
+/**
+ * ubdma_reg_invalidate() - the application's own monitor: [addr, addr + len) is about to be (or
+ * was) unmapped, moved or released.  Every cached entry overlapping the range leaves the cache;
+ * referenced ones stay valid for their holders.  Needed for memory userfaultfd does not watch
+ * (see struct ubdma_rcache_stats.unmonitored and docs/rcache.md) and cheap otherwise.
+ *
+ * Return: 0 (also when nothing was cached there); EINVAL for a NULL @ctx, len 0 or a range that
+ * wraps.
+ */
+int ubdma_reg_invalidate(ubdma_ctx_t *ctx, void *addr, size_t len);
+
+/**
+ * ubdma_rcache_set_limits() - bound the cache.  0 means "no limit" for each.
+ * @max_bytes:   bytes of wired memory the cache may hold (cached, plus invalidated but still
+ *               referenced); default a quarter of physical memory.
+ * @max_entries: cached entries; default 65536.
+ * @max_iommu:   IOMMU mappings the cache's entries may hold; default none beyond the IOMMU's own
+ *               (vfio's dma_entry_limit: the cache evicts when the backend says ENOSPC).
+ *
+ * Unreferenced entries are evicted at once until the cache fits; referenced ones are not, and
+ * requests that need room then fail with ENOMEM / ENOSPC until they are put.
+ * Return: 0; EINVAL for a NULL @ctx; ENOMEM when the cache cannot be made.
+ */
+int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entries, size_t max_iommu);
+
+/* How the cache learns that memory changed (ubdma_rcache_set_monitor()). */
+enum ubdma_rcache_monitor {
+	UBDMA_RCACHE_MONITOR_UFFD,	/* userfaultfd events (default); explicit where unavailable */
+	UBDMA_RCACHE_MONITOR_EXPLICIT,	/* only ubdma_reg_invalidate() */
+};
+
+/**
+ * ubdma_rcache_set_monitor() - choose the monitor (the default is UBDMA_RCACHE_MONITOR_UFFD, or
+ * what the environment variable UBDMA_RCACHE_MONITOR says: "uffd" or "explicit").
+ *
+ * Return: 0; EINVAL for a NULL @ctx or an unknown @mode; EBUSY when the cache holds entries
+ * (flush it first); ENOMEM when the cache cannot be made.  When userfaultfd is unavailable the
+ * cache still works, explicit only, and ubdma_rcache_stats() says why.
+ */
+int ubdma_rcache_set_monitor(ubdma_ctx_t *ctx, enum ubdma_rcache_monitor mode);
+
+/**
+ * ubdma_rcache_flush() - release every cached entry nobody references (and what the monitor
+ * invalidated meanwhile).  Return: 0; EINVAL for a NULL @ctx.
+ */
+int ubdma_rcache_flush(ubdma_ctx_t *ctx);
+
+/* Counters of one cache.  New fields are only ever added at the end. */
+struct ubdma_rcache_stats {
+	uint64_t hits;		 /* look-ups answered from the cache */
+	uint64_t misses;	 /* look-ups that registered memory */
+	uint64_t merges;	 /* cached entries folded into a new, larger one */
+	uint64_t evictions;	 /* unreferenced entries dropped to honour a limit (or flushed) */
+	uint64_t invalidations;	 /* entries dropped because their memory changed */
+	uint64_t bytes_pinned;	 /* wired bytes the cache holds, invalidated-but-held included */
+	uint64_t entries;	 /* cached entries */
+	uint64_t held_invalid;	 /* invalidated entries still referenced */
+	uint64_t unmonitored;	 /* cached entries only ubdma_reg_invalidate() can drop */
+	uint64_t limit_failures; /* requests refused with ENOMEM / ENOSPC for want of room */
+	uint64_t events_unmap, events_remove, events_remap; /* userfaultfd events received */
+	uint64_t max_bytes, max_entries, max_iommu;	     /* limits in force (0: none) */
+	int monitor_active;	 /* 1 when userfaultfd watches the cache's entries */
+	char monitor[160];	 /* "userfaultfd (...)" or "explicit only: <why>" */
+};
+
+/**
+ * ubdma_rcache_stats() - copy the counters into *@st (the first @size bytes of it: pass
+ * sizeof(*st)).  A context whose cache was never used reads as zeros.
+ * Return: 0; EINVAL for a NULL @ctx or @st.
+ */
+int ubdma_rcache_stats(ubdma_ctx_t *ctx, struct ubdma_rcache_stats *st, size_t size);
+
+/**
+ * ubdma_rcache_stats_print() - the counters as the CLI prints them: one "name: value" line each.
+ * Return: 0; EINVAL for a NULL argument; EIO when writing to @f fails.
+ */
+int ubdma_rcache_stats_print(ubdma_ctx_t *ctx, FILE *f);
 
 #ifdef __cplusplus
 }

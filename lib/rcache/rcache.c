@@ -1,0 +1,1046 @@
+/*
+ * rcache.c - the registration (pin-down) cache of a context: look-up by range, references,
+ * merging, CLOCK eviction under limits, invalidation, statistics and fork.
+ *
+ * Index: a sorted array of entries that never overlap, each a range [lo, hi) wired and mapped
+ * by one locked-memory cookie (umem.c).  A hit is a binary search under the shared lock and an
+ * atomic increment of the entry's reference; nothing is written but the entry's own cache line.
+ * An entry carries one reference for being in the index; a put that drops the last reference
+ * of an entry already out of the index destroys it.
+ *
+ * Replacement is CLOCK (second chance), an approximation of LRU that needs no list update on a
+ * hit: a hit sets the entry's used bit; the eviction scan walks from the oldest entry, gives a
+ * used entry a second chance (clears the bit, moves it to the young end), skips referenced
+ * entries and evicts the first unreferenced, unused one.
+ *
+ * A miss registers the union of the request and the entries that overlap it (any intent: the
+ * union of intents) or touch it (same intent).  It registers the range with the monitor before
+ * it wires it, so that any unmap from then on produces an event; the events applied meanwhile
+ * are in a ring of recent invalidated ranges, and a miss that overlapped one starts over.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/ctx.h"
+#include "core/log.h"
+#include "rcache/rcache_int.h"
+
+#define PG 4096UL
+#define TRUNC(x, a) ((x) & ~((uintptr_t)(a) - 1))
+#define ROUND(x, a) (((x) + (a) - 1) & ~((uintptr_t)(a) - 1))
+#define MISS_ATTEMPTS 8
+
+#ifdef NDEBUG
+#define RC_ASSERT(x) ((void)0)
+#else
+#include <assert.h>
+#define RC_ASSERT(x) assert(x)
+#endif
+
+static pthread_mutex_t rc_global = PTHREAD_MUTEX_INITIALIZER;
+static struct rcache *rc_list;	/* every cache of the process, for fork */
+static pthread_once_t rc_atfork_once = PTHREAD_ONCE_INIT;
+
+static inline uint64_t ld(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void add(uint64_t *p, uint64_t v)
+{
+	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ index */
+
+/* Position of the first entry with lo > a (so the candidate holding a is the one before). */
+static size_t idx_upper(const struct rcache *rc, uintptr_t a)
+{
+	size_t lo = 0, hi = rc->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (rc->idx[mid]->lo <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The entry covering [a, b) with at least flags, or NULL.  Lock held (either mode). */
+static struct ubdma_reg *idx_lookup(const struct rcache *rc, uintptr_t a, uintptr_t b, int flags)
+{
+	size_t i = idx_upper(rc, a);
+	struct ubdma_reg *r;
+
+	if (i == 0)
+		return NULL;
+	r = rc->idx[i - 1];
+	if (r->hi < b || (r->flags & flags) != flags)
+		return NULL;
+	RC_ASSERT(!r->dead);
+	return r;
+}
+
+static size_t idx_pos(const struct rcache *rc, const struct ubdma_reg *r)
+{
+	size_t i = idx_upper(rc, r->lo);
+
+	RC_ASSERT(i > 0 && rc->idx[i - 1] == r);
+	return i - 1;
+}
+
+/* Room for one more entry; the old array (if any) goes to *oldp, freed after unlock. */
+static int idx_reserve(struct rcache *rc, void **oldp)
+{
+	*oldp = NULL;
+	if (rc->n < rc->cap)
+		return 0;
+	size_t cap = rc->cap ? rc->cap * 2 : 64;
+	struct ubdma_reg **n = malloc(cap * sizeof(*n));
+	if (!n)
+		return ENOMEM;
+	if (rc->n)
+		memcpy(n, rc->idx, rc->n * sizeof(*n));
+	*oldp = rc->idx;
+	rc->idx = n;
+	rc->cap = cap;
+	return 0;
+}
+
+static void idx_insert(struct rcache *rc, struct ubdma_reg *r)
+{
+	size_t i = idx_upper(rc, r->lo);
+
+	RC_ASSERT(rc->n < rc->cap);
+	memmove(&rc->idx[i + 1], &rc->idx[i], (rc->n - i) * sizeof(*rc->idx));
+	rc->idx[i] = r;
+	rc->n++;
+}
+
+static void lru_unlink(struct rcache *rc, struct ubdma_reg *r)
+{
+	if (r->lru_prev)
+		r->lru_prev->lru_next = r->lru_next;
+	else
+		rc->lru_head = r->lru_next;
+	if (r->lru_next)
+		r->lru_next->lru_prev = r->lru_prev;
+	else
+		rc->lru_tail = r->lru_prev;
+	r->lru_prev = r->lru_next = NULL;
+}
+
+static void lru_append(struct rcache *rc, struct ubdma_reg *r)
+{
+	r->lru_next = NULL;
+	r->lru_prev = rc->lru_tail;
+	if (rc->lru_tail)
+		rc->lru_tail->lru_next = r;
+	else
+		rc->lru_head = r;
+	rc->lru_tail = r;
+}
+
+/* Unregister r's monitored range, minus what its index neighbours still need. Lock exclusive. */
+static void unwatch_locked(struct rcache *rc, struct ubdma_reg *r, size_t pos)
+{
+	uintptr_t s = r->ulo, e = r->uhi;
+
+	if (!r->monitored)
+		return;
+	if (pos > 0) {
+		const struct ubdma_reg *p = rc->idx[pos - 1];
+		uintptr_t pe = p->monitored ? p->uhi : p->hi;
+		s = s > pe ? s : pe;
+	}
+	if (pos < rc->n) {
+		const struct ubdma_reg *q = rc->idx[pos];
+		uintptr_t qs = q->monitored ? q->ulo : q->lo;
+		e = e < qs ? e : qs;
+	}
+	if (s < e)
+		mon_unregister(rc, s, e);
+}
+
+/*
+ * Take r out of the index and the CLOCK list for good, and drop the index's reference.  When
+ * that was the last one r goes on *victims (or the graveyard when victims is NULL: the monitor
+ * must not free).  Lock exclusive.
+ */
+static void remove_locked(struct rcache *rc, struct ubdma_reg *r, int unregister, struct ubdma_reg **victims)
+{
+	size_t i = idx_pos(rc, r);
+
+	memmove(&rc->idx[i], &rc->idx[i + 1], (rc->n - i - 1) * sizeof(*rc->idx));
+	rc->n--;
+	lru_unlink(rc, r);
+	r->dead = 1;
+	if (unregister)
+		unwatch_locked(rc, r, i);
+	if (!r->monitored)
+		__atomic_fetch_sub(&rc->unmonitored, 1, __ATOMIC_RELAXED);
+	if (__atomic_fetch_sub(&r->ref, 1, __ATOMIC_ACQ_REL) == 1) {
+		if (victims) {
+			r->grave_next = *victims;
+			*victims = r;
+		} else {
+			r->grave_next = __atomic_load_n(&rc->grave, __ATOMIC_RELAXED);
+			__atomic_store_n(&rc->grave, r, __ATOMIC_RELEASE);
+		}
+	}
+}
+
+static void ring_push(struct rcache *rc, uintptr_t s, uintptr_t e)
+{
+	struct rc_range *slot = &rc->ring[rc->inval_seq % RC_RING];
+
+	slot->s = s;
+	slot->e = e;
+	__atomic_store_n(&rc->inval_seq, rc->inval_seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Whether a range invalidated since seq0 overlaps [s, e) (or too many went by to tell). */
+static int ring_conflict(const struct rcache *rc, uint64_t seq0, uintptr_t s, uintptr_t e)
+{
+	if (rc->inval_seq - seq0 > RC_RING)
+		return 1;
+	for (uint64_t q = seq0; q < rc->inval_seq; q++) {
+		const struct rc_range *x = &rc->ring[q % RC_RING];
+		if (x->s < e && s < x->e)
+			return 1;
+	}
+	return 0;
+}
+
+void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unregister)
+{
+	size_t i = idx_upper(rc, s);
+	uintptr_t rs = s, re = e;
+
+	if (i > 0 && rc->idx[i - 1]->hi > s)
+		i--;
+	while (i < rc->n && rc->idx[i]->lo < e) {
+		struct ubdma_reg *r = rc->idx[i];
+		rs = r->lo < rs ? r->lo : rs;
+		re = r->hi > re ? r->hi : re;
+		if (r->monitored) {
+			rs = r->ulo < rs ? r->ulo : rs;
+			re = r->uhi > re ? r->uhi : re;
+		}
+		remove_locked(rc, r, unregister, NULL);
+		add(&rc->invalidations, 1);
+		ULOG_DEBUG("invalidated [%#lx, %#lx)", (unsigned long)r->lo, (unsigned long)r->hi);
+	}
+	ring_push(rc, rs, re);
+}
+
+void rc_fixup_locked(struct rcache *rc, uintptr_t s, uintptr_t e)
+{
+	if (rc->nfix == RC_FIXUPS) {
+		ULOG_WARN("too many moved ranges pending: [%#lx, %#lx) stays mlocked", (unsigned long)s,
+			  (unsigned long)e);
+		return;
+	}
+	rc->fix[rc->nfix] = (struct rc_range){ s, e };
+	__atomic_store_n(&rc->nfix, rc->nfix + 1, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ destruction */
+
+static void reg_destroy(struct ubdma_reg *r)
+{
+	struct rcache *rc = r->rc;
+
+	ubdma_umem_unlock(r->umem);
+	__atomic_fetch_sub(&rc->bytes, r->hi - r->lo, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&rc->iommu, (uint64_t)r->nchunks, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&rc->all_lock);
+	add(&rc->hits_retired, ld(&r->hits));
+	if (r->all_prev)
+		r->all_prev->all_next = r->all_next;
+	else
+		rc->all = r->all_next;
+	if (r->all_next)
+		r->all_next->all_prev = r->all_prev;
+	rc->nall--;
+	pthread_mutex_unlock(&rc->all_lock);
+	free(r);
+}
+
+static void destroy_list(struct ubdma_reg *r)
+{
+	while (r) {
+		struct ubdma_reg *n = r->grave_next;
+		reg_destroy(r);
+		r = n;
+	}
+}
+
+/* Destroy what the monitor invalidated and nobody held.  No lock held on entry. */
+static void reap_grave(struct rcache *rc)
+{
+	struct ubdma_reg *g;
+
+	if (!__atomic_load_n(&rc->grave, __ATOMIC_ACQUIRE))
+		return;
+	pthread_rwlock_wrlock(&rc->lock);
+	g = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL);
+	pthread_rwlock_unlock(&rc->lock);
+	destroy_list(g);
+}
+
+/*
+ * mremap moves VM_LOCKED and MADV_DONTFORK with the pages, but the wire counts stay with the old
+ * addresses: drop the lock on moved pages that nothing of ubdma wires at their new address.
+ * Caller holds miss_lock (no miss wires meanwhile).
+ */
+static void reap_fixups(struct rcache *rc)
+{
+	struct rc_range fix[RC_FIXUPS];
+	int n;
+
+	pthread_rwlock_wrlock(&rc->lock);
+	n = rc->nfix;
+	memcpy(fix, rc->fix, (size_t)n * sizeof(*fix));
+	__atomic_store_n(&rc->nfix, 0, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&rc->lock);
+	for (int i = 0; i < n; i++) {
+		uintptr_t run = 0;
+		for (uintptr_t p = fix[i].s; p <= fix[i].e; p += PG) {
+			int free_page = p < fix[i].e && ubdma_wire_count((void *)p) == 0;
+			if (free_page && !run)
+				run = p;
+			if (!free_page && run) {
+				syscall(SYS_munlock, (void *)run, (size_t)(p - run));
+				madvise((void *)run, p - run, MADV_DOFORK);
+				run = 0;
+			}
+		}
+	}
+}
+
+static void reap(struct rcache *rc)
+{
+	reap_grave(rc);
+	if (__atomic_load_n(&rc->nfix, __ATOMIC_RELAXED))
+		reap_fixups(rc);
+}
+
+/* --------------------------------------------------------------- limits */
+
+struct need {
+	uint64_t bytes, entries, iommu;	 /* to add */
+	uint64_t bytes_back, entries_back; /* freed by entries the new one replaces */
+	uintptr_t xlo, xhi;		 /* entries overlapping this are not evicted */
+};
+
+/* 0 when the cache fits with what is added; else ENOMEM (bytes, entries) or ENOSPC (IOMMU). */
+static int over(const struct rcache *rc, const struct need *nd, uint64_t freed, uint64_t gone, uint64_t iommu_freed)
+{
+	if (rc->max_bytes && ld(&rc->bytes) + nd->bytes > rc->max_bytes + freed + nd->bytes_back)
+		return ENOMEM;
+	if (rc->max_entries && rc->n + nd->entries > rc->max_entries + gone + nd->entries_back)
+		return ENOMEM;
+	if (rc->max_iommu && ld(&rc->iommu) + nd->iommu > rc->max_iommu + iommu_freed)
+		return ENOSPC;
+	return 0;
+}
+
+/*
+ * Evict unreferenced entries, CLOCK order, until the cache fits nd (or, with force, at least
+ * one).  Victims go on *victims, destroyed by the caller after unlocking.  Lock exclusive.
+ * Return: 0, or the errno of the limit that still does not fit.
+ */
+static int fit_locked(struct rcache *rc, const struct need *nd, int force, struct ubdma_reg **victims)
+{
+	uint64_t freed = 0, gone = 0, iommu_freed = 0;
+	size_t steps = 2 * rc->n + 2;
+	struct ubdma_reg *r = rc->lru_head;
+	int err;
+
+	while ((err = over(rc, nd, freed, gone, iommu_freed)) || force) {
+		if (!r)
+			r = rc->lru_head;
+		if (!r || steps-- == 0)
+			return err ? err : ENOMEM;
+		struct ubdma_reg *next = r->lru_next;
+		uint64_t one = 1;
+		if (r->lo < nd->xhi && nd->xlo < r->hi) {
+			r = next;
+			continue;
+		}
+		if (__atomic_load_n(&r->used, __ATOMIC_RELAXED)) {
+			__atomic_store_n(&r->used, 0, __ATOMIC_RELAXED);
+			lru_unlink(rc, r);
+			lru_append(rc, r);
+			r = next;
+			continue;
+		}
+		/* referenced entries are skipped: only the index's reference may remain */
+		if (!__atomic_compare_exchange_n(&r->ref, &one, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			r = next;
+			continue;
+		}
+		freed += r->hi - r->lo;
+		iommu_freed += (uint64_t)r->nchunks;
+		gone++;
+		remove_locked(rc, r, 1, victims);
+		add(&rc->evictions, 1);
+		force = 0;
+		r = next;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- creation */
+
+static void rc_fini(struct ubdma_ctx *ctx);
+static void rc_atfork_prepare(void);
+static void rc_atfork_parent(void);
+static void rc_atfork_child(void);
+
+static void rc_atfork_init(void)
+{
+	pthread_atfork(rc_atfork_prepare, rc_atfork_parent, rc_atfork_child);
+}
+
+static size_t default_max_bytes(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz / 4 : (size_t)1 << 32;
+}
+
+static int env_monitor(void)
+{
+	const char *v = getenv("UBDMA_RCACHE_MONITOR");
+
+	return v && !strcmp(v, "explicit") ? UBDMA_RCACHE_MONITOR_EXPLICIT : UBDMA_RCACHE_MONITOR_UFFD;
+}
+
+static struct rcache *rc_of(struct ubdma_ctx *ctx)
+{
+	return __atomic_load_n((struct rcache **)&ctx->rcache, __ATOMIC_ACQUIRE);
+}
+
+/* The context's cache, made on first use. */
+static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
+{
+	struct rcache *rc = rc_of(ctx);
+
+	if (__builtin_expect(rc != NULL, 1)) {
+		*rcp = rc;
+		return 0;
+	}
+	pthread_once(&rc_atfork_once, rc_atfork_init);
+	pthread_mutex_lock(&rc_global);
+	if ((rc = rc_of(ctx))) {
+		pthread_mutex_unlock(&rc_global);
+		*rcp = rc;
+		return 0;
+	}
+	if (!(rc = calloc(1, sizeof(*rc)))) {
+		pthread_mutex_unlock(&rc_global);
+		return uerr(ENOMEM, "out of memory for the registration cache");
+	}
+	rc->ctx = ctx;
+	pthread_rwlock_init(&rc->lock, NULL);
+	pthread_mutex_init(&rc->miss_lock, NULL);
+	pthread_mutex_init(&rc->all_lock, NULL);
+	pthread_mutex_init(&rc->mon_lock, NULL);
+	pthread_cond_init(&rc->mon_cv, NULL);
+	rc->max_bytes = default_max_bytes();
+	rc->max_entries = 65536;
+	rc->want_monitor = env_monitor();
+	rc->mon = rc->want_monitor == UBDMA_RCACHE_MONITOR_UFFD ? MON_START : MON_OFF;
+	rc->uffd = rc->efd = -1;
+	snprintf(rc->mon_desc, sizeof(rc->mon_desc), "%s",
+		 rc->mon == MON_START ? "userfaultfd (not started yet)" : "explicit only: asked for");
+	rc->gnext = rc_list;
+	rc_list = rc;
+	ctx->rcache_fini = rc_fini;
+	__atomic_store_n((struct rcache **)&ctx->rcache, rc, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&rc_global);
+	*rcp = rc;
+	return 0;
+}
+
+static void rc_fini(struct ubdma_ctx *ctx)
+{
+	struct rcache *rc = rc_of(ctx);
+
+	if (!rc)
+		return;
+	pthread_mutex_lock(&rc_global);
+	for (struct rcache **pp = &rc_list; *pp; pp = &(*pp)->gnext)
+		if (*pp == rc) {
+			*pp = rc->gnext;
+			break;
+		}
+	pthread_mutex_unlock(&rc_global);
+	pthread_mutex_lock(&rc->miss_lock);
+	mon_stop(rc);
+	pthread_mutex_unlock(&rc->miss_lock);
+	/* every registration goes, held or not: they are invalid once the context closes */
+	while (rc->all)
+		reg_destroy(rc->all);
+	free(rc->idx);
+	pthread_cond_destroy(&rc->mon_cv);
+	pthread_mutex_destroy(&rc->mon_lock);
+	pthread_mutex_destroy(&rc->all_lock);
+	pthread_mutex_destroy(&rc->miss_lock);
+	pthread_rwlock_destroy(&rc->lock);
+	free(rc);
+	ctx->rcache = NULL;
+	ctx->rcache_fini = NULL;
+}
+
+/*
+ * fork: the child has none of the wired ranges (they are MADV_DONTFORK) and no monitor thread;
+ * it starts with an empty cache.  The parent's entries are forgotten, not released: their
+ * IOMMU mappings belong to the parent (a VFIO container is shared across fork).
+ */
+static void rc_atfork_prepare(void)
+{
+	pthread_mutex_lock(&rc_global);
+	for (struct rcache *rc = rc_list; rc; rc = rc->gnext) {
+		pthread_mutex_lock(&rc->miss_lock);
+		pthread_rwlock_wrlock(&rc->lock);
+		pthread_mutex_lock(&rc->all_lock);
+	}
+}
+
+static void rc_atfork_parent(void)
+{
+	for (struct rcache *rc = rc_list; rc; rc = rc->gnext) {
+		pthread_mutex_unlock(&rc->all_lock);
+		pthread_rwlock_unlock(&rc->lock);
+		pthread_mutex_unlock(&rc->miss_lock);
+	}
+	pthread_mutex_unlock(&rc_global);
+}
+
+static void rc_atfork_child(void)
+{
+	for (struct rcache *rc = rc_list; rc; rc = rc->gnext) {
+		rc->n = 0;
+		rc->lru_head = rc->lru_tail = NULL;
+		rc->all = NULL;
+		rc->grave = NULL;
+		rc->nall = rc->bytes = rc->iommu = rc->unmonitored = 0;
+		rc->nfix = 0;
+		mon_forget(rc);
+		/* the child's thread id differs from the locker's: glibc's rwlock would take a
+		 * write unlock for a read unlock; start the locks afresh */
+		pthread_mutex_init(&rc->all_lock, NULL);
+		pthread_rwlock_init(&rc->lock, NULL);
+		pthread_mutex_init(&rc->miss_lock, NULL);
+	}
+	pthread_mutex_init(&rc_global, NULL);
+}
+
+/* ------------------------------------------------------------------ miss */
+
+struct plan {
+	uintptr_t lo, hi;
+	int flags;
+	int merged;	/* entries folded in */
+};
+
+/* The range and intent to register for [a, b): the request plus what overlaps or touches it. */
+static void plan_locked(const struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct plan *p)
+{
+	size_t i = idx_upper(rc, a);
+
+	*p = (struct plan){ a, b, flags, 0 };
+	i = i >= 2 ? i - 2 : 0; /* an entry ending at a sits before one starting at a */
+	for (; i < rc->n && rc->idx[i]->lo <= b; i++) {
+		const struct ubdma_reg *r = rc->idx[i];
+		int overlap = r->lo < b && a < r->hi;
+		int touch = (r->hi == a || r->lo == b) && r->flags == flags;
+		if (!overlap && !touch)
+			continue;
+		p->lo = r->lo < p->lo ? r->lo : p->lo;
+		p->hi = r->hi > p->hi ? r->hi : p->hi;
+		p->flags |= r->flags;
+		p->merged++;
+	}
+}
+
+/* Entries overlapping [lo, hi): how many and how many bytes come back when they go. */
+static void replaced_locked(const struct rcache *rc, uintptr_t lo, uintptr_t hi, struct need *nd)
+{
+	size_t i = idx_upper(rc, lo);
+
+	if (i > 0)
+		i--;
+	for (; i < rc->n && rc->idx[i]->lo < hi; i++) {
+		const struct ubdma_reg *r = rc->idx[i];
+		if (r->hi <= lo)
+			continue;
+		nd->entries_back++;
+		if (__atomic_load_n(&r->ref, __ATOMIC_RELAXED) == 1)
+			nd->bytes_back += r->hi - r->lo;
+	}
+}
+
+static int count_limit_failure(struct rcache *rc, int err, uint64_t len)
+{
+	add(&rc->limit_failures, 1);
+	if (err == ENOSPC)
+		return uerr(ENOSPC, "registration cache: no IOMMU mapping entries left for %llu bytes and "
+			    "every cached entry is referenced (limit %zu)", (unsigned long long)len,
+			    rc->max_iommu);
+	return uerr(ENOMEM, "registration cache: %llu more bytes would exceed its limits (%zu bytes, "
+		    "%zu entries; %llu bytes pinned) and every cached entry is referenced; put some "
+		    "or raise them with ubdma_rcache_set_limits()", (unsigned long long)len, rc->max_bytes,
+		    rc->max_entries, (unsigned long long)ld(&rc->bytes));
+}
+
+/* Make room for len bytes, evicting; victims destroyed here, outside the lock. */
+static int make_room(struct rcache *rc, const struct plan *p, int force)
+{
+	struct need nd = { .bytes = p->hi - p->lo, .entries = 1, .iommu = 1, .xlo = p->lo, .xhi = p->hi };
+	struct ubdma_reg *victims = NULL;
+	int err;
+
+	pthread_rwlock_wrlock(&rc->lock);
+	replaced_locked(rc, p->lo, p->hi, &nd);
+	err = fit_locked(rc, &nd, force, &victims);
+	pthread_rwlock_unlock(&rc->lock);
+	destroy_list(victims);
+	return err;
+}
+
+static struct ubdma_reg *reg_new(struct rcache *rc, struct ubdma_umem *u, int flags)
+{
+	struct ubdma_reg *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->rc = rc;
+	r->umem = u;
+	r->flags = flags;
+	r->lo = u->chunks[0].va;
+	r->hi = u->chunks[u->nchunks - 1].va + u->chunks[u->nchunks - 1].npages * u->chunks[u->nchunks - 1].pgsz;
+	r->nchunks = u->nchunks;
+	u->internal = 1;
+	return r;
+}
+
+static void reg_track(struct rcache *rc, struct ubdma_reg *r)
+{
+	add(&rc->bytes, r->hi - r->lo);
+	add(&rc->iommu, (uint64_t)r->nchunks);
+	pthread_mutex_lock(&rc->all_lock);
+	r->all_next = rc->all;
+	if (rc->all)
+		rc->all->all_prev = r;
+	rc->all = r;
+	rc->nall++;
+	pthread_mutex_unlock(&rc->all_lock);
+}
+
+/* Whether every page of [s, e) is mapped (mincore fails with ENOMEM on a hole). */
+static int range_mapped(uintptr_t s, uintptr_t e)
+{
+	unsigned char v[256];
+
+	for (; s < e; s += sizeof(v) * PG) {
+		size_t n = (e - s) / PG < sizeof(v) ? (e - s) / PG : sizeof(v);
+		if (mincore((void *)s, n * PG, v) && errno == ENOMEM)
+			return 0;
+	}
+	return 1;
+}
+
+/* Wire and map the plan, falling back to the bare request and evicting on ENOMEM / ENOSPC. */
+static int register_plan(struct rcache *rc, struct plan *p, uintptr_t a, uintptr_t b, int flags,
+			 struct ubdma_umem **up, int *monitoredp, uintptr_t *ulo, uintptr_t *uhi)
+{
+	int err;
+
+	for (;;) {
+		*monitoredp = rc->mon == MON_ON && mon_register(rc, p->lo, p->hi, ulo, uhi) == 0;
+		err = umem_lock(rc->ctx, (void *)p->lo, p->hi - p->lo, p->flags, NULL, up);
+		if (!err)
+			return 0;
+		if (err == ENOMEM && !range_mapped(p->lo, p->hi)) {
+			/* mlock says ENOMEM for pages unmapped under it (another thread's munmap) */
+			err = uerr(EFAULT, "[%#lx, %#lx) was unmapped while it was being registered",
+				   (unsigned long)p->lo, (unsigned long)p->hi);
+		} else if (err == ENOMEM || err == ENOSPC) {
+			/* RLIMIT_MEMLOCK, the IOMMU's entries or IOVA space: make room and retry */
+			if (make_room(rc, p, 1) == 0)
+				continue;
+			if (p->merged)
+				goto unmerged;
+			add(&rc->limit_failures, 1);
+			return err;
+		}
+		if (!p->merged && p->flags == flags)
+			return err;
+unmerged:
+		/* the union cannot be registered (part read-only, or gone): just the request */
+		*p = (struct plan){ a, b, flags, 0 };
+	}
+}
+
+static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct ubdma_reg **regp)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&rc->miss_lock);
+	reap(rc);
+	if (rc->mon == MON_START && mon_start(rc))
+		rc->mon = MON_OFF;
+	for (int attempt = 0;; attempt++) {
+		struct ubdma_reg *r, *victims = NULL;
+		struct ubdma_umem *u = NULL;
+		struct plan p;
+		uintptr_t ulo = 0, uhi = 0;
+		int monitored;
+		void *old = NULL;
+
+		mon_sync(rc);
+		pthread_rwlock_rdlock(&rc->lock);
+		if ((r = idx_lookup(rc, a, b, flags))) {
+			/* another thread registered it meanwhile: a hit after all */
+			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
+			__atomic_fetch_add(&r->hits, 1, __ATOMIC_RELAXED);
+			pthread_rwlock_unlock(&rc->lock);
+			pthread_mutex_unlock(&rc->miss_lock);
+			*regp = r;
+			return 0;
+		}
+		plan_locked(rc, a, b, flags, &p);
+		pthread_rwlock_unlock(&rc->lock);
+		if (rc->max_bytes && b - a > rc->max_bytes) {
+			add(&rc->limit_failures, 1);
+			err = uerr(ENOMEM, "registration cache: %lu bytes is more than its limit of %zu bytes",
+				   (unsigned long)(b - a), rc->max_bytes);
+			break;
+		}
+		/* a merge must not hog the cache: at most a quarter of it, so that a few threads
+		 * holding merged entries still leave room for a plain request */
+		if (rc->max_bytes && p.merged && p.hi - p.lo > rc->max_bytes / 4)
+			p = (struct plan){ a, b, flags, 0 };
+		if ((err = make_room(rc, &p, 0)) && p.merged) {
+			/* the union does not fit beside what is referenced: the request alone might */
+			p = (struct plan){ a, b, flags, 0 };
+			err = make_room(rc, &p, 0);
+		}
+		if (err) {
+			err = count_limit_failure(rc, err, b - a);
+			break;
+		}
+		uint64_t seq0 = __atomic_load_n(&rc->inval_seq, __ATOMIC_ACQUIRE);
+		if ((err = register_plan(rc, &p, a, b, flags, &u, &monitored, &ulo, &uhi)))
+			break;
+		if (!(r = reg_new(rc, u, p.flags))) {
+			ubdma_umem_unlock(u);
+			err = uerr(ENOMEM, "out of memory");
+			break;
+		}
+		r->monitored = (uint8_t)monitored;
+		r->ulo = ulo;
+		r->uhi = uhi;
+		r->ref = 2; /* the index and the caller */
+
+		pthread_rwlock_wrlock(&rc->lock);
+		uintptr_t cs = monitored && ulo < r->lo ? ulo : r->lo, ce = monitored && uhi > r->hi ? uhi : r->hi;
+		if (ring_conflict(rc, seq0, cs, ce)) {
+			/* the memory changed while we registered it: what we wired may be stale */
+			pthread_rwlock_unlock(&rc->lock);
+			ubdma_umem_unlock(u);
+			free(r);
+			reap(rc);
+			if (attempt + 1 < MISS_ATTEMPTS)
+				continue;
+			err = uerr(EAGAIN, "[%#lx, %#lx) kept changing while it was being registered",
+				   (unsigned long)a, (unsigned long)b);
+			break;
+		}
+		struct need nd = { .bytes = r->hi - r->lo, .entries = 1, .iommu = (uint64_t)r->nchunks,
+				   .xlo = r->lo, .xhi = r->hi };
+		replaced_locked(rc, r->lo, r->hi, &nd);
+		int limit = 0;
+		if ((err = idx_reserve(rc, &old)) == 0 && (limit = err = fit_locked(rc, &nd, 0, &victims)) == 0) {
+			size_t i = idx_upper(rc, r->lo);
+			if (i > 0 && rc->idx[i - 1]->hi > r->lo)
+				i--;
+			while (i < rc->n && rc->idx[i]->lo < r->hi) {
+				remove_locked(rc, rc->idx[i], 0, &victims);
+				add(&rc->merges, 1);
+			}
+			idx_insert(rc, r);
+			lru_append(rc, r);
+			if (!r->monitored)
+				add(&rc->unmonitored, 1);
+			add(&rc->misses, 1);
+		}
+		pthread_rwlock_unlock(&rc->lock);
+		free(old);
+		destroy_list(victims);
+		if (err) {
+			ubdma_umem_unlock(u);
+			free(r);
+			err = limit ? count_limit_failure(rc, err, nd.bytes) : uerr(err, "out of memory");
+			break;
+		}
+		reg_track(rc, r);
+		pthread_mutex_unlock(&rc->miss_lock);
+		*regp = r;
+		return 0;
+	}
+	pthread_mutex_unlock(&rc->miss_lock);
+	return err;
+}
+
+/* ------------------------------------------------------------ public API */
+
+int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg_t **regp)
+{
+	uintptr_t a = (uintptr_t)addr, b = a + len;
+	struct rcache *rc;
+	struct ubdma_reg *r;
+	int err;
+
+	if (__builtin_expect(!ctx || !regp, 0))
+		return uerr(EINVAL, "%s is NULL", ctx ? "regp" : "ctx");
+	if (__builtin_expect(!len || b < a || ROUND(b, PG) < b, 0))
+		return uerr(EINVAL, "range %p + %zu is empty or wraps around the address space", addr, len);
+	if (__builtin_expect(!(flags & (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)) ||
+			     (flags & ~(UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)), 0))
+		return uerr(EINVAL, "flags 0x%x: need UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE, nothing else", flags);
+	if (__builtin_expect((err = rc_obtain(ctx, &rc)) != 0, 0))
+		return err;
+	a = TRUNC(a, PG);
+	b = ROUND(b, PG);
+	mon_sync(rc);
+	pthread_rwlock_rdlock(&rc->lock);
+	r = idx_lookup(rc, a, b, flags);
+	if (__builtin_expect(r != NULL, 1)) {
+		__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
+		__atomic_fetch_add(&r->hits, 1, __ATOMIC_RELAXED);
+		if (!__atomic_load_n(&r->used, __ATOMIC_RELAXED))
+			__atomic_store_n(&r->used, 1, __ATOMIC_RELAXED);
+	}
+	pthread_rwlock_unlock(&rc->lock);
+	if (__builtin_expect(r != NULL, 1)) {
+		*regp = r;
+		return 0;
+	}
+	return rc_miss(rc, a, b, flags, regp);
+}
+
+uint64_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	if (!reg || a < reg->lo || a >= reg->hi)
+		return UBDMA_BAD_IOVA;
+	const struct umem_chunk *c = reg->umem->chunks;
+	if (__builtin_expect(reg->nchunks == 1, 1))
+		return umem_chunk_iova(c, a);
+	for (int i = 0; i < reg->nchunks; i++)
+		if (a >= c[i].va && a - c[i].va < c[i].npages * c[i].pgsz)
+			return umem_chunk_iova(&c[i], a);
+	return UBDMA_BAD_IOVA;
+}
+
+void ubdma_reg_put(ubdma_reg_t *reg)
+{
+	struct rcache *rc;
+
+	if (!reg)
+		return;
+	rc = reg->rc;
+	uint64_t old = __atomic_fetch_sub(&reg->ref, 1, __ATOMIC_ACQ_REL);
+	RC_ASSERT(old >= 1);
+	if (__builtin_expect(old == 1, 0))
+		reg_destroy(reg); /* out of the index: invalidated while we held it */
+	if (__builtin_expect(__atomic_load_n(&rc->grave, __ATOMIC_RELAXED) != NULL, 0))
+		reap_grave(rc);
+}
+
+int ubdma_reg_invalidate(ubdma_ctx_t *ctx, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, b = a + len;
+	struct rcache *rc;
+
+	if (!ctx)
+		return uerr(EINVAL, "ctx is NULL");
+	if (!len || b < a || ROUND(b, PG) < b)
+		return uerr(EINVAL, "range %p + %zu is empty or wraps around the address space", addr, len);
+	if (!(rc = rc_of(ctx)))
+		return 0;
+	pthread_mutex_lock(&rc->miss_lock);
+	mon_sync(rc);
+	pthread_rwlock_wrlock(&rc->lock);
+	rc_invalidate_locked(rc, TRUNC(a, PG), ROUND(b, PG), 1);
+	pthread_rwlock_unlock(&rc->lock);
+	reap(rc);
+	pthread_mutex_unlock(&rc->miss_lock);
+	return 0;
+}
+
+int ubdma_rcache_flush(ubdma_ctx_t *ctx)
+{
+	struct rcache *rc;
+	struct ubdma_reg *victims = NULL;
+
+	if (!ctx)
+		return uerr(EINVAL, "ctx is NULL");
+	if (!(rc = rc_of(ctx)))
+		return 0;
+	pthread_mutex_lock(&rc->miss_lock);
+	mon_sync(rc);
+	reap(rc);
+	pthread_rwlock_wrlock(&rc->lock);
+	for (struct ubdma_reg *r = rc->lru_head, *next; r; r = next) {
+		uint64_t one = 1;
+		next = r->lru_next;
+		if (__atomic_compare_exchange_n(&r->ref, &one, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			remove_locked(rc, r, 1, &victims);
+			add(&rc->evictions, 1);
+		}
+	}
+	pthread_rwlock_unlock(&rc->lock);
+	destroy_list(victims);
+	pthread_mutex_unlock(&rc->miss_lock);
+	return 0;
+}
+
+int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entries, size_t max_iommu)
+{
+	struct rcache *rc;
+	struct ubdma_reg *victims = NULL;
+	struct need nd = { 0 };
+	int err;
+
+	if (!ctx)
+		return uerr(EINVAL, "ctx is NULL");
+	if ((err = rc_obtain(ctx, &rc)))
+		return err;
+	pthread_mutex_lock(&rc->miss_lock);
+	reap(rc);
+	pthread_rwlock_wrlock(&rc->lock);
+	rc->max_bytes = max_bytes;
+	rc->max_entries = max_entries;
+	rc->max_iommu = max_iommu;
+	fit_locked(rc, &nd, 0, &victims); /* what is referenced stays above the limit until put */
+	pthread_rwlock_unlock(&rc->lock);
+	destroy_list(victims);
+	pthread_mutex_unlock(&rc->miss_lock);
+	return 0;
+}
+
+int ubdma_rcache_set_monitor(ubdma_ctx_t *ctx, enum ubdma_rcache_monitor mode)
+{
+	struct rcache *rc;
+	int err;
+
+	if (!ctx)
+		return uerr(EINVAL, "ctx is NULL");
+	if (mode != UBDMA_RCACHE_MONITOR_UFFD && mode != UBDMA_RCACHE_MONITOR_EXPLICIT)
+		return uerr(EINVAL, "unknown monitor %d", (int)mode);
+	if ((err = rc_obtain(ctx, &rc)))
+		return err;
+	pthread_mutex_lock(&rc->miss_lock);
+	reap(rc);
+	if (rc->n) {
+		pthread_mutex_unlock(&rc->miss_lock);
+		return uerr(EBUSY, "the registration cache holds %zu entries: flush it first", rc->n);
+	}
+	rc->want_monitor = mode;
+	if (mode == UBDMA_RCACHE_MONITOR_EXPLICIT) {
+		mon_stop(rc);
+		rc->mon = MON_OFF;
+		snprintf(rc->mon_desc, sizeof(rc->mon_desc), "explicit only: asked for");
+	} else if (rc->mon == MON_OFF) {
+		rc->mon = MON_START;
+		snprintf(rc->mon_desc, sizeof(rc->mon_desc), "userfaultfd (not started yet)");
+	}
+	pthread_mutex_unlock(&rc->miss_lock);
+	return 0;
+}
+
+int ubdma_rcache_stats(ubdma_ctx_t *ctx, struct ubdma_rcache_stats *st, size_t size)
+{
+	struct ubdma_rcache_stats s;
+	struct rcache *rc;
+
+	if (!ctx || !st)
+		return uerr(EINVAL, "%s is NULL", ctx ? "st" : "ctx");
+	memset(&s, 0, sizeof(s));
+	if (!(rc = rc_of(ctx))) {
+		snprintf(s.monitor, sizeof(s.monitor), "not in use");
+		memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
+		return 0;
+	}
+	mon_sync(rc); /* counters as of after every unmap that returned before this call */
+	reap_grave(rc);
+	pthread_mutex_lock(&rc->all_lock);
+	s.hits = ld(&rc->hits_retired);
+	for (struct ubdma_reg *r = rc->all; r; r = r->all_next)
+		s.hits += ld(&r->hits);
+	uint64_t nall = rc->nall;
+	pthread_mutex_unlock(&rc->all_lock);
+	pthread_rwlock_rdlock(&rc->lock);
+	s.entries = rc->n;
+	s.held_invalid = nall > rc->n ? nall - rc->n : 0;
+	s.max_bytes = rc->max_bytes;
+	s.max_entries = rc->max_entries;
+	s.max_iommu = rc->max_iommu;
+	pthread_rwlock_unlock(&rc->lock);
+	pthread_mutex_lock(&rc->miss_lock);
+	s.monitor_active = rc->mon == MON_ON;
+	snprintf(s.monitor, sizeof(s.monitor), "%s", rc->mon_desc);
+	pthread_mutex_unlock(&rc->miss_lock);
+	s.misses = ld(&rc->misses);
+	s.merges = ld(&rc->merges);
+	s.evictions = ld(&rc->evictions);
+	s.invalidations = ld(&rc->invalidations);
+	s.bytes_pinned = ld(&rc->bytes);
+	s.unmonitored = ld(&rc->unmonitored);
+	s.limit_failures = ld(&rc->limit_failures);
+	s.events_unmap = ld(&rc->ev_unmap);
+	s.events_remove = ld(&rc->ev_remove);
+	s.events_remap = ld(&rc->ev_remap);
+	memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
+	return 0;
+}
+
+int ubdma_rcache_stats_print(ubdma_ctx_t *ctx, FILE *f)
+{
+	struct ubdma_rcache_stats s;
+	int err;
+
+	if (!ctx || !f)
+		return uerr(EINVAL, "%s is NULL", ctx ? "f" : "ctx");
+	if ((err = ubdma_rcache_stats(ctx, &s, sizeof(s))))
+		return err;
+	fprintf(f, "rcache monitor: %s\n", s.monitor);
+	fprintf(f, "rcache hits: %llu\nrcache misses: %llu\nrcache merges: %llu\n", (unsigned long long)s.hits,
+		(unsigned long long)s.misses, (unsigned long long)s.merges);
+	fprintf(f, "rcache evictions: %llu\nrcache invalidations: %llu\n", (unsigned long long)s.evictions,
+		(unsigned long long)s.invalidations);
+	fprintf(f, "rcache bytes pinned: %llu\nrcache entries: %llu\nrcache held invalid: %llu\n",
+		(unsigned long long)s.bytes_pinned, (unsigned long long)s.entries,
+		(unsigned long long)s.held_invalid);
+	fprintf(f, "rcache unmonitored entries: %llu\nrcache limit failures: %llu\n",
+		(unsigned long long)s.unmonitored, (unsigned long long)s.limit_failures);
+	fprintf(f, "rcache events: unmap %llu, remove %llu, remap %llu\n", (unsigned long long)s.events_unmap,
+		(unsigned long long)s.events_remove, (unsigned long long)s.events_remap);
+	fprintf(f, "rcache limits: %llu bytes, %llu entries, %llu IOMMU entries (0: none)\n",
+		(unsigned long long)s.max_bytes, (unsigned long long)s.max_entries,
+		(unsigned long long)s.max_iommu);
+	return ferror(f) ? uerr(EIO, "cannot write the statistics") : 0;
+}

@@ -1,0 +1,116 @@
+/*
+ * rcache_int.h - the registration cache as its two files see it: the cache of one context (its
+ * index, CLOCK list, limits, counters) and the userfaultfd monitor that invalidates entries.
+ *
+ * Locking (docs/rcache.md has the reasoning):
+ *  - lock (rwlock): the index, the CLOCK list, the dead flags, the invalidation ring, the
+ *    graveyard and the remap fix-ups.  Hits take it shared; misses, evictions, invalidations and
+ *    the monitor take it exclusive.  Nothing that can free or unmap memory runs under it: a free()
+ *    may trim the heap, and an unmap of a monitored range blocks until the monitor has read the
+ *    event, while the monitor may be waiting for this lock.
+ *  - miss_lock (mutex): serialises misses, flushes, explicit invalidations and limit changes, so
+ *    that only the monitor runs concurrently with a miss.
+ *  - all_lock (mutex): the list of every registration the cache made (for stats and teardown).
+ * The monitor thread never allocates or frees: registrations it invalidates and nobody holds go
+ * to the graveyard, which the next put or miss empties.
+ */
+#ifndef UBDMA_RCACHE_INT_H
+#define UBDMA_RCACHE_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ubdma/ubdma.h>
+
+#include "core/ctx.h"
+
+#define RC_RING 64    /* invalidated ranges remembered for misses in flight */
+#define RC_FIXUPS 32  /* moved (mremap) ranges whose inherited mlock is still to drop */
+
+struct ubdma_reg {
+	/* read by the hit path */
+	uintptr_t lo, hi;      /* wired range: page aligned (hugetlb page aligned on hugetlb) */
+	int flags;	       /* UBDMA_UMEM_READ / WRITE */
+	uint8_t used;	       /* CLOCK bit: set by hits, cleared by the eviction scan (atomic) */
+	uint8_t dead;	       /* out of the index: never handed out again (under lock) */
+	uint8_t monitored;     /* ulo..uhi is registered with userfaultfd */
+	uint64_t ref;	       /* holders, + 1 while in the index (atomic) */
+	uint64_t hits;	       /* look-ups this entry answered (atomic) */
+	struct ubdma_umem *umem;
+	struct rcache *rc;
+	int nchunks;	       /* IOMMU mappings (backend map calls) the entry holds */
+	uintptr_t ulo, uhi;    /* range registered with userfaultfd */
+	struct ubdma_reg *lru_prev, *lru_next; /* CLOCK order, oldest first (index entries) */
+	struct ubdma_reg *all_prev, *all_next;
+	struct ubdma_reg *grave_next;
+};
+
+struct rc_range {
+	uintptr_t s, e;
+};
+
+enum rc_mon_state { MON_OFF, MON_START, MON_ON };
+
+struct rcache {
+	struct ubdma_ctx *ctx;
+	pthread_rwlock_t lock;
+	pthread_mutex_t miss_lock;
+	pthread_mutex_t all_lock;
+
+	struct ubdma_reg **idx;	   /* index entries sorted by lo, never overlapping */
+	size_t n, cap;
+	struct ubdma_reg *lru_head, *lru_tail;
+	struct ubdma_reg *all;
+	struct ubdma_reg *grave;   /* invalidated, unreferenced, to destroy (atomic load) */
+
+	size_t max_bytes, max_entries, max_iommu; /* 0: no limit */
+
+	/* accounting and counters, atomic */
+	uint64_t bytes, iommu, nall;
+	uint64_t hits_retired, misses, merges, evictions, invalidations, limit_failures;
+	uint64_t ev_unmap, ev_remove, ev_remap, ev_other, unmonitored;
+
+	/* ranges invalidated under lock, numbered by inval_seq (a miss checks what it overlapped) */
+	uint64_t inval_seq;
+	struct rc_range ring[RC_RING];
+	struct rc_range fix[RC_FIXUPS];
+	int nfix;
+
+	/* the monitor */
+	int want_monitor;	   /* UBDMA_RCACHE_MONITOR_* asked for */
+	enum rc_mon_state mon;	   /* under miss_lock */
+	int uffd, efd;
+	pthread_t thread;
+	uint64_t mon_begun, mon_done; /* batches read / processed (atomic) */
+	pthread_mutex_t mon_lock;
+	pthread_cond_t mon_cv;
+	int mon_exiting;	   /* the monitor left poll() for good (under mon_lock) */
+	char mon_desc[160];
+
+	struct rcache *gnext;	   /* every cache of the process (fork handling) */
+};
+
+/* rcache.c: invalidate every entry overlapping [s, e); caller holds lock exclusive. */
+void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unregister);
+/* rcache.c: remember a range that moved away (mremap) for the next reap; lock exclusive. */
+void rc_fixup_locked(struct rcache *rc, uintptr_t s, uintptr_t e);
+
+/* monitor.c */
+int mon_start(struct rcache *rc);
+void mon_stop(struct rcache *rc);
+void mon_forget(struct rcache *rc); /* in a fork child: drop the parent's monitor without I/O */
+/* Register [s, e) (page aligned) for events; 0 and the registered range, or an errno. */
+int mon_register(struct rcache *rc, uintptr_t s, uintptr_t e, uintptr_t *ulo, uintptr_t *uhi);
+void mon_unregister(struct rcache *rc, uintptr_t s, uintptr_t e);
+void mon_wait(struct rcache *rc);
+
+/* Hits wait while the monitor has read events it has not yet applied. */
+static inline void mon_sync(struct rcache *rc)
+{
+	if (__builtin_expect(__atomic_load_n(&rc->mon_begun, __ATOMIC_SEQ_CST) !=
+			     __atomic_load_n(&rc->mon_done, __ATOMIC_ACQUIRE), 0))
+		mon_wait(rc);
+}
+
+#endif
