@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/klog.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,6 +197,31 @@ static void expect_fault(uint64_t iova)
 	fflush(stdout);
 }
 
+/*
+ * Wait until the kernel has logged the DMAR fault at iova's page.  The emulated VT-d records one
+ * primary fault at a time and drops a new one while the last is still pending, so a test that
+ * provokes faults back to back must let the kernel's fault handler take each before the next.
+ */
+static int await_fault(uint64_t iova)
+{
+	char key[64], *buf = malloc(1 << 20);
+
+	snprintf(key, sizeof(key), "fault addr %#" PRIx64, iova & ~(uint64_t)(PG - 1));
+	for (int i = 0; buf && i < 300; i++) {
+		int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, (1 << 20) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, key)) {
+				free(buf);
+				return 1;
+			}
+		}
+		usleep(10000);
+	}
+	free(buf);
+	return 0;
+}
+
 static void cb(void *arg, ubdma_seg_t *segs, int nseg, int error)
 {
 	ubdma_seg_t *out = arg;
@@ -233,11 +259,13 @@ int main(void)
 	expect_fault(past);
 	check(identify(past) == 0 && all(b, 8 * PG, POISON),
 	      "page_past: Identify at %#" PRIx64 " (one page past the registration) reached none of our memory", past);
+	check(await_fault(past), "page_past: the kernel logged the DMAR fault at %#" PRIx64, past);
 
 	/* unregister */
 	ubdma_umem_unlock(u);
 	expect_fault(last);
 	check(identify(last) == 0 && all(b, 8 * PG, POISON), "unregister: IOVA %#" PRIx64 " faults after unlock", last);
+	check(await_fault(last), "unregister: the kernel logged the DMAR fault at %#" PRIx64, last);
 
 	/* other_ctx: the e1000e's container, a buffer in it above everything the NVMe's maps */
 	rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx2);
@@ -271,6 +299,7 @@ int main(void)
 		expect_fault(oi);
 		check(identify(oi) == 0 && all(o, 4 * PG, POISON),
 		      "other_ctx: the NVMe aimed at the other container's IOVA %#" PRIx64 " reached nothing", oi);
+		check(await_fault(oi), "other_ctx: the kernel logged the DMAR fault at %#" PRIx64, oi);
 	}
 	ubdma_umem_unlock(uo);
 	ubdma_umem_unlock(up);
