@@ -1,0 +1,398 @@
+/*
+ * bench/rcache.c - the registration cache side by side with UCX's (Debian libucx 1.13,
+ * ucs_rcache_*) and with no cache at all, in one process, on the same backing work.
+ *
+ * The backing work is the same everywhere: ubdma_umem_lock() wires and maps a range into the
+ * context (va backend unless --backend says otherwise), ubdma_umem_unlock() undoes it.  UCX's
+ * cache calls them from its mem_reg / mem_dereg callbacks; "nocache" calls them directly.
+ *
+ * Rows (unit ns, median and 99th percentile over samples):
+ *  hit               one get + put of a cached 4 KiB buffer (nocache: lock + unlock).  A sample
+ *                    is a batch of BATCH pairs timed with clock_gettime, divided by BATCH.
+ *  miss              the call that registers an uncached 4 KiB buffer (nocache: the bare
+ *                    umem_lock), each timed alone; buffers are fresh pages with gaps between
+ *                    them so that no cache merges them.
+ *  cycle_working_set one get + put of a buffer drawn at random from NBUF buffers of mixed sizes
+ *                    (4 KiB - 64 MiB, 256 MiB in all) with the caches limited to 128 MiB, so that
+ *                    they evict and miss; each timed alone (nocache: lock + unlock).
+ * Output: a table (default), --csv, or --json (one object per row: name, impl, unit, median,
+ * p99, samples, note).  Without UCX at build time the ucx rows say skipped.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ubdma/ubdma.h>
+
+#ifdef UBDMA_BENCH_UCX
+#include <ucm/api/ucm.h>
+#include <ucs/memory/rcache.h>
+#endif
+
+#define BATCH 256
+#define HIT_SAMPLES 2000
+#define MISS_SAMPLES 2000
+#define NBUF 24
+#define LIMIT (128UL << 20)
+#define PG 4096UL
+#define RW (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)
+
+struct row {
+	const char *name, *impl;
+	double median, p99;
+	int samples;
+	char note[160];
+};
+
+static struct row rows[16];
+static int nrows;
+static ubdma_ctx_t *ctx;
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void add_row(const char *name, const char *impl, double *s, int n, const char *note)
+{
+	struct row *r = &rows[nrows++];
+
+	r->name = name;
+	r->impl = impl;
+	r->samples = n;
+	snprintf(r->note, sizeof(r->note), "%s", note ? note : "");
+	if (n > 0) {
+		qsort(s, (size_t)n, sizeof(*s), cmp_d);
+		r->median = s[n / 2];
+		r->p99 = s[(size_t)n * 99 / 100 < (size_t)n ? (size_t)n * 99 / 100 : (size_t)n - 1];
+	}
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "bench_rcache: %s: %s (%s)\n", what, strerror(err), ubdma_last_error());
+	exit(1);
+}
+
+/* One implementation behind three calls. */
+struct impl {
+	const char *name;
+	int (*get)(void *addr, size_t len, void **h);
+	void (*put)(void *h);
+	void (*set_limit)(size_t bytes);
+	void (*drop_all)(void);
+};
+
+/* ------------------------------------------------------------ ubdma */
+
+static int u_get(void *addr, size_t len, void **h)
+{
+	return ubdma_reg_get(ctx, addr, len, RW, (ubdma_reg_t **)h);
+}
+
+static void u_put(void *h)
+{
+	ubdma_reg_put(h);
+}
+
+static void u_limit(size_t bytes)
+{
+	ubdma_rcache_set_limits(ctx, bytes, 0, 0);
+}
+
+static void u_drop(void)
+{
+	ubdma_rcache_flush(ctx);
+}
+
+/* ----------------------------------------------------------- nocache */
+
+static int n_get(void *addr, size_t len, void **h)
+{
+	return ubdma_umem_lock(ctx, addr, len, RW, (ubdma_umem_t **)h);
+}
+
+static void n_put(void *h)
+{
+	ubdma_umem_unlock(h);
+}
+
+static void n_limit(size_t bytes)
+{
+	(void)bytes;
+}
+
+static void n_drop(void)
+{
+}
+
+/* --------------------------------------------------------------- UCX */
+
+#ifdef UBDMA_BENCH_UCX
+struct ucx_region {
+	ucs_rcache_region_t super;
+	ubdma_umem_t *umem;
+};
+
+static ucs_rcache_t *ucx_rc;
+static size_t ucx_limit = 0;
+
+static ucs_status_t ucx_mem_reg(void *context, ucs_rcache_t *rcache, void *arg, ucs_rcache_region_t *region,
+				uint16_t flags)
+{
+	struct ucx_region *r = (struct ucx_region *)region;
+
+	(void)context, (void)rcache, (void)arg, (void)flags;
+	return ubdma_umem_lock(ctx, (void *)region->super.start, region->super.end - region->super.start, RW,
+			       &r->umem) ? UCS_ERR_IO_ERROR : UCS_OK;
+}
+
+static void ucx_mem_dereg(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region)
+{
+	(void)context, (void)rcache;
+	ubdma_umem_unlock(((struct ucx_region *)region)->umem);
+}
+
+static void ucx_dump(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region, char *buf, size_t max)
+{
+	(void)context, (void)rcache, (void)region;
+	snprintf(buf, max, "ubdma umem");
+}
+
+static const ucs_rcache_ops_t ucx_ops = { ucx_mem_reg, ucx_mem_dereg, ucx_dump };
+
+static int ucx_create(size_t limit, char *why, size_t whylen)
+{
+	ucs_rcache_params_t p;
+
+	memset(&p, 0, sizeof(p));
+	p.region_struct_size = sizeof(struct ucx_region);
+	p.alignment = PG;
+	p.max_alignment = PG;
+	p.ucm_events = UCM_EVENT_VM_UNMAPPED; /* its monitor: the unmap hooks of libucm */
+	p.ucm_event_priority = 1000;
+	p.ops = &ucx_ops;
+	p.context = NULL;
+	p.flags = UCS_RCACHE_FLAG_NO_PFN_CHECK;
+	p.max_regions = limit ? 65536 : ULONG_MAX;
+	p.max_size = limit ? limit : SIZE_MAX;
+	p.max_unreleased = SIZE_MAX;
+	ucs_status_t st = ucs_rcache_create(&p, "bench", NULL, &ucx_rc);
+	if (st != UCS_OK) {
+		snprintf(why, whylen, "ucs_rcache_create failed: status %d", (int)st);
+		return -1;
+	}
+	ucx_limit = limit;
+	return 0;
+}
+
+static int x_get(void *addr, size_t len, void **h)
+{
+	return ucs_rcache_get(ucx_rc, addr, len, PROT_READ | PROT_WRITE, NULL, (ucs_rcache_region_t **)h) ==
+	       UCS_OK ? 0 : EIO;
+}
+
+static void x_put(void *h)
+{
+	ucs_rcache_region_put(ucx_rc, h);
+}
+
+static void x_limit(size_t bytes)
+{
+	char why[128];
+
+	/* UCX fixes its limits at creation: make a new cache */
+	ucs_rcache_destroy(ucx_rc);
+	if (ucx_create(bytes, why, sizeof(why)))
+		die(why, EIO);
+}
+
+static void x_drop(void)
+{
+	x_limit(ucx_limit);
+}
+#endif
+
+/* ------------------------------------------------------------- rows */
+
+static void row_hit(const struct impl *im)
+{
+	char *buf = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	double *s = malloc(HIT_SAMPLES * sizeof(*s));
+	void *h;
+	int err;
+
+	memset(buf, 1, PG);
+	if ((err = im->get(buf, PG, &h)))
+		die("hit warm-up", err);
+	im->put(h);
+	for (int i = 0; i < HIT_SAMPLES; i++) {
+		uint64_t t0 = now_ns();
+		for (int j = 0; j < BATCH; j++) {
+			if ((err = im->get(buf, PG, &h)))
+				die("hit", err);
+			im->put(h);
+		}
+		s[i] = (double)(now_ns() - t0) / BATCH;
+	}
+	add_row("hit", im->name, s, HIT_SAMPLES, "4 KiB buffer, get + put");
+	im->drop_all();
+	munmap(buf, PG);
+	free(s);
+}
+
+static void row_miss(const struct impl *im)
+{
+	size_t span = 2 * PG * MISS_SAMPLES;
+	char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	double *s = malloc(MISS_SAMPLES * sizeof(*s));
+	void **h = calloc(MISS_SAMPLES, sizeof(*h));
+	int err;
+
+	memset(base, 1, span);
+	for (int i = 0; i < MISS_SAMPLES; i++) {
+		char *b = base + (size_t)i * 2 * PG; /* a gap after each: nothing to merge */
+		uint64_t t0 = now_ns();
+		if ((err = im->get(b, PG, &h[i])))
+			die("miss", err);
+		s[i] = (double)(now_ns() - t0);
+	}
+	for (int i = 0; i < MISS_SAMPLES; i++)
+		im->put(h[i]);
+	add_row("miss", im->name, s, MISS_SAMPLES, "fresh 4 KiB buffer: the registering call");
+	im->drop_all();
+	munmap(base, span);
+	free(s);
+	free(h);
+}
+
+static void row_cycle(const struct impl *im, char **bufs, const size_t *lens, int iters)
+{
+	double *s = malloc((size_t)iters * sizeof(*s));
+	unsigned seed = 12345;
+	void *h;
+	int err;
+
+	im->set_limit(LIMIT);
+	for (int i = 0; i < iters; i++) {
+		int k = rand_r(&seed) % NBUF;
+		uint64_t t0 = now_ns();
+		if ((err = im->get(bufs[k], lens[k], &h)))
+			die("cycle", err);
+		im->put(h);
+		s[i] = (double)(now_ns() - t0);
+	}
+	add_row("cycle_working_set", im->name, s, iters, "24 buffers 4 KiB-64 MiB, 256 MiB over a 128 MiB limit");
+	im->set_limit(0);
+	im->drop_all();
+	free(s);
+}
+
+static void print_rows(int fmt)
+{
+	if (fmt == 'j') {
+		printf("[\n");
+		for (int i = 0; i < nrows; i++)
+			printf("  {\"name\": \"%s\", \"impl\": \"%s\", \"unit\": \"ns\", \"median\": %.1f, \"p99\": %.1f, "
+			       "\"samples\": %d, \"note\": \"%s\"%s}%s\n",
+			       rows[i].name, rows[i].impl, rows[i].median, rows[i].p99, rows[i].samples, rows[i].note,
+			       rows[i].samples ? "" : ", \"skipped\": true", i + 1 < nrows ? "," : "");
+		printf("]\n");
+	} else if (fmt == 'c') {
+		printf("name,impl,unit,median,p99,samples,note\n");
+		for (int i = 0; i < nrows; i++)
+			printf("%s,%s,ns,%.1f,%.1f,%d,\"%s\"\n", rows[i].name, rows[i].impl, rows[i].median,
+			       rows[i].p99, rows[i].samples, rows[i].note);
+	} else {
+		printf("%-18s %-8s %14s %14s %8s  %s\n", "row", "impl", "median ns", "p99 ns", "samples", "note");
+		for (int i = 0; i < nrows; i++) {
+			if (!rows[i].samples)
+				printf("%-18s %-8s %14s %14s %8s  %s\n", rows[i].name, rows[i].impl, "skipped", "-", "-",
+				       rows[i].note);
+			else
+				printf("%-18s %-8s %14.1f %14.1f %8d  %s\n", rows[i].name, rows[i].impl, rows[i].median,
+				       rows[i].p99, rows[i].samples, rows[i].note);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	enum ubdma_backend be = UBDMA_BACKEND_VA;
+	int fmt = 't', iters = 400, err;
+	char ucx_why[160] = "built without UCX (libucx-dev)";
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			fmt = 'j';
+		else if (!strcmp(argv[i], "--csv"))
+			fmt = 'c';
+		else if (!strcmp(argv[i], "--quick"))
+			iters = 40;
+		else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+			be = !strcmp(argv[++i], "auto") ? UBDMA_BACKEND_AUTO : UBDMA_BACKEND_VA;
+		else {
+			fprintf(stderr, "usage: %s [--json|--csv] [--quick] [--backend va|auto]\n", argv[0]);
+			return 2;
+		}
+	}
+	if ((err = ubdma_ctx_open(be, &ctx)))
+		die("ubdma_ctx_open", err);
+
+	struct impl u = { "ubdma", u_get, u_put, u_limit, u_drop };
+	struct impl n = { "nocache", n_get, n_put, n_limit, n_drop };
+	struct impl *impls[3] = { &u, NULL, &n };
+#ifdef UBDMA_BENCH_UCX
+	struct impl x = { "ucx", x_get, x_put, x_limit, x_drop };
+	if (ucx_create(0, ucx_why, sizeof(ucx_why)) == 0)
+		impls[1] = &x;
+#endif
+	/* the working set: sizes 4 KiB .. 64 MiB, three of each, 256 MiB in all */
+	static const size_t sz[] = { 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20 };
+	char *bufs[NBUF];
+	size_t lens[NBUF];
+	for (int i = 0; i < NBUF; i++) {
+		lens[i] = sz[i % 8];
+		bufs[i] = mmap(NULL, lens[i] + PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (bufs[i] == MAP_FAILED)
+			die("mmap", errno);
+		memset(bufs[i], 1, lens[i]);
+	}
+	for (int k = 0; k < 3; k++) {
+		if (!impls[k]) {
+			add_row("hit", "ucx", NULL, 0, ucx_why);
+			add_row("miss", "ucx", NULL, 0, ucx_why);
+			add_row("cycle_working_set", "ucx", NULL, 0, ucx_why);
+			continue;
+		}
+		row_hit(impls[k]);
+		row_miss(impls[k]);
+		row_cycle(impls[k], bufs, lens, iters);
+	}
+	print_rows(fmt);
+	if (fmt == 't') {
+		printf("\n");
+		ubdma_rcache_stats_print(ctx, stdout);
+	}
+#ifdef UBDMA_BENCH_UCX
+	if (impls[1])
+		ucs_rcache_destroy(ucx_rc);
+#endif
+	ubdma_ctx_close(ctx);
+	return 0;
+}
