@@ -55,6 +55,47 @@ static inline void add(uint64_t *p, uint64_t v)
 	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+/*
+ * Hit counters, one per thread and cache: a hit adds to its own counter with a plain store, so
+ * hits of different threads never write the same cache line.  A thread keeps the counters of
+ * its last four caches; one that cycles through more contexts gets new counters (kept until the
+ * cache goes).
+ */
+#define TL_SLOTS 4
+static __thread struct {
+	uint64_t id;
+	struct rc_ctr *c;
+} tl_ctr[TL_SLOTS] __attribute__((tls_model("initial-exec")));
+static __thread unsigned tl_next __attribute__((tls_model("initial-exec")));
+static uint64_t rc_ids;
+
+static __attribute__((noinline)) void count_hit_slow(struct rcache *rc)
+{
+	struct rc_ctr *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return; /* the hit is not counted: better than failing it */
+	c->hits = 1;
+	pthread_mutex_lock(&rc->all_lock);
+	c->next = rc->ctrs;
+	rc->ctrs = c;
+	pthread_mutex_unlock(&rc->all_lock);
+	unsigned i = tl_next++ % TL_SLOTS;
+	tl_ctr[i].id = rc->id;
+	tl_ctr[i].c = c;
+}
+
+static inline void count_hit(struct rcache *rc)
+{
+	for (int i = 0; i < TL_SLOTS; i++)
+		if (tl_ctr[i].id == rc->id) {
+			struct rc_ctr *c = tl_ctr[i].c;
+			__atomic_store_n(&c->hits, c->hits + 1, __ATOMIC_RELAXED);
+			return;
+		}
+	count_hit_slow(rc);
+}
+
 /* ------------------------------------------------------------------ index */
 
 /* Position of the first entry with lo > a (so the candidate holding a is the one before). */
@@ -64,7 +105,7 @@ static size_t idx_upper(const struct rcache *rc, uintptr_t a)
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (rc->idx[mid]->lo <= a)
+		if (rc->ix->e[mid]->lo <= a)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -80,7 +121,7 @@ static struct ubdma_reg *idx_lookup(const struct rcache *rc, uintptr_t a, uintpt
 
 	if (i == 0)
 		return NULL;
-	r = rc->idx[i - 1];
+	r = rc->ix->e[i - 1];
 	if (r->hi < b || (r->flags & flags) != flags)
 		return NULL;
 	RC_ASSERT(!r->dead);
@@ -91,25 +132,40 @@ static size_t idx_pos(const struct rcache *rc, const struct ubdma_reg *r)
 {
 	size_t i = idx_upper(rc, r->lo);
 
-	RC_ASSERT(i > 0 && rc->idx[i - 1] == r);
+	RC_ASSERT(i > 0 && rc->ix->e[i - 1] == r);
 	return i - 1;
 }
 
-/* Room for one more entry; the old array (if any) goes to *oldp, freed after unlock. */
-static int idx_reserve(struct rcache *rc, void **oldp)
+static void seq_begin(struct rcache *rc)
 {
-	*oldp = NULL;
-	if (rc->n < rc->cap)
+	__atomic_store_n(&rc->seq, rc->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void seq_end(struct rcache *rc)
+{
+	__atomic_store_n(&rc->seq, rc->seq + 1, __ATOMIC_RELEASE);
+}
+
+/* Room for one more entry: a larger array, published; the old one stays until the cache goes. */
+static int idx_reserve(struct rcache *rc)
+{
+	size_t cap = rc->ix ? rc->ix->cap : 0;
+
+	if (rc->n < cap)
 		return 0;
-	size_t cap = rc->cap ? rc->cap * 2 : 64;
-	struct ubdma_reg **n = malloc(cap * sizeof(*n));
+	cap = cap ? cap * 2 : 64;
+	/* zeroed: a hit may read a slot past the count it saw; it finds NULL or an entry */
+	struct rc_index *n = calloc(1, sizeof(*n) + cap * sizeof(n->e[0]));
 	if (!n)
 		return ENOMEM;
-	if (rc->n)
-		memcpy(n, rc->idx, rc->n * sizeof(*n));
-	*oldp = rc->idx;
-	rc->idx = n;
-	rc->cap = cap;
+	n->cap = cap;
+	n->older = rc->ix;
+	for (size_t i = 0; i < rc->n; i++)
+		n->e[i] = rc->ix->e[i];
+	seq_begin(rc);
+	__atomic_store_n(&rc->ix, n, __ATOMIC_RELEASE);
+	seq_end(rc);
 	return 0;
 }
 
@@ -117,10 +173,22 @@ static void idx_insert(struct rcache *rc, struct ubdma_reg *r)
 {
 	size_t i = idx_upper(rc, r->lo);
 
-	RC_ASSERT(rc->n < rc->cap);
-	memmove(&rc->idx[i + 1], &rc->idx[i], (rc->n - i) * sizeof(*rc->idx));
-	rc->idx[i] = r;
-	rc->n++;
+	RC_ASSERT(rc->n < rc->ix->cap);
+	seq_begin(rc);
+	for (size_t j = rc->n; j > i; j--)
+		__atomic_store_n(&rc->ix->e[j], rc->ix->e[j - 1], __ATOMIC_RELAXED);
+	__atomic_store_n(&rc->ix->e[i], r, __ATOMIC_RELAXED);
+	__atomic_store_n(&rc->n, rc->n + 1, __ATOMIC_RELAXED);
+	seq_end(rc);
+}
+
+static void idx_remove(struct rcache *rc, size_t i)
+{
+	seq_begin(rc);
+	for (size_t j = i; j + 1 < rc->n; j++)
+		__atomic_store_n(&rc->ix->e[j], rc->ix->e[j + 1], __ATOMIC_RELAXED);
+	__atomic_store_n(&rc->n, rc->n - 1, __ATOMIC_RELAXED);
+	seq_end(rc);
 }
 
 static void lru_unlink(struct rcache *rc, struct ubdma_reg *r)
@@ -155,12 +223,12 @@ static void unwatch_locked(struct rcache *rc, struct ubdma_reg *r, size_t pos)
 	if (!r->monitored)
 		return;
 	if (pos > 0) {
-		const struct ubdma_reg *p = rc->idx[pos - 1];
+		const struct ubdma_reg *p = rc->ix->e[pos - 1];
 		uintptr_t pe = p->monitored ? p->uhi : p->hi;
 		s = s > pe ? s : pe;
 	}
 	if (pos < rc->n) {
-		const struct ubdma_reg *q = rc->idx[pos];
+		const struct ubdma_reg *q = rc->ix->e[pos];
 		uintptr_t qs = q->monitored ? q->ulo : q->lo;
 		e = e < qs ? e : qs;
 	}
@@ -177,8 +245,7 @@ static void remove_locked(struct rcache *rc, struct ubdma_reg *r, int unregister
 {
 	size_t i = idx_pos(rc, r);
 
-	memmove(&rc->idx[i], &rc->idx[i + 1], (rc->n - i - 1) * sizeof(*rc->idx));
-	rc->n--;
+	idx_remove(rc, i);
 	lru_unlink(rc, r);
 	r->dead = 1;
 	if (unregister)
@@ -223,10 +290,10 @@ void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unreg
 	size_t i = idx_upper(rc, s);
 	uintptr_t rs = s, re = e;
 
-	if (i > 0 && rc->idx[i - 1]->hi > s)
+	if (i > 0 && rc->ix->e[i - 1]->hi > s)
 		i--;
-	while (i < rc->n && rc->idx[i]->lo < e) {
-		struct ubdma_reg *r = rc->idx[i];
+	while (i < rc->n && rc->ix->e[i]->lo < e) {
+		struct ubdma_reg *r = rc->ix->e[i];
 		rs = r->lo < rs ? r->lo : rs;
 		re = r->hi > re ? r->hi : re;
 		if (r->monitored) {
@@ -261,7 +328,6 @@ static void reg_destroy(struct ubdma_reg *r)
 	__atomic_fetch_sub(&rc->bytes, r->hi - r->lo, __ATOMIC_RELAXED);
 	__atomic_fetch_sub(&rc->iommu, (uint64_t)r->nchunks, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&rc->all_lock);
-	add(&rc->hits_retired, ld(&r->hits));
 	if (r->all_prev)
 		r->all_prev->all_next = r->all_next;
 	else
@@ -269,8 +335,10 @@ static void reg_destroy(struct ubdma_reg *r)
 	if (r->all_next)
 		r->all_next->all_prev = r->all_prev;
 	rc->nall--;
+	/* hits may still be reading it: keep it for reuse (ref 0 fails their increment) */
+	r->grave_next = rc->free;
+	rc->free = r;
 	pthread_mutex_unlock(&rc->all_lock);
-	free(r);
 }
 
 static void destroy_list(struct ubdma_reg *r)
@@ -450,6 +518,7 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 		return uerr(ENOMEM, "out of memory for the registration cache");
 	}
 	rc->ctx = ctx;
+	rc->id = __atomic_add_fetch(&rc_ids, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_init(&rc->lock, NULL);
 	pthread_mutex_init(&rc->miss_lock, NULL);
 	pthread_mutex_init(&rc->all_lock, NULL);
@@ -490,7 +559,18 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	/* every registration goes, held or not: they are invalid once the context closes */
 	while (rc->all)
 		reg_destroy(rc->all);
-	free(rc->idx);
+	for (struct ubdma_reg *r = rc->free, *n; r; r = n) {
+		n = r->grave_next;
+		free(r);
+	}
+	for (struct rc_index *x = rc->ix, *o; x; x = o) {
+		o = x->older;
+		free(x);
+	}
+	for (struct rc_ctr *c = rc->ctrs, *n; c; c = n) {
+		n = c->next;
+		free(c);
+	}
 	pthread_cond_destroy(&rc->mon_cv);
 	pthread_mutex_destroy(&rc->mon_lock);
 	pthread_mutex_destroy(&rc->all_lock);
@@ -560,8 +640,8 @@ static void plan_locked(const struct rcache *rc, uintptr_t a, uintptr_t b, int f
 
 	*p = (struct plan){ a, b, flags, 0 };
 	i = i >= 2 ? i - 2 : 0; /* an entry ending at a sits before one starting at a */
-	for (; i < rc->n && rc->idx[i]->lo <= b; i++) {
-		const struct ubdma_reg *r = rc->idx[i];
+	for (; i < rc->n && rc->ix->e[i]->lo <= b; i++) {
+		const struct ubdma_reg *r = rc->ix->e[i];
 		int overlap = r->lo < b && a < r->hi;
 		int touch = (r->hi == a || r->lo == b) && r->flags == flags;
 		if (!overlap && !touch)
@@ -580,8 +660,8 @@ static void replaced_locked(const struct rcache *rc, uintptr_t lo, uintptr_t hi,
 
 	if (i > 0)
 		i--;
-	for (; i < rc->n && rc->idx[i]->lo < hi; i++) {
-		const struct ubdma_reg *r = rc->idx[i];
+	for (; i < rc->n && rc->ix->e[i]->lo < hi; i++) {
+		const struct ubdma_reg *r = rc->ix->e[i];
 		if (r->hi <= lo)
 			continue;
 		nd->entries_back++;
@@ -620,18 +700,38 @@ static int make_room(struct rcache *rc, const struct plan *p, int force)
 
 static struct ubdma_reg *reg_new(struct rcache *rc, struct ubdma_umem *u, int flags)
 {
-	struct ubdma_reg *r = calloc(1, sizeof(*r));
+	struct ubdma_reg *r;
+	const struct umem_chunk *last = &u->chunks[u->nchunks - 1];
 
-	if (!r)
+	pthread_mutex_lock(&rc->all_lock);
+	if ((r = rc->free))
+		rc->free = r->grave_next;
+	pthread_mutex_unlock(&rc->all_lock);
+	if (!r && !(r = calloc(1, sizeof(*r))))
 		return NULL;
+	/* hits may read a recycled entry through a stale index slot: atomic stores */
+	__atomic_store_n(&r->lo, u->chunks[0].va, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->hi, last->va + last->npages * last->pgsz, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->flags, flags, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->used, 0, __ATOMIC_RELAXED);
+	r->dead = 0;
+	r->monitored = 0;
 	r->rc = rc;
 	r->umem = u;
-	r->flags = flags;
-	r->lo = u->chunks[0].va;
-	r->hi = u->chunks[u->nchunks - 1].va + u->chunks[u->nchunks - 1].npages * u->chunks[u->nchunks - 1].pgsz;
 	r->nchunks = u->nchunks;
+	r->ulo = r->uhi = 0;
+	r->lru_prev = r->lru_next = r->all_prev = r->all_next = r->grave_next = NULL;
 	u->internal = 1;
 	return r;
+}
+
+/* An entry that never entered the index goes back to the free list. */
+static void reg_recycle(struct rcache *rc, struct ubdma_reg *r)
+{
+	pthread_mutex_lock(&rc->all_lock);
+	r->grave_next = rc->free;
+	rc->free = r;
+	pthread_mutex_unlock(&rc->all_lock);
 }
 
 static void reg_track(struct rcache *rc, struct ubdma_reg *r)
@@ -706,16 +806,15 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		struct plan p;
 		uintptr_t ulo = 0, uhi = 0;
 		int monitored;
-		void *old = NULL;
 
 		mon_sync(rc);
 		pthread_rwlock_rdlock(&rc->lock);
 		if ((r = idx_lookup(rc, a, b, flags))) {
 			/* another thread registered it meanwhile: a hit after all */
 			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
-			__atomic_fetch_add(&r->hits, 1, __ATOMIC_RELAXED);
 			pthread_rwlock_unlock(&rc->lock);
 			pthread_mutex_unlock(&rc->miss_lock);
+			count_hit(rc);
 			*regp = r;
 			return 0;
 		}
@@ -751,7 +850,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		r->monitored = (uint8_t)monitored;
 		r->ulo = ulo;
 		r->uhi = uhi;
-		r->ref = 2; /* the index and the caller */
+		__atomic_store_n(&r->ref, 2, __ATOMIC_RELEASE); /* the index and the caller */
 
 		pthread_rwlock_wrlock(&rc->lock);
 		uintptr_t cs = monitored && ulo < r->lo ? ulo : r->lo, ce = monitored && uhi > r->hi ? uhi : r->hi;
@@ -759,7 +858,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 			/* the memory changed while we registered it: what we wired may be stale */
 			pthread_rwlock_unlock(&rc->lock);
 			ubdma_umem_unlock(u);
-			free(r);
+			reg_recycle(rc, r);
 			reap(rc);
 			if (attempt + 1 < MISS_ATTEMPTS)
 				continue;
@@ -771,12 +870,12 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 				   .xlo = r->lo, .xhi = r->hi };
 		replaced_locked(rc, r->lo, r->hi, &nd);
 		int limit = 0;
-		if ((err = idx_reserve(rc, &old)) == 0 && (limit = err = fit_locked(rc, &nd, 0, &victims)) == 0) {
+		if ((err = idx_reserve(rc)) == 0 && (limit = err = fit_locked(rc, &nd, 0, &victims)) == 0) {
 			size_t i = idx_upper(rc, r->lo);
-			if (i > 0 && rc->idx[i - 1]->hi > r->lo)
+			if (i > 0 && rc->ix->e[i - 1]->hi > r->lo)
 				i--;
-			while (i < rc->n && rc->idx[i]->lo < r->hi) {
-				remove_locked(rc, rc->idx[i], 0, &victims);
+			while (i < rc->n && rc->ix->e[i]->lo < r->hi) {
+				remove_locked(rc, rc->ix->e[i], 0, &victims);
 				add(&rc->merges, 1);
 			}
 			idx_insert(rc, r);
@@ -786,11 +885,10 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 			add(&rc->misses, 1);
 		}
 		pthread_rwlock_unlock(&rc->lock);
-		free(old);
 		destroy_list(victims);
 		if (err) {
 			ubdma_umem_unlock(u);
-			free(r);
+			reg_recycle(rc, r);
 			err = limit ? count_limit_failure(rc, err, nd.bytes) : uerr(err, "out of memory");
 			break;
 		}
@@ -804,6 +902,53 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 }
 
 /* ------------------------------------------------------------ public API */
+
+/*
+ * The hit path without the lock: a seqlock read of the index (writers make rc->seq odd while
+ * they change it), then "increment unless zero" on the entry's reference.  Entries are never
+ * freed while the cache lives (a destroyed one has reference 0, a recycled one is caught by the
+ * sequence check), and index arrays that grew out stay allocated, so a stale read is harmless.
+ * NULL sends the caller to the locked path.
+ */
+static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uintptr_t b, int flags)
+{
+	uint64_t seq = __atomic_load_n(&rc->seq, __ATOMIC_ACQUIRE);
+	const struct rc_index *ix = __atomic_load_n(&rc->ix, __ATOMIC_ACQUIRE);
+	struct ubdma_reg *r;
+	size_t lo = 0, hi;
+
+	if ((seq & 1) || !ix)
+		return NULL;
+	hi = __atomic_load_n(&rc->n, __ATOMIC_RELAXED);
+	hi = hi < ix->cap ? hi : ix->cap;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		r = __atomic_load_n(&ix->e[mid], __ATOMIC_RELAXED);
+		if (__builtin_expect(!r, 0))
+			return NULL;
+		if (__atomic_load_n(&r->lo, __ATOMIC_RELAXED) <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	r = __atomic_load_n(&ix->e[lo - 1], __ATOMIC_RELAXED);
+	if (!r || __atomic_load_n(&r->hi, __ATOMIC_RELAXED) < b ||
+	    (__atomic_load_n(&r->flags, __ATOMIC_RELAXED) & flags) != flags)
+		return NULL;
+	uint64_t ref = __atomic_load_n(&r->ref, __ATOMIC_RELAXED);
+	do {
+		if (!ref)
+			return NULL;
+	} while (!__atomic_compare_exchange_n(&r->ref, &ref, ref + 1, 1, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__builtin_expect(__atomic_load_n(&rc->seq, __ATOMIC_RELAXED) != seq, 0)) {
+		ubdma_reg_put(r); /* the index changed meanwhile: take the locked path */
+		return NULL;
+	}
+	return r;
+}
 
 int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg_t **regp)
 {
@@ -824,20 +969,19 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	a = TRUNC(a, PG);
 	b = ROUND(b, PG);
 	mon_sync(rc);
-	pthread_rwlock_rdlock(&rc->lock);
-	r = idx_lookup(rc, a, b, flags);
-	if (__builtin_expect(r != NULL, 1)) {
-		__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
-		__atomic_fetch_add(&r->hits, 1, __ATOMIC_RELAXED);
-		if (!__atomic_load_n(&r->used, __ATOMIC_RELAXED))
-			__atomic_store_n(&r->used, 1, __ATOMIC_RELAXED);
+	if (__builtin_expect((r = fast_lookup(rc, a, b, flags)) == NULL, 0)) {
+		pthread_rwlock_rdlock(&rc->lock);
+		if ((r = idx_lookup(rc, a, b, flags)))
+			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
+		pthread_rwlock_unlock(&rc->lock);
+		if (!r)
+			return rc_miss(rc, a, b, flags, regp);
 	}
-	pthread_rwlock_unlock(&rc->lock);
-	if (__builtin_expect(r != NULL, 1)) {
-		*regp = r;
-		return 0;
-	}
-	return rc_miss(rc, a, b, flags, regp);
+	if (!__atomic_load_n(&r->used, __ATOMIC_RELAXED))
+		__atomic_store_n(&r->used, 1, __ATOMIC_RELAXED);
+	count_hit(rc);
+	*regp = r;
+	return 0;
 }
 
 uint64_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr)
@@ -988,9 +1132,8 @@ int ubdma_rcache_stats(ubdma_ctx_t *ctx, struct ubdma_rcache_stats *st, size_t s
 	mon_sync(rc); /* counters as of after every unmap that returned before this call */
 	reap_grave(rc);
 	pthread_mutex_lock(&rc->all_lock);
-	s.hits = ld(&rc->hits_retired);
-	for (struct ubdma_reg *r = rc->all; r; r = r->all_next)
-		s.hits += ld(&r->hits);
+	for (struct rc_ctr *c = rc->ctrs; c; c = c->next)
+		s.hits += ld(&c->hits);
 	uint64_t nall = rc->nall;
 	pthread_mutex_unlock(&rc->all_lock);
 	pthread_rwlock_rdlock(&rc->lock);

@@ -36,7 +36,6 @@ struct ubdma_reg {
 	uint8_t dead;	       /* out of the index: never handed out again (under lock) */
 	uint8_t monitored;     /* ulo..uhi is registered with userfaultfd */
 	uint64_t ref;	       /* holders, + 1 while in the index (atomic) */
-	uint64_t hits;	       /* look-ups this entry answered (atomic) */
 	struct ubdma_umem *umem;
 	struct rcache *rc;
 	int nchunks;	       /* IOMMU mappings (backend map calls) the entry holds */
@@ -44,6 +43,22 @@ struct ubdma_reg {
 	struct ubdma_reg *lru_prev, *lru_next; /* CLOCK order, oldest first (index entries) */
 	struct ubdma_reg *all_prev, *all_next;
 	struct ubdma_reg *grave_next;
+};
+
+/*
+ * The index array.  Hits read it without the lock (validated by rcache.seq), so an array that
+ * grew out is not freed before the cache: older points to the one it replaced.
+ */
+struct rc_index {
+	size_t cap;
+	struct rc_index *older;
+	struct ubdma_reg *e[];
+};
+
+/* Hits counted per thread (no shared write on the hit path), summed by ubdma_rcache_stats(). */
+struct rc_ctr {
+	uint64_t hits;	       /* written by its thread only (atomic store), read by stats */
+	struct rc_ctr *next;
 };
 
 struct rc_range {
@@ -58,8 +73,12 @@ struct rcache {
 	pthread_mutex_t miss_lock;
 	pthread_mutex_t all_lock;
 
-	struct ubdma_reg **idx;	   /* index entries sorted by lo, never overlapping */
-	size_t n, cap;
+	uint64_t id;		   /* unique per cache of the process (per-thread counters) */
+	uint64_t seq;		   /* odd while the index changes (atomic; hits validate with it) */
+	struct rc_index *ix;	   /* index entries sorted by lo, never overlapping */
+	size_t n;		   /* entries in ix (written atomically) */
+	struct ubdma_reg *free;	   /* destroyed entries, kept for reuse: hits may still read them */
+	struct rc_ctr *ctrs;	   /* per-thread hit counters (under all_lock) */
 	struct ubdma_reg *lru_head, *lru_tail;
 	struct ubdma_reg *all;
 	struct ubdma_reg *grave;   /* invalidated, unreferenced, to destroy (atomic load) */
@@ -68,7 +87,7 @@ struct rcache {
 
 	/* accounting and counters, atomic */
 	uint64_t bytes, iommu, nall;
-	uint64_t hits_retired, misses, merges, evictions, invalidations, limit_failures;
+	uint64_t misses, merges, evictions, invalidations, limit_failures;
 	uint64_t ev_unmap, ev_remove, ev_remap, ev_other, unmonitored;
 
 	/* ranges invalidated under lock, numbered by inval_seq (a miss checks what it overlapped) */
