@@ -20,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/prctl.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -424,16 +426,20 @@ static void test_invalidate_explicit(void **state)
 	char path[] = "/var/tmp/ubdma-rcache-XXXXXX";
 	int fd = mkstemp(path);
 	ubdma_reg_t *r, *r2;
+	struct statfs sfs;
 
-	assert_true(fd >= 0);
+	if (fd < 0)
+		SKIP_WHY("no /var/tmp for a file mapping");
 	unlink(path);
+	/* tmpfs files are shmem, which userfaultfd watches: only a disk file is unmonitored */
+	int on_tmpfs = fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
 	assert_int_equal(ftruncate(fd, 4 * 4096), 0);
 	char *f = mmap(NULL, 4 * 4096, PROT_READ, MAP_SHARED, fd, 0);
 	assert_true(f != MAP_FAILED);
 	assert_int_equal(ubdma_reg_get(ctx, f, 4 * 4096, UBDMA_UMEM_READ, &r), 0);
 	ubdma_reg_put(r);
 	struct ubdma_rcache_stats s = stats(ctx);
-	if (s.monitor_active && s.unmonitored != 1)
+	if (s.monitor_active && !on_tmpfs && s.unmonitored != 1)
 		fail_msg("a file mapping should be unmonitored (%s)", s.monitor);
 	assert_int_equal(ubdma_reg_invalidate(ctx, f + 4096, 1), 0);
 	s = stats(ctx);
