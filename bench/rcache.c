@@ -92,6 +92,7 @@ static void die(const char *what, int err)
 /* One implementation behind three calls. */
 struct impl {
 	const char *name;
+	unsigned long (*misses)(void);
 	int (*get)(void *addr, size_t len, void **h);
 	void (*put)(void *h);
 	void (*set_limit)(size_t bytes);
@@ -120,10 +121,25 @@ static void u_drop(void)
 	ubdma_rcache_flush(ctx);
 }
 
+static unsigned long u_misses(void)
+{
+	struct ubdma_rcache_stats st;
+
+	ubdma_rcache_stats(ctx, &st, sizeof(st));
+	return (unsigned long)st.misses;
+}
+
+static unsigned long n_count;
+static unsigned long n_misses(void)
+{
+	return n_count;
+}
+
 /* ----------------------------------------------------------- nocache */
 
 static int n_get(void *addr, size_t len, void **h)
 {
+	n_count++;
 	return ubdma_umem_lock(ctx, addr, len, RW, (ubdma_umem_t **)h);
 }
 
@@ -150,6 +166,7 @@ struct ucx_region {
 };
 
 static ucs_rcache_t *ucx_rc;
+static unsigned long ucx_regs; /* mem_reg calls: UCX's misses */
 static size_t ucx_limit = 0;
 
 static ucs_status_t ucx_mem_reg(void *context, ucs_rcache_t *rcache, void *arg, ucs_rcache_region_t *region,
@@ -158,6 +175,7 @@ static ucs_status_t ucx_mem_reg(void *context, ucs_rcache_t *rcache, void *arg, 
 	struct ucx_region *r = (struct ucx_region *)region;
 
 	(void)context, (void)rcache, (void)arg, (void)flags;
+	ucx_regs++;
 	return ubdma_umem_lock(ctx, (void *)region->super.start, region->super.end - region->super.start, RW,
 			       &r->umem) ? UCS_ERR_IO_ERROR : UCS_OK;
 }
@@ -222,6 +240,11 @@ static void x_limit(size_t bytes)
 		die(why, EIO);
 }
 
+static unsigned long x_misses(void)
+{
+	return ucx_regs;
+}
+
 static void x_drop(void)
 {
 	x_limit(ucx_limit);
@@ -256,29 +279,50 @@ static void row_hit(const struct impl *im)
 	free(s);
 }
 
-static void row_miss(const struct impl *im)
+/*
+ * Misses of the three side by side: sample i registers a fresh page for each in turn, so that
+ * all of them see the same process (a miss reads /proc/self/maps, whose length grows with every
+ * registration: timing one after the other would favour the first).
+ */
+static void row_miss(struct impl **impls, int nimpl)
 {
-	size_t span = 2 * PG * MISS_SAMPLES;
+	/* one region, the three taking pages in turn: a miss reads /proc/self/maps up to its
+	 * range, so each must sit at the same place in it */
+	size_t span = 2 * PG * MISS_SAMPLES * (size_t)nimpl;
 	char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	double *s = malloc(MISS_SAMPLES * sizeof(*s));
-	void **h = calloc(MISS_SAMPLES, sizeof(*h));
+	double *s[3];
+	void **h[3];
 	int err;
 
 	memset(base, 1, span);
-	for (int i = 0; i < MISS_SAMPLES; i++) {
-		char *b = base + (size_t)i * 2 * PG; /* a gap after each: nothing to merge */
-		uint64_t t0 = now_ns();
-		if ((err = im->get(b, PG, &h[i])))
-			die("miss", err);
-		s[i] = (double)(now_ns() - t0);
+	for (int k = 0; k < nimpl; k++) {
+		s[k] = malloc(MISS_SAMPLES * sizeof(*s[k]));
+		h[k] = calloc(MISS_SAMPLES, sizeof(*h[k]));
 	}
 	for (int i = 0; i < MISS_SAMPLES; i++)
-		im->put(h[i]);
-	add_row("miss", im->name, s, MISS_SAMPLES, "fresh 4 KiB buffer: the registering call");
-	im->drop_all();
+		for (int kk = 0; kk < nimpl; kk++) {
+			int k = (i + kk) % nimpl; /* each goes first in turn */
+			if (!impls[k])
+				continue;
+			/* a gap after each page: nothing to merge */
+			char *b = base + ((size_t)i * (size_t)nimpl + (size_t)k) * 2 * PG;
+			uint64_t t0 = now_ns();
+			if ((err = impls[k]->get(b, PG, &h[k][i])))
+				die("miss", err);
+			s[k][i] = (double)(now_ns() - t0);
+		}
+	for (int k = 0; k < nimpl; k++) {
+		if (impls[k]) {
+			for (int i = 0; i < MISS_SAMPLES; i++)
+				impls[k]->put(h[k][i]);
+			add_row("miss", impls[k]->name, s[k], MISS_SAMPLES,
+				"fresh 4 KiB buffer: the registering call (interleaved)");
+			impls[k]->drop_all();
+		}
+		free(s[k]);
+		free(h[k]);
+	}
 	munmap(base, span);
-	free(s);
-	free(h);
 }
 
 static void row_cycle(const struct impl *im, char **bufs, const size_t *lens, int iters)
@@ -289,6 +333,7 @@ static void row_cycle(const struct impl *im, char **bufs, const size_t *lens, in
 	int err;
 
 	im->set_limit(LIMIT);
+	unsigned long m0 = im->misses();
 	for (int i = 0; i < iters; i++) {
 		int k = rand_r(&seed) % NBUF;
 		uint64_t t0 = now_ns();
@@ -297,7 +342,10 @@ static void row_cycle(const struct impl *im, char **bufs, const size_t *lens, in
 		im->put(h);
 		s[i] = (double)(now_ns() - t0);
 	}
-	add_row("cycle_working_set", im->name, s, iters, "24 buffers 4 KiB-64 MiB, 256 MiB over a 128 MiB limit");
+	char note[160];
+	snprintf(note, sizeof(note), "24 buffers 4 KiB-64 MiB, 256 MiB over a 128 MiB limit; %lu registrations",
+		 im->misses() - m0);
+	add_row("cycle_working_set", im->name, s, iters, note);
 	im->set_limit(0);
 	im->drop_all();
 	free(s);
@@ -354,11 +402,11 @@ int main(int argc, char **argv)
 	if ((err = ubdma_ctx_open(be, &ctx)))
 		die("ubdma_ctx_open", err);
 
-	struct impl u = { "ubdma", u_get, u_put, u_limit, u_drop };
-	struct impl n = { "nocache", n_get, n_put, n_limit, n_drop };
+	struct impl u = { "ubdma", u_misses, u_get, u_put, u_limit, u_drop };
+	struct impl n = { "nocache", n_misses, n_get, n_put, n_limit, n_drop };
 	struct impl *impls[3] = { &u, NULL, &n };
 #ifdef UBDMA_BENCH_UCX
-	struct impl x = { "ucx", x_get, x_put, x_limit, x_drop };
+	struct impl x = { "ucx", x_misses, x_get, x_put, x_limit, x_drop };
 	if (ucx_create(0, ucx_why, sizeof(ucx_why)) == 0)
 		impls[1] = &x;
 #endif
@@ -374,15 +422,19 @@ int main(int argc, char **argv)
 		memset(bufs[i], 1, lens[i]);
 	}
 	for (int k = 0; k < 3; k++) {
-		if (!impls[k]) {
+		if (impls[k])
+			row_hit(impls[k]);
+		else
 			add_row("hit", "ucx", NULL, 0, ucx_why);
-			add_row("miss", "ucx", NULL, 0, ucx_why);
+	}
+	row_miss(impls, 3);
+	if (!impls[1])
+		add_row("miss", "ucx", NULL, 0, ucx_why);
+	for (int k = 0; k < 3; k++) {
+		if (impls[k])
+			row_cycle(impls[k], bufs, lens, iters);
+		else
 			add_row("cycle_working_set", "ucx", NULL, 0, ucx_why);
-			continue;
-		}
-		row_hit(impls[k]);
-		row_miss(impls[k]);
-		row_cycle(impls[k], bufs, lens, iters);
 	}
 	print_rows(fmt);
 	if (fmt == 't') {
