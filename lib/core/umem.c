@@ -29,6 +29,8 @@ static void chunks_free(struct ubdma_umem *u)
 
 static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
 {
+	if (!ctx->ops->unmap)
+		return; /* va, phys: nothing was mapped anywhere */
 	for (int i = 0; i < n; i++) {
 		struct umem_chunk *c = &u->chunks[i];
 		uint64_t *iovas = c->iovas;

@@ -45,7 +45,8 @@ struct iommu_ops {
 	 */
 	int (*map)(void *priv, uintptr_t va, size_t npages, size_t pgsz, int prot,
 		   const struct iommu_window *lim, uint64_t *iovas);
-	/* Undo one successful map() with the same arguments.  0 or errno (logged by the caller). */
+	/* Undo one successful map() with the same arguments.  0 or errno (logged by the caller).
+	 * NULL for backends that map nothing (va, phys). */
 	int (*unmap)(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas);
 };
 

@@ -129,21 +129,10 @@ static int phys_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 	return 0;
 }
 
-static int phys_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
-{
-	(void)priv;
-	(void)va;
-	(void)npages;
-	(void)pgsz;
-	(void)iovas;
-	return 0;
-}
-
 const struct iommu_ops iommu_phys_ops = {
 	.name = "phys",
 	.backend = UBDMA_BACKEND_PHYS,
 	.open = phys_open,
 	.close = phys_close,
 	.map = phys_map,
-	.unmap = phys_unmap,
 };

@@ -32,21 +32,10 @@ static int va_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int prot
 	return 0;
 }
 
-static int va_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
-{
-	(void)priv;
-	(void)va;
-	(void)npages;
-	(void)pgsz;
-	(void)iovas;
-	return 0;
-}
-
 const struct iommu_ops iommu_va_ops = {
 	.name = "va",
 	.backend = UBDMA_BACKEND_VA,
 	.open = va_open,
 	.close = va_close,
 	.map = va_map,
-	.unmap = va_unmap,
 };
