@@ -237,6 +237,41 @@ static uint64_t pfn_now(uint64_t va)
 	return (e >> 63) ? (e & ((UINT64_C(1) << 55) - 1)) : 0;
 }
 
+/*
+ * VFIO pins what it maps (long-term GUP): the kernel then never migrates those pages.  This fake
+ * container only records the frames, and mlock alone does not stop compaction from moving a
+ * page (vm.compact_unevictable_allowed), which a busy machine reserving hugepages triggers: the
+ * check above would then report a stale mapping that real VFIO cannot have.  So while a test runs,
+ * compaction leaves mlocked pages alone (root only; restored at exit).
+ */
+static char compact_old[8];
+
+static void compact_restore(void)
+{
+	int fd = __real_open64("/proc/sys/vm/compact_unevictable_allowed", O_WRONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (write(fd, compact_old, strlen(compact_old)) < 0)
+			perror("compact_unevictable_allowed");
+		close(fd);
+	}
+}
+
+__attribute__((constructor)) static void compact_hold(void)
+{
+	int fd = __real_open64("/proc/sys/vm/compact_unevictable_allowed", O_RDWR | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	n = read(fd, compact_old, sizeof(compact_old) - 1);
+	if (n > 0 && pwrite(fd, "0", 1, 0) == 1) {
+		compact_old[n] = '\0';
+		atexit(compact_restore);
+	}
+	close(fd);
+}
+
 struct fcont {
 	int fd, iommu, ngroups;
 	struct fmap *m;
