@@ -222,6 +222,8 @@ void dmamem_backing_free(struct backing *b);
 
 /* ------------------------------------------------------------ map.c */
 
+/* Take a map off its tag's list (under the root's lock). */
+void busdma_map_unlink(ubdma_tag_t *tag, ubdma_map_t *map);
 /* Free a map whatever its state (context teardown). */
 void busdma_map_free(struct ubdma_map *map);
 /* Internal map create, root->lock held by the caller. */

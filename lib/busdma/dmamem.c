@@ -282,15 +282,7 @@ void ubdma_mem_free(ubdma_tag_t *tag, void *vaddr, ubdma_map_t *map)
 	if (map->state != MAP_IDLE)
 		ubdma_map_unload(tag, map);
 	struct dmamem *d = map->mem;
-	pthread_mutex_lock(&tag->root->lock);
-	if (map->prev)
-		map->prev->next = map->next;
-	else
-		tag->maps = map->next;
-	if (map->next)
-		map->next->prev = map->prev;
-	tag->nmaps--;
-	pthread_mutex_unlock(&tag->root->lock);
+	busdma_map_unlink(tag, map);
 	busdma_map_free(map);
 	dmamem_backing_free(&d->b);
 	free(d);

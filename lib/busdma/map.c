@@ -54,14 +54,9 @@ void busdma_map_free(struct ubdma_map *m)
 	free(m);
 }
 
-int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map)
+/* Take a map off its tag's list (under the root's lock). */
+void busdma_map_unlink(ubdma_tag_t *tag, ubdma_map_t *map)
 {
-	if (!tag || !map || map->tag != tag)
-		return uerr(EINVAL, "map %p does not belong to tag %p", (void *)map, (void *)tag);
-	if (map->mem)
-		return uerr(EINVAL, "map %p came from ubdma_mem_alloc(): free it with ubdma_mem_free()", (void *)map);
-	if (map->state != MAP_IDLE)
-		return uerr(EBUSY, "map %p is %s", (void *)map, map->state == MAP_LOADED ? "loaded" : "waiting for a load");
 	pthread_mutex_lock(&tag->root->lock);
 	if (map->prev)
 		map->prev->next = map->next;
@@ -71,6 +66,17 @@ int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map)
 		map->next->prev = map->prev;
 	tag->nmaps--;
 	pthread_mutex_unlock(&tag->root->lock);
+}
+
+int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map)
+{
+	if (!tag || !map || map->tag != tag)
+		return uerr(EINVAL, "map %p does not belong to tag %p", (void *)map, (void *)tag);
+	if (map->mem)
+		return uerr(EINVAL, "map %p came from ubdma_mem_alloc(): free it with ubdma_mem_free()", (void *)map);
+	if (map->state != MAP_IDLE)
+		return uerr(EBUSY, "map %p is %s", (void *)map, map->state == MAP_LOADED ? "loaded" : "waiting for a load");
+	busdma_map_unlink(tag, map);
 	busdma_map_free(map);
 	return 0;
 }
