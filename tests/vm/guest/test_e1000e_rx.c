@@ -24,22 +24,10 @@
 #include <ubdma/ubdma.h>
 #include <ubdma/e1000e.h>
 
+#include "check.h"
+
 #define EXIT_SKIP 77
 #define WAIT_S 60
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	failures += !ok;
-}
 
 static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 static const uint8_t peer[6] = { 0x02, 0, 0, 0, 0, 0x02 };

@@ -26,21 +26,9 @@
 #include <ubdma/ubdma.h>
 #include <ubdma/e1000e.h>
 
+#include "check.h"
+
 #define EXIT_SKIP 77
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	failures += !ok;
-}
 
 static unsigned frame_len(uint32_t seq)
 {

@@ -24,23 +24,11 @@
 
 #include <ubdma/ubdma.h>
 
+#include "check.h"
+
 #define EXIT_SKIP 77
 #define PG 4096u
 #define ROUNDS 6
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	failures += !ok;
-}
 
 static long meminfo(const char *key)
 {

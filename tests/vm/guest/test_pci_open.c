@@ -23,21 +23,9 @@
 
 #include <ubdma/ubdma.h>
 
+#include "check.h"
+
 #define EXIT_SKIP 77
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	failures += !ok;
-}
 
 static void sysfs_write(const char *path, const char *val)
 {

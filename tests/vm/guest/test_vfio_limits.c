@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
+#include "check.h"
 
 #include "core/ctx.h" /* umem_lock() with a limit window: the layers' entry point */
 
@@ -35,20 +36,6 @@
 #define SZ_2M (2u << 20)
 #define LIMIT 40
 #define PARAM "/sys/module/vfio_iommu_type1/parameters/dma_entry_limit"
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	failures += !ok;
-}
 
 static long read_param(void)
 {

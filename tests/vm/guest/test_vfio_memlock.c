@@ -28,22 +28,10 @@
 
 #include <ubdma/ubdma.h>
 
+#include "check.h"
+
 #define EXIT_SKIP 77
 #define MIB (1u << 20)
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	failures += !ok;
-}
 
 static int drop_ipc_lock(void)
 {

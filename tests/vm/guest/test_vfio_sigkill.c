@@ -25,24 +25,12 @@
 
 #include <ubdma/ubdma.h>
 
+#include "check.h"
+
 #define EXIT_SKIP 77
 #define MIB (1ul << 20)
 #define ANON (32 * MIB)
 #define HUGE (8 * MIB)
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	failures += !ok;
-}
 
 /* A /proc/meminfo field (kB, or pages for HugePages_*), -1 when missing. */
 static long meminfo(const char *key)
