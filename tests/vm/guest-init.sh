@@ -27,6 +27,11 @@ mount -t tmpfs tmpfs /run
 mkdir -p /dev/pts /dev/shm /dev/hugepages
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
+# DPDK's EAL (examples/dpdk_extmem, bench/e1000e) keeps its runtime files under /var/run as root,
+# and refuses -d plugins below a world-writable directory: the initramfs root is tmpfs, 1777.
+chmod 755 /
+mkdir -p /var
+[ -e /var/run ] || ln -s /run /var/run
 
 UBDMA_CFG_NVME_DRIVER=vfio-pci
 UBDMA_CFG_NIC_DRIVER=vfio-pci
