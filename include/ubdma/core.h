@@ -119,9 +119,10 @@ const char *ubdma_last_error(void);
  * @flags: UBDMA_WIRE_NOHOLES (default) or UBDMA_WIRE_HOLESOK, optionally | UBDMA_WIRE_WRITE.
  *
  * Return: 0; EINVAL when the range wraps around the address space, len is 0 or flags are unknown;
- * EFAULT when part of the range is not mapped (with NOHOLES) or not accessible (WRITE on read-only
- * memory); ENOMEM when wiring would exceed RLIMIT_MEMLOCK (ubdma_last_error() names the limit and
- * the amount) or memory runs out.  On failure nothing is wired and no count changed.
+ * EFAULT when part of the range is not mapped (with NOHOLES; also when another thread unmaps it
+ * during the call) or not accessible (WRITE on read-only memory); ENOMEM when wiring would exceed
+ * RLIMIT_MEMLOCK (ubdma_last_error() names the limit and the amount) or memory runs out.  On
+ * failure nothing is wired and no count changed.
  */
 int ubdma_wire(void *addr, size_t len, int flags);
 
@@ -148,10 +149,11 @@ unsigned ubdma_wire_count(const void *addr);
  * @flags: UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE (the device's access); WRITE pre-faults for write.
  *
  * Return: 0; EINVAL when flags hold neither READ nor WRITE (or unknown bits), addr or len is not
- * 4 KiB aligned, len is 0 or the range wraps; EFAULT when part of the range is unmapped;
- * ENOMEM over RLIMIT_MEMLOCK or out of memory; ENOTSUP when the backend cannot translate that
- * memory (phys: memory that is not hugetlb has no stable physical address); ENOSPC when the IOMMU
- * has no IOVA space or mapping entries left.  On failure nothing stays wired or mapped.
+ * 4 KiB aligned, len is 0 or the range wraps; EFAULT when part of the range is unmapped (also by
+ * another thread during the call); ENOMEM over RLIMIT_MEMLOCK or out of memory; ENOTSUP when the
+ * backend cannot translate that memory (phys: memory that is not hugetlb has no stable physical
+ * address); ENOSPC when the IOMMU has no IOVA space or mapping entries left.  On failure nothing
+ * stays wired or mapped.
  */
 int ubdma_umem_lock(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_umem_t **cookiep);
 

@@ -40,7 +40,8 @@ extern "C" {
  *
  * Return: 0 and *@regp, which the caller releases with ubdma_reg_put(); EINVAL for a NULL @ctx or
  * @regp, len 0, a range that wraps, or flags other than READ/WRITE (or neither); EFAULT when part
- * of the range is not mapped (or is read-only and WRITE was asked); ENOMEM when the range is
+ * of the range is not mapped (also when another thread unmaps it during the miss) or is read-only
+ * and WRITE was asked; ENOMEM when the range is
  * larger than the cache's byte limit, when the byte or entry limit is reached and every entry is
  * referenced, over RLIMIT_MEMLOCK with nothing left to evict, or out of memory; ENOSPC when the
  * IOMMU has no mapping entries (vfio dma_entry_limit, or the cache's own IOMMU-entry limit) or

@@ -421,8 +421,9 @@ static int over(const struct rcache *rc, const struct need *nd, uint64_t freed, 
 }
 
 /*
- * Evict unreferenced entries, CLOCK order, until the cache fits nd (or, with force, at least
- * one).  Victims go on *victims, destroyed by the caller after unlocking.  Lock exclusive.
+ * Evict the graveyard and unreferenced entries, CLOCK order, until the cache fits nd (or, with
+ * force, at least one goes).  Victims go on *victims, destroyed by the caller after unlocking.
+ * Lock exclusive.
  * Return: 0, or the errno of the limit that still does not fit.
  */
 static int fit_locked(struct rcache *rc, const struct need *nd, int force, struct ubdma_reg **victims)
@@ -432,6 +433,17 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 	struct ubdma_reg *r = rc->lru_head;
 	int err;
 
+	/* What the monitor invalidated and nobody holds counts against the limits until it is
+	 * destroyed, and the monitor may have added to it since this miss began: take it with the
+	 * victims, or a cache of unreferenced entries would answer ENOMEM ("all referenced"). */
+	for (struct ubdma_reg *g = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL), *gn; g; g = gn) {
+		gn = g->grave_next;
+		freed += g->hi - g->lo;
+		iommu_freed += (uint64_t)g->nchunks;
+		g->grave_next = *victims;
+		*victims = g;
+		force = 0;
+	}
 	while ((err = over(rc, nd, freed, gone, iommu_freed)) || force) {
 		if (!r)
 			r = rc->lru_head;

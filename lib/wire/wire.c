@@ -227,6 +227,43 @@ static int mlock_failed(uintptr_t s, uintptr_t e)
 		    (size_t)(e - s), (void *)s);
 }
 
+/* Whether every page of [s, e) is mapped now (mincore says ENOMEM for a hole). */
+static int mapped_now(uintptr_t s, uintptr_t e)
+{
+	unsigned char v[256];
+
+	for (; s < e; s += sizeof(v) * PG) {
+		size_t n = (e - s) / PG < sizeof(v) ? (e - s) / PG : sizeof(v);
+		if (mincore((void *)s, n * PG, v) && errno == ENOMEM)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * mlock [s, e), which build_segs() saw mapped.  mlock(2) says ENOMEM for "no more" and also for
+ * a range that is no longer mapped: another thread may have unmapped it since, and perhaps mapped
+ * something else there.  A hole is EFAULT, as it would have been had the munmap come first; a
+ * range mapped again is tried once more.  undo: the pages had no wire count, so what a failed
+ * mlock locked before the hole is ours to unlock.
+ */
+static int wire_mlock(uintptr_t s, uintptr_t e, int undo)
+{
+	for (int again = 0;; again = 1) {
+		if (sys_mlock(s, e) == 0)
+			return 0;
+		int err = errno;
+		if (err != ENOMEM || again)
+			return err == EAGAIN || err == EPERM || err == ENOMEM ?
+				       mlock_failed(s, e) :
+				       uerr(err, "mlock of [%p, %p) failed", (void *)s, (void *)e);
+		if (undo)
+			sys_munlock(s, e);
+		if (!mapped_now(s, e))
+			return uerr(EFAULT, "[%p, %p) was unmapped while it was being wired", (void *)s, (void *)e);
+	}
+}
+
 /* What this call locked, to undo on failure. */
 struct undo {
 	uintptr_t s[64], e[64];
@@ -244,17 +281,16 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 			return ENOMEM;
 		u = u->more;
 	}
-	if (sys_mlock(s, e)) {
-		int err = errno;
-		if (err == EAGAIN || err == EPERM || err == ENOMEM)
-			return mlock_failed(s, e);
-		return uerr(err, "mlock of [%p, %p) failed", (void *)s, (void *)e);
-	}
+	int err = wire_mlock(s, e, 1);
+	if (err)
+		return err;
 	if (madvise((void *)s, e - s, MADV_DONTFORK)) {
-		int err = errno;
+		err = errno;
 		sys_munlock(s, e);
-		return uerr(err == EINVAL ? EFAULT : err, "madvise(MADV_DONTFORK) of [%p, %p) failed",
-			    (void *)s, (void *)e);
+		/* ENOMEM is vm.max_map_count, or a range unmapped since the mlock (another thread) */
+		if (err == EINVAL || (err == ENOMEM && !mapped_now(s, e)))
+			err = EFAULT;
+		return uerr(err, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
 	}
 	u->s[u->n] = s;
 	u->e[u->n++] = e;
@@ -296,9 +332,10 @@ static int has_counted(uintptr_t s, uintptr_t e)
  */
 static int relock(uintptr_t s, uintptr_t e)
 {
-	if (sys_mlock(s, e))
-		return errno == EINVAL ? uerr(EINVAL, "mlock of [%p, %p) failed", (void *)s, (void *)e) :
-					 mlock_failed(s, e);
+	int err = wire_mlock(s, e, 0);
+
+	if (err)
+		return err;
 	if (madvise((void *)s, e - s, MADV_DONTFORK))
 		return uerr(EFAULT, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
 	return 0;
