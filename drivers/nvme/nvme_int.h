@@ -49,6 +49,7 @@ struct ubdma_nvme_qpair {
 	uint8_t batch;		  /* ubdma_nvme_qpair_batch(): tail doorbell rung by poll/ring */
 	uint8_t db_pending;	  /* entries written since the last tail doorbell */
 	unsigned outstanding;
+	unsigned cq_unacked;	  /* entries consumed since the last head doorbell */
 	struct nvme_sqe *sq;
 	volatile struct nvme_cqe *cq;
 	volatile uint32_t *sq_db;

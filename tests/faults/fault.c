@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/vfio.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -580,6 +581,43 @@ uintptr_t fault_vfio_lookup(uint64_t iova)
 			}
 	pthread_mutex_unlock(&fake_lock);
 	return va;
+}
+
+/* kpageflags of a page frame, or ~0 when unreadable (not root). */
+static uint64_t kpageflags(uint64_t pfn)
+{
+	static int fd = -2;
+	uint64_t f = ~UINT64_C(0);
+
+	if (fd == -2)
+		fd = __real_open64("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && pfn && __real_pread64(fd, &f, 8, (off_t)(pfn * 8)) != 8)
+		f = ~UINT64_C(0);
+	return f;
+}
+
+int fault_vfio_explain(uint64_t iova, char *buf, size_t len)
+{
+	int n = -1;
+
+	pthread_mutex_lock(&fake_lock);
+	for (int i = 0; i < 16 && n < 0; i++)
+		for (int k = 0; conts[i].m && conts[i].iommu && k < conts[i].n; k++)
+			if (iova - conts[i].m[k].iova < conts[i].m[k].size) {
+				const struct fmap *f = &conts[i].m[k];
+				uint64_t pg = (iova - f->iova) / 4096, va = f->vaddr + pg * 4096, e = 0;
+				uint64_t was = f->pfns ? f->pfns[pg] : 0, now = pfn_now(va);
+				if (pagemap_fd >= 0 && __real_pread64(pagemap_fd, &e, 8, (off_t)(va / 4096 * 8)) != 8)
+					e = 0;
+				n = snprintf(buf, len,
+					     "mapping [%#" PRIx64 ", +%#" PRIx64 ") of va %#" PRIx64 ", page %" PRIu64
+					     ": frame %#" PRIx64 " at MAP_DMA (kpageflags %#" PRIx64 "), now %#" PRIx64
+					     " (kpageflags %#" PRIx64 ", pagemap %#" PRIx64 ")",
+					     f->iova, f->size, f->vaddr, pg, was, kpageflags(was), now, kpageflags(now), e);
+				break;
+			}
+	pthread_mutex_unlock(&fake_lock);
+	return n < 0 ? ENOENT : 0;
 }
 
 int __wrap_open64(const char *path, int flags, ...)

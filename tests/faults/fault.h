@@ -56,6 +56,9 @@ long fault_vfio_nmaps(void);
  * 1 when the mapping is stale (the page frame pinned at MAP_DMA is no longer the one at that
  * address: as root, from /proc/self/pagemap). */
 uintptr_t fault_vfio_lookup(uint64_t iova);
+/* Fake VFIO: a line on the mapping of iova for a failure report (its frames then and now, their
+ * /proc/kpageflags, the pagemap entry); ENOENT when iova is not mapped. */
+int fault_vfio_explain(uint64_t iova, char *buf, size_t len);
 
 /* VmLck of the process, kB. */
 long fault_vmlck_kb(void);

@@ -109,6 +109,23 @@ static unsigned char *dev(uint64_t iova)
 	return (unsigned char *)fault_vfio_lookup(iova);
 }
 
+/* What a failure report needs to tell a stale registration from a page the kernel moved. */
+static void explain(uint64_t iova, const char *va)
+{
+	char line[400];
+
+	if (fault_vfio_explain(iova, line, sizeof(line)) == 0)
+		fprintf(stderr, "  IOMMU: %s\n", line);
+	for (int i = 0; i < NCOOKIE; i++)
+		if (cookies[i].u && ubdma_umem_iova(cookies[i].u, va) != UBDMA_BAD_IOVA)
+			fprintf(stderr, "  held by cookie %d of buffer %d (%p) [+%zu, +%zu)\n", i, cookies[i].b,
+				(void *)bufs[cookies[i].b].p, cookies[i].off, cookies[i].off + cookies[i].len);
+	for (int i = 0; i < NREG; i++)
+		if (regs[i].r && ubdma_reg_iova(regs[i].r, va) != UBDMA_BAD_IOVA)
+			fprintf(stderr, "  held by registration %d of buffer %d (%p) [+%zu, +%zu)\n", i, regs[i].b,
+				(void *)bufs[regs[i].b].p, regs[i].off, regs[i].off + regs[i].len);
+}
+
 /* Every page of every buffer: unregistered, or mapped by the IOMMU to that very page. */
 static void sweep(void)
 {
@@ -116,9 +133,11 @@ static void sweep(void)
 		for (size_t off = 0; bufs[b].p && off < bufs[b].len; off += PG) {
 			uint64_t iova = ubdma_vtoiova(ctx, bufs[b].p + off + 123);
 			checks++;
-			if (iova != UBDMA_BAD_IOVA && dev(iova) != (unsigned char *)bufs[b].p + off + 123)
+			if (iova != UBDMA_BAD_IOVA && dev(iova) != (unsigned char *)bufs[b].p + off + 123) {
 				bad("buffer %d page %zu: IOVA %#" PRIx64 " reaches %p, not %p", b, off / PG, iova,
 				    (void *)dev(iova), (void *)(bufs[b].p + off + 123));
+				explain(iova, bufs[b].p + off + 123);
+			}
 		}
 	for (int i = 0; i < NCOOKIE; i++)
 		if (cookies[i].u && ubdma_vtoiova(ctx, bufs[cookies[i].b].p + cookies[i].off) == UBDMA_BAD_IOVA)
