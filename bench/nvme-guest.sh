@@ -1,43 +1,79 @@
 #!/bin/sh
-# nvme-guest.sh SECS [RANGE_MIB] - the kernel's side of bench/nvme, run INSIDE the test-bed guest
-# (bench/nvme.sh packs it after bench_nvme): hands the NVMe from vfio-pci to the kernel nvme
-# driver loaded with poll queues, then runs Debian's fio on the namespace for each workload with
-#   fio-io_uring       ioengine=io_uring (interrupt completions)
-#   fio-io_uring-poll  ioengine=io_uring, hipri (polled completions on the nvme.poll_queues queue)
-# both with direct I/O, fixed buffers and registered files, 4 KiB, one job pinned to CPU 0, over
-# the same LBA range as bench_nvme.  Each run's JSON is printed between "FIOBENCH-BEGIN name impl
-# window_s=S busy_s=B" and "FIOBENCH-END name impl" (B: guest CPU seconds of every CPU, from
-# /proc/stat, over a window of S seconds inside the run).
-SECS=${1:-3} RANGE=${2:-32}
+# nvme-guest.sh SECS ROUNDS IRQ BENCH [RANGE_MIB] - bench/nvme INSIDE the test-bed guest: the ubdma
+# driver and the kernel's nvme driver + Debian's fio on the same controller, interleaved.
+#
+# For each round and each workload (4 KiB randread QD 1/8/32, randwrite QD 1/32, one core, CPU 0):
+#   ubdma              BENCH (bench_nvme), polled completions, the NVMe on vfio-pci
+#   ubdma-irq          BENCH --irq, MSI-X eventfd completions (IRQ=1 only)
+#   fio-io_uring       the NVMe on the kernel nvme driver (poll_queues=1), fio ioengine=io_uring
+#   fio-io_uring-poll  the same with hipri (polled completions on the poll queue)
+# Odd rounds run ubdma first, even rounds the kernel first, and every workload switches drivers,
+# so that the host's load, which drifts over minutes on a shared machine, falls on both sides
+# alike.  fio runs with direct I/O, fixed buffers and registered files over the same LBA range as
+# bench_nvme, and times with the TSC (--clocksource=cpu) as bench_nvme does: the guest's
+# clocksource is the HPET, whose every read is a system call and an exit into QEMU.  Each fio run's JSON is printed between "FIOBENCH-BEGIN name impl round=R
+# window_s=S busy_s=B" and "FIOBENCH-END name impl" (B: busy guest CPU seconds of every CPU, CPUs x
+# wall - idle, over a window of S seconds inside the run); bench_nvme prints "NVBENCH {json}".
+SECS=${1:-3} ROUNDS=${2:-3} IRQ=${3:-1} BENCH=${4:?usage: nvme-guest.sh SECS ROUNDS IRQ BENCH [RANGE_MIB]} RANGE=${5:-32}
 BDF=${UBDMA_VM_NVME:?no NVMe}
 FIO=${FIO:-/usr/bin/fio}
 D=/sys/bus/pci/devices/$BDF
+WORKLOADS="randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32"
 say() { echo "# nvme-guest: $*"; }
-busy() { awk '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / 100 }' /proc/stat; }
 
-# 1. vfio-pci -> nvme with one poll queue (a module parameter: reload nvme with it)
-[ -e "$D/driver" ] && echo "$BDF" >"$D/driver/unbind"
-echo >"$D/driver_override"
+# Busy CPU seconds of the guest so far: CPUs x uptime - idle - iowait.  The idle columns come from
+# the NO_HZ idle clock; user/system are tick samples, which under TCG missed half of fio's own CPU
+# time (its rusage).  bench_nvme counts the same way.
+busy() {
+	awk -v up="$(cut -d' ' -f1 /proc/uptime)" '/^cpu / { idle = ($5 + $6) / 100 } /^cpu[0-9]/ { n++ }
+		END { printf "%.2f", n * up - idle }' /proc/stat
+}
+
+# the kernel side needs nvme loaded with one poll queue (a module parameter)
 if grep -q '^nvme ' /proc/modules; then rmmod nvme || { say "rmmod nvme failed"; exit 1; }; fi
 for m in crct10dif_common crct10dif_generic crc-t10dif crc64 crc64_rocksoft_generic crc64-rocksoft t10-pi nvme-core; do
 	grep -q "^$(echo $m | tr - _) " /proc/modules || insmod /lib/ubdma/modules/$m.ko 2>/dev/null
 done
-insmod /lib/ubdma/modules/nvme.ko poll_queues=1 || { say "insmod nvme poll_queues=1 failed"; exit 1; }
-echo "$BDF" >/sys/bus/pci/drivers_probe 2>/dev/null
-i=0 dev=
-while [ $i -lt 100 ]; do
-	ns=$(ls -d $D/nvme/nvme*/nvme*n1 2>/dev/null | head -n1)
-	[ -n "$ns" ] && [ -b "/dev/${ns##*/}" ] && dev=/dev/${ns##*/} && break
-	usleep 100000
-	i=$((i + 1))
-done
-[ -n "$dev" ] || { say "no block device after binding $BDF to nvme"; exit 1; }
-say "$BDF on $(basename "$(readlink "$D/driver")"), $dev, poll_queues=$(cat /sys/module/nvme/parameters/poll_queues)," \
-	"queues: $(cat /sys/block/${dev#/dev/}/queue/nr_requests 2>/dev/null) requests, io_poll=$(cat /sys/block/${dev#/dev/}/queue/io_poll 2>/dev/null)"
+
+bind() { # driver: hand the controller to vfio-pci or nvme (loading nvme the first time)
+	cur=$(basename "$(readlink "$D/driver" 2>/dev/null)" 2>/dev/null)
+	[ "$cur" = "$1" ] && return 0
+	[ -e "$D/driver" ] && echo "$BDF" >"$D/driver/unbind"
+	if [ "$1" = nvme ]; then
+		echo >"$D/driver_override"
+		if ! grep -q '^nvme ' /proc/modules; then
+			insmod /lib/ubdma/modules/nvme.ko poll_queues=1 || { say "insmod nvme poll_queues=1 failed"; return 1; }
+		fi
+	else
+		echo vfio-pci >"$D/driver_override"
+	fi
+	echo "$BDF" >/sys/bus/pci/drivers_probe 2>/dev/null
+	[ "$(basename "$(readlink "$D/driver" 2>/dev/null)" 2>/dev/null)" = "$1" ] || { say "$BDF did not bind to $1"; return 1; }
+	[ "$1" = nvme ] || return 0
+	i=0 dev=
+	while [ $i -lt 100 ]; do
+		ns=$(ls -d $D/nvme/nvme*/nvme*n1 2>/dev/null | head -n1)
+		[ -n "$ns" ] && [ -b "/dev/${ns##*/}" ] && dev=/dev/${ns##*/} && return 0
+		usleep 100000
+		i=$((i + 1))
+	done
+	say "no block device after binding $BDF to nvme"
+	return 1
+}
 
 fails=0
-for w in randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32; do
-	rw=${w%_qd*} qd=${w#*_qd}
+run_ubdma() { # workload round
+	bind vfio-pci || return 1
+	$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" || { fails=$((fails + 1)); say "bench_nvme $1 failed"; }
+	if [ "$IRQ" = 1 ]; then
+		$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" --irq ||
+			{ fails=$((fails + 1)); say "bench_nvme --irq $1 failed"; }
+	fi
+	return 0
+}
+run_fio() { # workload round
+	bind nvme || return 1
+	w=$1 rw=${1%_qd*} qd=${1#*_qd}
 	for impl in fio-io_uring fio-io_uring-poll; do
 		extra=
 		[ $impl = fio-io_uring-poll ] && extra=--hipri=1
@@ -47,7 +83,7 @@ for w in randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32; d
 		$FIO --name=$w --filename=$dev --ioengine=io_uring --direct=1 --rw=$rw --bs=4k \
 			--iodepth=$qd --iodepth_batch_submit=1 --iodepth_batch_complete_max=$qd --numjobs=1 \
 			--cpus_allowed=0 --size=${RANGE}M --time_based --runtime=$((SECS + 2)) --ramp_time=1 \
-			--fixedbufs=1 --registerfiles=1 --norandommap --randrepeat=1 $extra \
+			--fixedbufs=1 --registerfiles=1 --norandommap --randrepeat=1 --clocksource=cpu $extra \
 			--lat_percentiles=1 --percentile_list=50:99:99.9:99.99 --output-format=json+ >$out 2>&1 &
 		pid=$!
 		sleep 2
@@ -55,9 +91,24 @@ for w in randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32; d
 		sleep $SECS
 		b1=$(busy)
 		wait $pid || { fails=$((fails + 1)); say "fio $w $impl failed"; }
-		echo "FIOBENCH-BEGIN $w $impl window_s=$SECS busy_s=$(awk -v a=$b0 -v b=$b1 'BEGIN { printf "%.2f", b - a }')"
+		echo "FIOBENCH-BEGIN $w $impl round=$2 window_s=$SECS busy_s=$(awk -v a=$b0 -v b=$b1 'BEGIN { printf "%.2f", b - a }')"
 		cat $out
 		echo "FIOBENCH-END $w $impl"
 	done
+	return 0
+}
+
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	say "round $r of $ROUNDS: $([ $((r % 2)) = 1 ] && echo "ubdma first" || echo "kernel first")"
+	for w in $WORKLOADS; do
+		if [ $((r % 2)) = 1 ]; then
+			run_ubdma $w $r && run_fio $w $r || fails=$((fails + 1))
+		else
+			run_fio $w $r && run_ubdma $w $r || fails=$((fails + 1))
+		fi
+	done
+	r=$((r + 1))
 done
+bind vfio-pci
 exit $fails

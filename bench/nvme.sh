@@ -2,38 +2,41 @@
 # bench/nvme.sh - libubdma_nvme beside the kernel's nvme driver + Debian's fio, in ONE guest boot.
 #
 # Boots the test-bed guest (tests/vm/run-guest.sh) with a 64 MiB NVMe backing file full of random
-# bytes and runs, in order:
-#   1. bench_nvme            the ubdma driver, polled completions (impl "ubdma")
-#   2. bench_nvme --irq      the ubdma driver, MSI-X eventfd completions (impl "ubdma-irq"; -P: not run)
-#   3. bench/nvme-guest.sh   the NVMe handed to the kernel nvme driver (poll_queues=1), then fio
-#                            with io_uring ("fio-io_uring") and io_uring + hipri ("fio-io_uring-poll")
-# for 4 KiB randread at QD 1, 8, 32 and randwrite at QD 1, 32, one core (CPU 0).  Then, on the host,
-# bench/nvme_report.py reads the console log and prints the side-by-side table (or --json / --csv)
-# and gnuplot draws the latency histograms (OUT/nvme-latency.png and .svg).
+# bytes and runs bench/nvme-guest.sh there: for each round, for 4 KiB randread at QD 1, 8, 32 and
+# randwrite at QD 1, 32, one core (CPU 0), the ubdma driver polled ("ubdma") and with MSI-X
+# eventfds ("ubdma-irq"; -P: not run), then the NVMe handed to the kernel nvme driver
+# (poll_queues=1) and Debian's fio with io_uring ("fio-io_uring") and io_uring + hipri
+# ("fio-io_uring-poll"); odd rounds start with ubdma, even rounds with the kernel.  Then, on the
+# host, bench/nvme_report.py reads the console log and prints the side-by-side table of medians
+# over the rounds (or --json / --csv) and gnuplot draws the latency histograms
+# (OUT/nvme-latency.png and .svg).
 #
-# usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-P] [--json | --csv]
+# usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
+#   -r ROUNDS rounds (default 3)
 #   -P        polled ubdma only: skip the ubdma-irq run
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-B=build OUT= SECS=3 IRQ=1 FMT=table
+B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table
 while [ $# -gt 0 ]; do
 	case $1 in
 	-B) B=$2; shift ;;
 	-o) OUT=$2; shift ;;
 	-t) SECS=$2; shift ;;
+	-r) ROUNDS=$2; shift ;;
 	-P) IRQ=0 ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 [[ $SECS =~ ^[0-9]+$ ]] && [ "$SECS" -ge 1 ] || { echo "nvme.sh: -t wants whole seconds" >&2; exit 2; }
+[[ $ROUNDS =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] || { echo "nvme.sh: -r wants a count of rounds" >&2; exit 2; }
 B=$(cd "$B" && pwd)
 OUT=${OUT:-$B/bench/nvme-out}
 mkdir -p "$OUT"
@@ -47,17 +50,17 @@ ASSETS=${UBDMA_VM_ASSETS:-$B/tests/vm/guest-assets}
 # the backing file: random bytes, so that reads are not of holes
 dd if=/dev/urandom of="$OUT/nvme.img" bs=1M count=64 status=none
 
-PROGS=("$BENCH --time $SECS")
-[ "$IRQ" = 1 ] && PROGS+=("$BENCH --time $SECS --irq")
-PROGS+=("$ROOT/bench/nvme-guest.sh $SECS")
-echo "nvme.sh: booting the guest: ${#PROGS[@]} programs, $SECS s a workload (about $((SECS * 25 + 60)) s)" >&2
+GB=/ubdma/bench/bench_nvme
+est=$((ROUNDS * 5 * (2 * SECS + 2 * (SECS + 3) + 8) + 60))
+echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $est s)" >&2
 rc=0
-"$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((SECS * 60 + 300)) -o "$OUT" -a "$ASSETS" \
-	-d "$OUT/nvme.img" -i "$FIO" "${PROGS[@]}" >"$OUT/run.log" 2>&1 || rc=$?
+"$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" \
+	-d "$OUT/nvme.img" -i "$FIO" -i "$BENCH=$GB" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
+	>"$OUT/run.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ]; then
 	echo "nvme.sh: the guest run failed (status $rc); see $OUT/run.log and $OUT/console.log" >&2
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
 exit $rc
