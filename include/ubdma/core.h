@@ -172,6 +172,9 @@ void ubdma_umem_unlock(ubdma_umem_t *cookie);
 /**
  * ubdma_vtoiova() - the IOVA of any registered address of the context, or UBDMA_BAD_IOVA.
  * O(1), no lock, no system call, no allocation; safe while other threads register and unregister.
+ * The one exception: the first call after the registration cache's monitor learnt that memory
+ * under cached entries went away first retires their translations (so memory unmapped before the
+ * call never translates to its old frames); ubdma_vtoiova(3) says more.
  * Under an IOMMU this is an I/O virtual address, not a physical one.
  */
 uint64_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr);

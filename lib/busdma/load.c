@@ -305,7 +305,10 @@ void busdma_load_deferred(struct ubdma_map *m, struct bounce_page *pages)
 	struct ubdma_tag *t = m->tag;
 	ubdma_callback_t *cb = m->wait_cb;
 	void *arg = m->wait_arg;
-	int err = build_bounced(t, m, m->wait_iov, m->wait_iovcnt, m->segs, pages);
+	int err;
+
+	ctx_settle(t->ctx); /* the buffer may have been unmapped and mapped again while it waited */
+	err = build_bounced(t, m, m->wait_iov, m->wait_iovcnt, m->segs, pages);
 
 	drop_request(m);
 	if (err) {
@@ -342,8 +345,10 @@ static inline int load_run(struct ubdma_tag *t, struct ubdma_map *m, const struc
 			   ubdma_seg_t *out, int flags, ubdma_callback_t *cb, void *arg)
 {
 	struct build b = { .tag = t, .mode = BUILD_FAST, .segs = out, .cap = t->seg_cap };
-	int err = busdma_build(&b, iov, iovcnt);
+	int err;
 
+	ctx_settle(t->ctx); /* memory unmapped before the load must not translate to old frames */
+	err = busdma_build(&b, iov, iovcnt);
 	if (likely(!err)) {
 		m->nseg = b.nseg;
 		m->state = MAP_LOADED;

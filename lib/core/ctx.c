@@ -190,5 +190,8 @@ int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, uint64_t *lo, uint64_t *hi, i
 
 uint64_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr)
 {
-	return __builtin_expect(ctx != NULL, 1) ? xlate_lookup(&ctx->xlate, (uintptr_t)addr) : UBDMA_BAD_IOVA;
+	if (__builtin_expect(ctx == NULL, 0))
+		return UBDMA_BAD_IOVA;
+	ctx_settle(ctx);
+	return xlate_lookup(&ctx->xlate, (uintptr_t)addr);
 }

@@ -37,6 +37,7 @@ struct ubdma_umem {
 	struct umem_chunk *chunks; /* cover [rounded start, rounded end) */
 	struct ubdma_umem *prev, *next;
 	int internal;	      /* made by a layer (bounce pool, mem_alloc, rcache), not the user */
+	int hidden;	      /* out of the translation map, still mapped and wired (umem_hide()) */
 };
 
 struct ubdma_ctx {
@@ -57,7 +58,34 @@ struct ubdma_ctx {
 	void (*pci_fini)(struct ubdma_ctx *ctx);
 	void *rcache;		  /* registration cache (rcache layer), lazily made */
 	void (*rcache_fini)(struct ubdma_ctx *ctx);
+	/*
+	 * A layer that learns asynchronously that memory under some translations is gone (the
+	 * registration cache's userfaultfd monitor) bumps stale_epoch before it reads the news, and
+	 * its stale_settle() retires those translations and publishes the epoch it covered in
+	 * stale_settled.  Readers of the map call ctx_settle() first (atomic loads, no syscall).
+	 */
+	uint64_t stale_epoch, stale_settled;
+	void (*stale_settle)(struct ubdma_ctx *ctx);
 };
+
+/*
+ * Before reading the translation map on behalf of a caller (ubdma_vtoiova(), bus_dma loads): an
+ * address whose memory was unmapped before this call (in program order) must not translate to
+ * the old frames.  Two loads of one cache line when nothing is pending.
+ */
+static inline void ctx_settle(struct ubdma_ctx *ctx)
+{
+	if (__builtin_expect(__atomic_load_n(&ctx->stale_epoch, __ATOMIC_SEQ_CST) !=
+			     __atomic_load_n(&ctx->stale_settled, __ATOMIC_ACQUIRE), 0))
+		ctx->stale_settle(ctx);
+}
+
+/*
+ * Take a cookie out of the translation map (its pages show the next best cookie, or nothing) and
+ * keep its IOMMU mapping and wiring until ubdma_umem_unlock(): for memory that went away under a
+ * registration somebody still holds.  Idempotent.
+ */
+void umem_hide(struct ubdma_umem *u);
 
 /*
  * Lock a cookie for a layer of the library: as ubdma_umem_lock(), and when lim is not NULL every

@@ -336,6 +336,19 @@ uint64_t ubdma_umem_iova(const ubdma_umem_t *u, const void *addr)
 	return UBDMA_BAD_IOVA;
 }
 
+void umem_hide(struct ubdma_umem *u)
+{
+	struct ubdma_ctx *ctx = u->ctx;
+
+	pthread_mutex_lock(&ctx->reg_lock);
+	if (!u->hidden) {
+		registry_unlink(ctx, u);
+		registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
+		u->hidden = 1;
+	}
+	pthread_mutex_unlock(&ctx->reg_lock);
+}
+
 void ubdma_umem_unlock(ubdma_umem_t *u)
 {
 	struct ubdma_ctx *ctx;
@@ -344,8 +357,10 @@ void ubdma_umem_unlock(ubdma_umem_t *u)
 		return;
 	ctx = u->ctx;
 	pthread_mutex_lock(&ctx->reg_lock);
-	registry_unlink(ctx, u);
-	registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
+	if (!u->hidden) {
+		registry_unlink(ctx, u);
+		registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
+	}
 	pthread_mutex_unlock(&ctx->reg_lock);
 	chunks_unmap(ctx, u, u->nchunks);
 	int err = unwire_range((void *)u->start, u->end - u->start, u->wire_flags);

@@ -135,6 +135,9 @@ static void *mon_main(void *arg)
 			continue;
 		/* begun before read(): the unmapper wakes at read() and may look up at once */
 		uint64_t seq = __atomic_add_fetch(&rc->mon_begun, 1, __ATOMIC_SEQ_CST);
+		/* and for readers of the translation map (ctx_settle()); after mon_begun, so that a
+		 * settle that sees this epoch also waits for this batch */
+		__atomic_add_fetch(&rc->ctx->stale_epoch, 1, __ATOMIC_SEQ_CST);
 		ssize_t n = read(rc->uffd, msg, sizeof(msg));
 		int rerr = errno;
 		if (n > 0) {

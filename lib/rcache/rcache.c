@@ -55,6 +55,11 @@ static inline void add(uint64_t *p, uint64_t v)
 	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
+static struct rcache *rc_of(struct ubdma_ctx *ctx)
+{
+	return __atomic_load_n((struct rcache **)&ctx->rcache, __ATOMIC_ACQUIRE);
+}
+
 /*
  * Hit counters, one per thread and cache: a hit adds to its own counter with a plain store, so
  * hits of different threads never write the same cache line.  A thread keeps the counters of
@@ -248,6 +253,13 @@ static void remove_locked(struct rcache *rc, struct ubdma_reg *r, int unregister
 	idx_remove(rc, i);
 	lru_unlink(rc, r);
 	r->dead = 1;
+	/* a holder keeps the entry: its pages must still leave the translation map (rc_unshow()),
+	 * or a load of other memory mapped at the address later would get the old frames; set
+	 * before the reference drops, after which a put may recycle the entry */
+	if (__atomic_load_n(&r->ref, __ATOMIC_RELAXED) > 1) {
+		__atomic_store_n(&r->unshow, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&rc->unshow_pending, 1, __ATOMIC_RELEASE);
+	}
 	if (unregister)
 		unwatch_locked(rc, r, i);
 	if (!r->monitored)
@@ -361,6 +373,66 @@ static void reap_grave(struct rcache *rc)
 	g = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL);
 	pthread_rwlock_unlock(&rc->lock);
 	destroy_list(g);
+}
+
+/*
+ * Take the entries that left the index while held out of the translation map (their holders
+ * keep IOVA, mapping and wiring through ubdma_reg_iova() until the last put).  A reference
+ * taken under all_lock keeps each alive while it is hidden.  No lock held on entry; does not
+ * run on the monitor thread (umem_hide() allocates).
+ */
+static void rc_unshow(struct rcache *rc)
+{
+	struct ubdma_reg *batch[16];
+	size_t n;
+
+	if (!__atomic_load_n(&rc->unshow_pending, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&rc->unshow_pending, 0, __ATOMIC_SEQ_CST);
+	do {
+		n = 0;
+		pthread_mutex_lock(&rc->all_lock);
+		for (struct ubdma_reg *r = rc->all; r && n < 16; r = r->all_next) {
+			if (!__atomic_load_n(&r->unshow, __ATOMIC_RELAXED))
+				continue;
+			__atomic_store_n(&r->unshow, 0, __ATOMIC_RELAXED);
+			uint64_t ref = __atomic_load_n(&r->ref, __ATOMIC_RELAXED);
+			do {
+				if (!ref)
+					break; /* being destroyed: its unlock takes it out of the map */
+			} while (!__atomic_compare_exchange_n(&r->ref, &ref, ref + 1, 1, __ATOMIC_ACQUIRE,
+							      __ATOMIC_RELAXED));
+			if (ref)
+				batch[n++] = r;
+		}
+		pthread_mutex_unlock(&rc->all_lock);
+		for (size_t i = 0; i < n; i++) {
+			umem_hide(batch[i]->umem);
+			ubdma_reg_put(batch[i]);
+		}
+	} while (n == 16);
+}
+
+/*
+ * ctx->stale_settle: a reader of the translation map saw the monitor begin a batch of events
+ * it has not settled.  Wait until the monitor applied everything it has read (so every unmap
+ * that returned before the reader's call is in), destroy what it invalidated and nobody holds,
+ * hide what is held, and publish the epoch covered.
+ */
+static void rc_settle(struct ubdma_ctx *ctx)
+{
+	uint64_t g = __atomic_load_n(&ctx->stale_epoch, __ATOMIC_SEQ_CST);
+	struct rcache *rc = rc_of(ctx);
+
+	if (rc) {
+		mon_sync(rc);
+		reap_grave(rc);
+		rc_unshow(rc);
+	}
+	uint64_t s = __atomic_load_n(&ctx->stale_settled, __ATOMIC_RELAXED);
+	while (s < g && !__atomic_compare_exchange_n(&ctx->stale_settled, &s, g, 1, __ATOMIC_RELEASE,
+						     __ATOMIC_RELAXED))
+		;
 }
 
 /*
@@ -504,11 +576,6 @@ static int env_monitor(void)
 	return v && !strcmp(v, "explicit") ? UBDMA_RCACHE_MONITOR_EXPLICIT : UBDMA_RCACHE_MONITOR_UFFD;
 }
 
-static struct rcache *rc_of(struct ubdma_ctx *ctx)
-{
-	return __atomic_load_n((struct rcache **)&ctx->rcache, __ATOMIC_ACQUIRE);
-}
-
 /* The context's cache, made on first use. */
 static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 {
@@ -546,6 +613,7 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 	rc->gnext = rc_list;
 	rc_list = rc;
 	ctx->rcache_fini = rc_fini;
+	ctx->stale_settle = rc_settle; /* before the monitor can move stale_epoch */
 	__atomic_store_n((struct rcache **)&ctx->rcache, rc, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&rc_global);
 	*rcp = rc;
@@ -568,6 +636,9 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	pthread_mutex_lock(&rc->miss_lock);
 	mon_stop(rc);
 	pthread_mutex_unlock(&rc->miss_lock);
+	/* nothing left to settle: the entries go below, and the context with them */
+	__atomic_store_n(&ctx->stale_settled, __atomic_load_n(&ctx->stale_epoch, __ATOMIC_SEQ_CST),
+			 __ATOMIC_RELEASE);
 	/* every registration goes, held or not: they are invalid once the context closes */
 	while (rc->all)
 		reg_destroy(rc->all);
@@ -627,6 +698,8 @@ static void rc_atfork_child(void)
 		rc->grave = NULL;
 		rc->nall = rc->bytes = rc->iommu = rc->unmonitored = 0;
 		rc->nfix = 0;
+		rc->unshow_pending = 0;
+		rc->ctx->stale_settled = rc->ctx->stale_epoch; /* the parent's news is not ours */
 		mon_forget(rc);
 		/* the child's thread id differs from the locker's: glibc's rwlock would take a
 		 * write unlock for a read unlock; start the locks afresh */
@@ -728,6 +801,7 @@ static struct ubdma_reg *reg_new(struct rcache *rc, struct ubdma_umem *u, int fl
 	__atomic_store_n(&r->used, 0, __ATOMIC_RELAXED);
 	r->dead = 0;
 	r->monitored = 0;
+	__atomic_store_n(&r->unshow, 0, __ATOMIC_RELAXED);
 	r->rc = rc;
 	r->umem = u;
 	r->nchunks = u->nchunks;
@@ -905,6 +979,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 			break;
 		}
 		reg_track(rc, r);
+		rc_unshow(rc); /* entries merged away while held: the new entry shows their pages */
 		pthread_mutex_unlock(&rc->miss_lock);
 		*regp = r;
 		return 0;
@@ -1043,6 +1118,7 @@ int ubdma_reg_invalidate(ubdma_ctx_t *ctx, void *addr, size_t len)
 	rc_invalidate_locked(rc, TRUNC(a, PG), ROUND(b, PG), 1);
 	pthread_rwlock_unlock(&rc->lock);
 	reap(rc);
+	rc_unshow(rc);
 	pthread_mutex_unlock(&rc->miss_lock);
 	return 0;
 }

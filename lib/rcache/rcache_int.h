@@ -35,6 +35,7 @@ struct ubdma_reg {
 	uint8_t used;	       /* CLOCK bit: set by hits, cleared by the eviction scan (atomic) */
 	uint8_t dead;	       /* out of the index: never handed out again (under lock) */
 	uint8_t monitored;     /* ulo..uhi is registered with userfaultfd */
+	uint8_t unshow;	       /* out of the index while held: to leave the translation map (atomic) */
 	uint64_t ref;	       /* holders, + 1 while in the index (atomic) */
 	struct ubdma_umem *umem;
 	struct rcache *rc;
@@ -82,6 +83,7 @@ struct rcache {
 	struct ubdma_reg *lru_head, *lru_tail;
 	struct ubdma_reg *all;
 	struct ubdma_reg *grave;   /* invalidated, unreferenced, to destroy (atomic load) */
+	int unshow_pending;	   /* some entry has unshow set (atomic) */
 
 	size_t max_bytes, max_entries, max_iommu; /* 0: no limit */
 

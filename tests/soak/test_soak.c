@@ -186,15 +186,15 @@ static long remap_delta;
 /*
  * The application tells the cache before it unmaps or moves memory (ubdma_reg_invalidate()).
  * With UBDMA_SOAK_TRUST_MONITOR=1, half the time it does not, and the userfaultfd monitor must
- * notice on its own: see docs/reliability.md for what that mode finds today (the translation map
- * and the IOMMU keep an invalidated entry until the cache's next call).
+ * notice on its own (docs/reliability.md) - unless the cache holds entries the monitor could not
+ * watch (an injected fault in UFFDIO_REGISTER): those only ubdma_reg_invalidate() can drop.
  */
 static void maybe_invalidate(int b)
 {
 	struct ubdma_rcache_stats st;
 
 	if (!getenv("UBDMA_SOAK_TRUST_MONITOR") || rndn(2) || ubdma_rcache_stats(ctx, &st, sizeof(st)) ||
-	    !st.monitor_active)
+	    !st.monitor_active || st.unmonitored)
 		ubdma_reg_invalidate(ctx, bufs[b].p, bufs[b].len);
 }
 

@@ -552,6 +552,91 @@ static void test_stale_translation_explicit(void **state)
 	stale_case(1);
 }
 
+/* A load of [p + 4096, +8192) on the root tag: its first segment's address. */
+static uint64_t load_addr(ubdma_ctx_t *ctx, char *p)
+{
+	ubdma_tag_t *tag = ubdma_ctx_tag(ctx);
+	ubdma_map_t *map;
+	ubdma_seg_t segs[4];
+	int nseg = 0;
+
+	assert_int_equal(ubdma_map_create(tag, 0, &map), 0);
+	assert_int_equal(ubdma_map_load_sg(tag, map, p + 4096, 8192, segs, &nseg, UBDMA_NOWAIT), 0);
+	assert_true(nseg >= 1);
+	ubdma_map_unload(tag, map);
+	assert_int_equal(ubdma_map_destroy(tag, map), 0);
+	return segs[0].ds_addr;
+}
+
+/*
+ * The same case, read through the translation map (ubdma_vtoiova(), bus_dma loads) instead of
+ * ubdma_reg_get(), with no call into the cache between the unmap and the read: the map must not
+ * show the old frame, neither for a cached entry nor for one invalidated while held (the holder
+ * keeps its IOVA through ubdma_reg_iova(), but new memory at the address is not its memory).
+ */
+static void stale_xlate_case(int held)
+{
+	ubdma_ctx_t *ctx;
+	ubdma_reg_t *r;
+	size_t len = 2 * MB;
+
+	if (!hugepages_ensure(2048, 2))
+		SKIP_WHY("no two free 2 MiB hugepages");
+	if (ubdma_ctx_open(UBDMA_BACKEND_PHYS, &ctx))
+		SKIP_WHY("no phys backend: %s", ubdma_last_error());
+	int fa = memfd_create("old", MFD_HUGETLB | MFD_CLOEXEC), fb = memfd_create("new", MFD_HUGETLB | MFD_CLOEXEC);
+	assert_true(fa >= 0 && fb >= 0);
+	assert_int_equal(ftruncate(fa, (off_t)len), 0);
+	assert_int_equal(ftruncate(fb, (off_t)len), 0);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fa, 0);
+	assert_true(p != MAP_FAILED);
+	memset(p, 1, len);
+	assert_int_equal(ubdma_reg_get(ctx, p + 4096, 8192, RW, &r), 0);
+	uint64_t old_pa = pagemap_pa(p + 4096);
+	assert_true(ubdma_vtoiova(ctx, p + 4096) == old_pa);
+	assert_true(load_addr(ctx, p) == old_pa);
+	if (!held)
+		ubdma_reg_put(r);
+	if (!stats(ctx).monitor_active)
+		SKIP_WHY("no userfaultfd monitor: %s", stats(ctx).monitor);
+	assert_int_equal(munmap(p, len), 0);
+	char *q = mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fb, 0);
+	assert_ptr_equal(q, p);
+	memset(q, 2, len);
+	uint64_t new_pa = pagemap_pa(q + 4096);
+	assert_true(new_pa != 0 && new_pa != old_pa);
+	/* nothing registers the new pages: the load bounces, ubdma_vtoiova() says unregistered;
+	 * never the old frame (the load first: each must settle on its own) */
+	uint64_t v = load_addr(ctx, q);
+	if (v == old_pa)
+		fail_msg("bus_dma load after munmap: the old frame %#llx", (unsigned long long)old_pa);
+	v = ubdma_vtoiova(ctx, q + 4096);
+	if (v != UBDMA_BAD_IOVA)
+		fail_msg("ubdma_vtoiova after munmap: %#llx (old frame %#llx)", (unsigned long long)v,
+			 (unsigned long long)old_pa);
+	if (held) {
+		assert_true(ubdma_reg_iova(r, q + 4096) == old_pa); /* the holder's view is unchanged */
+		ubdma_reg_put(r);
+	}
+	assert_int_equal(stats(ctx).held_invalid, 0);
+	ubdma_ctx_close(ctx);
+	munmap(q, len);
+	close(fa);
+	close(fb);
+}
+
+static void test_stale_xlate_cached(void **state)
+{
+	(void)state;
+	stale_xlate_case(0);
+}
+
+static void test_stale_xlate_held(void **state)
+{
+	(void)state;
+	stale_xlate_case(1);
+}
+
 /* fork: the child has none of the parent's registrations (nor their memory), an empty cache. */
 static void test_fork(void **state)
 {
@@ -674,6 +759,43 @@ static void *race_worker(void *arg)
 	return NULL;
 }
 
+/*
+ * A translation-map reader (ubdma_vtoiova(), bus_dma loads) settling the monitor's news, holding
+ * a registration of the buffer it reads now and then (so that some are invalidated while held).
+ */
+static void *race_reader(void *arg)
+{
+	struct race *rs = arg;
+	ubdma_tag_t *tag = NULL;
+	unsigned seed = 11;
+	ubdma_map_t *map;
+	ubdma_seg_t seg[2];
+	int nseg;
+
+	/* a tag of its own: its bounce pages go with it, so VmLck comes back */
+	if (ubdma_tag_create(ubdma_ctx_tag(rs->ctx), 1, 0, UBDMA_MAXADDR, UBDMA_MAXADDR, 4096, 2, 4096, 0, &tag) ||
+	    ubdma_map_create(tag, 0, &map)) {
+		__atomic_fetch_add(&rs->errors, 1, __ATOMIC_RELAXED);
+		return NULL;
+	}
+	while (!__atomic_load_n(&rs->stop, __ATOMIC_RELAXED)) {
+		char *b = rs->base + (size_t)(rand_r(&seed) % NBUF) * rs->bufsz + 4096;
+		ubdma_reg_t *r = NULL;
+		if (rand_r(&seed) % 2 && ubdma_reg_get(rs->ctx, b, 4096, RW, &r))
+			r = NULL; /* unmapped meanwhile, or no room: read unregistered */
+		uint64_t v = ubdma_vtoiova(rs->ctx, b);
+		if (v != UBDMA_BAD_IOVA && v != (uint64_t)(uintptr_t)b)
+			__atomic_fetch_add(&rs->errors, 1, __ATOMIC_RELAXED);
+		/* the buffer may be unmapped under the bounce copy-in: load, never sync */
+		if (ubdma_map_load_sg(tag, map, b, 4096, seg, &nseg, UBDMA_NOWAIT) == 0)
+			ubdma_map_unload(tag, map);
+		ubdma_reg_put(r);
+	}
+	ubdma_map_destroy(tag, map);
+	ubdma_tag_destroy(tag);
+	return NULL;
+}
+
 static void *race_churn(void *arg)
 {
 	struct race *rs = arg;
@@ -695,19 +817,21 @@ static void *race_churn(void *arg)
 static void run_race(ubdma_ctx_t *ctx, long iters, int nworkers)
 {
 	struct race rs = { .ctx = ctx, .bufsz = 64 * KB, .iters = iters };
-	pthread_t w[4], c;
+	pthread_t w[4], c, rd;
 	long lck0 = status_kb("VmLck");
 
 	rs.base = anon_map(NBUF * rs.bufsz);
 	assert_non_null(rs.base);
 	assert_int_equal(ubdma_rcache_set_limits(ctx, 8 * rs.bufsz, 0, 0), 0); /* evictions too */
 	pthread_create(&c, NULL, race_churn, &rs);
+	pthread_create(&rd, NULL, race_reader, &rs);
 	for (int i = 0; i < nworkers; i++)
 		pthread_create(&w[i], NULL, race_worker, &rs);
 	for (int i = 0; i < nworkers; i++)
 		pthread_join(w[i], NULL);
 	__atomic_store_n(&rs.stop, 1, __ATOMIC_RELAXED);
 	pthread_join(c, NULL);
+	pthread_join(rd, NULL);
 	if (rs.errors) {
 		struct ubdma_rcache_stats e = stats(ctx);
 		fail_msg("%ld failed look-ups, the first with %s (%s); %llu bytes pinned, %llu entries, %llu "
@@ -822,6 +946,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_monitor_choice, setup_va, teardown),
 		cmocka_unit_test(test_stale_translation_phys),
 		cmocka_unit_test(test_stale_translation_explicit),
+		cmocka_unit_test(test_stale_xlate_cached),
+		cmocka_unit_test(test_stale_xlate_held),
 		cmocka_unit_test_setup_teardown(test_fork, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_hit_no_syscall, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_threads_get_put_munmap, setup_va, teardown),
