@@ -419,6 +419,37 @@ static void test_invalidated_held(void **state)
 	munmap(p, 8 * 4096);
 }
 
+/*
+ * The soak's case (issue 10): neighbouring buffers A and B, one entry merged over both (touching,
+ * same intent) and held for B; the application invalidates A and maps other memory there.  A's
+ * pages leave the translation map at once, though B's holder keeps every IOVA of the entry: under
+ * vfio or phys the new memory would otherwise translate to A's old frames.
+ */
+static void test_invalidate_merged_held(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon_map(8 * 4096), *a = p, *b = p + 4 * 4096;
+	ubdma_reg_t *ra, *rb;
+	long lck0 = status_kb("VmLck");
+
+	assert_int_equal(ubdma_reg_get(ctx, a, 4 * 4096, RW, &ra), 0);
+	ubdma_reg_put(ra);
+	assert_int_equal(ubdma_reg_get(ctx, b, 4 * 4096, RW, &rb), 0);
+	assert_int_equal(stats(ctx).merges, 1);
+	assert_true(ubdma_reg_iova(rb, a) != UBDMA_BAD_IOVA); /* the entry covers A too */
+	assert_int_equal(ubdma_reg_invalidate(ctx, a, 4 * 4096), 0);
+	assert_int_equal(op_map_fixed(a, 4 * 4096), 0);
+	assert_true(ubdma_vtoiova(ctx, a) == UBDMA_BAD_IOVA);
+	assert_true(ubdma_vtoiova(ctx, a + 3 * 4096) == UBDMA_BAD_IOVA);
+	assert_true(ubdma_reg_iova(rb, b) == (uint64_t)(uintptr_t)b); /* the holder's view */
+	assert_int_equal(stats(ctx).held_invalid, 1);
+	ubdma_reg_put(rb);
+	assert_int_equal(stats(ctx).held_invalid, 0);
+	ubdma_rcache_flush(ctx);
+	assert_int_equal(status_kb("VmLck"), lck0);
+	munmap(p, 8 * 4096);
+}
+
 /* Explicit invalidation, and memory userfaultfd cannot watch (a file mapping). */
 static void test_invalidate_explicit(void **state)
 {
@@ -942,6 +973,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalidate_uffd, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate_brk, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidated_held, setup_va, teardown),
+		cmocka_unit_test_setup_teardown(test_invalidate_merged_held, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate_explicit, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_monitor_choice, setup_va, teardown),
 		cmocka_unit_test(test_stale_translation_phys),
