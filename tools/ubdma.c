@@ -1,8 +1,9 @@
 /*
  * ubdma.c - the set-up tool a DPDK or SPDK user expects beside the library: what the machine
  * offers for user-space DMA (`status`), handing PCI functions to vfio-pci and back (`bind`,
- * `unbind`), hugepage reservation and mounts (`hugepages`), and running the benchmarks into
- * tables and plots (`bench`).  Every command can answer in JSON (`--json`) for scripts.
+ * `unbind`), hugepage reservation and mounts (`hugepages`), the registration cache's counters
+ * on a workload of the tool's own (`rcache`), and running the benchmarks into tables and plots
+ * (`bench`).  Every command can answer in JSON (`--json`) for scripts.
  *
  * It reads sysfs directly for what the library has no reason to own (drivers, IOMMU groups) and
  * asks the library for the rest (hugepage counts, NUMA nodes, which backend AUTO picks and why),
@@ -22,11 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
@@ -659,6 +662,54 @@ static void status_backend(void)
 		ubdma_ctx_close(ctx);
 }
 
+/*
+ * Which monitor the registration cache gets here (userfaultfd, or explicit invalidation only, and
+ * why): a program's cache starts it on its first miss, so one registration of a page shows it.
+ * The counters themselves are per process: `ubdma rcache` runs a workload to show them.
+ */
+static void status_rcache(void)
+{
+	struct ubdma_rcache_stats st = { 0 };
+	ubdma_ctx_t *ctx = NULL;
+	ubdma_reg_t *r = NULL;
+	const char *why = NULL;
+	int err = ubdma_ctx_open(UBDMA_BACKEND_AUTO, &ctx);
+	int huge = !err && ubdma_ctx_backend(ctx) == UBDMA_BACKEND_PHYS; /* phys translates hugetlb only */
+	size_t len = huge ? (size_t)2 << 20 : 4096;
+	void *p = err ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | (huge ? MAP_HUGETLB : 0), -1, 0);
+
+	if (err)
+		why = ubdma_last_error();
+	else if (p == MAP_FAILED)
+		why = huge ? "no free 2 MiB hugepage to register" : "out of memory";
+	else if (ubdma_reg_get(ctx, p, 4096, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &r))
+		why = ubdma_last_error();
+	else
+		ubdma_reg_put(r);
+	if (!why)
+		ubdma_rcache_stats(ctx, &st, sizeof(st));
+	if (json) {
+		jopen("rcache", '{');
+		if (why)
+			jknull("monitor_active");
+		else
+			jkbool("monitor_active", st.monitor_active);
+		jkstr("monitor", why ? NULL : st.monitor);
+		jkstr("error", why);
+		jclose('}');
+	} else if (why) {
+		printf("\nRegistration cache\n  cannot try it on the AUTO backend: %s\n", why);
+	} else {
+		printf("\nRegistration cache\n  monitor: %s\n  counters are per process: `ubdma rcache` runs a "
+		       "workload and prints them\n", st.monitor);
+	}
+	if (p != MAP_FAILED)
+		munmap(p, len);
+	if (ctx)
+		ubdma_ctx_close(ctx);
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	struct iommu_state s;
@@ -673,6 +724,7 @@ static int cmd_status(int argc, char **argv)
 	status_hugepages();
 	status_memlock();
 	status_backend();
+	status_rcache();
 	if (json)
 		jclose('}');
 	return 0;
@@ -972,6 +1024,181 @@ static int cmd_hugepages(int argc, char **argv)
 			jclose('}');
 	}
 	return rc;
+}
+
+/* ------------------------------------------------------------------ rcache */
+
+/* The counters as JSON members, every field of struct ubdma_rcache_stats. */
+static void rcache_json_stats(const struct ubdma_rcache_stats *s)
+{
+	jopen("stats", '{');
+	jku64("hits", s->hits);
+	jku64("misses", s->misses);
+	jku64("merges", s->merges);
+	jku64("evictions", s->evictions);
+	jku64("invalidations", s->invalidations);
+	jku64("bytes_pinned", s->bytes_pinned);
+	jku64("entries", s->entries);
+	jku64("held_invalid", s->held_invalid);
+	jku64("unmonitored", s->unmonitored);
+	jku64("limit_failures", s->limit_failures);
+	jku64("events_unmap", s->events_unmap);
+	jku64("events_remove", s->events_remove);
+	jku64("events_remap", s->events_remap);
+	jku64("max_bytes", s->max_bytes);
+	jku64("max_entries", s->max_entries);
+	jku64("max_iommu", s->max_iommu);
+	jkbool("monitor_active", s->monitor_active);
+	jkstr("monitor", s->monitor);
+	jclose('}');
+}
+
+static long parse_count(const char *opt, const char *v, long max)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	if (!isdigit((unsigned char)*v) || *end || n < 1 || n > max)
+		usage_error("rcache: %s wants a number from 1 to %ld (got '%s')", opt, max, v);
+	return n;
+}
+
+/*
+ * The cache's counters belong to the process that uses the cache, so the tool shows them on a
+ * workload of its own: N buffers, each looked up and put K times in turn (a miss, then K - 1
+ * hits), a guard gap between buffers unless --adjacent (then each miss merges with its
+ * neighbour), optionally under a byte limit (evictions) and unmapped at the end while cached
+ * (the monitor's invalidations).
+ */
+static int cmd_rcache(int argc, char **argv)
+{
+	long nbuf = 8, iters = 100;
+	uint64_t size = 64 << 10, limit = 0;
+	int adjacent = 0, unmap = 0, explicit_only = 0, huge = -1, err;
+	enum ubdma_backend be = UBDMA_BACKEND_AUTO;
+	char b1[32], b2[32], b3[32];
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--adjacent")) {
+			adjacent = 1;
+			continue;
+		}
+		if (!strcmp(a, "--unmap")) {
+			unmap = 1;
+			continue;
+		}
+		if (!strcmp(a, "--explicit")) {
+			explicit_only = 1;
+			continue;
+		}
+		if (strcmp(a, "--buffers") && strcmp(a, "--size") && strcmp(a, "--iterations") && strcmp(a, "--limit") &&
+		    strcmp(a, "--backend") && strcmp(a, "--memory"))
+			usage_error("rcache: unknown option '%s' (see ubdma help)", a);
+		if (!val)
+			usage_error("rcache: %s needs a value", a);
+		i++;
+		if (!strcmp(a, "--buffers"))
+			nbuf = parse_count(a, val, 4096);
+		else if (!strcmp(a, "--iterations"))
+			iters = parse_count(a, val, 100000000);
+		else if (!strcmp(a, "--size") && (!(size = parse_size(val)) || size > ((uint64_t)1 << 30)))
+			usage_error("rcache: '%s' is not a size from 1 byte to 1G", val);
+		else if (!strcmp(a, "--limit") && !(limit = parse_size(val)))
+			usage_error("rcache: '%s' is not a size (e.g. 1M)", val);
+		else if (!strcmp(a, "--memory")) {
+			if (strcmp(val, "anon") && strcmp(val, "hugetlb"))
+				usage_error("rcache: --memory is anon or hugetlb (got '%s')", val);
+			huge = !strcmp(val, "hugetlb");
+		} else if (!strcmp(a, "--backend")) {
+			static const char *names[] = { "auto", "vfio", "phys", "va" };
+			static const enum ubdma_backend bes[] = { UBDMA_BACKEND_AUTO, UBDMA_BACKEND_VFIO,
+								  UBDMA_BACKEND_PHYS, UBDMA_BACKEND_VA };
+			int k = 0;
+			while (k < 4 && strcmp(val, names[k]))
+				k++;
+			if (k == 4)
+				usage_error("rcache: --backend is auto, vfio, phys or va (got '%s')", val);
+			be = bes[k];
+		}
+	}
+
+	ubdma_ctx_t *ctx;
+	if ((err = ubdma_ctx_open(be, &ctx)))
+		return fail("rcache: cannot open a context: %s", ubdma_last_error());
+	if (huge < 0)
+		huge = ubdma_ctx_backend(ctx) == UBDMA_BACKEND_PHYS; /* phys translates hugetlb memory only */
+	/* registrations are whole pages: a buffer takes pgsz-rounded room, a gap one more page */
+	uint64_t pgsz = huge ? (uint64_t)2 << 20 : 4096, room = (size + pgsz - 1) & ~(pgsz - 1);
+	uint64_t stride = room + (adjacent ? 0 : pgsz), total = stride * (uint64_t)nbuf;
+	uint8_t *mem = mmap(NULL, total, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (huge ? MAP_HUGETLB | (21 << MAP_HUGE_SHIFT) : 0),
+			    -1, 0);
+	if (mem == MAP_FAILED) {
+		ubdma_ctx_close(ctx);
+		return fail("rcache: cannot map %s of %s memory: %s%s", human(total, b1, sizeof(b1)),
+			    huge ? "2 MiB hugetlb" : "anonymous", strerror(errno),
+			    huge ? " (reserve hugepages: ubdma hugepages --reserve SIZE)" : "");
+	}
+	if ((limit && (err = ubdma_rcache_set_limits(ctx, limit, 0, 0))) ||
+	    (explicit_only && (err = ubdma_rcache_set_monitor(ctx, UBDMA_RCACHE_MONITOR_EXPLICIT)))) {
+		munmap(mem, total);
+		ubdma_ctx_close(ctx);
+		return fail("rcache: %s", ubdma_last_error());
+	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (long k = 0; k < iters; k++)
+		for (long b = 0; b < nbuf; b++) {
+			ubdma_reg_t *r;
+			if ((err = ubdma_reg_get(ctx, mem + (uint64_t)b * stride, size, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE,
+						 &r))) {
+				fail("rcache: ubdma_reg_get of buffer %ld (%s) in round %ld: %s", b,
+				     human(size, b1, sizeof(b1)), k + 1, ubdma_last_error());
+				munmap(mem, total);
+				ubdma_ctx_close(ctx);
+				return EX_FAIL;
+			}
+			ubdma_reg_put(r);
+		}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) /
+		    ((double)iters * (double)nbuf);
+	if (unmap)
+		munmap(mem, total); /* while cached: the monitor sees it (or, explicit-only, nobody) */
+	struct ubdma_rcache_stats st;
+	ubdma_rcache_stats(ctx, &st, sizeof(st));
+	if (json) {
+		jopen(NULL, '{');
+		jkstr("backend", ubdma_backend_name(ubdma_ctx_backend(ctx)));
+		jopen("workload", '{');
+		jkint("buffers", nbuf);
+		jku64("size", size);
+		jku64("registered_per_buffer", room);
+		jkint("iterations", iters);
+		jkstr("memory", huge ? "hugetlb" : "anon");
+		jkbool("adjacent", adjacent);
+		jku64("limit", limit);
+		jkbool("unmap", unmap);
+		jkbool("explicit", explicit_only);
+		jclose('}');
+		rcache_json_stats(&st);
+		jsep("ns_per_get_put");
+		printf("%.1f", ns);
+		jclose('}');
+	} else {
+		printf("Registration cache of this process, backend %s\n", ubdma_backend_name(ubdma_ctx_backend(ctx)));
+		printf("  workload: %ld %s buffers of %s (%s registered each)%s, %ld get/put each in turn%s%s%s\n", nbuf,
+		       huge ? "hugetlb" : "anonymous", human(size, b1, sizeof(b1)), human(room, b2, sizeof(b2)),
+		       adjacent ? ", adjacent" : "", iters, limit ? ", byte limit " : "",
+		       limit ? human(limit, b3, sizeof(b3)) : "", unmap ? ", unmapped at the end" : "");
+		printf("  %.0f ns per get/put on average\n", ns);
+		ubdma_rcache_stats_print(ctx, stdout);
+	}
+	if (!unmap)
+		munmap(mem, total);
+	ubdma_ctx_close(ctx);
+	return 0;
 }
 
 /* ------------------------------------------------------------------- bench */
@@ -1358,13 +1585,19 @@ static void help(FILE *f)
 		"usage: ubdma [--json] COMMAND [ARGS]\n"
 		"  status                      IOMMU and VFIO, PCI devices (driver, IOMMU group, viability,\n"
 		"                              NUMA node), hugepages per size and node, locked-memory limits,\n"
-		"                              the backend UBDMA_BACKEND_AUTO picks and why\n"
+		"                              the backend UBDMA_BACKEND_AUTO picks and why, the\n"
+		"                              registration cache's monitor\n"
 		"  bind BDF...                 hand PCI functions to vfio-pci (driver_override)\n"
 		"  unbind BDF...               give them back to their host driver\n"
 		"  hugepages [--show] [--reserve SIZE] [--pagesize SIZE] [--node N] [--clear]\n"
 		"            [--mount DIR | --unmount DIR]\n"
 		"                              show, reserve (total SIZE in pages of --pagesize, default\n"
 		"                              the default hugepage size) or clear hugepages; mount hugetlbfs\n"
+		"  rcache [--buffers N] [--size SIZE] [--iterations K] [--limit SIZE] [--adjacent] [--unmap]\n"
+		"         [--explicit] [--backend auto|vfio|phys|va] [--memory anon|hugetlb]\n"
+		"                              the registration cache's counters (hits, misses, merges,\n"
+		"                              evictions, invalidations, bytes pinned) on a workload of its own:\n"
+		"                              N buffers (default 8 of 64K), each got and put K times (100)\n"
 		"  bench [--out DIR] [--bench-dir DIR] [-- ARGS]\n"
 		"                              run every bench_* with --json; tables (.txt, .md) and plots\n"
 		"  help                        this text\n"
@@ -1408,7 +1641,9 @@ int main(int argc, char **argv)
 		return cmd_hugepages(argc, argv);
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench(argc, argv);
+	if (!strcmp(cmd, "rcache"))
+		return cmd_rcache(argc, argv);
 	if (!strcmp(cmd, "help"))
 		return help(stdout), 0;
-	usage_error("unknown command '%s' (status, bind, unbind, hugepages, bench, help)", cmd);
+	usage_error("unknown command '%s' (status, bind, unbind, hugepages, rcache, bench, help)", cmd);
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_cli.sh UBDMA - the ubdma command-line tool on this host: `status` (text and --json, parsed
 # and checked against sysfs), bad input exits 2 with a sentence, `bind` says the IOMMU is off when
-# it is, `hugepages` shows and reserves, `bench` turns a benchmark's JSON into tables and plots.
+# it is, `hugepages` shows and reserves, `rcache` counts what the registration cache did on its
+# workload (hits, misses, merges, evictions, invalidations, bytes pinned: each to the number),
+# `bench` turns a benchmark's JSON into tables and plots.
 # TAP output, one line a check.
 set -u
 U=${1:?usage: test_cli.sh path/to/ubdma}
@@ -28,8 +30,9 @@ if "$U" status --json >"$tmp/status.json" 2>"$tmp/err"; then ok "ubdma status --
 check "status --json is valid and agrees with sysfs" python3 - "$tmp/status.json" <<'PY'
 import json, os, sys
 s = json.load(open(sys.argv[1]))
-for k in ("iommu", "devices", "hugepages", "memlock", "backend"):
+for k in ("iommu", "devices", "hugepages", "memlock", "backend", "rcache"):
     assert k in s, k
+assert s["rcache"]["error"] is not None or s["rcache"]["monitor"], s["rcache"]
 assert s["backend"]["auto"] in ("vfio", "phys", "va"), s["backend"]
 assert s["backend"]["reason"].startswith(s["backend"]["auto"] + ":"), s["backend"]["reason"]
 assert s["iommu"]["vfio"] == os.path.exists("/dev/vfio/vfio")
@@ -74,6 +77,10 @@ expect_exit 2 "unknown option" -- hugepages --frobnicate
 expect_exit 2 "unknown command" -- frobnicate
 expect_exit 2 "usage" --
 expect_exit 2 "takes no arguments" -- status extra
+expect_exit 2 "wants a number from 1" -- rcache --buffers 0
+expect_exit 2 "is not a size" -- rcache --size lots
+expect_exit 2 "is auto, vfio, phys or va" -- rcache --backend foo
+expect_exit 2 "unknown option" -- rcache --frobnicate
 
 # --- bind on a machine whose IOMMU is off: a clear message, nothing touched
 dev=""
@@ -102,6 +109,41 @@ if [ -w "$d2/nr_hugepages" ]; then
   fi
 else
   ok "# SKIP not root or no 2 MiB hugepages: reservation not tried"
+fi
+
+# --- rcache: the counters of the tool's own workload, on the va backend (any memory, any host).
+# 4 buffers of 64 KiB (4 KiB guard gaps), each got and put 10 times in turn.
+# rcache_expect DESCRIPTION PYTHON-CONDITION -- ARGS: the condition over w (workload), s (stats)
+rcache_expect() {
+  local d=$1 cond=$2; shift 3
+  if "$U" rcache --json --backend va --buffers 4 --size 64K --iterations 10 "$@" >"$tmp/rc.json" 2>"$tmp/err" &&
+     python3 - "$tmp/rc.json" "$cond" <<'PY' >>"$tmp/err" 2>&1
+import json, sys
+d = json.load(open(sys.argv[1])); w, s = d["workload"], d["stats"]
+ok = eval(sys.argv[2])
+print("# stats:", {k: s[k] for k in ("hits", "misses", "merges", "evictions", "invalidations", "bytes_pinned", "entries")})
+sys.exit(0 if ok else 1)
+PY
+  then ok "rcache${*:+ $*}: $d"; else not_ok "rcache${*:+ $*}: $d"; fi
+}
+rcache_expect "one miss then 9 hits per buffer, nothing merged, evicted or invalidated, 256 KiB pinned" \
+  's["hits"] == 36 and s["misses"] == 4 and s["merges"] == 0 and s["evictions"] == 0 and s["invalidations"] == 0 and s["bytes_pinned"] == 4 * 65536 and s["entries"] == 4 and s["limit_failures"] == 0 and w["registered_per_buffer"] == 65536' --
+rcache_expect "adjacent buffers merge into one entry (3 merges)" \
+  's["hits"] == 36 and s["misses"] == 4 and s["merges"] == 3 and s["entries"] == 1 and s["bytes_pinned"] == 4 * 65536' -- --adjacent
+rcache_expect "a 128 KiB limit under a 256 KiB working set evicts and stays within it" \
+  's["evictions"] > 0 and s["hits"] + s["misses"] == 40 and s["misses"] > 4 and s["bytes_pinned"] <= 131072 and s["max_bytes"] == 131072' -- --limit 128K
+rcache_expect "unmapped while cached: 4 invalidations by the monitor, nothing left pinned (or no monitor here)" \
+  '(s["invalidations"] == 4 and s["events_unmap"] >= 1 and s["bytes_pinned"] == 0 and s["entries"] == 0) if s["monitor_active"] else s["invalidations"] == 0' -- --unmap
+rcache_expect "unmapped with the explicit-only monitor: nothing invalidated, the 4 entries stay" \
+  's["invalidations"] == 0 and s["entries"] == 4 and not s["monitor_active"]' -- --unmap --explicit
+# the text form, on the backend AUTO picks (phys on a host with hugepages: hugetlb buffers)
+if "$U" rcache --iterations 5 >"$tmp/rc.txt" 2>"$tmp/err"; then
+  check "rcache text: 8 buffers x 5: 32 hits, 8 misses, and every counter printed" sh -c \
+    "grep -q '^rcache hits: 32$' '$tmp/rc.txt' && grep -q '^rcache misses: 8$' '$tmp/rc.txt' &&
+     grep -q '^rcache merges: 0$' '$tmp/rc.txt' && grep -q '^rcache evictions: 0$' '$tmp/rc.txt' &&
+     grep -q '^rcache invalidations: 0$' '$tmp/rc.txt' && grep -q '^rcache bytes pinned: [1-9]' '$tmp/rc.txt'"
+else
+  ok "# SKIP rcache on the AUTO backend failed here: $(head -1 "$tmp/err")"
 fi
 
 # --- bench: a stand-in benchmark with a histogram row, and one that fails
