@@ -582,15 +582,19 @@ static int has_cap_ipc_lock(void)
 	return !!(d[CAP_IPC_LOCK / 32].effective & (1u << (CAP_IPC_LOCK % 32)));
 }
 
-static long vmlck_kb(void)
+/* The value of the first "key: N kB" line of a /proc file (status, meminfo); -1 without one. */
+static long proc_kb(const char *path, const char *key)
 {
-	FILE *f = fopen("/proc/self/status", "re");
+	FILE *f = fopen(path, "re");
 	char line[128];
 	long kb = -1;
+	size_t kl = strlen(key);
 
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			kb = strtol(line + kl + 1, NULL, 10);
 			break;
+		}
 	if (f)
 		fclose(f);
 	return kb;
@@ -614,7 +618,7 @@ static void status_memlock(void)
 		else
 			jku64("hard", rl.rlim_max);
 		jkbool("cap_ipc_lock", cap);
-		jkint("locked_kb", vmlck_kb());
+		jkint("locked_kb", proc_kb("/proc/self/status", "VmLck"));
 		jclose('}');
 		return;
 	}
@@ -795,47 +799,65 @@ static int bind_one(const char *bdf, char *grp, size_t glen)
 	return 0;
 }
 
-static int cmd_bind(int argc, char **argv)
+/*
+ * The frame of bind and unbind: every address is checked before any device is touched, so that a
+ * typo in the last one leaves the first ones where they were (exit 2 at the first bad one); then
+ * one() acts on each in turn and reports it, into a JSON array with --json.  The exit status is
+ * the first failure's, but a failure does not stop the others.
+ */
+static int each_device(int argc, char **argv, const char *usage, int (*one)(const char *bdf))
 {
-	char (*bdfs)[16], grp[16], bad[32], baddrv[64];
+	char (*bdfs)[16];
 	int rc = 0;
 
 	if (argc < 2)
-		usage_error("bind needs a PCI address: ubdma bind DDDD:BB:DD.F ...");
+		usage_error("%s", usage);
 	if (!(bdfs = calloc((size_t)argc, sizeof(*bdfs))))
 		return fail("out of memory");
-	/* all addresses are checked before anything is touched */
 	for (int i = 1; i < argc; i++)
 		device_bdf(argv[i], bdfs[i], sizeof(bdfs[i]));
 	if (json)
 		jopen(NULL, '[');
 	for (int i = 1; i < argc; i++) {
-		int r = bind_one(bdfs[i], grp, sizeof(grp)), bound = r == 0;
-		int viable = bound && group_viable(grp, bad, sizeof(bad), baddrv, sizeof(baddrv));
-		if (!r && !viable) {
-			/* bound, but VFIO will refuse to open the group: say which device blocks it */
-			fprintf(stderr,
-				"ubdma: %s is on vfio-pci, but IOMMU group %s is not viable: %s is bound to %s; "
-				"bind every device of the group (`ubdma bind %s`) before opening it\n",
-				bdfs[i], grp, bad, baddrv, bad);
-			r = EX_FAIL;
-		}
-		if (json) {
-			jopen(NULL, '{');
-			jkstr("bdf", bdfs[i]);
-			jkbool("bound", bound);
-			jkstr("iommu_group", grp[0] ? grp : NULL);
-			jkbool("viable", viable);
-			jclose('}');
-		} else if (!r) {
-			printf("%s: bound to vfio-pci (IOMMU group %s, viable)\n", bdfs[i], grp);
-		}
+		int r = one(bdfs[i]);
 		rc = rc ? rc : r;
 	}
 	if (json)
 		jclose(']');
 	free(bdfs);
 	return rc;
+}
+
+static int bind_report(const char *bdf)
+{
+	char grp[16], bad[32], baddrv[64];
+	int r = bind_one(bdf, grp, sizeof(grp)), bound = r == 0;
+	int viable = bound && group_viable(grp, bad, sizeof(bad), baddrv, sizeof(baddrv));
+
+	if (!r && !viable) {
+		/* bound, but VFIO will refuse to open the group: say which device blocks it */
+		fprintf(stderr,
+			"ubdma: %s is on vfio-pci, but IOMMU group %s is not viable: %s is bound to %s; "
+			"bind every device of the group (`ubdma bind %s`) before opening it\n",
+			bdf, grp, bad, baddrv, bad);
+		r = EX_FAIL;
+	}
+	if (json) {
+		jopen(NULL, '{');
+		jkstr("bdf", bdf);
+		jkbool("bound", bound);
+		jkstr("iommu_group", grp[0] ? grp : NULL);
+		jkbool("viable", viable);
+		jclose('}');
+	} else if (!r) {
+		printf("%s: bound to vfio-pci (IOMMU group %s, viable)\n", bdf, grp);
+	}
+	return r;
+}
+
+static int cmd_bind(int argc, char **argv)
+{
+	return each_device(argc, argv, "bind needs a PCI address: ubdma bind DDDD:BB:DD.F ...", bind_report);
 }
 
 static int unbind_one(const char *bdf, char *now, size_t len)
@@ -859,36 +881,27 @@ static int unbind_one(const char *bdf, char *now, size_t len)
 	return 0;
 }
 
+static int unbind_report(const char *bdf)
+{
+	char now[64];
+	int r = unbind_one(bdf, now, sizeof(now));
+
+	if (json) {
+		jopen(NULL, '{');
+		jkstr("bdf", bdf);
+		jkbool("ok", r == 0);
+		jkstr("driver", !r && now[0] ? now : NULL);
+		jclose('}');
+	} else if (!r) {
+		printf("%s: %s%s\n", bdf, now[0] ? "now on " : "no driver took it back", now);
+	}
+	return r;
+}
+
 static int cmd_unbind(int argc, char **argv)
 {
-	char (*bdfs)[16], now[64];
-	int rc = 0;
-
-	if (argc < 2)
-		usage_error("unbind needs a PCI address: ubdma unbind DDDD:BB:DD.F ...");
-	if (!(bdfs = calloc((size_t)argc, sizeof(*bdfs))))
-		return fail("out of memory");
-	for (int i = 1; i < argc; i++)
-		device_bdf(argv[i], bdfs[i], sizeof(bdfs[i]));
-	if (json)
-		jopen(NULL, '[');
-	for (int i = 1; i < argc; i++) {
-		int r = unbind_one(bdfs[i], now, sizeof(now));
-		if (json) {
-			jopen(NULL, '{');
-			jkstr("bdf", bdfs[i]);
-			jkbool("ok", r == 0);
-			jkstr("driver", !r && now[0] ? now : NULL);
-			jclose('}');
-		} else if (!r) {
-			printf("%s: %s%s\n", bdfs[i], now[0] ? "now on " : "no driver took it back", now);
-		}
-		rc = rc ? rc : r;
-	}
-	if (json)
-		jclose(']');
-	free(bdfs);
-	return rc;
+	return each_device(argc, argv, "unbind needs a PCI address: ubdma unbind DDDD:BB:DD.F ...",
+			   unbind_report);
 }
 
 /* --------------------------------------------------------------- hugepages */
@@ -978,15 +991,8 @@ static int cmd_hugepages(int argc, char **argv)
 	if (!pgsz) {
 		size_t v[1];
 		int n = 0;
-		FILE *f = fopen("/proc/meminfo", "re");
-		char line[128];
-		unsigned long kb = 0;
-		while (f && fgets(line, sizeof(line), f))
-			if (sscanf(line, "Hugepagesize: %lu kB", &kb) == 1)
-				break;
-		if (f)
-			fclose(f);
-		pgsz = (uint64_t)kb * 1024;
+		long kb = proc_kb("/proc/meminfo", "Hugepagesize");
+		pgsz = kb > 0 ? (uint64_t)kb * 1024 : 0;
 		if (!pgsz && !ubdma_huge_sizes(v, 1, &n) && n)
 			pgsz = v[0];
 	}

@@ -19,6 +19,8 @@ static __attribute__((format(printf, 2, 3), unused)) void check(int ok, const ch
 	vprintf(fmt, ap);
 	printf("\n");
 	va_end(ap);
+	/* out before whatever comes next: a fork would copy a pending line, a kill would lose it */
+	fflush(stdout);
 	failures += !ok;
 }
 

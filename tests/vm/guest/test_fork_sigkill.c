@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,25 +24,11 @@
 #include <ubdma/ubdma.h>
 
 #include "check.h"
+#include "leftover.h"
 
 #define EXIT_SKIP 77
 #define PG 4096u
 #define ROUNDS 6
-
-static long meminfo(const char *key)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[128];
-	long v = -1;
-	size_t kl = strlen(key);
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && line[kl] == ':')
-			v = strtol(line + kl + 1, NULL, 10);
-	if (f)
-		fclose(f);
-	return v;
-}
 
 static void cb(void *arg, ubdma_seg_t *segs, int nseg, int error)
 {
@@ -137,21 +122,9 @@ int main(void)
 		check(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && ml <= mlocked0 + 64 && hf == hfree0,
 		      "round %d: killed mid-work; Mlocked %ld kB (was %ld), HugePages_Free %ld (was %ld)", r, ml,
 		      mlocked0, hf, hfree0);
-		/* the group is free again: open, map, close */
-		ubdma_ctx_t *ctx = NULL;
-		ubdma_pci_t *dev = NULL;
-		ubdma_umem_t *u = NULL;
-		char *b = mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		int rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx);
-		if (!rc)
-			rc = ubdma_pci_open(ctx, bdf, &dev);
-		if (!rc)
-			rc = ubdma_umem_lock(ctx, b, 16 * PG, UBDMA_UMEM_READ, &u);
-		check(rc == 0, "round %d: the group opens and maps again: %s", r, rc ? ubdma_last_error() : "ok");
-		ubdma_umem_unlock(u);
-		ubdma_pci_close(dev);
-		ubdma_ctx_close(ctx);
-		munmap(b, 16 * PG);
+		const char *why;
+		int rc = group_maps_again(bdf, 16 * PG, UBDMA_UMEM_READ, &why);
+		check(rc == 0, "round %d: the group opens and maps again: %s", r, rc ? why : "ok");
 	}
 	printf("# %d failure(s)\n", failures);
 	return failures ? 1 : 0;

@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <linux/mempolicy.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,22 +21,9 @@
 
 #include <ubdma/ubdma.h>
 
+#include "check.h"
+
 #define MIB (1ul << 20)
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	failures += !ok;
-}
 
 static unsigned long node_free(int node)
 {

@@ -23,165 +23,26 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/klog.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
 
 #include "busdma/busdma_int.h" /* the bounce slot's bytes, for the strict case */
+#include "check.h"
+#include "nvme_admin.h"
 
 #define EXIT_SKIP 77
-#define PG 4096u
-
-/* NVMe 1.4, 3.1 controller registers */
-#define REG_CAP 0x00
-#define REG_CC 0x14
-#define REG_CSTS 0x1c
-#define REG_AQA 0x24
-#define REG_ASQ 0x28
-#define REG_ACQ 0x30
-#define REG_DB 0x1000
-#define CAP_TO(c) (((c) >> 24) & 0xff)
-#define CAP_DSTRD(c) (((c) >> 32) & 0xf)
-#define QD 16
+#define PG NA_PG
 #define POISON 0xa5
 #define SECRET 0x5e
 
-struct sqe { /* 4.2 */
-	uint32_t cdw0, nsid, cdw2, cdw3;
-	uint64_t mptr, prp1, prp2;
-	uint32_t cdw10, cdw11, cdw12, cdw13, cdw14, cdw15;
-};
-struct cqe { /* 4.6 */
-	uint32_t dw0, dw1;
-	uint16_t sqhd, sqid, cid, status;
-};
-
-static struct {
-	ubdma_pci_t *dev;
-	volatile uint8_t *bar;
-	uint64_t cap;
-	struct sqe *sq;
-	volatile struct cqe *cq;
-	void *qmem;
-	ubdma_umem_t *qc;
-	unsigned tail, head, phase;
-	uint16_t cid;
-} c;
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	failures += !ok;
-}
-
-static uint32_t rd32(uint32_t o) { return *(volatile uint32_t *)(c.bar + o); }
-static void wr32(uint32_t o, uint32_t v) { *(volatile uint32_t *)(c.bar + o) = v; }
-static void wr64(uint32_t o, uint64_t v) { wr32(o, (uint32_t)v); wr32(o + 4, (uint32_t)(v >> 32)); }
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int wait_rdy(uint32_t want)
-{
-	for (double end = now() + (CAP_TO(c.cap) + 1) * 0.5 + 5; now() < end; usleep(1000)) {
-		uint32_t s = rd32(REG_CSTS);
-		if (s & 2)
-			return -1;
-		if ((s & 1) == want)
-			return 0;
-	}
-	return -1;
-}
-
-static int nvme_up(ubdma_ctx_t *ctx, const char *bdf)
-{
-	size_t len = 0;
-
-	if (ubdma_pci_open(ctx, bdf, &c.dev) || !(c.bar = ubdma_pci_bar(c.dev, 0, &len)))
-		return -1;
-	c.cap = rd32(REG_CAP) | (uint64_t)rd32(REG_CAP + 4) << 32;
-	c.qmem = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (c.qmem == MAP_FAILED || ubdma_umem_lock(ctx, c.qmem, 2 * PG, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &c.qc))
-		return -1;
-	memset(c.qmem, 0, 2 * PG);
-	c.sq = c.qmem;
-	c.cq = (volatile struct cqe *)((char *)c.qmem + PG);
-	c.phase = 1;
-	if (rd32(REG_CC) & 1) {
-		wr32(REG_CC, 0);
-		if (wait_rdy(0))
-			return -1;
-	}
-	wr32(REG_AQA, (QD - 1) << 16 | (QD - 1));
-	wr64(REG_ASQ, ubdma_umem_iova(c.qc, c.sq));
-	wr64(REG_ACQ, ubdma_umem_iova(c.qc, (void *)c.cq));
-	if (ubdma_pci_bus_master(c.dev, 1))
-		return -1;
-	wr32(REG_CC, 1 | 6 << 16 | 4 << 20);
-	return wait_rdy(1);
-}
-
-static void nvme_down(void)
-{
-	if (c.bar) {
-		wr32(REG_CC, 0);
-		wait_rdy(0);
-	}
-	ubdma_umem_unlock(c.qc);
-	ubdma_pci_close(c.dev);
-}
-
-/* Identify Controller (CNS 01h) into PRP1 = iova; 0 when it completed. */
-static int identify(uint64_t iova)
-{
-	struct sqe *e = &c.sq[c.tail];
-
-	memset(e, 0, sizeof(*e));
-	e->cdw0 = 0x06 | (uint32_t)(++c.cid) << 16;
-	e->prp1 = iova;
-	e->cdw10 = 1;
-	c.tail = (c.tail + 1) % QD;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	wr32(REG_DB, c.tail);
-	for (double end = now() + 10; now() < end; usleep(100)) {
-		volatile struct cqe *q = &c.cq[c.head];
-		if ((q->status & 1) == c.phase) {
-			if (++c.head == QD) {
-				c.head = 0;
-				c.phase ^= 1;
-			}
-			wr32(REG_DB + (4u << CAP_DSTRD(c.cap)), c.head);
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int is_identify(const uint8_t *p)
-{
-	return !memcmp(p + 24, "QEMU NVMe Ctrl", 14);
-}
+static struct nvme_admin c;
 
 static int all(const uint8_t *p, size_t n, uint8_t v)
 {
@@ -189,12 +50,6 @@ static int all(const uint8_t *p, size_t n, uint8_t v)
 		if (p[i] != v)
 			return 0;
 	return 1;
-}
-
-static void expect_fault(uint64_t iova)
-{
-	printf("UBDMA-EXPECT-DMAR-FAULT %#" PRIx64 "\n", iova);
-	fflush(stdout);
 }
 
 /*
@@ -233,15 +88,17 @@ int main(void)
 {
 	const char *bdf = getenv("UBDMA_VM_NVME"), *nic = getenv("UBDMA_VM_NIC");
 	ubdma_ctx_t *ctx = NULL, *ctx2 = NULL;
-	ubdma_pci_t *nicdev = NULL;
+	ubdma_pci_t *dev = NULL, *nicdev = NULL;
+	const char *why = "";
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!bdf || !getenv("UBDMA_VM_NVME_DRIVER") || strcmp(getenv("UBDMA_VM_NVME_DRIVER"), "vfio-pci")) {
 		printf("# SKIP: no NVMe controller on vfio-pci\n");
 		return EXIT_SKIP;
 	}
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || nvme_up(ctx, bdf)) {
-		check(0, "NVMe up: %s", ubdma_last_error());
+	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || ubdma_pci_open(ctx, bdf, &dev) ||
+	    nvme_admin_init(&c, ctx, dev, &why)) {
+		check(0, "NVMe up: %s%s%s", why, *why ? ": " : "", ubdma_last_error());
 		return 1;
 	}
 
@@ -253,18 +110,17 @@ int main(void)
 	check(rc == 0, "4 pages registered");
 	uint64_t last = ubdma_umem_iova(u, b + 3 * PG), past = last + PG;
 	check(ubdma_vtoiova(ctx, b + 4 * PG) == UBDMA_BAD_IOVA, "page_past: the page after it is not translated");
-	check(identify(last) == 0 && is_identify(b + 3 * PG), "inside: Identify at %#" PRIx64 " landed in the last page",
-	      last);
+	check(nvme_admin_identify(&c, last) == 0 && nvme_admin_is_identify(b + 3 * PG),
+	      "inside: Identify at %#" PRIx64 " landed in the last page", last);
 	memset(b, POISON, 8 * PG);
-	expect_fault(past);
-	check(identify(past) == 0 && all(b, 8 * PG, POISON),
+	check(nvme_admin_identify_fault(&c, past) == 0 && all(b, 8 * PG, POISON),
 	      "page_past: Identify at %#" PRIx64 " (one page past the registration) reached none of our memory", past);
 	check(await_fault(past), "page_past: the kernel logged the DMAR fault at %#" PRIx64, past);
 
 	/* unregister */
 	ubdma_umem_unlock(u);
-	expect_fault(last);
-	check(identify(last) == 0 && all(b, 8 * PG, POISON), "unregister: IOVA %#" PRIx64 " faults after unlock", last);
+	check(nvme_admin_identify_fault(&c, last) == 0 && all(b, 8 * PG, POISON),
+	      "unregister: IOVA %#" PRIx64 " faults after unlock", last);
 	check(await_fault(last), "unregister: the kernel logged the DMAR fault at %#" PRIx64, last);
 
 	/* other_ctx: the e1000e's container, a buffer in it above everything the NVMe's maps */
@@ -287,7 +143,7 @@ int main(void)
 		 * containers place IOVA = VA mod 2 MiB from 4 GiB up, so such a page always exists
 		 * among o's four unless the queues' two pages cover it.
 		 */
-		uint64_t q0 = ubdma_umem_iova(c.qc, c.qmem), oi = 0;
+		uint64_t q0 = ubdma_umem_iova(c.qcookie, c.qmem), oi = 0;
 		for (int i = 0; i < 4 && !oi; i++) {
 			uint64_t v = ubdma_umem_iova(uo, o + i * PG);
 			if (v + PG <= q0 || v >= q0 + 2 * PG)
@@ -296,8 +152,7 @@ int main(void)
 		check(oi != 0, "other_ctx: the buffer's IOVA %#" PRIx64 " is not mapped in the NVMe context "
 		      "(its queues are at %#" PRIx64 ")", oi, q0);
 		memset(o, POISON, 4 * PG);
-		expect_fault(oi);
-		check(identify(oi) == 0 && all(o, 4 * PG, POISON),
+		check(nvme_admin_identify_fault(&c, oi) == 0 && all(o, 4 * PG, POISON),
 		      "other_ctx: the NVMe aimed at the other container's IOVA %#" PRIx64 " reached nothing", oi);
 		check(await_fault(oi), "other_ctx: the kernel logged the DMAR fault at %#" PRIx64, oi);
 	}
@@ -332,11 +187,11 @@ int main(void)
 			leak += slot[i] == SECRET;
 		check(all(slot + m->bpages->off, 256, 0x42) && leak == 0,
 		      "strict: the bounce slot holds the 256 bytes and no neighbour byte (%d found)", leak);
-		check(identify(seg.ds_addr) == 0, "strict: Identify into the segment");
+		check(nvme_admin_identify(&c, seg.ds_addr) == 0, "strict: Identify into the segment");
 		ubdma_map_sync(t, m, UBDMA_SYNC_POSTREAD);
 		check(all(b, PG + 1024, SECRET) && all(x + 256, 3 * PG - 1024 - 256, SECRET),
 		      "strict: the device's 4 KiB write changed no neighbour byte");
-		check(!memcmp(x + 24, "QEMU NVMe Ctrl", 14) || !all(x, 256, 0x42),
+		check(nvme_admin_is_identify(x) || !all(x, 256, 0x42),
 		      "strict: the device's data came back into the 256 bytes");
 	} else {
 		check(0, "strict: the load did not bounce");
@@ -346,7 +201,8 @@ int main(void)
 	ubdma_tag_destroy(t);
 	ubdma_umem_unlock(u);
 
-	nvme_down();
+	nvme_admin_fini(&c);
+	ubdma_pci_close(dev);
 	ubdma_ctx_close(ctx);
 	printf("# %d failure(s)\n", failures);
 	return failures ? 1 : 0;

@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,28 +25,16 @@
 #include <ubdma/ubdma.h>
 #include <ubdma/nvme.h>
 
+#include "check.h"
+
 #define MiB (1u << 20)
 #define KiB 1024u
 #define SEED_GUEST 0x5a
 #define SEED_HOST 0xc3
 
-static int failures;
 static ubdma_nvme_t *ctrl;
 static uint32_t nsid, lbs;
 static uint64_t nsze;
-
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	printf("%s - ", ok ? "ok" : "not ok");
-	vprintf(fmt, ap);
-	printf("\n");
-	va_end(ap);
-	fflush(stdout);
-	failures += !ok;
-}
 
 /* The byte at namespace offset o: a multiplicative hash, so a shifted byte never matches. */
 static uint8_t pat(uint64_t o, uint8_t seed)

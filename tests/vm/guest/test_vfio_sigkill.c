@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,28 +25,12 @@
 #include <ubdma/ubdma.h>
 
 #include "check.h"
+#include "leftover.h"
 
 #define EXIT_SKIP 77
 #define MIB (1ul << 20)
 #define ANON (32 * MIB)
 #define HUGE (8 * MIB)
-
-/* A /proc/meminfo field (kB, or pages for HugePages_*), -1 when missing. */
-static long meminfo(const char *key)
-{
-	FILE *f = fopen("/proc/meminfo", "r");
-	char line[128];
-	long v = -1;
-	size_t kl = strlen(key);
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && line[kl] == ':')
-			v = strtol(line + kl + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
 
 /* The child: lock memory (with or without the device), say "r" (or "e" on error), wait. */
 static void child(const char *bdf, int with_device, int wfd)
@@ -123,22 +106,9 @@ static void round_trip(const char *bdf, int with_device)
 	check(v == hfree0, "%s: HugePages_Free back to %ld (was %ld): no hugepage left pinned", what,
 	      v, hfree0);
 
-	/* the group is free again: open it, map, release */
-	ubdma_ctx_t *ctx = NULL;
-	ubdma_pci_t *dev = NULL;
-	ubdma_umem_t *u = NULL;
-	char *b = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx);
-	if (!rc)
-		rc = ubdma_pci_open(ctx, bdf, &dev);
-	if (!rc)
-		rc = ubdma_umem_lock(ctx, b, 4 * MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
-	check(rc == 0, "%s: the parent reopens the group and maps -> %s", what,
-	      rc ? ubdma_last_error() : "0");
-	ubdma_umem_unlock(u);
-	ubdma_pci_close(dev);
-	ubdma_ctx_close(ctx);
-	munmap(b, 4 * MIB);
+	const char *why;
+	int rc = group_maps_again(bdf, 4 * MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &why);
+	check(rc == 0, "%s: the parent reopens the group and maps -> %s", what, rc ? why : "0");
 }
 
 int main(void)
