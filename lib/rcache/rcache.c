@@ -242,6 +242,17 @@ static void unwatch_locked(struct rcache *rc, struct ubdma_reg *r, size_t pos)
 }
 
 /*
+ * r's last reference is gone: it leaves the limits' books now, though its destruction (outside
+ * the lock, perhaps on another thread, a list of them one after the other) is still to come.  A
+ * miss meanwhile must not take those bytes for referenced ones and answer ENOMEM.
+ */
+static void uncount(struct rcache *rc, const struct ubdma_reg *r)
+{
+	__atomic_fetch_sub(&rc->bytes, r->hi - r->lo, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&rc->iommu, (uint64_t)r->nchunks, __ATOMIC_RELAXED);
+}
+
+/*
  * Take r out of the index and the CLOCK list for good, and drop the index's reference.  When
  * that was the last one r goes on *victims (or the graveyard when victims is NULL: the monitor
  * must not free).  Lock exclusive.
@@ -265,6 +276,7 @@ static void remove_locked(struct rcache *rc, struct ubdma_reg *r, int unregister
 	if (!r->monitored)
 		__atomic_fetch_sub(&rc->unmonitored, 1, __ATOMIC_RELAXED);
 	if (__atomic_fetch_sub(&r->ref, 1, __ATOMIC_ACQ_REL) == 1) {
+		uncount(rc, r);
 		if (victims) {
 			r->grave_next = *victims;
 			*victims = r;
@@ -337,8 +349,6 @@ static void reg_destroy(struct ubdma_reg *r)
 	struct rcache *rc = r->rc;
 
 	ubdma_umem_unlock(r->umem);
-	__atomic_fetch_sub(&rc->bytes, r->hi - r->lo, __ATOMIC_RELAXED);
-	__atomic_fetch_sub(&rc->iommu, (uint64_t)r->nchunks, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&rc->all_lock);
 	if (r->all_prev)
 		r->all_prev->all_next = r->all_next;
@@ -480,14 +490,17 @@ struct need {
 	uintptr_t xlo, xhi;		 /* entries overlapping this are not evicted */
 };
 
-/* 0 when the cache fits with what is added; else ENOMEM (bytes, entries) or ENOSPC (IOMMU). */
-static int over(const struct rcache *rc, const struct need *nd, uint64_t freed, uint64_t gone, uint64_t iommu_freed)
+/*
+ * 0 when the cache fits with what is added; else ENOMEM (bytes, entries) or ENOSPC (IOMMU).  An
+ * evicted entry has left rc->n, rc->bytes and rc->iommu already (idx_remove(), uncount()).
+ */
+static int over(const struct rcache *rc, const struct need *nd)
 {
-	if (rc->max_bytes && ld(&rc->bytes) + nd->bytes > rc->max_bytes + freed + nd->bytes_back)
+	if (rc->max_bytes && ld(&rc->bytes) + nd->bytes > rc->max_bytes + nd->bytes_back)
 		return ENOMEM;
-	if (rc->max_entries && rc->n + nd->entries > rc->max_entries + gone + nd->entries_back)
+	if (rc->max_entries && rc->n + nd->entries > rc->max_entries + nd->entries_back)
 		return ENOMEM;
-	if (rc->max_iommu && ld(&rc->iommu) + nd->iommu > rc->max_iommu + iommu_freed)
+	if (rc->max_iommu && ld(&rc->iommu) + nd->iommu > rc->max_iommu)
 		return ENOSPC;
 	return 0;
 }
@@ -500,23 +513,20 @@ static int over(const struct rcache *rc, const struct need *nd, uint64_t freed, 
  */
 static int fit_locked(struct rcache *rc, const struct need *nd, int force, struct ubdma_reg **victims)
 {
-	uint64_t freed = 0, gone = 0, iommu_freed = 0;
 	size_t steps = 2 * rc->n + 2;
 	struct ubdma_reg *r = rc->lru_head;
 	int err;
 
-	/* What the monitor invalidated and nobody holds counts against the limits until it is
-	 * destroyed, and the monitor may have added to it since this miss began: take it with the
-	 * victims, or a cache of unreferenced entries would answer ENOMEM ("all referenced"). */
+	/* What the monitor invalidated and nobody holds is out of the books already, but still
+	 * wired and mapped until destroyed: with force (the kernel or the IOMMU said "no more")
+	 * destroying it is the room asked for. */
 	for (struct ubdma_reg *g = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL), *gn; g; g = gn) {
 		gn = g->grave_next;
-		freed += g->hi - g->lo;
-		iommu_freed += (uint64_t)g->nchunks;
 		g->grave_next = *victims;
 		*victims = g;
 		force = 0;
 	}
-	while ((err = over(rc, nd, freed, gone, iommu_freed)) || force) {
+	while ((err = over(rc, nd)) || force) {
 		if (!r)
 			r = rc->lru_head;
 		if (!r || steps-- == 0)
@@ -539,9 +549,6 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 			r = next;
 			continue;
 		}
-		freed += r->hi - r->lo;
-		iommu_freed += (uint64_t)r->nchunks;
-		gone++;
 		remove_locked(rc, r, 1, victims);
 		add(&rc->evictions, 1);
 		force = 0;
@@ -1095,8 +1102,11 @@ void ubdma_reg_put(ubdma_reg_t *reg)
 	rc = reg->rc;
 	uint64_t old = __atomic_fetch_sub(&reg->ref, 1, __ATOMIC_ACQ_REL);
 	RC_ASSERT(old >= 1);
-	if (__builtin_expect(old == 1, 0))
-		reg_destroy(reg); /* out of the index: invalidated while we held it */
+	if (__builtin_expect(old == 1, 0)) {
+		/* out of the index: invalidated while we held it */
+		uncount(rc, reg);
+		reg_destroy(reg);
+	}
 	if (__builtin_expect(__atomic_load_n(&rc->grave, __ATOMIC_RELAXED) != NULL, 0))
 		reap_grave(rc);
 }
