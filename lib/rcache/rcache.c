@@ -513,7 +513,10 @@ static int over(const struct rcache *rc, const struct need *nd)
  */
 static int fit_locked(struct rcache *rc, const struct need *nd, int force, struct ubdma_reg **victims)
 {
-	size_t steps = 2 * rc->n + 2;
+	/* a used entry gets its second chance in the first sweep only: hits go on without the
+	 * lock and mark entries again while we scan, and a scan that kept sparing them would run
+	 * out of steps and answer ENOMEM with nothing referenced */
+	size_t steps = 2 * rc->n + 2, second = rc->n + 1;
 	struct ubdma_reg *r = rc->lru_head;
 	int err;
 
@@ -537,7 +540,7 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 			r = next;
 			continue;
 		}
-		if (__atomic_load_n(&r->used, __ATOMIC_RELAXED)) {
+		if (steps >= second && __atomic_load_n(&r->used, __ATOMIC_RELAXED)) {
 			__atomic_store_n(&r->used, 0, __ATOMIC_RELAXED);
 			lru_unlink(rc, r);
 			lru_append(rc, r);
