@@ -1,8 +1,14 @@
 /*
- * vma.c - reads /proc/self/maps for the mappings under a range, and finds the page size of the
- * hugetlb ones.  Hugetlb mappings show as "/anon_hugepage", "/memfd:..." or a file on a hugetlbfs
- * mount; their page size is the f_bsize of the backing file (fstatfs on /proc/self/map_files,
- * which needs CAP_SYS_ADMIN), else the KernelPageSize line of /proc/self/smaps.
+ * vma.c - finds the mappings under a range and the page size of the hugetlb ones.
+ *
+ * Linux 6.11 and later answer one mapping per PROCMAP_QUERY ioctl on /proc/self/maps, looked up
+ * in the kernel's VMA tree, with its access bits and page size: a wire of one buffer costs one
+ * ioctl however many mappings the process has (a process with thousands of registrations has
+ * thousands of mappings, each mlock splitting its own off).  Older kernels get the text of the
+ * file, read only up to the end of the range.  There, hugetlb mappings show as
+ * "/anon_hugepage", "/memfd:..." or a file on a hugetlbfs mount; their page size is the f_bsize
+ * of the backing file (fstatfs on /proc/self/map_files, which needs CAP_SYS_ADMIN), else the
+ * KernelPageSize line of /proc/self/smaps.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/statfs.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -116,52 +123,180 @@ static void hugetlb_probe(struct vma *v, const char *path)
 	}
 }
 
-int vma_collect(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+/* Append one mapping; ENOMEM leaves *vp as it was (the caller frees it). */
+static int vma_push(struct vma **vp, int *np, int *capp, const struct vma *m)
 {
-	size_t len;
-	char *buf = slurp("/proc/self/maps", &len), *line, *save = NULL;
+	if (*np == *capp) {
+		int cap = *capp ? *capp * 2 : 8;
+		struct vma *nv = realloc(*vp, sizeof(*nv) * (size_t)cap);
+		if (!nv)
+			return ENOMEM;
+		*vp = nv;
+		*capp = cap;
+	}
+	(*vp)[(*np)++] = *m;
+	return 0;
+}
+
+/*
+ * struct procmap_query and its ioctl number, from Linux's include/uapi/linux/fs.h (6.11): Debian
+ * 12's headers predate them.  The kernel takes the struct's size in .size, so a newer kernel
+ * with more fields still accepts this one.
+ */
+struct ub_procmap_query {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+_Static_assert(sizeof(struct ub_procmap_query) == 104, "PROCMAP_QUERY's struct is 104 bytes");
+#define UB_PROCMAP_QUERY _IOWR('f', 17, struct ub_procmap_query)
+#define UB_PMQ_READABLE 0x01
+#define UB_PMQ_WRITABLE 0x02
+#define UB_PMQ_COVERING_OR_NEXT 0x10
+
+/* 0 once a kernel said it has no PROCMAP_QUERY (ENOTTY): the text from then on */
+static int query_works = 1;
+
+/* 0, ENOMEM, or -1: use the text this time */
+static int query_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+{
 	struct vma *v = NULL;
 	int n = 0, cap = 0;
 
-	if (!buf)
-		return errno ? errno : ENOMEM;
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *p;
-		unsigned long s = strtoul(line, &p, 16), e = strtoul(p + 1, &p, 16);
-
-		if (e <= start)
-			continue;
-		if (s >= end)
+	for (uintptr_t addr = start; addr < end;) {
+		struct ub_procmap_query q = { .size = sizeof(q), .query_flags = UB_PMQ_COVERING_OR_NEXT,
+					      .query_addr = addr };
+		if (ioctl(fd, UB_PROCMAP_QUERY, &q) != 0) {
+			if (errno == ENOENT)
+				break; /* nothing mapped at or above addr */
+			if (errno == ENOTTY)
+				__atomic_store_n(&query_works, 0, __ATOMIC_RELAXED);
+			free(v);
+			return -1;
+		}
+		if (q.vma_start >= end)
 			break;
-		if (n == cap) {
-			struct vma *nv = realloc(v, sizeof(*v) * (size_t)(cap = cap ? cap * 2 : 8));
-			if (!nv) {
-				free(v);
-				free(buf);
-				return ENOMEM;
-			}
-			v = nv;
+		/* vma_page_size is vma_kernel_pagesize(): above the base page only for hugetlb
+		 * (and device DAX, whose pages do not move either) */
+		struct vma m = { .start = (uintptr_t)q.vma_start,
+				 .end = (uintptr_t)q.vma_end,
+				 .readable = !!(q.vma_flags & UB_PMQ_READABLE),
+				 .writable = !!(q.vma_flags & UB_PMQ_WRITABLE),
+				 .pgsz = q.vma_page_size > 4096 ? (size_t)q.vma_page_size : 4096,
+				 .hugetlb = q.vma_page_size > 4096 };
+		if (q.vma_end <= addr || vma_push(&v, &n, &cap, &m)) {
+			free(v);
+			return q.vma_end <= addr ? -1 : ENOMEM;
 		}
-		struct vma *cur = &v[n++];
-		memset(cur, 0, sizeof(*cur));
-		cur->start = s;
-		cur->end = e;
-		cur->readable = p[1] == 'r';
-		cur->writable = p[2] == 'w';
-		cur->pgsz = 4096;
-		/* fields: perms offset dev inode path */
-		char *path = p + 1;
-		for (int f = 0; f < 4 && path; f++) {
-			path = strchr(path, ' ');
-			if (path)
-				while (*path == ' ')
-					path++;
-		}
-		if (path && *path)
-			hugetlb_probe(cur, path);
+		addr = (uintptr_t)q.vma_end;
 	}
-	free(buf);
 	*vp = v;
 	*nvp = n;
 	return 0;
+}
+
+/* One line of the text: 1 when past the range, 0 to go on, or ENOMEM. */
+static int text_line(char *line, uintptr_t start, uintptr_t end, struct vma **vp, int *np, int *capp)
+{
+	char *p;
+	unsigned long s = strtoul(line, &p, 16), e = strtoul(p + 1, &p, 16);
+
+	if (e <= start)
+		return 0;
+	if (s >= end)
+		return 1;
+	struct vma m = { .start = s, .end = e, .readable = p[1] == 'r', .writable = p[2] == 'w', .pgsz = 4096 };
+	/* fields: perms offset dev inode path */
+	char *path = p + 1;
+	for (int f = 0; f < 4 && path; f++) {
+		path = strchr(path, ' ');
+		if (path)
+			while (*path == ' ')
+				path++;
+	}
+	if (path && *path)
+		hugetlb_probe(&m, path);
+	return vma_push(vp, np, capp, &m) ? ENOMEM : 0;
+}
+
+/*
+ * The text, line by line, up to the first mapping past the range.  The buffer holds any line:
+ * a path is at most PATH_MAX bytes and the kernel escapes newlines in it.
+ */
+static int text_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+{
+	enum { BUFSZ = 16384 };
+	char *buf = malloc(BUFSZ + 1);
+	struct vma *v = NULL;
+	int n = 0, cap = 0, err = 0, past = 0;
+	size_t have = 0;
+
+	if (!buf)
+		return ENOMEM;
+	while (!err && !past) {
+		ssize_t r = read(fd, buf + have, BUFSZ - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			err = errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		have += (size_t)r;
+		buf[have] = '\0';
+		char *line = buf, *nl;
+		while (!err && !past && (nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			int rc = text_line(line, start, end, &v, &n, &cap);
+			if (rc == 1)
+				past = 1;
+			else
+				err = rc;
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (have == BUFSZ)
+			err = EIO; /* a line longer than the kernel writes */
+	}
+	free(buf);
+	if (err) {
+		free(v);
+		return err;
+	}
+	*vp = v;
+	*nvp = n;
+	return 0;
+}
+
+int vma_collect(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), err = -1;
+
+	if (fd < 0)
+		return errno ? errno : EIO;
+	if (__atomic_load_n(&query_works, __ATOMIC_RELAXED))
+		err = query_collect(fd, start, end, vp, nvp);
+	if (err == -1)
+		err = text_collect(fd, start, end, vp, nvp);
+	close(fd);
+	return err;
+}
+
+int vma_collect_text(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), err;
+
+	if (fd < 0)
+		return errno ? errno : EIO;
+	err = text_collect(fd, start, end, vp, nvp);
+	close(fd);
+	return err;
+}
+
+int vma_uses_query(void)
+{
+	return __atomic_load_n(&query_works, __ATOMIC_RELAXED);
 }

@@ -20,4 +20,10 @@ struct vma {
  */
 int vma_collect(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp);
 
+/* The same from the text of /proc/self/maps alone, what kernels before 6.11 get: for tests. */
+int vma_collect_text(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp);
+
+/* 1 while vma_collect() asks the kernel per mapping (PROCMAP_QUERY), 0 once it said it cannot. */
+int vma_uses_query(void);
+
 #endif

@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
@@ -15,6 +17,7 @@
 #include <ubdma/ubdma.h>
 
 #include "testutil.h"
+#include "wire/vma.h"
 
 #define PG 4096
 
@@ -253,6 +256,103 @@ static void test_hugetlb_1g(void **state)
 	hugetlb_case(1048576);
 }
 
+/*
+ * The mappings of a range, asked per mapping (PROCMAP_QUERY, Linux >= 6.11) and read from the
+ * text of /proc/self/maps, agree: bounds, access, page size, hugetlb.  In an 8 MiB reservation:
+ * read-write, read-only and inaccessible anonymous pages, a hole, a file mapping, a memfd and a
+ * 2 MiB hugetlb page when the pool has one.
+ */
+static void same_vmas(uintptr_t a, uintptr_t b)
+{
+	struct vma *q = NULL, *t = NULL;
+	int nq = -1, nt = -1;
+
+	assert_int_equal(vma_collect(a, b, &q, &nq), 0);
+	assert_int_equal(vma_collect_text(a, b, &t, &nt), 0);
+	assert_int_equal(nq, nt);
+	for (int i = 0; i < nq; i++) {
+		assert_int_equal(q[i].start, t[i].start);
+		assert_int_equal(q[i].end, t[i].end);
+		assert_int_equal(q[i].readable, t[i].readable);
+		assert_int_equal(q[i].writable, t[i].writable);
+		assert_int_equal(q[i].pgsz, t[i].pgsz);
+		assert_int_equal(q[i].hugetlb, t[i].hugetlb);
+	}
+	free(q);
+	free(t);
+}
+
+static void test_vma_query_matches_text(void **state)
+{
+	(void)state;
+	const size_t HP = 2 << 20;
+	char *r = mmap(NULL, 4 * HP, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	assert_true(r != MAP_FAILED);
+	char *base = (char *)(((uintptr_t)r + HP - 1) & ~(uintptr_t)(HP - 1)); /* 3 aligned 2 MiB */
+	struct vma *v;
+	int nv, huge = 0;
+
+	assert_true(mmap(base, 16 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == base);
+	assert_int_equal(mprotect(base + 4 * PG, PG, PROT_READ), 0);
+	assert_int_equal(mprotect(base + 6 * PG, PG, PROT_NONE), 0);
+	assert_int_equal(munmap(base + 9 * PG, 2 * PG), 0);
+	int fd = open("/proc/self/exe", O_RDONLY);
+	assert_true(fd >= 0);
+	assert_true(mmap(base + 16 * PG, PG, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == base + 16 * PG);
+	close(fd);
+	int mfd = memfd_create("ubdma-vma", 0);
+	assert_true(mfd >= 0);
+	assert_int_equal(ftruncate(mfd, 4 * PG), 0);
+	assert_true(mmap(base + 20 * PG, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mfd, 0) == base + 20 * PG);
+	close(mfd);
+	int hfd = memfd_create("ubdma-vma-huge", MFD_HUGETLB | MFD_HUGE_2MB);
+	if (hfd >= 0 && ftruncate(hfd, HP) == 0 &&
+	    mmap(base + HP, HP, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, hfd, 0) == base + HP)
+		huge = 1;
+	if (hfd >= 0)
+		close(hfd);
+
+	/* the whole reservation, each piece, sub-page and unaligned ends, a hole alone */
+	same_vmas((uintptr_t)r, (uintptr_t)r + 4 * HP);
+	for (int i = 0; i < 24; i++)
+		same_vmas((uintptr_t)base + (size_t)i * PG, (uintptr_t)base + (size_t)(i + 1) * PG);
+	same_vmas((uintptr_t)base + 3 * PG, (uintptr_t)base + 12 * PG);
+	same_vmas((uintptr_t)base + HP - PG, (uintptr_t)base + 2 * HP + PG);
+
+	/* and they say what was mapped */
+	assert_int_equal(vma_collect((uintptr_t)base, (uintptr_t)base + 24 * PG, &v, &nv), 0);
+	assert_int_equal(nv, 9); /* rw, ro, rw, none, rw | hole | rw, file, reserved, memfd */
+	assert_true(v[1].readable && !v[1].writable && v[1].start == (uintptr_t)base + 4 * PG);
+	assert_true(!v[3].readable && !v[3].writable);
+	assert_int_equal(v[4].end, (uintptr_t)base + 9 * PG);
+	assert_int_equal(v[5].start, (uintptr_t)base + 11 * PG);
+	assert_true(v[6].readable && !v[6].writable && v[6].start == (uintptr_t)base + 16 * PG);
+	assert_true(!v[7].readable && v[7].end == (uintptr_t)base + 20 * PG);
+	assert_true(v[8].writable && v[8].start == (uintptr_t)base + 20 * PG && v[8].pgsz == PG && !v[8].hugetlb);
+	free(v);
+	if (huge) {
+		assert_int_equal(vma_collect((uintptr_t)base + HP + 5 * PG, (uintptr_t)base + HP + 6 * PG, &v, &nv), 0);
+		assert_int_equal(nv, 1);
+		assert_true(v[0].hugetlb && v[0].pgsz == HP && v[0].start == (uintptr_t)base + HP);
+		free(v);
+	}
+	/* beyond every mapping: none, and no error */
+	assert_int_equal(vma_collect(UINTPTR_MAX - 2 * PG + 1, UINTPTR_MAX - PG + 1, &v, &nv), 0);
+	assert_int_equal(nv, 0);
+	free(v);
+
+	/* a kernel with PROCMAP_QUERY must have been asked (6.11 and later) */
+	struct utsname u;
+	int major = 0, minor = 0;
+	assert_int_equal(uname(&u), 0);
+	sscanf(u.release, "%d.%d", &major, &minor);
+	if (major > 6 || (major == 6 && minor >= 11))
+		assert_int_equal(vma_uses_query(), 1);
+	munmap(r, 4 * HP);
+	if (!huge)
+		SKIP_WHY("no free 2 MiB hugepage: the hugetlb mapping was not compared");
+}
+
 /* munmap of a wired range, then unwire: counts drop, nothing else to undo */
 static void test_unmapped_while_wired(void **state)
 {
@@ -277,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_hugetlb_2m),
 		cmocka_unit_test(test_hugetlb_1g),
 		cmocka_unit_test(test_unmapped_while_wired),
+		cmocka_unit_test(test_vma_query_matches_text),
 	};
 	return cmocka_run_group_tests_name("wire", tests, NULL, NULL);
 }
