@@ -6,5 +6,9 @@ cd "$(dirname "$0")/.."
 bash tools/deps.sh
 bash tools/hugepages.sh 640
 [ -d build ] || meson setup build --buildtype=release >/dev/null
-meson compile -C build >/dev/null
+if ! meson compile -C build >build.compile.log 2>&1; then
+  tail -40 build.compile.log
+  echo "setup: the build failed (whole log: build.compile.log)" >&2
+  exit 1
+fi
 exec bash tools/main-job.sh build

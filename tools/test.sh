@@ -5,7 +5,9 @@
 #     CI soak: 90 s of tests/soak plus the rcache churn, about 5 minutes together);
 #  2. clang build, -Werror: suite unit again, and the libFuzzer suite fuzz;
 #  3. ASan+UBSan build: suites unit and faults (LSan catches what a fault path leaks);
-#  4. TSan build: the suites' concurrent tests (unit, and threads from tests/faults).
+#  4. TSan build: the suites' concurrent tests (unit, and threads from tests/faults);
+#  5. release build (-O3, what tools/setup.sh builds): suite unit, so optimiser-only warnings
+#     (-Werror) and optimiser-exposed bugs fail here, not in the Quick start.
 # Each build goes to build-test-*/ at the top of the tree.  The last line is the total.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +63,7 @@ run_build gcc build-test-gcc -Ddpdk=enabled -- --no-suite fuzz
 CC=clang run_build clang build-test-clang -Ddpdk=enabled -- --suite unit --suite fuzz
 run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit --suite faults
 CC=clang run_build tsan build-test-tsan -Db_sanitize=thread -Db_lundef=false -- --suite unit --suite threads
+run_build release build-test-release --buildtype=release -Ddpdk=enabled -- --suite unit
 
 echo
 printf '%s\n' "${summary[@]}"

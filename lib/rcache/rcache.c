@@ -595,6 +595,9 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 		*rcp = rc;
 		return 0;
 	}
+	/* set on every path: gcc -O3 cannot see that uerr() never returns 0, and callers test only
+	 * the error (-Werror=maybe-uninitialized in the release build) */
+	*rcp = NULL;
 	pthread_once(&rc_atfork_once, rc_atfork_init);
 	pthread_mutex_lock(&rc_global);
 	if ((rc = rc_of(ctx))) {
