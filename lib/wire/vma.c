@@ -185,9 +185,13 @@ static int query_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp
 				 .writable = !!(q.vma_flags & UB_PMQ_WRITABLE),
 				 .pgsz = q.vma_page_size > 4096 ? (size_t)q.vma_page_size : 4096,
 				 .hugetlb = q.vma_page_size > 4096 };
-		if (q.vma_end <= addr || vma_push(&v, &n, &cap, &m)) {
+		if (q.vma_end <= addr) { /* no progress: not from a sane kernel, read the text */
 			free(v);
-			return q.vma_end <= addr ? -1 : ENOMEM;
+			return -1;
+		}
+		if (vma_push(&v, &n, &cap, &m)) {
+			free(v);
+			return ENOMEM;
 		}
 		addr = (uintptr_t)q.vma_end;
 	}
@@ -271,13 +275,13 @@ static int text_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp,
 	return 0;
 }
 
-int vma_collect(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+static int collect(uintptr_t start, uintptr_t end, int ask, struct vma **vp, int *nvp)
 {
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), err = -1;
 
 	if (fd < 0)
 		return errno ? errno : EIO;
-	if (__atomic_load_n(&query_works, __ATOMIC_RELAXED))
+	if (ask && __atomic_load_n(&query_works, __ATOMIC_RELAXED))
 		err = query_collect(fd, start, end, vp, nvp);
 	if (err == -1)
 		err = text_collect(fd, start, end, vp, nvp);
@@ -285,15 +289,14 @@ int vma_collect(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
 	return err;
 }
 
+int vma_collect(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+{
+	return collect(start, end, 1, vp, nvp);
+}
+
 int vma_collect_text(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
 {
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), err;
-
-	if (fd < 0)
-		return errno ? errno : EIO;
-	err = text_collect(fd, start, end, vp, nvp);
-	close(fd);
-	return err;
+	return collect(start, end, 0, vp, nvp);
 }
 
 int vma_uses_query(void)
