@@ -15,6 +15,8 @@
 #include <ubdma/ubdma.h>
 
 #include "iommu/iommu.h"
+#include "wire/monitor.h"
+#include "wire/wire.h"
 #include "xlate/xlate.h"
 
 /* A run of a cookie that lies in one mapping (one page size). */
@@ -37,7 +39,8 @@ struct ubdma_umem {
 	struct umem_chunk *chunks; /* cover [rounded start, rounded end) */
 	struct ubdma_umem *prev, *next;
 	int internal;	      /* made by a layer (bounce pool, mem_alloc, rcache), not the user */
-	int hidden;	      /* out of the translation map, still mapped and wired (umem_hide()) */
+	int hidden;	      /* out of the translation map, still mapped (umem_hide()) */
+	struct wire_ticket *ticket; /* the wiring it holds (ended by munmap & co., docs/wire.md) */
 };
 
 struct ubdma_ctx {
@@ -59,25 +62,28 @@ struct ubdma_ctx {
 	void *rcache;		  /* registration cache (rcache layer), lazily made */
 	void (*rcache_fini)(struct ubdma_ctx *ctx);
 	/*
-	 * A layer that learns asynchronously that memory under some translations is gone (the
-	 * registration cache's userfaultfd monitor) bumps stale_epoch before it reads the news, and
-	 * its stale_settle() retires those translations and publishes the epoch it covered in
-	 * stale_settled.  Readers of the map call ctx_settle() first (atomic loads, no syscall).
+	 * The wire layer's monitor learns asynchronously that memory under some translations is
+	 * gone; it bumps its epoch (wmon_epoch()) before it reads the news.  ctx_settle_slow()
+	 * waits until the news is applied, lets the registration cache retire its entries
+	 * (rcache_settle), takes out of the map every cookie whose wiring ended, and publishes the
+	 * epoch it covered in stale_settled.  Readers of the map call ctx_settle() first.
 	 */
-	uint64_t stale_epoch, stale_settled;
-	void (*stale_settle)(struct ubdma_ctx *ctx);
+	uint64_t stale_settled;
+	uint64_t end_seen;	  /* wire_end_seq() when the cookies were last checked (reg_lock) */
+	void (*rcache_settle)(struct ubdma_ctx *ctx);
 };
+
+void ctx_settle_slow(struct ubdma_ctx *ctx);
 
 /*
  * Before reading the translation map on behalf of a caller (ubdma_vtoiova(), bus_dma loads): an
  * address whose memory was unmapped before this call (in program order) must not translate to
- * the old frames.  Two loads of one cache line when nothing is pending.
+ * the old frames.  Two loads when nothing is pending.
  */
 static inline void ctx_settle(struct ubdma_ctx *ctx)
 {
-	if (__builtin_expect(__atomic_load_n(&ctx->stale_epoch, __ATOMIC_SEQ_CST) !=
-			     __atomic_load_n(&ctx->stale_settled, __ATOMIC_ACQUIRE), 0))
-		ctx->stale_settle(ctx);
+	if (__builtin_expect(wmon_epoch() != __atomic_load_n(&ctx->stale_settled, __ATOMIC_ACQUIRE), 0))
+		ctx_settle_slow(ctx);
 }
 
 /*

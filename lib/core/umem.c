@@ -171,7 +171,7 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
 		unsigned long br = 0;
 		size_t idx = 0;
 		for (struct ubdma_umem *o = ctx->umems; o; o = o->next, idx++)
-			for (int i = 0; i < o->nchunks; i++) {
+			for (int i = 0; i < o->nchunks && !o->hidden; i++) {
 				const struct umem_chunk *c = &o->chunks[i];
 				if (p >= c->va && p - c->va < c->npages * c->pgsz && rank_of(o, idx) > br) {
 					bc = c;
@@ -197,7 +197,7 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 	int err = 0;
 
 	for (struct ubdma_umem *o = ctx->umems; o; o = o->next)
-		if (umem_hi(o) > s && umem_lo(o) < e)
+		if (!o->hidden && umem_hi(o) > s && umem_lo(o) < e)
 			cap += (size_t)o->nchunks;
 	if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
 		free(cv);
@@ -207,7 +207,7 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 		return 0;
 	}
 	for (struct ubdma_umem *o = ctx->umems; o; o = o->next, idx++) {
-		if (umem_hi(o) <= s || umem_lo(o) >= e)
+		if (o->hidden || umem_hi(o) <= s || umem_lo(o) >= e)
 			continue;
 		for (int i = 0; i < o->nchunks; i++) {
 			const struct umem_chunk *c = &o->chunks[i];
@@ -285,7 +285,7 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 	u->end = a + len;
 	u->flags = flags;
 	u->wire_flags = flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0;
-	if ((err = wire_range(addr, len, u->wire_flags, &segs, &nseg)))
+	if ((err = wire_range(addr, len, u->wire_flags, &segs, &nseg, &u->ticket)))
 		goto fail_free;
 	if ((err = chunks_map(ctx, u, segs, nseg, lim)))
 		goto fail_unwire;
@@ -295,11 +295,15 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		ctx->umems->prev = u;
 	ctx->umems = u;
 	ctx->numems++;
-	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1))) {
+	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive(u->ticket)) {
+		/* not alive: unmapped (or replaced) since it was wired, and a settle may have come
+		 * and gone before the cookie was in the map: it must not stay there */
+		err = err ? uerr(ENOMEM, "out of memory for the translation map") :
+			    uerr(EFAULT, "[%p, %p) was unmapped while it was being locked", addr,
+				 (void *)(a + len));
 		registry_unlink(ctx, u);
 		registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
 		pthread_mutex_unlock(&ctx->reg_lock);
-		err = uerr(ENOMEM, "out of memory for the translation map");
 		chunks_unmap(ctx, u, u->nchunks);
 		goto fail_unwire;
 	}
@@ -309,7 +313,7 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 	return 0;
 
 fail_unwire:
-	unwire_range(addr, len, u->wire_flags);
+	wire_release(u->ticket);
 fail_free:
 	chunks_free(u);
 	free(segs);
@@ -336,17 +340,55 @@ uint64_t ubdma_umem_iova(const ubdma_umem_t *u, const void *addr)
 	return UBDMA_BAD_IOVA;
 }
 
+/* Hidden cookies stay on the list (ubdma_ctx_close() finds them) but cover nothing. */
+static void hide_locked(struct ubdma_ctx *ctx, struct ubdma_umem *u)
+{
+	if (!u->hidden) {
+		u->hidden = 1;
+		registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
+	}
+}
+
 void umem_hide(struct ubdma_umem *u)
 {
 	struct ubdma_ctx *ctx = u->ctx;
 
 	pthread_mutex_lock(&ctx->reg_lock);
-	if (!u->hidden) {
-		registry_unlink(ctx, u);
-		registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
-		u->hidden = 1;
+	hide_locked(ctx, u);
+	pthread_mutex_unlock(&ctx->reg_lock);
+}
+
+/*
+ * Cookies whose wiring the address space ended (munmap, mremap, MAP_FIXED over, DONTNEED_LOCKED)
+ * leave the map: new memory at the address must not translate to the old frames.  The cookie
+ * itself lives on for its holder (its IOMMU mapping too) until ubdma_umem_unlock().
+ */
+static void hide_dead(struct ubdma_ctx *ctx)
+{
+	uint64_t seq = wire_end_seq();
+
+	pthread_mutex_lock(&ctx->reg_lock);
+	if (ctx->end_seen != seq) {
+		for (struct ubdma_umem *u = ctx->umems; u; u = u->next)
+			if (!u->hidden && !wire_ticket_alive(u->ticket))
+				hide_locked(ctx, u);
+		ctx->end_seen = seq;
 	}
 	pthread_mutex_unlock(&ctx->reg_lock);
+}
+
+void ctx_settle_slow(struct ubdma_ctx *ctx)
+{
+	uint64_t g = wmon_epoch();
+
+	wmon_wait(g);
+	if (ctx->rcache_settle)
+		ctx->rcache_settle(ctx);
+	hide_dead(ctx);
+	uint64_t s = __atomic_load_n(&ctx->stale_settled, __ATOMIC_RELAXED);
+	while (s < g && !__atomic_compare_exchange_n(&ctx->stale_settled, &s, g, 1, __ATOMIC_RELEASE,
+						     __ATOMIC_RELAXED))
+		;
 }
 
 void ubdma_umem_unlock(ubdma_umem_t *u)
@@ -357,16 +399,13 @@ void ubdma_umem_unlock(ubdma_umem_t *u)
 		return;
 	ctx = u->ctx;
 	pthread_mutex_lock(&ctx->reg_lock);
-	if (!u->hidden) {
-		registry_unlink(ctx, u);
+	registry_unlink(ctx, u);
+	if (!u->hidden)
 		registry_apply(ctx, umem_lo(u), umem_hi(u), 0);
-	}
 	pthread_mutex_unlock(&ctx->reg_lock);
 	chunks_unmap(ctx, u, u->nchunks);
-	int err = unwire_range((void *)u->start, u->end - u->start, u->wire_flags);
-	if (err)
-		ULOG(UBDMA_LOG_ERROR, "unwire of [%#lx, %#lx) failed: %s", (unsigned long)u->start,
-		     (unsigned long)u->end, strerror(err));
+	/* only what this cookie wired, and only where that wiring still exists */
+	wire_release(u->ticket);
 	chunks_free(u);
 	free(u);
 }

@@ -220,27 +220,6 @@ static void lru_append(struct rcache *rc, struct ubdma_reg *r)
 	rc->lru_tail = r;
 }
 
-/* Unregister r's monitored range, minus what its index neighbours still need. Lock exclusive. */
-static void unwatch_locked(struct rcache *rc, struct ubdma_reg *r, size_t pos)
-{
-	uintptr_t s = r->ulo, e = r->uhi;
-
-	if (!r->monitored)
-		return;
-	if (pos > 0) {
-		const struct ubdma_reg *p = rc->ix->e[pos - 1];
-		uintptr_t pe = p->monitored ? p->uhi : p->hi;
-		s = s > pe ? s : pe;
-	}
-	if (pos < rc->n) {
-		const struct ubdma_reg *q = rc->ix->e[pos];
-		uintptr_t qs = q->monitored ? q->ulo : q->lo;
-		e = e < qs ? e : qs;
-	}
-	if (s < e)
-		mon_unregister(rc, s, e);
-}
-
 /*
  * r's last reference is gone: it leaves the limits' books now, though its destruction (outside
  * the lock, perhaps on another thread, a list of them one after the other) is still to come.  A
@@ -271,8 +250,7 @@ static void remove_locked(struct rcache *rc, struct ubdma_reg *r, int unregister
 		__atomic_store_n(&r->unshow, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&rc->unshow_pending, 1, __ATOMIC_RELEASE);
 	}
-	if (unregister)
-		unwatch_locked(rc, r, i);
+	(void)unregister; /* the wire layer stops watching when the wiring goes */
 	if (!r->monitored)
 		__atomic_fetch_sub(&rc->unmonitored, 1, __ATOMIC_RELAXED);
 	if (__atomic_fetch_sub(&r->ref, 1, __ATOMIC_ACQ_REL) == 1) {
@@ -320,26 +298,11 @@ void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unreg
 		struct ubdma_reg *r = rc->ix->e[i];
 		rs = r->lo < rs ? r->lo : rs;
 		re = r->hi > re ? r->hi : re;
-		if (r->monitored) {
-			rs = r->ulo < rs ? r->ulo : rs;
-			re = r->uhi > re ? r->uhi : re;
-		}
 		remove_locked(rc, r, unregister, NULL);
 		add(&rc->invalidations, 1);
 		ULOG_DEBUG("invalidated [%#lx, %#lx)", (unsigned long)r->lo, (unsigned long)r->hi);
 	}
 	ring_push(rc, rs, re);
-}
-
-void rc_fixup_locked(struct rcache *rc, uintptr_t s, uintptr_t e)
-{
-	if (rc->nfix == RC_FIXUPS) {
-		ULOG_WARN("too many moved ranges pending: [%#lx, %#lx) stays mlocked", (unsigned long)s,
-			  (unsigned long)e);
-		return;
-	}
-	rc->fix[rc->nfix] = (struct rc_range){ s, e };
-	__atomic_store_n(&rc->nfix, rc->nfix + 1, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------ destruction */
@@ -424,62 +387,23 @@ static void rc_unshow(struct rcache *rc)
 }
 
 /*
- * ctx->stale_settle: a reader of the translation map saw the monitor begin a batch of events
- * it has not settled.  Wait until the monitor applied everything it has read (so every unmap
- * that returned before the reader's call is in), destroy what it invalidated and nobody holds,
- * hide what is held, and publish the epoch covered.
+ * ctx->rcache_settle: a reader of the translation map saw the monitor begin a batch of events
+ * (ctx_settle_slow() waited until it was applied): destroy what the batch invalidated and nobody
+ * holds, and take what is held out of the map.
  */
 static void rc_settle(struct ubdma_ctx *ctx)
 {
-	uint64_t g = __atomic_load_n(&ctx->stale_epoch, __ATOMIC_SEQ_CST);
 	struct rcache *rc = rc_of(ctx);
 
 	if (rc) {
-		mon_sync(rc);
 		reap_grave(rc);
 		rc_unshow(rc);
-	}
-	uint64_t s = __atomic_load_n(&ctx->stale_settled, __ATOMIC_RELAXED);
-	while (s < g && !__atomic_compare_exchange_n(&ctx->stale_settled, &s, g, 1, __ATOMIC_RELEASE,
-						     __ATOMIC_RELAXED))
-		;
-}
-
-/*
- * mremap moves VM_LOCKED and MADV_DONTFORK with the pages, but the wire counts stay with the old
- * addresses: drop the lock on moved pages that nothing of ubdma wires at their new address.
- * Caller holds miss_lock (no miss wires meanwhile).
- */
-static void reap_fixups(struct rcache *rc)
-{
-	struct rc_range fix[RC_FIXUPS];
-	int n;
-
-	pthread_rwlock_wrlock(&rc->lock);
-	n = rc->nfix;
-	memcpy(fix, rc->fix, (size_t)n * sizeof(*fix));
-	__atomic_store_n(&rc->nfix, 0, __ATOMIC_RELAXED);
-	pthread_rwlock_unlock(&rc->lock);
-	for (int i = 0; i < n; i++) {
-		uintptr_t run = 0;
-		for (uintptr_t p = fix[i].s; p <= fix[i].e; p += PG) {
-			int free_page = p < fix[i].e && ubdma_wire_count((void *)p) == 0;
-			if (free_page && !run)
-				run = p;
-			if (!free_page && run) {
-				syscall(SYS_munlock, (void *)run, (size_t)(p - run));
-				madvise((void *)run, p - run, MADV_DOFORK);
-				run = 0;
-			}
-		}
 	}
 }
 
 static void reap(struct rcache *rc)
 {
 	reap_grave(rc);
-	if (__atomic_load_n(&rc->nfix, __ATOMIC_RELAXED))
-		reap_fixups(rc);
 }
 
 /* --------------------------------------------------------------- limits */
@@ -614,19 +538,16 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 	pthread_rwlock_init(&rc->lock, NULL);
 	pthread_mutex_init(&rc->miss_lock, NULL);
 	pthread_mutex_init(&rc->all_lock, NULL);
-	pthread_mutex_init(&rc->mon_lock, NULL);
-	pthread_cond_init(&rc->mon_cv, NULL);
 	rc->max_bytes = default_max_bytes();
 	rc->max_entries = 65536;
 	rc->want_monitor = env_monitor();
 	rc->mon = rc->want_monitor == UBDMA_RCACHE_MONITOR_UFFD ? MON_START : MON_OFF;
-	rc->uffd = rc->efd = -1;
 	snprintf(rc->mon_desc, sizeof(rc->mon_desc), "%s",
 		 rc->mon == MON_START ? "userfaultfd (not started yet)" : "explicit only: asked for");
 	rc->gnext = rc_list;
 	rc_list = rc;
 	ctx->rcache_fini = rc_fini;
-	ctx->stale_settle = rc_settle; /* before the monitor can move stale_epoch */
+	ctx->rcache_settle = rc_settle;
 	__atomic_store_n((struct rcache **)&ctx->rcache, rc, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&rc_global);
 	*rcp = rc;
@@ -649,9 +570,7 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	pthread_mutex_lock(&rc->miss_lock);
 	mon_stop(rc);
 	pthread_mutex_unlock(&rc->miss_lock);
-	/* nothing left to settle: the entries go below, and the context with them */
-	__atomic_store_n(&ctx->stale_settled, __atomic_load_n(&ctx->stale_epoch, __ATOMIC_SEQ_CST),
-			 __ATOMIC_RELEASE);
+	ctx->rcache_settle = NULL; /* the entries go below */
 	/* every registration goes, held or not: they are invalid once the context closes */
 	while (rc->all)
 		reg_destroy(rc->all);
@@ -667,8 +586,6 @@ static void rc_fini(struct ubdma_ctx *ctx)
 		n = c->next;
 		free(c);
 	}
-	pthread_cond_destroy(&rc->mon_cv);
-	pthread_mutex_destroy(&rc->mon_lock);
 	pthread_mutex_destroy(&rc->all_lock);
 	pthread_mutex_destroy(&rc->miss_lock);
 	pthread_rwlock_destroy(&rc->lock);
@@ -710,9 +627,7 @@ static void rc_atfork_child(void)
 		rc->all = NULL;
 		rc->grave = NULL;
 		rc->nall = rc->bytes = rc->iommu = rc->unmonitored = 0;
-		rc->nfix = 0;
 		rc->unshow_pending = 0;
-		rc->ctx->stale_settled = rc->ctx->stale_epoch; /* the parent's news is not ours */
 		mon_forget(rc);
 		/* the child's thread id differs from the locker's: glibc's rwlock would take a
 		 * write unlock for a read unlock; start the locks afresh */
@@ -818,7 +733,6 @@ static struct ubdma_reg *reg_new(struct rcache *rc, struct ubdma_umem *u, int fl
 	r->rc = rc;
 	r->umem = u;
 	r->nchunks = u->nchunks;
-	r->ulo = r->uhi = 0;
 	r->lru_prev = r->lru_next = r->all_prev = r->all_next = r->grave_next = NULL;
 	u->internal = 1;
 	return r;
@@ -861,15 +775,17 @@ static int range_mapped(uintptr_t s, uintptr_t e)
 
 /* Wire and map the plan, falling back to the bare request and evicting on ENOMEM / ENOSPC. */
 static int register_plan(struct rcache *rc, struct plan *p, uintptr_t a, uintptr_t b, int flags,
-			 struct ubdma_umem **up, int *monitoredp, uintptr_t *ulo, uintptr_t *uhi)
+			 struct ubdma_umem **up, int *monitoredp)
 {
 	int err;
 
 	for (;;) {
-		*monitoredp = rc->mon == MON_ON && mon_register(rc, p->lo, p->hi, ulo, uhi) == 0;
 		err = umem_lock(rc->ctx, (void *)p->lo, p->hi - p->lo, p->flags, NULL, up);
-		if (!err)
+		if (!err) {
+			/* the wiring registered it: events from its first page lock on */
+			*monitoredp = rc->mon == MON_ON && wire_range_watched(p->lo, p->hi);
 			return 0;
+		}
 		if (err == ENOMEM && !range_mapped(p->lo, p->hi)) {
 			/* mlock says ENOMEM for pages unmapped under it (another thread's munmap) */
 			err = uerr(EFAULT, "[%#lx, %#lx) was unmapped while it was being registered",
@@ -903,8 +819,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		struct ubdma_reg *r, *victims = NULL;
 		struct ubdma_umem *u = NULL;
 		struct plan p;
-		uintptr_t ulo = 0, uhi = 0;
-		int monitored;
+		int monitored = 0;
 
 		mon_sync(rc);
 		pthread_rwlock_rdlock(&rc->lock);
@@ -939,7 +854,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 			break;
 		}
 		uint64_t seq0 = __atomic_load_n(&rc->inval_seq, __ATOMIC_ACQUIRE);
-		if ((err = register_plan(rc, &p, a, b, flags, &u, &monitored, &ulo, &uhi)))
+		if ((err = register_plan(rc, &p, a, b, flags, &u, &monitored)))
 			break;
 		if (!(r = reg_new(rc, u, p.flags))) {
 			ubdma_umem_unlock(u);
@@ -947,13 +862,10 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 			break;
 		}
 		r->monitored = (uint8_t)monitored;
-		r->ulo = ulo;
-		r->uhi = uhi;
 		__atomic_store_n(&r->ref, 2, __ATOMIC_RELEASE); /* the index and the caller */
 
 		pthread_rwlock_wrlock(&rc->lock);
-		uintptr_t cs = monitored && ulo < r->lo ? ulo : r->lo, ce = monitored && uhi > r->hi ? uhi : r->hi;
-		if (ring_conflict(rc, seq0, cs, ce)) {
+		if (ring_conflict(rc, seq0, r->lo, r->hi) || !wire_ticket_alive(u->ticket)) {
 			/* the memory changed while we registered it: what we wired may be stale */
 			pthread_rwlock_unlock(&rc->lock);
 			ubdma_umem_unlock(u);

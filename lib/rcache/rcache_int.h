@@ -24,9 +24,9 @@
 #include <ubdma/ubdma.h>
 
 #include "core/ctx.h"
+#include "wire/monitor.h"
 
 #define RC_RING 64    /* invalidated ranges remembered for misses in flight */
-#define RC_FIXUPS 32  /* moved (mremap) ranges whose inherited mlock is still to drop */
 
 struct ubdma_reg {
 	/* read by the hit path */
@@ -34,13 +34,12 @@ struct ubdma_reg {
 	int flags;	       /* UBDMA_UMEM_READ / WRITE */
 	uint8_t used;	       /* CLOCK bit: set by hits, cleared by the eviction scan (atomic) */
 	uint8_t dead;	       /* out of the index: never handed out again (under lock) */
-	uint8_t monitored;     /* ulo..uhi is registered with userfaultfd */
+	uint8_t monitored;     /* the monitor watches it (its wiring is registered) */
 	uint8_t unshow;	       /* out of the index while held: to leave the translation map (atomic) */
 	uint64_t ref;	       /* holders, + 1 while in the index (atomic) */
 	struct ubdma_umem *umem;
 	struct rcache *rc;
 	int nchunks;	       /* IOMMU mappings (backend map calls) the entry holds */
-	uintptr_t ulo, uhi;    /* range registered with userfaultfd */
 	struct ubdma_reg *lru_prev, *lru_next; /* CLOCK order, oldest first (index entries) */
 	struct ubdma_reg *all_prev, *all_next;
 	struct ubdma_reg *grave_next;
@@ -95,18 +94,11 @@ struct rcache {
 	/* ranges invalidated under lock, numbered by inval_seq (a miss checks what it overlapped) */
 	uint64_t inval_seq;
 	struct rc_range ring[RC_RING];
-	struct rc_range fix[RC_FIXUPS];
-	int nfix;
 
 	/* the monitor */
 	int want_monitor;	   /* UBDMA_RCACHE_MONITOR_* asked for */
 	enum rc_mon_state mon;	   /* under miss_lock */
-	int uffd, efd;
-	pthread_t thread;
-	uint64_t mon_begun, mon_done; /* batches read / processed (atomic) */
-	pthread_mutex_t mon_lock;
-	pthread_cond_t mon_cv;
-	int mon_exiting;	   /* the monitor left poll() for good (under mon_lock) */
+	struct wmon_sub sub;	   /* our place on the process monitor's list */
 	char mon_desc[160];
 
 	struct rcache *gnext;	   /* every cache of the process (fork handling) */
@@ -114,24 +106,17 @@ struct rcache {
 
 /* rcache.c: invalidate every entry overlapping [s, e); caller holds lock exclusive. */
 void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unregister);
-/* rcache.c: remember a range that moved away (mremap) for the next reap; lock exclusive. */
-void rc_fixup_locked(struct rcache *rc, uintptr_t s, uintptr_t e);
 
-/* monitor.c */
+/* monitor.c: subscribe to the process's monitor (0), or say why not (ENOTSUP). */
 int mon_start(struct rcache *rc);
 void mon_stop(struct rcache *rc);
-void mon_forget(struct rcache *rc); /* in a fork child: drop the parent's monitor without I/O */
-/* Register [s, e) (page aligned) for events; 0 and the registered range, or an errno. */
-int mon_register(struct rcache *rc, uintptr_t s, uintptr_t e, uintptr_t *ulo, uintptr_t *uhi);
-void mon_unregister(struct rcache *rc, uintptr_t s, uintptr_t e);
-void mon_wait(struct rcache *rc);
+void mon_forget(struct rcache *rc); /* in a fork child: the parent's subscription is gone */
 
-/* Hits wait while the monitor has read events it has not yet applied. */
+/* Look-ups wait while the monitor has read events it has not yet applied. */
 static inline void mon_sync(struct rcache *rc)
 {
-	if (__builtin_expect(__atomic_load_n(&rc->mon_begun, __ATOMIC_SEQ_CST) !=
-			     __atomic_load_n(&rc->mon_done, __ATOMIC_ACQUIRE), 0))
-		mon_wait(rc);
+	(void)rc;
+	wmon_sync();
 }
 
 #endif

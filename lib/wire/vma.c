@@ -184,7 +184,8 @@ static int query_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp
 				 .readable = !!(q.vma_flags & UB_PMQ_READABLE),
 				 .writable = !!(q.vma_flags & UB_PMQ_WRITABLE),
 				 .pgsz = q.vma_page_size > 4096 ? (size_t)q.vma_page_size : 4096,
-				 .hugetlb = q.vma_page_size > 4096 };
+				 .hugetlb = q.vma_page_size > 4096,
+				 .file = q.inode != 0 };
 		if (q.vma_end <= addr) { /* no progress: not from a sane kernel, read the text */
 			free(v);
 			return -1;
@@ -218,6 +219,8 @@ static int text_line(char *line, uintptr_t start, uintptr_t end, struct vma **vp
 		if (path)
 			while (*path == ' ')
 				path++;
+		if (path && f == 2)
+			m.file = strtoul(path, NULL, 10) != 0;
 	}
 	if (path && *path)
 		hugetlb_probe(&m, path);
@@ -302,4 +305,62 @@ int vma_collect_text(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
 int vma_uses_query(void)
 {
 	return __atomic_load_n(&query_works, __ATOMIC_RELAXED);
+}
+
+static int each_query(int fd, uintptr_t start, uintptr_t end, int (*fn)(uintptr_t, uintptr_t, void *), void *arg)
+{
+	for (uintptr_t addr = start; addr < end;) {
+		struct ub_procmap_query q = { .size = sizeof(q), .query_flags = UB_PMQ_COVERING_OR_NEXT,
+					      .query_addr = addr };
+		if (ioctl(fd, UB_PROCMAP_QUERY, &q) != 0)
+			return errno == ENOENT ? 0 : -1;
+		if (q.vma_start >= end)
+			return 0;
+		if (q.vma_end <= addr)
+			return -1;
+		uintptr_t s = q.vma_start > addr ? (uintptr_t)q.vma_start : addr;
+		uintptr_t e = q.vma_end < end ? (uintptr_t)q.vma_end : end;
+		if (fn(s, e, arg))
+			return 0;
+		addr = (uintptr_t)q.vma_end;
+	}
+	return 0;
+}
+
+void vma_each(uintptr_t start, uintptr_t end, int (*fn)(uintptr_t, uintptr_t, void *), void *arg)
+{
+	static char buf[16384 + 1]; /* the wire lock's: no allocation on the monitor thread */
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), stop = 0;
+	size_t have = 0;
+
+	if (fd < 0)
+		return;
+	if (__atomic_load_n(&query_works, __ATOMIC_RELAXED) && each_query(fd, start, end, fn, arg) == 0) {
+		close(fd);
+		return;
+	}
+	while (!stop) {
+		ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		buf[have] = '\0';
+		char *line = buf, *nl;
+		while (!stop && (nl = strchr(line, '\n'))) {
+			char *p;
+			unsigned long s = strtoul(line, &p, 16), e = strtoul(p + 1, NULL, 16);
+			if (s >= end)
+				stop = 1;
+			else if (e > start)
+				stop = fn(s > start ? s : start, e < end ? e : end, arg);
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+		if (have == sizeof(buf) - 1)
+			break; /* a line longer than the kernel writes */
+	}
+	close(fd);
 }

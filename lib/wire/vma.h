@@ -12,6 +12,7 @@ struct vma {
 	int readable, writable;
 	size_t pgsz;  /* 4096, or the hugetlb page size */
 	int hugetlb;
+	int file;     /* backed by a file (inode != 0): shmem, memfd, hugetlbfs, a regular file */
 };
 
 /*
@@ -25,5 +26,12 @@ int vma_collect_text(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp);
 
 /* 1 while vma_collect() asks the kernel per mapping (PROCMAP_QUERY), 0 once it said it cannot. */
 int vma_uses_query(void);
+
+/*
+ * Call fn on each mapping overlapping [start, end), clipped to it, without allocating (the
+ * monitor thread must not): PROCMAP_QUERY, else the text read through a static buffer, so the
+ * caller must hold the wire lock.  Stops early when fn returns non-zero.
+ */
+void vma_each(uintptr_t start, uintptr_t end, int (*fn)(uintptr_t s, uintptr_t e, void *arg), void *arg);
 
 #endif

@@ -1,15 +1,27 @@
 /*
- * wire.c - wiring VA ranges with vslock(9) / vm_map_wire(9) semantics on top of mlock(2).
+ * wire.c - wiring VA ranges with vslock(9) / vm_map_wire(9) semantics on top of mlock(2), with
+ * counts that belong to the mapping, not to the address.
  *
  * Linux's mlock does not nest: one munlock undoes any number of mlocks.  FreeBSD's vm_map_wire
  * keeps a wire count per map entry, and vslock/vsunlock pairs nest.  This file keeps the counts
  * itself, in a sorted array of runs [start, end) that share one count, and calls mlock only on
  * pages whose count leaves zero and munlock only on pages whose count returns to zero.
  *
+ * A count lives as long as the mapping it was taken on.  mlock(2): pages are unlocked "implicitly
+ * by a call to munmap()"; FreeBSD's wire count is in the map entry, which munmap deletes.  The
+ * kernel tells us (monitor.c: every wired range is registered on the process's userfaultfd, and
+ * munmap, mmap MAP_FIXED over it, brk, mremap and madvise DONTNEED_LOCKED / REMOVE send an event
+ * before the caller returns) and wire_apply_events() ends the counts there.  An ended wiring
+ * leaves a *tombstone*: the number of unwires still owed to it, so that a balanced ubdma_unwire()
+ * after the munmap succeeds; every run also has a *generation*, and a ticket (what one
+ * wire_range() call holds: cookies and cache entries keep one) releases only the runs of its own
+ * generation, so an old registration's release never touches new memory at the same address.
+ *
  * Rules (vslock(9), vm_map_wire(9), mlock(2)):
  *  - the range is rounded out to whole pages of each mapping (4 KiB, or the hugetlb page size);
- *  - a range that wraps around the address space is EINVAL;
- *  - an unmapped or inaccessible part is EFAULT unless HOLESOK (vm_map_wire's HOLESOK/NOHOLES);
+ *  - a range that wraps around the address space is EINVAL; an empty one wires nothing (mlock);
+ *  - an unmapped or inaccessible part is EFAULT unless HOLESOK (vm_map_wire's HOLESOK/NOHOLES),
+ *    and so is a part of a file mapping past the end of its file;
  *  - over RLIMIT_MEMLOCK is ENOMEM (mlock says ENOMEM, EAGAIN or EPERM: all mean "no more");
  *  - all or nothing: on any failure the pages this call locked are unlocked again, and no count
  *    changes.
@@ -32,14 +44,24 @@
 #include <ubdma/core.h>
 
 #include "core/log.h"
+#include "wire/monitor.h"
 #include "wire/vma.h"
 #include "wire/wire.h"
+#include "wire/wire_int.h"
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
 #define PG 4096UL
+#define TRUNC(x, a) ((x) & ~((uintptr_t)(a) - 1))
+#define ROUND(x, a) (((x) + (a) - 1) & ~((uintptr_t)(a) - 1))
+
+/* Free slots kept in both run arrays for the monitor thread, which must not allocate. */
+#define SLACK 256
 
 /*
  * The sanitizer runtimes intercept mlock/munlock and turn them into no-ops (they would lock
@@ -54,27 +76,41 @@ static int sys_munlock(uintptr_t s, uintptr_t e)
 {
 	return (int)syscall(SYS_munlock, (void *)s, (size_t)(e - s));
 }
-#define TRUNC(x, a) ((x) & ~((uintptr_t)(a) - 1))
-#define ROUND(x, a) (((x) + (a) - 1) & ~((uintptr_t)(a) - 1))
 
+/* ------------------------------------------------------------------ run sets */
+
+/*
+ * A run: [start, end) with one count, page size, generation and watch state.  In the live set
+ * count is the wire count; in the tombstone set it is the number of wirings the address space
+ * ended there and nobody has unwired yet (gen and watched unused).
+ */
 struct wrun {
 	uintptr_t start, end;
 	unsigned count;
+	unsigned watched; /* registered with the monitor: its munmap will end it */
 	size_t pgsz;
+	uint64_t gen;
+};
+
+struct runset {
+	struct wrun *r;
+	size_t n, cap;
 };
 
 static pthread_mutex_t wire_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct wrun *runs;
-static size_t nruns, capruns;
+static struct runset live, tomb;
+static uint64_t gen_next = 1;
+static uint64_t end_seq; /* atomic */
+static pthread_once_t wire_once = PTHREAD_ONCE_INIT;
 
 /* Index of the first run with end > addr. */
-static size_t run_find(uintptr_t addr)
+static size_t run_find(const struct runset *rs, uintptr_t addr)
 {
-	size_t lo = 0, hi = nruns;
+	size_t lo = 0, hi = rs->n;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (runs[mid].end <= addr)
+		if (rs->r[mid].end <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -82,104 +118,155 @@ static size_t run_find(uintptr_t addr)
 	return lo;
 }
 
-static int run_reserve(size_t more)
+/* Room for more runs plus the monitor's slack.  Not on the monitor thread. */
+static int run_reserve(struct runset *rs, size_t more)
 {
-	if (nruns + more <= capruns)
+	if (rs->n + more + SLACK <= rs->cap)
 		return 0;
-	size_t cap = (nruns + more) * 2;
-	struct wrun *n = realloc(runs, cap * sizeof(*n));
+	size_t cap = (rs->n + more + SLACK) * 2;
+	struct wrun *n = realloc(rs->r, cap * sizeof(*n));
 	if (!n)
 		return ENOMEM;
-	runs = n;
-	capruns = cap;
+	rs->r = n;
+	rs->cap = cap;
 	return 0;
 }
 
-static void run_insert(size_t i, struct wrun r)
+static int run_room(const struct runset *rs, size_t k)
 {
-	memmove(&runs[i + 1], &runs[i], (nruns - i) * sizeof(*runs));
-	runs[i] = r;
-	nruns++;
+	return rs->n + k <= rs->cap;
 }
 
-static void run_remove(size_t i)
+static void run_insert(struct runset *rs, size_t i, struct wrun r)
 {
-	memmove(&runs[i], &runs[i + 1], (nruns - i - 1) * sizeof(*runs));
-	nruns--;
+	memmove(&rs->r[i + 1], &rs->r[i], (rs->n - i) * sizeof(*rs->r));
+	rs->r[i] = r;
+	rs->n++;
 }
 
-/* Split the run containing addr strictly inside it, so that a run boundary falls on addr. */
-static void run_split(uintptr_t addr)
+static void run_remove(struct runset *rs, size_t i)
 {
-	size_t i = run_find(addr);
+	memmove(&rs->r[i], &rs->r[i + 1], (rs->n - i - 1) * sizeof(*rs->r));
+	rs->n--;
+}
 
-	if (i < nruns && runs[i].start < addr) {
-		struct wrun tail = runs[i];
+/* Make a run boundary fall on addr (one more run at most: the caller checked the room). */
+static void run_split(struct runset *rs, uintptr_t addr)
+{
+	size_t i = run_find(rs, addr);
+
+	if (i < rs->n && rs->r[i].start < addr) {
+		struct wrun tail = rs->r[i];
 		tail.start = addr;
-		runs[i].end = addr;
-		run_insert(i + 1, tail);
+		rs->r[i].end = addr;
+		run_insert(rs, i + 1, tail);
 	}
 }
 
-static void run_coalesce(void)
+static int run_same(const struct wrun *a, const struct wrun *b)
 {
-	size_t i = 0;
+	return a->end == b->start && a->count == b->count && a->pgsz == b->pgsz && a->gen == b->gen &&
+	       a->watched == b->watched;
+}
 
-	while (i + 1 < nruns) {
-		if (runs[i].end == runs[i + 1].start && runs[i].count == runs[i + 1].count &&
-		    runs[i].pgsz == runs[i + 1].pgsz) {
-			runs[i].end = runs[i + 1].end;
-			run_remove(i + 1);
+/* Merge equal neighbours in [s, e] and its edges. */
+static void run_coalesce(struct runset *rs, uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(rs, s);
+
+	i = i ? i - 1 : 0;
+	while (i + 1 < rs->n && rs->r[i].start <= e) {
+		if (run_same(&rs->r[i], &rs->r[i + 1])) {
+			rs->r[i].end = rs->r[i + 1].end;
+			run_remove(rs, i + 1);
 		} else {
 			i++;
 		}
 	}
 }
 
-/* Add delta to the counts over [s, e); runs for uncounted gaps are created (delta > 0 only). */
-static void run_add(uintptr_t s, uintptr_t e, int delta, size_t pgsz)
+/*
+ * Add delta to the counts over [s, e).  With proto, gaps get a run of proto (count delta);
+ * runs whose count reaches zero go.  Room: the caller reserved it.
+ */
+static void run_add(struct runset *rs, uintptr_t s, uintptr_t e, int delta, const struct wrun *proto)
 {
-	run_split(s);
-	run_split(e);
-	size_t i = run_find(s);
+	run_split(rs, s);
+	run_split(rs, e);
+	size_t i = run_find(rs, s);
 	uintptr_t cur = s;
 
 	while (cur < e) {
-		if (i < nruns && runs[i].start <= cur) {
-			runs[i].count += (unsigned)delta;
-			cur = runs[i].end;
-			if (runs[i].count == 0)
-				run_remove(i);
+		if (i < rs->n && rs->r[i].start <= cur) {
+			if (delta < 0 && rs->r[i].count < (unsigned)-delta)
+				rs->r[i].count = 0;
+			else
+				rs->r[i].count += (unsigned)delta;
+			cur = rs->r[i].end;
+			if (rs->r[i].count == 0)
+				run_remove(rs, i);
 			else
 				i++;
 			continue;
 		}
-		uintptr_t gap_end = (i < nruns && runs[i].start < e) ? runs[i].start : e;
-		if (delta > 0)
-			run_insert(i++, (struct wrun){ cur, gap_end, (unsigned)delta, pgsz });
+		uintptr_t gap_end = (i < rs->n && rs->r[i].start < e) ? rs->r[i].start : e;
+		if (delta > 0 && proto) {
+			struct wrun r = *proto;
+			r.start = cur;
+			r.end = gap_end;
+			r.count = (unsigned)delta;
+			run_insert(rs, i++, r);
+		}
 		cur = gap_end;
 	}
-	run_coalesce();
+	run_coalesce(rs, s, e);
 }
 
-/* Call fn on each sub-range of [s, e) whose wire count is zero. */
+/* Call fn on each sub-range of [s, e) that has no live run. */
 static int for_each_unwired(uintptr_t s, uintptr_t e, int (*fn)(uintptr_t, uintptr_t, void *), void *arg)
 {
-	size_t i = run_find(s);
+	size_t i = run_find(&live, s);
 	uintptr_t cur = s;
 
 	while (cur < e) {
-		if (i < nruns && runs[i].start <= cur) {
-			cur = runs[i++].end;
+		if (i < live.n && live.r[i].start <= cur) {
+			cur = live.r[i++].end;
 			continue;
 		}
-		uintptr_t gap_end = (i < nruns && runs[i].start < e) ? runs[i].start : e;
+		uintptr_t gap_end = (i < live.n && live.r[i].start < e) ? live.r[i].start : e;
 		int err = fn(cur, gap_end, arg);
 		if (err)
 			return err;
 		cur = gap_end;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------ kernel state */
+
+/* Unlock, unmark and stop watching one mapped piece. */
+static int drop_piece(uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	madvise((void *)s, e - s, MADV_DOFORK);
+	sys_munlock(s, e);
+	wmon_unregister(s, e);
+	return 0;
+}
+
+/*
+ * The count of [s, e) returned to zero, or its wiring ended: undo what wiring did to whatever is
+ * mapped there now.  munlock stops at the first hole, so a range with holes goes mapping by
+ * mapping.  No allocation (the monitor thread calls it).  Wire lock held.
+ */
+static void state_drop(uintptr_t s, uintptr_t e)
+{
+	if (sys_munlock(s, e) == 0) {
+		madvise((void *)s, e - s, MADV_DOFORK);
+		wmon_unregister(s, e);
+		return;
+	}
+	vma_each(s, e, drop_piece, NULL);
 }
 
 static unsigned long long vmlck_bytes(void)
@@ -253,115 +340,224 @@ static int wire_mlock(uintptr_t s, uintptr_t e, int undo)
 		if (sys_mlock(s, e) == 0)
 			return 0;
 		int err = errno;
+		if (undo)
+			sys_munlock(s, e);
 		if (err != ENOMEM || again)
 			return err == EAGAIN || err == EPERM || err == ENOMEM ?
 				       mlock_failed(s, e) :
 				       uerr(err, "mlock of [%p, %p) failed", (void *)s, (void *)e);
-		if (undo)
-			sys_munlock(s, e);
 		if (!mapped_now(s, e))
 			return uerr(EFAULT, "[%p, %p) was unmapped while it was being wired", (void *)s, (void *)e);
 	}
 }
 
-/* What this call locked, to undo on failure. */
+/* What this call locked, to undo on failure and to count on success. */
+struct locked {
+	uintptr_t s, e;
+	unsigned watched;
+};
+
 struct undo {
-	uintptr_t s[64], e[64];
-	int n;
-	struct undo *more;
-	size_t asked;
+	struct locked *v;
+	size_t n, cap;
 };
 
 static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 {
 	struct undo *u = arg;
 
-	while (u->n == 64) {
-		if (!u->more && !(u->more = calloc(1, sizeof(*u))))
-			return ENOMEM;
-		u = u->more;
+	if (u->n == u->cap) {
+		size_t cap = u->cap ? u->cap * 2 : 16;
+		struct locked *nv = realloc(u->v, cap * sizeof(*nv));
+		if (!nv)
+			return uerr(ENOMEM, "out of memory");
+		u->v = nv;
+		u->cap = cap;
 	}
+	/* watched before it is locked: an unmap from now on makes an event, so a count taken on a
+	 * mapping that goes away is always ended (one taken after a replacement included) */
+	unsigned watched = wmon_register(s, e) == 0;
 	int err = wire_mlock(s, e, 1);
-	if (err)
+	if (err) {
+		if (watched)
+			wmon_unregister(s, e);
 		return err;
+	}
 	if (madvise((void *)s, e - s, MADV_DONTFORK)) {
 		err = errno;
 		sys_munlock(s, e);
+		if (watched)
+			wmon_unregister(s, e);
 		/* ENOMEM is vm.max_map_count, or a range unmapped since the mlock (another thread) */
 		if (err == EINVAL || (err == ENOMEM && !mapped_now(s, e)))
 			err = EFAULT;
 		return uerr(err, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
 	}
-	u->s[u->n] = s;
-	u->e[u->n++] = e;
+	u->v[u->n++] = (struct locked){ s, e, watched };
 	return 0;
 }
 
 static void undo_all(struct undo *u)
 {
-	for (struct undo *c = u; c; c = c->more)
-		for (int i = 0; i < c->n; i++) {
-			madvise((void *)c->s[i], c->e[i] - c->s[i], MADV_DOFORK);
-			sys_munlock(c->s[i], c->e[i]);
-		}
-}
-
-static void undo_free(struct undo *u)
-{
-	struct undo *c = u->more;
-	while (c) {
-		struct undo *n = c->more;
-		free(c);
-		c = n;
+	for (size_t i = 0; i < u->n; i++) {
+		madvise((void *)u->v[i].s, u->v[i].e - u->v[i].s, MADV_DOFORK);
+		sys_munlock(u->v[i].s, u->v[i].e);
+		if (u->v[i].watched)
+			wmon_unregister(u->v[i].s, u->v[i].e);
 	}
 }
 
-/* Whether some page of [s, e) has a wire count already. */
-static int has_counted(uintptr_t s, uintptr_t e)
-{
-	size_t i = run_find(s);
-
-	return i < nruns && runs[i].start < e;
-}
-
 /*
- * Counted pages are normally locked already, but the application may have unmapped and mapped
- * new memory at the same address since (the counts are by address): lock and mark the whole
- * run again, which costs the kernel little when nothing changed.  Not undone on a later failure:
- * these pages are wired by an earlier call anyway.
+ * Counted pages the monitor cannot watch (a regular file mapping, a range another userfaultfd
+ * owns, no userfaultfd at all) may have been unmapped and replaced without our knowing: lock and
+ * mark them again, which costs the kernel little when nothing changed.  Not undone on a later
+ * failure: these pages are wired by an earlier call anyway.
  */
-static int relock(uintptr_t s, uintptr_t e)
+static int relock_unwatched(uintptr_t s, uintptr_t e)
 {
-	int err = wire_mlock(s, e, 0);
+	size_t i = run_find(&live, s);
 
-	if (err)
-		return err;
-	if (madvise((void *)s, e - s, MADV_DONTFORK))
-		return uerr(EFAULT, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
+	for (; i < live.n && live.r[i].start < e; i++) {
+		if (live.r[i].watched)
+			continue;
+		uintptr_t a = live.r[i].start > s ? live.r[i].start : s, b = live.r[i].end < e ? live.r[i].end : e;
+		int err = wire_mlock(a, b, 0);
+		if (err)
+			return err;
+		if (madvise((void *)a, b - a, MADV_DONTFORK))
+			return uerr(EFAULT, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)a, (void *)b);
+	}
 	return 0;
 }
 
-static int prefault_write(uintptr_t s, uintptr_t e)
+static int prefault(uintptr_t s, uintptr_t e, int write)
 {
-	if (madvise((void *)s, e - s, MADV_POPULATE_WRITE) == 0)
+	if (madvise((void *)s, e - s, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0)
 		return 0;
 	if (errno != EINVAL)
 		return errno == EFAULT || errno == ENOMEM ? EFAULT : errno;
-	/* kernels before 5.14: touch each page for write without changing it */
-	for (uintptr_t p = s; p < e; p += PG)
-		__atomic_fetch_add((volatile char *)p, 0, __ATOMIC_RELAXED);
+	/* kernels before 5.14: touch each page for write without changing it (reads: nothing) */
+	if (write)
+		for (uintptr_t p = s; p < e; p += PG)
+			__atomic_fetch_add((volatile char *)p, 0, __ATOMIC_RELAXED);
 	return 0;
 }
 
-/* Check and round the range: EINVAL for a wrap, unknown flags or an empty range. */
+/* ------------------------------------------------------------ fork and start */
+
+/*
+ * fork child: every wired page is MADV_DONTFORK, so the child has none of them; its counts
+ * start at zero, and the monitor (a thread the child does not have, a handle on the parent's
+ * address space) starts afresh on first use.  The arrays are left as they are (a thread of the
+ * parent may have been moving them): a leak of two arrays, once per child.
+ */
+static void wire_atfork_child(void)
+{
+	live = (struct runset){ 0 };
+	tomb = (struct runset){ 0 };
+	pthread_mutex_init(&wire_lock, NULL);
+	wmon_forget();
+}
+
+static void wire_init(void)
+{
+	pthread_atfork(NULL, NULL, wire_atfork_child);
+}
+
+void wire_monitor_start(void)
+{
+	pthread_once(&wire_once, wire_init);
+	if (wmon_fd() >= 0)
+		return;
+	pthread_mutex_lock(&wire_lock);
+	wmon_start_locked();
+	pthread_mutex_unlock(&wire_lock);
+}
+
+/* Every entry point: the monitor runs, and what it read before this call is applied. */
+static void wire_enter(void)
+{
+	wire_monitor_start();
+	wmon_sync();
+}
+
+/* ------------------------------------------------------------ ending wirings */
+
+/* The address space ended every wiring in [s, e): tombstones, kernel state undone.  Lock held. */
+static void end_range(uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(&live, s);
+
+	if (i >= live.n || live.r[i].start >= e)
+		return;
+	/* without room to split (more than SLACK runs changed in one batch) end whole runs */
+	if (run_room(&live, 2)) {
+		run_split(&live, s);
+		run_split(&live, e);
+		i = run_find(&live, s);
+	}
+	while (i < live.n && live.r[i].start < e) {
+		struct wrun r = live.r[i];
+		run_remove(&live, i);
+		/* a tombstone needs at most two splits and one gap run per run it covers */
+		size_t k = run_find(&tomb, r.start), need = 3;
+		for (; k < tomb.n && tomb.r[k].start < r.end; k++)
+			need++;
+		if (run_room(&tomb, need)) {
+			struct wrun t = { .pgsz = r.pgsz };
+			run_add(&tomb, r.start, r.end, (int)r.count, &t);
+		} else {
+			ULOG_DEBUG("no room for the tombstone of [%#lx, %#lx)", (unsigned long)r.start,
+				   (unsigned long)r.end);
+		}
+		/* the old mapping is gone; what is mapped there now was either never wired or wired
+		 * between the unmap and its event (then that wiring ends too, docs/wire.md) */
+		state_drop(r.start, r.end);
+	}
+	__atomic_add_fetch(&end_seq, 1, __ATOMIC_RELEASE);
+}
+
+void wire_apply_events(const struct uffd_msg *msg, int n)
+{
+	pthread_mutex_lock(&wire_lock);
+	for (int i = 0; i < n; i++) {
+		const struct uffd_msg *m = &msg[i];
+		switch (m->event) {
+		case UFFD_EVENT_UNMAP:
+		case UFFD_EVENT_REMOVE:
+			/* REMOVE: the mapping stays but its pages go (DONTNEED_LOCKED, MADV_REMOVE):
+			 * what a device was given is not what the process sees any more */
+			end_range(m->arg.remove.start, m->arg.remove.end);
+			break;
+		case UFFD_EVENT_REMAP: {
+			uintptr_t from = m->arg.remap.from, to = m->arg.remap.to, len = m->arg.remap.len;
+			end_range(from, from + len);
+			end_range(to, to + len);
+			/* VM_LOCKED, VM_DONTFORK and our registration moved with the pages */
+			state_drop(to, to + len);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	pthread_mutex_unlock(&wire_lock);
+}
+
+uint64_t wire_end_seq(void)
+{
+	return __atomic_load_n(&end_seq, __ATOMIC_ACQUIRE);
+}
+
+/* ------------------------------------------------------------ wiring */
+
+/* Check and round the range: EINVAL for a wrap or unknown flags. */
 static int range_check(void *addr, size_t len, int flags, int allowed, uintptr_t *sp, uintptr_t *ep)
 {
 	uintptr_t a = (uintptr_t)addr, b = a + len;
 
 	if (flags & ~allowed)
 		return uerr(EINVAL, "unknown flags 0x%x", flags & ~allowed);
-	if (len == 0)
-		return uerr(EINVAL, "empty range at %p", addr);
 	if (b < a || ROUND(b, PG) < b)
 		return uerr(EINVAL, "range %p + %zu wraps around the address space", addr, len);
 	*sp = a;
@@ -369,20 +565,30 @@ static int range_check(void *addr, size_t len, int flags, int allowed, uintptr_t
 	return 0;
 }
 
+/* A segment and whether it holds file pages (populated before locking: EOF is EFAULT). */
+struct seg_info {
+	int file;
+};
+
 /* Turn the mappings under [a, b) into rounded segments; EFAULT on a hole unless HOLESOK. */
-static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **segsp, int *nsegp)
+static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **segsp, struct seg_info **infop,
+		      int *nsegp)
 {
 	struct vma *v;
 	int nv, err = vma_collect(TRUNC(a, PG), ROUND(b, PG), &v, &nv);
 	uintptr_t cur = TRUNC(a, PG), end = ROUND(b, PG);
 	struct wire_seg *segs;
+	struct seg_info *info;
 	int n = 0;
 
 	if (err)
 		return uerr(err, "cannot read /proc/self/maps");
 	segs = calloc((size_t)nv + 1, sizeof(*segs));
-	if (!segs) {
+	info = calloc((size_t)nv + 1, sizeof(*info));
+	if (!segs || !info) {
 		free(v);
+		free(segs);
+		free(info);
 		return uerr(ENOMEM, "out of memory");
 	}
 	for (int i = 0; i < nv && !err; i++) {
@@ -400,10 +606,13 @@ static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **seg
 			uintptr_t se = ROUND(b, pg) < v[i].end ? ROUND(b, pg) : v[i].end;
 			/* mappings split by earlier mlocks are one run for the caller */
 			if (n && segs[n - 1].end == ss && segs[n - 1].pgsz == pg &&
-			    segs[n - 1].hugetlb == v[i].hugetlb)
+			    segs[n - 1].hugetlb == v[i].hugetlb) {
 				segs[n - 1].end = se;
-			else
+				info[n - 1].file |= v[i].file;
+			} else {
+				info[n].file = v[i].file;
 				segs[n++] = (struct wire_seg){ ss, se, pg, v[i].hugetlb };
+			}
 		}
 		cur = v[i].end;
 	}
@@ -412,54 +621,234 @@ static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **seg
 	free(v);
 	if (err) {
 		free(segs);
+		free(info);
 		return err;
 	}
 	*segsp = segs;
+	*infop = info;
 	*nsegp = n;
 	return 0;
 }
 
-int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *nsegp)
+/* The ticket of segs: every live run over them and its generation, neighbours merged. */
+static struct wire_ticket *ticket_make(const struct wire_seg *segs, int nseg)
+{
+	size_t cap = 0, n = 0;
+	struct wire_ticket *t;
+
+	for (int i = 0; i < nseg; i++)
+		for (size_t k = run_find(&live, segs[i].start); k < live.n && live.r[k].start < segs[i].end; k++)
+			cap++;
+	if (!(t = malloc(sizeof(*t) + (cap + 1) * sizeof(t->p[0]))))
+		return NULL;
+	for (int i = 0; i < nseg; i++)
+		for (size_t k = run_find(&live, segs[i].start); k < live.n && live.r[k].start < segs[i].end; k++) {
+			uintptr_t s = live.r[k].start > segs[i].start ? live.r[k].start : segs[i].start;
+			uintptr_t e = live.r[k].end < segs[i].end ? live.r[k].end : segs[i].end;
+			if (n && t->p[n - 1].e == s && t->p[n - 1].gen == live.r[k].gen)
+				t->p[n - 1].e = e;
+			else
+				t->p[n++] = (struct wire_piece){ s, e, live.r[k].gen };
+		}
+	t->n = (int)n;
+	return t;
+}
+
+int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *nsegp,
+	       struct wire_ticket **ticketp)
 {
 	uintptr_t a = 0, b = 0;
 	struct wire_seg *segs = NULL;
-	struct undo u = { .n = 0 };
+	struct seg_info *info = NULL;
+	struct wire_ticket *t = NULL;
+	struct undo u = { 0 };
 	int nseg = 0, err = range_check(addr, len, flags, UBDMA_WIRE_HOLESOK | UBDMA_WIRE_WRITE, &a, &b);
 
 	if (err)
 		return err;
+	if (len == 0) {
+		/* mlock(2) and vslock(9) accept an empty range and lock nothing */
+		if (segsp) {
+			*segsp = calloc(1, sizeof(**segsp));
+			*nsegp = 0;
+		}
+		if (ticketp)
+			*ticketp = calloc(1, sizeof(**ticketp));
+		if ((segsp && !*segsp) || (ticketp && !*ticketp)) {
+			if (segsp)
+				free(*segsp);
+			return uerr(ENOMEM, "out of memory");
+		}
+		return 0;
+	}
+	wire_enter();
 	pthread_mutex_lock(&wire_lock);
-	err = build_segs(a, b, flags, &segs, &nseg);
-	if (!err)
-		err = run_reserve(3 * (size_t)nseg + nruns + 4) ? uerr(ENOMEM, "out of memory") : 0;
+	err = build_segs(a, b, flags, &segs, &info, &nseg);
+	if (!err && (run_reserve(&live, 3 * (size_t)nseg + 4) || run_reserve(&tomb, 0)))
+		err = uerr(ENOMEM, "out of memory");
 	for (int i = 0; i < nseg && !err; i++) {
-		if (flags & UBDMA_WIRE_WRITE) {
-			err = prefault_write(segs[i].start, segs[i].end);
+		if ((flags & UBDMA_WIRE_WRITE) || info[i].file) {
+			/* WRITE: break copy-on-write before the frame is taken.  Files: a page past the
+			 * end of the file would SIGBUS; mlock skips it silently and locks the rest */
+			err = prefault(segs[i].start, segs[i].end, flags & UBDMA_WIRE_WRITE);
 			if (err) {
-				uerr(err, "cannot fault [%p, %p) in for write", (void *)segs[i].start,
-				     (void *)segs[i].end);
+				uerr(err, "cannot fault [%p, %p) in%s", (void *)segs[i].start, (void *)segs[i].end,
+				     err == EFAULT && info[i].file ? " (past the end of its file?)" :
+				     flags & UBDMA_WIRE_WRITE ? " for write" : "");
 				break;
 			}
 		}
 		err = for_each_unwired(segs[i].start, segs[i].end, lock_one, &u);
-		if (!err && has_counted(segs[i].start, segs[i].end))
-			err = relock(segs[i].start, segs[i].end);
+		if (!err)
+			err = relock_unwatched(segs[i].start, segs[i].end);
 	}
-	if (err) {
+	if (!err) {
+		/* u's pieces had no count: new runs of this call's generation; the rest nests */
+		uint64_t gen = gen_next++;
+		size_t more = 3 * (size_t)nseg + 4 * u.n + 4;
+		if (run_reserve(&live, more)) {
+			err = uerr(ENOMEM, "out of memory");
+		} else {
+			for (int i = 0; i < nseg; i++)
+				run_add(&live, segs[i].start, segs[i].end, 1, NULL);
+			for (size_t k = 0; k < u.n; k++) {
+				size_t pg = PG;
+				for (int i = 0; i < nseg; i++)
+					if (u.v[k].s >= segs[i].start && u.v[k].s < segs[i].end)
+						pg = segs[i].pgsz;
+				struct wrun p = { .pgsz = pg, .gen = gen, .watched = u.v[k].watched };
+				run_add(&live, u.v[k].s, u.v[k].e, 1, &p);
+			}
+			if (ticketp && !(t = ticket_make(segs, nseg))) {
+				/* take it all back: the counts just added, then the locks */
+				for (int i = 0; i < nseg; i++)
+					run_add(&live, segs[i].start, segs[i].end, -1, NULL);
+				err = uerr(ENOMEM, "out of memory");
+			}
+		}
+	}
+	if (err)
 		undo_all(&u);
-	} else {
-		for (int i = 0; i < nseg; i++)
-			run_add(segs[i].start, segs[i].end, 1, segs[i].pgsz);
-	}
 	pthread_mutex_unlock(&wire_lock);
-	undo_free(&u);
+	free(u.v);
+	free(info);
 	if (err || !segsp) {
 		free(segs);
 	} else {
 		*segsp = segs;
 		*nsegp = nseg;
 	}
+	if (ticketp && !err)
+		*ticketp = t;
 	return err;
+}
+
+/* Drop one tombstone count over [s, e) where there is one.  Lock held, room reserved. */
+static void tomb_consume(uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(&tomb, s);
+
+	/* two splits at most; without room the tombstone stays (a later stray unwire passes) */
+	if (i < tomb.n && tomb.r[i].start < e && run_room(&tomb, 2))
+		run_add(&tomb, s, e, -1, NULL);
+}
+
+/* One live run of [s, e) loses a count: unlock it when that was the last. */
+static void live_drop(size_t i, uintptr_t s, uintptr_t e)
+{
+	uintptr_t a = live.r[i].start > s ? live.r[i].start : s, b = live.r[i].end < e ? live.r[i].end : e;
+
+	if (live.r[i].count == 1)
+		state_drop(a, b);
+}
+
+void wire_release(struct wire_ticket *t)
+{
+	if (!t)
+		return;
+	wire_enter();
+	pthread_mutex_lock(&wire_lock);
+	/* without room to split, the release would be lost and the pages pinned for good: reserve
+	 * what it needs now, and if even that fails use the slack (it exists for such moments) */
+	if (run_reserve(&live, 2 * (size_t)t->n) || run_reserve(&tomb, 2 * (size_t)t->n))
+		ULOG_WARN("out of memory while releasing a wiring: using the reserve");
+	for (int k = 0; k < t->n; k++) {
+		uintptr_t s = t->p[k].s, e = t->p[k].e, cur = s;
+		if (!run_room(&live, 2) || !run_room(&tomb, 2))
+			break;
+		run_split(&live, s);
+		run_split(&live, e);
+		size_t i = run_find(&live, s);
+		while (cur < e) {
+			if (i < live.n && live.r[i].start <= cur) {
+				uintptr_t re = live.r[i].end;
+				if (live.r[i].gen == t->p[k].gen) {
+					live_drop(i, s, e);
+					if (--live.r[i].count == 0)
+						run_remove(&live, i);
+					else
+						i++;
+				} else {
+					/* ended and wired again since: this ticket's wiring is a tombstone */
+					tomb_consume(cur, re);
+					i++;
+				}
+				cur = re;
+				continue;
+			}
+			uintptr_t gap_end = (i < live.n && live.r[i].start < e) ? live.r[i].start : e;
+			tomb_consume(cur, gap_end);
+			cur = gap_end;
+		}
+		run_coalesce(&live, s, e);
+	}
+	pthread_mutex_unlock(&wire_lock);
+	free(t);
+}
+
+int wire_ticket_alive(const struct wire_ticket *t)
+{
+	int alive = 1;
+
+	if (!t)
+		return 0;
+	pthread_mutex_lock(&wire_lock);
+	for (int k = 0; k < t->n && alive; k++) {
+		uintptr_t cur = t->p[k].s;
+		for (size_t i = run_find(&live, cur); cur < t->p[k].e; i++) {
+			if (i >= live.n || live.r[i].start > cur || live.r[i].gen != t->p[k].gen) {
+				alive = 0;
+				break;
+			}
+			cur = live.r[i].end;
+		}
+	}
+	pthread_mutex_unlock(&wire_lock);
+	return alive;
+}
+
+int wire_range_watched(uintptr_t s, uintptr_t e)
+{
+	int w = 1;
+
+	pthread_mutex_lock(&wire_lock);
+	for (size_t i = run_find(&live, s); i < live.n && live.r[i].start < e; i++)
+		w &= (int)live.r[i].watched;
+	pthread_mutex_unlock(&wire_lock);
+	return w;
+}
+
+/* The page size recorded at wire time for addr (live, else its tombstone), else 4 KiB. */
+static size_t recorded_pgsz(uintptr_t addr)
+{
+	size_t i = run_find(&live, addr);
+
+	if (i < live.n && live.r[i].start <= addr)
+		return live.r[i].pgsz;
+	i = run_find(&tomb, addr);
+	if (i < tomb.n && tomb.r[i].start <= addr)
+		return tomb.r[i].pgsz;
+	return PG;
 }
 
 int unwire_range(void *addr, size_t len, int flags)
@@ -467,45 +856,55 @@ int unwire_range(void *addr, size_t len, int flags)
 	uintptr_t a = 0, b = 0;
 	int err = range_check(addr, len, flags, UBDMA_WIRE_HOLESOK | UBDMA_WIRE_WRITE, &a, &b);
 
-	if (err)
+	if (err || len == 0)
 		return err;
+	wire_enter();
 	pthread_mutex_lock(&wire_lock);
-	/* Round with the page size the range was wired with, which survives an munmap. */
-	size_t i = run_find(TRUNC(a, PG));
-	if (i < nruns && runs[i].start <= a)
-		a = TRUNC(a, runs[i].pgsz);
-	a = TRUNC(a, PG);
-	i = run_find(b - 1);
-	if (i < nruns && runs[i].start <= b - 1)
-		b = ROUND(b, runs[i].pgsz);
-	b = ROUND(b, PG);
+	/* round with the page size the range was wired with, which outlives the mapping */
+	a = TRUNC(TRUNC(a, PG), recorded_pgsz(a));
+	b = ROUND(ROUND(b, PG), recorded_pgsz(b - 1));
 
-	/* without HOLESOK every page must be wired */
+	/* without HOLESOK every page must be wired, or have been until the address space ended it
+	 * (a balanced unwire after munmap succeeds: it pays a tombstone) */
 	uintptr_t cur = a;
-	for (i = run_find(a); !(flags & UBDMA_WIRE_HOLESOK) && cur < b; i++) {
-		if (i >= nruns || runs[i].start > cur) {
-			err = uerr(EINVAL, "[%p, %p) is not wired", (void *)cur,
-				   (void *)(i < nruns && runs[i].start < b ? runs[i].start : b));
-			break;
-		}
-		cur = runs[i].end;
-	}
-	/* the runs whose count drops to zero are unlocked before the counts change, without
-	 * allocating: an unwire that runs out of memory would leave the pages pinned for good when
-	 * it serves a void unlock (ubdma_umem_unlock) */
-	if (!err && run_reserve(4))
-		err = uerr(ENOMEM, "out of memory");
-	for (i = run_find(a); !err && i < nruns && runs[i].start < b; i++) {
-		if (runs[i].count != 1)
+	size_t i = run_find(&live, a);
+	while (!(flags & UBDMA_WIRE_HOLESOK) && cur < b) {
+		if (i < live.n && live.r[i].start <= cur) {
+			cur = live.r[i++].end;
 			continue;
-		uintptr_t s = runs[i].start > a ? runs[i].start : a;
-		uintptr_t e = runs[i].end < b ? runs[i].end : b;
-		/* ENOMEM from these means the pages were unmapped while wired: nothing to undo */
-		madvise((void *)s, e - s, MADV_DOFORK);
-		sys_munlock(s, e);
+		}
+		uintptr_t gap_end = (i < live.n && live.r[i].start < b) ? live.r[i].start : b;
+		for (size_t k = run_find(&tomb, cur); cur < gap_end; k++) {
+			if (k >= tomb.n || tomb.r[k].start > cur) {
+				err = uerr(EINVAL, "[%p, %p) is not wired", (void *)cur,
+					   (void *)(k < tomb.n && tomb.r[k].start < gap_end ? tomb.r[k].start : gap_end));
+				break;
+			}
+			cur = tomb.r[k].end < gap_end ? tomb.r[k].end : gap_end;
+		}
+		if (err)
+			break;
 	}
-	if (!err)
-		run_add(a, b, -1, PG);
+	/* the runs whose count drops to zero are unlocked before the counts change; the room was
+	 * reserved before, so that a void unlock never leaves pages pinned for want of memory */
+	if (!err && (run_reserve(&live, 4) || run_reserve(&tomb, 4)))
+		err = uerr(ENOMEM, "out of memory");
+	if (!err) {
+		for (i = run_find(&live, a); i < live.n && live.r[i].start < b; i++)
+			live_drop(i, a, b);
+		/* the gaps pay their tombstones (HOLESOK: where there are any) */
+		cur = a;
+		for (i = run_find(&live, a); cur < b;) {
+			if (i < live.n && live.r[i].start <= cur) {
+				cur = live.r[i++].end;
+				continue;
+			}
+			uintptr_t gap_end = (i < live.n && live.r[i].start < b) ? live.r[i].start : b;
+			tomb_consume(cur, gap_end);
+			cur = gap_end;
+		}
+		run_add(&live, a, b, -1, NULL);
+	}
 	pthread_mutex_unlock(&wire_lock);
 	return err;
 }
@@ -515,10 +914,11 @@ unsigned ubdma_wire_count(const void *addr)
 	uintptr_t a = (uintptr_t)addr;
 	unsigned c = 0;
 
+	wire_enter();
 	pthread_mutex_lock(&wire_lock);
-	size_t i = run_find(a);
-	if (i < nruns && runs[i].start <= a)
-		c = runs[i].count;
+	size_t i = run_find(&live, a);
+	if (i < live.n && live.r[i].start <= a)
+		c = live.r[i].count;
 	pthread_mutex_unlock(&wire_lock);
 	return c;
 }
@@ -540,7 +940,7 @@ size_t wire_pagesize(const void *addr)
 
 int ubdma_wire(void *addr, size_t len, int flags)
 {
-	return wire_range(addr, len, flags, NULL, NULL);
+	return wire_range(addr, len, flags, NULL, NULL, NULL);
 }
 
 int ubdma_unwire(void *addr, size_t len, int flags)

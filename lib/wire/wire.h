@@ -1,5 +1,6 @@
 /*
- * wire.h - process-wide wiring of VA ranges with nested per-page counts.
+ * wire.h - process-wide wiring of VA ranges with nested per-page counts that follow the kernel's
+ * mappings (docs/wire.md).
  */
 #ifndef UBDMA_WIRE_H
 #define UBDMA_WIRE_H
@@ -15,15 +16,47 @@ struct wire_seg {
 };
 
 /*
- * Wire [addr, addr + len) as ubdma_wire() does and, when segsp is not NULL, return the wired
- * runs (malloc'd array, *nsegp entries; free() it).  flags: UBDMA_WIRE_*.
+ * What one wire_range() call holds: the runs it counted on and the generation of each.  A
+ * wiring ended by the address space (munmap, mremap, MAP_FIXED over it) gives its pages a new
+ * generation when they are wired again, so releasing an old ticket never touches new memory.
  */
-int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *nsegp);
+struct wire_piece {
+	uintptr_t s, e;
+	uint64_t gen;
+};
 
-/* Drop one count on each page wired by a wire_range() call with the same addr, len, flags. */
+struct wire_ticket {
+	int n;
+	struct wire_piece p[];
+};
+
+/*
+ * Wire [addr, addr + len) as ubdma_wire() does.  When segsp is not NULL, return the wired runs
+ * (malloc'd array, *nsegp entries; free() it); when ticketp is not NULL, the ticket that
+ * wire_release() takes back.  flags: UBDMA_WIRE_*.
+ */
+int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *nsegp,
+	       struct wire_ticket **ticketp);
+
+/* Drop the counts a ticket holds where its wiring still exists; frees the ticket.  NULL is a no-op. */
+void wire_release(struct wire_ticket *t);
+
+/* 1 while every page of the ticket is still wired by it (no munmap, mremap... ended it). */
+int wire_ticket_alive(const struct wire_ticket *t);
+
+/* 1 when the monitor watches every wired page of [s, e) (its munmap ends the wiring). */
+int wire_range_watched(uintptr_t s, uintptr_t e);
+
+/* Bumped whenever the address space ends some wiring (atomic; readers compare it). */
+uint64_t wire_end_seq(void);
+
+/* ubdma_unwire(): drop one count on each page, by address (the mapping there now). */
 int unwire_range(void *addr, size_t len, int flags);
 
 /* The page size of the mapping holding addr (4096 when not mapped or not hugetlb). */
 size_t wire_pagesize(const void *addr);
+
+/* Start the process's userfaultfd monitor if it is not running (a no-op where it cannot). */
+void wire_monitor_start(void);
 
 #endif

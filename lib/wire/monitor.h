@@ -1,0 +1,61 @@
+/*
+ * monitor.h - the process's userfaultfd monitor, as the wire layer and its subscribers (the
+ * registration caches) see it.  monitor.c says what it owns and why there is one per process.
+ */
+#ifndef UBDMA_WIRE_MONITOR_H
+#define UBDMA_WIRE_MONITOR_H
+
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdint.h>
+
+/*
+ * A subscriber: fn runs on the monitor thread after the wire layer applied a batch, with the
+ * monitor's subscriber lock held, so it must not allocate, free, unmap, or take a lock whose
+ * holder may wait for the monitor (wmon_wait()).
+ */
+struct wmon_sub {
+	void (*fn)(void *arg, const struct uffd_msg *msg, int n);
+	void *arg;
+	struct wmon_sub *next;
+};
+
+void wmon_subscribe(struct wmon_sub *s);
+void wmon_unsubscribe(struct wmon_sub *s);	/* after it returns, fn is not running */
+
+/* 1 when the monitor runs (started on demand), 0 when this process cannot have one. */
+int wmon_active(void);
+const char *wmon_desc(void);
+uint64_t wmon_events(int kind); /* 0 unmap, 1 remove, 2 remap */
+
+/* Batches begun (bumped before each read()) and applied; atomic, read through the helpers. */
+extern uint64_t wmon_begun_, wmon_done_;
+
+static inline uint64_t wmon_epoch(void)
+{
+	return __atomic_load_n(&wmon_begun_, __ATOMIC_SEQ_CST);
+}
+
+/* Wait until every batch up to upto is applied.  Never call it with a library lock held. */
+void wmon_wait(uint64_t upto);
+
+/*
+ * Everything the monitor has read before this call is applied when it returns: two loads when
+ * nothing is pending (the registration cache's hit path calls it).
+ */
+static inline void wmon_sync(void)
+{
+	uint64_t b = __atomic_load_n(&wmon_begun_, __ATOMIC_SEQ_CST);
+
+	if (__builtin_expect(b != __atomic_load_n(&wmon_done_, __ATOMIC_ACQUIRE), 0))
+		wmon_wait(b);
+}
+
+/* wire.c's side: under the wire lock. */
+int wmon_start_locked(void);		/* the handle, or -1 */
+int wmon_fd(void);			/* -1 when not running */
+int wmon_register(uintptr_t s, uintptr_t e); /* 0, or why not (EINVAL: regular file, EBUSY...) */
+void wmon_unregister(uintptr_t s, uintptr_t e);
+void wmon_forget(void);			/* fork child */
+
+#endif
