@@ -913,6 +913,36 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 	return err;
 }
 
+/* Above a limit (lowered while entries were held): three loads on the put path. */
+static inline int over_limits(const struct rcache *rc)
+{
+	size_t mb = __atomic_load_n(&rc->max_bytes, __ATOMIC_RELAXED);
+	size_t me = __atomic_load_n(&rc->max_entries, __ATOMIC_RELAXED);
+	size_t mi = __atomic_load_n(&rc->max_iommu, __ATOMIC_RELAXED);
+
+	return (mb && ld(&rc->bytes) > mb) || (me && __atomic_load_n(&rc->n, __ATOMIC_RELAXED) > me) ||
+	       (mi && ld(&rc->iommu) > mi);
+}
+
+/*
+ * Evict unreferenced entries until the cache is within its limits.  A put may come from a
+ * thread that holds miss_lock already (a miss putting what it merged away): then the holder's
+ * next fit does it.
+ */
+static void rc_trim(struct rcache *rc)
+{
+	struct ubdma_reg *victims = NULL;
+	struct need nd = { 0 };
+
+	if (pthread_mutex_trylock(&rc->miss_lock))
+		return;
+	pthread_rwlock_wrlock(&rc->lock);
+	fit_locked(rc, &nd, 0, &victims);
+	pthread_rwlock_unlock(&rc->lock);
+	destroy_list(victims);
+	pthread_mutex_unlock(&rc->miss_lock);
+}
+
 /* ------------------------------------------------------------ public API */
 
 /*
@@ -1024,6 +1054,9 @@ void ubdma_reg_put(ubdma_reg_t *reg)
 		/* out of the index: invalidated while we held it */
 		uncount(rc, reg);
 		reg_destroy(reg);
+	} else if (__builtin_expect(old == 2 && over_limits(rc), 0)) {
+		/* a limit lowered while entries were held is met as they come back */
+		rc_trim(rc);
 	}
 	if (__builtin_expect(__atomic_load_n(&rc->grave, __ATOMIC_RELAXED) != NULL, 0))
 		reap_grave(rc);
@@ -1092,9 +1125,10 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
 	pthread_mutex_lock(&rc->miss_lock);
 	reap(rc);
 	pthread_rwlock_wrlock(&rc->lock);
-	rc->max_bytes = max_bytes;
-	rc->max_entries = max_entries;
-	rc->max_iommu = max_iommu;
+	/* the put path reads them without the lock */
+	__atomic_store_n(&rc->max_bytes, max_bytes, __ATOMIC_RELAXED);
+	__atomic_store_n(&rc->max_entries, max_entries, __ATOMIC_RELAXED);
+	__atomic_store_n(&rc->max_iommu, max_iommu, __ATOMIC_RELAXED);
 	fit_locked(rc, &nd, 0, &victims); /* what is referenced stays above the limit until put */
 	pthread_rwlock_unlock(&rc->lock);
 	destroy_list(victims);

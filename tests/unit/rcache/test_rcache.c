@@ -281,6 +281,37 @@ static void test_limit_bytes(void **state)
 	munmap(p, 64 * 4096);
 }
 
+/*
+ * A limit lowered while entries are held is met as they are put (issue 15, rule 8): each put that
+ * returns an entry to the cache alone evicts until the cache fits, without waiting for a miss.
+ */
+static void test_limit_lowered_while_held(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon_map(32 * 4096);
+	ubdma_reg_t *r[4];
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(ubdma_reg_get(ctx, p + i * 4 * 4096, 2 * 4096, RW, &r[i]), 0);
+	assert_int_equal(stats(ctx).bytes_pinned, 8 * 4096);
+	/* all held: nothing can go yet */
+	assert_int_equal(ubdma_rcache_set_limits(ctx, 2 * 4096, 2, 0), 0);
+	assert_int_equal(stats(ctx).bytes_pinned, 8 * 4096);
+	assert_int_equal(stats(ctx).entries, 4);
+	ubdma_reg_put(r[0]);
+	assert_true(stats(ctx).bytes_pinned <= 6 * 4096); /* r[0] went at its put */
+	ubdma_reg_put(r[1]);
+	ubdma_reg_put(r[2]);
+	assert_true(stats(ctx).bytes_pinned <= 2 * 4096);
+	assert_true(stats(ctx).entries <= 2);
+	assert_int_equal(ubdma_wire_count(p), 0);
+	ubdma_reg_put(r[3]);
+	assert_true(stats(ctx).bytes_pinned <= 2 * 4096);
+	ubdma_rcache_set_limits(ctx, 0, 0, 0);
+	ubdma_rcache_flush(ctx);
+	munmap(p, 32 * 4096);
+}
+
 /* IOMMU-entry limit: ENOSPC when every entry is referenced. */
 static void test_limit_iommu(void **state)
 {
@@ -978,6 +1009,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_intent, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_evict_lru, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_bytes, setup_va, teardown),
+		cmocka_unit_test_setup_teardown(test_limit_lowered_while_held, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_iommu, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate_uffd, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate_brk, setup_va, teardown),
