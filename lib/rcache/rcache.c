@@ -599,14 +599,21 @@ static void rc_fini(struct ubdma_ctx *ctx)
  * it starts with an empty cache.  The parent's entries are forgotten, not released: their
  * IOMMU mappings belong to the parent (a VFIO container is shared across fork).
  */
+/*
+ * Every miss lock before any cache lock: a miss holds its miss lock while it waits for the
+ * monitor (wire layer), and the monitor takes each cache's lock in turn to deliver events; had
+ * we taken one cache's lock and then waited for another's miss lock, the three would wait for
+ * each other.
+ */
 static void rc_atfork_prepare(void)
 {
 	pthread_mutex_lock(&rc_global);
-	for (struct rcache *rc = rc_list; rc; rc = rc->gnext) {
+	for (struct rcache *rc = rc_list; rc; rc = rc->gnext)
 		pthread_mutex_lock(&rc->miss_lock);
+	for (struct rcache *rc = rc_list; rc; rc = rc->gnext)
 		pthread_rwlock_wrlock(&rc->lock);
+	for (struct rcache *rc = rc_list; rc; rc = rc->gnext)
 		pthread_mutex_lock(&rc->all_lock);
-	}
 }
 
 static void rc_atfork_parent(void)
