@@ -42,7 +42,8 @@ typedef void ubdma_callback_t(void *arg, ubdma_seg_t *segs, int nseg, int error)
  * and its own, and holds a reference on its parent.
  * Return: 0; EINVAL for a NULL @parent or @tagp, alignment or boundary not a power of two, maxsize,
  * maxsegsz or nsegments 0, lowaddr > highaddr, unknown flags; ENOMEM when memory or (ALLOCNOW)
- * bounce pages cannot be had.
+ * bounce pages cannot be had; with ALLOCNOW, other errors of registering the bounce memory
+ * (ubdma_umem_lock()), such as ENOSPC on vfio.
  */
 int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, uint64_t lowaddr,
 		     uint64_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
@@ -76,8 +77,8 @@ int ubdma_map_create(ubdma_tag_t *tag, int flags, ubdma_map_t **mapp);
 
 /**
  * ubdma_map_destroy() - destroy an unloaded map.
- * Return: 0; EBUSY while the map is loaded or waiting for a deferred load; EINVAL for a map of
- * another tag or one from ubdma_mem_alloc() (use ubdma_mem_free()).
+ * Return: 0; EBUSY while the map is loaded or waiting for a deferred load; EINVAL for a NULL @tag
+ * or @map, a map of another tag or one from ubdma_mem_alloc() (use ubdma_mem_free()).
  */
 int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map);
 
@@ -141,7 +142,9 @@ void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops);
  * hugepage-backed from 2 MiB on.  *@mapp is a map for it, not loaded: load it with
  * ubdma_map_load() to get its segments (never bounced), as with bus_dmamem_alloc(9).
  * @flags: UBDMA_ZERO zeroes it; UBDMA_COHERENT accepted (x86 DMA is always coherent); UBDMA_NOWAIT.
- * Return: 0; EINVAL for NULL arguments or unknown flags; ENOMEM when no memory satisfies the tag.
+ * Return: 0; EINVAL for NULL arguments, unknown flags or a maxsize above 1 TiB; ENOMEM when no
+ * memory satisfies the tag; other errors of registering it (ubdma_umem_lock()), such as ENOSPC on
+ * vfio.
  */
 int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **mapp);
 
