@@ -42,7 +42,8 @@ typedef void ubdma_callback_t(void *arg, ubdma_seg_t *segs, int nseg, int error)
  * and its own, and holds a reference on its parent.
  * Return: 0; EINVAL for a NULL @parent or @tagp, alignment or boundary not a power of two, maxsize,
  * maxsegsz or nsegments 0, lowaddr > highaddr, unknown flags; ENOMEM when memory or (ALLOCNOW)
- * bounce pages cannot be had.
+ * bounce pages cannot be had; with ALLOCNOW, other errors of registering the bounce memory
+ * (ubdma_umem_lock()), such as ENOSPC on vfio.
  */
 int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, uint64_t lowaddr,
 		     uint64_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
@@ -76,8 +77,8 @@ int ubdma_map_create(ubdma_tag_t *tag, int flags, ubdma_map_t **mapp);
 
 /**
  * ubdma_map_destroy() - destroy an unloaded map.
- * Return: 0; EBUSY while the map is loaded or waiting for a deferred load; EINVAL for a map of
- * another tag or one from ubdma_mem_alloc() (use ubdma_mem_free()).
+ * Return: 0; EBUSY while the map is loaded or waiting for a deferred load; EINVAL for a NULL @tag
+ * or @map, a map of another tag or one from ubdma_mem_alloc() (use ubdma_mem_free()).
  */
 int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map);
 
@@ -86,25 +87,37 @@ int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map);
  * Registered memory (ubdma_umem_lock()) is used in place; a page piece that is not registered,
  * whose IOVA is in the exclusion window or off the alignment is bounced (never pinned behind the
  * caller's back).  No lock, system call or allocation when nothing bounces.
+ * A @len of 0 loads zero segments (as bus_dmamap_load(9)): the callback runs with nseg 0 and
+ * error 0, and the map is loaded until ubdma_map_unload().
  * @flags: UBDMA_WAITOK (0) or UBDMA_NOWAIT.
  * Return: 0 when the callback ran: with the segments, or with nseg 0 and EFBIG (more than
  * nsegments segments); ENOMEM when bounce pages are short and @flags is UBDMA_NOWAIT, or the load
  * needs more than the pool's limit (the callback got ENOMEM too); EINPROGRESS when bounce pages are
  * short and @flags is UBDMA_WAITOK: the callback runs later, in FIFO order, when an unload frees
- * pages; EINVAL (no callback) for NULL arguments, a map of another tag, a map already loaded, len
- * above maxsize or unknown flags.
+ * pages; EINVAL (no callback, map left unloaded) for a NULL @tag, @map or @cb, a map of another
+ * tag, a map already loaded or waiting, len above maxsize, unknown flags, a NULL @buf with a
+ * non-zero @len, or a range whose end @buf + @len wraps past 2^64 (or ends exactly there).
  */
 int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_callback_t *cb,
 		   void *arg, int flags);
 
-/** ubdma_map_load_iov() - as ubdma_map_load() for a scatter list of @iovcnt pieces. */
+/**
+ * ubdma_map_load_iov() - as ubdma_map_load() for a scatter list of @iovcnt pieces.
+ * Pieces of length 0 are skipped whatever their base; a list whose total is 0 (or @iovcnt 0)
+ * loads zero segments.
+ * Return: as ubdma_map_load(); EINVAL also for a negative @iovcnt, a NULL @iov with @iovcnt > 0, a
+ * piece with a NULL base and a non-zero length, a piece that wraps past 2^64, or a total length
+ * that overflows size_t.
+ */
 int ubdma_map_load_iov(ubdma_tag_t *tag, ubdma_map_t *map, const struct iovec *iov, int iovcnt,
 		       ubdma_callback_t *cb, void *arg, int flags);
 
 /**
  * ubdma_map_load_sg() - as ubdma_map_load() without a callback, like bus_dmamap_load_mbuf_sg().
- * @segs: array of the tag's nsegments entries; @nsegs receives the count (0 on failure).
- * Return: 0; EFBIG; ENOMEM (never deferred, whatever @flags); EINVAL as ubdma_map_load().
+ * @segs: array of the tag's nsegments entries; @nsegs receives the count (0 on failure, and for
+ * a @len of 0, which succeeds and leaves the map loaded until ubdma_map_unload()).
+ * Return: 0; EFBIG; ENOMEM (never deferred, whatever @flags); EINVAL as ubdma_map_load(), and for
+ * a NULL @segs or @nsegs.
  */
 int ubdma_map_load_sg(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_seg_t *segs,
 		      int *nsegs, int flags);
@@ -129,7 +142,9 @@ void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops);
  * hugepage-backed from 2 MiB on.  *@mapp is a map for it, not loaded: load it with
  * ubdma_map_load() to get its segments (never bounced), as with bus_dmamem_alloc(9).
  * @flags: UBDMA_ZERO zeroes it; UBDMA_COHERENT accepted (x86 DMA is always coherent); UBDMA_NOWAIT.
- * Return: 0; EINVAL for NULL arguments or unknown flags; ENOMEM when no memory satisfies the tag.
+ * Return: 0; EINVAL for NULL arguments, unknown flags or a maxsize above 1 TiB; ENOMEM when no
+ * memory satisfies the tag; other errors of registering it (ubdma_umem_lock()), such as ENOSPC on
+ * vfio.
  */
 int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **mapp);
 

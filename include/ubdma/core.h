@@ -4,8 +4,9 @@
  * ubdma wires application buffers (vslock(9) / vm_map_wire(9) semantics), hands out locked-memory
  * cookies (ddi_umem_lock(9F)), translates wired addresses to I/O virtual addresses through an IOMMU
  * backend (VFIO), or to physical addresses where there is none, and offers the bus_dma(9) model on
- * top.  Every function that can fail returns 0 or a positive errno value and never reports through
- * errno alone; ubdma_last_error() gives a sentence about the last failure of the calling thread.
+ * top.  Every function that can fail returns 0 or a positive errno value, never -1, and does not
+ * report through errno (system calls inside the library may change it, even when a call
+ * succeeds); ubdma_last_error() gives a sentence about the last failure of the calling thread.
  *
  * The objects are opaque: their sizes are not part of the ABI.
  */
@@ -68,8 +69,9 @@ enum ubdma_backend { UBDMA_BACKEND_AUTO, UBDMA_BACKEND_VFIO, UBDMA_BACKEND_PHYS,
 /**
  * ubdma_ctx_open() - open a DMA context: one IOMMU domain (a VFIO container) or the phys / va backend.
  * @backend: UBDMA_BACKEND_AUTO picks vfio when /dev/vfio/vfio exists, else phys when the process can
- *           read physical frame numbers and hugepages are configured, else va; ubdma_ctx_backend()
- *           and ubdma_ctx_backend_reason() tell which one and why.
+ *           read physical frame numbers and hugepages are configured, else va; if the pick then
+ *           fails to open, AUTO falls back to va.  ubdma_ctx_backend() and
+ *           ubdma_ctx_backend_reason() tell which one and why.
  * @ctxp:    receives the context.
  *
  * Return: 0; EINVAL for an unknown backend or a NULL @ctxp; ENODEV when the asked backend is not
@@ -80,7 +82,13 @@ int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp);
 
 /**
  * ubdma_ctx_close() - unmap, unwire and free everything the context still holds, then the context.
- * Cookies, maps, tags and devices of the context are invalid afterwards.  NULL is ignored.
+ * In order: devices still open are closed (bus mastering off first), each with a warning; every
+ * registration of the cache is released, held or not, and its ubdma_reg_t freed (no warning);
+ * tags, maps (loaded ones without a sync; queued loads never call back) and DMA memory are freed,
+ * each with a warning; cookies still locked are unlocked, each with a warning.  Every handle of
+ * the context, a ubdma_reg_t still held included, is freed memory afterwards: no call may be made
+ * on it, not even to release it.  Wiring by ubdma_wire() is not the context's and stays.  No other
+ * thread may use the context during the call.  NULL is ignored.
  */
 void ubdma_ctx_close(ubdma_ctx_t *ctx);
 
@@ -99,7 +107,7 @@ const char *ubdma_ctx_backend_reason(const ubdma_ctx_t *ctx);
 /**
  * ubdma_ctx_iova_windows() - the IOVA ranges the context can hand to devices.
  * @lo, @hi: arrays of @max entries receiving inclusive bounds of each usable range.
- * Return: the number of ranges (may exceed @max: only @max are written).
+ * Return: the number of ranges (may exceed @max: only @max are written); 0 for a NULL @ctx.
  */
 int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, uint64_t *lo, uint64_t *hi, int max);
 

@@ -55,13 +55,15 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 /**
  * ubdma_reg_iova() - the IOVA of @addr inside the registration, or UBDMA_BAD_IOVA when @addr is
  * outside its (rounded) range.  O(1), no lock, no system call.  Valid until ubdma_reg_put(),
- * even after the registration was invalidated.
+ * even after the registration was invalidated, or until ubdma_ctx_close(), which frees every
+ * registration of the context, held or not.
  */
 uint64_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr);
 
 /**
  * ubdma_reg_put() - drop a reference taken by ubdma_reg_get().  A valid entry stays cached; an
- * invalidated one is unmapped and unwired when its last reference goes.  NULL is ignored.
+ * invalidated one is unmapped and unwired when its last reference goes.  NULL is ignored.  Not
+ * after ubdma_ctx_close() of its context: the registration is freed there.
  */
 void ubdma_reg_put(ubdma_reg_t *reg);
 

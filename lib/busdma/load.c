@@ -26,6 +26,8 @@
  * place with a lock), then builds again with them (BUILD_BOUNCE).
  */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -322,6 +324,30 @@ void busdma_load_deferred(struct ubdma_map *m, struct bounce_page *pages)
 	cb(arg, m->segs, m->nseg, 0);
 }
 
+/*
+ * Whether [buf, buf + len) is a range the builder can walk.  Its end must be an address: the
+ * builder stops at buf + len, so a range that wraps past 2^64 (or ends exactly there) would load
+ * none of its bytes and still succeed.  NULL holds no bytes: a piece there would bounce and the
+ * first sync would copy from address 0.  Empty ranges are fine wherever they point, as in
+ * bus_dmamap_load(9), which loads them as zero segments.
+ */
+static inline int range_bad(const void *buf, size_t len)
+{
+	return len && (!buf || len > UINTPTR_MAX - (uintptr_t)buf);
+}
+
+/* Say why range_bad() refused piece i of a load (i < 0: the load's only buffer).  Returns EINVAL. */
+static int range_err(const void *buf, size_t len, int i)
+{
+	char what[40] = "buffer";
+
+	if (i >= 0)
+		snprintf(what, sizeof(what), "scatter list piece %d", i);
+	if (!buf)
+		return uerr(EINVAL, "%s is NULL with length %zu", what, len);
+	return uerr(EINVAL, "%s [%p, +%#zx) wraps past the end of the address space", what, buf, len);
+}
+
 /* Checks shared by the variants.  Return 0 or EINVAL. */
 static int load_check(const struct ubdma_tag *t, const struct ubdma_map *m, size_t len, int flags)
 {
@@ -381,8 +407,12 @@ int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ub
 		   void *arg, int flags)
 {
 	if (unlikely(!cb || !tag || !map || map->tag != tag || map->state != MAP_IDLE || len > tag->maxsize ||
-		     (flags & ~UBDMA_NOWAIT)))
-		return cb ? load_check(tag, map, len, flags) : uerr(EINVAL, "callback is NULL");
+		     (flags & ~UBDMA_NOWAIT) || range_bad(buf, len))) {
+		if (!cb)
+			return uerr(EINVAL, "callback is NULL");
+		int err = load_check(tag, map, len, flags);
+		return err ? err : range_err(buf, len, -1);
+	}
 	const struct iovec v = { buf, len };
 	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
 }
@@ -397,6 +427,8 @@ int ubdma_map_load_iov(ubdma_tag_t *tag, ubdma_map_t *map, const struct iovec *i
 	if (iovcnt < 0 || (iovcnt && !iov))
 		return uerr(EINVAL, "bad scatter list: %d pieces at %p", iovcnt, (const void *)iov);
 	for (int i = 0; i < iovcnt; i++) {
+		if (range_bad(iov[i].iov_base, iov[i].iov_len))
+			return range_err(iov[i].iov_base, iov[i].iov_len, i);
 		if (total + iov[i].iov_len < total)
 			return uerr(EINVAL, "scatter list length overflows");
 		total += iov[i].iov_len;
@@ -416,6 +448,8 @@ int ubdma_map_load_sg(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
 	int err = load_check(tag, map, len, flags);
 	if (err)
 		return err;
+	if (unlikely(range_bad(buf, len)))
+		return range_err(buf, len, -1);
 	const struct iovec v = { buf, len };
 	/* no callback, so never deferred: a shortage of bounce pages is ENOMEM at once */
 	err = load_run(tag, map, &v, 1, segs, flags | UBDMA_NOWAIT, NULL, NULL);

@@ -255,6 +255,30 @@ static void check_client(const struct mapst *ms, uint8_t seed, const uint8_t *be
 			CHECK(a[k] == before[k]);
 }
 
+/*
+ * The list just drawn for map ms, with one non-empty piece made bad: NULL, or moved to the top of
+ * the address space so that it wraps past 2^64 (or ends exactly there).  Every variant must refuse
+ * it with EINVAL, without a callback, leaving the map idle and the pool as it was, whatever the
+ * other map is doing.  The choice is derived from the list, not taken from the input, so that the
+ * seeds keep their meaning.
+ */
+static void check_bad_piece(ubdma_tag_t *tag, const struct mapst *ms, size_t inuse)
+{
+	struct iovec bad[4];
+	struct cbres r;
+	int k = (int)(ms->iov[0].iov_len % (size_t)ms->cnt), n = -1;
+
+	memcpy(bad, ms->iov, sizeof(bad));
+	const size_t len = bad[k].iov_len ? bad[k].iov_len : 1;
+	bad[k] = (ms->iov[0].iov_len / 4) % 2 ? (struct iovec){ NULL, len }
+						: (struct iovec){ (void *)(UINTPTR_MAX - len / 2), len };
+	memset(&r, 0, sizeof(r));
+	CHECK(ubdma_map_load_iov(tag, ms->m, bad, ms->cnt, cb, &r, 0) == EINVAL);
+	CHECK(ubdma_map_load(tag, ms->m, bad[k].iov_base, bad[k].iov_len, cb, &r, UBDMA_NOWAIT) == EINVAL);
+	CHECK(ubdma_map_load_sg(tag, ms->m, bad[k].iov_base, bad[k].iov_len, r.segs, &n, 0) == EINVAL && n == 0);
+	CHECK(r.calls == 0 && ms->m->state == MAP_IDLE && pool_inuse_test(tag) == inuse);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -368,6 +392,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (m->loaded || m->waiting)
 				break;
 			random_iov(&in, m);
+			check_bad_piece(tag, m, inuse);
 			int waitok = take(&in, 1) % 3 == 0 && o->loaded && !o->waiting;
 			model_load(&tm, m->iov, m->cnt, &m->model);
 			memset(&m->res, 0, sizeof(m->res));

@@ -322,6 +322,168 @@ static void t_hugepage_runs(void **state)
 	rbuf_put(&b);
 }
 
+/* A refused load: EINVAL, no callback, the map still unloaded, no bounce page held, no segment. */
+#define ASSERT_REFUSED(call, t, m, r, why)                                                                  \
+	do {                                                                                                \
+		(r).calls = 0;                                                                              \
+		assert_int_equal((call), EINVAL);                                                           \
+		assert_int_equal((r).calls, 0);                                                             \
+		assert_int_equal((m)->state, MAP_IDLE);                                                     \
+		assert_int_equal((m)->nseg, 0);                                                             \
+		assert_int_equal(pool_inuse_of(t), 0);                                                      \
+		if (!strstr(ubdma_last_error(), (why)))                                                     \
+			fail_msg("last error \"%s\" does not say \"%s\"", ubdma_last_error(), (why));       \
+	} while (0)
+
+/*
+ * Ranges that wrap past 2^64, or end exactly there, are EINVAL for every variant: the builder
+ * would walk none of their bytes and report success with zero segments.
+ */
+static void t_wrap_refused(void **state)
+{
+	struct fx *f = FX_GET(state, 1);
+	struct rbuf b;
+	rbuf_get(f, &b, 4 * PG, 0);
+	ubdma_tag_t *t = mktag(f, 1, 0, MAX, MAX, 4 * PG, 8, 4 * PG, 0);
+	ubdma_map_t *m;
+	struct cbrec r = { 0 };
+	ubdma_seg_t segs[8];
+	int n = -1;
+	/* the last page of the address space: never mapped, so nothing can be loaded there */
+	char *top = (char *)(uintptr_t)(UINTPTR_MAX - PG + 1);
+
+	assert_int_equal(ubdma_map_create(t, 0, &m), 0);
+	ASSERT_REFUSED(ubdma_map_load(t, m, top, 2 * PG, rec_cb, &r, 0), t, m, r, "wraps");
+	ASSERT_REFUSED(ubdma_map_load(t, m, top, PG, rec_cb, &r, UBDMA_NOWAIT), t, m, r, "wraps");
+	ASSERT_REFUSED(ubdma_map_load(t, m, top + PG - 1, 1, rec_cb, &r, 0), t, m, r, "wraps");
+	ASSERT_REFUSED(ubdma_map_load_sg(t, m, top, 2 * PG, segs, &n, 0), t, m, r, "wraps");
+	assert_int_equal(n, 0);
+	n = -1;
+	ASSERT_REFUSED(ubdma_map_load_sg(t, m, top, PG, segs, &n, 0), t, m, r, "wraps");
+	assert_int_equal(n, 0);
+	/* in a scatter list: a good piece first must not be loaded alone */
+	struct iovec iov[3] = { { b.p, PG }, { top, 2 * PG }, { b.p + PG, PG } };
+	ASSERT_REFUSED(ubdma_map_load_iov(t, m, iov, 3, rec_cb, &r, 0), t, m, r, "piece 1 ");
+	iov[1] = (struct iovec){ top + PG - 1, 1 };
+	ASSERT_REFUSED(ubdma_map_load_iov(t, m, iov, 3, rec_cb, &r, 0), t, m, r, "wraps");
+	/* the map is as good as new */
+	memset(&r, 0, sizeof(r));
+	iov[1] = (struct iovec){ b.p + 2 * PG, PG };
+	assert_int_equal(ubdma_map_load_iov(t, m, iov, 3, rec_cb, &r, 0), 0);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.error, 0);
+	assert_true(r.nseg >= 1);
+	ubdma_map_unload(t, m);
+	assert_int_equal(ubdma_map_destroy(t, m), 0);
+	assert_int_equal(ubdma_tag_destroy(t), 0);
+	rbuf_put(&b);
+}
+
+/*
+ * A NULL buffer with bytes is EINVAL (it would bounce, and the first sync would copy from address
+ * 0); so are a NULL list with pieces and a negative count.
+ */
+static void t_null_refused(void **state)
+{
+	struct fx *f = FX_GET(state, 1);
+	struct rbuf b;
+	rbuf_get(f, &b, 4 * PG, 0);
+	ubdma_tag_t *t = mktag(f, 1, 0, MAX, MAX, 4 * PG, 8, 4 * PG, 0);
+	ubdma_map_t *m;
+	struct cbrec r = { 0 };
+	ubdma_seg_t segs[8];
+	int n = -1;
+
+	assert_int_equal(ubdma_map_create(t, 0, &m), 0);
+	ASSERT_REFUSED(ubdma_map_load(t, m, NULL, PG, rec_cb, &r, UBDMA_NOWAIT), t, m, r, "NULL");
+	ASSERT_REFUSED(ubdma_map_load(t, m, NULL, 1, rec_cb, &r, 0), t, m, r, "NULL");
+	ASSERT_REFUSED(ubdma_map_load_sg(t, m, NULL, PG, segs, &n, 0), t, m, r, "NULL");
+	assert_int_equal(n, 0);
+	struct iovec iov[2] = { { b.p, PG }, { NULL, PG } };
+	ASSERT_REFUSED(ubdma_map_load_iov(t, m, iov, 2, rec_cb, &r, UBDMA_NOWAIT), t, m, r, "piece 1 is NULL");
+	ASSERT_REFUSED(ubdma_map_load_iov(t, m, NULL, 1, rec_cb, &r, 0), t, m, r, "scatter list");
+	ASSERT_REFUSED(ubdma_map_load_iov(t, m, iov, -1, rec_cb, &r, 0), t, m, r, "scatter list");
+	ASSERT_REFUSED(ubdma_map_load_iov(t, m, iov, INT32_MIN, rec_cb, &r, 0), t, m, r, "scatter list");
+	/* the map is as good as new */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(ubdma_map_load(t, m, b.p, PG, rec_cb, &r, 0), 0);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.nseg, 1);
+	ubdma_map_unload(t, m);
+	assert_int_equal(ubdma_map_destroy(t, m), 0);
+	assert_int_equal(ubdma_tag_destroy(t), 0);
+	rbuf_put(&b);
+}
+
+/* Load an empty range and check what bus_dmamap_load(9) gives: callback with no segment, error 0. */
+static void empty_ok(ubdma_tag_t *t, ubdma_map_t *m, int ret)
+{
+	assert_int_equal(ret, 0);
+	/* a load that succeeded, like any other: the map is loaded until it is unloaded */
+	assert_int_equal(m->state, MAP_LOADED);
+	assert_int_equal(m->nseg, 0);
+	assert_int_equal(pool_inuse_of(t), 0);
+	assert_int_equal(ubdma_map_destroy(t, m), EBUSY);
+	ubdma_map_sync(t, m, UBDMA_SYNC_PREWRITE);
+	ubdma_map_sync(t, m, UBDMA_SYNC_POSTREAD);
+	ubdma_map_unload(t, m);
+	assert_int_equal(m->state, MAP_IDLE);
+}
+
+/*
+ * Empty loads succeed with zero segments wherever the empty range points (NULL, the top of the
+ * address space): the callback runs with nseg 0 and error 0, load_sg gives *nsegs 0, and the map
+ * must be unloaded as after any load.  Empty pieces of a list are skipped whatever their base.
+ */
+static void t_empty_loads(void **state)
+{
+	struct fx *f = FX_GET(state, 1);
+	struct rbuf b;
+	rbuf_get(f, &b, 4 * PG, 0);
+	ubdma_tag_t *t = mktag(f, 1, 0, MAX, MAX, 4 * PG, 8, 4 * PG, 0);
+	ubdma_map_t *m;
+	ubdma_seg_t segs[8];
+	char *top = (char *)(uintptr_t)(UINTPTR_MAX - PG + 1);
+	void *bases[] = { b.p, NULL, top, top + PG - 1 };
+
+	assert_int_equal(ubdma_map_create(t, 0, &m), 0);
+	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		struct cbrec r = { .nseg = -1, .error = -1 };
+		int n = -1;
+
+		empty_ok(t, m, ubdma_map_load(t, m, bases[i], 0, rec_cb, &r, 0));
+		assert_int_equal(r.calls, 1);
+		assert_int_equal(r.nseg, 0);
+		assert_int_equal(r.error, 0);
+		empty_ok(t, m, ubdma_map_load_sg(t, m, bases[i], 0, segs, &n, 0));
+		assert_int_equal(n, 0);
+		struct iovec iov[2] = { { bases[i], 0 }, { b.p, 0 } };
+		memset(&r, 0, sizeof(r));
+		r.nseg = r.error = -1;
+		empty_ok(t, m, ubdma_map_load_iov(t, m, iov, 2, rec_cb, &r, UBDMA_NOWAIT));
+		assert_int_equal(r.calls, 1);
+		assert_int_equal(r.nseg, 0);
+		assert_int_equal(r.error, 0);
+		/* an empty piece beside a real one adds nothing */
+		iov[1].iov_len = PG;
+		memset(&r, 0, sizeof(r));
+		assert_int_equal(ubdma_map_load_iov(t, m, iov, 2, rec_cb, &r, 0), 0);
+		assert_int_equal(r.nseg, 1);
+		assert_int_equal(r.segs[0].ds_addr, ubdma_vtoiova(f->ctx, b.p));
+		assert_int_equal(r.segs[0].ds_len, PG);
+		ubdma_map_unload(t, m);
+	}
+	/* no list at all */
+	struct cbrec r = { .nseg = -1, .error = -1 };
+	empty_ok(t, m, ubdma_map_load_iov(t, m, NULL, 0, rec_cb, &r, 0));
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.nseg, 0);
+	assert_int_equal(r.error, 0);
+	assert_int_equal(ubdma_map_destroy(t, m), 0);
+	assert_int_equal(ubdma_tag_destroy(t), 0);
+	rbuf_put(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -334,6 +496,9 @@ int main(void)
 		BACKEND_TESTS(t_strict),
 		BACKEND_TESTS(t_iov_and_einval),
 		BACKEND_TESTS(t_hugepage_runs),
+		BACKEND_TESTS(t_wrap_refused),
+		BACKEND_TESTS(t_null_refused),
+		BACKEND_TESTS(t_empty_loads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
