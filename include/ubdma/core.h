@@ -83,12 +83,12 @@ int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp);
 /**
  * ubdma_ctx_close() - unmap, unwire and free everything the context still holds, then the context.
  * In order: devices still open are closed (bus mastering off first), each with a warning; every
- * registration of the cache is released, held or not, and its ubdma_reg_t freed (no warning);
- * tags, maps (loaded ones without a sync; queued loads never call back) and DMA memory are freed,
- * each with a warning; cookies still locked are unlocked, each with a warning.  Every handle of
- * the context, a ubdma_reg_t still held included, is freed memory afterwards: no call may be made
- * on it, not even to release it.  Wiring by ubdma_wire() is not the context's and stays.  No other
- * thread may use the context during the call.  NULL is ignored.
+ * registration of the cache is released, held or not, and its ubdma_reg_t freed (a warning for
+ * each one still held); tags, maps (loaded ones without a sync; queued loads never call back) and
+ * DMA memory are freed, each with a warning; cookies still locked are unlocked, each with a
+ * warning. Every handle of the context, a ubdma_reg_t still held included, is freed memory
+ * afterwards: no call may be made on it, not even to release it. Wiring by ubdma_wire() is not the
+ * context's and stays. No other thread may use the context during the call. NULL is ignored.
  */
 void ubdma_ctx_close(ubdma_ctx_t *ctx);
 
@@ -124,22 +124,27 @@ const char *ubdma_last_error(void);
  * The range is rounded out to whole pages of each mapping (4 KiB, or the hugetlb page size).
  * Wire counts nest per page: wiring twice needs two ubdma_unwire() calls before the pages can be
  * paged out again.  Wired ranges are marked MADV_DONTFORK: a child of fork(2) does not share them.
+ * A count belongs to the mapping: munmap, mmap MAP_FIXED over it, mremap and MADV_DONTNEED_LOCKED
+ * end it, and new memory at the address starts unwired (docs/wire.md section 12).  len 0 wires
+ * nothing and returns 0, as mlock(2).
  * @flags: UBDMA_WIRE_NOHOLES (default) or UBDMA_WIRE_HOLESOK, optionally | UBDMA_WIRE_WRITE.
  *
- * Return: 0; EINVAL when the range wraps around the address space, len is 0 or flags are unknown;
- * EFAULT when part of the range is not mapped (with NOHOLES; also when another thread unmaps it
- * during the call) or not accessible (WRITE on read-only memory); ENOMEM when wiring would exceed
- * RLIMIT_MEMLOCK (ubdma_last_error() names the limit and the amount) or memory runs out.  On
- * failure nothing is wired and no count changed.
+ * Return: 0; EINVAL when the range wraps around the address space or flags are unknown; EFAULT
+ * when part of the range is not mapped (with NOHOLES; also when another thread unmaps it during
+ * the call), not accessible (WRITE on read-only memory) or a file mapping past the end of its
+ * file; ENOMEM when wiring would exceed RLIMIT_MEMLOCK (ubdma_last_error() names the limit and the
+ * amount) or memory runs out.  On failure nothing is wired and no count changed.
  */
 int ubdma_wire(void *addr, size_t len, int flags);
 
 /**
  * ubdma_unwire() - drop one wire count of each page of [addr, addr + len), rounded as ubdma_wire().
  * Pages whose count reaches zero are unlocked and may be inherited by fork(2) again.
+ * It acts on the mapping there now; where munmap & co. ended the wiring it balances, it succeeds
+ * and changes nothing.  len 0 returns 0.
  * @flags: UBDMA_WIRE_HOLESOK lets the range include pages that were never wired.
- * Return: 0; EINVAL for a wrapping or empty range, unknown flags, or (without HOLESOK) a page that
- * is not wired.  On failure no count changed.
+ * Return: 0; EINVAL for a wrapping range, unknown flags, or (without HOLESOK) a page that is not
+ * wired and whose wiring the address space did not end.  On failure no count changed.
  */
 int ubdma_unwire(void *addr, size_t len, int flags);
 

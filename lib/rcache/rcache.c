@@ -572,8 +572,13 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	pthread_mutex_unlock(&rc->miss_lock);
 	ctx->rcache_settle = NULL; /* the entries go below */
 	/* every registration goes, held or not: they are invalid once the context closes */
-	while (rc->all)
+	while (rc->all) {
+		uint64_t ref = __atomic_load_n(&rc->all->ref, __ATOMIC_RELAXED);
+		if (ref > (rc->all->dead ? 0u : 1u))
+			ULOG_WARN("registration %p [%#lx, %#lx) still held at close: released",
+				  (void *)rc->all, (unsigned long)rc->all->lo, (unsigned long)rc->all->hi);
 		reg_destroy(rc->all);
+	}
 	for (struct ubdma_reg *r = rc->free, *n; r; r = n) {
 		n = r->grave_next;
 		free(r);
