@@ -62,6 +62,10 @@ summary=()
 run_build gcc build-test-gcc -Ddpdk=enabled -- --no-suite fuzz
 CC=clang run_build clang build-test-clang -Ddpdk=enabled -- --suite unit --suite fuzz
 run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit --suite faults
+# die_after_fork=0: the tests fork children that call the library, and the library starts its
+# userfaultfd monitor thread in the child (docs/wire.md section 12); TSan refuses new threads
+# after a multi-threaded fork unless told that the child is ours to judge.
+TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}die_after_fork=0" \
 CC=clang run_build tsan build-test-tsan -Db_sanitize=thread -Db_lundef=false -- --suite unit --suite threads
 run_build release build-test-release --buildtype=release -Ddpdk=enabled -- --suite unit
 
