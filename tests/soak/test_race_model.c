@@ -46,6 +46,7 @@
  * Exit 0 when nothing was violated, 1 otherwise, 77 when the set-up is impossible.
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -1085,6 +1086,23 @@ static void churn_spare_unmap(struct churner *ch)
 	}
 }
 
+/*
+ * A child still running after 10 s is stuck, most likely on a lock some parent thread held at
+ * the fork: print where (addresses of static functions resolve with addr2line -f -e) and exit 30.
+ */
+static void child_hung(int sig)
+{
+	char b[128];
+	void *pcs[32];
+	int n = snprintf(b, sizeof(b), "fork child %d hung for 10 s; its stack:\n", (int)getpid());
+
+	(void)sig;
+	if (n > 0 && write(2, b, (size_t)n) < 0)
+		_exit(31);
+	backtrace_symbols_fd(pcs, backtrace(pcs, 32), 2);
+	_exit(30);
+}
+
 /* The child of fork(2): its own context, one cookie and one registration on its own memory. */
 static void child_main(uint64_t r)
 {
@@ -1096,6 +1114,7 @@ static void child_main(uint64_t r)
 	char *buf = MAP_FAILED;
 	size_t len = 4 * PG;
 
+	signal(SIGALRM, child_hung);
 	alarm(10);
 	/* half the time at a slot's address: a hole here if the parent had it wired (DONTFORK) */
 	for (int i = 0; (r & 1) && i < NSLOT && buf == MAP_FAILED; i++) {
@@ -1165,7 +1184,8 @@ static void churn_fork(struct churner *ch)
 	else if (WEXITSTATUS(st))
 		violation(R_FORK, "fork child %d exited %d (%s)", (int)pid, WEXITSTATUS(st),
 			  WEXITSTATUS(st) == 10 ? "context open failed" : WEXITSTATUS(st) == 11 ? "umem_lock failed" :
-			  WEXITSTATUS(st) == 12 ? "reg_get failed" : WEXITSTATUS(st) == 13 ? "wire count left" : "?");
+			  WEXITSTATUS(st) == 12 ? "reg_get failed" : WEXITSTATUS(st) == 13 ? "wire count left" :
+			  WEXITSTATUS(st) == 30 ? "hung for 10 s: stack above" : "?");
 }
 
 static void *churner_main(void *arg)
@@ -1453,6 +1473,10 @@ int main(int argc, char **argv)
 		}
 	}
 	forks_on = !UNDER_TSAN;
+	if (forks_on) { /* load the unwinder now: a hung child must not need the loader's lock for it */
+		void *pc;
+		backtrace(&pc, 1);
+	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_fault;
