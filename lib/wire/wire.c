@@ -81,12 +81,15 @@ static int sys_munlock(uintptr_t s, uintptr_t e)
 
 /*
  * A run: [start, end) with one count, page size, generation and watch state.  In the live set
- * count is the wire count; in the tombstone set it is the number of wirings the address space
- * ended there and nobody has unwired yet (gen and watched unused).
+ * count is the wire count, of which bare came from ubdma_wire() (the rest from tickets); in the
+ * tombstone set count is the number of bare wirings the address space ended there and nobody has
+ * unwired yet (gen, bare and watched unused).  Bare and ticket counts are kept apart so that an
+ * ubdma_unwire() meant for a wiring munmap ended never takes a count a cookie holds.
  */
 struct wrun {
 	uintptr_t start, end;
 	unsigned count;
+	unsigned bare;
 	unsigned watched; /* registered with the monitor: its munmap will end it */
 	size_t pgsz;
 	uint64_t gen;
@@ -165,8 +168,8 @@ static void run_split(struct runset *rs, uintptr_t addr)
 
 static int run_same(const struct wrun *a, const struct wrun *b)
 {
-	return a->end == b->start && a->count == b->count && a->pgsz == b->pgsz && a->gen == b->gen &&
-	       a->watched == b->watched;
+	return a->end == b->start && a->count == b->count && a->bare == b->bare && a->pgsz == b->pgsz &&
+	       a->gen == b->gen && a->watched == b->watched;
 }
 
 /* Merge equal neighbours in [s, e] and its edges. */
@@ -186,10 +189,10 @@ static void run_coalesce(struct runset *rs, uintptr_t s, uintptr_t e)
 }
 
 /*
- * Add delta to the counts over [s, e).  With proto, gaps get a run of proto (count delta);
- * runs whose count reaches zero go.  Room: the caller reserved it.
+ * Add delta to the counts over [s, e) (and dbare to the bare counts).  With proto, gaps get a run
+ * of proto (count delta); runs whose count reaches zero go.  Room: the caller reserved it.
  */
-static void run_add(struct runset *rs, uintptr_t s, uintptr_t e, int delta, const struct wrun *proto)
+static void run_add(struct runset *rs, uintptr_t s, uintptr_t e, int delta, int dbare, const struct wrun *proto)
 {
 	run_split(rs, s);
 	run_split(rs, e);
@@ -202,6 +205,10 @@ static void run_add(struct runset *rs, uintptr_t s, uintptr_t e, int delta, cons
 				rs->r[i].count = 0;
 			else
 				rs->r[i].count += (unsigned)delta;
+			if (dbare < 0 && rs->r[i].bare < (unsigned)-dbare)
+				rs->r[i].bare = 0;
+			else
+				rs->r[i].bare += (unsigned)dbare;
 			cur = rs->r[i].end;
 			if (rs->r[i].count == 0)
 				run_remove(rs, i);
@@ -215,6 +222,7 @@ static void run_add(struct runset *rs, uintptr_t s, uintptr_t e, int delta, cons
 			r.start = cur;
 			r.end = gap_end;
 			r.count = (unsigned)delta;
+			r.bare = dbare > 0 ? (unsigned)dbare : 0;
 			run_insert(rs, i++, r);
 		}
 		cur = gap_end;
@@ -294,6 +302,15 @@ static int has_ipc_lock(void)
 	return (d[CAP_IPC_LOCK / 32].effective >> (CAP_IPC_LOCK % 32)) & 1;
 }
 
+/* Whether locking [s, e) more would pass RLIMIT_MEMLOCK (CAP_IPC_LOCK: never). */
+static int over_memlock(uintptr_t s, uintptr_t e)
+{
+	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+
+	getrlimit(RLIMIT_MEMLOCK, &rl);
+	return !has_ipc_lock() && rl.rlim_cur != RLIM_INFINITY && vmlck_bytes() + (e - s) > rl.rlim_cur;
+}
+
 /* mlock said "no more": tell the user which limit it was and how to raise it. */
 static int mlock_failed(uintptr_t s, uintptr_t e)
 {
@@ -312,6 +329,29 @@ static int mlock_failed(uintptr_t s, uintptr_t e)
 		    "mlock of %zu bytes at %p failed: out of memory, or the process reached "
 		    "vm.max_map_count mappings (each wired range can split a mapping)",
 		    (size_t)(e - s), (void *)s);
+}
+
+/*
+ * Whether the process is near vm.max_map_count, the other reason mlock(2) and madvise(2) give
+ * ENOMEM (each wired range can split a mapping).  Error paths only: it reads two files.
+ */
+static int near_map_limit(void)
+{
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	long max = 65530, n = 0;
+	int c;
+
+	if (f) {
+		if (fscanf(f, "%ld", &max) != 1)
+			max = 65530;
+		fclose(f);
+	}
+	if (!(f = fopen("/proc/self/maps", "re")))
+		return 0;
+	while ((c = getc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n + 8 >= max;
 }
 
 /* Whether every page of [s, e) is mapped now (mincore says ENOMEM for a hole). */
@@ -342,12 +382,12 @@ static int wire_mlock(uintptr_t s, uintptr_t e, int undo)
 		int err = errno;
 		if (undo)
 			sys_munlock(s, e);
+		if (err == ENOMEM && (!mapped_now(s, e) || (again && !over_memlock(s, e) && !near_map_limit())))
+			return uerr(EFAULT, "[%p, %p) was unmapped while it was being wired", (void *)s, (void *)e);
 		if (err != ENOMEM || again)
 			return err == EAGAIN || err == EPERM || err == ENOMEM ?
 				       mlock_failed(s, e) :
 				       uerr(err, "mlock of [%p, %p) failed", (void *)s, (void *)e);
-		if (!mapped_now(s, e))
-			return uerr(EFAULT, "[%p, %p) was unmapped while it was being wired", (void *)s, (void *)e);
 	}
 }
 
@@ -360,7 +400,30 @@ struct locked {
 struct undo {
 	struct locked *v;
 	size_t n, cap;
+	size_t pgsz; /* of the segment being locked */
 };
+
+/*
+ * The monitor refused [s, e): because the kernel cannot watch such memory (a regular file,
+ * another userfaultfd's range), or because another thread replaced the mapping since we looked
+ * (a hugetlb mapping where 4 KiB pages were: the bounds no longer fit).  Only the first may be
+ * wired unwatched; the second would be a wiring no munmap could end.
+ */
+static int changed_since(uintptr_t s, uintptr_t e, size_t pgsz)
+{
+	struct vma *v;
+	int nv, changed = 0;
+	uintptr_t cur = s;
+
+	if (vma_collect(s, e, &v, &nv))
+		return 1;
+	for (int i = 0; i < nv && !changed; i++) {
+		changed = v[i].start > cur || !v[i].readable || v[i].pgsz != pgsz;
+		cur = v[i].end;
+	}
+	free(v);
+	return changed || cur < e;
+}
 
 static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 {
@@ -377,6 +440,8 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	/* watched before it is locked: an unmap from now on makes an event, so a count taken on a
 	 * mapping that goes away is always ended (one taken after a replacement included) */
 	unsigned watched = wmon_register(s, e) == 0;
+	if (!watched && wmon_fd() >= 0 && changed_since(s, e, u->pgsz))
+		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	int err = wire_mlock(s, e, 1);
 	if (err) {
 		if (watched)
@@ -388,8 +453,9 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 		sys_munlock(s, e);
 		if (watched)
 			wmon_unregister(s, e);
-		/* ENOMEM is vm.max_map_count, or a range unmapped since the mlock (another thread) */
-		if (err == EINVAL || (err == ENOMEM && !mapped_now(s, e)))
+		/* ENOMEM is vm.max_map_count, or a hole: the range was unmapped since the mlock by
+		 * another thread (and maybe mapped again: what we locked is gone either way) */
+		if (err == EINVAL || (err == ENOMEM && (!mapped_now(s, e) || !near_map_limit())))
 			err = EFAULT;
 		return uerr(err, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
 	}
@@ -430,12 +496,32 @@ static int relock_unwatched(uintptr_t s, uintptr_t e)
 	return 0;
 }
 
+/*
+ * Whether this kernel has MADV_POPULATE_READ/WRITE (5.14): asked once, on a page of our own.  An
+ * EINVAL on the caller's range must not be taken for "unsupported": madvise also says EINVAL for
+ * a mapping that cannot be populated (PROT_NONE put there by another thread meanwhile), and
+ * touching such pages by hand would fault in the library.
+ */
+static int populate_supported(void)
+{
+	static int known = -1;
+	static char page[PG] __attribute__((aligned(PG)));
+	int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+	if (k < 0) {
+		k = madvise(page, PG, MADV_POPULATE_READ) == 0 || errno != EINVAL;
+		__atomic_store_n(&known, k, __ATOMIC_RELAXED);
+	}
+	return k;
+}
+
 static int prefault(uintptr_t s, uintptr_t e, int write)
 {
 	if (madvise((void *)s, e - s, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0)
 		return 0;
-	if (errno != EINVAL)
-		return errno == EFAULT || errno == ENOMEM ? EFAULT : errno;
+	int err = errno;
+	if (err != EINVAL || populate_supported())
+		return err == EFAULT || err == ENOMEM || err == EINVAL ? EFAULT : err;
 	/* kernels before 5.14: touch each page for write without changing it (reads: nothing) */
 	if (write)
 		for (uintptr_t p = s; p < e; p += PG)
@@ -503,12 +589,15 @@ static void end_range(uintptr_t s, uintptr_t e)
 		size_t k = run_find(&tomb, r.start), need = 3;
 		for (; k < tomb.n && tomb.r[k].start < r.end; k++)
 			need++;
-		if (run_room(&tomb, need)) {
+		if (!r.bare) {
+			/* tickets know by their generation that their wiring ended */
+		} else if (run_room(&tomb, need)) {
 			struct wrun t = { .pgsz = r.pgsz };
-			run_add(&tomb, r.start, r.end, (int)r.count, &t);
+			run_add(&tomb, r.start, r.end, (int)r.bare, 0, &t);
 		} else {
 			ULOG_DEBUG("no room for the tombstone of [%#lx, %#lx)", (unsigned long)r.start,
 				   (unsigned long)r.end);
+
 		}
 		/* the old mapping is gone; what is mapped there now was either never wired or wired
 		 * between the unmap and its event (then that wiring ends too, docs/wire.md) */
@@ -663,6 +752,7 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 	struct wire_ticket *t = NULL;
 	struct undo u = { 0 };
 	int nseg = 0, err = range_check(addr, len, flags, UBDMA_WIRE_HOLESOK | UBDMA_WIRE_WRITE, &a, &b);
+	int bare = ticketp == NULL; /* ubdma_wire(): unwired by address, not by ticket */
 
 	if (err)
 		return err;
@@ -698,6 +788,7 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 				break;
 			}
 		}
+		u.pgsz = segs[i].pgsz;
 		err = for_each_unwired(segs[i].start, segs[i].end, lock_one, &u);
 		if (!err)
 			err = relock_unwatched(segs[i].start, segs[i].end);
@@ -710,19 +801,19 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 			err = uerr(ENOMEM, "out of memory");
 		} else {
 			for (int i = 0; i < nseg; i++)
-				run_add(&live, segs[i].start, segs[i].end, 1, NULL);
+				run_add(&live, segs[i].start, segs[i].end, 1, bare, NULL);
 			for (size_t k = 0; k < u.n; k++) {
 				size_t pg = PG;
 				for (int i = 0; i < nseg; i++)
 					if (u.v[k].s >= segs[i].start && u.v[k].s < segs[i].end)
 						pg = segs[i].pgsz;
 				struct wrun p = { .pgsz = pg, .gen = gen, .watched = u.v[k].watched };
-				run_add(&live, u.v[k].s, u.v[k].e, 1, &p);
+				run_add(&live, u.v[k].s, u.v[k].e, 1, bare, &p);
 			}
 			if (ticketp && !(t = ticket_make(segs, nseg))) {
 				/* take it all back: the counts just added, then the locks */
 				for (int i = 0; i < nseg; i++)
-					run_add(&live, segs[i].start, segs[i].end, -1, NULL);
+					run_add(&live, segs[i].start, segs[i].end, -1, -bare, NULL);
 				err = uerr(ENOMEM, "out of memory");
 			}
 		}
@@ -748,9 +839,16 @@ static void tomb_consume(uintptr_t s, uintptr_t e)
 {
 	size_t i = run_find(&tomb, s);
 
+	if (i >= tomb.n || tomb.r[i].start >= e)
+		return;
+	/* a tombstone of a huge page is paid whole, as its wiring was */
+	size_t j = run_find(&tomb, e - 1);
+	s = TRUNC(s, tomb.r[i].pgsz) > tomb.r[i].start ? TRUNC(s, tomb.r[i].pgsz) : tomb.r[i].start;
+	if (j < tomb.n && tomb.r[j].start < e)
+		e = ROUND(e, tomb.r[j].pgsz) < tomb.r[j].end ? ROUND(e, tomb.r[j].pgsz) : tomb.r[j].end;
 	/* two splits at most; without room the tombstone stays (a later stray unwire passes) */
-	if (i < tomb.n && tomb.r[i].start < e && run_room(&tomb, 2))
-		run_add(&tomb, s, e, -1, NULL);
+	if (run_room(&tomb, 2))
+		run_add(&tomb, s, e, -1, 0, NULL);
 }
 
 /* One live run of [s, e) loses a count: unlock it when that was the last. */
@@ -770,11 +868,11 @@ void wire_release(struct wire_ticket *t)
 	pthread_mutex_lock(&wire_lock);
 	/* without room to split, the release would be lost and the pages pinned for good: reserve
 	 * what it needs now, and if even that fails use the slack (it exists for such moments) */
-	if (run_reserve(&live, 2 * (size_t)t->n) || run_reserve(&tomb, 2 * (size_t)t->n))
+	if (run_reserve(&live, 2 * (size_t)t->n))
 		ULOG_WARN("out of memory while releasing a wiring: using the reserve");
 	for (int k = 0; k < t->n; k++) {
 		uintptr_t s = t->p[k].s, e = t->p[k].e, cur = s;
-		if (!run_room(&live, 2) || !run_room(&tomb, 2))
+		if (!run_room(&live, 2))
 			break;
 		run_split(&live, s);
 		run_split(&live, e);
@@ -789,16 +887,12 @@ void wire_release(struct wire_ticket *t)
 					else
 						i++;
 				} else {
-					/* ended and wired again since: this ticket's wiring is a tombstone */
-					tomb_consume(cur, re);
-					i++;
+					i++; /* ended and wired again since: not ours */
 				}
 				cur = re;
 				continue;
 			}
-			uintptr_t gap_end = (i < live.n && live.r[i].start < e) ? live.r[i].start : e;
-			tomb_consume(cur, gap_end);
-			cur = gap_end;
+			cur = (i < live.n && live.r[i].start < e) ? live.r[i].start : e; /* ended */
 		}
 		run_coalesce(&live, s, e);
 	}
@@ -838,18 +932,18 @@ int wire_range_watched(uintptr_t s, uintptr_t e)
 	return w;
 }
 
-/* The page size recorded at wire time for addr (live, else its tombstone), else 4 KiB. */
-static size_t recorded_pgsz(uintptr_t addr)
-{
-	size_t i = run_find(&live, addr);
 
-	if (i < live.n && live.r[i].start <= addr)
-		return live.r[i].pgsz;
-	i = run_find(&tomb, addr);
-	if (i < tomb.n && tomb.r[i].start <= addr)
-		return tomb.r[i].pgsz;
-	return PG;
+/* Whether [s, e) is covered by tombstones all through (a gap with no live bare count). */
+static int tomb_covers(uintptr_t s, uintptr_t e)
+{
+	for (size_t k = run_find(&tomb, s); s < e; k++) {
+		if (k >= tomb.n || tomb.r[k].start > s)
+			return 0;
+		s = tomb.r[k].end;
+	}
+	return 1;
 }
+
 
 int unwire_range(void *addr, size_t len, int flags)
 {
@@ -860,50 +954,84 @@ int unwire_range(void *addr, size_t len, int flags)
 		return err;
 	wire_enter();
 	pthread_mutex_lock(&wire_lock);
-	/* round with the page size the range was wired with, which outlives the mapping */
-	a = TRUNC(TRUNC(a, PG), recorded_pgsz(a));
-	b = ROUND(ROUND(b, PG), recorded_pgsz(b - 1));
+	a = TRUNC(a, PG);
+	b = ROUND(b, PG);
 
-	/* without HOLESOK every page must be wired, or have been until the address space ended it
-	 * (a balanced unwire after munmap succeeds: it pays a tombstone) */
+	/* without HOLESOK every page named must hold a bare count (one of ubdma_wire(), not a
+	 * cookie's), or have held one until the address space ended it: a balanced unwire after
+	 * munmap succeeds and pays that tombstone */
 	uintptr_t cur = a;
-	size_t i = run_find(&live, a);
-	while (!(flags & UBDMA_WIRE_HOLESOK) && cur < b) {
+	for (size_t i = run_find(&live, a); !(flags & UBDMA_WIRE_HOLESOK) && cur < b;) {
+		uintptr_t next;
+		int ok;
 		if (i < live.n && live.r[i].start <= cur) {
-			cur = live.r[i++].end;
+			next = live.r[i].end < b ? live.r[i].end : b;
+			ok = live.r[i++].bare > 0 || tomb_covers(cur, next);
+		} else {
+			next = (i < live.n && live.r[i].start < b) ? live.r[i].start : b;
+			ok = tomb_covers(cur, next);
+		}
+		if (!ok) {
+			err = uerr(EINVAL, "[%p, %p) is not wired by ubdma_wire()", (void *)cur, (void *)next);
+			break;
+		}
+		cur = next;
+	}
+	/* room for two splits a run, reserved before anything changes, so that a void unlock never
+	 * leaves pages pinned for want of memory */
+	size_t nr = 0;
+	for (size_t i = run_find(&live, a); i < live.n && live.r[i].start < b; i++)
+		nr++;
+	if (!err && (run_reserve(&live, 2 * nr + 4) || run_reserve(&tomb, 4 * nr + 4)))
+		err = uerr(ENOMEM, "out of memory");
+	/* HOLESOK: which gaps this caller's wiring had is unknown, and paying tombstones there would
+	 * take other callers' (a HOLESOK wiring munmap ended leaves its tombstone unpaid) */
+	int pay = !(flags & UBDMA_WIRE_HOLESOK);
+	for (cur = a; !err && cur < b;) {
+		size_t i = run_find(&live, cur);
+		if (i >= live.n || live.r[i].start >= b) {
+			if (pay)
+				tomb_consume(cur, b);
+			break;
+		}
+		if (live.r[i].start > cur) { /* a gap before the run */
+			if (pay)
+				tomb_consume(cur, live.r[i].start);
+			cur = live.r[i].start;
 			continue;
 		}
-		uintptr_t gap_end = (i < live.n && live.r[i].start < b) ? live.r[i].start : b;
-		for (size_t k = run_find(&tomb, cur); cur < gap_end; k++) {
-			if (k >= tomb.n || tomb.r[k].start > cur) {
-				err = uerr(EINVAL, "[%p, %p) is not wired", (void *)cur,
-					   (void *)(k < tomb.n && tomb.r[k].start < gap_end ? tomb.r[k].start : gap_end));
-				break;
-			}
-			cur = tomb.r[k].end < gap_end ? tomb.r[k].end : gap_end;
+		uintptr_t re = live.r[i].end < b ? live.r[i].end : b;
+		if (!live.r[i].bare) {
+			if (pay)
+				tomb_consume(cur, re); /* a cookie's count: not ours to take */
+			cur = re;
+			continue;
 		}
-		if (err)
-			break;
-	}
-	/* the runs whose count drops to zero are unlocked before the counts change; the room was
-	 * reserved before, so that a void unlock never leaves pages pinned for want of memory */
-	if (!err && (run_reserve(&live, 4) || run_reserve(&tomb, 4)))
-		err = uerr(ENOMEM, "out of memory");
-	if (!err) {
-		for (i = run_find(&live, a); i < live.n && live.r[i].start < b; i++)
-			live_drop(i, a, b);
-		/* the gaps pay their tombstones (HOLESOK: where there are any) */
-		cur = a;
-		for (i = run_find(&live, a); cur < b;) {
-			if (i < live.n && live.r[i].start <= cur) {
-				cur = live.r[i++].end;
-				continue;
-			}
-			uintptr_t gap_end = (i < live.n && live.r[i].start < b) ? live.r[i].start : b;
-			tomb_consume(cur, gap_end);
-			cur = gap_end;
+		/* the run's own pages: a hugetlb page is wired and unwired whole */
+		size_t pg = live.r[i].pgsz;
+		uintptr_t ds = TRUNC(cur, pg) > live.r[i].start ? TRUNC(cur, pg) : live.r[i].start;
+		uintptr_t de = ROUND(re, pg) < live.r[i].end ? ROUND(re, pg) : live.r[i].end;
+		if (pay && (ds < cur || de > re) && tomb_covers(cur, re) && run_room(&tomb, 4)) {
+			/*
+			 * Which wiring this unwire balances is ambiguous: an ended one (the tombstone
+			 * on the pages it names) or the huge page wired since.  It takes the live
+			 * count of the whole huge page; the tombstone moves to the whole huge page,
+			 * so that the live wiring's own unwire, whatever bytes of the page it names,
+			 * finds something to pay.  The books balance either way.
+			 */
+			struct wrun t = { .pgsz = pg };
+			tomb_consume(cur, re);
+			run_add(&tomb, ds, de, 1, 0, &t);
 		}
-		run_add(&live, a, b, -1, NULL);
+		run_split(&live, ds);
+		run_split(&live, de);
+		i = run_find(&live, ds);
+		live_drop(i, ds, de);
+		live.r[i].bare--;
+		if (--live.r[i].count == 0)
+			run_remove(&live, i);
+		run_coalesce(&live, ds, de);
+		cur = de > re ? de : re;
 	}
 	pthread_mutex_unlock(&wire_lock);
 	return err;
