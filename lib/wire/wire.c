@@ -121,9 +121,18 @@ static size_t run_find(const struct runset *rs, uintptr_t addr)
 	return lo;
 }
 
+#define TOMB_MARKS 65536 /* paid tombstones kept as marks, at most (then they are forgotten) */
+
 /* Room for more runs plus the monitor's slack.  Not on the monitor thread. */
 static int run_reserve(struct runset *rs, size_t more)
 {
+	if (rs == &tomb && rs->n > TOMB_MARKS) {
+		size_t k = 0;
+		for (size_t i = 0; i < rs->n; i++)
+			if (rs->r[i].count)
+				rs->r[k++] = rs->r[i];
+		rs->n = k;
+	}
 	if (rs->n + more + SLACK <= rs->cap)
 		return 0;
 	size_t cap = (rs->n + more + SLACK) * 2;
@@ -210,7 +219,8 @@ static void run_add(struct runset *rs, uintptr_t s, uintptr_t e, int delta, int 
 			else
 				rs->r[i].bare += (unsigned)dbare;
 			cur = rs->r[i].end;
-			if (rs->r[i].count == 0)
+			/* a tombstone paid off stays as a mark: an ended wiring was here (see tomb_covers()) */
+			if (rs->r[i].count == 0 && rs != &tomb)
 				run_remove(rs, i);
 			else
 				i++;
@@ -459,6 +469,17 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 			err = EFAULT;
 		return uerr(err, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
 	}
+	/* hugetlb: the mapping we locked must be the one we looked at.  Another thread may have put
+	 * 4 KiB pages there meanwhile; we would count them as huge pages (and the phys backend would
+	 * take their frames for one contiguous page).  4 KiB pages in place of 4 KiB pages are just
+	 * the memory there now, and wiring them is right. */
+	if (u->pgsz > PG && changed_since(s, e, u->pgsz)) {
+		madvise((void *)s, e - s, MADV_DOFORK);
+		sys_munlock(s, e);
+		if (watched)
+			wmon_unregister(s, e);
+		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
+	}
 	u->v[u->n++] = (struct locked){ s, e, watched };
 	return 0;
 }
@@ -633,6 +654,27 @@ void wire_apply_events(const struct uffd_msg *msg, int n)
 	pthread_mutex_unlock(&wire_lock);
 }
 
+/*
+ * Counts of another page size inside a mapping belong to memory that mapping replaced: a mapping's
+ * page size never changes.  Their end is known for certain now, whether its event is still on its
+ * way (the kernel queues it after the new mapping exists) or never came (an unwatched range).
+ */
+static void end_other_sizes(uintptr_t s, uintptr_t e, size_t pgsz)
+{
+	for (size_t i = run_find(&live, s); i < live.n && live.r[i].start < e; i++) {
+		if (live.r[i].pgsz == pgsz)
+			continue;
+		/* a huge page cannot be partly replaced: the whole of it went */
+		size_t pg = live.r[i].pgsz;
+		uintptr_t a = TRUNC(s, pg) > live.r[i].start ? TRUNC(s, pg) : live.r[i].start;
+		uintptr_t b = ROUND(e, pg) < live.r[i].end ? ROUND(e, pg) : live.r[i].end;
+		end_range(a, b);
+		i = run_find(&live, b);
+		if (i)
+			i--;
+	}
+}
+
 uint64_t wire_end_seq(void)
 {
 	return __atomic_load_n(&end_seq, __ATOMIC_ACQUIRE);
@@ -776,6 +818,8 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 	err = build_segs(a, b, flags, &segs, &info, &nseg);
 	if (!err && (run_reserve(&live, 3 * (size_t)nseg + 4) || run_reserve(&tomb, 0)))
 		err = uerr(ENOMEM, "out of memory");
+	for (int i = 0; i < nseg && !err; i++)
+		end_other_sizes(segs[i].start, segs[i].end, segs[i].pgsz);
 	for (int i = 0; i < nseg && !err; i++) {
 		if ((flags & UBDMA_WIRE_WRITE) || info[i].file) {
 			/* WRITE: break copy-on-write before the frame is taken.  Files: a page past the
@@ -933,11 +977,26 @@ int wire_range_watched(uintptr_t s, uintptr_t e)
 }
 
 
-/* Whether [s, e) is covered by tombstones all through (a gap with no live bare count). */
+/*
+ * Whether [s, e) is covered by tombstones all through, paid or not: the address space ended a bare
+ * wiring on every page of it.  An unwire there is a balanced one whose debt another unwire of the
+ * same pages may already have paid (bare unwires name pages, not wirings): it succeeds.
+ */
 static int tomb_covers(uintptr_t s, uintptr_t e)
 {
 	for (size_t k = run_find(&tomb, s); s < e; k++) {
 		if (k >= tomb.n || tomb.r[k].start > s)
+			return 0;
+		s = tomb.r[k].end;
+	}
+	return 1;
+}
+
+/* Whether every page of [s, e) has an unpaid tombstone. */
+static int tomb_owed(uintptr_t s, uintptr_t e)
+{
+	for (size_t k = run_find(&tomb, s); s < e; k++) {
+		if (k >= tomb.n || tomb.r[k].start > s || !tomb.r[k].count)
 			return 0;
 		s = tomb.r[k].end;
 	}
@@ -1011,7 +1070,7 @@ int unwire_range(void *addr, size_t len, int flags)
 		size_t pg = live.r[i].pgsz;
 		uintptr_t ds = TRUNC(cur, pg) > live.r[i].start ? TRUNC(cur, pg) : live.r[i].start;
 		uintptr_t de = ROUND(re, pg) < live.r[i].end ? ROUND(re, pg) : live.r[i].end;
-		if (pay && (ds < cur || de > re) && tomb_covers(cur, re) && run_room(&tomb, 4)) {
+		if (pay && (ds < cur || de > re) && tomb_owed(cur, re) && run_room(&tomb, 4)) {
 			/*
 			 * Which wiring this unwire balances is ambiguous: an ended one (the tombstone
 			 * on the pages it names) or the huge page wired since.  It takes the live
