@@ -977,6 +977,14 @@ int wire_range_watched(uintptr_t s, uintptr_t e)
 }
 
 
+/* Whether some tombstone, paid or not, lies in [s, e). */
+static int tomb_any(uintptr_t s, uintptr_t e)
+{
+	size_t k = run_find(&tomb, s);
+
+	return k < tomb.n && tomb.r[k].start < e;
+}
+
 /*
  * Whether [s, e) is covered by tombstones all through, paid or not: the address space ended a bare
  * wiring on every page of it.  An unwire there is a balanced one whose debt another unwire of the
@@ -992,16 +1000,6 @@ static int tomb_covers(uintptr_t s, uintptr_t e)
 	return 1;
 }
 
-/* Whether every page of [s, e) has an unpaid tombstone. */
-static int tomb_owed(uintptr_t s, uintptr_t e)
-{
-	for (size_t k = run_find(&tomb, s); s < e; k++) {
-		if (k >= tomb.n || tomb.r[k].start > s || !tomb.r[k].count)
-			return 0;
-		s = tomb.r[k].end;
-	}
-	return 1;
-}
 
 
 int unwire_range(void *addr, size_t len, int flags)
@@ -1070,16 +1068,18 @@ int unwire_range(void *addr, size_t len, int flags)
 		size_t pg = live.r[i].pgsz;
 		uintptr_t ds = TRUNC(cur, pg) > live.r[i].start ? TRUNC(cur, pg) : live.r[i].start;
 		uintptr_t de = ROUND(re, pg) < live.r[i].end ? ROUND(re, pg) : live.r[i].end;
-		if (pay && (ds < cur || de > re) && tomb_owed(cur, re) && run_room(&tomb, 4)) {
+		if (tomb_any(ds, de) && run_room(&tomb, 4)) {
 			/*
-			 * Which wiring this unwire balances is ambiguous: an ended one (the tombstone
-			 * on the pages it names) or the huge page wired since.  It takes the live
-			 * count of the whole huge page; the tombstone moves to the whole huge page,
-			 * so that the live wiring's own unwire, whatever bytes of the page it names,
-			 * finds something to pay.  The books balance either way.
+			 * Which wiring this unwire balances is ambiguous where the address space ended
+			 * wirings before on these pages: it may be a stale one's (which had the pages,
+			 * or a hole there, before the memory was replaced) taking the count of the
+			 * memory wired since.  It takes the live count, of the whole huge page, and
+			 * leaves a debt over it, so that the live wiring's own unwire, whatever bytes
+			 * it names, still finds something to pay.  Debts left over cost nothing.
 			 */
 			struct wrun t = { .pgsz = pg };
-			tomb_consume(cur, re);
+			if (pay && tomb_covers(cur, re))
+				tomb_consume(cur, re);
 			run_add(&tomb, ds, de, 1, 0, &t);
 		}
 		run_split(&live, ds);
