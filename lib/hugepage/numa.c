@@ -1,7 +1,7 @@
 /*
  * numa.c - NUMA locality: binding memory to a node before it is faulted in (mbind(2) on a
  * range, set_mempolicy(2) around an allocator we do not control), and finding the node a PCI
- * device hangs off.
+ * device hangs off, with the one hwloc topology of the process that answers it (fork-safe, below).
  *
  * The policy calls go through syscall(2) so that the library does not need libnuma.  A device's
  * node comes from hwloc when the library has it: hwloc places the device under its first non-I/O
@@ -107,14 +107,25 @@ static int parse_bdf(const char *s, unsigned *dom, unsigned *bus, unsigned *dev,
 }
 
 #ifdef UBDMA_HAVE_HWLOC
-/* The single node of the device's locality, UBDMA_NODE_ANY when it spans nodes, -2 if unknown. */
 /*
  * One topology for the process, loaded on first use: a load with I/O objects walks all of sysfs's
  * PCI tree (tens of milliseconds, seconds under sanitizers), and PCI locality does not change
  * while a process runs.  Queries on a loaded topology only read it, so threads may share it.
+ *
+ * fork(2).  The load runs under topo_lock, which pthread_atfork handlers take around every fork:
+ * a fork waits for a load in progress, so that a child finds either no topology (and loads its
+ * own) or a whole one.  A child forked in the middle of a load would otherwise inherit hwloc's
+ * own process-wide mutex (held while hwloc_topology_init() loads hwloc's plugins) locked by a
+ * thread it does not have, and hang in its first ubdma_numa_node_of_pci(): with the pthread_once()
+ * this replaces, which glibc restarts in such a child, test_fork_calls saw 3 of the first 4
+ * children hang there.  topo_lock is taken with no other lock held and nothing but hwloc is called
+ * under it, so it cannot order against the library's other locks.
  */
-static hwloc_topology_t topo_cached;
-static pthread_once_t topo_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t topo_lock = PTHREAD_MUTEX_INITIALIZER;
+static hwloc_topology_t topo_cached; /* written once under topo_lock, then only read */
+static int topo_tried;		     /* under topo_lock: a failed load is not tried again */
+static __thread int topo_loading;    /* this thread holds topo_lock for a load */
+static __thread int topo_fork_held;  /* this thread's fork took topo_lock in the prepare handler */
 
 static void topo_load(void)
 {
@@ -127,18 +138,73 @@ static void topo_load(void)
 		hwloc_topology_destroy(topo);
 		return;
 	}
-	topo_cached = topo;
+	__atomic_store_n(&topo_cached, topo, __ATOMIC_RELEASE);
 }
 
+static hwloc_topology_t topo_get(void)
+{
+	hwloc_topology_t topo = __atomic_load_n(&topo_cached, __ATOMIC_ACQUIRE);
+
+	if (topo)
+		return topo;
+	pthread_mutex_lock(&topo_lock);
+	if (!topo_tried) {
+		topo_tried = 1;
+		topo_loading = 1;
+		topo_load();
+		topo_loading = 0;
+	}
+	topo = topo_cached;
+	pthread_mutex_unlock(&topo_lock);
+	return topo;
+}
+
+/* A fork from inside the load (hwloc's own doing) already holds the lock: it must not wait for
+ * itself, and its child goes on with the load it was in. */
+static void topo_fork_prepare(void)
+{
+	if (!topo_loading) {
+		pthread_mutex_lock(&topo_lock);
+		topo_fork_held = 1;
+	}
+}
+
+static void topo_fork_parent(void)
+{
+	if (topo_fork_held) {
+		topo_fork_held = 0;
+		pthread_mutex_unlock(&topo_lock);
+	}
+}
+
+/* The child's only thread is the forking one; a fresh lock is simpler than reasoning about
+ * unlocking one whose owner was a thread of the parent. */
+static void topo_fork_child(void)
+{
+	if (topo_fork_held) {
+		topo_fork_held = 0;
+		pthread_mutex_init(&topo_lock, NULL);
+	}
+}
+
+/* At load time, not on first use: a first use racing a fork would register the handlers again in
+ * the child (glibc restarts an interrupted pthread_once there), and a grandchild's fork would then
+ * take topo_lock twice. */
+__attribute__((constructor)) static void topo_fork_init(void)
+{
+	pthread_atfork(topo_fork_prepare, topo_fork_parent, topo_fork_child);
+}
+
+/* The single node of the device's locality, UBDMA_NODE_ANY when it spans nodes, -2 if unknown. */
 static int hwloc_node(unsigned dom, unsigned bus, unsigned dev, unsigned fn)
 {
+	hwloc_topology_t topo = topo_get();
 	int node = -2;
 
-	pthread_once(&topo_once, topo_load);
-	if (!topo_cached)
+	if (!topo)
 		return -2;
-	hwloc_obj_t o = hwloc_get_pcidev_by_busid(topo_cached, dom, bus, dev, fn);
-	hwloc_obj_t a = o ? hwloc_get_non_io_ancestor_obj(topo_cached, o) : NULL;
+	hwloc_obj_t o = hwloc_get_pcidev_by_busid(topo, dom, bus, dev, fn);
+	hwloc_obj_t a = o ? hwloc_get_non_io_ancestor_obj(topo, o) : NULL;
 	if (a && a->nodeset && !hwloc_bitmap_iszero(a->nodeset))
 		node = hwloc_bitmap_weight(a->nodeset) == 1 ? hwloc_bitmap_first(a->nodeset) : UBDMA_NODE_ANY;
 	return node;
