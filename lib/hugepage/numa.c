@@ -169,21 +169,17 @@ static void topo_fork_prepare(void)
 	}
 }
 
-static void topo_fork_parent(void)
+/*
+ * Parent and child both unlock, as the rationale of pthread_atfork() has it: the child's one
+ * thread is the copy of the one that locked.  (Re-initialising the lock in the child instead
+ * works with glibc, but ThreadSanitizer still counts the lock held afterwards and reported a
+ * double lock when the child's threads next took it.)
+ */
+static void topo_fork_release(void)
 {
 	if (topo_fork_held) {
 		topo_fork_held = 0;
 		pthread_mutex_unlock(&topo_lock);
-	}
-}
-
-/* The child's only thread is the forking one; a fresh lock is simpler than reasoning about
- * unlocking one whose owner was a thread of the parent. */
-static void topo_fork_child(void)
-{
-	if (topo_fork_held) {
-		topo_fork_held = 0;
-		pthread_mutex_init(&topo_lock, NULL);
 	}
 }
 
@@ -192,7 +188,7 @@ static void topo_fork_child(void)
  * take topo_lock twice. */
 __attribute__((constructor)) static void topo_fork_init(void)
 {
-	pthread_atfork(topo_fork_prepare, topo_fork_parent, topo_fork_child);
+	pthread_atfork(topo_fork_prepare, topo_fork_release, topo_fork_release);
 }
 
 /* The single node of the device's locality, UBDMA_NODE_ANY when it spans nodes, -2 if unknown. */
