@@ -71,6 +71,24 @@ static const int fam_threads[NFAM] = { 2, 2, 3, 2, 1, 1 };
 #define RUNNER_KILL_S 240   /* the supervisor's, per runner */
 #define MAX_HUNG 2	    /* a runner stops forking after this many hung children */
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 /* A PCI function that cannot exist on any machine (bus 0xff, device 0x1f, function 7). */
 #define NO_SUCH_BDF "0000:ff:1f.7"
 
@@ -756,7 +774,10 @@ static void runner_main(unsigned mask, long forks)
 				if (!res->first_fail[0])
 					snprintf(res->first_fail, sizeof(res->first_fail), "child %d hung in %s%s",
 						 (int)pids[i], res->slots[i].step,
-						 res->slots[i].in_wire ? " (inside lib/wire)" : "");
+						 res->slots[i].in_wire ? " (inside lib/wire)"
+						 : killed ? " (killed after " STR(CHILD_KILL_S) " s: its alarm never "
+							    "fired, as under TSan, which holds signals back while a "
+							    "thread waits for a lock)" : "");
 			} else {
 				res->failed++;
 				res->failed_counts += res->slots[i].counts;
@@ -806,6 +827,14 @@ static void run_case(unsigned mask, int runners)
 	long forks = forks_per_case(), per = (forks + runners - 1) / runners;
 	struct result tot;
 	char name[64], ops[256] = "";
+
+#ifdef UNDER_ASAN
+	/* seen with gcc 12's libasan: children hung in calloc inside libasan, whose allocator lock
+	 * another thread held at the fork; nothing the library can change */
+	print_message("fork_calls: skipped under AddressSanitizer: its allocator takes no lock around "
+		      "fork(2), so a child forked while another thread allocates hangs in its first malloc\n");
+	skip();
+#endif
 
 	memset(&tot, 0, sizeof(tot));
 	fam_list(mask, name, sizeof(name));
@@ -936,14 +965,6 @@ static void test_all(void **state)
 	only("all");
 	run_case(ALL_FAMILIES, 2);
 }
-
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
 
 #ifdef UNDER_TSAN
 /* The children start threads (the registration cache's monitor): TSan's default is to kill a
