@@ -215,7 +215,12 @@ static void queue_pop(struct bounce_pool *p)
 	m->wait_next = NULL;
 }
 
-/* Set while this thread runs deferred loads: a callback that unloads does not nest a drain. */
+/*
+ * Set while this thread runs deferred loads: a callback that unloads does not nest a drain.  A
+ * child forked from inside such a callback inherits it set, with the rest of the parent's state,
+ * and must not return from the callback into the library (docs/reliability.md, "fork and
+ * library locks").
+ */
 static _Thread_local int draining;
 
 void bounce_drain(struct ubdma_tag *t)

@@ -11,7 +11,14 @@
  * destroying tags, maps and DMA memory.  A bounce pool has its own lock, taken only when a load
  * needs bounce pages, when an unload gives them back, and by the deferred-load queue.  The fast
  * path (a registered buffer that needs no bounce page) takes no lock: a map is used by one thread
- * at a time, as in bus_dma(9), and the translation map is read lock-free (xlate.h).
+ * at a time, as in bus_dma(9), and the translation map is read lock-free (xlate.h).  Callbacks
+ * run with no lock of the layer held.
+ *
+ * fork(2).  Neither lock has atfork handlers, by design: both belong to one context's objects,
+ * and another thread may hold them (root->lock and a pool's lock across a pool's growth, which
+ * wires and maps memory) when the process forks.  The child never takes them: it must not use
+ * its parent's contexts, tags or maps, and the ones it makes have locks of their own
+ * (docs/reliability.md, "fork and library locks").  The layer has no process-wide lock.
  *
  * Units.  A bounce "slot" is where one page-sized piece of a client buffer is copied; slots are
  * max(4 KiB, alignment) bytes apart and start on that alignment, so that the copy at offset 0
@@ -61,7 +68,7 @@ struct backing {
 };
 
 struct bounce_pool {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;	  /* the pool; held across growth; no fork handler (see above) */
 	struct bounce_page *free;
 	size_t nfree, total;	  /* slots free / made */
 	size_t limit;		  /* most slots the pool may make */
@@ -73,7 +80,7 @@ struct bounce_pool {
 };
 
 struct busdma_root {
-	pthread_mutex_t lock;	  /* tree shape: tags, maps, DMA memory */
+	pthread_mutex_t lock;	  /* tree shape: tags, maps, DMA memory; no fork handler (see above) */
 	struct ubdma_tag *tags;	  /* every tag of the context but the root */
 };
 

@@ -52,6 +52,13 @@ struct ubdma_ctx {
 	struct iommu_window windows[IOMMU_MAX_WINDOWS];
 	int nwindows;
 	struct xlate_map xlate;
+	/*
+	 * fork(2): no atfork handler, by design.  The lock is the context's own, so another thread
+	 * may hold it when the process forks; the child never takes it, because a child must not
+	 * use or close a context of its parent (ubdma_ctx_open(3) CAVEATS: its IOMMU mappings are
+	 * the parent's) and the contexts it opens have locks of their own.  docs/reliability.md,
+	 * "fork and library locks", has every lock of the library.
+	 */
 	pthread_mutex_t reg_lock;
 	struct ubdma_umem *umems; /* every live cookie, newest first */
 	size_t numems;

@@ -1,5 +1,10 @@
 /*
  * log.c - the debug trace switched by UBDMA_LOG and the per-thread last-error sentence.
+ *
+ * No lock of its own.  The trace goes to stderr with one fprintf() a line: stdio's lock on
+ * stderr is glibc's to handle across fork(2) (it resets every stream's lock in the child).
+ * The level is read once, by a constructor; last_error is per thread (a child starts with the
+ * forking thread's).
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -69,6 +69,14 @@ struct vfio_group {
 	struct vfio_group *next;
 };
 
+/*
+ * fork(2): the lock has no atfork handler, by design.  It is the context's own and may be held
+ * across an ioctl when another thread forks; the child never takes it, because it must not use
+ * or close its parent's context: the container file is shared with the parent, so the child's
+ * calls would change the parent's IOMMU mappings (and its copy of the IOVA records would go
+ * stale at once).  A context the child opens has a container and a lock of its own.  The
+ * backend keeps no process-wide state (no registry of containers or groups).
+ */
 struct vfio {
 	struct ubdma_ctx *ctx;
 	pthread_mutex_t lock;	  /* everything below; held across the ioctls */

@@ -4,6 +4,12 @@
  *
  * The context's open devices form a list at ctx->pci, linked and unlinked under ctx->reg_lock;
  * dev->lock serialises the lazy BAR mappings and the MSI-X state of one device.
+ *
+ * fork(2): neither lock has an atfork handler, by design.  Both belong to one context (the list
+ * under the context's reg_lock, dev->lock to one device), and a child must not use a device or
+ * a context its parent opened: the VFIO device and group files are shared with the parent.  Nor
+ * can it open the device again in a context of its own while the parent holds it: VFIO refuses a
+ * second open of a group that is in use.  The layer keeps no process-wide state.
  */
 #ifndef UBDMA_PCIDEV_H
 #define UBDMA_PCIDEV_H
