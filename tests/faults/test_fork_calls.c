@@ -906,7 +906,8 @@ static void run_case(unsigned mask, int runners)
 	if (tot.hung || tot.failed || tot.ok != tot.forks)
 		fail_msg("fork_calls[%s]: %ld of %ld children did not exit 0; first: %s%s%s", name,
 			 tot.forks - tot.ok, tot.forks, tot.first_fail,
-			 tot.hung_wire ? " -- hangs in lib/wire: its lock has no pthread_atfork handlers" : "",
+			 tot.hung_wire ? " -- hangs in lib/wire: a lock of its was held at the fork (its atfork "
+					 "handling)" : "",
 			 tot.failed_counts ? " -- lib/wire's wire counts carry over into the child" : "");
 	assert_true(tot.forks >= forks);
 }
