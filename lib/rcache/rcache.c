@@ -43,7 +43,6 @@
 
 static pthread_mutex_t rc_global = PTHREAD_MUTEX_INITIALIZER;
 static struct rcache *rc_list;	/* every cache of the process, for fork */
-static pthread_once_t rc_atfork_once = PTHREAD_ONCE_INIT;
 
 static inline uint64_t ld(const uint64_t *p)
 {
@@ -491,7 +490,8 @@ static void rc_atfork_prepare(void);
 static void rc_atfork_parent(void);
 static void rc_atfork_child(void);
 
-static void rc_atfork_init(void)
+/* At load time, not on first use: a fork racing the first cache must find the handlers in place. */
+__attribute__((constructor)) static void rc_atfork_init(void)
 {
 	pthread_atfork(rc_atfork_prepare, rc_atfork_parent, rc_atfork_child);
 }
@@ -522,7 +522,6 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 	/* set on every path: gcc -O3 cannot see that uerr() never returns 0, and callers test only
 	 * the error (-Werror=maybe-uninitialized in the release build) */
 	*rcp = NULL;
-	pthread_once(&rc_atfork_once, rc_atfork_init);
 	pthread_mutex_lock(&rc_global);
 	if ((rc = rc_of(ctx))) {
 		pthread_mutex_unlock(&rc_global);

@@ -104,7 +104,6 @@ static pthread_mutex_t wire_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runset live, tomb;
 static uint64_t gen_next = 1;
 static uint64_t end_seq; /* atomic */
-static pthread_once_t wire_once = PTHREAD_ONCE_INIT;
 
 /* Index of the first run with end > addr. */
 static size_t run_find(const struct runset *rs, uintptr_t addr)
@@ -566,14 +565,14 @@ static void wire_atfork_child(void)
 	wmon_forget();
 }
 
-static void wire_init(void)
+/* At load time, not on first use: a fork racing the first use must find the handler in place. */
+__attribute__((constructor)) static void wire_init(void)
 {
 	pthread_atfork(NULL, NULL, wire_atfork_child);
 }
 
 void wire_monitor_start(void)
 {
-	pthread_once(&wire_once, wire_init);
 	if (wmon_fd() >= 0)
 		return;
 	pthread_mutex_lock(&wire_lock);
