@@ -640,13 +640,18 @@ static void rc_atfork_child(void)
 		rc->nall = rc->bytes = rc->iommu = rc->unmonitored = 0;
 		rc->unshow_pending = 0;
 		mon_forget(rc);
-		/* the child's thread id differs from the locker's: glibc's rwlock would take a
-		 * write unlock for a read unlock; start the locks afresh */
-		pthread_mutex_init(&rc->all_lock, NULL);
+		/* the mutexes are released by the thread that took them (this one's copy); the
+		 * rwlock is not: the child's thread id differs from the locker's, and glibc would take
+		 * a write unlock for a read unlock.  It starts afresh, and since the child must not use
+		 * its parent's contexts, nothing of the child takes it again (below). */
+		pthread_mutex_unlock(&rc->all_lock);
 		pthread_rwlock_init(&rc->lock, NULL);
-		pthread_mutex_init(&rc->miss_lock, NULL);
+		pthread_mutex_unlock(&rc->miss_lock);
 	}
-	pthread_mutex_init(&rc_global, NULL);
+	/* the parent's caches are not the child's: its own forks must not lock them (and a
+	 * ThreadSanitizer build would count the re-initialised rwlock as still held) */
+	rc_list = NULL;
+	pthread_mutex_unlock(&rc_global);
 }
 
 /* ------------------------------------------------------------------ miss */

@@ -987,6 +987,14 @@ const char *__tsan_default_options(void)
 
 int main(void)
 {
+#ifdef UNDER_ASAN
+	/* the whole program is a skip, and meson must count it as one (exit 77), not as a pass; the
+	 * gcc build (suite faults) and the TSan build (suite threads) run it */
+	printf("fork_calls: SKIP under AddressSanitizer: gcc 12's libasan allocator takes no lock "
+	       "around fork(2), so a child forked while another thread allocates hangs in its first "
+	       "malloc; proven in the gcc and TSan builds\n");
+	return 77;
+#endif
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pci),    cmocka_unit_test(test_busdma), cmocka_unit_test(test_huge),
 		cmocka_unit_test(test_wire),   cmocka_unit_test(test_umem),   cmocka_unit_test(test_rcache),

@@ -73,6 +73,16 @@
 #define MFD_CLOEXEC 1U
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
 #if defined(__SANITIZE_THREAD__)
 #define UNDER_TSAN 1
 #elif defined(__has_feature)
@@ -1481,7 +1491,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	forks_on = !UNDER_TSAN;
+	/* TSan cannot start threads in a child of a threaded process; gcc 12's libasan allocator takes
+	 * no lock around fork, so a child forked while another thread allocates hangs in malloc
+	 * (tests/faults/test_fork_calls.c says the same).  The gcc build forks. */
+	forks_on = !UNDER_TSAN && !UNDER_ASAN;
 	if (forks_on) { /* load the unwinder now: a hung child must not need the loader's lock for it */
 		void *pc;
 		backtrace(&pc, 1);
@@ -1554,7 +1567,9 @@ int main(int argc, char **argv)
 	printf("race_model: %.0f s, seed %#llx, %d workers, %d churners, %d slots of 4 MiB, contexts va%s, hugetlb %s, "
 	       "forks %s, churn %s, calls %s\n",
 	       seconds, (unsigned long long)seed, nworkers, nchurners, NSLOT, ncx > 1 ? "+phys" : "",
-	       have_huge ? "yes" : "no (too few free 2 MiB pages)", forks_on ? "yes" : "no (TSan)",
+	       have_huge ? "yes" : "no (too few free 2 MiB pages)",
+	       forks_on ? "yes" : UNDER_TSAN ? "no (TSan cannot fork a threaded process)" :
+					      "no (ASan: its allocator hangs fork children)",
 	       churn_mask == ~0u ? "all kinds" : cl, op_mask == ~0u ? "all kinds" : ol);
 
 	ws = calloc((size_t)nworkers, sizeof(*ws));
