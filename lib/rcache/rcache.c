@@ -929,7 +929,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 	return err;
 }
 
-/* Above a limit (lowered while entries were held): three loads on the put path. */
+/* Above a limit (lowered while entries were held). */
 static inline int over_limits(const struct rcache *rc)
 {
 	size_t mb = __atomic_load_n(&rc->max_bytes, __ATOMIC_RELAXED);
@@ -954,6 +954,7 @@ static void rc_trim(struct rcache *rc)
 		return;
 	pthread_rwlock_wrlock(&rc->lock);
 	fit_locked(rc, &nd, 0, &victims);
+	__atomic_store_n(&rc->trim_wanted, over_limits(rc), __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&rc->lock);
 	destroy_list(victims);
 	pthread_mutex_unlock(&rc->miss_lock);
@@ -1070,7 +1071,7 @@ void ubdma_reg_put(ubdma_reg_t *reg)
 		/* out of the index: invalidated while we held it */
 		uncount(rc, reg);
 		reg_destroy(reg);
-	} else if (__builtin_expect(old == 2 && over_limits(rc), 0)) {
+	} else if (__builtin_expect(old == 2 && __atomic_load_n(&rc->trim_wanted, __ATOMIC_RELAXED), 0)) {
 		/* a limit lowered while entries were held is met as they come back */
 		rc_trim(rc);
 	}
@@ -1146,6 +1147,9 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
 	__atomic_store_n(&rc->max_entries, max_entries, __ATOMIC_RELAXED);
 	__atomic_store_n(&rc->max_iommu, max_iommu, __ATOMIC_RELAXED);
 	fit_locked(rc, &nd, 0, &victims); /* what is referenced stays above the limit until put */
+	/* the puts meet it then; one flag, so that the put path of a cache within its limits
+	 * reads nothing more */
+	__atomic_store_n(&rc->trim_wanted, over_limits(rc), __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&rc->lock);
 	destroy_list(victims);
 	pthread_mutex_unlock(&rc->miss_lock);

@@ -85,6 +85,7 @@ struct rcache {
 	int unshow_pending;	   /* some entry has unshow set (atomic) */
 
 	size_t max_bytes, max_entries, max_iommu; /* 0: no limit */
+	int trim_wanted;	   /* over a limit lowered while entries were held: puts evict (atomic) */
 
 	/* accounting and counters, atomic */
 	uint64_t bytes, iommu, nall;

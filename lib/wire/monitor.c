@@ -46,7 +46,7 @@
 
 enum { WMON_OFF, WMON_ON, WMON_FAILED };
 
-uint64_t wmon_begun_, wmon_done_; /* batches read / applied (atomic) */
+uint64_t wmon_begun_, wmon_done_, wmon_pending_; /* monitor.h */
 
 static struct {
 	int state;	      /* under wire_lock; read atomically */
@@ -119,6 +119,7 @@ static void *mon_main(void *arg)
 		if (poll(&pf, 1, -1) < 0 || !(pf.revents & POLLIN))
 			continue;
 		/* begun before read(): the unmapper wakes at read() and may call us at once */
+		__atomic_add_fetch(&wmon_pending_, 1, __ATOMIC_SEQ_CST);
 		uint64_t seq = __atomic_add_fetch(&wmon_begun_, 1, __ATOMIC_SEQ_CST);
 		ssize_t r = read(fd, msg, sizeof(msg));
 		int rerr = errno;
@@ -133,6 +134,7 @@ static void *mon_main(void *arg)
 		}
 		pthread_mutex_lock(&mon.lock);
 		__atomic_store_n(&wmon_done_, seq, __ATOMIC_RELEASE);
+		__atomic_sub_fetch(&wmon_pending_, 1, __ATOMIC_SEQ_CST);
 		pthread_cond_broadcast(&mon.cv);
 		pthread_mutex_unlock(&mon.lock);
 		if (r < 0 && rerr != EAGAIN && rerr != EINTR) {
@@ -269,7 +271,7 @@ void wmon_forget(void)
 		close(mon.fd);
 	mon.fd = -1;
 	mon.state = WMON_OFF;
-	wmon_begun_ = wmon_done_ = 0;
+	wmon_begun_ = wmon_done_ = wmon_pending_ = 0;
 	mon.subs = NULL;
 	pthread_mutex_init(&mon.lock, NULL);
 	pthread_cond_init(&mon.cv, NULL);

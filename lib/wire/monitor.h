@@ -28,8 +28,12 @@ int wmon_active(void);
 const char *wmon_desc(void);
 uint64_t wmon_events(int kind); /* 0 unmap, 1 remove, 2 remap */
 
-/* Batches begun (bumped before each read()) and applied; atomic, read through the helpers. */
-extern uint64_t wmon_begun_, wmon_done_;
+/*
+ * Batches begun (bumped before each read()) and applied, and how many are in progress (up before
+ * the read, down after the batch is applied): atomic, read through the helpers.  Hidden: the hit
+ * paths read them directly, not through the GOT.
+ */
+extern uint64_t wmon_begun_, wmon_done_, wmon_pending_ __attribute__((visibility("hidden")));
 
 static inline uint64_t wmon_epoch(void)
 {
@@ -40,15 +44,13 @@ static inline uint64_t wmon_epoch(void)
 void wmon_wait(uint64_t upto);
 
 /*
- * Everything the monitor has read before this call is applied when it returns: two loads when
+ * Everything the monitor has read before this call is applied when it returns: one load when
  * nothing is pending (the registration cache's hit path calls it).
  */
 static inline void wmon_sync(void)
 {
-	uint64_t b = __atomic_load_n(&wmon_begun_, __ATOMIC_SEQ_CST);
-
-	if (__builtin_expect(b != __atomic_load_n(&wmon_done_, __ATOMIC_ACQUIRE), 0))
-		wmon_wait(b);
+	if (__builtin_expect(__atomic_load_n(&wmon_pending_, __ATOMIC_SEQ_CST) != 0, 0))
+		wmon_wait(__atomic_load_n(&wmon_begun_, __ATOMIC_SEQ_CST));
 }
 
 /* wire.c's side: under the wire lock. */
