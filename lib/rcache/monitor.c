@@ -26,18 +26,18 @@ static void on_events(void *arg, const struct uffd_msg *msg, int n)
 		switch (m->event) {
 		case UFFD_EVENT_UNMAP:
 			__atomic_fetch_add(&rc->ev_unmap, 1, __ATOMIC_RELAXED);
-			rc_invalidate_locked(rc, m->arg.remove.start, m->arg.remove.end, 0);
+			rc_invalidate_locked(rc, m->arg.remove.start, m->arg.remove.end);
 			break;
 		case UFFD_EVENT_REMOVE:
 			__atomic_fetch_add(&rc->ev_remove, 1, __ATOMIC_RELAXED);
-			rc_invalidate_locked(rc, m->arg.remove.start, m->arg.remove.end, 0);
+			rc_invalidate_locked(rc, m->arg.remove.start, m->arg.remove.end);
 			break;
 		case UFFD_EVENT_REMAP: {
 			uintptr_t from = m->arg.remap.from, to = m->arg.remap.to, len = m->arg.remap.len;
 			__atomic_fetch_add(&rc->ev_remap, 1, __ATOMIC_RELAXED);
 			/* the wire layer ended both ends and dropped the locks that moved along */
-			rc_invalidate_locked(rc, from, from + len, 0);
-			rc_invalidate_locked(rc, to, to + len, 0);
+			rc_invalidate_locked(rc, from, from + len);
+			rc_invalidate_locked(rc, to, to + len);
 			break;
 		}
 		default:

@@ -235,7 +235,7 @@ static void uncount(struct rcache *rc, const struct ubdma_reg *r)
  * that was the last one r goes on *victims (or the graveyard when victims is NULL: the monitor
  * must not free).  Lock exclusive.
  */
-static void remove_locked(struct rcache *rc, struct ubdma_reg *r, int unregister, struct ubdma_reg **victims)
+static void remove_locked(struct rcache *rc, struct ubdma_reg *r, struct ubdma_reg **victims)
 {
 	size_t i = idx_pos(rc, r);
 
@@ -249,7 +249,6 @@ static void remove_locked(struct rcache *rc, struct ubdma_reg *r, int unregister
 		__atomic_store_n(&r->unshow, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&rc->unshow_pending, 1, __ATOMIC_RELEASE);
 	}
-	(void)unregister; /* the wire layer stops watching when the wiring goes */
 	if (!r->monitored)
 		__atomic_fetch_sub(&rc->unmonitored, 1, __ATOMIC_RELAXED);
 	if (__atomic_fetch_sub(&r->ref, 1, __ATOMIC_ACQ_REL) == 1) {
@@ -286,7 +285,7 @@ static int ring_conflict(const struct rcache *rc, uint64_t seq0, uintptr_t s, ui
 	return 0;
 }
 
-void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unregister)
+void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e)
 {
 	size_t i = idx_upper(rc, s);
 	uintptr_t rs = s, re = e;
@@ -297,7 +296,7 @@ void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unreg
 		struct ubdma_reg *r = rc->ix->e[i];
 		rs = r->lo < rs ? r->lo : rs;
 		re = r->hi > re ? r->hi : re;
-		remove_locked(rc, r, unregister, NULL);
+		remove_locked(rc, r, NULL);
 		add(&rc->invalidations, 1);
 		ULOG_DEBUG("invalidated [%#lx, %#lx)", (unsigned long)r->lo, (unsigned long)r->hi);
 	}
@@ -475,7 +474,7 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 			r = next;
 			continue;
 		}
-		remove_locked(rc, r, 1, victims);
+		remove_locked(rc, r, victims);
 		add(&rc->evictions, 1);
 		force = 0;
 		r = next;
@@ -902,7 +901,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 			if (i > 0 && rc->ix->e[i - 1]->hi > r->lo)
 				i--;
 			while (i < rc->n && rc->ix->e[i]->lo < r->hi) {
-				remove_locked(rc, rc->ix->e[i], 0, &victims);
+				remove_locked(rc, rc->ix->e[i], &victims);
 				add(&rc->merges, 1);
 			}
 			idx_insert(rc, r);
@@ -1093,7 +1092,7 @@ int ubdma_reg_invalidate(ubdma_ctx_t *ctx, void *addr, size_t len)
 	pthread_mutex_lock(&rc->miss_lock);
 	mon_sync(rc);
 	pthread_rwlock_wrlock(&rc->lock);
-	rc_invalidate_locked(rc, TRUNC(a, PG), ROUND(b, PG), 1);
+	rc_invalidate_locked(rc, TRUNC(a, PG), ROUND(b, PG));
 	pthread_rwlock_unlock(&rc->lock);
 	reap(rc);
 	rc_unshow(rc);
@@ -1118,7 +1117,7 @@ int ubdma_rcache_flush(ubdma_ctx_t *ctx)
 		uint64_t one = 1;
 		next = r->lru_next;
 		if (__atomic_compare_exchange_n(&r->ref, &one, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-			remove_locked(rc, r, 1, &victims);
+			remove_locked(rc, r, &victims);
 			add(&rc->evictions, 1);
 		}
 	}

@@ -106,7 +106,7 @@ struct rcache {
 };
 
 /* rcache.c: invalidate every entry overlapping [s, e); caller holds lock exclusive. */
-void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e, int unregister);
+void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e);
 
 /* monitor.c: subscribe to the process's monitor (0), or say why not (ENOTSUP). */
 int mon_start(struct rcache *rc);

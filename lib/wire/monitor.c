@@ -56,7 +56,6 @@ static struct {
 	pthread_cond_t cv;
 	pthread_mutex_t sub_lock; /* the subscribers; the thread holds it while it calls them */
 	struct wmon_sub *subs;
-	uint64_t events[3];   /* unmap, remove, remap (atomic) */
 	char desc[200];
 } mon = {
 	.fd = -1,
@@ -99,15 +98,6 @@ static uint64_t uffd_features(void)
 	return f;
 }
 
-static void count_events(const struct uffd_msg *m, int n)
-{
-	for (int i = 0; i < n; i++) {
-		int k = m[i].event == UFFD_EVENT_UNMAP ? 0 : m[i].event == UFFD_EVENT_REMOVE ? 1 :
-			m[i].event == UFFD_EVENT_REMAP ? 2 : -1;
-		if (k >= 0)
-			__atomic_fetch_add(&mon.events[k], 1, __ATOMIC_RELAXED);
-	}
-}
 
 static void *mon_main(void *arg)
 {
@@ -125,7 +115,6 @@ static void *mon_main(void *arg)
 		int rerr = errno;
 		if (r > 0) {
 			int n = (int)(r / (ssize_t)sizeof(msg[0]));
-			count_events(msg, n);
 			wire_apply_events(msg, n);
 			pthread_mutex_lock(&mon.sub_lock);
 			for (struct wmon_sub *s = mon.subs; s; s = s->next)
@@ -209,10 +198,6 @@ const char *wmon_desc(void)
 	return mon.desc;
 }
 
-uint64_t wmon_events(int kind)
-{
-	return kind >= 0 && kind < 3 ? __atomic_load_n(&mon.events[kind], __ATOMIC_RELAXED) : 0;
-}
 
 void wmon_wait(uint64_t upto)
 {

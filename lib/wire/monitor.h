@@ -26,7 +26,6 @@ void wmon_unsubscribe(struct wmon_sub *s);	/* after it returns, fn is not runnin
 /* 1 when the monitor runs (started on demand), 0 when this process cannot have one. */
 int wmon_active(void);
 const char *wmon_desc(void);
-uint64_t wmon_events(int kind); /* 0 unmap, 1 remove, 2 remap */
 
 /*
  * Batches begun (bumped before each read()) and applied, and how many are in progress (up before

@@ -1109,20 +1109,6 @@ unsigned ubdma_wire_count(const void *addr)
 	return c;
 }
 
-size_t wire_pagesize(const void *addr)
-{
-	struct vma *v;
-	int nv;
-	size_t ps = PG;
-	uintptr_t a = TRUNC((uintptr_t)addr, PG);
-
-	if (vma_collect(a, a + PG, &v, &nv) == 0) {
-		if (nv > 0 && v[0].start <= a)
-			ps = v[0].pgsz;
-		free(v);
-	}
-	return ps;
-}
 
 int ubdma_wire(void *addr, size_t len, int flags)
 {

@@ -53,9 +53,6 @@ uint64_t wire_end_seq(void);
 /* ubdma_unwire(): drop one count on each page, by address (the mapping there now). */
 int unwire_range(void *addr, size_t len, int flags);
 
-/* The page size of the mapping holding addr (4096 when not mapped or not hugetlb). */
-size_t wire_pagesize(const void *addr);
-
 /* Start the process's userfaultfd monitor if it is not running (a no-op where it cannot). */
 void wire_monitor_start(void);
 

@@ -481,7 +481,7 @@ static void on_alarm(int sig)
 		Dl_info di;
 		if (dladdr(pcs[i], &di) && di.dli_sname &&
 		    (!strcmp(di.dli_sname, "wire_range") || !strcmp(di.dli_sname, "unwire_range") ||
-		     !strcmp(di.dli_sname, "ubdma_wire_count") || !strcmp(di.dli_sname, "wire_pagesize")))
+		     !strcmp(di.dli_sname, "ubdma_wire_count") || !strcmp(di.dli_sname, "wire_release")))
 			me->in_wire = 1;
 	}
 	int len = snprintf(msg, sizeof(msg), "fork_calls: child %d hung for %d s in %s%s; backtrace:\n",
