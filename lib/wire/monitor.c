@@ -50,6 +50,7 @@ uint64_t wmon_begun_, wmon_done_, wmon_pending_; /* monitor.h */
 
 static struct {
 	int state;	      /* under wire_lock; read atomically */
+	int hugetlb;	      /* the kernel registers hugetlb and shmem ranges (WP_HUGETLBFS_SHMEM) */
 	int fd;
 	pthread_t thread;
 	pthread_mutex_t lock; /* done's waiters */
@@ -172,6 +173,7 @@ int wmon_start_locked(void)
 	}
 	pthread_detach(mon.thread);
 	mon.fd = fd;
+	mon.hugetlb = !!(avail & UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
 	snprintf(mon.desc, sizeof(mon.desc), "userfaultfd: unmap, remove and remap events%s",
 		 avail & UFFD_FEATURE_WP_HUGETLBFS_SHMEM ? "" : " (anonymous memory only on this kernel)");
 	__atomic_store_n(&mon.state, WMON_ON, __ATOMIC_RELEASE);
@@ -191,6 +193,11 @@ int wmon_active(void)
 {
 	wire_monitor_start();
 	return wmon_fd() >= 0;
+}
+
+int wmon_watches_hugetlb(void)
+{
+	return wmon_fd() >= 0 && mon.hugetlb;
 }
 
 const char *wmon_desc(void)

@@ -55,6 +55,7 @@ static inline void wmon_sync(void)
 /* wire.c's side: under the wire lock. */
 int wmon_start_locked(void);		/* the handle, or -1 */
 int wmon_fd(void);			/* -1 when not running */
+int wmon_watches_hugetlb(void);		/* 1 when hugetlb and shmem ranges can be registered */
 int wmon_register(uintptr_t s, uintptr_t e); /* 0, or why not (EINVAL: regular file, EBUSY...) */
 void wmon_unregister(uintptr_t s, uintptr_t e);
 void wmon_forget(void);			/* fork child */

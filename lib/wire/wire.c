@@ -421,17 +421,19 @@ struct undo {
 static int changed_since(uintptr_t s, uintptr_t e, size_t pgsz)
 {
 	struct vma *v;
-	int nv, changed = 0;
+	int nv, changed = 0, anon = 1;
 	uintptr_t cur = s;
 
 	if (vma_collect(s, e, &v, &nv))
 		return 1;
 	for (int i = 0; i < nv && !changed; i++) {
 		changed = v[i].start > cur || !v[i].readable || v[i].pgsz != pgsz;
+		anon &= !v[i].file;
 		cur = v[i].end;
 	}
 	free(v);
-	return changed || cur < e;
+	/* anonymous memory always registers: a refusal means it was something else a moment ago */
+	return changed || cur < e || anon;
 }
 
 static int lock_one(uintptr_t s, uintptr_t e, void *arg)
@@ -449,7 +451,11 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	/* watched before it is locked: an unmap from now on makes an event, so a count taken on a
 	 * mapping that goes away is always ended (one taken after a replacement included) */
 	unsigned watched = wmon_register(s, e) == 0;
-	if (!watched && wmon_fd() >= 0 && changed_since(s, e, u->pgsz))
+	/* anonymous memory, and hugetlb where the kernel offers it, always registers: a refusal
+	 * means the mapping changed under us, whatever the look-up says now.  Only what cannot be
+	 * watched (a regular file, another userfaultfd's range) is wired unwatched. */
+	if (!watched && wmon_fd() >= 0 &&
+	    ((u->pgsz > PG && wmon_watches_hugetlb()) || changed_since(s, e, u->pgsz)))
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	int err = wire_mlock(s, e, 1);
 	if (err) {
@@ -596,6 +602,12 @@ static void end_range(uintptr_t s, uintptr_t e)
 
 	if (i >= live.n || live.r[i].start >= e)
 		return;
+	/* a huge page ends whole: an event of the 4 KiB mapping it replaced (late, docs/wire.md)
+	 * must not leave a fragment, which no registration or madvise would take again */
+	s = TRUNC(s, live.r[i].pgsz) > live.r[i].start ? TRUNC(s, live.r[i].pgsz) : live.r[i].start;
+	size_t j = run_find(&live, e - 1);
+	if (j < live.n && live.r[j].start < e)
+		e = ROUND(e, live.r[j].pgsz) < live.r[j].end ? ROUND(e, live.r[j].pgsz) : live.r[j].end;
 	/* without room to split (more than SLACK runs changed in one batch) end whole runs */
 	if (run_room(&live, 2)) {
 		run_split(&live, s);
