@@ -451,6 +451,10 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	/* watched before it is locked: an unmap from now on makes an event, so a count taken on a
 	 * mapping that goes away is always ended (one taken after a replacement included) */
 	unsigned watched = wmon_register(s, e) == 0;
+	/* a refusal can be a mapping caught in the middle of a replacement: ask once more before
+	 * taking the range for one the kernel cannot watch (a shared file mapping looks the same) */
+	if (!watched && wmon_fd() >= 0)
+		watched = wmon_register(s, e) == 0;
 	/* anonymous memory, and hugetlb where the kernel offers it, always registers: a refusal
 	 * means the mapping changed under us, whatever the look-up says now.  Only what cannot be
 	 * watched (a regular file, another userfaultfd's range) is wired unwatched. */
