@@ -676,17 +676,17 @@ void wire_apply_events(const struct uffd_msg *msg, int n)
  */
 static void end_other_sizes(uintptr_t s, uintptr_t e, size_t pgsz)
 {
-	for (size_t i = run_find(&live, s); i < live.n && live.r[i].start < e; i++) {
-		if (live.r[i].pgsz == pgsz)
+	for (size_t i = run_find(&live, s); i < live.n && live.r[i].start < e;) {
+		if (live.r[i].pgsz == pgsz) {
+			i++;
 			continue;
+		}
 		/* a huge page cannot be partly replaced: the whole of it went */
 		size_t pg = live.r[i].pgsz;
 		uintptr_t a = TRUNC(s, pg) > live.r[i].start ? TRUNC(s, pg) : live.r[i].start;
 		uintptr_t b = ROUND(e, pg) < live.r[i].end ? ROUND(e, pg) : live.r[i].end;
 		end_range(a, b);
-		i = run_find(&live, b);
-		if (i)
-			i--;
+		i = run_find(&live, b); /* the next run, at whatever index the removal left it */
 	}
 }
 
