@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "busdma/busdma_int.h"
-#include "core/log.h"
+#include "base/log.h"
 
 #define BUSDMA_BOUNCE_DEFAULT_CAP 32768 /* slots: 128 MiB of 4 KiB slots */
 #define BUSDMA_BOUNCE_GROW_MIN 16	/* slots made at least per growth */

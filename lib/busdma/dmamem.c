@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "busdma/busdma_int.h"
-#include "core/log.h"
+#include "base/log.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000

@@ -32,7 +32,7 @@
 #include <string.h>
 
 #include "busdma/busdma_int.h"
-#include "core/log.h"
+#include "base/log.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)

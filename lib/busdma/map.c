@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "busdma/busdma_int.h"
-#include "core/log.h"
+#include "base/log.h"
 
 int busdma_map_create_locked(struct ubdma_tag *t, struct ubdma_map **mapp)
 {

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "busdma/busdma_int.h"
-#include "core/log.h"
+#include "base/log.h"
 
 #define SYNC_PRE (UBDMA_SYNC_PREREAD | UBDMA_SYNC_PREWRITE)
 #define SYNC_POST (UBDMA_SYNC_POSTREAD | UBDMA_SYNC_POSTWRITE)

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "busdma/busdma_int.h"
-#include "core/log.h"
+#include "base/log.h"
 
 static int is_pow2(uint64_t v)
 {

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 
 static const struct iommu_ops *backend_ops(enum ubdma_backend b)
 {
@@ -33,6 +33,12 @@ const char *ubdma_backend_name(enum ubdma_backend b)
 	static const char *names[] = { "auto", "vfio", "phys", "va" };
 
 	return (unsigned)b < 4 ? names[b] : "unknown";
+}
+
+/* The sentence itself is lib/base's (uerr()); this is its public door. */
+const char *ubdma_last_error(void)
+{
+	return uerr_last();
 }
 
 /* Total hugepages configured, of any size. */

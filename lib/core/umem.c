@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "wire/wire.h"
 
 #define PG 4096UL

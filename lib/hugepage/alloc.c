@@ -27,11 +27,11 @@
 #include <hugetlbfs.h>
 #endif
 
-#include "core/log.h"
+#include "base/log.h"
 #include "hugepage/huge.h"
 
 /* Errors are reported as the public function's: the caller knows no helper names. */
-#define herr(err, ...) ubdma_seterr_("ubdma_huge_alloc", (err), __VA_ARGS__)
+#define herr(err, ...) uerr_at("ubdma_huge_alloc", (err), __VA_ARGS__)
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -232,10 +232,10 @@ static void fallback_warn(const struct ubdma_huge *r, size_t asked, int node, co
 		return;
 	if (node != UBDMA_NODE_ANY)
 		snprintf(where, sizeof(where), " on node %d", node);
-	ubdma_log_emit(UBDMA_LOG_WARN, "ubdma_huge_alloc",
-		       "%s hugepages unavailable (%s): using %zu bytes of 4 KiB pages%s; the phys backend "
-		       "cannot translate them (ENOTSUP) and an IOMMU maps them one 4 KiB page at a time",
-		       huge_pgsz_str(asked, sz, sizeof(sz)), why, r->len, where);
+	ulog_emit(UBDMA_LOG_WARN, "ubdma_huge_alloc",
+		  "%s hugepages unavailable (%s): using %zu bytes of 4 KiB pages%s; the phys backend "
+		  "cannot translate them (ENOTSUP) and an IOMMU maps them one 4 KiB page at a time",
+		  huge_pgsz_str(asked, sz, sizeof(sz)), why, r->len, where);
 }
 
 static int check_args(size_t size, size_t *pgsz, int node, int flags, ubdma_huge_t **regionp)

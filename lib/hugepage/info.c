@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "base/log.h"
 #include "hugepage/huge.h"
 
 int huge_read_ul(const char *path, unsigned long *vp)

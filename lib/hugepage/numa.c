@@ -23,7 +23,7 @@
 #include <hwloc.h>
 #endif
 
-#include "core/log.h"
+#include "base/log.h"
 #include "hugepage/huge.h"
 
 #define MASK_BITS (16 * 8 * sizeof(unsigned long))

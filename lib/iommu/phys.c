@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "iommu/iommu.h"
 
 #define PM_PRESENT (UINT64_C(1) << 63)

@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "iommu/iommu.h"
 #include "iommu/iova_alloc.h"
 #include "iommu/vfio.h"

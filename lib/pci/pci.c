@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "iommu/vfio.h"
 #include "pci/pcidev.h"
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "pci/pcidev.h"
 
 /* VFIO_DEVICE_GET_REGION_INFO with room for the capability chain (argsz grows as asked). */

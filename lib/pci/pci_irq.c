@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "pci/pcidev.h"
 
 unsigned ubdma_pci_msix_count(const ubdma_pci_t *dev)

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "base/log.h"
 #include "rcache/rcache_int.h"
 
 static void on_events(void *arg, const struct uffd_msg *msg, int n)

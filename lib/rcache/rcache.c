@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "core/ctx.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "rcache/rcache_int.h"
 
 #define PG 4096UL

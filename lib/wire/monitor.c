@@ -27,7 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "base/log.h"
 #include "wire/monitor.h"
 #include "wire/wire.h"
 #include "wire/wire_int.h"

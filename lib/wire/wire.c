@@ -43,7 +43,7 @@
 
 #include <ubdma/core.h>
 
-#include "core/log.h"
+#include "base/log.h"
 #include "wire/monitor.h"
 #include "wire/vma.h"
 #include "wire/wire.h"

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "core/log.h"
+#include "base/log.h"
 #include "xlate/xlate.h"
 
 static void store(uint64_t *p, uint64_t v)

@@ -1,5 +1,6 @@
 /*
- * log.c - the debug trace switched by UBDMA_LOG and the per-thread last-error sentence.
+ * log.c - the debug trace switched by UBDMA_LOG and the per-thread last-error sentence
+ * (ubdma_last_error() in lib/core hands it out).
  *
  * No lock of its own.  The trace goes to stderr with one fprintf() a line: stdio's lock on
  * stderr is glibc's to handle across fork(2) (it resets every stream's lock in the child).
@@ -11,13 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "base/log.h"
 
-int ubdma_log_level;
+int ulog_level;
 
 static _Thread_local char last_error[512];
 
-__attribute__((constructor)) void ubdma_log_init(void)
+__attribute__((constructor)) void ulog_init(void)
 {
 	static const char *names[] = { "off", "error", "warn", "info", "debug" };
 	const char *v = getenv("UBDMA_LOG");
@@ -26,10 +27,10 @@ __attribute__((constructor)) void ubdma_log_init(void)
 		return;
 	for (int i = 0; i < 5; i++)
 		if (!strcmp(v, names[i]))
-			ubdma_log_level = i;
+			ulog_level = i;
 }
 
-void ubdma_log_emit(int level, const char *fn, const char *fmt, ...)
+void ulog_emit(int level, const char *fn, const char *fmt, ...)
 {
 	static const char *tags[] = { "", "error", "warn", "info", "debug" };
 	char buf[768];
@@ -41,7 +42,7 @@ void ubdma_log_emit(int level, const char *fn, const char *fmt, ...)
 	fprintf(stderr, "ubdma %s: %s: %s\n", tags[level], fn, buf);
 }
 
-int ubdma_seterr_(const char *fn, int err, const char *fmt, ...)
+int uerr_at(const char *fn, int err, const char *fmt, ...)
 {
 	va_list ap;
 	int n = snprintf(last_error, sizeof(last_error), "%s: ", fn);
@@ -50,12 +51,12 @@ int ubdma_seterr_(const char *fn, int err, const char *fmt, ...)
 	if (n >= 0 && (size_t)n < sizeof(last_error))
 		vsnprintf(last_error + n, sizeof(last_error) - (size_t)n, fmt, ap);
 	va_end(ap);
-	if (ubdma_log_level >= UBDMA_LOG_ERROR)
-		ubdma_log_emit(UBDMA_LOG_ERROR, fn, "%s (%s)", last_error + n, strerror(err));
+	if (ulog_level >= UBDMA_LOG_ERROR)
+		ulog_emit(UBDMA_LOG_ERROR, fn, "%s (%s)", last_error + n, strerror(err));
 	return err;
 }
 
-const char *ubdma_last_error(void)
+const char *uerr_last(void)
 {
 	return last_error;
 }
