@@ -22,8 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "busdma/busdma_int.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "busdma/busdma_int.h"
 
 #define BUSDMA_BOUNCE_DEFAULT_CAP 32768 /* slots: 128 MiB of 4 KiB slots */
 #define BUSDMA_BOUNCE_GROW_MIN 16	/* slots made at least per growth */
@@ -31,7 +32,7 @@
 /* Slots one contiguous load of len bytes can need: each page piece takes one. */
 static size_t pieces_for(size_t len)
 {
-	return len / BUSDMA_PAGE + 2;
+	return len / PAGE_4K + 2;
 }
 
 size_t bounce_default_limit(const struct ubdma_tag *t)
@@ -136,7 +137,7 @@ int bounce_pool_get(struct ubdma_tag *t, struct bounce_pool **poolp)
 			return uerr(ENOMEM, "out of memory");
 		}
 		pthread_mutex_init(&p->lock, NULL);
-		p->slot = t->alignment > BUSDMA_PAGE ? t->alignment : BUSDMA_PAGE;
+		p->slot = t->alignment > PAGE_4K ? t->alignment : PAGE_4K;
 		p->limit = t->bounce_limit_set ? (t->bounce_limit + p->slot - 1) / p->slot : bounce_default_limit(t);
 		if (t->flags & UBDMA_ALLOCNOW) {
 			/* bus_dma(9) ALLOCNOW: the slots of one maxsize load, made now */

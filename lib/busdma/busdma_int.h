@@ -34,11 +34,10 @@
 
 #include <ubdma/ubdma.h>
 
+#include "base/page.h"
 #include "core/ctx.h"
 
-#define BUSDMA_PAGE 4096UL
-#define BUSDMA_PAGE_MASK (BUSDMA_PAGE - 1)
-#define BUSDMA_HUGE (2UL << 20)
+#define BUSDMA_HUGE PAGE_2M
 
 /* A map never holds more segments than this, whatever the tag's nsegments (see map_create). */
 #define BUSDMA_SEGS_CAP 8192

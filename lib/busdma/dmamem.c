@@ -22,8 +22,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "busdma/busdma_int.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "busdma/busdma_int.h"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -57,7 +58,7 @@ static void *map_placed(size_t len, size_t align, const struct iommu_window *lim
 {
 	const int prot = PROT_READ | PROT_WRITE;
 	const int fl = fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED;
-	size_t span = fd < 0 && align > BUSDMA_PAGE ? len + align : len;
+	size_t span = fd < 0 && align > PAGE_4K ? len + align : len;
 	void *p = mmap(NULL, span, prot, fl, fd, 0);
 
 	/* the kernel's choice, over-allocated and trimmed to the alignment when anonymous */
@@ -110,8 +111,8 @@ static int backing_lock(struct ubdma_ctx *ctx, void *va, size_t len, size_t alig
 static int alloc_small(struct ubdma_ctx *ctx, size_t len, size_t align, const struct iommu_window *lim,
 		       struct backing *b)
 {
-	len = round_up(len, BUSDMA_PAGE);
-	align = align > BUSDMA_PAGE ? align : BUSDMA_PAGE;
+	len = round_up(len, PAGE_4K);
+	align = align > PAGE_4K ? align : PAGE_4K;
 	void *va = map_placed(len, align, lim, ctx->backend == UBDMA_BACKEND_VA, -1);
 	if (!va)
 		return uerr(ENOMEM, "no virtual memory for %zu bytes in [%#llx, %#llx]", len,

@@ -31,8 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "busdma/busdma_int.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "busdma/busdma_int.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -79,7 +80,7 @@ static int bounce_piece(struct build *b, uintptr_t va, size_t n)
 {
 	/* COUNT: slots start on the slot alignment, as 0 does; KEEP_PG_OFFSET keeps the piece's
 	 * offset in its 4 KiB page (a piece never crosses one, so it fits the slot) */
-	const size_t off = (b->tag->flags & UBDMA_KEEP_PG_OFFSET) ? (va & BUSDMA_PAGE_MASK) : 0;
+	const size_t off = (b->tag->flags & UBDMA_KEEP_PG_OFFSET) ? (va & PAGE_4K_MASK) : 0;
 	uint64_t iova = off;
 	int err;
 
@@ -127,7 +128,7 @@ static inline int piece_ok(const struct build *b, uint64_t iova, size_t n, int s
 {
 	const struct ubdma_tag *t = b->tag;
 
-	return !in_window(t, iova, n) && !(strict && n != BUSDMA_PAGE) &&
+	return !in_window(t, iova, n) && !(strict && n != PAGE_4K) &&
 	       (!(iova & t->amask) || can_extend(b, iova));
 }
 
@@ -137,7 +138,7 @@ static int build_pages(struct build *b, uintptr_t va, uint64_t iova, size_t n, i
 	const uintptr_t end = va + n;
 
 	while (va < end) {
-		size_t m = BUSDMA_PAGE - (va & BUSDMA_PAGE_MASK);
+		size_t m = PAGE_4K - (va & PAGE_4K_MASK);
 		m = m < end - va ? m : end - va;
 		int err = piece_ok(b, iova, m, strict) ? seg_add(b, iova, m) : bounce_piece(b, va, m);
 		if (err)
@@ -162,7 +163,7 @@ static int build_piece(struct build *b, uintptr_t va, size_t len)
 
 		if (unlikely(iova == UBDMA_BAD_IOVA)) {
 			/* not registered: bounce rather than pin behind the user's back */
-			n = BUSDMA_PAGE - (va & BUSDMA_PAGE_MASK);
+			n = PAGE_4K - (va & PAGE_4K_MASK);
 			n = n < end - va ? n : end - va;
 			err = bounce_piece(b, va, n);
 		} else {
@@ -171,8 +172,8 @@ static int build_piece(struct build *b, uintptr_t va, size_t len)
 			 * alignment or extends the last segment, every later page start is aligned too
 			 * (alignment <= 4 KiB, or a single page) and, with STRICT, it holds whole pages */
 			if (likely(!in_window(t, iova, n) && (!(iova & t->amask) || can_extend(b, iova)) &&
-				   (t->amask < BUSDMA_PAGE || (va & BUSDMA_PAGE_MASK) + n <= BUSDMA_PAGE) &&
-				   !(strict && ((va | (va + n)) & BUSDMA_PAGE_MASK))))
+				   (t->amask < PAGE_4K || (va & PAGE_4K_MASK) + n <= PAGE_4K) &&
+				   !(strict && ((va | (va + n)) & PAGE_4K_MASK))))
 				err = seg_add(b, iova, n);
 			else
 				err = build_pages(b, va, iova, n, strict);

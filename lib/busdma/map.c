@@ -9,8 +9,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "busdma/busdma_int.h"
 #include "base/log.h"
+#include "busdma/busdma_int.h"
 
 int busdma_map_create_locked(struct ubdma_tag *t, struct ubdma_map **mapp)
 {

@@ -16,8 +16,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "busdma/busdma_int.h"
 #include "base/log.h"
+#include "busdma/busdma_int.h"
 
 #define SYNC_PRE (UBDMA_SYNC_PREREAD | UBDMA_SYNC_PREWRITE)
 #define SYNC_POST (UBDMA_SYNC_POSTREAD | UBDMA_SYNC_POSTWRITE)

@@ -14,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "busdma/busdma_int.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "busdma/busdma_int.h"
 
 static int is_pow2(uint64_t v)
 {
@@ -63,7 +64,7 @@ int busdma_tag_allowed(const struct ubdma_tag *t, struct iommu_window *w)
 		for (int i = 0; i < ctx->nwindows; i++) {
 			uint64_t lo = ctx->windows[i].lo > parts[p].lo ? ctx->windows[i].lo : parts[p].lo;
 			uint64_t hi = ctx->windows[i].hi < parts[p].hi ? ctx->windows[i].hi : parts[p].hi;
-			if (lo < hi && hi - lo >= BUSDMA_PAGE - 1) {
+			if (lo < hi && hi - lo >= PAGE_4K - 1) {
 				*w = (struct iommu_window){ lo, hi };
 				return 0;
 			}
@@ -216,7 +217,7 @@ size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag)
 		return 0;
 	if (tag->bounce_limit_set)
 		return tag->bounce_limit;
-	return bounce_default_limit(tag) * (tag->alignment > BUSDMA_PAGE ? tag->alignment : BUSDMA_PAGE);
+	return bounce_default_limit(tag) * (tag->alignment > PAGE_4K ? tag->alignment : PAGE_4K);
 }
 
 /* ------------------------------------------------------------ the root tag and teardown */

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "core/ctx.h"
 
 static const struct iommu_ops *backend_ops(enum ubdma_backend b)
 {

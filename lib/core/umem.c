@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "core/ctx.h"
 #include "wire/wire.h"
 
-#define PG 4096UL
 
 static void chunks_free(struct ubdma_umem *u)
 {
@@ -107,13 +107,13 @@ static int chunk_enter(struct xlate_map *m, const struct umem_chunk *c, uintptr_
 	if (s == c->va && e == ce)
 		return xlate_set(m, c->va, c->npages, c->pgsz, c->iovas, c->iova0);
 	while (s < e) {
-		size_t n = (e - s) / PG < 512 ? (e - s) / PG : 512;
+		size_t n = (e - s) / PAGE_4K < 512 ? (e - s) / PAGE_4K : 512;
 		for (size_t i = 0; i < n; i++)
-			buf[i] = umem_chunk_iova(c, s + i * PG);
-		int err = xlate_set(m, s, n, PG, buf, 0);
+			buf[i] = umem_chunk_iova(c, s + i * PAGE_4K);
+		int err = xlate_set(m, s, n, PAGE_4K, buf, 0);
 		if (err)
 			return err;
-		s += n * PG;
+		s += n * PAGE_4K;
 	}
 	return 0;
 }
@@ -166,7 +166,7 @@ static const struct cover *best_cover(const struct cover *cv, size_t n, uintptr_
 /* Without memory for the interval lists: decide page by page (unlock must not fail). */
 static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
 {
-	for (uintptr_t p = s; p < e; p += PG) {
+	for (uintptr_t p = s; p < e; p += PAGE_4K) {
 		const struct umem_chunk *bc = NULL;
 		unsigned long br = 0;
 		size_t idx = 0;
@@ -178,8 +178,8 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
 					br = rank_of(o, idx);
 				}
 			}
-		if (!bc || chunk_enter(&ctx->xlate, bc, p, p + PG))
-			xlate_clear(&ctx->xlate, p, PG);
+		if (!bc || chunk_enter(&ctx->xlate, bc, p, p + PAGE_4K))
+			xlate_clear(&ctx->xlate, p, PAGE_4K);
 	}
 }
 
@@ -274,7 +274,7 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		return uerr(EINVAL, "%s is NULL", ctx ? "cookiep" : "ctx");
 	if (!(flags & (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)) || (flags & ~(UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)))
 		return uerr(EINVAL, "flags 0x%x: need UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE, nothing else", flags);
-	if ((a | len) & (PG - 1) || len == 0)
+	if ((a | len) & PAGE_4K_MASK || len == 0)
 		return uerr(EINVAL, "addr %p and len %zu must be non-zero multiples of 4096", addr, len);
 	if (a + len < a)
 		return uerr(EINVAL, "range %p + %zu wraps around the address space", addr, len);

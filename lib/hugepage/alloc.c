@@ -28,6 +28,7 @@
 #endif
 
 #include "base/log.h"
+#include "base/page.h"
 #include "hugepage/huge.h"
 
 /* Errors are reported as the public function's: the caller knows no helper names. */
@@ -180,17 +181,17 @@ static int alloc_anon(struct ubdma_huge *r, int node, int preferred)
 	void *p;
 	int err;
 
-	r->len = (r->len + 4095) & ~(size_t)4095;
+	r->len = (r->len + PAGE_4K_MASK) & ~PAGE_4K_MASK;
 	p = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return herr(errno, "mmap of %zu bytes failed: %s", r->len, strerror(errno));
 	madvise(p, r->len, MADV_NOHUGEPAGE); /* "4 KiB pages" should be literally true */
-	if ((err = huge_mbind(p, r->len, node, preferred)) || (err = populate(p, r->len, 4096))) {
+	if ((err = huge_mbind(p, r->len, node, preferred)) || (err = populate(p, r->len, PAGE_4K))) {
 		munmap(p, r->len);
 		return herr(err, "cannot place %zu bytes on node %d: %s", r->len, node, strerror(err));
 	}
 	r->addr = p;
-	r->pgsz = 4096;
+	r->pgsz = PAGE_4K;
 	r->kind = HUGE_ANON;
 	return 0;
 }
@@ -251,8 +252,8 @@ static int check_args(size_t size, size_t *pgsz, int node, int flags, ubdma_huge
 	if (node < UBDMA_NODE_ANY)
 		return herr(EINVAL, "node %d: a node number or UBDMA_NODE_ANY (-1)", node);
 	if (*pgsz == 0 && !(*pgsz = huge_default_pgsz()))
-		*pgsz = 2UL << 20; /* no hugepage support at all: the policy below decides */
-	if (*pgsz < 4096 || (*pgsz & (*pgsz - 1)))
+		*pgsz = PAGE_2M; /* no hugepage support at all: the policy below decides */
+	if (*pgsz < PAGE_4K || (*pgsz & (*pgsz - 1)))
 		return herr(EINVAL, "page size %zu is not a power of two of at least 4096", *pgsz);
 	if (size > SIZE_MAX - *pgsz)
 		return herr(EINVAL, "size %zu is too large", size);
@@ -278,17 +279,17 @@ int ubdma_huge_alloc(size_t size, size_t pgsz, int node, int flags, ubdma_huge_t
 	huge_pgsz_str(pgsz, sz, sizeof(sz));
 
 	unsigned long need = r->len / pgsz, have = huge_free_pages(pgsz, preferred ? UBDMA_NODE_ANY : node);
-	if (!huge_size_offered(pgsz) && pgsz != 4096) {
+	if (!huge_size_offered(pgsz) && pgsz != PAGE_4K) {
 		snprintf(why, sizeof(why), "the kernel offers no %s pages", sz);
 		err = herr(ENOTSUP, "the kernel offers no %s hugepages (no %s/hugepages-%zukB)", sz, HUGE_SYSFS,
 			   pgsz / 1024);
-	} else if (pgsz != 4096 && have < need) {
+	} else if (pgsz != PAGE_4K && have < need) {
 		snprintf(why, sizeof(why), "%lu needed, %lu free", need, have);
 		err = shortage(r, node, preferred, "checked before allocating");
 	} else {
 		err = flags & UBDMA_HUGE_HUGETLBFS	 ? alloc_file(r, node, preferred)
 		      : flags & UBDMA_HUGE_LIBHUGETLBFS ? alloc_libhugetlbfs(r, node, preferred)
-		      : pgsz == 4096			 ? alloc_anon(r, node, preferred)
+		      : pgsz == PAGE_4K			 ? alloc_anon(r, node, preferred)
 							 : alloc_memfd(r, node, preferred);
 		if (err == SHORT) {
 			snprintf(why, sizeof(why), "the kernel could not supply %lu pages", need);

@@ -17,7 +17,7 @@ enum huge_kind { HUGE_MEMFD, HUGE_FILE, HUGE_LIBHUGETLBFS, HUGE_ANON };
 struct ubdma_huge {
 	void *addr;
 	size_t len;
-	size_t pgsz;	/* what the region got: the asked size, or 4096 after fallback */
+	size_t pgsz;	/* what the region got: the asked size, or PAGE_4K after fallback */
 	int node;
 	enum huge_kind kind;
 	char *path;	/* HUGE_FILE: the file on the hugetlbfs mount, unlinked at free */

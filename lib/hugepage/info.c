@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/page.h"
 #include "hugepage/huge.h"
 
 int huge_read_ul(const char *path, unsigned long *vp)
@@ -297,7 +298,7 @@ int ubdma_huge_reserve(size_t pgsz, int node, unsigned long count)
 	FILE *f;
 	int err;
 
-	if (pgsz < 4096 || (pgsz & (pgsz - 1)))
+	if (pgsz < PAGE_4K || (pgsz & (pgsz - 1)))
 		return uerr(EINVAL, "page size %zu is not a power of two of at least 4096", pgsz);
 	huge_pgsz_str(pgsz, sz, sizeof(sz));
 	if (!huge_size_offered(pgsz))

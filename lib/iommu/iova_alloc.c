@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/page.h"
 #include "iommu/iova_alloc.h"
 
-#define PG UINT64_C(4096)
-#define TOP ((UINT64_MAX & ~(PG - 1)) - 1) /* highest usable byte: keeps end + 1 from wrapping */
+#define TOP ((UINT64_MAX & ~PAGE_4K_MASK) - 1) /* highest usable byte: keeps end + 1 from wrapping */
 
 static int cmp_win(const void *a, const void *b)
 {
@@ -35,12 +35,12 @@ static int windows_clean(struct iommu_window *out, const struct iommu_window *w,
 	int n = 0;
 
 	for (int i = 0; i < nwin && n < IOMMU_MAX_WINDOWS; i++) {
-		uint64_t lo = w[i].lo < PG ? PG : (w[i].lo + PG - 1) & ~(PG - 1);
+		uint64_t lo = w[i].lo < PAGE_4K ? PAGE_4K : (w[i].lo + PAGE_4K_MASK) & ~PAGE_4K_MASK;
 		uint64_t hi = w[i].hi > TOP ? TOP : w[i].hi;
 
-		if (hi < PG - 1)
+		if (hi < PAGE_4K_MASK)
 			continue;
-		hi = ((hi + 1) & ~(PG - 1)) - 1;
+		hi = ((hi + 1) & ~PAGE_4K_MASK) - 1;
 		if (lo > hi || lo < w[i].lo)
 			continue;
 		out[n++] = (struct iommu_window){ lo, hi };
@@ -174,8 +174,8 @@ static int insert(struct iova_space *s, uint64_t iova, uint64_t size, uintptr_t 
 int iova_alloc(struct iova_space *s, uint64_t size, uint64_t modulus, uint64_t phase,
 	       const struct iommu_window *lim, uintptr_t va, uint32_t flags, uint64_t *iovap)
 {
-	assert(size && !(size % PG) && modulus >= PG && !(modulus & (modulus - 1)));
-	assert(phase < modulus && !(phase % PG));
+	assert(size && !(size % PAGE_4K) && modulus >= PAGE_4K && !(modulus & (modulus - 1)));
+	assert(phase < modulus && !(phase % PAGE_4K));
 	for (int pass = 0; pass < 2; pass++) {
 		for (int w = 0; w < s->nwin; w++) {
 			uint64_t lo = s->win[w].lo, hi = s->win[w].hi, iova;

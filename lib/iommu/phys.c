@@ -18,8 +18,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "core/ctx.h"
 #include "iommu/iommu.h"
 
 #define PM_PRESENT (UINT64_C(1) << 63)
@@ -32,7 +33,7 @@ struct phys {
 int iommu_pagemap_pa(int fd, uintptr_t va, uint64_t *pap)
 {
 	uint64_t e;
-	ssize_t n = pread(fd, &e, sizeof(e), (off_t)(va / 4096 * sizeof(e)));
+	ssize_t n = pread(fd, &e, sizeof(e), (off_t)((va >> PAGE_4K_SHIFT) * sizeof(e)));
 
 	if (n != (ssize_t)sizeof(e))
 		return n < 0 ? errno : EIO;
@@ -40,7 +41,7 @@ int iommu_pagemap_pa(int fd, uintptr_t va, uint64_t *pap)
 		return EFAULT;
 	if (!(e & PM_PFN_MASK))
 		return EPERM;
-	*pap = (e & PM_PFN_MASK) * 4096 + (va & 4095);
+	*pap = ((e & PM_PFN_MASK) << PAGE_4K_SHIFT) + (va & PAGE_4K_MASK);
 	return 0;
 }
 
@@ -55,7 +56,7 @@ int iommu_phys_usable(char *why, size_t whylen)
 		return 0;
 	}
 	/* probe with a page of our own, faulted in */
-	volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	volatile char *p = mmap(NULL, PAGE_4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
 		close(fd);
 		snprintf(why, whylen, "cannot map a probe page");
@@ -63,7 +64,7 @@ int iommu_phys_usable(char *why, size_t whylen)
 	}
 	p[0] = 1;
 	err = iommu_pagemap_pa(fd, (uintptr_t)p, &pa);
-	munmap((void *)p, 4096);
+	munmap((void *)p, PAGE_4K);
 	close(fd);
 	if (err) {
 		snprintf(why, whylen, "pagemap gives no page frame numbers (needs CAP_SYS_ADMIN)");
@@ -89,7 +90,7 @@ static int phys_open(struct ubdma_ctx *ctx, void **privp)
 		return uerr(err, "cannot open /proc/self/pagemap");
 	}
 	/* without an IOMMU the device sees all of physical memory: one window, page 0 excluded */
-	ctx->windows[0] = (struct iommu_window){ 4096, UINT64_MAX };
+	ctx->windows[0] = (struct iommu_window){ PAGE_4K, UINT64_MAX };
 	ctx->nwindows = 1;
 	*privp = ph;
 	return 0;
@@ -109,7 +110,7 @@ static int phys_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 	struct phys *ph = priv;
 
 	(void)prot;
-	if (pgsz <= 4096)
+	if (pgsz <= PAGE_4K)
 		return uerr(ENOTSUP,
 			    "the phys backend translates only hugetlb memory: [%p, %p) is in %zu-byte "
 			    "pages whose physical address is not stable; use hugepages or an IOMMU",

@@ -4,12 +4,13 @@
  */
 #include <errno.h>
 
+#include "base/page.h"
 #include "core/ctx.h"
 #include "iommu/iommu.h"
 
 static int va_open(struct ubdma_ctx *ctx, void **privp)
 {
-	ctx->windows[0] = (struct iommu_window){ 4096, (UINT64_C(1) << 47) - 1 };
+	ctx->windows[0] = (struct iommu_window){ PAGE_4K, (UINT64_C(1) << 47) - 1 };
 	ctx->nwindows = 1;
 	*privp = NULL;
 	return 0;

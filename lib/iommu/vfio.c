@@ -36,14 +36,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "core/ctx.h"
 #include "iommu/iommu.h"
 #include "iommu/iova_alloc.h"
 #include "iommu/vfio.h"
-
-#define SZ_4K UINT64_C(0x1000)
-#define SZ_2M UINT64_C(0x200000)
 
 /* The kernel's default dma_entry_limit, assumed until DMA_AVAIL is read (kernels >= 5.10). */
 #define DEFAULT_ENTRY_LIMIT 65535u
@@ -214,7 +212,7 @@ static int read_info(struct vfio *v, struct vfio_info *out)
 			break;
 		argsz = info->argsz;
 	}
-	out->pgsizes = info->flags & VFIO_IOMMU_INFO_PGSIZES ? info->iova_pgsizes : SZ_4K;
+	out->pgsizes = info->flags & VFIO_IOMMU_INFO_PGSIZES ? info->iova_pgsizes : PAGE_4K;
 	uint32_t off = info->flags & VFIO_IOMMU_INFO_CAPS ? info->cap_offset : 0;
 	for (int hops = 0; off && hops < 64; hops++) {
 		if (off < sizeof(*info) || off > argsz - sizeof(struct vfio_info_cap_header))
@@ -480,7 +478,7 @@ static int vfio_open(struct ubdma_ctx *ctx, void **privp)
 	}
 	pthread_mutex_init(&v->lock, NULL);
 	v->ctx = ctx;
-	v->pgsizes = SZ_4K;
+	v->pgsizes = PAGE_4K;
 	v->limit = DEFAULT_ENTRY_LIMIT;
 	iova_space_init(&v->space, default_windows, 2);
 	publish_windows(v);
@@ -537,7 +535,7 @@ static void vfio_close(void *priv)
 static uint64_t placement_modulus(size_t pgsz, uint64_t size)
 {
 	(void)size;
-	return pgsz > SZ_2M ? pgsz : SZ_2M;
+	return pgsz > PAGE_2M ? pgsz : PAGE_2M;
 }
 
 static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int prot,
@@ -554,7 +552,7 @@ static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 	size = (uint64_t)npages * pgsz;
 	modulus = placement_modulus(pgsz, size);
 	pthread_mutex_lock(&v->lock);
-	minpg = v->pgsizes ? v->pgsizes & -v->pgsizes : SZ_4K;
+	minpg = v->pgsizes ? v->pgsizes & -v->pgsizes : PAGE_4K;
 	if ((va | size) & (minpg - 1)) {
 		pthread_mutex_unlock(&v->lock);
 		return uerr(EINVAL, "[%p, +%#llx) is not aligned to the IOMMU's smallest page (%#llx)",

@@ -24,8 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "core/ctx.h"
 #include "iommu/vfio.h"
 #include "pci/pcidev.h"
 

@@ -16,8 +16,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "core/ctx.h"
 #include "pci/pcidev.h"
 
 /* VFIO_DEVICE_GET_REGION_INFO with room for the capability chain (argsz grows as asked). */

@@ -15,8 +15,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "core/ctx.h"
 #include "pci/pcidev.h"
 
 unsigned ubdma_pci_msix_count(const ubdma_pci_t *dev)

@@ -25,11 +25,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "core/ctx.h"
 #include "base/log.h"
+#include "base/page.h"
+#include "core/ctx.h"
 #include "rcache/rcache_int.h"
 
-#define PG 4096UL
 #define TRUNC(x, a) ((x) & ~((uintptr_t)(a) - 1))
 #define ROUND(x, a) (((x) + (a) - 1) & ~((uintptr_t)(a) - 1))
 #define MISS_ATTEMPTS 8
@@ -780,9 +780,9 @@ static int range_mapped(uintptr_t s, uintptr_t e)
 {
 	unsigned char v[256];
 
-	for (; s < e; s += sizeof(v) * PG) {
-		size_t n = (e - s) / PG < sizeof(v) ? (e - s) / PG : sizeof(v);
-		if (mincore((void *)s, n * PG, v) && errno == ENOMEM)
+	for (; s < e; s += sizeof(v) * PAGE_4K) {
+		size_t n = (e - s) / PAGE_4K < sizeof(v) ? (e - s) / PAGE_4K : sizeof(v);
+		if (mincore((void *)s, n * PAGE_4K, v) && errno == ENOMEM)
 			return 0;
 	}
 	return 1;
@@ -1017,15 +1017,15 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 
 	if (__builtin_expect(!ctx || !regp, 0))
 		return uerr(EINVAL, "%s is NULL", ctx ? "regp" : "ctx");
-	if (__builtin_expect(!len || b < a || ROUND(b, PG) < b, 0))
+	if (__builtin_expect(!len || b < a || ROUND(b, PAGE_4K) < b, 0))
 		return uerr(EINVAL, "range %p + %zu is empty or wraps around the address space", addr, len);
 	if (__builtin_expect(!(flags & (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)) ||
 			     (flags & ~(UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)), 0))
 		return uerr(EINVAL, "flags 0x%x: need UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE, nothing else", flags);
 	if (__builtin_expect((err = rc_obtain(ctx, &rc)) != 0, 0))
 		return err;
-	a = TRUNC(a, PG);
-	b = ROUND(b, PG);
+	a = TRUNC(a, PAGE_4K);
+	b = ROUND(b, PAGE_4K);
 	mon_sync(rc);
 	if (__builtin_expect((r = fast_lookup(rc, a, b, flags)) == NULL, 0)) {
 		pthread_rwlock_rdlock(&rc->lock);
@@ -1085,14 +1085,14 @@ int ubdma_reg_invalidate(ubdma_ctx_t *ctx, void *addr, size_t len)
 
 	if (!ctx)
 		return uerr(EINVAL, "ctx is NULL");
-	if (!len || b < a || ROUND(b, PG) < b)
+	if (!len || b < a || ROUND(b, PAGE_4K) < b)
 		return uerr(EINVAL, "range %p + %zu is empty or wraps around the address space", addr, len);
 	if (!(rc = rc_of(ctx)))
 		return 0;
 	pthread_mutex_lock(&rc->miss_lock);
 	mon_sync(rc);
 	pthread_rwlock_wrlock(&rc->lock);
-	rc_invalidate_locked(rc, TRUNC(a, PG), ROUND(b, PG));
+	rc_invalidate_locked(rc, TRUNC(a, PAGE_4K), ROUND(b, PAGE_4K));
 	pthread_rwlock_unlock(&rc->lock);
 	reap(rc);
 	rc_unshow(rc);

@@ -21,6 +21,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "base/page.h"
 #include "wire/vma.h"
 
 static char *slurp(const char *path, size_t *lenp)
@@ -66,7 +67,7 @@ static size_t smaps_pagesize(uintptr_t start)
 	size_t kb = 4;
 
 	if (!buf)
-		return 4096;
+		return PAGE_4K;
 	snprintf(key, sizeof(key), "%lx-", (unsigned long)start);
 	for (p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
 		if (strncmp(p, key, strlen(key)))
@@ -117,7 +118,7 @@ static void hugetlb_probe(struct vma *v, const char *path)
 		return;
 	}
 	size_t ps = smaps_pagesize(v->start);
-	if (ps > 4096) {
+	if (ps > PAGE_4K) {
 		v->hugetlb = 1;
 		v->pgsz = ps;
 	}
@@ -183,8 +184,8 @@ static int query_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp
 				 .end = (uintptr_t)q.vma_end,
 				 .readable = !!(q.vma_flags & UB_PMQ_READABLE),
 				 .writable = !!(q.vma_flags & UB_PMQ_WRITABLE),
-				 .pgsz = q.vma_page_size > 4096 ? (size_t)q.vma_page_size : 4096,
-				 .hugetlb = q.vma_page_size > 4096,
+				 .pgsz = q.vma_page_size > PAGE_4K ? (size_t)q.vma_page_size : PAGE_4K,
+				 .hugetlb = q.vma_page_size > PAGE_4K,
 				 .file = q.inode != 0 };
 		if (q.vma_end <= addr) { /* no progress: not from a sane kernel, read the text */
 			free(v);
@@ -211,7 +212,7 @@ static int text_line(char *line, uintptr_t start, uintptr_t end, struct vma **vp
 		return 0;
 	if (s >= end)
 		return 1;
-	struct vma m = { .start = s, .end = e, .readable = p[1] == 'r', .writable = p[2] == 'w', .pgsz = 4096 };
+	struct vma m = { .start = s, .end = e, .readable = p[1] == 'r', .writable = p[2] == 'w', .pgsz = PAGE_4K };
 	/* fields: perms offset dev inode path */
 	char *path = p + 1;
 	for (int f = 0; f < 4 && path; f++) {

@@ -10,7 +10,7 @@
 struct vma {
 	uintptr_t start, end;
 	int readable, writable;
-	size_t pgsz;  /* 4096, or the hugetlb page size */
+	size_t pgsz;  /* PAGE_4K, or the hugetlb page size */
 	int hugetlb;
 	int file;     /* backed by a file (inode != 0): shmem, memfd, hugetlbfs, a regular file */
 };

@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 
 #include "base/log.h"
+#include "base/page.h"
 #include "xlate/xlate.h"
 
 static void store(uint64_t *p, uint64_t v)
@@ -26,7 +27,7 @@ static void store(uint64_t *p, uint64_t v)
 
 static uint64_t *table_alloc(struct xlate_map *m)
 {
-	uint64_t *t = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t *t = mmap(NULL, PAGE_4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (t == MAP_FAILED)
 		return NULL;
@@ -77,7 +78,7 @@ static uint64_t *granule_table(struct xlate_map *m, uint64_t *ge)
 		return NULL;
 	if (e & XLATE_VALID)
 		for (int i = 0; i < 512; i++)
-			t[i] = ((e & XLATE_ADDR_MASK) + (uint64_t)i * XLATE_PAGE) | XLATE_VALID;
+			t[i] = ((e & XLATE_ADDR_MASK) + (uint64_t)i * PAGE_4K) | XLATE_VALID;
 	store(ge, (uint64_t)(uintptr_t)t);
 	return t;
 }
@@ -86,7 +87,7 @@ static uint64_t *granule_table(struct xlate_map *m, uint64_t *ge)
 static int linear(const uint64_t *iova4k)
 {
 	for (size_t i = 1; iova4k && i < 512; i++)
-		if (iova4k[i] != iova4k[0] + i * XLATE_PAGE)
+		if (iova4k[i] != iova4k[0] + i * PAGE_4K)
 			return 0;
 	return 1;
 }
@@ -110,7 +111,7 @@ static int set_pages(struct xlate_map *m, uintptr_t va, size_t n, const uint64_t
 		return ENOMEM;
 	size_t first = (va >> XLATE_L3_SHIFT) & 511;
 	for (size_t i = 0; i < n; i++)
-		store(&t[first + i], ((iova4k ? iova4k[i] : iova0 + i * XLATE_PAGE) & XLATE_ADDR_MASK) |
+		store(&t[first + i], ((iova4k ? iova4k[i] : iova0 + i * PAGE_4K) & XLATE_ADDR_MASK) |
 					     XLATE_VALID);
 	return 0;
 }
@@ -157,7 +158,7 @@ int xlate_set(struct xlate_map *m, uintptr_t va, size_t npages, size_t pgsz, con
 		return ERANGE;
 	while (va < end) {
 		uintptr_t gend = (va | (XLATE_GRANULE - 1)) + 1;
-		size_t n = ((gend < end ? gend : end) - va) / XLATE_PAGE;
+		size_t n = ((gend < end ? gend : end) - va) / PAGE_4K;
 		uintptr_t off = va - base;
 		int err;
 
@@ -166,13 +167,13 @@ int xlate_set(struct xlate_map *m, uintptr_t va, size_t npages, size_t pgsz, con
 			uint64_t iova = iovas ? iovas[off / pgsz] + off % pgsz : iova0 + off;
 			err = set_pages(m, va, n, NULL, iova);
 		} else {
-			for (size_t i = 0; i < n; i++, off += XLATE_PAGE)
+			for (size_t i = 0; i < n; i++, off += PAGE_4K)
 				buf[i] = iovas[off / pgsz] + off % pgsz;
 			err = set_pages(m, va, n, buf, 0);
 		}
 		if (err)
 			return err;
-		va += n * XLATE_PAGE;
+		va += n * PAGE_4K;
 	}
 	return 0;
 }
@@ -185,9 +186,9 @@ void xlate_clear(struct xlate_map *m, uintptr_t va, size_t len)
 		return;
 	while (va < end) {
 		uintptr_t gend = (va | (XLATE_GRANULE - 1)) + 1;
-		size_t n = ((gend < end ? gend : end) - va) / XLATE_PAGE;
+		size_t n = ((gend < end ? gend : end) - va) / PAGE_4K;
 		clear_pages(m, va, n);
-		va += n * XLATE_PAGE;
+		va += n * PAGE_4K;
 	}
 }
 
@@ -201,8 +202,8 @@ void xlate_fini(struct xlate_map *m)
 			continue;
 		for (int j = 0; j < 512; j++)
 			if (is_table(l2[j]))
-				munmap((void *)(uintptr_t)l2[j], 4096);
-		munmap(l2, 4096);
+				munmap((void *)(uintptr_t)l2[j], PAGE_4K);
+		munmap(l2, PAGE_4K);
 	}
 	munmap(m->l1, XLATE_L1_ENTRIES * sizeof(*m->l1));
 	m->l1 = NULL;

@@ -20,15 +20,16 @@
 
 #include <ubdma/core.h>
 
+#include "base/page.h"
+
 #define XLATE_VA_BITS 47
 #define XLATE_L1_SHIFT 30
-#define XLATE_L2_SHIFT 21
-#define XLATE_L3_SHIFT 12
+#define XLATE_L2_SHIFT PAGE_2M_SHIFT /* a granule: one 2 MiB page, or a table of 4 KiB ones */
+#define XLATE_L3_SHIFT PAGE_4K_SHIFT
 #define XLATE_L1_ENTRIES (1u << (XLATE_VA_BITS - XLATE_L1_SHIFT))
 #define XLATE_GRANULE (UINT64_C(1) << XLATE_L2_SHIFT)
-#define XLATE_PAGE (UINT64_C(1) << XLATE_L3_SHIFT)
 #define XLATE_VALID UINT64_C(1)
-#define XLATE_ADDR_MASK (~(XLATE_PAGE - 1))
+#define XLATE_ADDR_MASK (~(uint64_t)PAGE_4K_MASK)
 
 struct xlate_map {
 	uint64_t **l1;		/* XLATE_L1_ENTRIES slots, each NULL or 512 granule entries */
@@ -74,7 +75,7 @@ static inline uint64_t xlate_lookup(const struct xlate_map *m, uintptr_t va)
 	uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
 	if (!(p & XLATE_VALID))
 		return UBDMA_BAD_IOVA;
-	return (p & XLATE_ADDR_MASK) + (va & (XLATE_PAGE - 1));
+	return (p & XLATE_ADDR_MASK) + (va & PAGE_4K_MASK);
 }
 
 /*
@@ -99,8 +100,8 @@ static inline uint64_t xlate_lookup_run(const struct xlate_map *m, uintptr_t va,
 	uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
 	if (!(p & XLATE_VALID))
 		return UBDMA_BAD_IOVA;
-	*runp = XLATE_PAGE - (va & (XLATE_PAGE - 1));
-	return (p & XLATE_ADDR_MASK) + (va & (XLATE_PAGE - 1));
+	*runp = PAGE_4K - (va & PAGE_4K_MASK);
+	return (p & XLATE_ADDR_MASK) + (va & PAGE_4K_MASK);
 }
 
 #endif
