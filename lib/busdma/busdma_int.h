@@ -35,6 +35,7 @@
 #include <ubdma/ubdma.h>
 
 #include "base/page.h"
+#include "base/queue.h"
 #include "core/ctx.h"
 
 #define BUSDMA_HUGE PAGE_2M
@@ -80,7 +81,7 @@ struct bounce_pool {
 
 struct busdma_root {
 	pthread_mutex_t lock;	  /* tree shape: tags, maps, DMA memory; no fork handler (see above) */
-	struct ubdma_tag *tags;	  /* every tag of the context but the root */
+	LIST_HEAD(, ubdma_tag) tags; /* every tag of the context but the root */
 };
 
 struct ubdma_tag {
@@ -98,8 +99,8 @@ struct ubdma_tag {
 	int seg_cap;		  /* segment array size of each map */
 	/* bookkeeping, under root->lock */
 	int nchildren, nmaps;
-	struct ubdma_map *maps;
-	struct ubdma_tag *prev, *next; /* root->tags */
+	LIST_HEAD(, ubdma_map) maps;
+	LIST_ENTRY(ubdma_tag) link; /* root->tags */
 	struct bounce_pool *pool; /* made on first need or with ALLOCNOW */
 	size_t bounce_limit;	  /* bytes asked with ubdma_tag_set_bounce_limit() */
 	int bounce_limit_set;	  /* 0: the default applies */
@@ -117,7 +118,7 @@ struct ubdma_map {
 	int nseg;
 	ubdma_seg_t *segs;	  /* seg_cap entries, made with the map */
 	struct bounce_page *bpages; /* bounce slots of the current load */
-	struct ubdma_map *prev, *next; /* tag->maps */
+	LIST_ENTRY(ubdma_map) link; /* tag->maps */
 	struct dmamem *mem;	  /* set when the map came from ubdma_mem_alloc() */
 	/* a deferred (WAITOK) load */
 	struct ubdma_map *wait_next;

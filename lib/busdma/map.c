@@ -22,10 +22,7 @@ int busdma_map_create_locked(struct ubdma_tag *t, struct ubdma_map **mapp)
 	}
 	m->tag = t;
 	m->state = MAP_IDLE;
-	m->next = t->maps;
-	if (m->next)
-		m->next->prev = m;
-	t->maps = m;
+	LIST_INSERT_HEAD(&t->maps, m, link);
 	t->nmaps++;
 	*mapp = m;
 	return 0;
@@ -58,12 +55,7 @@ void busdma_map_free(struct ubdma_map *m)
 void busdma_map_unlink(ubdma_tag_t *tag, ubdma_map_t *map)
 {
 	pthread_mutex_lock(&tag->root->lock);
-	if (map->prev)
-		map->prev->next = map->next;
-	else
-		tag->maps = map->next;
-	if (map->next)
-		map->next->prev = map->prev;
+	LIST_REMOVE(map, link);
 	tag->nmaps--;
 	pthread_mutex_unlock(&tag->root->lock);
 }

@@ -111,6 +111,7 @@ int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignm
 	t->root = parent->root;
 	t->parent = parent;
 	t->kind = kind;
+	LIST_INIT(&t->maps);
 	t->alignment = alignment;
 	t->amask = alignment - 1;
 	t->lowaddr = lowaddr < parent->lowaddr ? lowaddr : parent->lowaddr;
@@ -133,10 +134,7 @@ int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignm
 	}
 	pthread_mutex_lock(&t->root->lock);
 	parent->nchildren++; /* the reference a tag holds on its parent */
-	t->next = t->root->tags;
-	if (t->next)
-		t->next->prev = t;
-	t->root->tags = t;
+	LIST_INSERT_HEAD(&t->root->tags, t, link);
 	pthread_mutex_unlock(&t->root->lock);
 	ULOG_DEBUG("tag %p parent %p align %zu boundary %#llx window (%#llx, %#llx] maxsize %zu nseg %d "
 		   "maxsegsz %zu flags %#x", (void *)t, (void *)parent, t->alignment,
@@ -154,16 +152,6 @@ int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, u
 					  maxsize, nsegments, maxsegsz, flags, tagp);
 }
 
-static void tag_unlink(struct ubdma_tag *t)
-{
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		t->root->tags = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-}
-
 int busdma_tag_destroy_internal(struct ubdma_tag *t)
 {
 	if (!t)
@@ -176,7 +164,7 @@ int busdma_tag_destroy_internal(struct ubdma_tag *t)
 		pthread_mutex_unlock(&t->root->lock);
 		return uerr(EBUSY, "tag %p still has %d maps and %d child tags", (void *)t, nmaps, nchildren);
 	}
-	tag_unlink(t);
+	LIST_REMOVE(t, link);
 	t->parent->nchildren--;
 	pthread_mutex_unlock(&t->root->lock);
 	if (t->pool)
@@ -233,6 +221,8 @@ int busdma_root_create(struct ubdma_ctx *ctx, struct ubdma_tag **rootp)
 		return uerr(ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&r->lock, NULL);
+	LIST_INIT(&r->tags);
+	LIST_INIT(&t->maps);
 	t->ctx = ctx;
 	t->root = r;
 	t->kind = BUSDMA_TAG_ROOT;
@@ -255,9 +245,8 @@ int busdma_root_create(struct ubdma_ctx *ctx, struct ubdma_tag **rootp)
 /* Free a tag's maps, DMA memory and pool: everything goes, whatever its state. */
 static void tag_free_all(struct ubdma_tag *t)
 {
-	while (t->maps) {
-		struct ubdma_map *m = t->maps;
-		t->maps = m->next;
+	for (struct ubdma_map *m; (m = LIST_FIRST(&t->maps));) {
+		LIST_REMOVE(m, link);
 		if (m->mem) {
 			ULOG_WARN("DMA memory %p of tag %p still allocated at context close: freeing",
 				  m->mem->b.va, (void *)t);
@@ -279,9 +268,8 @@ void busdma_root_destroy(struct ubdma_tag *root)
 	if (!root)
 		return;
 	r = root->root;
-	while (r->tags) {
-		struct ubdma_tag *t = r->tags;
-		r->tags = t->next;
+	for (struct ubdma_tag *t; (t = LIST_FIRST(&r->tags));) {
+		LIST_REMOVE(t, link);
 		if (t->kind == BUSDMA_TAG_USER)
 			ULOG_WARN("tag %p still exists at context close: freeing", (void *)t);
 		tag_free_all(t);

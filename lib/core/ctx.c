@@ -125,6 +125,8 @@ int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp)
 	ctx->backend = backend;
 	ctx->ops = backend_ops(backend);
 	pthread_mutex_init(&ctx->reg_lock, NULL);
+	LIST_INIT(&ctx->umems);
+	LIST_INIT(&ctx->pci);
 	if ((err = xlate_init(&ctx->xlate))) {
 		free(ctx);
 		return uerr(err, "cannot allocate the translation map");
@@ -157,10 +159,10 @@ void ubdma_ctx_close(ubdma_ctx_t *ctx)
 	if (ctx->rcache_fini)
 		ctx->rcache_fini(ctx);
 	busdma_root_destroy(ctx->root);
-	while (ctx->umems) {
-		ULOG_WARN("cookie %p [%#lx, %#lx) still locked at close: unlocking", (void *)ctx->umems,
-			  (unsigned long)ctx->umems->start, (unsigned long)ctx->umems->end);
-		ubdma_umem_unlock(ctx->umems);
+	for (struct ubdma_umem *u; (u = LIST_FIRST(&ctx->umems));) {
+		ULOG_WARN("cookie %p [%#lx, %#lx) still locked at close: unlocking", (void *)u,
+			  (unsigned long)u->start, (unsigned long)u->end);
+		ubdma_umem_unlock(u);
 	}
 	ctx->ops->close(ctx->priv);
 	xlate_fini(&ctx->xlate);

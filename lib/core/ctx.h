@@ -14,6 +14,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "base/queue.h"
 #include "iommu/iommu.h"
 #include "wire/monitor.h"
 #include "wire/wire.h"
@@ -37,7 +38,7 @@ struct ubdma_umem {
 	int wire_flags;
 	int nchunks;
 	struct umem_chunk *chunks; /* cover [rounded start, rounded end) */
-	struct ubdma_umem *prev, *next;
+	LIST_ENTRY(ubdma_umem) link; /* ctx->umems */
 	int internal;	      /* made by a layer (bounce pool, mem_alloc, rcache), not the user */
 	int hidden;	      /* out of the translation map, still mapped (umem_hide()) */
 	struct wire_ticket *ticket; /* the wiring it holds (ended by munmap & co., docs/wire.md) */
@@ -60,11 +61,11 @@ struct ubdma_ctx {
 	 * "fork and library locks", has every lock of the library.
 	 */
 	pthread_mutex_t reg_lock;
-	struct ubdma_umem *umems; /* every live cookie, newest first */
+	LIST_HEAD(, ubdma_umem) umems; /* every live cookie, newest first */
 	size_t numems;
 	struct ubdma_tag *root;	  /* root DMA tag (busdma layer) */
 	/* Layers above attach here and are torn down first by ubdma_ctx_close(), in this order. */
-	void *pci;		  /* open devices (pci layer) */
+	LIST_HEAD(, ubdma_pci) pci; /* open devices (pci layer) */
 	void (*pci_fini)(struct ubdma_ctx *ctx);
 	void *rcache;		  /* registration cache (rcache layer), lazily made */
 	void (*rcache_fini)(struct ubdma_ctx *ctx);

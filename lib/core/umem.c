@@ -170,7 +170,7 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
 		const struct umem_chunk *bc = NULL;
 		unsigned long br = 0;
 		size_t idx = 0;
-		for (struct ubdma_umem *o = ctx->umems; o; o = o->next, idx++)
+		for (struct ubdma_umem *o = LIST_FIRST(&ctx->umems); o; o = LIST_NEXT(o, link), idx++)
 			for (int i = 0; i < o->nchunks && !o->hidden; i++) {
 				const struct umem_chunk *c = &o->chunks[i];
 				if (p >= c->va && p - c->va < c->npages * c->pgsz && rank_of(o, idx) > br) {
@@ -192,11 +192,12 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
 static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int can_fail)
 {
 	size_t n = 0, cap = 0, nb = 0, idx = 0;
+	struct ubdma_umem *o;
 	struct cover *cv = NULL;
 	uintptr_t *bounds = NULL;
 	int err = 0;
 
-	for (struct ubdma_umem *o = ctx->umems; o; o = o->next)
+	LIST_FOREACH(o, &ctx->umems, link)
 		if (!o->hidden && umem_hi(o) > s && umem_lo(o) < e)
 			cap += (size_t)o->nchunks;
 	if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
@@ -206,7 +207,7 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 		registry_apply_slow(ctx, s, e);
 		return 0;
 	}
-	for (struct ubdma_umem *o = ctx->umems; o; o = o->next, idx++) {
+	for (o = LIST_FIRST(&ctx->umems); o; o = LIST_NEXT(o, link), idx++) {
 		if (o->hidden || umem_hi(o) <= s || umem_lo(o) >= e)
 			continue;
 		for (int i = 0; i < o->nchunks; i++) {
@@ -253,12 +254,7 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 
 static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 {
-	if (u->prev)
-		u->prev->next = u->next;
-	else
-		ctx->umems = u->next;
-	if (u->next)
-		u->next->prev = u->prev;
+	LIST_REMOVE(u, link);
 	ctx->numems--;
 }
 
@@ -290,10 +286,7 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 	if ((err = chunks_map(ctx, u, segs, nseg, lim)))
 		goto fail_unwire;
 	pthread_mutex_lock(&ctx->reg_lock);
-	u->next = ctx->umems;
-	if (ctx->umems)
-		ctx->umems->prev = u;
-	ctx->umems = u;
+	LIST_INSERT_HEAD(&ctx->umems, u, link);
 	ctx->numems++;
 	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive(u->ticket)) {
 		/* not alive: unmapped (or replaced) since it was wired, and a settle may have come
@@ -366,10 +359,11 @@ void umem_hide(struct ubdma_umem *u)
 static void hide_dead(struct ubdma_ctx *ctx)
 {
 	uint64_t seq = wire_end_seq();
+	struct ubdma_umem *u;
 
 	pthread_mutex_lock(&ctx->reg_lock);
 	if (ctx->end_seen != seq) {
-		for (struct ubdma_umem *u = ctx->umems; u; u = u->next)
+		LIST_FOREACH(u, &ctx->umems, link)
 			if (!u->hidden && !wire_ticket_alive(u->ticket))
 				hide_locked(ctx, u);
 		ctx->end_seen = seq;

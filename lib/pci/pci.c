@@ -154,7 +154,9 @@ static void pci_fini(struct ubdma_ctx *ctx);
 
 static struct ubdma_pci *list_find(struct ubdma_ctx *ctx, const char *bdf)
 {
-	for (struct ubdma_pci *d = ctx->pci; d; d = d->next)
+	struct ubdma_pci *d;
+
+	LIST_FOREACH(d, &ctx->pci, link)
 		if (!strcmp(d->bdf, bdf))
 			return d;
 	return NULL;
@@ -168,10 +170,7 @@ static int list_insert(struct ubdma_ctx *ctx, struct ubdma_pci *dev)
 		pthread_mutex_unlock(&ctx->reg_lock);
 		return EBUSY;
 	}
-	dev->next = ctx->pci;
-	if (dev->next)
-		dev->next->prev = dev;
-	ctx->pci = dev;
+	LIST_INSERT_HEAD(&ctx->pci, dev, link);
 	ctx->pci_fini = pci_fini;
 	pthread_mutex_unlock(&ctx->reg_lock);
 	return 0;
@@ -180,12 +179,7 @@ static int list_insert(struct ubdma_ctx *ctx, struct ubdma_pci *dev)
 static void list_remove(struct ubdma_ctx *ctx, struct ubdma_pci *dev)
 {
 	pthread_mutex_lock(&ctx->reg_lock);
-	if (dev->prev)
-		dev->prev->next = dev->next;
-	else
-		ctx->pci = dev->next;
-	if (dev->next)
-		dev->next->prev = dev->prev;
+	LIST_REMOVE(dev, link);
 	pthread_mutex_unlock(&ctx->reg_lock);
 }
 
@@ -273,8 +267,7 @@ void ubdma_pci_close(ubdma_pci_t *dev)
 
 static void pci_fini(struct ubdma_ctx *ctx)
 {
-	while (ctx->pci) {
-		struct ubdma_pci *dev = ctx->pci;
+	for (struct ubdma_pci *dev; (dev = LIST_FIRST(&ctx->pci));) {
 		ULOG_WARN("%s still open at context close: closing it", dev->bdf);
 		ubdma_pci_close(dev);
 	}

@@ -20,6 +20,8 @@
 
 #include <ubdma/ubdma.h>
 
+#include "base/queue.h"
+
 #define PCI_NUM_BARS 6
 
 struct pci_bar {
@@ -41,7 +43,7 @@ struct ubdma_pci {
 	struct pci_bar bars[PCI_NUM_BARS];
 	int *msix_fds;
 	unsigned msix_n;	/* vectors enabled, 0 when MSI-X is off */
-	struct ubdma_pci *prev, *next;
+	LIST_ENTRY(ubdma_pci) link; /* ctx->pci */
 };
 
 /* Unmap every BAR mapped so far (at close). */

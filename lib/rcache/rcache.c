@@ -42,7 +42,7 @@
 #endif
 
 static pthread_mutex_t rc_global = PTHREAD_MUTEX_INITIALIZER;
-static struct rcache *rc_list;	/* every cache of the process, for fork */
+static LIST_HEAD(, rcache) rc_list = LIST_HEAD_INITIALIZER(rc_list); /* every cache, for fork */
 
 static inline uint64_t ld(const uint64_t *p)
 {
@@ -195,30 +195,6 @@ static void idx_remove(struct rcache *rc, size_t i)
 	seq_end(rc);
 }
 
-static void lru_unlink(struct rcache *rc, struct ubdma_reg *r)
-{
-	if (r->lru_prev)
-		r->lru_prev->lru_next = r->lru_next;
-	else
-		rc->lru_head = r->lru_next;
-	if (r->lru_next)
-		r->lru_next->lru_prev = r->lru_prev;
-	else
-		rc->lru_tail = r->lru_prev;
-	r->lru_prev = r->lru_next = NULL;
-}
-
-static void lru_append(struct rcache *rc, struct ubdma_reg *r)
-{
-	r->lru_next = NULL;
-	r->lru_prev = rc->lru_tail;
-	if (rc->lru_tail)
-		rc->lru_tail->lru_next = r;
-	else
-		rc->lru_head = r;
-	rc->lru_tail = r;
-}
-
 /*
  * r's last reference is gone: it leaves the limits' books now, though its destruction (outside
  * the lock, perhaps on another thread, a list of them one after the other) is still to come.  A
@@ -240,7 +216,7 @@ static void remove_locked(struct rcache *rc, struct ubdma_reg *r, struct ubdma_r
 	size_t i = idx_pos(rc, r);
 
 	idx_remove(rc, i);
-	lru_unlink(rc, r);
+	TAILQ_REMOVE(&rc->lru, r, lru);
 	r->dead = 1;
 	/* a holder keeps the entry: its pages must still leave the translation map (rc_unshow()),
 	 * or a load of other memory mapped at the address later would get the old frames; set
@@ -311,12 +287,7 @@ static void reg_destroy(struct ubdma_reg *r)
 
 	ubdma_umem_unlock(r->umem);
 	pthread_mutex_lock(&rc->all_lock);
-	if (r->all_prev)
-		r->all_prev->all_next = r->all_next;
-	else
-		rc->all = r->all_next;
-	if (r->all_next)
-		r->all_next->all_prev = r->all_prev;
+	LIST_REMOVE(r, all);
 	rc->nall--;
 	/* hits may still be reading it: keep it for reuse (ref 0 fails their increment) */
 	r->grave_next = rc->free;
@@ -363,7 +334,7 @@ static void rc_unshow(struct rcache *rc)
 	do {
 		n = 0;
 		pthread_mutex_lock(&rc->all_lock);
-		for (struct ubdma_reg *r = rc->all; r && n < 16; r = r->all_next) {
+		for (struct ubdma_reg *r = LIST_FIRST(&rc->all); r && n < 16; r = LIST_NEXT(r, all)) {
 			if (!__atomic_load_n(&r->unshow, __ATOMIC_RELAXED))
 				continue;
 			__atomic_store_n(&r->unshow, 0, __ATOMIC_RELAXED);
@@ -439,7 +410,7 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 	 * lock and mark entries again while we scan, and a scan that kept sparing them would run
 	 * out of steps and answer ENOMEM with nothing referenced */
 	size_t steps = 2 * rc->n + 2, second = rc->n + 1;
-	struct ubdma_reg *r = rc->lru_head;
+	struct ubdma_reg *r = TAILQ_FIRST(&rc->lru);
 	int err;
 
 	/* What the monitor invalidated and nobody holds is out of the books already, but still
@@ -453,10 +424,10 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 	}
 	while ((err = over(rc, nd)) || force) {
 		if (!r)
-			r = rc->lru_head;
+			r = TAILQ_FIRST(&rc->lru);
 		if (!r || steps-- == 0)
 			return err ? err : ENOMEM;
-		struct ubdma_reg *next = r->lru_next;
+		struct ubdma_reg *next = TAILQ_NEXT(r, lru);
 		uint64_t one = 1;
 		if (r->lo < nd->xhi && nd->xlo < r->hi) {
 			r = next;
@@ -464,8 +435,8 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 		}
 		if (steps >= second && __atomic_load_n(&r->used, __ATOMIC_RELAXED)) {
 			__atomic_store_n(&r->used, 0, __ATOMIC_RELAXED);
-			lru_unlink(rc, r);
-			lru_append(rc, r);
+			TAILQ_REMOVE(&rc->lru, r, lru);
+			TAILQ_INSERT_TAIL(&rc->lru, r, lru);
 			r = next;
 			continue;
 		}
@@ -542,8 +513,9 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 	rc->mon = rc->want_monitor == UBDMA_RCACHE_MONITOR_UFFD ? MON_START : MON_OFF;
 	snprintf(rc->mon_desc, sizeof(rc->mon_desc), "%s",
 		 rc->mon == MON_START ? "userfaultfd (not started yet)" : "explicit only: asked for");
-	rc->gnext = rc_list;
-	rc_list = rc;
+	TAILQ_INIT(&rc->lru);
+	LIST_INIT(&rc->all);
+	LIST_INSERT_HEAD(&rc_list, rc, glink);
 	ctx->rcache_fini = rc_fini;
 	ctx->rcache_settle = rc_settle;
 	__atomic_store_n((struct rcache **)&ctx->rcache, rc, __ATOMIC_RELEASE);
@@ -559,9 +531,11 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	if (!rc)
 		return;
 	pthread_mutex_lock(&rc_global);
-	for (struct rcache **pp = &rc_list; *pp; pp = &(*pp)->gnext)
-		if (*pp == rc) {
-			*pp = rc->gnext;
+	/* looked for, not assumed: a fork child emptied the list (rc_atfork_child) */
+	struct rcache *x;
+	LIST_FOREACH(x, &rc_list, glink)
+		if (x == rc) {
+			LIST_REMOVE(rc, glink);
 			break;
 		}
 	pthread_mutex_unlock(&rc_global);
@@ -570,12 +544,12 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	pthread_mutex_unlock(&rc->miss_lock);
 	ctx->rcache_settle = NULL; /* the entries go below */
 	/* every registration goes, held or not: they are invalid once the context closes */
-	while (rc->all) {
-		uint64_t ref = __atomic_load_n(&rc->all->ref, __ATOMIC_RELAXED);
-		if (ref > (rc->all->dead ? 0u : 1u))
-			ULOG_WARN("registration %p [%#lx, %#lx) still held at close: released",
-				  (void *)rc->all, (unsigned long)rc->all->lo, (unsigned long)rc->all->hi);
-		reg_destroy(rc->all);
+	for (struct ubdma_reg *r; (r = LIST_FIRST(&rc->all));) {
+		uint64_t ref = __atomic_load_n(&r->ref, __ATOMIC_RELAXED);
+		if (ref > (r->dead ? 0u : 1u))
+			ULOG_WARN("registration %p [%#lx, %#lx) still held at close: released", (void *)r,
+				  (unsigned long)r->lo, (unsigned long)r->hi);
+		reg_destroy(r);
 	}
 	for (struct ubdma_reg *r = rc->free, *n; r; r = n) {
 		n = r->grave_next;
@@ -610,18 +584,22 @@ static void rc_fini(struct ubdma_ctx *ctx)
  */
 static void rc_atfork_prepare(void)
 {
+	struct rcache *rc;
+
 	pthread_mutex_lock(&rc_global);
-	for (struct rcache *rc = rc_list; rc; rc = rc->gnext)
+	LIST_FOREACH(rc, &rc_list, glink)
 		pthread_mutex_lock(&rc->miss_lock);
-	for (struct rcache *rc = rc_list; rc; rc = rc->gnext)
+	LIST_FOREACH(rc, &rc_list, glink)
 		pthread_rwlock_wrlock(&rc->lock);
-	for (struct rcache *rc = rc_list; rc; rc = rc->gnext)
+	LIST_FOREACH(rc, &rc_list, glink)
 		pthread_mutex_lock(&rc->all_lock);
 }
 
 static void rc_atfork_parent(void)
 {
-	for (struct rcache *rc = rc_list; rc; rc = rc->gnext) {
+	struct rcache *rc;
+
+	LIST_FOREACH(rc, &rc_list, glink) {
 		pthread_mutex_unlock(&rc->all_lock);
 		pthread_rwlock_unlock(&rc->lock);
 		pthread_mutex_unlock(&rc->miss_lock);
@@ -631,10 +609,12 @@ static void rc_atfork_parent(void)
 
 static void rc_atfork_child(void)
 {
-	for (struct rcache *rc = rc_list; rc; rc = rc->gnext) {
+	struct rcache *rc;
+
+	LIST_FOREACH(rc, &rc_list, glink) {
 		rc->n = 0;
-		rc->lru_head = rc->lru_tail = NULL;
-		rc->all = NULL;
+		TAILQ_INIT(&rc->lru);
+		LIST_INIT(&rc->all);
 		rc->grave = NULL;
 		rc->nall = rc->bytes = rc->iommu = rc->unmonitored = 0;
 		rc->unshow_pending = 0;
@@ -649,7 +629,7 @@ static void rc_atfork_child(void)
 	}
 	/* the parent's caches are not the child's: its own forks must not lock them (and a
 	 * ThreadSanitizer build would count the re-initialised rwlock as still held) */
-	rc_list = NULL;
+	LIST_INIT(&rc_list);
 	pthread_mutex_unlock(&rc_global);
 }
 
@@ -748,7 +728,7 @@ static struct ubdma_reg *reg_new(struct rcache *rc, struct ubdma_umem *u, int fl
 	r->rc = rc;
 	r->umem = u;
 	r->nchunks = u->nchunks;
-	r->lru_prev = r->lru_next = r->all_prev = r->all_next = r->grave_next = NULL;
+	r->grave_next = NULL;
 	u->internal = 1;
 	return r;
 }
@@ -767,10 +747,7 @@ static void reg_track(struct rcache *rc, struct ubdma_reg *r)
 	add(&rc->bytes, r->hi - r->lo);
 	add(&rc->iommu, (uint64_t)r->nchunks);
 	pthread_mutex_lock(&rc->all_lock);
-	r->all_next = rc->all;
-	if (rc->all)
-		rc->all->all_prev = r;
-	rc->all = r;
+	LIST_INSERT_HEAD(&rc->all, r, all);
 	rc->nall++;
 	pthread_mutex_unlock(&rc->all_lock);
 }
@@ -905,7 +882,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 				add(&rc->merges, 1);
 			}
 			idx_insert(rc, r);
-			lru_append(rc, r);
+			TAILQ_INSERT_TAIL(&rc->lru, r, lru);
 			if (!r->monitored)
 				add(&rc->unmonitored, 1);
 			add(&rc->misses, 1);
@@ -1113,9 +1090,9 @@ int ubdma_rcache_flush(ubdma_ctx_t *ctx)
 	mon_sync(rc);
 	reap(rc);
 	pthread_rwlock_wrlock(&rc->lock);
-	for (struct ubdma_reg *r = rc->lru_head, *next; r; r = next) {
+	struct ubdma_reg *r, *next;
+	TAILQ_FOREACH_SAFE(r, &rc->lru, lru, next) {
 		uint64_t one = 1;
-		next = r->lru_next;
 		if (__atomic_compare_exchange_n(&r->ref, &one, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 			remove_locked(rc, r, &victims);
 			add(&rc->evictions, 1);

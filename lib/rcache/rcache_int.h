@@ -23,6 +23,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "base/queue.h"
 #include "core/ctx.h"
 #include "wire/monitor.h"
 
@@ -40,8 +41,8 @@ struct ubdma_reg {
 	struct ubdma_umem *umem;
 	struct rcache *rc;
 	int nchunks;	       /* IOMMU mappings (backend map calls) the entry holds */
-	struct ubdma_reg *lru_prev, *lru_next; /* CLOCK order, oldest first (index entries) */
-	struct ubdma_reg *all_prev, *all_next;
+	TAILQ_ENTRY(ubdma_reg) lru; /* rc->lru: index entries */
+	LIST_ENTRY(ubdma_reg) all;  /* rc->all: every registration made, until destroyed */
 	struct ubdma_reg *grave_next;
 };
 
@@ -79,8 +80,8 @@ struct rcache {
 	size_t n;		   /* entries in ix (written atomically) */
 	struct ubdma_reg *free;	   /* destroyed entries, kept for reuse: hits may still read them */
 	struct rc_ctr *ctrs;	   /* per-thread hit counters (under all_lock) */
-	struct ubdma_reg *lru_head, *lru_tail;
-	struct ubdma_reg *all;
+	TAILQ_HEAD(, ubdma_reg) lru; /* the CLOCK list, oldest first */
+	LIST_HEAD(, ubdma_reg) all;
 	struct ubdma_reg *grave;   /* invalidated, unreferenced, to destroy (atomic load) */
 	int unshow_pending;	   /* some entry has unshow set (atomic) */
 
@@ -102,7 +103,7 @@ struct rcache {
 	struct wmon_sub sub;	   /* our place on the process monitor's list */
 	char mon_desc[160];
 
-	struct rcache *gnext;	   /* every cache of the process (fork handling) */
+	LIST_ENTRY(rcache) glink;  /* every cache of the process (fork handling) */
 };
 
 /* rcache.c: invalidate every entry overlapping [s, e); caller holds lock exclusive. */
