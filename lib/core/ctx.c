@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/sysfs.h"
 #include "core/ctx.h"
 
 static const struct iommu_ops *backend_ops(enum ubdma_backend b)
@@ -53,16 +54,12 @@ static unsigned long hugepages_total(void)
 	while ((de = readdir(d))) {
 		char path[300];
 		unsigned long n = 0;
-		FILE *f;
 
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/%s/nr_hugepages", de->d_name);
-		if ((f = fopen(path, "re"))) {
-			if (fscanf(f, "%lu", &n) == 1)
-				total += n;
-			fclose(f);
-		}
+		if (!sysfs_read_ul(path, &n))
+			total += n;
 	}
 	closedir(d);
 	return total;

@@ -1,5 +1,5 @@
 /*
- * huge.h - what the hugepage layer shares between its files: the region object, sysfs readers,
+ * huge.h - what the hugepage layer shares between its files: the region object, sysfs queries,
  * the NUMA policy calls, and the human-readable page size used in messages.
  */
 #ifndef UBDMA_HUGE_H
@@ -22,9 +22,6 @@ struct ubdma_huge {
 	enum huge_kind kind;
 	char *path;	/* HUGE_FILE: the file on the hugetlbfs mount, unlinked at free */
 };
-
-/* Read one unsigned number from a sysfs file; 0 or errno. */
-int huge_read_ul(const char *path, unsigned long *vp);
 
 /* The default hugepage size (Hugepagesize of /proc/meminfo), or 0 when there is none. */
 size_t huge_default_pgsz(void);

@@ -15,19 +15,8 @@
 
 #include "base/log.h"
 #include "base/page.h"
+#include "base/sysfs.h"
 #include "hugepage/huge.h"
-
-int huge_read_ul(const char *path, unsigned long *vp)
-{
-	FILE *f = fopen(path, "re");
-	int ok;
-
-	if (!f)
-		return errno;
-	ok = fscanf(f, "%lu", vp) == 1;
-	fclose(f);
-	return ok ? 0 : EIO;
-}
 
 size_t huge_default_pgsz(void)
 {
@@ -142,17 +131,13 @@ static int parse_nodelist(const char *s, int *nodes, int max)
 
 int ubdma_numa_nodes(int *nodes, int max, int *nump)
 {
-	FILE *f;
 	char buf[1024];
 	int n = 0;
 
 	if (!nump || (!nodes && max > 0))
 		return uerr(EINVAL, "%s is NULL", nump ? "nodes" : "nump");
-	if ((f = fopen(NODE_SYSFS "/has_memory", "re"))) {
-		if (fgets(buf, sizeof(buf), f))
-			n = parse_nodelist(buf, nodes, max);
-		fclose(f);
-	}
+	if (!sysfs_read_line(NODE_SYSFS "/has_memory", buf, sizeof(buf)))
+		n = parse_nodelist(buf, nodes, max);
 	if (n == 0) {
 		/* a kernel without NUMA: everything is node 0 */
 		if (max > 0)
@@ -192,7 +177,7 @@ static unsigned long count_of(size_t pgsz, int node, const char *what)
 	unsigned long v = 0;
 
 	counts_path(path, sizeof(path), pgsz, node, what);
-	if (huge_read_ul(path, &v))
+	if (sysfs_read_ul(path, &v))
 		v = 0;
 	return v;
 }
@@ -293,9 +278,8 @@ int ubdma_huge_mounts(struct ubdma_huge_mount *mounts, int max, int *nump)
 
 int ubdma_huge_reserve(size_t pgsz, int node, unsigned long count)
 {
-	char path[256], sz[32];
+	char path[256], sz[32], val[32];
 	unsigned long got = 0;
-	FILE *f;
 	int err;
 
 	if (pgsz < PAGE_4K || (pgsz & (pgsz - 1)))
@@ -307,13 +291,12 @@ int ubdma_huge_reserve(size_t pgsz, int node, unsigned long count)
 	if (node != UBDMA_NODE_ANY && !huge_node_valid(node))
 		return uerr(ENODEV, "NUMA node %d does not exist or has no memory", node);
 	counts_path(path, sizeof(path), pgsz, node, "nr_hugepages");
-	if (!(f = fopen(path, "we")))
-		return uerr(errno, "cannot open %s for writing (%s): run as root", path, strerror(errno));
-	fprintf(f, "%lu\n", count);
-	/* the kernel reports a failed write only when the buffer is flushed */
-	if (fclose(f))
-		return uerr(errno, "writing %lu to %s failed: %s", count, path, strerror(errno));
-	if ((err = huge_read_ul(path, &got)))
+	snprintf(val, sizeof(val), "%lu\n", count);
+	if ((err = sysfs_write(path, val)))
+		return err == EACCES || err == EPERM
+			       ? uerr(err, "cannot open %s for writing (%s): run as root", path, strerror(err))
+			       : uerr(err, "writing %lu to %s failed: %s", count, path, strerror(err));
+	if ((err = sysfs_read_ul(path, &got)))
 		return uerr(err, "cannot read back %s", path);
 	if (got < count) {
 		char where[32] = "";

@@ -9,11 +9,9 @@
  * a machine with one node that is node 0 even when the firmware gives no _PXM (sysfs says -1).
  * Without hwloc, or when hwloc does not list the device, sysfs numa_node is the answer.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <linux/mempolicy.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -23,7 +21,9 @@
 #include <hwloc.h>
 #endif
 
+#include "base/bdf.h"
 #include "base/log.h"
+#include "base/sysfs.h"
 #include "hugepage/huge.h"
 
 #define MASK_BITS (16 * 8 * sizeof(unsigned long))
@@ -75,35 +75,6 @@ void huge_policy_pop(const struct huge_policy *saved)
 	if (syscall(SYS_set_mempolicy, saved->mode, saved->mode == MPOL_DEFAULT ? NULL : saved->mask,
 		    MASK_BITS + 1))
 		ULOG_WARN("cannot restore the thread's memory policy: %s", strerror(errno));
-}
-
-/* Whether s matches pat, where 'x' stands for a hexadecimal digit and anything else for itself. */
-static int shape(const char *s, const char *pat)
-{
-	for (; *pat; s++, pat++)
-		if (*pat == 'x' ? !isxdigit((unsigned char)*s) : *s != *pat)
-			return 0;
-	return *s == '\0';
-}
-
-/* Parse "DDDD:BB:DD.F" or "BB:DD.F" strictly; writes the canonical form to out. */
-static int parse_bdf(const char *s, unsigned *dom, unsigned *bus, unsigned *dev, unsigned *fn, char *out,
-		     size_t outlen)
-{
-	*dom = 0;
-	if (shape(s, "xxxx:xx:xx.x")) {
-		if (sscanf(s, "%x:%x:%x.%x", dom, bus, dev, fn) != 4)
-			return 0;
-	} else if (shape(s, "xx:xx.x")) {
-		if (sscanf(s, "%x:%x.%x", bus, dev, fn) != 3)
-			return 0;
-	} else {
-		return 0;
-	}
-	if (*dev > 0x1f || *fn > 7)
-		return 0;
-	snprintf(out, outlen, "%04x:%02x:%02x.%x", *dom, *bus, *dev, *fn);
-	return 1;
 }
 
 #ifdef UBDMA_HAVE_HWLOC
@@ -209,34 +180,29 @@ static int hwloc_node(unsigned dom, unsigned bus, unsigned dev, unsigned fn)
 
 int ubdma_numa_node_of_pci(const char *bdf, int *nodep)
 {
-	unsigned dom, bus, dev, fn;
-	char canon[16], path[128];
+	struct bdf b;
+	char canon[BDF_STRLEN], path[128];
 	struct stat st;
-	FILE *f;
-	int node = UBDMA_NODE_ANY;
+	int node = UBDMA_NODE_ANY, x;
 
 	if (!bdf || !nodep)
 		return uerr(EINVAL, "%s is NULL", bdf ? "nodep" : "bdf");
-	if (!parse_bdf(bdf, &dom, &bus, &dev, &fn, canon, sizeof(canon)))
+	if (bdf_parse(bdf, &b))
 		return uerr(EINVAL, "'%s' is not a PCI address (DDDD:BB:DD.F or BB:DD.F, hexadecimal)", bdf);
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", canon);
+	bdf_format(&b, canon, sizeof(canon));
+	sysfs_pci_path(path, sizeof(path), canon, NULL);
 	if (stat(path, &st))
 		return uerr(ENODEV, "no PCI device %s (%s does not exist)", canon, path);
 #ifdef UBDMA_HAVE_HWLOC
-	int h = hwloc_node(dom, bus, dev, fn);
+	int h = hwloc_node(b.dom, b.bus, b.dev, b.fn);
 	if (h >= 0) {
 		*nodep = h;
 		return 0;
 	}
 #endif
 	/* sysfs: -1 means the firmware did not say; it reads as a signed number */
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/numa_node", canon);
-	if ((f = fopen(path, "re"))) {
-		int x;
-		if (fscanf(f, "%d", &x) == 1 && x >= 0)
-			node = x;
-		fclose(f);
-	}
+	if (!sysfs_pci_read_int(canon, "numa_node", &x) && x >= 0)
+		node = x;
 	*nodep = node;
 	return 0;
 }

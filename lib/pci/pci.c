@@ -11,11 +11,9 @@
  *
  * A context's open devices hang off ctx->pci; ubdma_ctx_close() closes them first (ctx->pci_fini).
  */
-#include <ctype.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,74 +22,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/bdf.h"
 #include "base/log.h"
+#include "base/sysfs.h"
 #include "core/ctx.h"
 #include "iommu/vfio.h"
 #include "pci/pcidev.h"
 
-#define SYSFS_PCI "/sys/bus/pci/devices"
 #define PCI_COMMAND 0x04	     /* PCI Local Bus spec 3.0, 6.2.2 Command register */
 #define PCI_COMMAND_MASTER 0x0004 /* bit 2: Bus Master Enable */
-
-/* Exactly n hex digits at *p; advance. */
-static int hexn(const char **p, int n, unsigned *v)
-{
-	*v = 0;
-	for (int i = 0; i < n; i++, (*p)++) {
-		if (!isxdigit((unsigned char)**p))
-			return 0;
-		*v = *v * 16 + (unsigned)(isdigit((unsigned char)**p) ? **p - '0' : tolower(**p) - 'a' + 10);
-	}
-	return 1;
-}
-
-/* "DDDD:BB:DD.F" or "BB:DD.F" -> canonical lower-case "dddd:bb:dd.f"; 0 or EINVAL. */
-static int parse_bdf(const char *s, char *out, size_t outlen)
-{
-	unsigned dom = 0, bus, dev, fn;
-	const char *p = s;
-	size_t n = strlen(s);
-
-	if (n != 12 && n != 7)
-		return EINVAL;
-	if (n == 12 && (!hexn(&p, 4, &dom) || *p++ != ':'))
-		return EINVAL;
-	if (!hexn(&p, 2, &bus) || *p++ != ':' || !hexn(&p, 2, &dev) || *p++ != '.' || !hexn(&p, 1, &fn))
-		return EINVAL;
-	if (*p || dev > 0x1f || fn > 7)
-		return EINVAL;
-	snprintf(out, outlen, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
-	return 0;
-}
-
-/* The last component of the symbolic link sysfs/<bdf>/<name>, or ENOENT. */
-static int sysfs_link_name(const char *bdf, const char *name, char *out, size_t outlen)
-{
-	char path[128], target[256];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/%s", bdf, name);
-	if ((n = readlink(path, target, sizeof(target) - 1)) < 0)
-		return errno;
-	target[n] = '\0';
-	snprintf(out, outlen, "%s", basename(target));
-	return 0;
-}
-
-static int sysfs_int(const char *bdf, const char *name, int dflt)
-{
-	char path[128];
-	FILE *f;
-	int v = dflt;
-
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s/%s", bdf, name);
-	if ((f = fopen(path, "re"))) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = dflt;
-		fclose(f);
-	}
-	return v;
-}
 
 /* The device exists, is bound to vfio-pci and has an IOMMU group: its number in *groupp. */
 static int check_device(const char *bdf, int *groupp)
@@ -99,10 +38,10 @@ static int check_device(const char *bdf, int *groupp)
 	char path[128], drv[64], grp[64], *end;
 	struct stat st;
 
-	snprintf(path, sizeof(path), SYSFS_PCI "/%s", bdf);
+	sysfs_pci_path(path, sizeof(path), bdf, NULL); /* a canonical bdf: it fits */
 	if (stat(path, &st))
 		return uerr(ENODEV, "no PCI device %s (%s missing; lspci -D lists the devices)", bdf, path);
-	int err = sysfs_link_name(bdf, "driver", drv, sizeof(drv));
+	int err = sysfs_pci_link_name(bdf, "driver", drv, sizeof(drv));
 	if (err == ENOENT)
 		return uerr(ENXIO,
 			    "%s is bound to no driver; bind it to vfio-pci: echo vfio-pci > %s/"
@@ -116,7 +55,7 @@ static int check_device(const char *bdf, int *groupp)
 			    "driver_override; echo %s > %s/driver/unbind; echo %s > "
 			    "/sys/bus/pci/drivers_probe (or: ubdma bind %s)",
 			    bdf, drv, path, bdf, path, bdf, bdf);
-	if ((err = sysfs_link_name(bdf, "iommu_group", grp, sizeof(grp))))
+	if ((err = sysfs_pci_link_name(bdf, "iommu_group", grp, sizeof(grp))))
 		return uerr(ENOTSUP, "%s has no IOMMU group: the IOMMU is off (boot with "
 			    "intel_iommu=on or amd_iommu=on) or absent", bdf);
 	long g = strtol(grp, &end, 10);
@@ -192,7 +131,7 @@ int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 		return uerr(EINVAL, "NULL argument");
 	if (!(dev = calloc(1, sizeof(*dev))))
 		return uerr(ENOMEM, "out of memory");
-	if (parse_bdf(bdf, dev->bdf, sizeof(dev->bdf))) {
+	if (bdf_canon(bdf, dev->bdf, sizeof(dev->bdf))) {
 		free(dev);
 		return uerr(EINVAL, "'%.40s' is not a PCI address: want DDDD:BB:DD.F, e.g. 0000:00:02.0",
 			    bdf);
@@ -220,7 +159,8 @@ int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 	if ((err = read_device_info(dev)))
 		goto fail_close;
 	dev->ctx = ctx;
-	dev->numa = sysfs_int(dev->bdf, "numa_node", -1);
+	if (sysfs_pci_read_int(dev->bdf, "numa_node", &dev->numa))
+		dev->numa = -1; /* as sysfs says when the firmware gives no node */
 	pthread_mutex_init(&dev->lock, NULL);
 	if (list_insert(ctx, dev)) {
 		err = uerr(EBUSY, "%s is already open in this context", dev->bdf);
