@@ -13,8 +13,8 @@ extern "C" {
 
 
 typedef struct {
-	uint64_t ds_addr; /* IOVA of the segment */
-	uint64_t ds_len;  /* its length in bytes */
+	ubdma_iova_t ds_addr; /* IOVA of the segment */
+	uint64_t ds_len;      /* its length in bytes */
 } ubdma_seg_t;
 
 /*
@@ -45,8 +45,8 @@ typedef void ubdma_callback_t(void *arg, ubdma_seg_t *segs, int nseg, int error)
  * bounce pages cannot be had; with ALLOCNOW, other errors of registering the bounce memory
  * (ubdma_umem_lock()), such as ENOSPC on vfio.
  */
-int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, uint64_t lowaddr,
-		     uint64_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
+int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, ubdma_iova_t lowaddr,
+		     ubdma_iova_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
 		     ubdma_tag_t **tagp);
 
 /**

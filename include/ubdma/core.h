@@ -31,6 +31,13 @@ typedef struct ubdma_umem ubdma_umem_t;
 typedef struct ubdma_reg ubdma_reg_t;
 typedef struct ubdma_pci ubdma_pci_t;
 
+/*
+ * An I/O virtual address: what a device puts on the bus to reach memory, through the IOMMU (vfio),
+ * or the physical address where there is none (phys), or the process's own address (va).  Never a
+ * pointer the CPU may dereference.  64 bits whatever the backend (FreeBSD's bus_addr_t).
+ */
+typedef uint64_t ubdma_iova_t;
+
 /* The IOVA returned for an address that is not registered in the context. */
 #define UBDMA_BAD_IOVA UINT64_MAX
 
@@ -109,7 +116,7 @@ const char *ubdma_ctx_backend_reason(const ubdma_ctx_t *ctx);
  * @lo, @hi: arrays of @max entries receiving inclusive bounds of each usable range.
  * Return: the number of ranges (may exceed @max: only @max are written); 0 for a NULL @ctx.
  */
-int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, uint64_t *lo, uint64_t *hi, int max);
+int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, ubdma_iova_t *lo, ubdma_iova_t *hi, int max);
 
 /**
  * ubdma_last_error() - a sentence describing the last failure of the calling thread: which limit,
@@ -175,7 +182,7 @@ int ubdma_umem_lock(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_u
  * outside it.  No system call; constant time for a range in one mapping (a range that spans
  * mappings of different page sizes costs one step per mapping).
  */
-uint64_t ubdma_umem_iova(const ubdma_umem_t *cookie, const void *addr);
+ubdma_iova_t ubdma_umem_iova(const ubdma_umem_t *cookie, const void *addr);
 
 /** ubdma_umem_unlock() - remove the mapping, drop the wire counts and free the cookie. NULL ok. */
 void ubdma_umem_unlock(ubdma_umem_t *cookie);
@@ -190,7 +197,7 @@ void ubdma_umem_unlock(ubdma_umem_t *cookie);
  * call never translates to its old frames); ubdma_vtoiova(3) says more.
  * Under an IOMMU this is an I/O virtual address, not a physical one.
  */
-uint64_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr);
+ubdma_iova_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr);
 
 #ifdef __cplusplus
 }

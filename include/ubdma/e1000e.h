@@ -53,7 +53,7 @@ struct ubdma_e1000e_config {
  */
 struct ubdma_e1000e_pkt {
 	void *data;
-	uint64_t iova;  /* the device's address of @data */
+	ubdma_iova_t iova; /* the device's address of @data */
 	uint16_t len;
 	uint16_t cap;   /* UBDMA_E1000E_BUF_SIZE */
 	uint32_t index; /* position in the pool (identifies the packet; do not change) */

@@ -58,7 +58,7 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
  * even after the registration was invalidated, or until ubdma_ctx_close(), which frees every
  * registration of the context, held or not.
  */
-uint64_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr);
+ubdma_iova_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr);
 
 /**
  * ubdma_reg_put() - drop a reference taken by ubdma_reg_get().  A valid entry stays cached; an

@@ -144,8 +144,8 @@ int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignm
 	return 0;
 }
 
-int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, uint64_t lowaddr,
-		     uint64_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
+int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, ubdma_iova_t lowaddr,
+		     ubdma_iova_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
 		     ubdma_tag_t **tagp)
 {
 	return busdma_tag_create_internal(parent, BUSDMA_TAG_USER, alignment, boundary, lowaddr, highaddr,

@@ -182,7 +182,7 @@ const char *ubdma_ctx_backend_reason(const ubdma_ctx_t *ctx)
 	return ctx ? ctx->reason : "no context";
 }
 
-int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, uint64_t *lo, uint64_t *hi, int max)
+int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, ubdma_iova_t *lo, ubdma_iova_t *hi, int max)
 {
 	if (!ctx)
 		return 0;
@@ -193,7 +193,7 @@ int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, uint64_t *lo, uint64_t *hi, i
 	return ctx->nwindows;
 }
 
-uint64_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr)
+ubdma_iova_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr)
 {
 	if (__builtin_expect(ctx == NULL, 0))
 		return UBDMA_BAD_IOVA;

@@ -319,7 +319,7 @@ int ubdma_umem_lock(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_u
 	return umem_lock(ctx, addr, len, flags, NULL, cookiep);
 }
 
-uint64_t ubdma_umem_iova(const ubdma_umem_t *u, const void *addr)
+ubdma_iova_t ubdma_umem_iova(const ubdma_umem_t *u, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 

@@ -1019,7 +1019,7 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	return 0;
 }
 
-uint64_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr)
+ubdma_iova_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 

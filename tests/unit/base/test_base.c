@@ -238,6 +238,9 @@ static void test_page(void **state)
 	assert_int_equal(sysconf(_SC_PAGESIZE), PAGE_4K);
 }
 
+/* The public IOVA type is the 64-bit integer every signature used before it had a name. */
+_Static_assert(sizeof(ubdma_iova_t) == sizeof(uint64_t) && (ubdma_iova_t)-1 > 0, "ubdma_iova_t is uint64_t");
+
 static void test_last_error(void **state)
 {
 	(void)state;
