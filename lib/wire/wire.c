@@ -44,6 +44,7 @@
 #include <ubdma/core.h>
 
 #include "base/log.h"
+#include "base/page.h"
 #include "wire/monitor.h"
 #include "wire/vma.h"
 #include "wire/wire.h"
@@ -56,7 +57,6 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define PG 4096UL
 #define TRUNC(x, a) ((x) & ~((uintptr_t)(a) - 1))
 #define ROUND(x, a) (((x) + (a) - 1) & ~((uintptr_t)(a) - 1))
 
@@ -368,9 +368,9 @@ static int mapped_now(uintptr_t s, uintptr_t e)
 {
 	unsigned char v[256];
 
-	for (; s < e; s += sizeof(v) * PG) {
-		size_t n = (e - s) / PG < sizeof(v) ? (e - s) / PG : sizeof(v);
-		if (mincore((void *)s, n * PG, v) && errno == ENOMEM)
+	for (; s < e; s += sizeof(v) * PAGE_4K) {
+		size_t n = (e - s) / PAGE_4K < sizeof(v) ? (e - s) / PAGE_4K : sizeof(v);
+		if (mincore((void *)s, n * PAGE_4K, v) && errno == ENOMEM)
 			return 0;
 	}
 	return 1;
@@ -459,7 +459,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	 * means the mapping changed under us, whatever the look-up says now.  Only what cannot be
 	 * watched (a regular file, another userfaultfd's range) is wired unwatched. */
 	if (!watched && wmon_fd() >= 0 &&
-	    ((u->pgsz > PG && wmon_watches_hugetlb()) || changed_since(s, e, u->pgsz)))
+	    ((u->pgsz > PAGE_4K && wmon_watches_hugetlb()) || changed_since(s, e, u->pgsz)))
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	int err = wire_mlock(s, e, 1);
 	if (err) {
@@ -482,7 +482,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	 * 4 KiB pages there meanwhile; we would count them as huge pages (and the phys backend would
 	 * take their frames for one contiguous page).  4 KiB pages in place of 4 KiB pages are just
 	 * the memory there now, and wiring them is right. */
-	if (u->pgsz > PG && changed_since(s, e, u->pgsz)) {
+	if (u->pgsz > PAGE_4K && changed_since(s, e, u->pgsz)) {
 		madvise((void *)s, e - s, MADV_DOFORK);
 		sys_munlock(s, e);
 		if (watched)
@@ -535,11 +535,11 @@ static int relock_unwatched(uintptr_t s, uintptr_t e)
 static int populate_supported(void)
 {
 	static int known = -1;
-	static char page[PG] __attribute__((aligned(PG)));
+	static char page[PAGE_4K] __attribute__((aligned(PAGE_4K)));
 	int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
 
 	if (k < 0) {
-		k = madvise(page, PG, MADV_POPULATE_READ) == 0 || errno != EINVAL;
+		k = madvise(page, PAGE_4K, MADV_POPULATE_READ) == 0 || errno != EINVAL;
 		__atomic_store_n(&known, k, __ATOMIC_RELAXED);
 	}
 	return k;
@@ -554,7 +554,7 @@ static int prefault(uintptr_t s, uintptr_t e, int write)
 		return err == EFAULT || err == ENOMEM || err == EINVAL ? EFAULT : err;
 	/* kernels before 5.14: touch each page for write without changing it (reads: nothing) */
 	if (write)
-		for (uintptr_t p = s; p < e; p += PG)
+		for (uintptr_t p = s; p < e; p += PAGE_4K)
 			__atomic_fetch_add((volatile char *)p, 0, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -704,7 +704,7 @@ static int range_check(void *addr, size_t len, int flags, int allowed, uintptr_t
 
 	if (flags & ~allowed)
 		return uerr(EINVAL, "unknown flags 0x%x", flags & ~allowed);
-	if (b < a || ROUND(b, PG) < b)
+	if (b < a || ROUND(b, PAGE_4K) < b)
 		return uerr(EINVAL, "range %p + %zu wraps around the address space", addr, len);
 	*sp = a;
 	*ep = b;
@@ -721,8 +721,8 @@ static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **seg
 		      int *nsegp)
 {
 	struct vma *v;
-	int nv, err = vma_collect(TRUNC(a, PG), ROUND(b, PG), &v, &nv);
-	uintptr_t cur = TRUNC(a, PG), end = ROUND(b, PG);
+	int nv, err = vma_collect(TRUNC(a, PAGE_4K), ROUND(b, PAGE_4K), &v, &nv);
+	uintptr_t cur = TRUNC(a, PAGE_4K), end = ROUND(b, PAGE_4K);
 	struct wire_seg *segs;
 	struct seg_info *info;
 	int n = 0;
@@ -862,7 +862,7 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 			for (int i = 0; i < nseg; i++)
 				run_add(&live, segs[i].start, segs[i].end, 1, bare, NULL);
 			for (size_t k = 0; k < u.n; k++) {
-				size_t pg = PG;
+				size_t pg = PAGE_4K;
 				for (int i = 0; i < nseg; i++)
 					if (u.v[k].s >= segs[i].start && u.v[k].s < segs[i].end)
 						pg = segs[i].pgsz;
@@ -1026,8 +1026,8 @@ int unwire_range(void *addr, size_t len, int flags)
 		return err;
 	wire_enter();
 	pthread_mutex_lock(&wire_lock);
-	a = TRUNC(a, PG);
-	b = ROUND(b, PG);
+	a = TRUNC(a, PAGE_4K);
+	b = ROUND(b, PAGE_4K);
 
 	/* without HOLESOK every page named must hold a bare count (one of ubdma_wire(), not a
 	 * cookie's), or have held one until the address space ended it: a balanced unwire after
