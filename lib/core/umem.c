@@ -19,7 +19,6 @@
 #include "core/ctx.h"
 #include "wire/wire.h"
 
-
 static void chunks_free(struct ubdma_umem *u)
 {
 	for (int i = 0; i < u->nchunks; i++)
