@@ -289,7 +289,7 @@ int ubdma_huge_alloc(size_t size, size_t pgsz, int node, int flags, ubdma_huge_t
 	} else {
 		err = flags & UBDMA_HUGE_HUGETLBFS	 ? alloc_file(r, node, preferred)
 		      : flags & UBDMA_HUGE_LIBHUGETLBFS ? alloc_libhugetlbfs(r, node, preferred)
-		      : pgsz == PAGE_4K			 ? alloc_anon(r, node, preferred)
+		      : pgsz == PAGE_4K			? alloc_anon(r, node, preferred)
 							 : alloc_memfd(r, node, preferred);
 		if (err == SHORT) {
 			snprintf(why, sizeof(why), "the kernel could not supply %lu pages", need);
