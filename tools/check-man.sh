@@ -1,7 +1,16 @@
 #!/bin/sh
-# check-man.sh - lint every section-3 man page under docs/man with mandoc; fail on any warning.
+# check-man.sh - the man pages are complete and sound: every function the public headers declare
+# has a page, every page lints clean under mandoc, every cross-reference to a ubdma page finds it,
+# and every page is installed.  Fails (exit 1) on the first kind of trouble and lists them all.
 #
-# Usage: tools/check-man.sh [MANDIR]   (default: docs/man next to this script)
+# Usage: tools/check-man.sh [MANDIR [INCDIR]]
+#        (defaults: docs/man and include/ubdma next to this script's folder)
+#
+# A function F of INCDIR/*.h is documented when MANDIR/F.3 exists: a page of its own that names
+# it in a .Nm line, or a link page to the page that does (one that documents F with siblings).
+# A cross-reference ".Xr NAME SECTION" whose NAME starts with "ubdma" must find MANDIR/NAME.SECTION;
+# references to other systems' pages (mlock(2), FreeBSD's bus_dma(9), Solaris's ddi_umem_lock(9F))
+# are not checked, as those pages are not on every machine that builds ubdma.
 #
 # Pages are linted from a scratch tree in which man3/ points at MANDIR, so that link pages
 # holding ".so man3/other.3" resolve as they will once installed (mandoc then lints the
@@ -17,6 +26,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 mandir=${1:-$here/../docs/man}
 mandir=$(cd "$mandir" && pwd) || { echo "check-man: no directory $1" >&2; exit 1; }
+incdir=${2:-$here/../include/ubdma}
+incdir=$(cd "$incdir" && pwd) || { echo "check-man: no directory $2" >&2; exit 1; }
 
 if ! command -v mandoc >/dev/null 2>&1; then
 	echo "check-man: mandoc not found; install the Debian package 'mandoc'" \
@@ -72,5 +83,63 @@ for page in "$mandir"/*.[1-9]; do
 		status=1
 	fi
 done
-echo "check-man: $n pages checked in $mandir"
+
+# every public function has a page: the names declared in the headers, comments and
+# preprocessor lines left out, typedefs (callback types) skipped
+funcs=$(awk '
+	{
+		line = $0; out = ""
+		while (line != "") {
+			if (inc) {
+				i = index(line, "*/")
+				if (!i) { line = ""; break }
+				line = substr(line, i + 2); inc = 0
+			} else {
+				i = index(line, "/*")
+				if (!i) { out = out line; break }
+				out = out substr(line, 1, i - 1) " "; line = substr(line, i + 2); inc = 1
+			}
+		}
+		sub(/\/\/.*/, "", out)
+		if (out !~ /^[ \t]*#/)
+			text = text " " out
+	}
+	END {
+		n = split(text, st, /[;{}]/)
+		for (k = 1; k <= n; k++) {
+			if (st[k] ~ /(^|[^A-Za-z0-9_])typedef[^A-Za-z0-9_]/)
+				continue
+			if (match(st[k], /ubdma_[A-Za-z0-9_]+[ \t]*\(/)) {
+				f = substr(st[k], RSTART, RLENGTH); sub(/[ \t]*\($/, "", f); print f
+			}
+		}
+	}' "$incdir"/*.h | sort -u)
+nf=0
+for f in $funcs; do
+	nf=$((nf + 1))
+	page=$mandir/$f.3
+	if [ ! -f "$page" ]; then
+		echo "FAIL $f (declared in $(grep -l "\b$f *(" "$incdir"/*.h | xargs -n1 basename | paste -sd, -)) has no page: write $f.3, or name it in a sibling's page (.Nm $f) and add a link page $f.3 holding '.so man3/<page>.3'"
+		status=1
+	elif ! grep -q '^\.so ' "$page" && ! grep -q "^\.Nm $f\( ,\)\{0,1\}\$" "$page"; then
+		echo "FAIL $f.3 does not name $f in a .Nm line"
+		status=1
+	fi
+done
+[ $nf -gt 0 ] || { echo "FAIL no function found in $incdir/*.h"; status=1; }
+
+# every cross-reference to a ubdma page finds it (.Xr NAME SECTION, also inside a line)
+for page in "$mandir"/*.[1-9]; do
+	grep -q '^\.so ' "$page" && continue
+	grep -o '\(^\.\|[[:space:]]\)Xr[[:space:]][[:space:]]*ubdma[A-Za-z0-9_]*[[:space:]][[:space:]]*[0-9][A-Za-z]*' "$page" |
+	awk '{ print $(NF - 1) "." $NF }' | sort -u | while read -r ref; do
+		[ -f "$mandir/$ref" ] || echo "FAIL $(basename "$page"): .Xr ${ref%.*} ${ref##*.} points to no page ($ref is not in $mandir)"
+	done
+done >"$tmp/xr"
+if [ -s "$tmp/xr" ]; then
+	cat "$tmp/xr"
+	status=1
+fi
+
+echo "check-man: $n pages checked in $mandir; $nf functions declared in $incdir/*.h"
 exit $status

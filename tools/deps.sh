@@ -8,6 +8,7 @@ UBDMA_PACKAGES=(
   libcmocka-dev                                  # unit tests
   libdpdk-dev dpdk dpdk-dev                      # DPDK peer (bench, interop; dpdk-testpmd)
   libhwloc-dev libucx-dev libhugetlbfs-dev liburing-dev   # NUMA, rcache peer, hugepages
+  libjson-c-dev                                  # tools/ubdma: JSON output and the bench reader
   qemu-system-x86 busybox-static cpio kmod       # VM test bed (VFIO in a guest)
   fio tshark gnuplot-nox                         # peers and outside checks
 )

@@ -8,7 +8,8 @@
 #  4. TSan build: the suites' concurrent tests (unit, and threads from tests/faults);
 #  5. release build (-O3, what tools/setup.sh builds): suite unit, so optimiser-only warnings
 #     (-Werror) and optimiser-exposed bugs fail here, not in the Quick start.
-# Each build goes to build-test-*/ at the top of the tree.  The last line is the total.
+# Each build goes to build-test-*/ at the top of the tree.  The last line is the total, counted
+# per test case (summarise below): a skipped case is counted as skipped, not as passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh
@@ -16,21 +17,64 @@ bash tools/hugepages.sh 640
 
 total_pass=0 total_fail=0 total_skip=0 failed_builds=()
 
+# One line per build: "LABEL: P passed, F failed, S skipped", counted per test case.  A test that
+# speaks TAP (the cmocka programs through tools/cmocka-tap.sh, the CLI test, the vm suite's boots)
+# counts each of its "ok" / "not ok" lines, read from its stdout in meson-logs/testlog.json: a
+# case that called skip() is a skip, not a pass.  A test that prints no TAP plan counts once, by
+# its exit status as meson judged it (77: skipped).  A test meson judged bad (crash, timeout,
+# missing cases, non-zero exit) with no failed case of its own counts one failure more.
 summarise() { # build-dir label
   python3 - "$1/meson-logs/testlog.json" "$2" <<'PY'
-import json, sys
+import json, re, sys
+# the TAP grammar meson reads (mesonbuild/mtest.py, TAPParser)
+TEST = re.compile(r"((?:not )?ok)\s*(?:([0-9]+)\s*)?([^#]*)(?:\s*#\s*([Ss][Kk][Ii][Pp]\S*|[Tt][Oo][Dd][Oo])\b\s*(.*))?")
+PLAN = re.compile(r"1\.\.([0-9]+)(?:\s*#\s*([Ss][Kk][Ii][Pp]\b.*))?")
+GOOD = ("OK", "EXPECTEDFAIL", "SKIP")
+
+def cases(stdout):
+    """(kind, description) of each TAP result line, kind pass / fail / skip; None if no plan."""
+    plan, out = None, []
+    for line in stdout.splitlines():
+        m = PLAN.match(line)
+        if m:
+            plan = m
+            continue
+        m = TEST.match(line)
+        if not m:
+            continue
+        ok, d = m.group(1) == "ok", (m.group(4) or "").upper()
+        if d.startswith("SKIP"):
+            kind = "skip" if ok else "fail"   # meson: a "not ok" skip is a failure
+        elif d == "TODO":
+            kind = "fail" if ok else "pass"   # unexpected pass / expected failure
+        else:
+            kind = "pass" if ok else "fail"
+        out.append((kind, (m.group(3) or "").strip(" -") or "case %s" % (m.group(2) or len(out) + 1)))
+    if plan is None:
+        return None
+    if not out and plan.group(2):
+        out.append(("skip", "all (" + plan.group(2) + ")"))
+    return out
+
 p = f = s = 0
 names = []
 try:
-    for line in open(sys.argv[1]):
-        t = json.loads(line)
-        r = t.get("result")
-        if r in ("OK", "EXPECTEDFAIL"): p += 1
-        elif r == "SKIP": s += 1
-        else:
-            f += 1; names.append(t.get("name"))
+    log = open(sys.argv[1])
 except FileNotFoundError:
-    pass
+    log = []
+for line in log:
+    t = json.loads(line)
+    name, res = t.get("name"), t.get("result")
+    cs = cases(t.get("stdout") or "")
+    if cs is None:
+        cs = [("pass" if res in ("OK", "EXPECTEDFAIL") else "skip" if res == "SKIP" else "fail", "")]
+    elif res not in GOOD and all(k != "fail" for k, _ in cs):
+        cs.append(("fail", res))
+    for kind, what in cs:
+        if kind == "pass": p += 1
+        elif kind == "skip": s += 1
+        else:
+            f += 1; names.append(name + (": " + what if what else ""))
 print(f"{sys.argv[2]}: {p} passed, {f} failed, {s} skipped" + (f"  ({', '.join(names)})" if names else ""))
 PY
 }

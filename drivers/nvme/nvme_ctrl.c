@@ -15,55 +15,12 @@
  * I/O path and may block.  Every function undoes what it did when it fails.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nvme_int.h"
-
-static __thread char last_error[256];
-
-int nvme_err(int err, const char *fmt, ...)
-{
-	va_list ap;
-	static int debug = -1;
-
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-	if (debug < 0) {
-		const char *v = getenv("UBDMA_LOG");
-		debug = v && (!strcmp(v, "debug") || !strcmp(v, "error"));
-	}
-	if (debug)
-		fprintf(stderr, "ubdma_nvme: %s (%s)\n", last_error, strerror(err));
-	return err;
-}
-
-const char *ubdma_nvme_last_error(void)
-{
-	return last_error;
-}
-
-uint64_t nvme_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void nvme_check_fatal(struct ubdma_nvme *c)
-{
-	uint32_t csts = nvme_rd32(c, NVME_REG_CSTS);
-
-	/* a read of all ones: the device is gone (surprise removal, or a failed reset) */
-	if (csts == UINT32_MAX || (csts & NVME_CSTS_CFS))
-		c->state = NVME_FAILED;
-}
 
 /* Wait until (CSTS & mask) == want; ETIMEDOUT after the controller's timeout, ENXIO on CFS. */
 static int wait_csts(struct ubdma_nvme *c, uint32_t mask, uint32_t want, const char *what)
@@ -747,47 +704,4 @@ int ubdma_nvme_ns_next(const ubdma_nvme_t *c, uint32_t nsid, uint32_t *next)
 		}
 	}
 	return ENOENT;
-}
-
-const char *ubdma_nvme_strstatus(uint16_t sf)
-{
-	unsigned sc = NVME_SF_SC(sf), sct = NVME_SF_SCT(sf);
-
-	if (sct == NVME_SCT_GENERIC) {
-		switch (sc) {
-		case NVME_SC_SUCCESS: return "Successful Completion";
-		case NVME_SC_INVALID_OPCODE: return "Invalid Command Opcode";
-		case NVME_SC_INVALID_FIELD: return "Invalid Field in Command";
-		case NVME_SC_CID_CONFLICT: return "Command ID Conflict";
-		case NVME_SC_DATA_XFER_ERROR: return "Data Transfer Error";
-		case NVME_SC_ABORTED_POWER_LOSS: return "Commands Aborted due to Power Loss Notification";
-		case NVME_SC_INTERNAL: return "Internal Error";
-		case NVME_SC_ABORT_REQ: return "Command Abort Requested";
-		case NVME_SC_ABORT_SQ_DELETION: return "Command Aborted due to SQ Deletion";
-		case NVME_SC_INVALID_NS: return "Invalid Namespace or Format";
-		case NVME_SC_INVALID_SGL_COUNT: return "Invalid Number of SGL Descriptors";
-		case NVME_SC_SGL_LENGTH_INVALID: return "Data SGL Length Invalid";
-		case NVME_SC_SGL_TYPE_INVALID: return "SGL Descriptor Type Invalid";
-		case NVME_SC_PRP_OFFSET_INVALID: return "PRP Offset Invalid";
-		case NVME_SC_LBA_RANGE: return "LBA Out of Range";
-		case NVME_SC_CAP_EXCEEDED: return "Capacity Exceeded";
-		case NVME_SC_NS_NOT_READY: return "Namespace Not Ready";
-		case NVME_SC_RESERVATION: return "Reservation Conflict";
-		default: return "Generic Command Status";
-		}
-	}
-	if (sct == NVME_SCT_CMD_SPECIFIC) {
-		if (sc == NVME_SC_INVALID_QID)
-			return "Invalid Queue Identifier";
-		if (sc == NVME_SC_INVALID_QSIZE)
-			return "Invalid Queue Size";
-		if (sc == NVME_SC_WRITE_TO_RO)
-			return "Attempted Write to Read Only Range";
-		return "Command Specific Status";
-	}
-	if (sct == NVME_SCT_MEDIA)
-		return "Media and Data Integrity Error";
-	if (sct == NVME_SCT_PATH)
-		return "Path Related Status";
-	return "Vendor Specific or Reserved Status";
 }

@@ -1,7 +1,7 @@
 /*
  * nvme_int.h - the driver's private state: the controller, its queue pairs and their per-command
- * slots.  Shared by nvme_ctrl.c (bring-up, admin commands, queue creation, shutdown) and
- * nvme_io.c (the submission and completion path).
+ * slots.  Shared by nvme_ctrl.c (bring-up, admin commands, queue creation, shutdown),
+ * nvme_io.c (the submission and completion path) and nvme_util.c (errors, time, status codes).
  */
 #ifndef UBDMA_DRIVERS_NVME_INT_H
 #define UBDMA_DRIVERS_NVME_INT_H
@@ -106,11 +106,14 @@ struct ubdma_nvme {
 	unsigned nvec;
 };
 
-/* nvme_ctrl.c */
+/*
+ * The files depend one way: nvme_ctrl.c calls nvme_io.c and nvme_util.c, nvme_io.c calls
+ * nvme_util.c, nvme_util.c calls neither.
+ */
+
+/* nvme_util.c */
 int nvme_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int nvme_status_errno(uint16_t sf);
-int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries, struct ubdma_nvme_qpair **qpp);
-void nvme_qpair_free(struct ubdma_nvme_qpair *qp);
 void nvme_check_fatal(struct ubdma_nvme *c);
 uint64_t nvme_now_ms(void);
 

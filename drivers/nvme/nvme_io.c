@@ -363,28 +363,6 @@ static inline void req_complete(struct ubdma_nvme_qpair *qp, uint16_t cid, const
 	cb(arg, cpl);
 }
 
-int nvme_status_errno(uint16_t sf)
-{
-	unsigned sc = NVME_SF_SC(sf), sct = NVME_SF_SCT(sf);
-
-	if (!sc && !sct)
-		return 0;
-	if (sct == NVME_SCT_GENERIC) {
-		switch (sc) {
-		case NVME_SC_INVALID_OPCODE: return ENOTSUP;
-		case NVME_SC_INVALID_FIELD: case NVME_SC_INVALID_NS: return EINVAL;
-		case NVME_SC_ABORT_REQ: case NVME_SC_ABORT_SQ_DELETION: return ECANCELED;
-		case NVME_SC_LBA_RANGE: return ERANGE;
-		case NVME_SC_CAP_EXCEEDED: return ENOSPC;
-		case NVME_SC_NS_NOT_READY: case NVME_SC_RESERVATION: return EBUSY;
-		default: return EIO;
-		}
-	}
-	if (sct == NVME_SCT_CMD_SPECIFIC && sc == NVME_SC_WRITE_TO_RO)
-		return EROFS;
-	return EIO;
-}
-
 int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
 {
 	unsigned n = 0;

@@ -3,12 +3,14 @@
 # and checked against sysfs), bad input exits 2 with a sentence, `bind` says the IOMMU is off when
 # it is, `hugepages` shows and reserves, `rcache` counts what the registration cache did on its
 # workload (hits, misses, merges, evictions, invalidations, bytes pinned: each to the number),
-# `bench` turns a benchmark's JSON into tables and plots.
-# TAP output, one line a check.
+# `bench` turns a benchmark's JSON into tables and plots (its arguments passed on, escapes decoded,
+# output that is no JSON array refused), `help` names every command, and --json goes before or
+# after the command.
+# TAP output, one line a check (meson reads it: protocol 'tap'; a skipped check says '# SKIP').
 set -u
 U=${1:?usage: test_cli.sh path/to/ubdma}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'umount "$tmp/mnt" 2>/dev/null; rm -rf "$tmp"' EXIT
 n=0 failed=0
 
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
@@ -50,6 +52,8 @@ for c in s["hugepages"]["counts"]:
     if c["node"] is None:
         want = int(open("/sys/kernel/mm/hugepages/hugepages-%dkB/nr_hugepages" % (c["pgsz"] // 1024)).read())
         assert c["total"] == want, c
+for lo, hi in s["backend"]["iova_windows"]:
+    assert isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi < 2**64, (lo, hi)
 m = s["memlock"]
 assert m["soft"] == "unlimited" or isinstance(m["soft"], int)
 print("# backend:", s["backend"]["auto"], "-", s["backend"]["reason"])
@@ -74,13 +78,22 @@ expect_exit 2 "is not a size" -- hugepages --reserve lots
 expect_exit 2 "offers no" -- hugepages --reserve 3M --pagesize 3M
 expect_exit 2 "NUMA node 4000 does not exist" -- hugepages --reserve 2M --node 4000
 expect_exit 2 "unknown option" -- hugepages --frobnicate
-expect_exit 2 "unknown command" -- frobnicate
+expect_exit 2 "unknown command 'frobnicate' (status, bind, unbind, hugepages, rcache, bench, help)" -- frobnicate
 expect_exit 2 "usage" --
 expect_exit 2 "takes no arguments" -- status extra
 expect_exit 2 "wants a number from 1" -- rcache --buffers 0
 expect_exit 2 "is not a size" -- rcache --size lots
 expect_exit 2 "is auto, vfio, phys or va" -- rcache --backend foo
 expect_exit 2 "unknown option" -- rcache --frobnicate
+
+# --- help: every command of the table, on stdout with exit 0; on stderr with exit 2 without one
+help_names() { for c in status bind unbind hugepages rcache bench help; do grep -q "^  $c\b" "$1" || return 1; done; }
+"$U" help >"$tmp/help" 2>"$tmp/err"; rc=$?
+check "ubdma help exits 0 and prints the usage" sh -c "[ $rc -eq 0 ] && grep -q '^usage: ubdma' '$tmp/help'"
+check "help names status, bind, unbind, hugepages, rcache, bench and help" help_names "$tmp/help"
+check "ubdma --help prints the same text" sh -c "'$U' --help | cmp -s - '$tmp/help'"
+"$U" >/dev/null 2>"$tmp/help2"
+check "ubdma without a command prints the help on stderr" cmp -s "$tmp/help" "$tmp/help2"
 
 # --- bind on a machine whose IOMMU is off: a clear message, nothing touched
 dev=""
@@ -89,12 +102,20 @@ if [ -n "$dev" ]; then
   before=$(readlink "/sys/bus/pci/devices/$dev/driver" || true)
   expect_exit 1 "the IOMMU is off" -- bind "$dev"
   check "bind left $dev on its driver" test "$(readlink "/sys/bus/pci/devices/$dev/driver" || true)" = "$before"
+  "$U" bind --json "$dev" >"$tmp/bind.json" 2>"$tmp/err"; rc=$?
+  check "bind --json: exit 1 and one element, not bound, no group" python3 -c "
+import json, sys; r = json.load(open('$tmp/bind.json'))
+assert $rc == 1 and r == [{'bdf': '$dev', 'bound': False, 'iommu_group': None, 'viable': False}], r"
 else
   ok "# SKIP every device has an IOMMU group: the IOMMU-off message is tested in the guest"
 fi
 
 # --- hugepages: show, and reserve what is already there (no change) as root
 check "ubdma hugepages --json parses" sh -c "'$U' hugepages --json | python3 -c 'import json,sys; json.load(sys.stdin)'"
+check "--json before the command gives the same document" sh -c \
+  "'$U' --json hugepages | python3 -c 'import json,sys; d=json.load(sys.stdin); assert list(d) == [\"hugepages\"] and list(d[\"hugepages\"]) == [\"sizes\", \"counts\", \"mounts\"], d'"
+"$U" hugepages >"$tmp/hp.txt" 2>"$tmp/err"
+check "ubdma hugepages prints the table and the mounts" sh -c "grep -q '^Hugepages' '$tmp/hp.txt' && grep -q 'hugetlbfs mounts:' '$tmp/hp.txt'"
 d2=/sys/kernel/mm/hugepages/hugepages-2048kB
 if [ -w "$d2/nr_hugepages" ]; then
   total=$(cat "$d2/nr_hugepages")
@@ -107,8 +128,19 @@ if [ -w "$d2/nr_hugepages" ]; then
     check "node 0 got one more page" test "$(cat "$n0")" -eq $((t0 + 1))
     expect_exit 0 "" -- hugepages --reserve $((t0 * 2))M --pagesize 2M --node 0
   fi
+  # hugetlbfs mounted on a directory of our own, then unmounted
+  if "$U" hugepages --mount "$tmp/mnt" --pagesize 2M >"$tmp/out" 2>"$tmp/err"; then
+    check "hugepages --mount: hugetlbfs with 2 MiB pages on $tmp/mnt" sh -c \
+      "grep -q '^mounted hugetlbfs with 2 MiB pages on $tmp/mnt\$' '$tmp/out' && grep -q ' $tmp/mnt hugetlbfs .*pagesize=2M' /proc/mounts"
+    check "the mount is listed by ubdma hugepages --json" sh -c \
+      "'$U' hugepages --json | python3 -c 'import json,sys; assert {\"path\": \"$tmp/mnt\", \"pgsz\": 2097152} in json.load(sys.stdin)[\"hugepages\"][\"mounts\"]'"
+    expect_exit 0 "" -- hugepages --unmount "$tmp/mnt"
+    check "hugepages --unmount removed it" sh -c "! grep -q ' $tmp/mnt ' /proc/mounts"
+  else
+    ok "# SKIP hugetlbfs cannot be mounted here: $(head -1 "$tmp/err")"
+  fi
 else
-  ok "# SKIP not root or no 2 MiB hugepages: reservation not tried"
+  ok "# SKIP not root or no 2 MiB hugepages: reservation and mounts not tried"
 fi
 
 # --- rcache: the counters of the tool's own workload, on the va backend (any memory, any host).
@@ -154,21 +186,33 @@ cat >"$tmp/bench/bench_fake" <<'SH'
 echo '[{"name": "lat", "impl": "ubdma", "unit": "ns", "median": 1.5, "p99": 3, "mean": 1.7,'
 echo '  "backend": "va", "skipped": false, "note": "", "hist": [[1, 10], [2, 5], [3, 1]]},'
 echo ' {"name": "lat", "impl": "peer", "unit": "ns", "median": null, "p99": null, "mean": null,'
-echo '  "backend": "va", "skipped": true, "note": "not here \"quoted\""}]'
+echo '  "backend": "va", "skipped": true, "note": "not here \"quoted\" caf\u00e9"},'
+echo " {\"name\": \"args\", \"impl\": \"ubdma\", \"unit\": \"ns\", \"median\": 2, \"note\": \"$*\"}]"
 SH
 chmod +x "$tmp/bench/bench_fake"
 if "$U" bench --bench-dir "$tmp/bench" --out "$tmp/res" --json >"$tmp/out" 2>"$tmp/err"; then ok "ubdma bench exits 0"; else not_ok "ubdma bench exits 0"; fi
 check "bench wrote the JSON, text and Markdown tables" test -s "$tmp/res/bench_fake.json" -a -s "$tmp/res/bench_fake.txt" -a -s "$tmp/res/bench_fake.md"
 check "the table holds both rows" test "$(grep -c '^lat ' "$tmp/res/bench_fake.txt")" -eq 2
+check "the Markdown table has its header and the 3 rows" test "$(grep -c '^| ' "$tmp/res/bench_fake.md")" -eq 4
+check "numbers to 3 decimals, absent ones '-', escapes decoded" sh -c \
+  "grep -q '^| lat | ubdma | va | ns | 1.500 | 3.000 | 1.700 |  |\$' '$tmp/res/bench_fake.md' &&
+   grep -q '^| lat | peer | va | ns | - | - | - | not here \"quoted\" café |\$' '$tmp/res/bench_fake.md'"
+check "the benchmark ran with --json only" grep -q '^| args | ubdma |  | ns | 2.000 | - | - | --json |$' "$tmp/res/bench_fake.md"
 check "the histogram row has its data and gnuplot script" test -s "$tmp/res/bench_fake-lat-ubdma.dat" -a -s "$tmp/res/bench_fake-lat-ubdma.gp"
 if command -v gnuplot >/dev/null; then
   check "gnuplot drew the PNG" test -s "$tmp/res/bench_fake-lat-ubdma.png"
 fi
-check "bench --json reports one bench, 2 rows" python3 -c "
-import json,sys; r=json.load(open('$tmp/out')); assert r[0]['bench']=='bench_fake' and r[0]['rows']==2 and r[0]['ok'], r"
+check "bench --json reports one bench, 3 rows" python3 -c "
+import json,sys; r=json.load(open('$tmp/out')); assert r[0]['bench']=='bench_fake' and r[0]['rows']==3 and r[0]['ok'], r"
+"$U" bench --bench-dir "$tmp/bench" --out "$tmp/res3" -- --quick --n 5 >"$tmp/out" 2>"$tmp/err"
+check "arguments after -- reach the benchmark" grep -q '^| args | ubdma |  | ns | 2.000 | - | - | --json --quick --n 5 |$' "$tmp/res3/bench_fake.md"
 printf '#!/bin/sh\nexit 1\n' >"$tmp/bench/bench_zbroken"; chmod +x "$tmp/bench/bench_zbroken"
 expect_exit 1 "bench_zbroken failed" -- bench --bench-dir "$tmp/bench" --out "$tmp/res2"
 expect_exit 2 "no benchmark directory" -- bench --bench-dir "$tmp/nowhere"
+mkdir -p "$tmp/bench_obj" "$tmp/empty"
+printf '#!/bin/sh\necho "{\\"rows\\": []}"\n' >"$tmp/bench_obj/bench_obj"; chmod +x "$tmp/bench_obj/bench_obj"
+expect_exit 1 "bench_obj printed no JSON array" -- bench --bench-dir "$tmp/bench_obj" --out "$tmp/res4"
+expect_exit 1 "no bench_\* executables in" -- bench --bench-dir "$tmp/empty" --out "$tmp/res5"
 
 echo "1..$n"
 [ $failed -eq 0 ]
