@@ -24,6 +24,15 @@ typedef struct {
  */
 typedef void ubdma_callback_t(void *arg, ubdma_seg_t *segs, int nseg, int error);
 
+/* What a lock function is asked to do, as FreeBSD's bus_dma_lock_op_t. */
+typedef enum { UBDMA_LOCK = 1, UBDMA_UNLOCK = 2 } ubdma_lock_op_t;
+
+/*
+ * A tag's lock function, bus_dma_lock_t: called with UBDMA_LOCK before a deferred load's callback
+ * runs and with UBDMA_UNLOCK after it returns (ubdma_tag_set_lockfunc()).
+ */
+typedef void ubdma_lockfunc_t(void *arg, ubdma_lock_op_t op);
+
 /**
  * ubdma_tag_create() - a DMA tag: the constraints of a device, bus_dma_tag_create(9).
  * @parent:    the context's root tag (ubdma_ctx_tag()), a device tag or another tag; NULL -> EINVAL.
@@ -67,6 +76,25 @@ int ubdma_tag_set_bounce_limit(ubdma_tag_t *tag, size_t bytes);
 
 /** ubdma_tag_bounce_limit() - the tag's bounce pool limit in bytes (the default until set). */
 size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag);
+
+/**
+ * ubdma_tag_set_lockfunc() - the lock a deferred load's callback runs under, as the lockfunc and
+ * lockfuncarg of FreeBSD's bus_dma_tag_create(9).
+ * @tag:         any tag; its child tags that have no lock function of their own use it.
+ * @lockfunc:    called as @lockfunc(@lockfuncarg, UBDMA_LOCK) before the callback of a deferred
+ *               (EINPROGRESS) load of a map of the tag runs, and with UBDMA_UNLOCK after it
+ *               returns, in the thread that runs it (the one whose ubdma_map_unload() or
+ *               ubdma_tag_set_bounce_limit() freed the bounce pages); NULL: none of its own.
+ * @lockfuncarg: passed to @lockfunc, typically the driver's mutex.
+ * A callback that runs at once, inside its ubdma_map_load*(), is not wrapped: the loading thread
+ * holds what it needs.  The thread that unloads must not hold the lock (a deferred callback may run
+ * inside its ubdma_map_unload()); a callback never runs inside another callback: loads that an
+ * unload inside a callback makes possible run after that callback and its UBDMA_UNLOCK.  Takes
+ * effect for the next callback.  Set on a device's tag (ubdma_pci_dma_tag()), it covers every tag
+ * the driver creates under it.
+ * Return: 0; EINVAL for a NULL @tag.
+ */
+int ubdma_tag_set_lockfunc(ubdma_tag_t *tag, ubdma_lockfunc_t *lockfunc, void *lockfuncarg);
 
 /**
  * ubdma_map_create() - a map for loads on @tag; its segment array is made now, so loads allocate

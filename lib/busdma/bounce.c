@@ -17,6 +17,17 @@
  * slots (ubdma_map_unload(), ubdma_tag_set_bounce_limit()) runs the loads they make possible, in
  * queue order, in its own thread and after dropping the pool lock; FreeBSD hands them to a
  * software interrupt thread instead, which a library does not have.
+ *
+ * Running a queue ("draining") is a property of the pool: one thread at a time runs a pool's
+ * queue, and a thread that frees slots while another drains leaves them to it (the drainer looks
+ * at the queue again, under the pool lock, after every callback).  Each callback runs under its
+ * tag's lock function (ubdma_tag_set_lockfunc()), as FreeBSD's busdma_swi() runs each deferred
+ * load between the tag's BUS_DMA_LOCK and BUS_DMA_UNLOCK.  A callback never runs inside another:
+ * when a callback's unload (of its own tag's map or another's) frees slots that waiting loads
+ * can use, their pool goes on the thread's list of pending pools, which the thread drains once
+ * the callback and its UBDMA_UNLOCK have returned, so that a driver's lock function is never
+ * entered twice.  (The thread-local flag this replaces stopped every drain while any callback
+ * ran, and left the queue of another tag undrained.)
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -70,7 +81,7 @@ static int pool_grow(struct ubdma_tag *t, struct bounce_pool *p, size_t want)
 		return uerr(ENOMEM, "out of memory");
 	}
 	p->pagev = (struct bounce_page **)nv;
-	if ((err = dmamem_backing_alloc(t->ctx, want * p->slot, p->slot, &lim, -1, b))) {
+	if ((err = dmamem_backing_alloc(t->ctx, want * p->slot, p->slot, &lim, -1, t->node, b))) {
 		free(b);
 		return err;
 	}
@@ -137,6 +148,7 @@ int bounce_pool_get(struct ubdma_tag *t, struct bounce_pool **poolp)
 			return uerr(ENOMEM, "out of memory");
 		}
 		pthread_mutex_init(&p->lock, NULL);
+		p->tag = t;
 		p->slot = t->alignment > PAGE_4K ? t->alignment : PAGE_4K;
 		p->limit = t->bounce_limit_set ? (t->bounce_limit + p->slot - 1) / p->slot : bounce_default_limit(t);
 		if (t->flags & UBDMA_ALLOCNOW) {
@@ -217,21 +229,89 @@ static void queue_pop(struct bounce_pool *p)
 }
 
 /*
- * Set while this thread runs deferred loads: a callback that unloads does not nest a drain.  A
- * child forked from inside such a callback inherits it set, with the rest of the parent's state,
- * and must not return from the callback into the library (docs/reliability.md, "fork and
- * library locks").
+ * Deferred callbacks this thread is inside (0 or 1: they never nest), and the pools whose queues
+ * it runs when the callback has returned.  A child forked from inside a callback inherits both,
+ * with the rest of the parent's state, and must not return from the callback into the library
+ * (docs/reliability.md, "fork and library locks").
  */
-static _Thread_local int draining;
+static _Thread_local int in_callback;
+static _Thread_local struct bounce_pool *pend_head;
 
-void bounce_drain(struct ubdma_tag *t)
+/* Run one deferred load that left the queue (or fail it: fail is its error), under its tag's lock. */
+static void run_deferred(struct ubdma_map *m, struct bounce_page *pages, int fail)
 {
-	struct bounce_pool *p = t->pool;
+	ubdma_lockfunc_t *lf;
+	void *lfarg;
 
-	if (!p || draining)
-		return;
-	draining = 1;
+	busdma_tag_lockfunc(m->tag, &lf, &lfarg);
+	in_callback = 1;
+	if (lf)
+		lf(lfarg, UBDMA_LOCK);
+	if (fail) {
+		ubdma_callback_t *cb = m->wait_cb;
+		void *arg = m->wait_arg;
+		if (m->wait_iov != &m->wait_iov1)
+			free(m->wait_iov);
+		m->wait_iov = NULL;
+		m->state = MAP_IDLE;
+		cb(arg, m->segs, 0, fail);
+	} else {
+		busdma_load_deferred(m, pages);
+	}
+	if (lf)
+		lf(lfarg, UBDMA_UNLOCK);
+	in_callback = 0;
+}
+
+static void pool_drain(struct bounce_pool *p);
+static void pool_free_now(struct bounce_pool *p);
+
+/* Drain the pools that callbacks of this thread left pending, oldest first. */
+static void run_pending(void)
+{
+	while (pend_head) {
+		struct bounce_pool *p = pend_head;
+		pend_head = p->pend_next;
+		pthread_mutex_lock(&p->lock);
+		int orphan = p->orphan;
+		p->pending = 0;
+		p->pend_next = NULL;
+		pthread_mutex_unlock(&p->lock);
+		if (orphan)
+			pool_free_now(p); /* its tag went while the pool waited here */
+		else
+			pool_drain(p);
+	}
+}
+
+/*
+ * Run the pool's queue as far as slots allow.  Returns at once when another thread (or an outer
+ * frame of this one) drains the pool already; inside a callback it only puts the pool on the
+ * thread's pending list.
+ */
+static void pool_drain(struct bounce_pool *p)
+{
+	struct ubdma_tag *t = p->tag;
+
 	pthread_mutex_lock(&p->lock);
+	if (p->draining || !p->wait_head) {
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	if (in_callback) {
+		/* at the tail: pools are drained in the order their slots were freed.  A pool pending
+		 * in another thread is left to it; outside a callback a thread drains it regardless. */
+		if (!p->pending) {
+			struct bounce_pool **pp = &pend_head;
+			while (*pp)
+				pp = &(*pp)->pend_next;
+			*pp = p;
+			p->pending = 1;
+		}
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	p->draining = 1;
 	while (p->wait_head) {
 		struct ubdma_map *m = p->wait_head;
 		size_t n = m->wait_pages;
@@ -251,21 +331,20 @@ void bounce_drain(struct ubdma_tag *t)
 		if (!fail)
 			pages = pool_take(p, n);
 		pthread_mutex_unlock(&p->lock);
-		if (fail) {
-			ubdma_callback_t *cb = m->wait_cb;
-			void *arg = m->wait_arg;
-			if (m->wait_iov != &m->wait_iov1)
-				free(m->wait_iov);
-			m->wait_iov = NULL;
-			m->state = MAP_IDLE;
-			cb(arg, m->segs, 0, ENOMEM);
-		} else {
-			busdma_load_deferred(m, pages);
-		}
+		run_deferred(m, pages, fail ? ENOMEM : 0);
+		run_pending();
 		pthread_mutex_lock(&p->lock);
 	}
+	/* cleared under the same lock hold as the last look at the queue: a release that came
+	 * after it sees the pool idle and drains it itself */
+	p->draining = 0;
 	pthread_mutex_unlock(&p->lock);
-	draining = 0;
+}
+
+void bounce_drain(struct ubdma_tag *t)
+{
+	if (t->pool)
+		pool_drain(t->pool);
 }
 
 void bounce_release(struct ubdma_tag *t, struct bounce_page *pages)
@@ -315,7 +394,7 @@ int bounce_cancel(struct ubdma_tag *t, struct ubdma_map *m)
 	return found;
 }
 
-void bounce_pool_free(struct bounce_pool *p)
+static void pool_free_now(struct bounce_pool *p)
 {
 	while (p->mem) {
 		struct backing *b = p->mem;
@@ -328,4 +407,26 @@ void bounce_pool_free(struct bounce_pool *p)
 	free(p->pagev);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+void bounce_pool_free(struct bounce_pool *p)
+{
+	/* A tag can go while its pool waits on a thread's pending list (a callback unloaded one of
+	 * its maps, then the tag's owner destroyed it).  This thread's list forgets it; another
+	 * thread's frees it when it gets to it, without touching the tag. */
+	pthread_mutex_lock(&p->lock);
+	if (p->pending) {
+		struct bounce_pool **pp = &pend_head;
+		while (*pp && *pp != p)
+			pp = &(*pp)->pend_next;
+		if (!*pp) {
+			p->orphan = 1;
+			p->tag = NULL;
+			pthread_mutex_unlock(&p->lock);
+			return;
+		}
+		*pp = p->pend_next;
+	}
+	pthread_mutex_unlock(&p->lock);
+	pool_free_now(p);
 }

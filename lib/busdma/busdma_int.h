@@ -8,11 +8,12 @@
  * every tag, map, bounce page and DMA allocation that the user forgot.
  *
  * Locking.  root->lock (struct busdma_root) serialises the shape of the tree: creating and
- * destroying tags, maps and DMA memory.  A bounce pool has its own lock, taken only when a load
- * needs bounce pages, when an unload gives them back, and by the deferred-load queue.  The fast
- * path (a registered buffer that needs no bounce page) takes no lock: a map is used by one thread
- * at a time, as in bus_dma(9), and the translation map is read lock-free (xlate.h).  Callbacks
- * run with no lock of the layer held.
+ * destroying tags, maps and DMA memory, and the tags' lock functions.  A bounce pool has its own
+ * lock, taken only when a load needs bounce pages, when an unload gives them back, and by the
+ * deferred-load queue.  The fast path (a registered buffer that needs no bounce page) takes no
+ * lock: a map is used by one thread at a time, as in bus_dma(9), and the translation map is read
+ * lock-free (xlate.h).  Callbacks run with no lock of the layer held (a deferred one under its
+ * tag's lock function only).
  *
  * fork(2).  Neither lock has atfork handlers, by design: both belong to one context's objects,
  * and another thread may hold them (root->lock and a pool's lock across a pool's growth, which
@@ -69,6 +70,7 @@ struct backing {
 
 struct bounce_pool {
 	pthread_mutex_t lock;	  /* the pool; held across growth; no fork handler (see above) */
+	struct ubdma_tag *tag;	  /* the tag it belongs to */
 	struct bounce_page *free;
 	size_t nfree, total;	  /* slots free / made */
 	size_t limit;		  /* most slots the pool may make */
@@ -77,6 +79,10 @@ struct bounce_pool {
 	struct bounce_page **pagev; /* arrays of page records, one per backing */
 	size_t npagev;
 	struct ubdma_map *wait_head, *wait_tail; /* deferred loads, FIFO */
+	int draining;		  /* a thread runs the queue (bounce.c, "Deferred loads") */
+	int pending;		  /* on a thread's list of queues to run after its callback */
+	int orphan;		  /* its tag is gone: the thread whose list holds it frees it */
+	struct bounce_pool *pend_next; /* that list */
 };
 
 struct busdma_root {
@@ -104,6 +110,12 @@ struct ubdma_tag {
 	struct bounce_pool *pool; /* made on first need or with ALLOCNOW */
 	size_t bounce_limit;	  /* bytes asked with ubdma_tag_set_bounce_limit() */
 	int bounce_limit_set;	  /* 0: the default applies */
+	/* the device the tag serves, from its device tag (busdma_device_tag_create()) down */
+	int node;		  /* NUMA node of its DMA and bounce memory, or UBDMA_NODE_ANY */
+	int naperture;		  /* 0: no aperture but the context's windows */
+	struct iommu_window aperture[IOMMU_MAX_WINDOWS]; /* IOVA ranges the device may use */
+	ubdma_lockfunc_t *lockfunc; /* its own (under root->lock); NULL: the nearest ancestor's */
+	void *lockfuncarg;
 };
 
 enum { BUSDMA_TAG_USER, BUSDMA_TAG_ROOT, BUSDMA_TAG_DEVICE };
@@ -138,21 +150,38 @@ struct dmamem {
 
 /* ------------------------------------------------------------ tag.c */
 
+/* What a device brings to its tag. */
+struct busdma_device {
+	const struct iommu_window *windows; /* its IOMMU aperture: the IOVA ranges it may use */
+	int nwindows;			    /* 0: none beyond the context's windows */
+	int node;			    /* its NUMA node, or UBDMA_NODE_ANY */
+	ubdma_lockfunc_t *lockfunc;	    /* for deferred callbacks, or NULL */
+	void *lockfuncarg;
+};
+
 /*
- * Create a tag for a layer of the library.  lib/pci calls it with the context's root tag as
- * parent and kind BUSDMA_TAG_DEVICE to make a device's root tag: lowaddr/highaddr then exclude
- * what lies above the device's IOMMU aperture (lowaddr = aperture end, highaddr = UBDMA_MAXADDR).
- * A device tag is a parent for the driver's tags; the user cannot destroy it (EINVAL) — the pci
- * layer does with busdma_tag_destroy_internal().  Same parameters and errors as ubdma_tag_create().
+ * A device's tag, as bus_get_dma_tag(9) returns it: a child of parent (the context's root tag)
+ * that carries the device.  Its exclusion window is what lies above the aperture (lowaddr = the
+ * end of the highest range, highaddr = UBDMA_MAXADDR), so that loads bounce what the device
+ * cannot reach at no cost to the fast path; the ranges themselves confine its bounce and DMA
+ * memory, which goes on the device's node.  Tags the driver creates under it inherit all of it.
+ * The user cannot destroy it (EINVAL): lib/pci does, with busdma_tag_destroy_internal().
+ * Return: 0; EINVAL for NULL arguments, more than IOMMU_MAX_WINDOWS ranges or a range whose end
+ * is below its start; ENOMEM.
  */
-int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignment, uint64_t boundary,
-			       uint64_t lowaddr, uint64_t highaddr, size_t maxsize, int nsegments,
-			       size_t maxsegsz, int flags, struct ubdma_tag **tagp);
+int busdma_device_tag_create(struct ubdma_tag *parent, const struct busdma_device *dev,
+			     struct ubdma_tag **tagp);
 /* Destroy a tag of any kind but the root.  EBUSY while maps or children exist. */
 int busdma_tag_destroy_internal(struct ubdma_tag *tag);
 
-/* The IOVA range where the tag's bounce memory and DMA memory may live (inside a ctx window). */
+/*
+ * The IOVA range where the tag's bounce memory and DMA memory may live: outside its exclusion
+ * window, inside a context window and inside its device's aperture.  0 or ENOMEM.
+ */
 int busdma_tag_allowed(const struct ubdma_tag *tag, struct iommu_window *w);
+
+/* The lock function deferred callbacks of the tag run under: its own or its nearest ancestor's. */
+void busdma_tag_lockfunc(struct ubdma_tag *tag, ubdma_lockfunc_t **fnp, void **argp);
 
 /* Whether [iova, iova + len) is usable by the tag: outside the window, aligned start. */
 static inline int busdma_iova_ok(const struct ubdma_tag *t, uint64_t iova, size_t len)
@@ -219,12 +248,13 @@ void bounce_drain(struct ubdma_tag *tag);
 
 /*
  * Get len bytes (rounded up to the page size used) of wired memory whose IOVAs lie in lim, whose
- * first IOVA is aligned to align (a power of two), mapped in the context.  hugetlb: 1 to use 2 MiB
- * pages (the phys backend always does), 0 to use 4 KiB pages, -1 to choose.
+ * first IOVA is aligned to align (a power of two), mapped in the context, preferably on NUMA node
+ * node (UBDMA_NODE_ANY: anywhere).  hugetlb: 1 to use 2 MiB pages (the phys backend always does),
+ * 0 to use 4 KiB pages, -1 to choose.
  * Return: 0 or ENOMEM (no memory in the window), or an errno from wiring/mapping.
  */
 int dmamem_backing_alloc(struct ubdma_ctx *ctx, size_t len, size_t align, const struct iommu_window *lim,
-			 int hugetlb, struct backing *b);
+			 int hugetlb, int node, struct backing *b);
 void dmamem_backing_free(struct backing *b);
 
 /* ------------------------------------------------------------ map.c */

@@ -2,16 +2,17 @@
  * dmamem.c - memory for devices: the backings that bounce pools and ubdma_mem_alloc() are made
  * of, and ubdma_mem_alloc() / ubdma_mem_free() themselves (bus_dmamem_alloc(9)).
  *
- * A backing is anonymous memory, wired and mapped into the context with umem_lock(), whose IOVAs
- * lie in a window the caller gives (the complement of a tag's exclusion window, inside a context
- * window).  How the IOVAs are made to fall in the window depends on the backend:
- *   va:   IOVA = VA, so the virtual address is chosen in the window: the kernel's choice when it
- *         fits, else MAP_FIXED_NOREPLACE hints from the bottom of the window up (a 32-bit window
- *         needs addresses below 4 GiB, which the kernel never picks on its own);
- *   phys: IOVA = physical address of hugetlb memory (phys refuses 4 KiB pages): 2 MiB pages from
- *         memfd_create(MFD_HUGETLB | MFD_HUGE_2MB); a page whose physical address misses the
- *         window is kept aside while another is tried, then all are given back; ENOMEM after
- *         DMAMEM_PHYS_TRIES;
+ * A backing is memory from the hugepage layer's allocator (hugepage/hugemem.h: the one that
+ * ubdma_huge_alloc() uses too), on the tag's NUMA node when it has one, wired and mapped into the
+ * context with umem_lock(), whose IOVAs lie in a window the caller gives (the complement of a
+ * tag's exclusion window, inside the context's windows and the device's aperture).  The node is a
+ * preference (MPOL_PREFERRED), as FreeBSD's busdma allocates a tag's bounce pages and maps with
+ * DOMAINSET_PREF(domain): memory elsewhere is slower, no memory is a failure.  How the IOVAs are
+ * made to fall in the window depends on the backend:
+ *   va:   IOVA = VA, so the allocator is asked for a virtual address in the window;
+ *   phys: IOVA = physical address of hugetlb memory (phys refuses 4 KiB pages): 2 MiB pages; a
+ *         page whose physical address misses the window is kept aside while another is tried,
+ *         then all are given back; ENOMEM after DMAMEM_PHYS_TRIES;
  *   vfio: umem_lock()'s window argument makes the IOVA allocator choose inside it.
  * Large requests (2 MiB and more) use 2 MiB hugepages on every backend when the system has them,
  * falling back to 4 KiB pages on va and vfio.
@@ -19,77 +20,31 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "base/log.h"
 #include "base/page.h"
 #include "busdma/busdma_int.h"
-
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE 0x100000
-#endif
-#ifndef MFD_HUGETLB
-#define MFD_HUGETLB 0x0004U
-#endif
-#ifndef MFD_HUGE_2MB
-#define MFD_HUGE_2MB (21U << 26)
-#endif
+#include "hugepage/hugemem.h"
 
 #define DMAMEM_PHYS_TRIES 8
-#define DMAMEM_HINT_TRIES 1024
-#define DMAMEM_MIN_VA 0x10000UL /* below vm.mmap_min_addr's usual value nothing can be mapped */
 
 static uintptr_t round_up(uintptr_t v, uintptr_t a)
 {
 	return (v + a - 1) & ~(a - 1);
 }
 
-static int fits(uintptr_t a, size_t len, const struct iommu_window *lim)
-{
-	return a >= lim->lo && a + len - 1 >= a && a + len - 1 <= lim->hi;
-}
-
 /*
- * Map len bytes (of fd, or anonymous when fd < 0) at a virtual address aligned to align and, when
- * place is set (va backend), inside lim.  NULL when no such address could be had.
+ * len bytes of pages of pgsz, the address aligned to align and, when place is set (va backend),
+ * inside lim, on node (preferred).  0, or huge_map()'s error.
  */
-static void *map_placed(size_t len, size_t align, const struct iommu_window *lim, int place, int fd)
+static int map_placed(size_t len, size_t pgsz, size_t align, const struct iommu_window *lim, int place,
+		      int node, void **vap)
 {
-	const int prot = PROT_READ | PROT_WRITE;
-	const int fl = fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED;
-	size_t span = fd < 0 && align > PAGE_4K ? len + align : len;
-	void *p = mmap(NULL, span, prot, fl, fd, 0);
+	const struct huge_req rq = { .len = len, .pgsz = pgsz, .align = align, .node = node, .preferred = 1,
+				     .place = place, .lo = (uintptr_t)lim->lo,
+				     .hi = lim->hi > UINTPTR_MAX ? UINTPTR_MAX : (uintptr_t)lim->hi };
 
-	/* the kernel's choice, over-allocated and trimmed to the alignment when anonymous */
-	if (p != MAP_FAILED) {
-		uintptr_t a = round_up((uintptr_t)p, align);
-		if (a + len <= (uintptr_t)p + span && (!place || fits(a, len, lim))) {
-			if (a > (uintptr_t)p)
-				munmap(p, a - (uintptr_t)p);
-			if ((uintptr_t)p + span > a + len)
-				munmap((void *)(a + len), (uintptr_t)p + span - (a + len));
-			return (void *)a;
-		}
-		munmap(p, span);
-	}
-	if (!place)
-		return NULL;
-	/* hints inside the window, lowest first; step at least 1 MiB to skip occupied areas */
-	size_t step = round_up(len > (1UL << 20) ? len : (1UL << 20), align);
-	uintptr_t a = round_up(lim->lo > DMAMEM_MIN_VA ? lim->lo : DMAMEM_MIN_VA, align);
-	for (int i = 0; i < DMAMEM_HINT_TRIES && fits(a, len, lim); i++, a += step) {
-		void *q = mmap((void *)a, len, prot, fl | MAP_FIXED_NOREPLACE, fd, 0);
-		if (q == (void *)a)
-			return q;
-		if (q != MAP_FAILED)
-			munmap(q, len); /* a kernel without MAP_FIXED_NOREPLACE took it as a hint */
-		else if (errno != EEXIST && errno != EPERM)
-			break;
-		if (a + step < a)
-			break;
-	}
-	return NULL;
+	return huge_map(&rq, vap);
 }
 
 /* Lock [va, va + len) into the context, IOVAs in lim, first IOVA aligned.  ERANGE when missed. */
@@ -109,17 +64,20 @@ static int backing_lock(struct ubdma_ctx *ctx, void *va, size_t len, size_t alig
 }
 
 static int alloc_small(struct ubdma_ctx *ctx, size_t len, size_t align, const struct iommu_window *lim,
-		       struct backing *b)
+		       int node, struct backing *b)
 {
+	void *va;
+
 	len = round_up(len, PAGE_4K);
 	align = align > PAGE_4K ? align : PAGE_4K;
-	void *va = map_placed(len, align, lim, ctx->backend == UBDMA_BACKEND_VA, -1);
-	if (!va)
-		return uerr(ENOMEM, "no virtual memory for %zu bytes in [%#llx, %#llx]", len,
-			    (unsigned long long)lim->lo, (unsigned long long)lim->hi);
-	int err = backing_lock(ctx, va, len, align, lim, &b->cookie);
+	int err = map_placed(len, PAGE_4K, align, lim, ctx->backend == UBDMA_BACKEND_VA, node, &va);
+	if (err)
+		return err == EADDRNOTAVAIL ? uerr(ENOMEM, "no virtual memory for %zu bytes in [%#llx, %#llx]", len,
+						   (unsigned long long)lim->lo, (unsigned long long)lim->hi)
+					    : uerr(err, "cannot map %zu bytes of 4 KiB pages: %s", len, strerror(err));
+	err = backing_lock(ctx, va, len, align, lim, &b->cookie);
 	if (err) {
-		munmap(va, len);
+		huge_unmap(va, len);
 		return err == ERANGE ? uerr(ENOMEM, "the backend put %zu bytes outside IOVA window [%#llx, %#llx] "
 					    "or off %zu-byte alignment", len, (unsigned long long)lim->lo,
 					    (unsigned long long)lim->hi, align)
@@ -132,7 +90,7 @@ static int alloc_small(struct ubdma_ctx *ctx, size_t len, size_t align, const st
 }
 
 static int alloc_huge(struct ubdma_ctx *ctx, size_t len, size_t align, const struct iommu_window *lim,
-		      struct backing *b)
+		      int node, struct backing *b)
 {
 	void *missed[DMAMEM_PHYS_TRIES];
 	int nmissed = 0, err = ENOMEM;
@@ -140,13 +98,8 @@ static int alloc_huge(struct ubdma_ctx *ctx, size_t len, size_t align, const str
 	len = round_up(len, BUSDMA_HUGE);
 	align = align > BUSDMA_HUGE ? align : BUSDMA_HUGE;
 	for (int i = 0; i < DMAMEM_PHYS_TRIES; i++) {
-		int fd = memfd_create("ubdma-dma", MFD_HUGETLB | MFD_HUGE_2MB | MFD_CLOEXEC);
-		if (fd < 0)
-			return uerr(ENOMEM, "memfd_create(MFD_HUGETLB) failed: no 2 MiB hugepages (%s)", strerror(errno));
-		void *va = ftruncate(fd, (off_t)len) ? NULL
-			 : map_placed(len, align, lim, ctx->backend == UBDMA_BACKEND_VA, fd);
-		close(fd);
-		if (!va) {
+		void *va;
+		if (map_placed(len, BUSDMA_HUGE, align, lim, ctx->backend == UBDMA_BACKEND_VA, node, &va)) {
 			err = uerr(ENOMEM, "cannot map %zu bytes of 2 MiB hugepages (free hugepages: see "
 				   "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)", len);
 			break;
@@ -161,7 +114,7 @@ static int alloc_huge(struct ubdma_ctx *ctx, size_t len, size_t align, const str
 			break;
 		}
 		if (err != ERANGE) {
-			munmap(va, len);
+			huge_unmap(va, len);
 			break;
 		}
 		/* the physical pages missed the window: keep them mapped so that the next try gets
@@ -172,23 +125,23 @@ static int alloc_huge(struct ubdma_ctx *ctx, size_t len, size_t align, const str
 			   align, i + 1);
 	}
 	while (nmissed--)
-		munmap(missed[nmissed], len);
+		huge_unmap(missed[nmissed], len);
 	return err;
 }
 
 int dmamem_backing_alloc(struct ubdma_ctx *ctx, size_t len, size_t align, const struct iommu_window *lim,
-			 int hugetlb, struct backing *b)
+			 int hugetlb, int node, struct backing *b)
 {
 	const int phys = ctx->backend == UBDMA_BACKEND_PHYS;
 
 	memset(b, 0, sizeof(*b));
 	if (phys || hugetlb > 0 || (hugetlb < 0 && len >= BUSDMA_HUGE)) {
-		int err = alloc_huge(ctx, len, align, lim, b);
+		int err = alloc_huge(ctx, len, align, lim, node, b);
 		if (!err || phys)
 			return err;
 		ULOG_DEBUG("no hugepages for %zu bytes: using 4 KiB pages", len);
 	}
-	return alloc_small(ctx, len, align, lim, b);
+	return alloc_small(ctx, len, align, lim, node, b);
 }
 
 void dmamem_backing_free(struct backing *b)
@@ -196,7 +149,7 @@ void dmamem_backing_free(struct backing *b)
 	if (!b->va)
 		return;
 	ubdma_umem_unlock(b->cookie);
-	munmap(b->va, b->len);
+	huge_unmap(b->va, b->len);
 	b->va = NULL;
 }
 
@@ -237,7 +190,7 @@ int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **ma
 	}
 	if (!(d = calloc(1, sizeof(*d))))
 		return uerr(ENOMEM, "out of memory");
-	if ((err = dmamem_backing_alloc(tag->ctx, tag->maxsize, align, &lim, -1, &d->b))) {
+	if ((err = dmamem_backing_alloc(tag->ctx, tag->maxsize, align, &lim, -1, tag->node, &d->b))) {
 		free(d);
 		return err;
 	}
@@ -266,8 +219,8 @@ int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **ma
 	 * nothing; ubdma_map_sync() is still needed for its fences. */
 	if (flags & UBDMA_ZERO)
 		memset(d->b.va, 0, tag->maxsize);
-	ULOG_DEBUG("tag %p: %zu bytes of DMA memory at %p (%s pages), flags %#x", (void *)tag, tag->maxsize,
-		   d->b.va, d->b.hugetlb ? "2 MiB" : "4 KiB", flags);
+	ULOG_DEBUG("tag %p: %zu bytes of DMA memory at %p (%s pages, node %d), flags %#x", (void *)tag,
+		   tag->maxsize, d->b.va, d->b.hugetlb ? "2 MiB" : "4 KiB", tag->node, flags);
 	*vaddrp = d->b.va;
 	*mapp = m;
 	return 0;

@@ -8,6 +8,12 @@
  * inherits the same three).  A boundary smaller than maxsegsz clips maxsegsz, as FreeBSD does, so
  * that a segment can always be as long as the rules allow.  The root tag has no constraint of its
  * own: every IOVA the context hands out already lies in one of its windows.
+ *
+ * A device's tag (busdma_device_tag_create(), for lib/pci) adds what FreeBSD gives a device's
+ * parent tag: the IOVA ranges the device may use, its NUMA node (bus_dma_tag_set_domain()) and a
+ * lock function for deferred callbacks.  Children inherit the ranges and the node at creation; the
+ * lock function is looked up at each deferred callback, so that one set on a device's tag after
+ * the driver made its tags still covers them (FreeBSD gives each tag its own and inherits none).
  */
 #include <errno.h>
 #include <limits.h>
@@ -45,6 +51,23 @@ static int seg_cap(size_t maxsize, int nsegments)
 	return (int)cap;
 }
 
+/* The first piece of [lo, hi] of at least a page that lies in one of the tag's aperture ranges. */
+static int aperture_fit(const struct ubdma_tag *t, uint64_t lo, uint64_t hi, struct iommu_window *w)
+{
+	for (int i = 0; i < (t->naperture ? t->naperture : 1); i++) {
+		uint64_t l = lo, h = hi;
+		if (t->naperture) {
+			l = t->aperture[i].lo > lo ? t->aperture[i].lo : lo;
+			h = t->aperture[i].hi < hi ? t->aperture[i].hi : hi;
+		}
+		if (l < h && h - l >= PAGE_4K - 1) {
+			*w = (struct iommu_window){ l, h };
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int busdma_tag_allowed(const struct ubdma_tag *t, struct iommu_window *w)
 {
 	const struct ubdma_ctx *ctx = t->ctx;
@@ -64,10 +87,8 @@ int busdma_tag_allowed(const struct ubdma_tag *t, struct iommu_window *w)
 		for (int i = 0; i < ctx->nwindows; i++) {
 			uint64_t lo = ctx->windows[i].lo > parts[p].lo ? ctx->windows[i].lo : parts[p].lo;
 			uint64_t hi = ctx->windows[i].hi < parts[p].hi ? ctx->windows[i].hi : parts[p].hi;
-			if (lo < hi && hi - lo >= PAGE_4K - 1) {
-				*w = (struct iommu_window){ lo, hi };
+			if (aperture_fit(t, lo, hi, w))
 				return 0;
-			}
 		}
 	}
 	return ENOMEM;
@@ -94,9 +115,10 @@ static int check_params(size_t alignment, uint64_t boundary, uint64_t lowaddr, u
 	return 0;
 }
 
-int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignment, uint64_t boundary,
-			       uint64_t lowaddr, uint64_t highaddr, size_t maxsize, int nsegments,
-			       size_t maxsegsz, int flags, struct ubdma_tag **tagp)
+/* A new tag under parent, with the device dev brings when it is a device's tag (else NULL). */
+static int tag_new(struct ubdma_tag *parent, int kind, const struct busdma_device *dev, size_t alignment,
+		   uint64_t boundary, uint64_t lowaddr, uint64_t highaddr, size_t maxsize, int nsegments,
+		   size_t maxsegsz, int flags, struct ubdma_tag **tagp)
 {
 	struct ubdma_tag *t;
 	int err;
@@ -122,6 +144,18 @@ int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignm
 	t->nsegments = nsegments;
 	t->flags = flags;
 	t->seg_cap = seg_cap(maxsize, nsegments);
+	t->node = parent->node;
+	t->naperture = parent->naperture;
+	memcpy(t->aperture, parent->aperture, sizeof(t->aperture));
+	if (dev) {
+		t->node = dev->node;
+		if (dev->nwindows) {
+			t->naperture = dev->nwindows;
+			memcpy(t->aperture, dev->windows, (size_t)dev->nwindows * sizeof(*dev->windows));
+		}
+		t->lockfunc = dev->lockfunc;
+		t->lockfuncarg = dev->lockfuncarg;
+	}
 
 	if (flags & UBDMA_ALLOCNOW) {
 		/* bus_dma(9): ALLOCNOW makes the bounce pages of one maxsize load now, so that the
@@ -137,9 +171,9 @@ int busdma_tag_create_internal(struct ubdma_tag *parent, int kind, size_t alignm
 	LIST_INSERT_HEAD(&t->root->tags, t, link);
 	pthread_mutex_unlock(&t->root->lock);
 	ULOG_DEBUG("tag %p parent %p align %zu boundary %#llx window (%#llx, %#llx] maxsize %zu nseg %d "
-		   "maxsegsz %zu flags %#x", (void *)t, (void *)parent, t->alignment,
+		   "maxsegsz %zu flags %#x node %d", (void *)t, (void *)parent, t->alignment,
 		   (unsigned long long)t->boundary, (unsigned long long)t->lowaddr,
-		   (unsigned long long)t->highaddr, t->maxsize, t->nsegments, t->maxsegsz, t->flags);
+		   (unsigned long long)t->highaddr, t->maxsize, t->nsegments, t->maxsegsz, t->flags, t->node);
 	*tagp = t;
 	return 0;
 }
@@ -148,8 +182,28 @@ int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, u
 		     ubdma_iova_t highaddr, size_t maxsize, int nsegments, size_t maxsegsz, int flags,
 		     ubdma_tag_t **tagp)
 {
-	return busdma_tag_create_internal(parent, BUSDMA_TAG_USER, alignment, boundary, lowaddr, highaddr,
-					  maxsize, nsegments, maxsegsz, flags, tagp);
+	return tag_new(parent, BUSDMA_TAG_USER, NULL, alignment, boundary, lowaddr, highaddr, maxsize,
+		       nsegments, maxsegsz, flags, tagp);
+}
+
+int busdma_device_tag_create(struct ubdma_tag *parent, const struct busdma_device *dev, struct ubdma_tag **tagp)
+{
+	uint64_t top = 0;
+
+	if (!dev)
+		return uerr(EINVAL, "dev is NULL");
+	if (dev->nwindows < 0 || dev->nwindows > IOMMU_MAX_WINDOWS || (dev->nwindows && !dev->windows))
+		return uerr(EINVAL, "%d aperture ranges (at most %d)", dev->nwindows, IOMMU_MAX_WINDOWS);
+	for (int i = 0; i < dev->nwindows; i++) {
+		if (dev->windows[i].hi < dev->windows[i].lo)
+			return uerr(EINVAL, "aperture range %d ends below its start", i);
+		top = dev->windows[i].hi > top ? dev->windows[i].hi : top;
+	}
+	/* what lies above the aperture is the device's exclusion window; none without an aperture */
+	if (!dev->nwindows)
+		top = UBDMA_MAXADDR;
+	return tag_new(parent, BUSDMA_TAG_DEVICE, dev, 1, 0, top, UBDMA_MAXADDR, SIZE_MAX, INT_MAX, SIZE_MAX, 0,
+		       tagp);
 }
 
 int busdma_tag_destroy_internal(struct ubdma_tag *t)
@@ -199,6 +253,29 @@ int ubdma_tag_set_bounce_limit(ubdma_tag_t *tag, size_t bytes)
 	return 0;
 }
 
+int ubdma_tag_set_lockfunc(ubdma_tag_t *tag, ubdma_lockfunc_t *lockfunc, void *lockfuncarg)
+{
+	if (!tag)
+		return uerr(EINVAL, "tag is NULL");
+	pthread_mutex_lock(&tag->root->lock);
+	tag->lockfunc = lockfunc;
+	tag->lockfuncarg = lockfunc ? lockfuncarg : NULL;
+	pthread_mutex_unlock(&tag->root->lock);
+	return 0;
+}
+
+void busdma_tag_lockfunc(struct ubdma_tag *tag, ubdma_lockfunc_t **fnp, void **argp)
+{
+	struct ubdma_tag *t = tag;
+
+	pthread_mutex_lock(&tag->root->lock);
+	while (t && !t->lockfunc)
+		t = t->parent;
+	*fnp = t ? t->lockfunc : NULL;
+	*argp = t ? t->lockfuncarg : NULL;
+	pthread_mutex_unlock(&tag->root->lock);
+}
+
 size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag)
 {
 	if (!tag)
@@ -238,6 +315,7 @@ int busdma_root_create(struct ubdma_ctx *ctx, struct ubdma_tag **rootp)
 	t->nsegments = INT_MAX;
 	t->maxsegsz = SIZE_MAX;
 	t->seg_cap = seg_cap(t->maxsize, t->nsegments);
+	t->node = UBDMA_NODE_ANY;
 	*rootp = t;
 	return 0;
 }

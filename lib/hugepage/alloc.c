@@ -1,14 +1,12 @@
 /*
  * alloc.c - hugepage regions: allocation on a page size and a NUMA node, the shortage policy,
- * and freeing.
+ * and freeing.  The mapping itself (placement, NUMA policy, faulting in) is map.c's, shared with
+ * the busdma layer's DMA memory.
  *
- * Order matters.  The memory is mapped first, without faulting it in; the NUMA policy is set on
- * the mapping; only then are the pages faulted in, with MADV_POPULATE_WRITE, which reports a
- * shortage as an error instead of the SIGBUS a plain touch of a hugetlb page would raise.  A
- * shared hugetlb mapping reserves its pages system-wide at mmap() time, but the reservation
- * does not look at nodes, so a node that runs short shows up only at fault time: we count free
- * pages on the node before we start so that the usual shortage gets a precise message, and
- * still handle the race where another process took them in between.
+ * Shortage.  A shared hugetlb mapping reserves its pages system-wide at mmap() time, but not per
+ * node, so a node that runs short shows up only when map.c faults the pages in: we count free
+ * pages on the node before we start so that the usual shortage gets a precise message, and still
+ * handle the race where another process took them in between.
  *
  * Policy on shortage: STRICT fails with ENOMEM; FALLBACK maps 4 KiB anonymous pages (THP off,
  * so that they really are 4 KiB) on the same node and warns.  Every failure path unmaps, closes
@@ -16,11 +14,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/memfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #ifdef UBDMA_HAVE_LIBHUGETLBFS
@@ -30,75 +26,29 @@
 #include "base/log.h"
 #include "base/page.h"
 #include "hugepage/huge.h"
+#include "hugepage/hugemem.h"
 
 /* Errors are reported as the public function's: the caller knows no helper names. */
 #define herr(err, ...) uerr_at("ubdma_huge_alloc", (err), __VA_ARGS__)
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 #define BACKINGS (UBDMA_HUGE_HUGETLBFS | UBDMA_HUGE_LIBHUGETLBFS)
 #define ALL_FLAGS (UBDMA_HUGE_FALLBACK | BACKINGS | UBDMA_HUGE_PREFERRED)
 
-/* Why a hugepage attempt failed, for the policy decision: a shortage may fall back, others not. */
-enum { SHORT = -1 };
-
-static int log2sz(size_t v)
+/* What a region asks of the allocator: its length and page size, placed anywhere on its node. */
+static struct huge_req region_req(const struct ubdma_huge *r, int node, int preferred)
 {
-	return 63 - __builtin_clzll((unsigned long long)v);
-}
-
-/* Fault every page in for writing; ENOMEM when the pages cannot be had (hugetlb shortage). */
-static int populate(void *addr, size_t len, size_t pgsz)
-{
-	if (madvise(addr, len, MADV_POPULATE_WRITE) == 0)
-		return 0;
-	if (errno != EINVAL)
-		return errno == EFAULT || errno == EINTR || errno == EHWPOISON ? ENOMEM : errno;
-	/* kernel before 5.14: touch the pages; the free count was checked before we got here */
-	for (size_t off = 0; off < len; off += pgsz)
-		((volatile char *)addr)[off] = 0;
-	return 0;
-}
-
-/* Map an fd-backed hugetlb object of len bytes, bind it, fault it in.  0, SHORT or errno. */
-static int map_fd(int fd, size_t len, size_t pgsz, int node, int preferred, void **addrp)
-{
-	void *p;
-	int err;
-
-	if (ftruncate(fd, (off_t)len))
-		return errno == ENOMEM || errno == ENOSPC ? SHORT : errno;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		return errno == ENOMEM ? SHORT : errno; /* the system-wide reservation failed */
-	if ((err = huge_mbind(p, len, node, preferred))) {
-		munmap(p, len);
-		return err;
-	}
-	if ((err = populate(p, len, pgsz))) {
-		munmap(p, len);
-		return err == ENOMEM ? SHORT : err;
-	}
-	*addrp = p;
-	return 0;
+	return (struct huge_req){ .len = r->len, .pgsz = r->pgsz, .node = node, .preferred = preferred };
 }
 
 static int alloc_memfd(struct ubdma_huge *r, int node, int preferred)
 {
-	unsigned mfd = MFD_CLOEXEC | MFD_HUGETLB | ((unsigned)log2sz(r->pgsz) << MFD_HUGE_SHIFT);
-	int fd = memfd_create("ubdma-huge", mfd), err;
+	const struct huge_req rq = region_req(r, node, preferred);
+	char sz[32];
+	int err = huge_map(&rq, &r->addr);
 
-	if (fd < 0) {
-		char sz[32];
-		int e = errno;
-		return e == EINVAL ? herr(ENOTSUP, "memfd_create refuses %s hugepages", huge_pgsz_str(r->pgsz, sz, sizeof(sz)))
-				   : herr(e, "memfd_create failed: %s", strerror(e));
-	}
-	err = map_fd(fd, r->len, r->pgsz, node, preferred, &r->addr);
-	close(fd);
 	r->kind = HUGE_MEMFD;
+	if (err == ENOTSUP)
+		return herr(ENOTSUP, "memfd_create refuses %s hugepages", huge_pgsz_str(r->pgsz, sz, sizeof(sz)));
 	return err;
 }
 
@@ -136,7 +86,8 @@ static int alloc_file(struct ubdma_huge *r, int node, int preferred)
 		r->path = NULL;
 		return herr(err, "cannot create a file in %s: %s", dir, strerror(err));
 	}
-	err = map_fd(fd, r->len, r->pgsz, node, preferred, &r->addr);
+	const struct huge_req rq = region_req(r, node, preferred);
+	err = huge_map_fd(fd, &rq, &r->addr);
 	close(fd);
 	if (err) {
 		unlink(r->path);
@@ -164,7 +115,7 @@ static int alloc_libhugetlbfs(struct ubdma_huge *r, int node, int preferred)
 	if ((err = huge_policy_push(node, preferred, &saved)))
 		return herr(err, "set_mempolicy(node %d) failed: %s", node, strerror(err));
 	r->addr = get_huge_pages(r->len, GHP_DEFAULT);
-	err = r->addr ? 0 : SHORT;
+	err = r->addr ? 0 : HUGE_SHORT;
 	huge_policy_pop(&saved);
 	r->kind = HUGE_LIBHUGETLBFS;
 	return err;
@@ -178,20 +129,13 @@ static int alloc_libhugetlbfs(struct ubdma_huge *r, int node, int preferred)
 
 static int alloc_anon(struct ubdma_huge *r, int node, int preferred)
 {
-	void *p;
 	int err;
 
 	r->len = (r->len + PAGE_4K_MASK) & ~PAGE_4K_MASK;
-	p = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return herr(errno, "mmap of %zu bytes failed: %s", r->len, strerror(errno));
-	madvise(p, r->len, MADV_NOHUGEPAGE); /* "4 KiB pages" should be literally true */
-	if ((err = huge_mbind(p, r->len, node, preferred)) || (err = populate(p, r->len, PAGE_4K))) {
-		munmap(p, r->len);
-		return herr(err, "cannot place %zu bytes on node %d: %s", r->len, node, strerror(err));
-	}
-	r->addr = p;
 	r->pgsz = PAGE_4K;
+	const struct huge_req rq = region_req(r, node, preferred);
+	if ((err = huge_map(&rq, &r->addr)))
+		return herr(err, "cannot map %zu bytes of 4 KiB pages on node %d: %s", r->len, node, strerror(err));
 	r->kind = HUGE_ANON;
 	return 0;
 }
@@ -291,7 +235,7 @@ int ubdma_huge_alloc(size_t size, size_t pgsz, int node, int flags, ubdma_huge_t
 		      : flags & UBDMA_HUGE_LIBHUGETLBFS ? alloc_libhugetlbfs(r, node, preferred)
 		      : pgsz == PAGE_4K			? alloc_anon(r, node, preferred)
 							 : alloc_memfd(r, node, preferred);
-		if (err == SHORT) {
+		if (err == HUGE_SHORT) {
 			snprintf(why, sizeof(why), "the kernel could not supply %lu pages", need);
 			err = shortage(r, node, preferred, "another user took them, or they are on other nodes");
 		} else if (err == ENOTSUP) {
@@ -327,13 +271,13 @@ void ubdma_huge_free(ubdma_huge_t *r)
 #endif
 		break;
 	case HUGE_FILE:
-		munmap(r->addr, r->len);
+		huge_unmap(r->addr, r->len);
 		if (unlink(r->path))
 			ULOG_WARN("cannot remove %s: %s", r->path, strerror(errno));
 		free(r->path);
 		break;
 	default:
-		munmap(r->addr, r->len);
+		huge_unmap(r->addr, r->len);
 		break;
 	}
 	free(r);

@@ -10,6 +10,11 @@
  * "it does not open" is the first thing a new user of VFIO meets.
  *
  * A context's open devices hang off ctx->pci; ubdma_ctx_close() closes them first (ctx->pci_fini).
+ *
+ * The device's DMA tag is a child of the context's root tag made at open (busdma_device_tag_create()):
+ * it carries the IOVA ranges the device may use, read once its group is attached (the container's
+ * ranges then: the intersection over its groups, so never wider than this device's own), and the
+ * device's NUMA node (ubdma_numa_node_of_pci(), the library's one answer to that question).
  */
 #include <endian.h>
 #include <errno.h>
@@ -25,6 +30,7 @@
 #include "base/bdf.h"
 #include "base/log.h"
 #include "base/sysfs.h"
+#include "busdma/busdma_int.h"
 #include "core/ctx.h"
 #include "iommu/vfio.h"
 #include "pci/pcidev.h"
@@ -90,6 +96,25 @@ static int read_device_info(struct ubdma_pci *dev)
 }
 
 static void pci_fini(struct ubdma_ctx *ctx);
+
+/* The device's tag under the context's root: its aperture and node (dev->numa, set before). */
+static int make_dma_tag(struct ubdma_pci *dev)
+{
+	struct iommu_window win[IOMMU_MAX_WINDOWS];
+	ubdma_iova_t lo[IOMMU_MAX_WINDOWS], hi[IOMMU_MAX_WINDOWS];
+	int n = ubdma_ctx_iova_windows(dev->ctx, lo, hi, IOMMU_MAX_WINDOWS);
+
+	n = n < IOMMU_MAX_WINDOWS ? n : IOMMU_MAX_WINDOWS;
+	for (int i = 0; i < n; i++)
+		win[i] = (struct iommu_window){ lo[i], hi[i] };
+	const struct busdma_device bd = { .windows = win, .nwindows = n, .node = dev->numa };
+	int err = busdma_device_tag_create(ubdma_ctx_tag(dev->ctx), &bd, &dev->tag);
+	if (err)
+		return err;
+	ULOG_DEBUG("%s: DMA tag %p, %d IOVA ranges up to %#llx, node %d", dev->bdf, (void *)dev->tag, n,
+		   (unsigned long long)dev->tag->lowaddr, dev->numa);
+	return 0;
+}
 
 static struct ubdma_pci *list_find(struct ubdma_ctx *ctx, const char *bdf)
 {
@@ -159,19 +184,23 @@ int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 	if ((err = read_device_info(dev)))
 		goto fail_close;
 	dev->ctx = ctx;
-	if (sysfs_pci_read_int(dev->bdf, "numa_node", &dev->numa))
-		dev->numa = -1; /* as sysfs says when the firmware gives no node */
+	if (ubdma_numa_node_of_pci(dev->bdf, &dev->numa))
+		dev->numa = UBDMA_NODE_ANY;
+	if ((err = make_dma_tag(dev)))
+		goto fail_close;
 	pthread_mutex_init(&dev->lock, NULL);
 	if (list_insert(ctx, dev)) {
 		err = uerr(EBUSY, "%s is already open in this context", dev->bdf);
 		pthread_mutex_destroy(&dev->lock);
-		goto fail_close;
+		goto fail_tag;
 	}
 	ULOG_INFO("opened %s (group %d, fd %d, %u MSI-X vectors, NUMA node %d)", dev->bdf, group,
 		  dev->fd, dev->msix_count, dev->numa);
 	*devp = dev;
 	return 0;
 
+fail_tag:
+	busdma_tag_destroy_internal(dev->tag);
 fail_close:
 	close(dev->fd);
 fail_detach:
@@ -201,6 +230,11 @@ void ubdma_pci_close(ubdma_pci_t *dev)
 		close(dev->msix_fds[i]);
 	free(dev->msix_fds);
 	vfio_group_detach(dev->ctx, dev->group);
+	/* the driver destroys its tags first; those it left go with the context, and so does then
+	 * the device's tag, their parent */
+	if (busdma_tag_destroy_internal(dev->tag))
+		ULOG_WARN("%s: tags under the device's DMA tag still exist: ubdma_ctx_close() frees them",
+			  dev->bdf);
 	pthread_mutex_destroy(&dev->lock);
 	free(dev);
 }
@@ -215,13 +249,7 @@ static void pci_fini(struct ubdma_ctx *ctx)
 
 ubdma_tag_t *ubdma_pci_dma_tag(ubdma_pci_t *dev)
 {
-	/*
-	 * TODO(busdma): the device's tag should be a child of the root tag that carries the
-	 * IOMMU aperture of the device's group (lowaddr/highaddr from ctx->windows) and the
-	 * device's own addressing limit; lib/busdma is being written (issue 4) and will provide
-	 * it.  Until then the device shares the context's root tag.
-	 */
-	return dev ? ubdma_ctx_tag(dev->ctx) : NULL;
+	return dev ? dev->tag : NULL;
 }
 
 const char *ubdma_pci_bdf(const ubdma_pci_t *dev)

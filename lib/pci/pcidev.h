@@ -37,7 +37,8 @@ struct ubdma_pci {
 	struct vfio_group *group;
 	uint32_t dev_flags;	/* VFIO_DEVICE_FLAGS_* */
 	uint64_t cfg_off, cfg_size; /* configuration space region in fd */
-	int numa;
+	int numa;		/* ubdma_numa_node_of_pci() at open */
+	struct ubdma_tag *tag;	/* its DMA tag (busdma_device_tag_create()) */
 	unsigned msix_count;
 	pthread_mutex_t lock;	/* bars[], msix_fds, msix_n */
 	struct pci_bar bars[PCI_NUM_BARS];

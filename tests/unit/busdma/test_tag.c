@@ -110,9 +110,10 @@ static void t_device_tag(void **state)
 	struct fx *f = FX_GET(state, 0);
 	ubdma_tag_t *dev, *t;
 
-	/* what lib/pci does: a device root tag whose window excludes IOVAs above a 39-bit aperture */
-	assert_int_equal(busdma_tag_create_internal(ubdma_ctx_tag(f->ctx), BUSDMA_TAG_DEVICE, 1, 0,
-						    (UINT64_C(1) << 39) - 1, MAX, MAX, INT32_MAX, MAX, 0, &dev), 0);
+	/* what lib/pci does: a device tag whose window excludes IOVAs above a 39-bit aperture */
+	const struct iommu_window ap = { 0, (UINT64_C(1) << 39) - 1 };
+	const struct busdma_device bd = { .windows = &ap, .nwindows = 1, .node = UBDMA_NODE_ANY };
+	assert_int_equal(busdma_device_tag_create(ubdma_ctx_tag(f->ctx), &bd, &dev), 0);
 	assert_int_equal(ubdma_tag_create(dev, 1, 0, MAX, MAX, 4096, 1, 4096, 0, &t), 0);
 	assert_int_equal(t->lowaddr, (UINT64_C(1) << 39) - 1);
 	assert_int_equal(ubdma_tag_destroy(dev), EINVAL);
