@@ -70,7 +70,7 @@ static int pool_grow(struct ubdma_tag *t, struct bounce_pool *p, size_t want)
 
 	if (want < BUSDMA_BOUNCE_GROW_MIN)
 		want = BUSDMA_BOUNCE_GROW_MIN;
-	if ((err = busdma_tag_allowed(t, &lim)))
+	if ((err = busdma_tag_allowed(t, want * p->slot, &lim)))
 		return uerr(err, "the tag's window (%#llx, %#llx] leaves no IOVA for bounce pages",
 			    (unsigned long long)t->lowaddr, (unsigned long long)t->highaddr);
 	if (!(b = calloc(1, sizeof(*b))))

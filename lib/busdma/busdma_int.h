@@ -175,10 +175,11 @@ int busdma_device_tag_create(struct ubdma_tag *parent, const struct busdma_devic
 int busdma_tag_destroy_internal(struct ubdma_tag *tag);
 
 /*
- * The IOVA range where the tag's bounce memory and DMA memory may live: outside its exclusion
- * window, inside a context window and inside its device's aperture.  0 or ENOMEM.
+ * The IOVA range where len bytes of the tag's bounce memory or DMA memory may live: outside its
+ * exclusion window, inside a context window and inside its device's aperture; the first that
+ * holds len, else the first that holds a page.  0 or ENOMEM (no page anywhere).
  */
-int busdma_tag_allowed(const struct ubdma_tag *tag, struct iommu_window *w);
+int busdma_tag_allowed(const struct ubdma_tag *tag, size_t len, struct iommu_window *w);
 
 /* The lock function deferred callbacks of the tag run under: its own or its nearest ancestor's. */
 void busdma_tag_lockfunc(struct ubdma_tag *tag, ubdma_lockfunc_t **fnp, void **argp);

@@ -178,7 +178,7 @@ int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **ma
 		return uerr(EINVAL, "unknown flags %#x", flags & ~ok);
 	if (tag->maxsize > ((size_t)1 << 40))
 		return uerr(EINVAL, "the tag's maxsize %zu is too large to allocate", tag->maxsize);
-	if ((err = busdma_tag_allowed(tag, &lim)))
+	if ((err = busdma_tag_allowed(tag, tag->maxsize, &lim)))
 		return uerr(ENOMEM, "the tag's window leaves no IOVA for its memory");
 	/* start on the alignment; when the whole allocation fits under the boundary, start on a
 	 * power of two at least as large as it, so that it cannot cross a boundary line; when it

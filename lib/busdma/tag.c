@@ -51,8 +51,8 @@ static int seg_cap(size_t maxsize, int nsegments)
 	return (int)cap;
 }
 
-/* The first piece of [lo, hi] of at least a page that lies in one of the tag's aperture ranges. */
-static int aperture_fit(const struct ubdma_tag *t, uint64_t lo, uint64_t hi, struct iommu_window *w)
+/* The first piece of [lo, hi] in the tag's aperture (if it has one) that holds len bytes. */
+static int aperture_fit(const struct ubdma_tag *t, uint64_t lo, uint64_t hi, uint64_t len, struct iommu_window *w)
 {
 	for (int i = 0; i < (t->naperture ? t->naperture : 1); i++) {
 		uint64_t l = lo, h = hi;
@@ -60,7 +60,7 @@ static int aperture_fit(const struct ubdma_tag *t, uint64_t lo, uint64_t hi, str
 			l = t->aperture[i].lo > lo ? t->aperture[i].lo : lo;
 			h = t->aperture[i].hi < hi ? t->aperture[i].hi : hi;
 		}
-		if (l < h && h - l >= PAGE_4K - 1) {
+		if (l < h && h - l >= len - 1) {
 			*w = (struct iommu_window){ l, h };
 			return 1;
 		}
@@ -68,7 +68,8 @@ static int aperture_fit(const struct ubdma_tag *t, uint64_t lo, uint64_t hi, str
 	return 0;
 }
 
-int busdma_tag_allowed(const struct ubdma_tag *t, struct iommu_window *w)
+/* The first piece of the usable IOVAs that holds len bytes (len >= 1). */
+static int allowed_fit(const struct ubdma_tag *t, uint64_t len, struct iommu_window *w)
 {
 	const struct ubdma_ctx *ctx = t->ctx;
 	struct iommu_window parts[2];
@@ -87,10 +88,19 @@ int busdma_tag_allowed(const struct ubdma_tag *t, struct iommu_window *w)
 		for (int i = 0; i < ctx->nwindows; i++) {
 			uint64_t lo = ctx->windows[i].lo > parts[p].lo ? ctx->windows[i].lo : parts[p].lo;
 			uint64_t hi = ctx->windows[i].hi < parts[p].hi ? ctx->windows[i].hi : parts[p].hi;
-			if (aperture_fit(t, lo, hi, w))
-				return 0;
+			if (aperture_fit(t, lo, hi, len, w))
+				return 1;
 		}
 	}
+	return 0;
+}
+
+int busdma_tag_allowed(const struct ubdma_tag *t, size_t len, struct iommu_window *w)
+{
+	/* a piece that holds the whole request; else the first of a page, and the allocator says
+	 * what does not fit */
+	if ((len > PAGE_4K && allowed_fit(t, len, w)) || allowed_fit(t, PAGE_4K, w))
+		return 0;
 	return ENOMEM;
 }
 

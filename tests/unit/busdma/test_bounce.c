@@ -1,7 +1,8 @@
 /*
  * test_bounce.c - the bounce pool: memory that satisfies the tag, ALLOCNOW, the limit, NOWAIT ->
- * ENOMEM, WAITOK -> EINPROGRESS and FIFO callbacks from the unloading thread, cancel, and that a
- * failure holds no page.
+ * ENOMEM, WAITOK -> EINPROGRESS and FIFO callbacks from the unloading thread, cancel, that a
+ * failure holds no page, that each pool's queue drains on its own (a callback that unloads a map
+ * of another tag runs that tag's waiting loads), and the lock function around deferred callbacks.
  */
 #include "helpers.h"
 
@@ -224,6 +225,254 @@ static void t_waitok_iov(void **state)
 	munmap(u, 8 * PG);
 }
 
+/*
+ * A lock function that checks what it is asked: UBDMA_LOCK only when not held, UBDMA_UNLOCK only
+ * when held (a second LOCK would be the self-deadlock of a driver's mutex).
+ */
+struct lockrec {
+	int held, locks, unlocks, misuse;
+};
+
+static void rec_lock(void *arg, ubdma_lock_op_t op)
+{
+	struct lockrec *l = arg;
+
+	if (op == UBDMA_LOCK) {
+		l->misuse += l->held;
+		l->held = 1;
+		l->locks++;
+	} else {
+		l->misuse += !l->held || op != UBDMA_UNLOCK;
+		l->held = 0;
+		l->unlocks++;
+	}
+}
+
+/* A callback that records, checks its lock is held, and unloads another map (of any tag). */
+struct unloader {
+	struct cbrec r;
+	struct lockrec *lock;	/* must be held during the call (NULL: no check) */
+	int held_in_cb;
+	ubdma_tag_t *tag;	/* unload this map from inside the callback */
+	ubdma_map_t *map;
+	int running;		/* set while the callback runs: nothing may run inside it */
+	int nested;		/* another callback ran inside this one */
+};
+
+static struct unloader *cur_running;
+
+static void unload_cb(void *arg, ubdma_seg_t *segs, int nseg, int error)
+{
+	struct unloader *u = arg;
+
+	if (cur_running)
+		cur_running->nested++;
+	rec_cb(&u->r, segs, nseg, error);
+	u->held_in_cb = u->lock ? u->lock->held : -1;
+	cur_running = u;
+	if (u->map)
+		ubdma_map_unload(u->tag, u->map);
+	cur_running = NULL;
+}
+
+/*
+ * Tag A's deferred callback unloads a map of tag B whose queue holds a waiting load: B's load must
+ * run (the thread-local "draining" flag this replaced skipped B's queue, leaving its load waiting
+ * until the next unload of a B map), after A's callback has returned, and each callback under its
+ * own tag's lock, taken once.  Both tags share one lock function, as one driver's tags do.
+ */
+static void t_cross_tag_drain(void **state)
+{
+	struct fx *f = FX_GET(state, (f_->backend == UBDMA_BACKEND_PHYS) * 1);
+	char *u = mem_get(8 * PG, 0);
+	ubdma_tag_t *a = mktag(f, MAX, MAX, PG, 0), *b = mktag(f, MAX, MAX, PG, 0);
+	ubdma_map_t *a1, *a2, *b1, *b2;
+	struct lockrec lk = { 0 };
+	struct unloader ua1 = { 0 }, ua2 = { .lock = &lk }, ub1 = { 0 }, ub2 = { .lock = &lk };
+
+	assert_int_equal(ubdma_tag_set_lockfunc(a, rec_lock, &lk), 0);
+	assert_int_equal(ubdma_tag_set_lockfunc(b, rec_lock, &lk), 0);
+	assert_int_equal(ubdma_tag_set_bounce_limit(a, PG), 0);
+	assert_int_equal(ubdma_tag_set_bounce_limit(b, PG), 0);
+	assert_int_equal(ubdma_map_create(a, 0, &a1), 0);
+	assert_int_equal(ubdma_map_create(a, 0, &a2), 0);
+	assert_int_equal(ubdma_map_create(b, 0, &b1), 0);
+	assert_int_equal(ubdma_map_create(b, 0, &b2), 0);
+	/* each tag: one load holds the pool's only page, a second waits for it */
+	assert_int_equal(ubdma_map_load(b, b1, u, PG, unload_cb, &ub1, 0), 0);
+	assert_int_equal(ubdma_map_load(b, b2, u + PG, PG, unload_cb, &ub2, 0), EINPROGRESS);
+	assert_int_equal(ubdma_map_load(a, a1, u + 2 * PG, PG, unload_cb, &ua1, 0), 0);
+	ua2.tag = b;
+	ua2.map = b1; /* A's deferred callback unloads B's loaded map */
+	assert_int_equal(ubdma_map_load(a, a2, u + 3 * PG, PG, unload_cb, &ua2, 0), EINPROGRESS);
+	assert_int_equal(lk.locks, 0); /* loads that ran at once are not wrapped */
+
+	ubdma_map_unload(a, a1);
+	assert_int_equal(ua2.r.calls, 1);
+	assert_int_equal(ua2.r.error, 0);
+	assert_int_equal(ub2.r.calls, 1); /* B's queue drained too */
+	assert_int_equal(ub2.r.error, 0);
+	assert_int_equal(ub2.r.nseg, 1);
+	assert_true(ua2.r.order < ub2.r.order);
+	assert_int_equal(b2->state, MAP_LOADED);
+	/* never nested, each under the lock taken once */
+	assert_int_equal(ua2.nested + ub2.nested, 0);
+	assert_int_equal(ua2.held_in_cb, 1);
+	assert_int_equal(ub2.held_in_cb, 1);
+	assert_int_equal(lk.locks, 2);
+	assert_int_equal(lk.unlocks, 2);
+	assert_int_equal(lk.misuse, 0);
+	assert_int_equal(lk.held, 0);
+
+	ubdma_map_unload(a, a2);
+	ubdma_map_unload(b, b2);
+	assert_int_equal(pool_inuse_of(a) + pool_inuse_of(b), 0);
+	assert_int_equal(ubdma_map_destroy(a, a1), 0);
+	assert_int_equal(ubdma_map_destroy(a, a2), 0);
+	assert_int_equal(ubdma_map_destroy(b, b1), 0);
+	assert_int_equal(ubdma_map_destroy(b, b2), 0);
+	assert_int_equal(ubdma_tag_destroy(a), 0);
+	assert_int_equal(ubdma_tag_destroy(b), 0);
+	munmap(u, 8 * PG);
+}
+
+/*
+ * A chain: A's callback unloads a B map, whose waiting load's callback unloads a C map, whose
+ * waiting load must run too; and a callback that unloads a map of its own tag lets the next
+ * waiter of that tag run, after it, in FIFO order.
+ */
+static void t_drain_chain(void **state)
+{
+	struct fx *f = FX_GET(state, (f_->backend == UBDMA_BACKEND_PHYS) * 1);
+	char *u = mem_get(16 * PG, 0);
+	ubdma_tag_t *t[3];
+	ubdma_map_t *held[3], *wait[3], *a3;
+	struct unloader uh[3] = { 0 }, uw[3] = { 0 }, u3 = { 0 };
+
+	for (int i = 0; i < 3; i++) {
+		t[i] = mktag(f, MAX, MAX, PG, 0);
+		assert_int_equal(ubdma_tag_set_bounce_limit(t[i], PG), 0);
+		assert_int_equal(ubdma_map_create(t[i], 0, &held[i]), 0);
+		assert_int_equal(ubdma_map_create(t[i], 0, &wait[i]), 0);
+		assert_int_equal(ubdma_map_load(t[i], held[i], u + (size_t)i * 2 * PG, PG, unload_cb, &uh[i], 0), 0);
+	}
+	assert_int_equal(ubdma_map_create(t[0], 0, &a3), 0);
+	/* wait[0]'s callback unloads held[1], wait[1]'s unloads held[2], and wait[2]'s unloads
+	 * wait[0] itself, whose page a3, queued on t[0] behind wait[0], is waiting for: t[0] is being
+	 * drained by the outermost frame when that unload comes */
+	uw[0].tag = t[1];
+	uw[0].map = held[1];
+	uw[1].tag = t[2];
+	uw[1].map = held[2];
+	uw[2].tag = t[0];
+	uw[2].map = wait[0];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(ubdma_map_load(t[i], wait[i], u + (size_t)i * 2 * PG + PG, PG, unload_cb, &uw[i], 0),
+				 EINPROGRESS);
+	assert_int_equal(ubdma_map_load(t[0], a3, u + 6 * PG, PG, unload_cb, &u3, 0), EINPROGRESS);
+
+	ubdma_map_unload(t[0], held[0]);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(uw[i].r.calls, 1);
+		assert_int_equal(uw[i].r.error, 0);
+		assert_int_equal(uw[i].nested, 0);
+	}
+	assert_true(uw[0].r.order < uw[1].r.order && uw[1].r.order < uw[2].r.order);
+	assert_int_equal(u3.r.calls, 1); /* t[0]'s queue, drained again after wait[2]'s callback */
+	assert_int_equal(u3.r.error, 0);
+	assert_true(uw[2].r.order < u3.r.order);
+
+	ubdma_map_unload(t[0], a3);
+	ubdma_map_unload(t[1], wait[1]);
+	ubdma_map_unload(t[2], wait[2]);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(pool_inuse_of(t[i]), 0);
+		assert_int_equal(ubdma_map_destroy(t[i], held[i]), 0);
+		assert_int_equal(ubdma_map_destroy(t[i], wait[i]), 0);
+	}
+	assert_int_equal(ubdma_map_destroy(t[0], a3), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(ubdma_tag_destroy(t[i]), 0);
+	munmap(u, 16 * PG);
+}
+
+/*
+ * The lock function: inherited from the nearest ancestor that has one, called around deferred
+ * callbacks only (also one that fails with ENOMEM), changed or removed at any time.
+ */
+static void t_lockfunc(void **state)
+{
+	struct fx *f = FX_GET(state, (f_->backend == UBDMA_BACKEND_PHYS) * 1);
+	char *u = mem_get(8 * PG, 0);
+	ubdma_tag_t *p, *t;
+	ubdma_map_t *m1, *m2;
+	struct lockrec lp = { 0 }, lt = { 0 };
+	struct unloader r1 = { 0 }, r2 = { .lock = &lp };
+
+	assert_int_equal(ubdma_tag_set_lockfunc(NULL, rec_lock, &lp), EINVAL);
+	assert_int_equal(ubdma_tag_create(ubdma_ctx_tag(f->ctx), 1, 0, MAX, MAX, 4 * PG, 4, 4 * PG, 0, &p), 0);
+	assert_int_equal(ubdma_tag_set_lockfunc(p, rec_lock, &lp), 0);
+	t = mktag(f, MAX, MAX, 2 * PG, 0);
+	assert_int_equal(ubdma_tag_destroy(t), 0);
+	assert_int_equal(ubdma_tag_create(p, 1, 0, MAX, MAX, 2 * PG, 4, 2 * PG, 0, &t), 0); /* inherits p's */
+	assert_int_equal(ubdma_tag_set_bounce_limit(t, 2 * PG), 0);
+	assert_int_equal(ubdma_map_create(t, 0, &m1), 0);
+	assert_int_equal(ubdma_map_create(t, 0, &m2), 0);
+
+	assert_int_equal(ubdma_map_load(t, m1, u, 2 * PG, unload_cb, &r1, 0), 0);
+	assert_int_equal(r1.r.calls, 1);
+	assert_int_equal(lp.locks, 0); /* at once: not wrapped */
+	assert_int_equal(ubdma_map_load(t, m2, u + 2 * PG, PG, unload_cb, &r2, 0), EINPROGRESS);
+	ubdma_map_unload(t, m1);
+	assert_int_equal(r2.r.calls, 1);
+	assert_int_equal(r2.held_in_cb, 1);
+	assert_int_equal(lp.locks, 1);
+	assert_int_equal(lp.unlocks, 1);
+	assert_int_equal(lp.misuse, 0);
+	ubdma_map_unload(t, m2);
+
+	/* the tag's own function wins over its parent's */
+	assert_int_equal(ubdma_tag_set_lockfunc(t, rec_lock, &lt), 0);
+	r2 = (struct unloader){ .lock = &lt };
+	assert_int_equal(ubdma_map_load(t, m1, u, 2 * PG, unload_cb, &r1, 0), 0);
+	assert_int_equal(ubdma_map_load(t, m2, u + 2 * PG, PG, unload_cb, &r2, 0), EINPROGRESS);
+	ubdma_map_unload(t, m1);
+	assert_int_equal(r2.held_in_cb, 1);
+	assert_int_equal(lt.locks, 1);
+	assert_int_equal(lp.locks, 1);
+	ubdma_map_unload(t, m2);
+
+	/* a deferred load that fails (the limit went below it) runs under the lock too */
+	r2 = (struct unloader){ .lock = &lt };
+	assert_int_equal(ubdma_map_load(t, m1, u, 2 * PG, unload_cb, &r1, 0), 0);
+	assert_int_equal(ubdma_map_load(t, m2, u + 2 * PG, 2 * PG, unload_cb, &r2, 0), EINPROGRESS);
+	assert_int_equal(ubdma_tag_set_bounce_limit(t, PG), 0);
+	ubdma_map_unload(t, m1);
+	assert_int_equal(r2.r.calls, 1);
+	assert_int_equal(r2.r.error, ENOMEM);
+	assert_int_equal(r2.held_in_cb, 1);
+	assert_int_equal(lt.locks, 2);
+	assert_int_equal(lt.misuse, 0);
+
+	/* removed: none of its own, the parent's applies again; removed there too: none */
+	assert_int_equal(ubdma_tag_set_lockfunc(t, NULL, &lt), 0);
+	assert_int_equal(ubdma_tag_set_lockfunc(p, NULL, NULL), 0);
+	assert_int_equal(ubdma_tag_set_bounce_limit(t, 2 * PG), 0);
+	r2 = (struct unloader){ 0 };
+	assert_int_equal(ubdma_map_load(t, m1, u, 2 * PG, unload_cb, &r1, 0), 0);
+	assert_int_equal(ubdma_map_load(t, m2, u + 2 * PG, PG, unload_cb, &r2, 0), EINPROGRESS);
+	ubdma_map_unload(t, m1);
+	assert_int_equal(r2.r.calls, 1);
+	assert_int_equal(lt.locks + lp.locks, 3);
+	ubdma_map_unload(t, m2);
+
+	assert_int_equal(ubdma_map_destroy(t, m1), 0);
+	assert_int_equal(ubdma_map_destroy(t, m2), 0);
+	assert_int_equal(ubdma_tag_destroy(t), 0);
+	assert_int_equal(ubdma_tag_destroy(p), 0);
+	munmap(u, 8 * PG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +483,9 @@ int main(void)
 		BACKEND_TESTS(t_cancel_and_limit),
 		BACKEND_TESTS(t_no_window),
 		BACKEND_TESTS(t_waitok_iov),
+		BACKEND_TESTS(t_cross_tag_drain),
+		BACKEND_TESTS(t_drain_chain),
+		BACKEND_TESTS(t_lockfunc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

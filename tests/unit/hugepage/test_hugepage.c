@@ -20,6 +20,7 @@
 #include <ubdma/ubdma.h>
 
 #include "../core/testutil.h"
+#include "hugepage/hugemem.h"
 
 #define MB (1UL << 20)
 
@@ -367,6 +368,54 @@ static void test_node_placement(void **state)
 	fprintf(stderr, "checked %d node(s)\n", nn);
 }
 
+/*
+ * The allocator under every DMA allocation (hugemem.h), as the busdma layer calls it: an address
+ * inside a range on an alignment, literal 4 KiB pages, a preferred node, hugetlb shortage as
+ * HUGE_SHORT and a range with no room as EADDRNOTAVAIL, nothing left mapped on failure.
+ */
+static void test_map_internal(void **state)
+{
+	const uintptr_t lo = 2UL << 30, hi = (3UL << 30) - 1;
+	struct huge_req rq = { .len = 16 * 4096, .pgsz = 4096, .align = 64 * 1024, .node = 0, .preferred = 1,
+			       .place = 1, .lo = lo, .hi = hi };
+	int maps = count_maps(), mode = -1;
+	unsigned long mask[16] = { 0 };
+	void *p;
+
+	(void)state;
+	assert_int_equal(huge_map(&rq, &p), 0);
+	assert_true((uintptr_t)p >= lo && (uintptr_t)p + rq.len - 1 <= hi);
+	assert_int_equal((uintptr_t)p & (64 * 1024 - 1), 0);
+	assert_int_equal(kernel_pgsz(p), 4096);
+	for (size_t i = 0; i < rq.len; i++)
+		assert_int_equal(((char *)p)[i], 0);
+	assert_int_equal(syscall(SYS_get_mempolicy, &mode, mask, 16 * 64 + 1, p, MPOL_F_ADDR), 0);
+	assert_int_equal(mode, MPOL_PREFERRED);
+	assert_int_equal(mask[0], 1UL);
+	huge_unmap(p, rq.len);
+
+	/* no room: a range of one page for two */
+	rq.lo = lo;
+	rq.hi = lo + 4096 - 1;
+	rq.len = 2 * 4096;
+	rq.align = 0;
+	assert_int_equal(huge_map(&rq, &p), EADDRNOTAVAIL);
+	assert_int_equal(count_maps(), maps);
+
+	if (!avail(2 * MB)) {
+		fprintf(stderr, "SKIP part: no free 2 MiB hugepages\n");
+		return;
+	}
+	rq = (struct huge_req){ .len = 2 * MB, .pgsz = 2 * MB, .node = UBDMA_NODE_ANY };
+	assert_int_equal(huge_map(&rq, &p), 0);
+	assert_int_equal(kernel_pgsz(p), 2 * MB);
+	huge_unmap(p, rq.len);
+	/* far more than exist: the reservation fails at mmap */
+	rq.len = (size_t)1 << 40;
+	assert_int_equal(huge_map(&rq, &p), HUGE_SHORT);
+	assert_int_equal(count_maps(), maps);
+}
+
 static void test_pci_node(void **state)
 {
 	DIR *d = opendir("/sys/bus/pci/devices");
@@ -553,6 +602,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_fallback_phys_refuses),
 		cmocka_unit_test(test_phys_accepts_huge),
 		cmocka_unit_test(test_node_placement),
+		cmocka_unit_test(test_map_internal),
 		cmocka_unit_test(test_pci_node),
 		cmocka_unit_test_teardown(test_hugetlbfs_file, unmount_ours),
 		cmocka_unit_test(test_reserve),
