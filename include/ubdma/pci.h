@@ -1,6 +1,7 @@
 /*
  * ubdma/pci.h - PCI devices through VFIO: open by address, BARs, configuration space, bus
- * mastering, function reset, MSI-X interrupts as eventfds, the device's DMA tag and NUMA node.
+ * mastering, function reset, MSI-X interrupts as eventfds, the device's DMA tag (its IOVA ranges,
+ * NUMA node and lock function) and NUMA node.
  * Included by <ubdma/ubdma.h>.
  *
  * A device belongs to one context (one VFIO container, one IOMMU domain): every buffer locked in
@@ -63,8 +64,15 @@ void ubdma_pci_close(ubdma_pci_t *dev);
 void *ubdma_pci_bar(ubdma_pci_t *dev, int bar, size_t *lenp);
 
 /**
- * ubdma_pci_dma_tag() - the root DMA tag of the device, like bus_get_dma_tag(dev): create the
- * device's tags under it.  Never NULL for an open device.
+ * ubdma_pci_dma_tag() - the DMA tag of the device, like bus_get_dma_tag(dev): create the driver's
+ * tags under it.  A child of the context's root tag made by ubdma_pci_open() and destroyed by
+ * ubdma_pci_close() (ubdma_tag_destroy() refuses it with EINVAL), it carries the device's IOVA
+ * ranges (read at open: what lies above them is its excluded window, and its bounce pages and DMA
+ * memory lie inside them), its NUMA node (ubdma_pci_numa_node(): bounce pages and
+ * ubdma_mem_alloc() memory of the tags under it are allocated there, preferably) and, once the
+ * driver sets one with ubdma_tag_set_lockfunc(), the lock function of every deferred callback of
+ * the tags under it.  Tags under it inherit the ranges and the node.
+ * Return: the tag, never NULL for an open device; NULL for a NULL @dev.
  */
 ubdma_tag_t *ubdma_pci_dma_tag(ubdma_pci_t *dev);
 
@@ -75,8 +83,9 @@ const char *ubdma_pci_bdf(const ubdma_pci_t *dev);
 ubdma_ctx_t *ubdma_pci_ctx(const ubdma_pci_t *dev);
 
 /**
- * ubdma_pci_numa_node() - the NUMA node the device is attached to (sysfs numa_node), or -1 when
- * the platform does not say.
+ * ubdma_pci_numa_node() - the NUMA node the device is attached to, as ubdma_numa_node_of_pci()
+ * answered at open (hwloc's locality, else sysfs numa_node), or UBDMA_NODE_ANY (-1) when the
+ * platform does not say.  The node the device's DMA tag allocates on.
  */
 int ubdma_pci_numa_node(const ubdma_pci_t *dev);
 
