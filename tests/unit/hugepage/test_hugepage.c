@@ -375,7 +375,7 @@ static void test_node_placement(void **state)
  */
 static void test_map_internal(void **state)
 {
-	const uintptr_t lo = 2UL << 30, hi = (3UL << 30) - 1;
+	const uintptr_t lo = 1UL << 30, hi = (3UL << 29) - 1; /* low, and clear of ASan's shadow */
 	struct huge_req rq = { .len = 16 * 4096, .pgsz = 4096, .align = 64 * 1024, .node = 0, .preferred = 1,
 			       .place = 1, .lo = lo, .hi = hi };
 	int maps = count_maps(), mode = -1;
