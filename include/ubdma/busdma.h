@@ -60,8 +60,9 @@ int ubdma_tag_create(ubdma_tag_t *parent, size_t alignment, uint64_t boundary, u
 
 /**
  * ubdma_tag_destroy() - destroy a tag and its bounce pool.
- * Return: 0; EBUSY while maps (DMA memory included) or child tags exist; EINVAL for NULL, the
- * root tag (ubdma_ctx_close() frees it) or a device's tag (ubdma_pci_close() frees it).
+ * Return: 0; EBUSY while maps (DMA memory included) or child tags exist, or while the tag's
+ * deferred loads are being run (from one of its callbacks, or in another thread); EINVAL for
+ * NULL, the root tag (ubdma_ctx_close() frees it) or a device's tag (ubdma_pci_close() frees it).
  */
 int ubdma_tag_destroy(ubdma_tag_t *tag);
 

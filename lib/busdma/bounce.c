@@ -305,6 +305,7 @@ static void pool_drain(struct bounce_pool *p)
 			struct bounce_pool **pp = &pend_head;
 			while (*pp)
 				pp = &(*pp)->pend_next;
+			p->pend_next = NULL;
 			*pp = p;
 			p->pending = 1;
 		}
@@ -339,6 +340,14 @@ static void pool_drain(struct bounce_pool *p)
 	 * after it sees the pool idle and drains it itself */
 	p->draining = 0;
 	pthread_mutex_unlock(&p->lock);
+}
+
+int bounce_draining(struct bounce_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	int d = p->draining;
+	pthread_mutex_unlock(&p->lock);
+	return d;
 }
 
 void bounce_drain(struct ubdma_tag *t)

@@ -244,6 +244,8 @@ int bounce_cancel(struct ubdma_tag *tag, struct ubdma_map *map);
 void bounce_pool_free(struct bounce_pool *pool);
 /* Run the queue (after the limit grew). */
 void bounce_drain(struct ubdma_tag *tag);
+/* Whether a thread runs the pool's queue now (its tag must not go: the drain holds it). */
+int bounce_draining(struct bounce_pool *pool);
 
 /* ------------------------------------------------------------ dmamem.c */
 

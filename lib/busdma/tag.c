@@ -228,6 +228,13 @@ int busdma_tag_destroy_internal(struct ubdma_tag *t)
 		pthread_mutex_unlock(&t->root->lock);
 		return uerr(EBUSY, "tag %p still has %d maps and %d child tags", (void *)t, nmaps, nchildren);
 	}
+	/* the last map of a tag can go from inside a deferred callback, while the loop that called
+	 * it still holds the tag */
+	if (t->pool && bounce_draining(t->pool)) {
+		pthread_mutex_unlock(&t->root->lock);
+		return uerr(EBUSY, "tag %p: its deferred loads are being run (in a callback of its own, or "
+			    "in another thread)", (void *)t);
+	}
 	LIST_REMOVE(t, link);
 	t->parent->nchildren--;
 	pthread_mutex_unlock(&t->root->lock);

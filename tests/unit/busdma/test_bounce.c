@@ -4,6 +4,9 @@
  * failure holds no page, that each pool's queue drains on its own (a callback that unloads a map
  * of another tag runs that tag's waiting loads), and the lock function around deferred callbacks.
  */
+#include <pthread.h>
+#include <semaphore.h>
+
 #include "helpers.h"
 
 #define MAX UBDMA_MAXADDR
@@ -396,6 +399,153 @@ static void t_drain_chain(void **state)
 	munmap(u, 16 * PG);
 }
 
+/* What a callback tears down, and what it got back. */
+struct teardown {
+	struct cbrec r;
+	ubdma_tag_t *own;		/* its own tag: destroy its map, then try the tag */
+	ubdma_map_t *own_map;
+	int own_destroy;		/* ubdma_tag_destroy(own) from inside the callback */
+	ubdma_tag_t *other;		/* another tag: unload its maps (one loaded, one waiting), */
+	ubdma_map_t *other_maps[2];	/* destroy them and the tag */
+	int other_destroy;
+};
+
+static void teardown_cb(void *arg, ubdma_seg_t *segs, int nseg, int error)
+{
+	struct teardown *d = arg;
+
+	rec_cb(&d->r, segs, nseg, error);
+	if (d->other) {
+		/* the first unload puts the other pool on this thread's pending list (its waiter
+		 * could run now); the second cancels that waiter; the tag then goes */
+		for (int i = 0; i < 2; i++)
+			ubdma_map_unload(d->other, d->other_maps[i]);
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(ubdma_map_destroy(d->other, d->other_maps[i]), 0);
+		d->other_destroy = ubdma_tag_destroy(d->other);
+	}
+	if (d->own) {
+		ubdma_map_unload(d->own, d->own_map);
+		assert_int_equal(ubdma_map_destroy(d->own, d->own_map), 0);
+		d->own_destroy = ubdma_tag_destroy(d->own);
+	}
+}
+
+/*
+ * Tags that go from inside a deferred callback: another tag whose pool this thread was about to
+ * drain (it leaves the pending list; ASan builds see no use after free), and the callback's own
+ * tag, which its draining loop still holds (EBUSY until the callback returns).
+ */
+static void t_destroy_in_callback(void **state)
+{
+	struct fx *f = FX_GET(state, (f_->backend == UBDMA_BACKEND_PHYS) * 1);
+	char *u = mem_get(8 * PG, 0);
+	ubdma_tag_t *a = mktag(f, MAX, MAX, PG, 0), *b = mktag(f, MAX, MAX, PG, 0);
+	ubdma_map_t *a1, *a2, *b1, *b2;
+	struct teardown d = { 0 }, nop = { 0 };
+
+	assert_int_equal(ubdma_tag_set_bounce_limit(a, PG), 0);
+	assert_int_equal(ubdma_tag_set_bounce_limit(b, PG), 0);
+	assert_int_equal(ubdma_map_create(a, 0, &a1), 0);
+	assert_int_equal(ubdma_map_create(a, 0, &a2), 0);
+	assert_int_equal(ubdma_map_create(b, 0, &b1), 0);
+	assert_int_equal(ubdma_map_create(b, 0, &b2), 0);
+	assert_int_equal(ubdma_map_load(b, b1, u, PG, teardown_cb, &nop, 0), 0);
+	assert_int_equal(ubdma_map_load(b, b2, u + PG, PG, teardown_cb, &nop, 0), EINPROGRESS);
+	assert_int_equal(ubdma_map_load(a, a1, u + 2 * PG, PG, teardown_cb, &nop, 0), 0);
+	d.other = b;
+	d.other_maps[0] = b1;
+	d.other_maps[1] = b2;
+	d.own = a;
+	d.own_map = a2;
+	assert_int_equal(ubdma_map_load(a, a2, u + 3 * PG, PG, teardown_cb, &d, 0), EINPROGRESS);
+	assert_int_equal(ubdma_map_destroy(a, a1), EBUSY);
+	ubdma_map_unload(a, a1);
+	assert_int_equal(ubdma_map_destroy(a, a1), 0);
+
+	assert_int_equal(d.r.calls, 1);
+	assert_int_equal(d.other_destroy, 0);
+	assert_int_equal(d.own_destroy, EBUSY);
+	assert_int_equal(nop.r.calls, 2); /* b1 and a1 at load time; b2 was cancelled */
+	assert_int_equal(ubdma_tag_destroy(a), 0);
+	munmap(u, 8 * PG);
+}
+
+/* A callback in thread X that unloads a map of tag B, then lets the main thread go on. */
+struct handoff {
+	struct cbrec r;
+	ubdma_tag_t *other, *own;
+	ubdma_map_t *other_map, *own_map;
+	sem_t unloaded, resume;
+};
+
+static void handoff_cb(void *arg, ubdma_seg_t *segs, int nseg, int error)
+{
+	struct handoff *h = arg;
+
+	rec_cb(&h->r, segs, nseg, error);
+	ubdma_map_unload(h->other, h->other_map); /* B's waiter could run: B waits on X's list */
+	sem_post(&h->unloaded);
+	sem_wait(&h->resume);
+}
+
+static void *thread_x(void *arg)
+{
+	struct handoff *h = arg;
+
+	ubdma_map_unload(h->own, h->own_map); /* runs A's waiter, handoff_cb, here */
+	return NULL;
+}
+
+/*
+ * A tag whose pool waits on another thread's pending list goes: that thread frees the pool when
+ * it gets there, without touching the tag (ASan builds check).
+ */
+static void t_destroy_pending_elsewhere(void **state)
+{
+	struct fx *f = FX_GET(state, (f_->backend == UBDMA_BACKEND_PHYS) * 1);
+	char *u = mem_get(8 * PG, 0);
+	ubdma_tag_t *a = mktag(f, MAX, MAX, PG, 0), *b = mktag(f, MAX, MAX, PG, 0);
+	ubdma_map_t *a1, *a2, *b1, *b2;
+	struct cbrec r = { 0 }, rb2 = { 0 };
+	struct handoff h = { .other = b, .own = a };
+	pthread_t x;
+
+	sem_init(&h.unloaded, 0, 0);
+	sem_init(&h.resume, 0, 0);
+	assert_int_equal(ubdma_tag_set_bounce_limit(a, PG), 0);
+	assert_int_equal(ubdma_tag_set_bounce_limit(b, PG), 0);
+	assert_int_equal(ubdma_map_create(a, 0, &a1), 0);
+	assert_int_equal(ubdma_map_create(a, 0, &a2), 0);
+	assert_int_equal(ubdma_map_create(b, 0, &b1), 0);
+	assert_int_equal(ubdma_map_create(b, 0, &b2), 0);
+	assert_int_equal(ubdma_map_load(b, b1, u, PG, rec_cb, &r, 0), 0);
+	assert_int_equal(ubdma_map_load(b, b2, u + PG, PG, rec_cb, &rb2, 0), EINPROGRESS);
+	assert_int_equal(ubdma_map_load(a, a1, u + 2 * PG, PG, rec_cb, &r, 0), 0);
+	assert_int_equal(ubdma_map_load(a, a2, u + 3 * PG, PG, handoff_cb, &h, 0), EINPROGRESS);
+	h.other_map = b1;
+	h.own_map = a1;
+	assert_int_equal(pthread_create(&x, NULL, thread_x, &h), 0);
+	sem_wait(&h.unloaded);
+	/* B's pool is on X's list; its owner cancels the waiter and destroys everything */
+	assert_true(b->pool->pending);
+	ubdma_map_unload(b, b2);
+	assert_int_equal(ubdma_map_destroy(b, b1), 0);
+	assert_int_equal(ubdma_map_destroy(b, b2), 0);
+	assert_int_equal(ubdma_tag_destroy(b), 0);
+	sem_post(&h.resume);
+	assert_int_equal(pthread_join(x, NULL), 0);
+	assert_int_equal(h.r.calls, 1);
+	assert_int_equal(rb2.calls, 0);
+	ubdma_map_unload(a, a2);
+	assert_int_equal(ubdma_map_destroy(a, a1), 0);
+	assert_int_equal(ubdma_map_destroy(a, a2), 0);
+	assert_int_equal(ubdma_tag_destroy(a), 0);
+	sem_destroy(&h.unloaded);
+	sem_destroy(&h.resume);
+	munmap(u, 8 * PG);
+}
+
 /*
  * The lock function: inherited from the nearest ancestor that has one, called around deferred
  * callbacks only (also one that fails with ENOMEM), changed or removed at any time.
@@ -486,6 +636,8 @@ int main(void)
 		BACKEND_TESTS(t_cross_tag_drain),
 		BACKEND_TESTS(t_drain_chain),
 		BACKEND_TESTS(t_lockfunc),
+		BACKEND_TESTS(t_destroy_in_callback),
+		BACKEND_TESTS(t_destroy_pending_elsewhere),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
