@@ -235,7 +235,7 @@ static void queue_pop(struct bounce_pool *p)
  * (docs/reliability.md, "fork and library locks").
  */
 static _Thread_local int in_callback;
-static _Thread_local struct bounce_pool *pend_head;
+static _Thread_local LIST_HEAD(, bounce_pool) pending_pools; /* zero: empty */
 
 /* Run one deferred load that left the queue (or fail it: fail is its error), under its tag's lock. */
 static void run_deferred(struct ubdma_map *m, struct bounce_page *pages, int fail)
@@ -269,13 +269,13 @@ static void pool_free_now(struct bounce_pool *p);
 /* Drain the pools that callbacks of this thread left pending, oldest first. */
 static void run_pending(void)
 {
-	while (pend_head) {
-		struct bounce_pool *p = pend_head;
-		pend_head = p->pend_next;
+	struct bounce_pool *p;
+
+	while ((p = LIST_FIRST(&pending_pools))) {
+		LIST_REMOVE(p, pend_link);
 		pthread_mutex_lock(&p->lock);
 		int orphan = p->orphan;
 		p->pending = 0;
-		p->pend_next = NULL;
 		pthread_mutex_unlock(&p->lock);
 		if (orphan)
 			pool_free_now(p); /* its tag went while the pool waited here */
@@ -302,11 +302,13 @@ static void pool_drain(struct bounce_pool *p)
 		/* at the tail: pools are drained in the order their slots were freed.  A pool pending
 		 * in another thread is left to it; outside a callback a thread drains it regardless. */
 		if (!p->pending) {
-			struct bounce_pool **pp = &pend_head;
-			while (*pp)
-				pp = &(*pp)->pend_next;
-			p->pend_next = NULL;
-			*pp = p;
+			struct bounce_pool *q, *last = NULL;
+			LIST_FOREACH(q, &pending_pools, pend_link)
+				last = q;
+			if (last)
+				LIST_INSERT_AFTER(last, p, pend_link);
+			else
+				LIST_INSERT_HEAD(&pending_pools, p, pend_link);
 			p->pending = 1;
 		}
 		pthread_mutex_unlock(&p->lock);
@@ -425,16 +427,17 @@ void bounce_pool_free(struct bounce_pool *p)
 	 * thread's frees it when it gets to it, without touching the tag. */
 	pthread_mutex_lock(&p->lock);
 	if (p->pending) {
-		struct bounce_pool **pp = &pend_head;
-		while (*pp && *pp != p)
-			pp = &(*pp)->pend_next;
-		if (!*pp) {
+		struct bounce_pool *q;
+		LIST_FOREACH(q, &pending_pools, pend_link)
+			if (q == p)
+				break;
+		if (!q) {
 			p->orphan = 1;
 			p->tag = NULL;
 			pthread_mutex_unlock(&p->lock);
 			return;
 		}
-		*pp = p->pend_next;
+		LIST_REMOVE(p, pend_link);
 	}
 	pthread_mutex_unlock(&p->lock);
 	pool_free_now(p);

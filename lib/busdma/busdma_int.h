@@ -82,7 +82,7 @@ struct bounce_pool {
 	int draining;		  /* a thread runs the queue (bounce.c, "Deferred loads") */
 	int pending;		  /* on a thread's list of queues to run after its callback */
 	int orphan;		  /* its tag is gone: the thread whose list holds it frees it */
-	struct bounce_pool *pend_next; /* that list */
+	LIST_ENTRY(bounce_pool) pend_link; /* that list (bounce.c) */
 };
 
 struct busdma_root {
