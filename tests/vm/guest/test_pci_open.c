@@ -125,6 +125,37 @@ static void errors(ubdma_ctx_t *ctx, const char *nvme, const char *nic)
 	check(!strcmp(driver_of(nic, drv, sizeof(drv)), "vfio-pci"), "%s back on vfio-pci", nic);
 }
 
+/*
+ * The device's DMA tag: a tag of its own under the context's root, which only ubdma_pci_close()
+ * destroys; the driver's tags under it get DMA memory whose IOVAs lie in the context's windows.
+ */
+static void device_tag(ubdma_ctx_t *ctx, ubdma_pci_t *dev)
+{
+	ubdma_tag_t *dt = ubdma_pci_dma_tag(dev), *t;
+	ubdma_iova_t lo[8], hi[8];
+	ubdma_map_t *m;
+	void *p;
+	int n = ubdma_ctx_iova_windows(ctx, lo, hi, 8), in = 0;
+
+	check(dt && dt != ubdma_ctx_tag(ctx), "device DMA tag is a tag of its own");
+	check(ubdma_tag_destroy(dt) == EINVAL, "ubdma_tag_destroy(device tag) -> EINVAL");
+	check(ubdma_tag_set_lockfunc(dt, NULL, NULL) == 0, "ubdma_tag_set_lockfunc(device tag) -> 0");
+	if (ubdma_tag_create(dt, 4096, 0, UBDMA_MAXADDR, UBDMA_MAXADDR, 8192, 1, 8192, 0, &t)) {
+		check(0, "tag under the device tag: %s", ubdma_last_error());
+		return;
+	}
+	int rc = ubdma_mem_alloc(t, &p, UBDMA_ZERO, &m);
+	check(rc == 0, "DMA memory under the device tag -> %s", rc ? ubdma_last_error() : "0");
+	if (!rc) {
+		ubdma_iova_t iova = ubdma_vtoiova(ctx, p);
+		for (int i = 0; i < n && i < 8; i++)
+			in |= iova >= lo[i] && iova + 8191 <= hi[i];
+		check(in, "its IOVA %#llx lies in the context's windows", (unsigned long long)iova);
+		ubdma_mem_free(t, p, m);
+	}
+	check(ubdma_tag_destroy(t) == 0, "tag under the device tag destroyed");
+}
+
 static void services(ubdma_ctx_t *ctx, const char *nvme)
 {
 	ubdma_pci_t *dev = NULL, *dev2 = NULL;
@@ -190,9 +221,11 @@ static void services(ubdma_ctx_t *ctx, const char *nvme)
 	check(ubdma_pci_msix_disable(dev) == 0, "MSI-X disable when off -> 0");
 	check(ubdma_pci_msix_enable(dev, 1, fds) == 0, "MSI-X enable again (left on for close)");
 
-	int node = ubdma_pci_numa_node(dev);
+	int node = ubdma_pci_numa_node(dev), node2 = -2;
 	check(node >= -1, "NUMA node %d", node);
-	check(ubdma_pci_dma_tag(dev) == ubdma_ctx_tag(ctx), "device DMA tag is the context's root tag");
+	rc = ubdma_numa_node_of_pci(nvme, &node2);
+	check(!rc && node2 == node, "NUMA node as ubdma_numa_node_of_pci: %d", node2);
+	device_tag(ctx, dev);
 
 	/* a second device in the same context (its own group) */
 	const char *nic = getenv("UBDMA_VM_NIC");
