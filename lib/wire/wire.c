@@ -122,7 +122,11 @@ static size_t run_find(const struct runset *rs, uintptr_t addr)
 
 #define TOMB_MARKS 65536 /* paid tombstones kept as marks, at most (then they are forgotten) */
 
-/* Room for more runs plus the monitor's slack.  Not on the monitor thread. */
+/*
+ * Room for more runs plus the monitor's slack.  Callers reserve before they change anything; the
+ * monitor reserves when a batch of events used up the slack, and where even that fails it ends
+ * whole runs or drops a tombstone (see end_range()).
+ */
 static int run_reserve(struct runset *rs, size_t more)
 {
 	if (rs == &tomb && rs->n > TOMB_MARKS) {
@@ -436,6 +440,26 @@ static int changed_since(uintptr_t s, uintptr_t e, size_t pgsz)
 	return changed || cur < e || anon;
 }
 
+/*
+ * Whether [s, e) is still mapped, without holes, in pages of pgsz: after the locks, the memory we
+ * locked is the memory we looked at.  1 if not (or when the look-up fails).
+ */
+static int pages_changed(uintptr_t s, uintptr_t e, size_t pgsz)
+{
+	struct vma *v;
+	int nv, changed = 0;
+	uintptr_t cur = s;
+
+	if (vma_collect(s, e, &v, &nv))
+		return 1;
+	for (int i = 0; i < nv && !changed; i++) {
+		changed = v[i].start > cur || v[i].pgsz != pgsz;
+		cur = v[i].end;
+	}
+	free(v);
+	return changed || cur < e;
+}
+
 static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 {
 	struct undo *u = arg;
@@ -478,11 +502,18 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 			err = EFAULT;
 		return uerr(err, "madvise(MADV_DONTFORK) of [%p, %p) failed", (void *)s, (void *)e);
 	}
-	/* hugetlb: the mapping we locked must be the one we looked at.  Another thread may have put
-	 * 4 KiB pages there meanwhile; we would count them as huge pages (and the phys backend would
-	 * take their frames for one contiguous page).  4 KiB pages in place of 4 KiB pages are just
-	 * the memory there now, and wiring them is right. */
-	if (u->pgsz > PAGE_4K && changed_since(s, e, u->pgsz)) {
+	/*
+	 * The page size we looked at must be the one we locked.  hugetlb: another thread may have
+	 * put 4 KiB pages there meanwhile; we would count them as huge pages (and the phys backend
+	 * would take their frames for one contiguous page).  4 KiB: a hugetlb mapping may have
+	 * replaced the 4 KiB one between the look-up and the locks; registration, mlock and madvise
+	 * all succeed on it when [s, e) holds whole huge pages (they refuse to split one, so a range
+	 * holding none cannot have locked one), and a 4 KiB count on a huge page is one no event
+	 * ends: the unmap of the old mapping, unwatched, made none.  4 KiB pages in place of 4 KiB
+	 * pages are just the memory there now, and wiring them is right.
+	 */
+	if ((u->pgsz > PAGE_4K && changed_since(s, e, u->pgsz)) ||
+	    (u->pgsz == PAGE_4K && ROUND(s, PAGE_2M) + PAGE_2M <= e && pages_changed(s, e, u->pgsz))) {
 		madvise((void *)s, e - s, MADV_DOFORK);
 		sys_munlock(s, e);
 		if (watched)
@@ -612,8 +643,8 @@ static void end_range(uintptr_t s, uintptr_t e)
 	size_t j = run_find(&live, e - 1);
 	if (j < live.n && live.r[j].start < e)
 		e = ROUND(e, live.r[j].pgsz) < live.r[j].end ? ROUND(e, live.r[j].pgsz) : live.r[j].end;
-	/* without room to split (more than SLACK runs changed in one batch) end whole runs */
-	if (run_room(&live, 2)) {
+	/* without room to split (the slack used up by one batch and no memory for more) end whole runs */
+	if (run_room(&live, 2) || !run_reserve(&live, 2)) {
 		run_split(&live, s);
 		run_split(&live, e);
 		i = run_find(&live, s);
@@ -627,7 +658,7 @@ static void end_range(uintptr_t s, uintptr_t e)
 			need++;
 		if (!r.bare) {
 			/* tickets know by their generation that their wiring ended */
-		} else if (run_room(&tomb, need)) {
+		} else if (run_room(&tomb, need) || !run_reserve(&tomb, need)) {
 			struct wrun t = { .pgsz = r.pgsz };
 			run_add(&tomb, r.start, r.end, (int)r.bare, 0, &t);
 		} else {

@@ -140,6 +140,12 @@ static const char *rule_name[NRULE] = { "a", "b", "c", "d", "e", "fork", "hang" 
 static long viol[NRULE];
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* What each thread is doing, for the report when a pause never completes and with each violation. */
+static const char *doing[MAXW + MAXCH];
+static int doing_slot[MAXW + MAXCH];
+
+static __thread int my_thread = -1;
+
 static void violation(enum rule r, const char *fmt, ...)
 {
 	long n = __atomic_add_fetch(&viol[r], 1, __ATOMIC_RELAXED);
@@ -155,7 +161,11 @@ static void violation(enum rule r, const char *fmt, ...)
 		va_start(ap, fmt);
 		vprintf(fmt, ap);
 		va_end(ap);
-		printf("\n");
+		printf(" [by thread %d (tid %d); threads:", my_thread, (int)gettid());
+		for (int t = 0; t < MAXW + MAXCH; t++)
+			if (doing[t])
+				printf(" %d %s@%d;", t, doing[t], doing_slot[t]);
+		printf("]\n");
 	}
 	fflush(stdout);
 	pthread_mutex_unlock(&out_lock);
@@ -257,12 +267,6 @@ static int park(void)
 	pthread_mutex_unlock(&pz);
 	return st;
 }
-
-/* What each thread is doing, for the report when a pause never completes. */
-static const char *doing[MAXW + MAXCH];
-static int doing_slot[MAXW + MAXCH];
-
-static __thread int my_thread = -1;
 
 static void set_doing(int t, const char *what, int slot)
 {
@@ -793,6 +797,11 @@ static void release(struct worker *w, struct item *it)
 	unlink_item(s, it);
 	unsigned long gen0 = s->gen;
 	int stale = it->gen != gen0 || it->uncertain;
+	/* another stale bare unwire may already have taken this wiring's count (below): look before
+	 * this unwire taints the pages itself */
+	int hit = 0;
+	for (uintptr_t p = TRUNC(it->addr, PG); it->type == I_WIRE && p < it->addr + it->len && !hit; p += PG)
+		hit = p >= s->base && p < s->base + SPAN && taint_get(s, p);
 	if (it->type == I_WIRE && stale)
 		taint_item(s, it);
 	s->inflight++;
@@ -828,12 +837,11 @@ static void release(struct worker *w, struct item *it)
 		 * a HOLESOK wiring that found a hole where memory is now) may have taken this wiring's
 		 * count: ubdma_unwire() names pages, not wirings, as vsunlock(9) does (docs/wire.md
 		 * section 12); then this unwire finds nothing left.  Counted, not failed. */
-		int hit = 0;
-		for (uintptr_t p = TRUNC(it->addr, PG); p < it->addr + it->len && !hit; p += PG)
+		for (uintptr_t p = TRUNC(it->addr, PG); !stale && p < it->addr + it->len && !hit; p += PG)
 			hit = p >= s->base && p < s->base + SPAN && taint_get(s, p);
 		if (raced)
 			taint_item(s, it);
-		int ok = stale || raced ? rc == 0 || rc == EFAULT || rc == EAGAIN : rc == 0 || (hit && rc == EINVAL);
+		int ok = rc == 0 || (hit && rc == EINVAL) || ((stale || raced) && (rc == EFAULT || rc == EAGAIN));
 		if (ok && rc == EINVAL)
 			INC(preempted);
 		if (!ok)
