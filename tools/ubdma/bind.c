@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/sysfs.h"
+
 #include "cli.h"
 
 /*
@@ -47,7 +49,7 @@ static int bind_one(const char *bdf, char *grp, size_t glen)
 	char path[PATH_MAX], drv[64], now[64];
 	int err;
 
-	dev_group(bdf, grp, glen);
+	sysfs_pci_link_name(bdf, "iommu_group", grp, glen); /* "" when none */
 	if (!grp[0])
 		return fail("%s has no IOMMU group: the IOMMU is off or absent, so VFIO cannot isolate the "
 			    "device; boot with intel_iommu=on (Intel) or amd_iommu=on (AMD) and check that "
@@ -58,26 +60,27 @@ static int bind_one(const char *bdf, char *grp, size_t glen)
 	if (!exists(PCI_DRIVERS "/vfio-pci"))
 		return fail("the vfio-pci driver is not available: `modprobe vfio-pci` failed (is the "
 			    "module installed for this kernel?)");
-	dev_driver(bdf, drv, sizeof(drv));
+	sysfs_pci_link_name(bdf, "driver", drv, sizeof(drv));
 	if (!strcmp(drv, "vfio-pci"))
 		return 0;
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s/driver_override", bdf);
-	if ((err = write_str(path, "vfio-pci")))
+	sysfs_pci_path(path, sizeof(path), bdf, "driver_override");
+	if ((err = sysfs_write(path, "vfio-pci")))
 		return fail("cannot write %s: %s%s", path, strerror(err), geteuid() ? " (run as root)" : "");
 	if (drv[0]) {
-		sfmt(path, sizeof(path), PCI_DEVICES "/%s/driver/unbind", bdf);
-		if ((err = write_str(path, bdf))) {
-			sfmt(path, sizeof(path), PCI_DEVICES "/%s/driver_override", bdf);
-			write_str(path, "\n");
+		sysfs_pci_path(path, sizeof(path), bdf, "driver/unbind");
+		if ((err = sysfs_write(path, bdf))) {
+			sysfs_pci_path(path, sizeof(path), bdf, "driver_override");
+			sysfs_write(path, "\n");
 			return fail("cannot unbind %s from %s: %s", bdf, drv, strerror(err));
 		}
 	}
-	write_str("/sys/bus/pci/drivers_probe", bdf);
-	if (strcmp(dev_driver(bdf, now, sizeof(now)), "vfio-pci")) {
+	sysfs_write("/sys/bus/pci/drivers_probe", bdf);
+	sysfs_pci_link_name(bdf, "driver", now, sizeof(now));
+	if (strcmp(now, "vfio-pci")) {
 		/* give the device back to where it was rather than leave it driverless */
-		sfmt(path, sizeof(path), PCI_DEVICES "/%s/driver_override", bdf);
-		write_str(path, "\n");
-		write_str("/sys/bus/pci/drivers_probe", bdf);
+		sysfs_pci_path(path, sizeof(path), bdf, "driver_override");
+		sysfs_write(path, "\n");
+		sysfs_write("/sys/bus/pci/drivers_probe", bdf);
 		return fail("vfio-pci did not take %s (now on '%s'); see dmesg", bdf, now[0] ? now : "no driver");
 	}
 	return 0;

@@ -19,7 +19,6 @@
 #define EX_FAIL 1
 #define EX_USAGE 2
 
-#define PCI_DEVICES "/sys/bus/pci/devices"
 #define PCI_DRIVERS "/sys/bus/pci/drivers"
 
 /* One subcommand: argv[0] is its name; it returns the exit status. */
@@ -82,22 +81,17 @@ int jget_num(json_object *o, const char *key, double *v);
 
 /* --------------------------------------------------------------- sysfs.c */
 
-/* First line of a file without its newline ("" and -1 when it cannot be read). */
-int read_line(const char *path, char *buf, size_t len);
-/* Write @s to a sysfs attribute: 0 or the errno. */
-int write_str(const char *path, const char *s);
+/* One file of sysfs is read or written with lib/base's sysfs.h (sysfs_read_line(),
+ * sysfs_write(), sysfs_pci_link_name() for a device's "driver" or "iommu_group"), a PCI address
+ * parsed with its bdf.h. */
 int exists(const char *path);
 /* Entries of a directory, "." ones left out; 0 when it cannot be read. */
 int count_dir(const char *path);
 /* The value of the first "key: N kB" line of a /proc file (status, meminfo); -1 without one. */
 long proc_kb(const char *path, const char *key);
-/* Canonical "dddd:bb:dd.f" of a PCI address in long or short form; exit 2 when malformed. */
-void canon_bdf(const char *s, char *out, size_t len);
-/* canon_bdf(), and the device must exist; exit 2 otherwise. */
+/* Canonical "dddd:bb:dd.f" of a PCI address in long or short form (bdf_canon()), of a device
+ * that exists; exit 2 with a sentence otherwise. */
 void device_bdf(const char *s, char *out, size_t len);
-/* The device's driver and IOMMU group ("" when none). */
-const char *dev_driver(const char *bdf, char *buf, size_t len);
-const char *dev_group(const char *bdf, char *buf, size_t len);
 /* Whether IOMMU group @grp is viable for VFIO; the first device that is not goes to bad/baddrv. */
 int group_viable(const char *grp, char *bad, size_t blen, char *baddrv, size_t dlen);
 /* The PCI addresses of the machine, sorted; free with free_list(). */

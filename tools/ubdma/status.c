@@ -20,6 +20,8 @@
 
 #include <ubdma/ubdma.h>
 
+#include "base/sysfs.h"
+
 #include "cli.h"
 
 struct iommu_state {
@@ -73,18 +75,20 @@ struct dev_row {
 
 static void dev_probe(const char *bdf, struct dev_row *r)
 {
-	char path[PATH_MAX], v[32], d[32], bad[32], baddrv[64];
+	char path[PATH_MAX], v[32] = "", d[32] = "", bad[32], baddrv[64];
 
 	sfmt(r->bdf, sizeof(r->bdf), "%s", bdf);
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s/vendor", bdf);
-	read_line(path, v, sizeof(v));
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s/device", bdf);
-	read_line(path, d, sizeof(d));
+	r->cls[0] = '\0';
+	/* a file that cannot be read leaves its buffer "": the row shows ???? or - for it */
+	if (!sysfs_pci_path(path, sizeof(path), bdf, "vendor"))
+		sysfs_read_line(path, v, sizeof(v));
+	if (!sysfs_pci_path(path, sizeof(path), bdf, "device"))
+		sysfs_read_line(path, d, sizeof(d));
 	sfmt(r->id, sizeof(r->id), "%.4s:%.4s", v[0] ? v + 2 : "????", d[0] ? d + 2 : "????");
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s/class", bdf);
-	read_line(path, r->cls, sizeof(r->cls));
-	dev_driver(bdf, r->drv, sizeof(r->drv));
-	dev_group(bdf, r->grp, sizeof(r->grp));
+	if (!sysfs_pci_path(path, sizeof(path), bdf, "class"))
+		sysfs_read_line(path, r->cls, sizeof(r->cls));
+	sysfs_pci_link_name(bdf, "driver", r->drv, sizeof(r->drv));
+	sysfs_pci_link_name(bdf, "iommu_group", r->grp, sizeof(r->grp));
 	r->viable = r->grp[0] ? group_viable(r->grp, bad, sizeof(bad), baddrv, sizeof(baddrv)) : -1;
 	if (ubdma_numa_node_of_pci(bdf, &r->node))
 		r->node = UBDMA_NODE_ANY;

@@ -2,63 +2,23 @@
  * sysfs.c - what the tool reads and writes in sysfs and procfs itself: PCI addresses (BDF) and
  * their canonical form, a device's driver and IOMMU group, group viability, the device list,
  * attribute files, and "key: N kB" lines of /proc files.  The library owns the rest (hugepage
- * counts, NUMA nodes, backends).  Every BDF and sysfs helper of the tool is here, so that they
- * can move to the library's lib/base in one place.
+ * counts, NUMA nodes, backends).  Parsing a BDF and reading or writing one sysfs file are the
+ * library's own helpers (lib/base: bdf.h, sysfs.h, linked from the static libubdma_base), so
+ * that the tool accepts exactly the addresses the library does; what is here is what only the
+ * tool needs: whole directories, group viability and the exit-2 sentences.
  */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/bdf.h"
+#include "base/sysfs.h"
+
 #include "cli.h"
-
-int read_line(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "re");
-
-	buf[0] = '\0';
-	if (!f)
-		return -1;
-	if (!fgets(buf, (int)len, f))
-		buf[0] = '\0';
-	fclose(f);
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
-int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-	int err;
-
-	if (fd < 0)
-		return errno;
-	n = write(fd, s, strlen(s));
-	err = n < 0 ? errno : 0;
-	close(fd);
-	return err;
-}
-
-/* The last component of a symlink's target ("vfio-pci", "12"), or "" when there is no link. */
-static const char *link_base(const char *path, char *buf, size_t len)
-{
-	char t[PATH_MAX];
-	ssize_t n = readlink(path, t, sizeof(t) - 1);
-
-	buf[0] = '\0';
-	if (n > 0) {
-		t[n] = '\0';
-		const char *b = strrchr(t, '/');
-		sfmt(buf, len, "%s", b ? b + 1 : t);
-	}
-	return buf;
-}
 
 int exists(const char *path)
 {
@@ -95,58 +55,23 @@ long proc_kb(const char *path, const char *key)
 	return kb;
 }
 
-/* Whether @s has the shape @pat, where 'x' stands for one hex digit. */
-static int shape(const char *s, const char *pat)
-{
-	for (; *pat; s++, pat++)
-		if (*pat == 'x' ? !isxdigit((unsigned char)*s) : *s != *pat)
-			return 0;
-	return *s == '\0';
-}
-
-void canon_bdf(const char *s, char *out, size_t len)
-{
-	unsigned dom = 0, bus, dev, fn;
-
-	if (shape(s, "xxxx:xx:xx.x"))
-		sscanf(s, "%x:%x:%x.%x", &dom, &bus, &dev, &fn);
-	else if (shape(s, "xx:xx.x"))
-		sscanf(s, "%x:%x.%x", &bus, &dev, &fn);
-	else
-		usage_error("'%s' is not a PCI address: give DDDD:BB:DD.F or BB:DD.F in hexadecimal, as "
-			    "lspci -D prints it",
-			    s);
-	if (dev > 0x1f || fn > 7)
-		usage_error("'%s' is not a PCI address: device is 00-1f and function 0-7", s);
-	sfmt(out, len, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
-}
-
 void device_bdf(const char *s, char *out, size_t len)
 {
 	char path[PATH_MAX];
+	struct bdf b;
+	int err = bdf_parse(s, &b);
 
-	canon_bdf(s, out, len);
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s", out);
-	if (!exists(path))
+	if (err == ERANGE)
+		usage_error("'%s' is not a PCI address: device is 00-1f and function 0-7", s);
+	if (err)
+		usage_error("'%s' is not a PCI address: give DDDD:BB:DD.F or BB:DD.F in hexadecimal, as "
+			    "lspci -D prints it",
+			    s);
+	bdf_format(&b, out, len);
+	if (sysfs_pci_path(path, sizeof(path), out, NULL) || !exists(path))
 		usage_error("no PCI device %s on this machine (%s does not exist); `ubdma status` lists "
 			    "the devices",
 			    out, path);
-}
-
-const char *dev_driver(const char *bdf, char *buf, size_t len)
-{
-	char path[PATH_MAX];
-
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s/driver", bdf);
-	return link_base(path, buf, len);
-}
-
-const char *dev_group(const char *bdf, char *buf, size_t len)
-{
-	char path[PATH_MAX];
-
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s/iommu_group", bdf);
-	return link_base(path, buf, len);
 }
 
 /* Drivers that leave a group viable for VFIO (the kernel's own list: vfio_dev_driver_allowed). */
@@ -169,7 +94,7 @@ int group_viable(const char *grp, char *bad, size_t blen, char *baddrv, size_t d
 		char drv[64];
 		if (de->d_name[0] == '.')
 			continue;
-		dev_driver(de->d_name, drv, sizeof(drv));
+		sysfs_pci_link_name(de->d_name, "driver", drv, sizeof(drv)); /* "" when none */
 		if (!driver_viable(drv)) {
 			ok = 0;
 			sfmt(bad, blen, "%s", de->d_name);
@@ -182,7 +107,7 @@ int group_viable(const char *grp, char *bad, size_t blen, char *baddrv, size_t d
 
 char **pci_list(int *np)
 {
-	DIR *d = opendir(PCI_DEVICES);
+	DIR *d = opendir(SYSFS_PCI_DEVICES);
 	struct dirent *de;
 	char **v = NULL;
 	int n = 0;

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/sysfs.h"
+
 #include "cli.h"
 
 static int unbind_one(const char *bdf, char *now, size_t len)
@@ -14,19 +16,19 @@ static int unbind_one(const char *bdf, char *now, size_t len)
 	char path[PATH_MAX], drv[64];
 	int err;
 
-	dev_driver(bdf, drv, sizeof(drv));
-	sfmt(path, sizeof(path), PCI_DEVICES "/%s/driver_override", bdf);
-	if ((err = write_str(path, "\n")))
+	sysfs_pci_link_name(bdf, "driver", drv, sizeof(drv)); /* "" when none */
+	sysfs_pci_path(path, sizeof(path), bdf, "driver_override");
+	if ((err = sysfs_write(path, "\n")))
 		return fail("cannot write %s: %s%s", path, strerror(err), geteuid() ? " (run as root)" : "");
 	if (!strcmp(drv, "vfio-pci")) {
 		sfmt(path, sizeof(path), PCI_DRIVERS "/vfio-pci/unbind");
-		if ((err = write_str(path, bdf)))
+		if ((err = sysfs_write(path, bdf)))
 			return fail("cannot unbind %s from vfio-pci: %s (is it open by a program?)", bdf,
 				    strerror(err));
 		/* let the kernel find the host driver again */
-		write_str("/sys/bus/pci/drivers_probe", bdf);
+		sysfs_write("/sys/bus/pci/drivers_probe", bdf);
 	}
-	dev_driver(bdf, now, len);
+	sysfs_pci_link_name(bdf, "driver", now, len);
 	return 0;
 }
 
