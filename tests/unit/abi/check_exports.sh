@@ -1,13 +1,21 @@
 #!/bin/sh
-# check_exports.sh NM LIBUBDMA_SO INCLUDE_DIR - the shared library exports the public API and
-# nothing else (lib/libubdma.map).  TAP, one case a rule:
-#   1 every defined dynamic symbol is named ubdma_*  (the rule of issue 16: nm -D --defined-only)
-#   2 every exported ubdma_* name is declared in a header <ubdma/ubdma.h> includes (an internal
-#     function named ubdma_* would pass case 1 and still leak)
+# check_exports.sh NM LIBRARY_SO PREFIX HEADER... - a shared library exports its public API and
+# nothing else (its version script: lib/libubdma.map, drivers/*/libubdma_*.map).  The API is the
+# functions named PREFIX* that HEADER declares, and the headers it includes as <ubdma/...>: for
+# libubdma.so, prefix ubdma_ and ubdma.h; for a driver, prefix ubdma_nvme_ and nvme.h (whose
+# include of <ubdma/core.h> brings no ubdma_nvme_ name).  TAP, one case a rule:
+#   1 every defined dynamic symbol is named PREFIX*  (the rule of issue 16: nm -D --defined-only)
+#   2 every exported name is declared in those headers (an internal function that happens to be
+#     named PREFIX* would pass case 1 and still leak)
 #   3 every function those headers declare is exported (a map or a visibility slip that hides
 #     part of the API)
 set -u
-nm=$1 so=$2 inc=$3
+if [ $# -lt 4 ]; then
+	echo "usage: check_exports.sh NM LIBRARY_SO PREFIX HEADER..." >&2
+	exit 2
+fi
+nm=$1 so=$2 prefix=$3
+shift 3
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
@@ -16,16 +24,35 @@ if [ ! -r "$so" ]; then
 	exit 0
 fi
 echo "1..3"
+lib=$(basename "$so")
 
 # defined dynamic symbols, without version suffixes (name@@VER)
 "$nm" -D --defined-only "$so" | awk 'NF >= 3 { sub(/@.*/, "", $3); print $3 }' | sort -u >"$tmp/exported"
 
-# public declarations: the headers ubdma.h includes (not the drivers' nvme.h and e1000e.h, which
-# belong to libraries of their own); a name followed by "(" that is not a type
-headers=$(sed -n 's|^#include <ubdma/\(.*\.h\)>.*|\1|p' "$inc/ubdma/ubdma.h")
-for h in $headers; do
-	cat "$inc/ubdma/$h"
-done | grep -oE '\bubdma_[a-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:](]//g' | grep -v '_t$' |
+# the headers, each followed by those it includes from <ubdma/...> (one level: ubdma.h is a list
+# of includes), with comments removed so that a function named in prose is not taken for one
+for h in "$@"; do
+	echo "$h"
+	sed -n 's|^#include <ubdma/\(.*\.h\)>.*|\1|p' "$h" | while read -r inc; do
+		echo "$(dirname "$h")/$inc"
+	done
+done | sort -u >"$tmp/headers"
+xargs cat <"$tmp/headers" | awk '
+	{
+		line = $0; out = ""
+		while (line != "") {
+			if (inc) {
+				i = index(line, "*/")
+				if (!i) { line = ""; break }
+				line = substr(line, i + 2); inc = 0
+			} else {
+				i = index(line, "/*")
+				if (!i) { out = out line; break }
+				out = out substr(line, 1, i - 1) " "; line = substr(line, i + 2); inc = 1
+			}
+		}
+		print out
+	}' | grep -oE "\\b${prefix}[a-z0-9_]*[[:space:]]*\\(" | sed 's/[[:space:](]//g' | grep -v '_t$' |
 	sort -u >"$tmp/declared"
 
 report() { # n description file-of-offenders
@@ -37,11 +64,13 @@ report() { # n description file-of-offenders
 	fi
 }
 
-grep -v '^ubdma_' "$tmp/exported" >"$tmp/foreign"
-report 1 "only ubdma_* names leave $(basename "$so") ($(wc -l <"$tmp/exported") exported)" "$tmp/foreign"
+grep -v "^${prefix}" "$tmp/exported" >"$tmp/foreign"
+report 1 "only ${prefix}* names leave $lib ($(wc -l <"$tmp/exported") exported)" "$tmp/foreign"
 
-grep '^ubdma_' "$tmp/exported" | comm -23 - "$tmp/declared" >"$tmp/undeclared"
-report 2 "every exported ubdma_* name is declared in a public header" "$tmp/undeclared"
+grep "^${prefix}" "$tmp/exported" | comm -23 - "$tmp/declared" >"$tmp/undeclared"
+report 2 "every name $lib exports is declared in $(xargs -n1 basename <"$tmp/headers" | paste -sd, -)" \
+	"$tmp/undeclared"
 
 comm -13 "$tmp/exported" "$tmp/declared" >"$tmp/missing"
-report 3 "every public function ($(wc -l <"$tmp/declared") declared) is exported" "$tmp/missing"
+report 3 "every ${prefix}* function declared there ($(wc -l <"$tmp/declared")) is exported by $lib" \
+	"$tmp/missing"
