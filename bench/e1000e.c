@@ -121,15 +121,16 @@ static void frame_template(uint8_t *b, unsigned len, const uint8_t src[6])
 
 static int open_nic(ubdma_ctx_t **ctx, const char *bdf, ubdma_e1000e_t **nic)
 {
-	struct ubdma_e1000e_config cfg = { .rx_desc = 512, .tx_desc = 512, .pool_bufs = 2048 };
+	struct ubdma_e1000e_opts o = { .size = sizeof(o), .rx_desc = 512, .tx_desc = 512, .pool_bufs = 2048 };
 	int err;
 
 	if ((err = ubdma_ctx_open(UBDMA_BACKEND_VFIO, ctx))) {
 		fprintf(stderr, "bench: ctx_open: %s\n", strerror(err));
 		return err;
 	}
-	if ((err = ubdma_e1000e_open(*ctx, bdf, &cfg, nic))) {
-		fprintf(stderr, "bench: open %s: %s\n", bdf, ubdma_e1000e_error(NULL));
+	o.ctx = *ctx;
+	if ((err = ubdma_e1000e_open(bdf, &o, nic))) {
+		fprintf(stderr, "bench: open %s: %s\n", bdf, ubdma_e1000e_last_error());
 		ubdma_ctx_close(*ctx);
 	}
 	return err;

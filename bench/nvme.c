@@ -302,7 +302,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ubdma_nvme_t *c;
-	struct ubdma_nvme_opts o = { .ctx = ctx, .io_queues = 1, .queue_entries = 256, .interrupts = irq };
+	struct ubdma_nvme_opts o = { .size = sizeof(o), .ctx = ctx, .io_queues = 1, .queue_entries = 256, .interrupts = irq };
 	if ((rc = ubdma_nvme_open(bdf, &o, &c))) {
 		fprintf(stderr, "ubdma_nvme_open(%s): %s: %s\n", bdf, strerror(rc), ubdma_nvme_last_error());
 		return 1;

@@ -161,7 +161,7 @@ static int nvme_io(ubdma_nvme_qpair_t *qp, const struct ubdma_nvme_ns_info *ns, 
 /* The first half of buf to the namespace and back into the second half, by the controller's DMA. */
 static int nvme_roundtrip(ubdma_ctx_t *ctx, const char *bdf, char *buf, size_t len)
 {
-	struct ubdma_nvme_opts opts = { .ctx = ctx };
+	struct ubdma_nvme_opts opts = { .size = sizeof(opts), .ctx = ctx };
 	struct ubdma_nvme_ns_info ns;
 	ubdma_nvme_qpair_t *qp = NULL;
 	ubdma_nvme_t *ctrl;

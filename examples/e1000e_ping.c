@@ -130,22 +130,17 @@ int main(int argc, char **argv)
 	struct ubdma_e1000e_link link;
 	struct ubdma_e1000e_stats st;
 	ubdma_e1000e_t *nic;
-	ubdma_ctx_t *ctx;
 
 	if (!bdf) {
 		fprintf(stderr, "usage: e1000e_ping BDF [COUNT]  (the 82574L, bound to vfio-pci)\n");
 		return 2;
 	}
-	/* 1. a DMA context on VFIO: one IOMMU domain for the device */
-	if ((err = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
-		fprintf(stderr, "ubdma_ctx_open: %s: %s\n", strerror(err), ubdma_last_error());
-		return 1;
-	}
-	/* 2. the NIC: reset, MAC address, link, rings and packet pool (NULL: default sizes) */
-	if ((err = ubdma_e1000e_open(ctx, bdf, NULL, &nic))) {
+	/* 1. the NIC: reset, MAC address, link, rings and packet pool.  Options NULL: default
+	 * sizes, and a DMA context on VFIO of the driver's own (one IOMMU domain for the device; to
+	 * share yours, pass struct ubdma_e1000e_opts o = { .size = sizeof(o), .ctx = ctx }). */
+	if ((err = ubdma_e1000e_open(bdf, NULL, &nic))) {
 		fprintf(stderr, "ubdma_e1000e_open(%s): %s: %s\n", bdf, strerror(err),
-			ubdma_e1000e_error(NULL));
-		ubdma_ctx_close(ctx);
+			ubdma_e1000e_last_error());
 		return 1;
 	}
 	ubdma_e1000e_mac(nic, mac);
@@ -153,7 +148,7 @@ int main(int argc, char **argv)
 	printf("REPORT e1000e %s: mac %02x:%02x:%02x:%02x:%02x:%02x, link %s %u Mb/s\n", bdf, mac[0],
 	       mac[1], mac[2], mac[3], mac[4], mac[5], link.up ? "up" : "down", link.speed_mbps);
 
-	/* 3. ARP for the gateway's MAC address, then ICMP echo */
+	/* 2. ARP for the gateway's MAC address, then ICMP echo */
 	if ((err = exchange(nic, frame, build_arp(frame, mac), is_arp_reply, gw_mac))) {
 		printf("REPORT e1000e: no ARP reply from 10.0.2.2: %s\n", strerror(err));
 	} else {
@@ -171,11 +166,10 @@ int main(int argc, char **argv)
 		printf("REPORT e1000e: ping 10.0.2.2: %d/%d replies\n", replies, count);
 	}
 
-	/* 4. the hardware's statistics registers */
+	/* 3. the hardware's statistics registers */
 	ubdma_e1000e_stats(nic, &st);
 	printf("REPORT e1000e: frames sent %llu (GPTC), received %llu (GPRC)\n",
 	       (unsigned long long)st.gptc, (unsigned long long)st.gprc);
-	ubdma_e1000e_close(nic);
-	ubdma_ctx_close(ctx);
+	ubdma_e1000e_close(nic); /* and the driver's context */
 	return replies == count && count > 0 ? 0 : 1;
 }

@@ -19,9 +19,13 @@
  * write, which comes once rx_free_thresh of them are ready).  Transmit ring: [tx_clean, tx_tail) is in flight;
  * each burst sets RS on its last descriptor only, and tx_rs[first slot of the burst] names that
  * descriptor, so completion is one done-bit test a burst.
+ *
+ * Errors follow the drivers' convention (e1000e.h): every failure returns its errno through
+ * e1000e_err(), which leaves the sentence for ubdma_e1000e_last_error() and traces it.
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +45,8 @@ enum { PKT_FREE = 0, PKT_USER = 1, PKT_DEV = 2 };
 #define DEFAULT_LINK_WAIT_MS 3000
 
 struct ubdma_e1000e {
+	ubdma_ctx_t *ctx;
+	int own_ctx;                          /* opened by the driver: closed with the device */
 	ubdma_pci_t *pci;
 	volatile uint8_t *bar0;
 	ubdma_tag_t *ring_tag, *pool_tag;
@@ -72,19 +78,41 @@ struct ubdma_e1000e {
 	uint32_t rctl;
 	uint8_t mac[6];
 	struct ubdma_e1000e_stats st;
-	char err[256];
 };
 
-static __thread char open_err[256];
+/* ------------------------------------------------------------------ errors */
 
-static void set_err(struct ubdma_e1000e *nic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(struct ubdma_e1000e *nic, const char *fmt, ...)
+static _Thread_local char last_error[256];
+static int trace; /* UBDMA_LOG asks for errors at least; read once, before any call */
+
+/* The library's levels (error, warn, info, debug) all include errors, which is all that is
+ * traced here. */
+__attribute__((constructor)) static void e1000e_trace_init(void)
+{
+	static const char *levels[] = { "error", "warn", "info", "debug" };
+	const char *v = getenv("UBDMA_LOG");
+
+	for (unsigned i = 0; v && i < sizeof(levels) / sizeof(levels[0]); i++)
+		trace |= !strcmp(v, levels[i]);
+}
+
+/* Record why a call fails, trace it, and return err: `return e1000e_err(EINVAL, "...")`. */
+static int e1000e_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int e1000e_err(int err, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(nic ? nic->err : open_err, sizeof(open_err), fmt, ap);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
+	if (__builtin_expect(trace, 0))
+		fprintf(stderr, "ubdma_e1000e error: %s (%s)\n", last_error, strerror(err));
+	return err;
+}
+
+const char *ubdma_e1000e_last_error(void)
+{
+	return last_error;
 }
 
 /* ------------------------------------------------------------------ register access */
@@ -146,10 +174,8 @@ static int reset_device(struct ubdma_e1000e *nic)
 
 	wr32(nic, CTRL, rd32(nic, CTRL) | CTRL_RST);
 	sleep_us(1000); /* 4.6.2: wait at least 1 ms after setting CTRL.RST */
-	if (poll_reg(nic, CTRL, CTRL_RST, 0, 100000)) {
-		set_err(nic, "e1000e: CTRL.RST did not clear within 100 ms");
-		return EIO;
-	}
+	if (poll_reg(nic, CTRL, CTRL_RST, 0, 100000))
+		return e1000e_err(EIO, "CTRL.RST did not clear within 100 ms");
 	wr32(nic, IMC, IMC_ALL); /* 4.6.1: reset unmasks nothing, but mask again as asked */
 	(void)rd32(nic, ICR);
 	/* 4.6.2 / 10.2.2.3: the NVM auto-read must finish before the MAC address is read */
@@ -179,10 +205,8 @@ static int read_mac(struct ubdma_e1000e *nic)
 
 	if (!(rah & RAH_AV) || (ral == 0 && (rah & 0xffff) == 0)) {
 		for (i = 0; i < 3; i++) {
-			if (nvm_read(nic, NVM_MAC_WORD0 + (unsigned)i, &w[i])) {
-				set_err(nic, "e1000e: RAH0.AV is clear and EERD did not answer: no MAC address");
-				return EIO;
-			}
+			if (nvm_read(nic, NVM_MAC_WORD0 + (unsigned)i, &w[i]))
+				return e1000e_err(EIO, "RAH0.AV is clear and EERD did not answer: no MAC address");
 		}
 		ral = (uint32_t)w[0] | (uint32_t)w[1] << 16;
 		rah = w[2];
@@ -192,10 +216,8 @@ static int read_mac(struct ubdma_e1000e *nic)
 	nic->mac[4] = (uint8_t)rah;
 	nic->mac[5] = (uint8_t)(rah >> 8);
 	if (!(nic->mac[0] | nic->mac[1] | nic->mac[2] | nic->mac[3] | nic->mac[4] | nic->mac[5]) ||
-	    (nic->mac[0] & 1)) {
-		set_err(nic, "e1000e: no valid MAC address in RAL0/RAH0 or the NVM");
-		return EIO;
-	}
+	    (nic->mac[0] & 1))
+		return e1000e_err(EIO, "no valid MAC address in RAL0/RAH0 or the NVM");
 	wr32(nic, RAL0, ral);
 	wr32(nic, RAH0, (rah & 0xffff) | RAH_AV);
 	return 0;
@@ -210,6 +232,13 @@ static void link_setup(struct ubdma_e1000e *nic)
 		  CTRL_GIO_MASTER_DISABLE);
 	ctrl |= CTRL_SLU | CTRL_ASDE;
 	wr32(nic, CTRL, ctrl);
+}
+
+/* 10.2.2.2: poll STATUS.LU up to timeout_ms; 0 or ETIMEDOUT, no sentence (open's wait is not
+ * a failure). */
+static int link_wait(struct ubdma_e1000e *nic, unsigned timeout_ms)
+{
+	return poll_reg(nic, STATUS, STATUS_LU, STATUS_LU, timeout_ms * 1000u);
 }
 
 /* 4.6.4: the statistics registers are clear on read. */
@@ -237,22 +266,20 @@ static void one_seg_cb(void *arg, ubdma_seg_t *segs, int nseg, int error)
 }
 
 /* ubdma_mem_alloc() on @tag and load it: one segment, its IOVA in *iova. */
-static int dma_alloc(struct ubdma_e1000e *nic, ubdma_tag_t *tag, size_t size, const char *what,
-		     void **va, ubdma_map_t **map, uint64_t *iova)
+static int dma_alloc(ubdma_tag_t *tag, size_t size, const char *what, void **va, ubdma_map_t **map,
+		     uint64_t *iova)
 {
 	struct one_seg s = { 0, 0, 0 };
 	int err;
 
-	if ((err = ubdma_mem_alloc(tag, va, UBDMA_ZERO | UBDMA_NOWAIT, map))) {
-		set_err(nic, "e1000e: ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
-			ubdma_last_error());
-		return err;
-	}
+	if ((err = ubdma_mem_alloc(tag, va, UBDMA_ZERO | UBDMA_NOWAIT, map)))
+		return e1000e_err(err, "ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
+				  ubdma_last_error());
 	err = ubdma_map_load(tag, *map, *va, size, one_seg_cb, &s, UBDMA_NOWAIT);
 	if (err == 0 && (s.error || s.nseg != 1))
 		err = s.error ? s.error : EFBIG;
 	if (err) {
-		set_err(nic, "e1000e: loading the %s: %s (%s)", what, strerror(err), ubdma_last_error());
+		e1000e_err(err, "loading the %s: %s (%s)", what, strerror(err), ubdma_last_error());
 		ubdma_mem_free(tag, *va, *map);
 		*va = NULL;
 		*map = NULL;
@@ -421,6 +448,8 @@ static void teardown(struct ubdma_e1000e *nic)
 		ubdma_tag_destroy(nic->ring_tag);
 	if (nic->pci)
 		ubdma_pci_close(nic->pci);
+	if (nic->own_ctx)
+		ubdma_ctx_close(nic->ctx);
 	free(nic->pkts);
 	free(nic->pkt_state);
 	free(nic->free_stack);
@@ -434,66 +463,80 @@ static int check_desc(unsigned *n, const char *what)
 {
 	if (*n == 0)
 		*n = DEFAULT_DESC;
-	if (*n < 8 || *n > MAX_DESC || (*n & (*n - 1))) {
-		set_err(NULL, "e1000e: %s = %u: want a power of two from 8 to %u (ring length a "
-			"multiple of 128 bytes, 4.6.5)", what, *n, MAX_DESC);
-		return EINVAL;
-	}
+	if (*n < 8 || *n > MAX_DESC || (*n & (*n - 1)))
+		return e1000e_err(EINVAL, "%s = %u: want a power of two from 8 to %u (ring length a "
+				  "multiple of 128 bytes, 4.6.5)", what, *n, MAX_DESC);
 	return 0;
 }
 
-static int open_config(const struct ubdma_e1000e_config *cfg, struct ubdma_e1000e_config *c)
+/* The first version of struct ubdma_e1000e_opts ends with promisc (e1000e.h: the size rule). */
+#define E1000E_OPTS_SIZE_V1 (offsetof(struct ubdma_e1000e_opts, promisc) + sizeof(int))
+
+/* The caller's options into *c, zero (the default) for every member its struct lacks, then the
+ * defaults filled in and each checked. */
+static int open_opts(const struct ubdma_e1000e_opts *opts, struct ubdma_e1000e_opts *c)
 {
+	const unsigned char *b = (const void *)opts;
 	int err;
 
-	*c = cfg ? *cfg : (struct ubdma_e1000e_config){ 0 };
+	memset(c, 0, sizeof(*c));
+	if (opts && opts->size < E1000E_OPTS_SIZE_V1)
+		return e1000e_err(EINVAL, "opts->size is %zu: set it to sizeof(struct ubdma_e1000e_opts), %zu",
+				  opts->size, sizeof(*c));
+	for (size_t i = sizeof(*c); opts && i < opts->size; i++)
+		if (b[i])
+			return e1000e_err(ENOTSUP, "opts->size is %zu and byte %zu is set: this library "
+					  "knows %zu bytes of options, so it cannot honour a newer one",
+					  opts->size, i, sizeof(*c));
+	if (opts)
+		memcpy(c, opts, opts->size < sizeof(*c) ? opts->size : sizeof(*c));
 	if ((err = check_desc(&c->rx_desc, "rx_desc")) || (err = check_desc(&c->tx_desc, "tx_desc")))
 		return err;
 	if (c->pool_bufs == 0)
 		c->pool_bufs = c->rx_desc + c->tx_desc + DEFAULT_EXTRA_BUFS;
-	if (c->pool_bufs < c->rx_desc + 32 || c->pool_bufs > (1u << 20)) {
-		set_err(NULL, "e1000e: pool_bufs = %u: want rx_desc + 32 (%u) to %u", c->pool_bufs,
-			c->rx_desc + 32, 1u << 20);
-		return EINVAL;
-	}
+	if (c->pool_bufs < c->rx_desc + 32 || c->pool_bufs > (1u << 20))
+		return e1000e_err(EINVAL, "pool_bufs = %u: want rx_desc + 32 (%u) to %u", c->pool_bufs,
+				  c->rx_desc + 32, 1u << 20);
 	if (c->link_wait_ms == 0)
 		c->link_wait_ms = DEFAULT_LINK_WAIT_MS;
 	return 0;
 }
 
-/* PCI function, identity, BAR0. */
+/* The context (the caller's, or one of the driver's own), PCI function, identity, BAR0. */
 static int open_pci(struct ubdma_e1000e *nic, ubdma_ctx_t *ctx, const char *bdf)
 {
 	uint16_t id[2];
 	size_t len = 0;
 	int err;
 
-	if ((err = ubdma_pci_open(ctx, bdf, &nic->pci))) {
-		set_err(nic, "e1000e: ubdma_pci_open(%s): %s (%s)", bdf, strerror(err), ubdma_last_error());
+	if (ctx) {
+		nic->ctx = ctx;
+	} else {
+		if ((err = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &nic->ctx)))
+			return e1000e_err(err, "VFIO context: %s", ubdma_last_error());
+		nic->own_ctx = 1;
+	}
+	if ((err = ubdma_pci_open(nic->ctx, bdf, &nic->pci))) {
 		nic->pci = NULL;
-		return err;
+		return e1000e_err(err, "ubdma_pci_open(%s): %s (%s)", bdf, strerror(err), ubdma_last_error());
 	}
-	if ((err = ubdma_pci_cfg_read(nic->pci, 0, id, sizeof(id)))) {
-		set_err(nic, "e1000e: %s: reading the IDs: %s", bdf, strerror(err));
-		return err;
-	}
-	if (id[0] != UBDMA_E1000E_VENDOR || id[1] != UBDMA_E1000E_DEVICE) {
-		set_err(nic, "e1000e: %s is %04x:%04x, not an 82574L (%04x:%04x)", bdf, id[0], id[1],
-			UBDMA_E1000E_VENDOR, UBDMA_E1000E_DEVICE);
-		return ENODEV;
-	}
+	if ((err = ubdma_pci_cfg_read(nic->pci, 0, id, sizeof(id))))
+		return e1000e_err(err, "%s: reading the IDs: %s", bdf, strerror(err));
+	if (id[0] != UBDMA_E1000E_VENDOR || id[1] != UBDMA_E1000E_DEVICE)
+		return e1000e_err(ENODEV, "%s is %04x:%04x, not an 82574L (%04x:%04x)", bdf, id[0], id[1],
+				  UBDMA_E1000E_VENDOR, UBDMA_E1000E_DEVICE);
 	nic->bar0 = ubdma_pci_bar(nic->pci, 0, &len);
 	if (!nic->bar0 || len < 0x10000) {
-		set_err(nic, "e1000e: %s: BAR0 %s (%zu bytes): %s", bdf, nic->bar0 ? "too small" :
-			"cannot be mapped", len, ubdma_last_error());
+		err = e1000e_err(EIO, "%s: BAR0 %s (%zu bytes): %s", bdf,
+				 nic->bar0 ? "too small" : "cannot be mapped", len, ubdma_last_error());
 		nic->bar0 = NULL;
-		return EIO;
+		return err;
 	}
 	return 0;
 }
 
 /* Tags, rings, pool and the software arrays. */
-static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_config *c)
+static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_opts *c)
 {
 	ubdma_tag_t *dtag = ubdma_pci_dma_tag(nic->pci);
 	size_t rsz = c->rx_desc * sizeof(struct rdesc), tsz = c->tx_desc * sizeof(struct tdesc);
@@ -506,18 +549,16 @@ static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_confi
 	if ((err = ubdma_tag_create(dtag, RING_ALIGN, 0, UBDMA_MAXADDR, UBDMA_MAXADDR, ringmax, 1,
 				    ringmax, 0, &nic->ring_tag)) ||
 	    (err = ubdma_tag_create(dtag, UBDMA_E1000E_BUF_SIZE, 0, UBDMA_MAXADDR, UBDMA_MAXADDR,
-				    poolsz, 1, poolsz, 0, &nic->pool_tag))) {
-		set_err(nic, "e1000e: ubdma_tag_create: %s (%s)", strerror(err), ubdma_last_error());
-		return err;
-	}
+				    poolsz, 1, poolsz, 0, &nic->pool_tag)))
+		return e1000e_err(err, "ubdma_tag_create: %s (%s)", strerror(err), ubdma_last_error());
 	/* both rings are ring-tag sized (maxsize): the smaller one just uses its first part */
-	if ((err = dma_alloc(nic, nic->ring_tag, ringmax, "receive ring", &va, &nic->rx_map, &nic->rx_iova)))
+	if ((err = dma_alloc(nic->ring_tag, ringmax, "receive ring", &va, &nic->rx_map, &nic->rx_iova)))
 		return err;
 	nic->rx_ring = va;
-	if ((err = dma_alloc(nic, nic->ring_tag, ringmax, "transmit ring", &va, &nic->tx_map, &nic->tx_iova)))
+	if ((err = dma_alloc(nic->ring_tag, ringmax, "transmit ring", &va, &nic->tx_map, &nic->tx_iova)))
 		return err;
 	nic->tx_ring = va;
-	if ((err = dma_alloc(nic, nic->pool_tag, poolsz, "packet pool", &nic->pool_mem, &nic->pool_map,
+	if ((err = dma_alloc(nic->pool_tag, poolsz, "packet pool", &nic->pool_mem, &nic->pool_map,
 			     &nic->pool_iova)))
 		return err;
 
@@ -534,10 +575,8 @@ static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_confi
 	nic->tx_slot = calloc(nic->tx_n, sizeof(*nic->tx_slot));
 	nic->tx_rs = calloc(nic->tx_n, sizeof(*nic->tx_rs));
 	if (!nic->pkts || !nic->pkt_state || !nic->free_stack || !nic->rx_slot || !nic->tx_slot ||
-	    !nic->tx_rs) {
-		set_err(nic, "e1000e: out of memory for %u packet descriptors", nic->npool);
-		return ENOMEM;
-	}
+	    !nic->tx_rs)
+		return e1000e_err(ENOMEM, "out of memory for %u packet descriptors", nic->npool);
 	/* the stack pops from its end: push in reverse so that low buffers go out first */
 	for (unsigned i = nic->npool; i-- > 0;) {
 		struct ubdma_e1000e_pkt *p = &nic->pkts[i];
@@ -551,26 +590,21 @@ static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_confi
 	return 0;
 }
 
-int ubdma_e1000e_open(ubdma_ctx_t *ctx, const char *bdf, const struct ubdma_e1000e_config *cfg,
-		      ubdma_e1000e_t **nicp)
+int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubdma_e1000e_t **nicp)
 {
-	struct ubdma_e1000e_config c;
+	struct ubdma_e1000e_opts c;
 	struct ubdma_e1000e *nic;
 	int err;
 
-	open_err[0] = '\0';
-	if (!ctx || !bdf || !nicp) {
-		set_err(NULL, "e1000e: ubdma_e1000e_open needs a context, an address and a result pointer");
-		return EINVAL;
-	}
-	*nicp = NULL;
-	if ((err = open_config(cfg, &c)))
+	if (nicp)
+		*nicp = NULL;
+	if (!bdf || !nicp)
+		return e1000e_err(EINVAL, "%s is NULL", bdf ? "nicp" : "bdf");
+	if ((err = open_opts(opts, &c)))
 		return err;
-	if (!(nic = calloc(1, sizeof(*nic)))) {
-		set_err(NULL, "e1000e: out of memory");
-		return ENOMEM;
-	}
-	if ((err = open_pci(nic, ctx, bdf)) || (err = reset_device(nic)) || (err = read_mac(nic)))
+	if (!(nic = calloc(1, sizeof(*nic))))
+		return e1000e_err(ENOMEM, "out of memory");
+	if ((err = open_pci(nic, c.ctx, bdf)) || (err = reset_device(nic)) || (err = read_mac(nic)))
 		goto fail;
 	for (unsigned i = 0; i < MTA_ENTRIES; i++) /* 4.6.5: no multicast hash matches */
 		wr32(nic, MTA + 4 * i, 0);
@@ -579,35 +613,33 @@ int ubdma_e1000e_open(ubdma_ctx_t *ctx, const char *bdf, const struct ubdma_e100
 	if ((err = open_memory(nic, &c)))
 		goto fail;
 	if ((err = ubdma_pci_bus_master(nic->pci, 1))) {
-		set_err(nic, "e1000e: bus mastering: %s", strerror(err));
+		e1000e_err(err, "bus mastering: %s (%s)", strerror(err), ubdma_last_error());
 		goto fail;
 	}
 	nic->rctl = c.promisc ? RCTL_UPE | RCTL_MPE : 0;
 	rings_start(nic);
-	(void)ubdma_e1000e_wait_link(nic, c.link_wait_ms); /* the link may come later */
-	nic->err[0] = '\0';
+	(void)link_wait(nic, c.link_wait_ms); /* the link may come later: open does not fail on it */
 	*nicp = nic;
 	return 0;
 fail:
-	snprintf(open_err, sizeof(open_err), "%s", nic->err);
 	teardown(nic);
 	return err;
 }
 
-void ubdma_e1000e_close(ubdma_e1000e_t *nic)
+int ubdma_e1000e_close(ubdma_e1000e_t *nic)
 {
-	if (nic)
-		teardown(nic);
+	if (!nic)
+		return e1000e_err(EINVAL, "nic is NULL");
+	teardown(nic);
+	return 0;
 }
 
 int ubdma_e1000e_stop(ubdma_e1000e_t *nic)
 {
 	if (!nic)
-		return EINVAL;
-	if (!nic->running) {
-		set_err(nic, "e1000e: ubdma_e1000e_stop: the device is already stopped");
-		return EALREADY;
-	}
+		return e1000e_err(EINVAL, "nic is NULL");
+	if (!nic->running)
+		return e1000e_err(EALREADY, "ubdma_e1000e_stop: the device is already stopped");
 	rings_stop(nic);
 	return 0;
 }
@@ -615,16 +647,12 @@ int ubdma_e1000e_stop(ubdma_e1000e_t *nic)
 int ubdma_e1000e_start(ubdma_e1000e_t *nic)
 {
 	if (!nic)
-		return EINVAL;
-	if (nic->running) {
-		set_err(nic, "e1000e: ubdma_e1000e_start: the device is already running");
-		return EALREADY;
-	}
-	if (nic->nfree < nic->rx_n) {
-		set_err(nic, "e1000e: ubdma_e1000e_start: %u free buffers, the receive ring needs %u: "
-			"free packets first", nic->nfree, nic->rx_n);
-		return ENOBUFS;
-	}
+		return e1000e_err(EINVAL, "nic is NULL");
+	if (nic->running)
+		return e1000e_err(EALREADY, "ubdma_e1000e_start: the device is already running");
+	if (nic->nfree < nic->rx_n)
+		return e1000e_err(ENOBUFS, "ubdma_e1000e_start: %u free buffers, the receive ring needs "
+				  "%u: free packets first", nic->nfree, nic->rx_n);
 	rings_start(nic);
 	return 0;
 }
@@ -634,13 +662,11 @@ int ubdma_e1000e_start(ubdma_e1000e_t *nic)
 int ubdma_e1000e_pkt_alloc(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n)
 {
 	if (!nic || (!pkts && n))
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
 	if (n > nic->nfree) {
 		tx_reclaim(nic);
-		if (n > nic->nfree) {
-			set_err(nic, "e1000e: pkt_alloc: %u packets asked, %u free", n, nic->nfree);
-			return ENOBUFS;
-		}
+		if (n > nic->nfree)
+			return e1000e_err(ENOBUFS, "pkt_alloc: %u packets asked, %u free", n, nic->nfree);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		pkts[i] = pool_get(nic, PKT_USER);
@@ -652,12 +678,12 @@ int ubdma_e1000e_pkt_alloc(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, 
 int ubdma_e1000e_pkt_free(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n)
 {
 	if (!nic || (!pkts && n))
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
 	for (unsigned i = 0; i < n; i++) {
 		if (!pkts[i] || !pkt_ok(nic, pkts[i]) || nic->pkt_state[pkts[i]->index] != PKT_USER) {
-			set_err(nic, "e1000e: pkt_free: packet %u (%p) is not a packet the caller holds "
-				"from this pool (foreign, free already, or in a ring): nothing freed",
-				i, (void *)pkts[i]);
+			e1000e_err(EINVAL, "pkt_free: packet %u (%p) is not a packet the caller holds "
+				   "from this pool (foreign, free already, or in a ring): nothing freed",
+				   i, (void *)pkts[i]);
 			while (i-- > 0) /* undo the marks: nothing half done */
 				nic->pkt_state[pkts[i]->index] = PKT_USER;
 			return EINVAL;
@@ -678,9 +704,9 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 	if (sent)
 		*sent = 0;
 	if (!nic || !sent || (!pkts && n))
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "pkts");
 	if (!nic->running)
-		return ENETDOWN;
+		return e1000e_err(ENETDOWN, "tx_burst: the device is stopped");
 	tx_reclaim(nic);
 	room = nic->tx_n - 1 - nic->tx_inflight; /* TDT may not catch up with TDH */
 	tail = first = nic->tx_tail;
@@ -689,22 +715,22 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 		volatile uint64_t *d;
 
 		if (!p || !pkt_ok(nic, p) || nic->pkt_state[p->index] != PKT_USER) {
-			set_err(nic, "e1000e: tx_burst: packet %u is not one the caller holds from this "
-				"pool", i);
+			err = e1000e_err(EINVAL, "tx_burst: packet %u is not one the caller holds from "
+					 "this pool", i);
 			nic->st.sw_tx_rejected++;
-			err = EINVAL;
 			break;
 		}
 		if (p->len < UBDMA_E1000E_MIN_FRAME || p->len > UBDMA_E1000E_MAX_FRAME) {
-			set_err(nic, "e1000e: tx_burst: frame %u is %u bytes; a frame is %u to %u bytes "
-				"without FCS", i, p->len, UBDMA_E1000E_MIN_FRAME, UBDMA_E1000E_MAX_FRAME);
+			err = e1000e_err(EMSGSIZE, "tx_burst: frame %u is %u bytes; a frame is %u to %u "
+					 "bytes without FCS", i, p->len, UBDMA_E1000E_MIN_FRAME,
+					 UBDMA_E1000E_MAX_FRAME);
 			nic->st.sw_tx_rejected++;
-			err = EMSGSIZE;
 			break;
 		}
 		if (i == room) {
+			err = e1000e_err(ENOBUFS, "tx_burst: the transmit ring is full after %u of %u "
+					 "frames", i, n);
 			nic->st.sw_tx_ring_full++;
-			err = ENOBUFS;
 			break;
 		}
 		/* 7.2.10.1 legacy descriptor: address; length | CSO 0 | CMD (EOP, IFCS) | STA 0 */
@@ -741,9 +767,9 @@ int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 	if (got)
 		*got = 0;
 	if (!nic || !got || (!pkts && max))
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "pkts");
 	if (!nic->running)
-		return ENETDOWN;
+		return e1000e_err(ENETDOWN, "rx_burst: the device is stopped");
 	ring = nic->rx_ring;
 	idx = nic->rx_next;
 	ubdma_map_sync(nic->ring_tag, nic->rx_map, UBDMA_SYNC_POSTREAD);
@@ -764,9 +790,8 @@ int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 			rx_give(nic, idx, p);
 		} else {
 			if (!nic->nfree) {
-				set_err(nic, "e1000e: rx_burst: frames waiting but the pool is empty: "
-					"free received packets");
-				err = ENOBUFS;
+				err = e1000e_err(ENOBUFS, "rx_burst: frames waiting but the pool is empty: "
+						 "free received packets");
 				break;
 			}
 			p->len = len;
@@ -804,9 +829,9 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 	if (sent)
 		*sent = 0;
 	if (!nic || !sent || (!frames && n))
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "frames");
 	if (!nic->running)
-		return ENETDOWN;
+		return e1000e_err(ENETDOWN, "send: the device is stopped");
 	while (total < n && !err) {
 		unsigned k = n - total < 64 ? n - total : 64, ok = 0, done = 0;
 
@@ -819,26 +844,23 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 		if (k > nic->nfree)
 			k = nic->nfree;
 		if (k == 0) {
-			set_err(nic, "e1000e: send: the %s is full", room ? "packet pool" : "transmit ring");
+			err = e1000e_err(ENOBUFS, "send: the %s is full", room ? "packet pool" : "transmit ring");
 			if (!room)
 				nic->st.sw_tx_ring_full++;
-			err = ENOBUFS;
 			break;
 		}
 		for (; ok < k; ok++) {
 			const struct iovec *f = &frames[total + ok];
 
 			if (f->iov_len < UBDMA_E1000E_MIN_FRAME || f->iov_len > UBDMA_E1000E_MAX_FRAME) {
-				set_err(nic, "e1000e: send: frame %u is %zu bytes; a frame is %u to %u "
-					"bytes without FCS", total + ok, f->iov_len, UBDMA_E1000E_MIN_FRAME,
-					UBDMA_E1000E_MAX_FRAME);
+				err = e1000e_err(EMSGSIZE, "send: frame %u is %zu bytes; a frame is %u to "
+						 "%u bytes without FCS", total + ok, f->iov_len,
+						 UBDMA_E1000E_MIN_FRAME, UBDMA_E1000E_MAX_FRAME);
 				nic->st.sw_tx_rejected++;
-				err = EMSGSIZE;
 				break;
 			}
 			if (!f->iov_base) {
-				set_err(nic, "e1000e: send: frame %u has no buffer", total + ok);
-				err = EINVAL;
+				err = e1000e_err(EINVAL, "send: frame %u has no buffer", total + ok);
 				break;
 			}
 			batch[ok] = pool_get(nic, PKT_USER);
@@ -868,14 +890,11 @@ int ubdma_e1000e_recv(ubdma_e1000e_t *nic, struct iovec *bufs, unsigned n, unsig
 	if (got)
 		*got = 0;
 	if (!nic || !got || (!bufs && n))
-		return EINVAL;
-	for (unsigned i = 0; i < n; i++) {
-		if (!bufs[i].iov_base || bufs[i].iov_len < UBDMA_E1000E_MAX_FRAME) {
-			set_err(nic, "e1000e: recv: buffer %u holds %zu bytes; each must hold %u", i,
-				bufs[i].iov_len, UBDMA_E1000E_MAX_FRAME);
-			return EINVAL;
-		}
-	}
+		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "bufs");
+	for (unsigned i = 0; i < n; i++)
+		if (!bufs[i].iov_base || bufs[i].iov_len < UBDMA_E1000E_MAX_FRAME)
+			return e1000e_err(EINVAL, "recv: buffer %u %s; each must hold %u bytes", i,
+					  bufs[i].iov_base ? "is too small" : "is NULL", UBDMA_E1000E_MAX_FRAME);
 	while (total < n) {
 		unsigned k = n - total < 64 ? n - total : 64, r = 0;
 
@@ -899,7 +918,7 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 	uint64_t end;
 
 	if (!nic)
-		return EINVAL;
+		return e1000e_err(EINVAL, "nic is NULL");
 	end = now_us() + (uint64_t)timeout_ms * 1000u;
 	for (;;) {
 		tx_reclaim(nic);
@@ -909,11 +928,10 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 	}
 	if (pending)
 		*pending = nic->tx_inflight;
-	if (nic->tx_inflight) {
-		set_err(nic, "e1000e: tx_flush: %u frames still queued after %u ms (link down? "
-			"TDH %u TDT %u)", nic->tx_inflight, timeout_ms, rd32(nic, TDH), rd32(nic, TDT));
-		return ETIMEDOUT;
-	}
+	if (nic->tx_inflight)
+		return e1000e_err(ETIMEDOUT, "tx_flush: %u frames still queued after %u ms (link down? "
+				  "TDH %u TDT %u)", nic->tx_inflight, timeout_ms, rd32(nic, TDH),
+				  rd32(nic, TDT));
 	return 0;
 }
 
@@ -922,7 +940,7 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 int ubdma_e1000e_mac(const ubdma_e1000e_t *nic, uint8_t mac[6])
 {
 	if (!nic || !mac)
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", nic ? "mac" : "nic");
 	memcpy(mac, nic->mac, 6);
 	return 0;
 }
@@ -933,7 +951,7 @@ int ubdma_e1000e_link(ubdma_e1000e_t *nic, struct ubdma_e1000e_link *link)
 	uint32_t status;
 
 	if (!nic || !link)
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", nic ? "link" : "nic");
 	status = rd32(nic, STATUS); /* 10.2.2.2 */
 	link->up = !!(status & STATUS_LU);
 	link->full_duplex = !!(status & STATUS_FD);
@@ -944,19 +962,17 @@ int ubdma_e1000e_link(ubdma_e1000e_t *nic, struct ubdma_e1000e_link *link)
 int ubdma_e1000e_wait_link(ubdma_e1000e_t *nic, unsigned timeout_ms)
 {
 	if (!nic)
-		return EINVAL;
-	if (poll_reg(nic, STATUS, STATUS_LU, STATUS_LU, timeout_ms * 1000u)) {
-		set_err(nic, "e1000e: link still down after %u ms (STATUS %#x)", timeout_ms,
-			rd32(nic, STATUS));
-		return ETIMEDOUT;
-	}
+		return e1000e_err(EINVAL, "nic is NULL");
+	if (link_wait(nic, timeout_ms))
+		return e1000e_err(ETIMEDOUT, "link still down after %u ms (STATUS %#x)", timeout_ms,
+				  rd32(nic, STATUS));
 	return 0;
 }
 
 int ubdma_e1000e_set_promisc(ubdma_e1000e_t *nic, int on)
 {
 	if (!nic)
-		return EINVAL;
+		return e1000e_err(EINVAL, "nic is NULL");
 	if (on)
 		nic->rctl |= RCTL_UPE | RCTL_MPE;
 	else
@@ -970,7 +986,7 @@ int ubdma_e1000e_stats(ubdma_e1000e_t *nic, struct ubdma_e1000e_stats *st)
 	struct ubdma_e1000e_stats *s;
 
 	if (!nic || !st)
-		return EINVAL;
+		return e1000e_err(EINVAL, "%s is NULL", nic ? "st" : "nic");
 	s = &nic->st;
 	s->crcerrs += rd32(nic, CRCERRS);
 	s->mpc += rd32(nic, MPC);
@@ -995,11 +1011,6 @@ int ubdma_e1000e_stats(ubdma_e1000e_t *nic, struct ubdma_e1000e_stats *st)
 unsigned ubdma_e1000e_pool_free(const ubdma_e1000e_t *nic)
 {
 	return nic ? nic->nfree : 0;
-}
-
-const char *ubdma_e1000e_error(const ubdma_e1000e_t *nic)
-{
-	return nic ? nic->err : open_err;
 }
 
 ubdma_pci_t *ubdma_e1000e_pci(const ubdma_e1000e_t *nic)

@@ -15,6 +15,7 @@
  * I/O path and may block.  Every function undoes what it did when it fails.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,7 @@ static int dma_iova(struct ubdma_nvme *c, const void *va, uint64_t *iova)
 
 /* ---------------------------------------------------------------- queue pairs */
 
-void nvme_qpair_free(struct ubdma_nvme_qpair *qp)
+static void nvme_qpair_free(struct ubdma_nvme_qpair *qp)
 {
 	if (!qp)
 		return;
@@ -111,7 +112,7 @@ void nvme_qpair_free(struct ubdma_nvme_qpair *qp)
 }
 
 /* Memory, slots and maps of a queue pair @qid with @entries entries (not yet known to the device). */
-int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries, struct ubdma_nvme_qpair **qpp)
+static int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries, struct ubdma_nvme_qpair **qpp)
 {
 	struct ubdma_nvme_qpair *qp = calloc(1, sizeof(*qp));
 	size_t sq_len = ((size_t)entries * sizeof(struct nvme_sqe) + NVME_PAGE - 1) & ~(size_t)(NVME_PAGE - 1);
@@ -453,17 +454,41 @@ static void ctrl_free(struct ubdma_nvme *c)
 	free(c);
 }
 
+/* The first version of struct ubdma_nvme_opts ends with max_transfer (nvme.h: the size rule). */
+#define NVME_OPTS_SIZE_V1 (offsetof(struct ubdma_nvme_opts, max_transfer) + sizeof(size_t))
+
+/* The caller's options into *o, zero (the default) for every member its struct lacks. */
+static int opts_copy(const struct ubdma_nvme_opts *opts, struct ubdma_nvme_opts *o)
+{
+	const unsigned char *b = (const void *)opts;
+
+	memset(o, 0, sizeof(*o));
+	if (!opts)
+		return 0;
+	if (opts->size < NVME_OPTS_SIZE_V1)
+		return nvme_err(EINVAL, "opts->size is %zu: set it to sizeof(struct ubdma_nvme_opts), %zu",
+				opts->size, sizeof(*o));
+	for (size_t i = sizeof(*o); i < opts->size; i++)
+		if (b[i])
+			return nvme_err(ENOTSUP, "opts->size is %zu and byte %zu is set: this library knows "
+					"%zu bytes of options, so it cannot honour a newer one",
+					opts->size, i, sizeof(*o));
+	memcpy(o, opts, opts->size < sizeof(*o) ? opts->size : sizeof(*o));
+	return 0;
+}
+
 int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_nvme_t **ctrlp)
 {
-	struct ubdma_nvme_opts o = { 0 };
+	struct ubdma_nvme_opts o;
 	struct ubdma_nvme *c;
 	int err;
 
+	if (ctrlp)
+		*ctrlp = NULL;
 	if (!bdf || !ctrlp)
 		return nvme_err(EINVAL, "%s is NULL", bdf ? "ctrlp" : "bdf");
-	*ctrlp = NULL;
-	if (opts)
-		o = *opts;
+	if ((err = opts_copy(opts, &o)))
+		return err;
 	if (o.sgl < UBDMA_NVME_SGL_AUTO || o.sgl > UBDMA_NVME_SGL_ON || o.queue_entries == 1 ||
 	    o.queue_entries > 65536 || o.io_queues > 65535 || (o.max_transfer && o.max_transfer < NVME_PAGE))
 		return nvme_err(EINVAL, "bad options: sgl %d, queue_entries %u, io_queues %u, max_transfer %zu",
@@ -517,8 +542,13 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	*ctrlp = c;
 	return 0;
 fail:
-	if (c->bar && c->admin)
-		ctrl_disable(c);
+	if (c->bar && c->admin) {
+		/* the sentence is about err: a reset that fails too must not replace it */
+		char why[256];
+		snprintf(why, sizeof(why), "%s", ubdma_nvme_last_error());
+		if (ctrl_disable(c))
+			nvme_err(err, "%s", why);
+	}
 	ctrl_free(c);
 	return err;
 }
@@ -537,9 +567,10 @@ int ubdma_nvme_qpair_create(ubdma_nvme_t *c, unsigned entries, ubdma_nvme_qpair_
 	unsigned qid;
 	int err;
 
+	if (qpp)
+		*qpp = NULL;
 	if (!c || !qpp || entries == 1)
 		return nvme_err(EINVAL, "%s", !c ? "controller is NULL" : !qpp ? "qpp is NULL" : "a queue needs 2 entries or more");
-	*qpp = NULL;
 	if (c->state != NVME_LIVE)
 		return nvme_err(c->state == NVME_SHUTDOWN ? ESHUTDOWN : ENXIO, "the controller is %s",
 				c->state == NVME_SHUTDOWN ? "shut down" : "failed");
@@ -658,7 +689,7 @@ int ubdma_nvme_close(ubdma_nvme_t *c)
 	int err;
 
 	if (!c)
-		return 0;
+		return nvme_err(EINVAL, "controller is NULL");
 	err = ubdma_nvme_shutdown(c);
 	for (unsigned q = 1; c->qps && q <= c->info.io_queues; q++) {
 		if (c->qps[q] && c->qps[q] != (void *)1) {
@@ -682,8 +713,10 @@ const struct ubdma_nvme_info *ubdma_nvme_info(const ubdma_nvme_t *c)
 
 int ubdma_nvme_ns(const ubdma_nvme_t *c, uint32_t nsid, struct ubdma_nvme_ns_info *info)
 {
-	if (!c || !info || nsid == 0 || nsid > c->info.nn)
-		return nvme_err(EINVAL, "bad arguments: namespace %u of %u", nsid, c ? c->info.nn : 0);
+	if (!c || !info)
+		return nvme_err(EINVAL, "%s is NULL", c ? "info" : "controller");
+	if (nsid == 0 || nsid > c->info.nn)
+		return nvme_err(EINVAL, "namespace %u: the controller's are 1 to %u", nsid, c->info.nn);
 	if (nsid > c->nns || !c->ns[nsid - 1].active)
 		return nvme_err(ENOENT, "namespace %u is not active", nsid);
 	const struct nvme_ns *ns = &c->ns[nsid - 1];
@@ -703,5 +736,5 @@ int ubdma_nvme_ns_next(const ubdma_nvme_t *c, uint32_t nsid, uint32_t *next)
 			return 0;
 		}
 	}
-	return ENOENT;
+	return nvme_err(ENOENT, "no active namespace after %u", nsid);
 }

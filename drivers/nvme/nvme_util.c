@@ -1,6 +1,6 @@
 /*
  * nvme_util.c - what both halves of the driver use: the thread's last error sentence and its
- * UBDMA_LOG trace, the monotonic clock in milliseconds, the check for a controller that reported
+ * UBDMA_LOG trace (the convention of nvme.h, which e1000e.c follows too), the monotonic clock in milliseconds, the check for a controller that reported
  * a fatal status (CSTS.CFS, or all ones: gone), and what a completion's Status Field (NVMe 1.4,
  * 4.6.1) means, as an errno and as the specification's words.  nvme_ctrl.c and nvme_io.c call in
  * here; this file calls neither, so the driver's files depend one way: ctrl -> io -> util.
@@ -14,22 +14,29 @@
 
 #include "nvme_int.h"
 
-static __thread char last_error[256];
+static _Thread_local char last_error[256];
+static int trace; /* UBDMA_LOG asks for errors at least; read once, before any call */
+
+/* The library's levels (error, warn, info, debug) all include errors, which is all that is
+ * traced here. */
+__attribute__((constructor)) static void nvme_trace_init(void)
+{
+	static const char *levels[] = { "error", "warn", "info", "debug" };
+	const char *v = getenv("UBDMA_LOG");
+
+	for (unsigned i = 0; v && i < sizeof(levels) / sizeof(levels[0]); i++)
+		trace |= !strcmp(v, levels[i]);
+}
 
 int nvme_err(int err, const char *fmt, ...)
 {
 	va_list ap;
-	static int debug = -1;
 
 	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
-	if (debug < 0) {
-		const char *v = getenv("UBDMA_LOG");
-		debug = v && (!strcmp(v, "debug") || !strcmp(v, "error"));
-	}
-	if (debug)
-		fprintf(stderr, "ubdma_nvme: %s (%s)\n", last_error, strerror(err));
+	if (unlikely(trace))
+		fprintf(stderr, "ubdma_nvme error: %s (%s)\n", last_error, strerror(err));
 	return err;
 }
 

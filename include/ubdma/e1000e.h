@@ -12,12 +12,23 @@
  * Threads: one device is driven by one thread at a time (the caller serialises); different
  * devices are independent.  Interrupts stay masked: the driver polls descriptor done bits.
  *
- * Every function that can fail returns 0 or a positive errno value; ubdma_e1000e_error() gives a
- * sentence about the device's last failure (and ubdma_last_error() about the library's).
+ * Open, close and errors follow the convention of every ubdma driver library (ubdma_nvme(3) too):
+ *  - ubdma_e1000e_open(bdf, opts, &nic): @opts may be NULL (defaults), its @size is set by the
+ *    caller (below), @ctx NULL makes the driver open a vfio context of its own; on failure *nicp
+ *    is NULL and nothing stays open.  ubdma_e1000e_close() returns int and frees everything even
+ *    when it reports an error.
+ *  - Every function that returns int returns 0 or a positive errno value, never -1, and a NULL
+ *    handle or result pointer gives EINVAL.  Accessors (pool_free, pci) return 0 or NULL for a
+ *    NULL handle.
+ *  - Every failure leaves a sentence for ubdma_e1000e_last_error(), per thread like
+ *    ubdma_last_error() (which says more when a ubdma call failed underneath); with
+ *    UBDMA_LOG=error (or warn, info, debug) it is also written to stderr.
+ * Link with -lubdma_e1000e -lubdma (pkg-config ubdma-e1000e).
  */
 #ifndef UBDMA_E1000E_H
 #define UBDMA_E1000E_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -35,8 +46,19 @@ extern "C" {
 
 typedef struct ubdma_e1000e ubdma_e1000e_t;
 
-/* Open-time settings; zero fields take the defaults. */
-struct ubdma_e1000e_config {
+/*
+ * Options of ubdma_e1000e_open(); NULL gives the defaults, and so does each member left 0.
+ * The struct may grow in later versions, so it carries its size: set @size to
+ * sizeof(struct ubdma_e1000e_opts) and zero the rest, as in
+ *	struct ubdma_e1000e_opts o = { .size = sizeof(o), .rx_desc = 1024 };
+ * ubdma_e1000e_open() refuses (EINVAL) a @size below that of the first version of the struct (all
+ * the members below); members past @size take their defaults (a program built with an older
+ * header); bytes past the members this library knows must be zero, else ENOTSUP (a program
+ * built with a newer header, asking for an option this library does not have).
+ */
+struct ubdma_e1000e_opts {
+	size_t size;           /* sizeof(struct ubdma_e1000e_opts) */
+	ubdma_ctx_t *ctx;      /* a context on the vfio backend; NULL: the driver opens its own */
 	unsigned rx_desc;      /* receive descriptors: power of two, 8 to 4096 (default 512) */
 	unsigned tx_desc;      /* transmit descriptors: power of two, 8 to 4096 (default 512) */
 	unsigned pool_bufs;    /* packet buffers, at least rx_desc + 32 (default rx + tx + 1024) */
@@ -82,23 +104,25 @@ struct ubdma_e1000e_link {
 };
 
 /**
- * ubdma_e1000e_open() - open, reset and bring up an 82574L: read its MAC address, set the link up,
- * build the rings and the packet pool, enable receive and transmit.
- * @ctx:  a context on the vfio backend; @bdf: the device ("0000:00:03.0"); @cfg: NULL = defaults.
- * Return: 0; EINVAL for NULL @ctx/@bdf/@nicp or a bad @cfg field; ENODEV when the function is not
- * an 82574L (vendor/device ID); EIO when the device does not come out of reset or has no MAC
- * address; ENOMEM; any error of ubdma_pci_open() (ENOTSUP, ENODEV, ENXIO, EBUSY, ...) or of the
- * DMA memory calls.  On failure nothing stays open, allocated or mapped.
+ * ubdma_e1000e_open() - open, reset and bring up the 82574L at @bdf ("0000:00:03.0", bound to
+ * vfio-pci): read its MAC address, set the link up, build the rings and the packet pool, enable
+ * receive and transmit.  @opts: NULL for the defaults.
+ * Return: 0; EINVAL for NULL @bdf or @nicp, @opts->size too small, or a bad option; ENOTSUP when
+ * @opts sets bytes this library does not know; ENODEV when the function is not an 82574L
+ * (vendor/device ID); EIO when the device does not come out of reset, has no MAC address or its
+ * BAR 0 cannot be mapped; ENOMEM; any error of ubdma_ctx_open() (when @opts->ctx is NULL),
+ * ubdma_pci_open() (ENOTSUP, ENODEV, ENXIO, EBUSY, ...) or of the DMA memory calls.  On failure
+ * *@nicp is NULL and nothing stays open, allocated or mapped.
  */
-int ubdma_e1000e_open(ubdma_ctx_t *ctx, const char *bdf, const struct ubdma_e1000e_config *cfg,
-		      ubdma_e1000e_t **nicp);
+int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubdma_e1000e_t **nicp);
 
 /**
  * ubdma_e1000e_close() - stop the device (receive and transmit off, interrupts masked, bus
- * mastering off), free rings and pool, close the PCI function.  Packets the caller still holds
- * become invalid.  NULL is ignored.
+ * mastering off), free rings and pool, close the PCI function, and the context when the driver
+ * opened it.  Packets the caller still holds become invalid.
+ * Return: 0; EINVAL for NULL.
  */
-void ubdma_e1000e_close(ubdma_e1000e_t *nic);
+int ubdma_e1000e_close(ubdma_e1000e_t *nic);
 
 /**
  * ubdma_e1000e_stop() - close the device for traffic: receive and transmit are disabled
@@ -203,16 +227,16 @@ int ubdma_e1000e_set_promisc(ubdma_e1000e_t *nic, int on);
  */
 int ubdma_e1000e_stats(ubdma_e1000e_t *nic, struct ubdma_e1000e_stats *st);
 
-/** ubdma_e1000e_pool_free() - packets now free in the pool (for tests and diagnostics). */
+/** ubdma_e1000e_pool_free() - packets now free in the pool (for tests and diagnostics); 0 for NULL. */
 unsigned ubdma_e1000e_pool_free(const ubdma_e1000e_t *nic);
 
 /**
- * ubdma_e1000e_error() - a sentence on the device's last failure; "" when none.  With NULL: the
- * calling thread's last ubdma_e1000e_open() failure.
+ * ubdma_e1000e_last_error() - a sentence about the last failure of a ubdma_e1000e_* call in the
+ * calling thread, or "" before the first.  A successful call leaves it as it was.
  */
-const char *ubdma_e1000e_error(const ubdma_e1000e_t *nic);
+const char *ubdma_e1000e_last_error(void);
 
-/** ubdma_e1000e_pci() - the underlying PCI function (BDF, NUMA node ...). */
+/** ubdma_e1000e_pci() - the underlying PCI function (BDF, NUMA node ...); NULL for NULL. */
 ubdma_pci_t *ubdma_e1000e_pci(const ubdma_e1000e_t *nic);
 
 #ifdef __cplusplus

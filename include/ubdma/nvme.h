@@ -12,10 +12,20 @@
  * Threads: a queue pair belongs to one thread at a time (no lock on the I/O path); the controller
  * calls (open, close, queue pair create/destroy, info) may be made from any thread.
  *
- * Errors: every function returns 0 or a positive errno value; ubdma_nvme_last_error() gives a
- * sentence about the last failure of the calling thread.  A command that reached the controller
- * completes through its callback with an errno and the NVMe status of its completion entry.
- * Link with -lubdma_nvme -lubdma.  See ubdma_nvme(3) and docs/nvme.md.
+ * Open, close and errors follow the convention of every ubdma driver library (ubdma_e1000e(3)
+ * too):
+ *  - ubdma_nvme_open(bdf, opts, &ctrl): @opts may be NULL (defaults), its @size is set by the
+ *    caller (below), @ctx NULL makes the driver open a vfio context of its own; on failure
+ *    *ctrlp is NULL and nothing stays open.  ubdma_nvme_close() returns int and frees
+ *    everything even when it reports an error.
+ *  - Every function that returns int returns 0 or a positive errno value, never -1, and a NULL
+ *    handle or result pointer gives EINVAL.  Accessors (info, outstanding, qpair_id) return
+ *    NULL or 0 for a NULL handle.
+ *  - Every failure leaves a sentence for ubdma_nvme_last_error(), per thread like
+ *    ubdma_last_error(); with UBDMA_LOG=error (or warn, info, debug) it is also written to stderr.
+ * A command that reached the controller completes through its callback with an errno and the
+ * NVMe status of its completion entry.  Link with -lubdma_nvme -lubdma (pkg-config ubdma-nvme).
+ * See ubdma_nvme(3) and docs/nvme.md.
  */
 #ifndef UBDMA_NVME_H
 #define UBDMA_NVME_H
@@ -37,8 +47,18 @@ typedef struct ubdma_nvme_qpair ubdma_nvme_qpair_t;
 #define UBDMA_NVME_SGL_OFF 1  /* PRPs only */
 #define UBDMA_NVME_SGL_ON 2   /* SGLs for every transfer (ENOTSUP at open when the controller has none) */
 
-/* Options of ubdma_nvme_open(); a zeroed struct (or NULL) gives the defaults. */
+/*
+ * Options of ubdma_nvme_open(); NULL gives the defaults, and so does each member left 0.
+ * The struct may grow in later versions, so it carries its size: set @size to
+ * sizeof(struct ubdma_nvme_opts) and zero the rest, as in
+ *	struct ubdma_nvme_opts o = { .size = sizeof(o), .io_queues = 2 };
+ * ubdma_nvme_open() refuses (EINVAL) a @size below that of the first version of the struct (all
+ * the members below); members past @size take their defaults (a program built with an older
+ * header); bytes past the members this library knows must be zero, else ENOTSUP (a program
+ * built with a newer header, asking for an option this library does not have).
+ */
 struct ubdma_nvme_opts {
+	size_t size;		 /* sizeof(struct ubdma_nvme_opts) */
 	ubdma_ctx_t *ctx;	 /* a context on the vfio backend; NULL: the driver opens its own */
 	unsigned io_queues;	 /* I/O queue pairs to ask for (Set Features, Number of Queues); 0: 1 */
 	unsigned queue_entries;	 /* default entries of an I/O queue (capped by CAP.MQES); 0: 256 */
@@ -98,19 +118,24 @@ typedef void ubdma_nvme_cb_t(void *arg, const struct ubdma_nvme_cpl *cpl);
  * ubdma_nvme_open() - open and bring up the NVMe controller at @bdf (bound to vfio-pci).
  * Resets the controller (CC.EN 1 -> 0), makes the admin queues, reads Identify Controller and
  * the active namespaces, asks for @opts->io_queues queue pairs, and enables bus mastering.
- * Return: 0; EINVAL for NULL arguments or bad options; ENOTSUP when the device is not an NVMe
- * controller with the NVM command set and 4 KiB pages, or SGLs were required and are missing;
- * ETIMEDOUT when the controller does not become ready within CAP.TO; EIO when it reports a fatal
- * status or fails an admin command; any errno of ubdma_ctx_open() / ubdma_pci_open() (ENODEV,
- * EBUSY, ...); ENOMEM.  On failure nothing stays open.
+ * Return: 0; EINVAL for NULL @bdf or @ctrlp, @opts->size too small, or an option out of range;
+ * ENOTSUP when the device is not an NVMe controller with the NVM command set and 4 KiB pages, SGLs
+ * were required and are missing, interrupts were asked and there is no MSI-X, or @opts sets bytes
+ * this library does not know; ENXIO when CAP or CSTS reads all ones (the device is gone);
+ * ETIMEDOUT when the controller does not become ready within CAP.TO or an admin command does not
+ * complete in time; EIO when it reports a fatal status (CSTS.CFS); the errno a failed admin
+ * command's status maps to (struct ubdma_nvme_cpl: EIO, EINVAL, ENOTSUP, ...); any errno of
+ * ubdma_ctx_open() / ubdma_pci_open() (ENODEV, EBUSY, ...) and of the DMA memory calls; ENOMEM.
+ * On failure *@ctrlp is NULL and nothing stays open.
  */
 int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_nvme_t **ctrlp);
 
 /**
  * ubdma_nvme_close() - destroy the queue pairs (commands still outstanding complete with
  * ECANCELED), delete the I/O queues, shut the controller down (CC.SHN, normal shutdown), reset it
- * (CC.EN 0), close the device, and the context when the driver opened it.  NULL is ignored.
- * Return: 0; ETIMEDOUT when the shutdown did not complete in time (everything is freed anyway).
+ * (CC.EN 0), close the device, and the context when the driver opened it.
+ * Return: 0; EINVAL for NULL; ETIMEDOUT when the shutdown did not complete in time (everything
+ * is freed anyway).
  */
 int ubdma_nvme_close(ubdma_nvme_t *ctrl);
 
@@ -123,7 +148,7 @@ int ubdma_nvme_close(ubdma_nvme_t *ctrl);
  */
 int ubdma_nvme_shutdown(ubdma_nvme_t *ctrl);
 
-/** ubdma_nvme_info() - the controller's identity and limits.  Never NULL for an open controller. */
+/** ubdma_nvme_info() - the controller's identity and limits; NULL for a NULL @ctrl. */
 const struct ubdma_nvme_info *ubdma_nvme_info(const ubdma_nvme_t *ctrl);
 
 /**
@@ -144,7 +169,10 @@ int ubdma_nvme_ns_next(const ubdma_nvme_t *ctrl, uint32_t nsid, uint32_t *next);
  * capped by CAP.MQES + 1); entries - 1 commands may be outstanding at once.  The queue memory,
  * the per-command DMA maps and PRP/SGL list pages are made now, so I/O allocates nothing.
  * Return: 0; EINVAL for NULL or @entries 1; ENOSPC when every granted queue pair is in use;
- * ESHUTDOWN after ubdma_nvme_shutdown(); EIO when the controller refuses; ENOMEM.
+ * ESHUTDOWN after ubdma_nvme_shutdown(); ENXIO after the controller reported a fatal status;
+ * the errno a failed Create I/O CQ / SQ command's status maps to (EIO for most, EINVAL ...);
+ * ETIMEDOUT when one does not complete in time; any errno of the DMA memory calls; ENOMEM.
+ * On failure *@qpp is NULL.
  */
 int ubdma_nvme_qpair_create(ubdma_nvme_t *ctrl, unsigned entries, ubdma_nvme_qpair_t **qpp);
 
@@ -243,7 +271,10 @@ unsigned ubdma_nvme_qpair_id(const ubdma_nvme_qpair_t *qp);
 /** ubdma_nvme_strstatus() - a short name for an NVMe status (generic and command specific). */
 const char *ubdma_nvme_strstatus(uint16_t status);
 
-/** ubdma_nvme_last_error() - a sentence about the last failure of the calling thread, or "". */
+/**
+ * ubdma_nvme_last_error() - a sentence about the last failure of a ubdma_nvme_* call in the
+ * calling thread, or "" before the first.  A successful call leaves it as it was.
+ */
 const char *ubdma_nvme_last_error(void);
 
 #ifdef __cplusplus

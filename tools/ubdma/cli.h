@@ -89,7 +89,7 @@ int exists(const char *path);
 int count_dir(const char *path);
 /* The value of the first "key: N kB" line of a /proc file (status, meminfo); -1 without one. */
 long proc_kb(const char *path, const char *key);
-/* Canonical "dddd:bb:dd.f" of a PCI address in long or short form (bdf_canon()), of a device
+/* Canonical "dddd:bb:dd.f" of a PCI address in long or short form (bdf.h), of a device
  * that exists; exit 2 with a sentence otherwise. */
 void device_bdf(const char *s, char *out, size_t len);
 /* Whether IOMMU group @grp is viable for VFIO; the first device that is not goes to bad/baddrv. */

@@ -172,7 +172,7 @@ static void phase_broadcast(ubdma_e1000e_t *nic, uint32_t n)
 			      "(rx_burst said %s)", nheld, err ? strerror(err) : "nothing");
 			nheld = 0;
 		} else if (err) {
-			check(0, "receive: %s (%s)", strerror(err), ubdma_e1000e_error(nic));
+			check(0, "receive: %s (%s)", strerror(err), ubdma_e1000e_last_error());
 			break;
 		}
 	}
@@ -214,7 +214,7 @@ int main(int argc, char **argv)
 	const char *bdf = argc > 1 ? argv[1] : NULL;
 	uint32_t n = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 0) : 1000;
 	uint32_t k = argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 0) : 20;
-	struct ubdma_e1000e_config cfg = { .rx_desc = 64, .tx_desc = 64, .pool_bufs = 512 };
+	struct ubdma_e1000e_opts cfg = { .size = sizeof(cfg), .rx_desc = 64, .tx_desc = 64, .pool_bufs = 512 };
 	struct ubdma_e1000e_stats st;
 	ubdma_e1000e_t *nic;
 	ubdma_ctx_t *ctx;
@@ -231,13 +231,14 @@ int main(int argc, char **argv)
 		printf("# ubdma_ctx_open(vfio): %s: %s\n", strerror(err), ubdma_last_error());
 		return err == ENODEV ? EXIT_SKIP : 1;
 	}
-	err = ubdma_e1000e_open(ctx, bdf, &cfg, &nic);
+	cfg.ctx = ctx;
+	err = ubdma_e1000e_open(bdf, &cfg, &nic);
 	if (err == ENODEV) {
-		printf("# %s: %s\n", bdf, ubdma_e1000e_error(NULL));
+		printf("# %s: %s\n", bdf, ubdma_e1000e_last_error());
 		ubdma_ctx_close(ctx);
 		return EXIT_SKIP;
 	}
-	check(err == 0, "open %s: %s", bdf, err ? ubdma_e1000e_error(NULL) : "ok");
+	check(err == 0, "open %s: %s", bdf, err ? ubdma_e1000e_last_error() : "ok");
 	if (err) {
 		ubdma_ctx_close(ctx);
 		return 1;

@@ -66,7 +66,7 @@ static void bad_input(ubdma_e1000e_t *nic, const uint8_t *mac)
 	p[0]->len = UBDMA_E1000E_MAX_FRAME + 1;
 	err = ubdma_e1000e_tx_burst(nic, p, 1, &sent);
 	check(err == EMSGSIZE && sent == 0, "oversized frame (1515 bytes): EMSGSIZE, nothing sent "
-	      "(err %d sent %u: %s)", err, sent, ubdma_e1000e_error(nic));
+	      "(err %d sent %u: %s)", err, sent, ubdma_e1000e_last_error());
 	p[0]->len = UBDMA_E1000E_MIN_FRAME - 1;
 	err = ubdma_e1000e_tx_burst(nic, p, 1, &sent);
 	check(err == EMSGSIZE && sent == 0, "runt frame (13 bytes): EMSGSIZE, nothing sent");
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 {
 	const char *bdf = argc > 1 ? argv[1] : getenv("UBDMA_VM_NIC");
 	unsigned total = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 0) : 1000;
-	struct ubdma_e1000e_config cfg = { .rx_desc = 64, .tx_desc = 64, .pool_bufs = 512 };
+	struct ubdma_e1000e_opts cfg = { .size = sizeof(cfg), .rx_desc = 64, .tx_desc = 64, .pool_bufs = 512 };
 	struct ubdma_e1000e_pkt *pkts[256];
 	struct ubdma_e1000e_stats st0, st;
 	struct ubdma_e1000e_link link;
@@ -131,8 +131,9 @@ int main(int argc, char **argv)
 		printf("# ubdma_ctx_open(vfio): %s: %s\n", strerror(err), ubdma_last_error());
 		return err == ENODEV ? EXIT_SKIP : 1;
 	}
-	err = ubdma_e1000e_open(ctx, bdf, &cfg, &nic);
-	check(err == 0, "open %s: %s", bdf, err ? ubdma_e1000e_error(NULL) : "ok");
+	cfg.ctx = ctx;
+	err = ubdma_e1000e_open(bdf, &cfg, &nic);
+	check(err == 0, "open %s: %s", bdf, err ? ubdma_e1000e_last_error() : "ok");
 	if (err) {
 		ubdma_ctx_close(ctx);
 		return 1;
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
 			want = total - seq;
 		if (round % 2 == 0) {
 			if ((err = ubdma_e1000e_pkt_alloc(nic, pkts, want))) {
-				check(0, "pkt_alloc %u: %s", want, ubdma_e1000e_error(nic));
+				check(0, "pkt_alloc %u: %s", want, ubdma_e1000e_last_error());
 				break;
 			}
 			for (n = 0; n < want; n++) {
@@ -183,7 +184,7 @@ int main(int argc, char **argv)
 				}
 			}
 			if (err) {
-				check(0, "tx_burst: %s (%s)", strerror(err), ubdma_e1000e_error(nic));
+				check(0, "tx_burst: %s (%s)", strerror(err), ubdma_e1000e_last_error());
 				break;
 			}
 		} else {
@@ -206,7 +207,7 @@ int main(int argc, char **argv)
 			}
 			if (err) {
 				check(0, "send %u: %s, %u sent (%s)", want, strerror(err), sent,
-				      ubdma_e1000e_error(nic));
+				      ubdma_e1000e_last_error());
 				break;
 			}
 		}

@@ -2,7 +2,8 @@
  * test_nvme_errors - libubdma_nvme refuses bad input with clear errors and loses nothing.
  *
  * Runs in the test-bed guest with the NVMe on vfio-pci ($UBDMA_VM_NVME).  Cases:
- *   open      NULL / malformed / absent BDF; a second open of the same controller (EBUSY);
+ *   open      NULL / malformed / absent BDF; options without their size (EINVAL); a second open
+ *             of the same controller (EBUSY);
  *   input     namespace 0 and past NN (EINVAL), 0 blocks (EINVAL), LBAs past the end (ERANGE),
  *             a transfer over MDTS (E2BIG): nothing submitted, no callback;
  *   full      a 4-entry queue takes 3 commands, the 4th gets EAGAIN; the 3 complete with their data;
@@ -60,8 +61,10 @@ int main(void)
 	expect(ubdma_nvme_open(NULL, NULL, &c), EINVAL, "open(NULL)");
 	expect(ubdma_nvme_open("zz:99.9", NULL, &c), EINVAL, "open of a malformed BDF");
 	expect(ubdma_nvme_open("0000:00:1e.0", NULL, &c), ENODEV, "open of an absent device");
-	struct ubdma_nvme_opts bad = { .queue_entries = 1 };
+	struct ubdma_nvme_opts bad = { .size = sizeof(bad), .queue_entries = 1 };
 	expect(ubdma_nvme_open(bdf, &bad, &c), EINVAL, "open with a 1-entry queue size");
+	struct ubdma_nvme_opts nosize = { .io_queues = 1 };
+	expect(ubdma_nvme_open(bdf, &nosize, &c), EINVAL, "open with options whose size is not set");
 	rc = ubdma_nvme_open(bdf, NULL, &c);
 	expect(rc, 0, "open with default options");
 	if (rc)
@@ -140,7 +143,7 @@ int main(void)
 	c = NULL;
 
 	/* msix: open again with interrupts, a read wakes the waiter through the eventfd */
-	struct ubdma_nvme_opts io = { .interrupts = 1 };
+	struct ubdma_nvme_opts io = { .size = sizeof(io), .interrupts = 1 };
 	rc = ubdma_nvme_open(bdf, &io, &c);
 	expect(rc, 0, "open again, with MSI-X");
 	if (rc)
@@ -163,7 +166,8 @@ int main(void)
 out:
 	if (qp)
 		ubdma_nvme_qpair_destroy(qp);
-	expect(ubdma_nvme_close(c), 0, "close");
+	if (c)
+		expect(ubdma_nvme_close(c), 0, "close");
 	printf("# %d failure(s)\n", failures);
 	return failures ? 1 : 0;
 }

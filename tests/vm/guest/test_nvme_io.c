@@ -183,7 +183,7 @@ int main(int argc, char **argv)
 		check(0, "ubdma_ctx_open: %s", ubdma_last_error());
 		return 1;
 	}
-	struct ubdma_nvme_opts o = { .ctx = ctx, .io_queues = 2, .queue_entries = 64 };
+	struct ubdma_nvme_opts o = { .size = sizeof(o), .ctx = ctx, .io_queues = 2, .queue_entries = 64 };
 	rc = ubdma_nvme_open(bdf, &o, &ctrl);
 	check(rc == 0, "ubdma_nvme_open(%s): %s %s", bdf, strerror(rc), rc ? ubdma_nvme_last_error() : "");
 	if (rc)
