@@ -118,11 +118,24 @@ void iommu_close(struct iommu *io)
 	io->priv = NULL;
 }
 
+void iommu_device_backends(char *names, size_t len)
+{
+	names[0] = '\0';
+	for (size_t i = 0; i < NBACKENDS; i++) {
+		size_t n = strlen(names);
+		if (backends[i]->attach && n + 1 < len)
+			snprintf(names + n, len - n, "%s%s", n ? ", " : "", backends[i]->name);
+	}
+}
+
 int iommu_attach(const struct iommu *io, const struct iommu_dev *dev, void **hp)
 {
-	if (!io->ops->attach)
-		return uerr(ENOTSUP, "the %s backend cannot attach devices: open the context on one with an "
-			    "IOMMU", io->ops->name);
+	char names[64];
+
+	if (!io->ops->attach) {
+		iommu_device_backends(names, sizeof(names));
+		return uerr(ENOTSUP, "the %s backend cannot attach devices; these can: %s", io->ops->name, names);
+	}
 	return io->ops->attach(io->priv, dev, hp);
 }
 

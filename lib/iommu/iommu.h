@@ -157,6 +157,8 @@ static inline int iommu_unmap(const struct iommu *io, uintptr_t va, size_t npage
  * else the backend's errno, the reason in ubdma_last_error().
  */
 int iommu_attach(const struct iommu *io, const struct iommu_dev *dev, void **hp);
+/* The names of the backends that attach devices, ", "-separated, for messages. */
+void iommu_device_backends(char *names, size_t len);
 int iommu_device_fd(const struct iommu *io, void *h, const char *bdf, int *fdp);
 void iommu_detach(const struct iommu *io, void *h);
 

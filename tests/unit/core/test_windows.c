@@ -255,6 +255,7 @@ static void test_no_devices(void **state)
 	assert_int_equal(iommu_attach(&ctx->iommu, &(struct iommu_dev){ "0000:00:01.0", 1 }, &h), ENOTSUP);
 	assert_int_equal(ubdma_pci_open(ctx, "0000:00:01.0", &dev), ENOTSUP);
 	assert_non_null(strstr(ubdma_last_error(), "va backend"));
+	assert_non_null(strstr(ubdma_last_error(), "need one of: vfio")); /* the table says which can */
 	ubdma_ctx_close(ctx);
 }
 
