@@ -164,7 +164,7 @@ static int phys_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 			    "pages whose physical address is not stable; use hugepages or an IOMMU",
 			    (void *)va, (void *)(va + npages * pgsz), pgsz);
 	for (size_t i = 0; i < npages; i++) {
-		uint64_t pa;
+		uint64_t pa = 0; /* gcc -O3 cannot see that pagemap_pa() sets it when it returns 0 */
 		int err = pagemap_pa(ph->fd, va + i * pgsz, &pa);
 		if (err)
 			return uerr(err, "cannot read the physical address of %p from pagemap",
