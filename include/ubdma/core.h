@@ -77,7 +77,7 @@ enum ubdma_backend { UBDMA_BACKEND_AUTO, UBDMA_BACKEND_VFIO, UBDMA_BACKEND_PHYS,
  * ubdma_ctx_open() - open a DMA context: one IOMMU domain (a VFIO container) or the phys / va backend.
  * @backend: UBDMA_BACKEND_AUTO picks vfio when /dev/vfio/vfio exists, else phys when the process can
  *           read physical frame numbers and hugepages are configured, else va; if the pick then
- *           fails to open, AUTO falls back to va.  ubdma_ctx_backend() and
+ *           fails to open, AUTO steps down that order (va always opens).  ubdma_ctx_backend() and
  *           ubdma_ctx_backend_reason() tell which one and why.
  * @ctxp:    receives the context.
  *

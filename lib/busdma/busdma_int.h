@@ -252,8 +252,8 @@ int bounce_draining(struct bounce_pool *pool);
 /*
  * Get len bytes (rounded up to the page size used) of wired memory whose IOVAs lie in lim, whose
  * first IOVA is aligned to align (a power of two), mapped in the context, preferably on NUMA node
- * node (UBDMA_NODE_ANY: anywhere).  hugetlb: 1 to use 2 MiB pages (the phys backend always does),
- * 0 to use 4 KiB pages, -1 to choose.
+ * node (UBDMA_NODE_ANY: anywhere).  hugetlb: 1 to use 2 MiB pages (always, on a backend that maps
+ * only hugetlb memory), 0 to use 4 KiB pages, -1 to choose.
  * Return: 0 or ENOMEM (no memory in the window), or an errno from wiring/mapping.
  */
 int dmamem_backing_alloc(struct ubdma_ctx *ctx, size_t len, size_t align, const struct iommu_window *lim,

@@ -8,14 +8,16 @@
  * tag's exclusion window, inside the context's windows and the device's aperture).  The node is a
  * preference (MPOL_PREFERRED), as FreeBSD's busdma allocates a tag's bounce pages and maps with
  * DOMAINSET_PREF(domain): memory elsewhere is slower, no memory is a failure.  How the IOVAs are
- * made to fall in the window depends on the backend:
- *   va:   IOVA = VA, so the allocator is asked for a virtual address in the window;
- *   phys: IOVA = physical address of hugetlb memory (phys refuses 4 KiB pages): 2 MiB pages; a
- *         page whose physical address misses the window is kept aside while another is tried,
- *         then all are given back; ENOMEM after DMAMEM_PHYS_TRIES;
- *   vfio: umem_lock()'s window argument makes the IOVA allocator choose inside it.
+ * made to fall in the window depends on the backend's capabilities (iommu_caps()), never on which
+ * backend it is:
+ *   IOVA_IS_VA:   the allocator is asked for a virtual address in the window;
+ *   HUGETLB_ONLY: (the IOVA is the physical address) 2 MiB pages; a page whose IOVA misses the
+ *                 window is kept aside while another is tried, then all are given back; ENOMEM
+ *                 after DMAMEM_PHYS_TRIES;
+ *   otherwise:    the backend chooses IOVAs, and umem_lock()'s window argument makes it choose
+ *                 inside the window.
  * Large requests (2 MiB and more) use 2 MiB hugepages on every backend when the system has them,
- * falling back to 4 KiB pages on va and vfio.
+ * falling back to 4 KiB pages unless the backend maps only hugetlb memory.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -34,7 +36,7 @@ static uintptr_t round_up(uintptr_t v, uintptr_t a)
 }
 
 /*
- * len bytes of pages of pgsz, the address aligned to align and, when place is set (va backend),
+ * len bytes of pages of pgsz, the address aligned to align and, when place is set (IOVA = VA),
  * inside lim, on node (preferred).  0, or huge_map()'s error.
  */
 static int map_placed(size_t len, size_t pgsz, size_t align, const struct iommu_window *lim, int place,
@@ -45,6 +47,12 @@ static int map_placed(size_t len, size_t pgsz, size_t align, const struct iommu_
 				     .hi = lim->hi > UINTPTR_MAX ? UINTPTR_MAX : (uintptr_t)lim->hi };
 
 	return huge_map(&rq, vap);
+}
+
+/* The backend's IOVA is the VA: memory for a window must be placed in it. */
+static int iova_is_va(const struct ubdma_ctx *ctx)
+{
+	return (iommu_caps(&ctx->iommu) & IOMMU_CAP_IOVA_IS_VA) != 0;
 }
 
 /* Lock [va, va + len) into the context, IOVAs in lim, first IOVA aligned.  ERANGE when missed. */
@@ -70,7 +78,7 @@ static int alloc_small(struct ubdma_ctx *ctx, size_t len, size_t align, const st
 
 	len = round_up(len, PAGE_4K);
 	align = align > PAGE_4K ? align : PAGE_4K;
-	int err = map_placed(len, PAGE_4K, align, lim, ctx->backend == UBDMA_BACKEND_VA, node, &va);
+	int err = map_placed(len, PAGE_4K, align, lim, iova_is_va(ctx), node, &va);
 	if (err)
 		return err == EADDRNOTAVAIL ? uerr(ENOMEM, "no virtual memory for %zu bytes in [%#llx, %#llx]", len,
 						   (unsigned long long)lim->lo, (unsigned long long)lim->hi)
@@ -99,7 +107,7 @@ static int alloc_huge(struct ubdma_ctx *ctx, size_t len, size_t align, const str
 	align = align > BUSDMA_HUGE ? align : BUSDMA_HUGE;
 	for (int i = 0; i < DMAMEM_PHYS_TRIES; i++) {
 		void *va;
-		if (map_placed(len, BUSDMA_HUGE, align, lim, ctx->backend == UBDMA_BACKEND_VA, node, &va)) {
+		if (map_placed(len, BUSDMA_HUGE, align, lim, iova_is_va(ctx), node, &va)) {
 			err = uerr(ENOMEM, "cannot map %zu bytes of 2 MiB hugepages (free hugepages: see "
 				   "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages)", len);
 			break;
@@ -132,12 +140,12 @@ static int alloc_huge(struct ubdma_ctx *ctx, size_t len, size_t align, const str
 int dmamem_backing_alloc(struct ubdma_ctx *ctx, size_t len, size_t align, const struct iommu_window *lim,
 			 int hugetlb, int node, struct backing *b)
 {
-	const int phys = ctx->backend == UBDMA_BACKEND_PHYS;
+	const int huge_only = (iommu_caps(&ctx->iommu) & IOMMU_CAP_HUGETLB_ONLY) != 0;
 
 	memset(b, 0, sizeof(*b));
-	if (phys || hugetlb > 0 || (hugetlb < 0 && len >= BUSDMA_HUGE)) {
+	if (huge_only || hugetlb > 0 || (hugetlb < 0 && len >= BUSDMA_HUGE)) {
 		int err = alloc_huge(ctx, len, align, lim, node, b);
-		if (!err || phys)
+		if (!err || huge_only)
 			return err;
 		ULOG_DEBUG("no hugepages for %zu bytes: using 4 KiB pages", len);
 	}

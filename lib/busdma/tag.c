@@ -71,9 +71,8 @@ static int aperture_fit(const struct ubdma_tag *t, uint64_t lo, uint64_t hi, uin
 /* The first piece of the usable IOVAs that holds len bytes (len >= 1). */
 static int allowed_fit(const struct ubdma_tag *t, uint64_t len, struct iommu_window *w)
 {
-	const struct ubdma_ctx *ctx = t->ctx;
-	struct iommu_window parts[2];
-	int nparts = 0;
+	struct iommu_window parts[2], win[IOMMU_MAX_WINDOWS];
+	int nparts = 0, nwin = ctx_windows(t->ctx, win); /* a copy: a device may narrow them now */
 
 	/* the usable IOVAs are the complement of (lowaddr, highaddr]; prefer the low part, which
 	 * is what a device with an address limit (a 32-bit window) needs */
@@ -85,9 +84,9 @@ static int allowed_fit(const struct ubdma_tag *t, uint64_t len, struct iommu_win
 			parts[nparts++] = (struct iommu_window){ t->highaddr + 1, UINT64_MAX };
 	}
 	for (int p = 0; p < nparts; p++) {
-		for (int i = 0; i < ctx->nwindows; i++) {
-			uint64_t lo = ctx->windows[i].lo > parts[p].lo ? ctx->windows[i].lo : parts[p].lo;
-			uint64_t hi = ctx->windows[i].hi < parts[p].hi ? ctx->windows[i].hi : parts[p].hi;
+		for (int i = 0; i < nwin; i++) {
+			uint64_t lo = win[i].lo > parts[p].lo ? win[i].lo : parts[p].lo;
+			uint64_t hi = win[i].hi < parts[p].hi ? win[i].hi : parts[p].hi;
 			if (aperture_fit(t, lo, hi, len, w))
 				return 1;
 		}
@@ -304,7 +303,8 @@ size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag)
 
 /* ------------------------------------------------------------ the root tag and teardown */
 
-int busdma_root_create(struct ubdma_ctx *ctx, struct ubdma_tag **rootp)
+/* busdma_layer.open: the layer's state in a context is its root tag. */
+static int busdma_root_create(struct ubdma_ctx *ctx, void **rootp)
 {
 	struct ubdma_tag *t = calloc(1, sizeof(*t));
 	struct busdma_root *r = calloc(1, sizeof(*r));
@@ -356,13 +356,13 @@ static void tag_free_all(struct ubdma_tag *t)
 		bounce_pool_free(t->pool);
 }
 
-void busdma_root_destroy(struct ubdma_tag *root)
+/* busdma_layer.fini: everything the layer made in the context goes. */
+static void busdma_root_destroy(struct ubdma_ctx *ctx, void *state)
 {
-	struct busdma_root *r;
+	struct ubdma_tag *root = state;
+	struct busdma_root *r = root->root;
 
-	if (!root)
-		return;
-	r = root->root;
+	(void)ctx;
 	for (struct ubdma_tag *t; (t = LIST_FIRST(&r->tags));) {
 		LIST_REMOVE(t, link);
 		if (t->kind == BUSDMA_TAG_USER)
@@ -375,3 +375,9 @@ void busdma_root_destroy(struct ubdma_tag *root)
 	free(r);
 	free(root);
 }
+
+const struct ctx_layer busdma_layer = {
+	.name = "busdma",
+	.open = busdma_root_create,
+	.fini = busdma_root_destroy,
+};

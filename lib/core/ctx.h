@@ -1,9 +1,11 @@
 /*
  * ctx.h - the context (one IOMMU domain) and locked-memory cookies, as the layers see them.
  *
- * The context owns the backend, its usable IOVA windows, the translation map and the list of
- * registrations (cookies) that feed the map.  reg_lock serialises writers of the map and the list;
- * readers of the map take no lock (see xlate.h).
+ * The context owns the backend (lib/iommu, through struct iommu only), the usable IOVA windows
+ * the backend reports, the translation map, the list of registrations (cookies) that feed the
+ * map, and one pointer of state for each layer above it (struct ctx_layer).  reg_lock serialises
+ * writers of the map and the list; readers of the map take no lock (see xlate.h).  win_lock
+ * guards the windows.
  */
 #ifndef UBDMA_CTX_H
 #define UBDMA_CTX_H
@@ -44,12 +46,45 @@ struct ubdma_umem {
 	struct wire_ticket *ticket; /* the wiring it holds (ended by munmap & co., docs/wire.md) */
 };
 
+/*
+ * The layers above the context.  lib/core knows them only through this list and the hooks of
+ * their struct ctx_layer; each keeps one pointer of state in the context (ctx_layer_state()),
+ * NULL while it has nothing there.  The order is the teardown order of ubdma_ctx_close():
+ *   pci     devices first: bus mastering off and groups detached while every mapping a device
+ *           could still reach exists;
+ *   rcache  then the registration cache releases its cookies, held or not;
+ *   busdma  then tags, maps, bounce pools and DMA memory (their cookies); its state is the root
+ *           tag (ubdma_ctx_tag()), made at open, so that a context always has one;
+ * and after the layers, the cookies the user still holds, then the backend.  ubdma_ctx_open()
+ * runs the open hooks the other way round.
+ */
+enum ctx_layer_id { CTX_LAYER_PCI, CTX_LAYER_RCACHE, CTX_LAYER_BUSDMA, CTX_NLAYERS };
+
+struct ctx_layer {
+	const char *name;
+	/* At ubdma_ctx_open(): make the state (0 or errno).  NULL for layers that set their state
+	 * on first use (ctx_layer_set()). */
+	int (*open)(struct ubdma_ctx *ctx, void **statep);
+	/* From ctx_settle_slow(), on any thread, no lock held, when the state is not NULL: wirings
+	 * ended; drop what depended on them.  NULL when there is nothing to do. */
+	void (*settle)(struct ubdma_ctx *ctx, void *state);
+	/* From ubdma_ctx_close(), when the state is not NULL: free all of the layer in ctx. */
+	void (*fini)(struct ubdma_ctx *ctx, void *state);
+};
+
+/* Each defined by its layer (lib/pci, lib/rcache, lib/busdma). */
+extern const struct ctx_layer pci_layer, rcache_layer, busdma_layer;
+
 struct ubdma_ctx {
-	enum ubdma_backend backend;
-	const struct iommu_ops *ops;
-	void *priv;
-	char reason[512];
-	int is_auto;		  /* opened with UBDMA_BACKEND_AUTO: may step down on failure */
+	struct iommu iommu;	  /* the backend: lib/iommu's iommu_*() calls, never its ops */
+	struct iommu_sink sink;	  /* where the backend reports its windows */
+	char reason[512];	  /* why this backend (ubdma_ctx_backend_reason()) */
+	/*
+	 * The windows as the backend last reported them.  Read them with ctx_windows(), which
+	 * copies them under win_lock.  A leaf lock: the backend reports with its own lock held,
+	 * and nothing is taken under win_lock.
+	 */
+	pthread_mutex_t win_lock;
 	struct iommu_window windows[IOMMU_MAX_WINDOWS];
 	int nwindows;
 	struct xlate_map xlate;
@@ -63,23 +98,39 @@ struct ubdma_ctx {
 	pthread_mutex_t reg_lock;
 	LIST_HEAD(, ubdma_umem) umems; /* every live cookie, newest first */
 	size_t numems;
-	struct ubdma_tag *root;	  /* root DMA tag (busdma layer) */
-	/* Layers above attach here and are torn down first by ubdma_ctx_close(), in this order. */
-	LIST_HEAD(, ubdma_pci) pci; /* open devices (pci layer) */
-	void (*pci_fini)(struct ubdma_ctx *ctx);
-	void *rcache;		  /* registration cache (rcache layer), lazily made */
-	void (*rcache_fini)(struct ubdma_ctx *ctx);
+	void *layer[CTX_NLAYERS]; /* each layer's state: ctx_layer_state() / ctx_layer_set() */
 	/*
 	 * The wire layer's monitor learns asynchronously that memory under some translations is
 	 * gone; it bumps its epoch (wmon_epoch()) before it reads the news.  ctx_settle_slow()
-	 * waits until the news is applied, lets the registration cache retire its entries
-	 * (rcache_settle), takes out of the map every cookie whose wiring ended, and publishes the
-	 * epoch it covered in stale_settled.  Readers of the map call ctx_settle() first.
+	 * waits until the news is applied, lets the layers retire what depended on it (their
+	 * settle hooks: the registration cache's entries), takes out of the map every cookie whose
+	 * wiring ended, and publishes the epoch it covered in stale_settled.  Readers of the map
+	 * call ctx_settle() first.
 	 */
 	uint64_t stale_settled;
 	uint64_t end_seen;	  /* wire_end_seq() when the cookies were last checked (reg_lock) */
-	void (*rcache_settle)(struct ubdma_ctx *ctx);
 };
+
+/* A layer's state in ctx, or NULL; any thread. */
+static inline void *ctx_layer_state(const struct ubdma_ctx *ctx, enum ctx_layer_id id)
+{
+	return __atomic_load_n(&ctx->layer[id], __ATOMIC_ACQUIRE);
+}
+
+/* Publish a layer's state (the layer serialises its own writers). */
+static inline void ctx_layer_set(struct ubdma_ctx *ctx, enum ctx_layer_id id, void *state)
+{
+	__atomic_store_n(&ctx->layer[id], state, __ATOMIC_RELEASE);
+}
+
+/* Run the settle hooks of the layers that have state (ctx_settle_slow()). */
+void ctx_layers_settle(struct ubdma_ctx *ctx);
+
+/*
+ * A consistent copy of the context's IOVA windows (w has room for IOMMU_MAX_WINDOWS).  Return:
+ * how many.  Any thread; takes win_lock.
+ */
+int ctx_windows(const struct ubdma_ctx *ctx, struct iommu_window *w);
 
 void ctx_settle_slow(struct ubdma_ctx *ctx);
 
@@ -115,9 +166,5 @@ static inline uint64_t umem_chunk_iova(const struct umem_chunk *c, uintptr_t add
 
 	return c->linear ? c->iova0 + off : c->iovas[off / c->pgsz] + off % c->pgsz;
 }
-
-/* Hooks the busdma layer provides for the context's root tag. */
-int busdma_root_create(struct ubdma_ctx *ctx, struct ubdma_tag **rootp);
-void busdma_root_destroy(struct ubdma_tag *root);
 
 #endif

@@ -28,8 +28,8 @@ static void chunks_free(struct ubdma_umem *u)
 
 static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
 {
-	if (!ctx->ops->unmap)
-		return; /* va, phys: nothing was mapped anywhere */
+	if (!iommu_has_unmap(&ctx->iommu))
+		return; /* the backend maps nothing anywhere (IOVA = VA or PA) */
 	for (int i = 0; i < n; i++) {
 		struct umem_chunk *c = &u->chunks[i];
 		uint64_t *iovas = c->iovas;
@@ -40,12 +40,12 @@ static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
 				tmp[p] = c->iova0 + p * c->pgsz;
 			iovas = tmp;
 		}
-		/* without memory for the list, a linear chunk still unmaps: every backend needs only
-		 * iovas[0] of a linear range (vfio unmaps the one mapping that starts there), and a
-		 * mapping left behind would let the device reach pages that are about to be unwired */
+		/* without memory for the list, a linear chunk still unmaps: unmap() reads only
+		 * iovas[0] of a linear range (iommu.h), and a mapping left behind would let the
+		 * device reach pages that are about to be unwired */
 		if (!iovas)
 			iovas = &c->iova0;
-		int err = ctx->ops->unmap(ctx->priv, c->va, c->npages, c->pgsz, iovas);
+		int err = iommu_unmap(&ctx->iommu, c->va, c->npages, c->pgsz, iovas);
 		if (err)
 			ULOG(UBDMA_LOG_ERROR, "unmap of [%#lx, +%zu) failed: %s", (unsigned long)c->va,
 			     c->npages * c->pgsz, strerror(err));
@@ -72,7 +72,7 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 			chunks_unmap(ctx, u, i);
 			return uerr(ENOMEM, "out of memory");
 		}
-		int err = ctx->ops->map(ctx->priv, c->va, c->npages, c->pgsz, prot, lim, c->iovas);
+		int err = iommu_map(&ctx->iommu, c->va, c->npages, c->pgsz, prot, lim, c->iovas);
 		if (err) {
 			/* the backend said why in ubdma_last_error() */
 			free(c->iovas);
@@ -375,8 +375,7 @@ void ctx_settle_slow(struct ubdma_ctx *ctx)
 	uint64_t g = wmon_epoch();
 
 	wmon_wait(g);
-	if (ctx->rcache_settle)
-		ctx->rcache_settle(ctx);
+	ctx_layers_settle(ctx);
 	hide_dead(ctx);
 	uint64_t s = __atomic_load_n(&ctx->stale_settled, __ATOMIC_RELAXED);
 	while (s < g && !__atomic_compare_exchange_n(&ctx->stale_settled, &s, g, 1, __ATOMIC_RELEASE,

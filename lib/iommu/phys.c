@@ -11,6 +11,7 @@
  * present, bits 0-54 the PFN.  PFNs read as 0 without CAP_SYS_ADMIN.  A page must be faulted in
  * (wired) before its entry is read, or it reads as not present.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@
 
 #include "base/log.h"
 #include "base/page.h"
-#include "core/ctx.h"
+#include "base/sysfs.h"
 #include "iommu/iommu.h"
 
 #define PM_PRESENT (UINT64_C(1) << 63)
@@ -30,7 +31,8 @@ struct phys {
 	int fd;
 };
 
-int iommu_pagemap_pa(int fd, uintptr_t va, uint64_t *pap)
+/* Read the physical address of the page holding va from /proc/self/pagemap.  0 or errno. */
+static int pagemap_pa(int fd, uintptr_t va, uint64_t *pap)
 {
 	uint64_t e;
 	ssize_t n = pread(fd, &e, sizeof(e), (off_t)((va >> PAGE_4K_SHIFT) * sizeof(e)));
@@ -45,7 +47,8 @@ int iommu_pagemap_pa(int fd, uintptr_t va, uint64_t *pap)
 	return 0;
 }
 
-int iommu_phys_usable(char *why, size_t whylen)
+/* Whether pagemap gives this process page frame numbers (probed on a page of our own). */
+static int pagemap_usable(char *why, size_t whylen)
 {
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	uint64_t pa = 0;
@@ -63,7 +66,7 @@ int iommu_phys_usable(char *why, size_t whylen)
 		return 0;
 	}
 	p[0] = 1;
-	err = iommu_pagemap_pa(fd, (uintptr_t)p, &pa);
+	err = pagemap_pa(fd, (uintptr_t)p, &pa);
 	munmap((void *)p, PAGE_4K);
 	close(fd);
 	if (err) {
@@ -74,12 +77,59 @@ int iommu_phys_usable(char *why, size_t whylen)
 	return 1;
 }
 
-static int phys_open(struct ubdma_ctx *ctx, void **privp)
+/* Total hugepages configured, of any size. */
+static unsigned long hugepages_total(void)
 {
+	DIR *d = opendir("/sys/kernel/mm/hugepages");
+	struct dirent *de;
+	unsigned long total = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char path[300];
+		unsigned long n = 0;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/%s/nr_hugepages", de->d_name);
+		if (!sysfs_read_ul(path, &n))
+			total += n;
+	}
+	closedir(d);
+	return total;
+}
+
+/*
+ * AUTO picks phys when pagemap gives frame numbers and hugepages are configured (configured,
+ * not free: phys translates only hugetlb memory, and a machine without any would refuse every
+ * lock).  An explicit UBDMA_BACKEND_PHYS opens without hugepages.
+ */
+static int phys_usable(char *why, size_t whylen)
+{
+	char p[128];
+	unsigned long huge;
+
+	if (!pagemap_usable(p, sizeof(p))) {
+		snprintf(why, whylen, "%s", p);
+		return 0;
+	}
+	if (!(huge = hugepages_total())) {
+		snprintf(why, whylen, "no hugepages configured");
+		return 0;
+	}
+	snprintf(why, whylen, "%s; %lu hugepages configured", p, huge);
+	return 1;
+}
+
+static int phys_open(const struct iommu_sink *sink, void **privp)
+{
+	/* without an IOMMU the device sees all of physical memory: one window, page 0 excluded */
+	static const struct iommu_window all = { PAGE_4K, UINT64_MAX };
 	char why[128];
 	struct phys *ph;
 
-	if (!iommu_phys_usable(why, sizeof(why)))
+	if (!pagemap_usable(why, sizeof(why)))
 		return uerr(ENODEV, "phys backend unusable: %s", why);
 	if (!(ph = malloc(sizeof(*ph))))
 		return uerr(ENOMEM, "out of memory");
@@ -89,9 +139,7 @@ static int phys_open(struct ubdma_ctx *ctx, void **privp)
 		free(ph);
 		return uerr(err, "cannot open /proc/self/pagemap");
 	}
-	/* without an IOMMU the device sees all of physical memory: one window, page 0 excluded */
-	ctx->windows[0] = (struct iommu_window){ PAGE_4K, UINT64_MAX };
-	ctx->nwindows = 1;
+	sink->windows(sink->arg, &all, 1);
 	*privp = ph;
 	return 0;
 }
@@ -116,8 +164,8 @@ static int phys_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 			    "pages whose physical address is not stable; use hugepages or an IOMMU",
 			    (void *)va, (void *)(va + npages * pgsz), pgsz);
 	for (size_t i = 0; i < npages; i++) {
-		uint64_t pa;
-		int err = iommu_pagemap_pa(ph->fd, va + i * pgsz, &pa);
+		uint64_t pa = 0; /* gcc -O3 cannot see that pagemap_pa() sets it when it returns 0 */
+		int err = pagemap_pa(ph->fd, va + i * pgsz, &pa);
 		if (err)
 			return uerr(err, "cannot read the physical address of %p from pagemap",
 				    (void *)(va + i * pgsz));
@@ -133,6 +181,8 @@ static int phys_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 const struct iommu_ops iommu_phys_ops = {
 	.name = "phys",
 	.backend = UBDMA_BACKEND_PHYS,
+	.caps = IOMMU_CAP_HUGETLB_ONLY,
+	.usable = phys_usable,
 	.open = phys_open,
 	.close = phys_close,
 	.map = phys_map,

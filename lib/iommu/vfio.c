@@ -15,9 +15,12 @@
  *    the process has CAP_IPC_LOCK, on top of what mlock(2) already counted;
  *  - VFIO_IOMMU_UNMAP_DMA writes back how much it unmapped, which may be less than asked.
  *
- * A context is opened before any device, so until the first group arrives (vfio_group_attach(),
- * from ubdma_pci_open()) mappings are only recorded, at IOVAs chosen inside conservative default
- * windows; the first attach sets the IOMMU, reads the real windows and replays the records.
+ * A context is opened before any device, yet VFIO_SET_IOMMU needs a group in the container.  So
+ * until the first group arrives (vfio_attach(), from ubdma_pci_open()) mappings are only
+ * recorded, at IOVAs chosen inside conservative default windows; the first attach sets the IOMMU,
+ * reads the real windows (reported through the sink) and replays the records.  Later groups join
+ * the same container and see the same mappings.  When the last group leaves, the kernel drops the
+ * IOMMU and its mappings, and the backend returns to recording (the next attach replays).
  *
  * Every map() is one MAP_DMA over one contiguous IOVA range, so a registration costs one of the
  * container's dma_entry_limit entries whatever its size.  Adjacent registrations are not merged
@@ -38,10 +41,8 @@
 
 #include "base/log.h"
 #include "base/page.h"
-#include "core/ctx.h"
 #include "iommu/iommu.h"
 #include "iommu/iova_alloc.h"
-#include "iommu/vfio.h"
 
 /* The kernel's default dma_entry_limit, assumed until DMA_AVAIL is read (kernels >= 5.10). */
 #define DEFAULT_ENTRY_LIMIT 65535u
@@ -76,7 +77,7 @@ struct vfio_group {
  * backend keeps no process-wide state (no registry of containers or groups).
  */
 struct vfio {
-	struct ubdma_ctx *ctx;
+	struct iommu_sink sink;	  /* where the windows go, each time they change (under lock) */
 	pthread_mutex_t lock;	  /* everything below; held across the ioctls */
 	int container;
 	int live;		  /* the IOMMU is set: the records are mapped in the kernel */
@@ -87,7 +88,8 @@ struct vfio {
 	size_t nentries;	  /* records that hold (or will hold at replay) a kernel entry */
 };
 
-int iommu_vfio_present(char *why, size_t whylen)
+/* AUTO picks vfio when the container device is there; whether it offers type1v2 is open's test. */
+static int vfio_usable(char *why, size_t whylen)
 {
 	if (access("/dev/vfio/vfio", R_OK | W_OK) == 0) {
 		snprintf(why, whylen, "/dev/vfio/vfio exists");
@@ -233,12 +235,10 @@ static int read_info(struct vfio *v, struct vfio_info *out)
 
 /* ---------------------------------------------------------------- attach / replay */
 
+/* Report the windows to the owner; caller holds v->lock (or owns v alone, at open). */
 static void publish_windows(struct vfio *v)
 {
-	struct ubdma_ctx *ctx = v->ctx;
-
-	memcpy(ctx->windows, v->space.win, sizeof(ctx->windows));
-	ctx->nwindows = v->space.nwin;
+	v->sink.windows(v->sink.arg, v->space.win, v->space.nwin);
 }
 
 /* Adopt the windows, page sizes and entry limit of the IOMMU (after SET_IOMMU or a new group). */
@@ -352,21 +352,29 @@ static int open_group(int num, int *fdp)
 	return 0;
 }
 
-int vfio_group_attach(struct ubdma_ctx *ctx, int num, struct vfio_group **gp)
+/*
+ * Attach the device's IOMMU group to the container, or take one more reference on it when it is
+ * attached already.  The first group sets the IOMMU type (type1v2), reads the usable IOVA
+ * windows and replays the mappings made so far.
+ * Return: 0 and *hp; ENOENT when /dev/vfio/<group> does not exist; EBUSY when the group is not
+ * viable (a device of the group is bound to a host driver) or is held by another container or
+ * process; EACCES / EPERM when it cannot be opened; ERANGE when a mapping made before the attach
+ * lies outside the group's usable IOVA ranges; ENOSPC when the mappings made before the attach
+ * exceed the IOMMU's mapping entry limit; any errno of the VFIO ioctls.  The reason is in
+ * ubdma_last_error().  On failure the group is not attached and the container is as before.
+ */
+static int vfio_attach(void *priv, const struct iommu_dev *dev, void **hp)
 {
-	struct vfio *v;
+	struct vfio *v = priv;
 	struct vfio_group *g;
-	int err;
+	int num = dev->group, err;
 
-	if (!ctx || ctx->ops != &iommu_vfio_ops)
-		return uerr(ENOTSUP, "the context is not on the vfio backend");
-	v = ctx->priv;
 	pthread_mutex_lock(&v->lock);
 	for (g = v->groups; g; g = g->next) {
 		if (g->num == num) {
 			g->refs++;
 			pthread_mutex_unlock(&v->lock);
-			*gp = g;
+			*hp = g;
 			return 0;
 		}
 	}
@@ -400,7 +408,7 @@ int vfio_group_attach(struct ubdma_ctx *ctx, int num, struct vfio_group **gp)
 	g->next = v->groups;
 	v->groups = g;
 	pthread_mutex_unlock(&v->lock);
-	*gp = g;
+	*hp = g;
 	return 0;
 
 fail_close:
@@ -423,10 +431,11 @@ static void go_offline(struct vfio *v)
 	}
 }
 
-void vfio_group_detach(struct ubdma_ctx *ctx, struct vfio_group *g)
+/* Drop one reference; the last one detaches the group from the container and closes it. */
+static void vfio_detach(void *priv, void *h)
 {
-	struct vfio *v = ctx->priv;
-	struct vfio_group **pp;
+	struct vfio *v = priv;
+	struct vfio_group *g = h, **pp;
 
 	pthread_mutex_lock(&v->lock);
 	if (--g->refs) {
@@ -445,14 +454,22 @@ void vfio_group_detach(struct ubdma_ctx *ctx, struct vfio_group *g)
 	free(g);
 }
 
-int vfio_group_fd(const struct vfio_group *g)
+/* The device file: VFIO_GROUP_GET_DEVICE_FD on its group's file, by PCI address. */
+static int vfio_device_fd(void *priv, void *h, const char *bdf, int *fdp)
 {
-	return g->fd;
+	const struct vfio_group *g = h;
+	int fd;
+
+	(void)priv;
+	if ((fd = ioctl(g->fd, VFIO_GROUP_GET_DEVICE_FD, bdf)) < 0)
+		return uerr(errno, "VFIO_GROUP_GET_DEVICE_FD(%s) failed: %s", bdf, strerror(errno));
+	*fdp = fd;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- ops */
 
-static int vfio_open(struct ubdma_ctx *ctx, void **privp)
+static int vfio_open(const struct iommu_sink *sink, void **privp)
 {
 	struct vfio *v;
 	int err, ver, ext;
@@ -477,7 +494,7 @@ static int vfio_open(struct ubdma_ctx *ctx, void **privp)
 		goto fail;
 	}
 	pthread_mutex_init(&v->lock, NULL);
-	v->ctx = ctx;
+	v->sink = *sink;
 	v->pgsizes = PAGE_4K;
 	v->limit = DEFAULT_ENTRY_LIMIT;
 	iova_space_init(&v->space, default_windows, 2);
@@ -631,8 +648,12 @@ static int vfio_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, cons
 const struct iommu_ops iommu_vfio_ops = {
 	.name = "vfio",
 	.backend = UBDMA_BACKEND_VFIO,
+	.usable = vfio_usable,
 	.open = vfio_open,
 	.close = vfio_close,
 	.map = vfio_map,
 	.unmap = vfio_unmap,
+	.attach = vfio_attach,
+	.device_fd = vfio_device_fd,
+	.detach = vfio_detach,
 };

@@ -3,13 +3,14 @@
  * function: configuration space, bus mastering, reset, NUMA node, its DMA tag.
  *
  * Opening follows Documentation/driver-api/vfio.rst: the function must be bound to vfio-pci
- * (sysfs driver link), its IOMMU group (sysfs iommu_group link, /dev/vfio/<group>) must be viable
- * and is attached to the context's container by the vfio backend (iommu/vfio.h); then
- * VFIO_GROUP_GET_DEVICE_FD gives the device file, whose regions (VFIO_DEVICE_GET_REGION_INFO) are
- * the BARs and the configuration space.  Each check names the fix in ubdma_last_error(), because
- * "it does not open" is the first thing a new user of VFIO meets.
+ * (sysfs driver link) and have an IOMMU group (sysfs iommu_group link); the context's backend
+ * attaches it (iommu_attach(): for a VFIO container, the group must be viable) and gives the
+ * device file (iommu_device_fd()), whose regions (VFIO_DEVICE_GET_REGION_INFO) are the BARs and
+ * the configuration space.  Each check names the fix in ubdma_last_error(), because "it does not
+ * open" is the first thing a new user of VFIO meets.
  *
- * A context's open devices hang off ctx->pci; ubdma_ctx_close() closes them first (ctx->pci_fini).
+ * The layer's state in a context (CTX_LAYER_PCI) is the list of its open devices, made on the
+ * first open; ubdma_ctx_close() closes them first (pci_layer.fini).
  *
  * The device's DMA tag is a child of the context's root tag made at open (busdma_device_tag_create()):
  * it carries the IOVA ranges the device may use, read once its group is attached (the container's
@@ -32,7 +33,6 @@
 #include "base/sysfs.h"
 #include "busdma/busdma_int.h"
 #include "core/ctx.h"
-#include "iommu/vfio.h"
 #include "pci/pcidev.h"
 
 #define PCI_COMMAND 0x04	     /* PCI Local Bus spec 3.0, 6.2.2 Command register */
@@ -95,8 +95,6 @@ static int read_device_info(struct ubdma_pci *dev)
 	return 0;
 }
 
-static void pci_fini(struct ubdma_ctx *ctx);
-
 /* The device's tag under the context's root: its aperture and node (dev->numa, set before). */
 static int make_dma_tag(struct ubdma_pci *dev)
 {
@@ -116,26 +114,46 @@ static int make_dma_tag(struct ubdma_pci *dev)
 	return 0;
 }
 
+/* The layer's state in a context: its open devices, linked and unlinked under ctx->reg_lock. */
+struct pci_devs {
+	LIST_HEAD(, ubdma_pci) head;
+};
+
 static struct ubdma_pci *list_find(struct ubdma_ctx *ctx, const char *bdf)
 {
+	struct pci_devs *devs = ctx_layer_state(ctx, CTX_LAYER_PCI);
 	struct ubdma_pci *d;
 
-	LIST_FOREACH(d, &ctx->pci, link)
+	if (!devs)
+		return NULL;
+	LIST_FOREACH(d, &devs->head, link)
 		if (!strcmp(d->bdf, bdf))
 			return d;
 	return NULL;
 }
 
-/* Link dev into the context's list, unless the same function is open there already. */
+/*
+ * Link dev into the context's list, unless the same function is open there already (EBUSY); the
+ * first device makes the list (ENOMEM when it cannot).
+ */
 static int list_insert(struct ubdma_ctx *ctx, struct ubdma_pci *dev)
 {
+	struct pci_devs *devs;
+
 	pthread_mutex_lock(&ctx->reg_lock);
 	if (list_find(ctx, dev->bdf)) {
 		pthread_mutex_unlock(&ctx->reg_lock);
 		return EBUSY;
 	}
-	LIST_INSERT_HEAD(&ctx->pci, dev, link);
-	ctx->pci_fini = pci_fini;
+	if (!(devs = ctx_layer_state(ctx, CTX_LAYER_PCI))) {
+		if (!(devs = calloc(1, sizeof(*devs)))) {
+			pthread_mutex_unlock(&ctx->reg_lock);
+			return ENOMEM;
+		}
+		LIST_INIT(&devs->head);
+		ctx_layer_set(ctx, CTX_LAYER_PCI, devs); /* from now on ubdma_ctx_close() runs pci_fini() */
+	}
+	LIST_INSERT_HEAD(&devs->head, dev, link);
 	pthread_mutex_unlock(&ctx->reg_lock);
 	return 0;
 }
@@ -150,7 +168,7 @@ static void list_remove(struct ubdma_ctx *ctx, struct ubdma_pci *dev)
 int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 {
 	struct ubdma_pci *dev;
-	int group, err;
+	int group = -1, err; /* set by check_device(); gcc -O2 cannot see it on every path */
 
 	if (!ctx || !bdf || !devp)
 		return uerr(EINVAL, "NULL argument");
@@ -161,9 +179,12 @@ int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 		return uerr(EINVAL, "'%.40s' is not a PCI address: want DDDD:BB:DD.F, e.g. 0000:00:02.0",
 			    bdf);
 	}
-	if (ctx->backend != UBDMA_BACKEND_VFIO) {
-		err = uerr(ENOTSUP, "cannot open %s: the context is on the %s backend, PCI devices "
-			   "need vfio", dev->bdf, ubdma_backend_name(ctx->backend));
+	if (!(iommu_caps(&ctx->iommu) & IOMMU_CAP_DEVICES)) {
+		char names[64];
+		iommu_device_backends(names, sizeof(names));
+		err = uerr(ENOTSUP, "cannot open %s: the context is on the %s backend, which cannot "
+			   "attach devices; PCI devices need one of: %s", dev->bdf, iommu_name(&ctx->iommu),
+			   names);
 		goto fail_free;
 	}
 	pthread_mutex_lock(&ctx->reg_lock);
@@ -175,12 +196,10 @@ int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 	}
 	if ((err = check_device(dev->bdf, &group)))
 		goto fail_free;
-	if ((err = vfio_group_attach(ctx, group, &dev->group)))
+	if ((err = iommu_attach(&ctx->iommu, &(struct iommu_dev){ dev->bdf, group }, &dev->attach)))
 		goto fail_free;
-	if ((dev->fd = ioctl(vfio_group_fd(dev->group), VFIO_GROUP_GET_DEVICE_FD, dev->bdf)) < 0) {
-		err = uerr(errno, "VFIO_GROUP_GET_DEVICE_FD(%s) failed: %s", dev->bdf, strerror(errno));
+	if ((err = iommu_device_fd(&ctx->iommu, dev->attach, dev->bdf, &dev->fd)))
 		goto fail_detach;
-	}
 	if ((err = read_device_info(dev)))
 		goto fail_close;
 	dev->ctx = ctx;
@@ -189,8 +208,9 @@ int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 	if ((err = make_dma_tag(dev)))
 		goto fail_close;
 	pthread_mutex_init(&dev->lock, NULL);
-	if (list_insert(ctx, dev)) {
-		err = uerr(EBUSY, "%s is already open in this context", dev->bdf);
+	if ((err = list_insert(ctx, dev))) {
+		err = err == EBUSY ? uerr(EBUSY, "%s is already open in this context", dev->bdf)
+				   : uerr(err, "out of memory");
 		pthread_mutex_destroy(&dev->lock);
 		goto fail_tag;
 	}
@@ -204,7 +224,7 @@ fail_tag:
 fail_close:
 	close(dev->fd);
 fail_detach:
-	vfio_group_detach(ctx, dev->group);
+	iommu_detach(&ctx->iommu, dev->attach);
 fail_free:
 	free(dev);
 	return err;
@@ -229,7 +249,7 @@ void ubdma_pci_close(ubdma_pci_t *dev)
 	for (unsigned i = 0; i < dev->msix_n; i++)
 		close(dev->msix_fds[i]);
 	free(dev->msix_fds);
-	vfio_group_detach(dev->ctx, dev->group);
+	iommu_detach(&dev->ctx->iommu, dev->attach);
 	/* the driver destroys its tags first; those it left go with the context, and so does then
 	 * the device's tag, their parent */
 	if (busdma_tag_destroy_internal(dev->tag))
@@ -239,13 +259,22 @@ void ubdma_pci_close(ubdma_pci_t *dev)
 	free(dev);
 }
 
-static void pci_fini(struct ubdma_ctx *ctx)
+static void pci_fini(struct ubdma_ctx *ctx, void *state)
 {
-	for (struct ubdma_pci *dev; (dev = LIST_FIRST(&ctx->pci));) {
+	struct pci_devs *devs = state;
+
+	(void)ctx;
+	for (struct ubdma_pci *dev; (dev = LIST_FIRST(&devs->head));) {
 		ULOG_WARN("%s still open at context close: closing it", dev->bdf);
 		ubdma_pci_close(dev);
 	}
+	free(devs);
 }
+
+const struct ctx_layer pci_layer = {
+	.name = "pci",
+	.fini = pci_fini,
+};
 
 ubdma_tag_t *ubdma_pci_dma_tag(ubdma_pci_t *dev)
 {

@@ -2,8 +2,9 @@
  * pcidev.h - an open PCI function of the pci layer: its VFIO device file, group, regions, BAR
  * mappings and MSI-X state, as pci.c, pci_bar.c and pci_irq.c share them.
  *
- * The context's open devices form a list at ctx->pci, linked and unlinked under ctx->reg_lock;
- * dev->lock serialises the lazy BAR mappings and the MSI-X state of one device.
+ * The context's open devices form a list, the layer's state in the context (CTX_LAYER_PCI),
+ * linked and unlinked under ctx->reg_lock; dev->lock serialises the lazy BAR mappings and the
+ * MSI-X state of one device.
  *
  * fork(2): neither lock has an atfork handler, by design.  Both belong to one context (the list
  * under the context's reg_lock, dev->lock to one device), and a child must not use a device or
@@ -34,7 +35,7 @@ struct ubdma_pci {
 	struct ubdma_ctx *ctx;
 	char bdf[16];		/* "dddd:bb:dd.f" */
 	int fd;			/* VFIO device file */
-	struct vfio_group *group;
+	void *attach;		/* the backend's handle of the attachment (iommu_attach()) */
 	uint32_t dev_flags;	/* VFIO_DEVICE_FLAGS_* */
 	uint64_t cfg_off, cfg_size; /* configuration space region in fd */
 	int numa;		/* ubdma_numa_node_of_pci() at open */
@@ -44,7 +45,7 @@ struct ubdma_pci {
 	struct pci_bar bars[PCI_NUM_BARS];
 	int *msix_fds;
 	unsigned msix_n;	/* vectors enabled, 0 when MSI-X is off */
-	LIST_ENTRY(ubdma_pci) link; /* ctx->pci */
+	LIST_ENTRY(ubdma_pci) link; /* the context's open devices (pci.c, struct pci_devs) */
 };
 
 /* Unmap every BAR mapped so far (at close). */

@@ -56,7 +56,7 @@ static inline void add(uint64_t *p, uint64_t v)
 
 static struct rcache *rc_of(struct ubdma_ctx *ctx)
 {
-	return __atomic_load_n((struct rcache **)&ctx->rcache, __ATOMIC_ACQUIRE);
+	return ctx_layer_state(ctx, CTX_LAYER_RCACHE);
 }
 
 /*
@@ -356,18 +356,17 @@ static void rc_unshow(struct rcache *rc)
 }
 
 /*
- * ctx->rcache_settle: a reader of the translation map saw the monitor begin a batch of events
+ * rcache_layer.settle: a reader of the translation map saw the monitor begin a batch of events
  * (ctx_settle_slow() waited until it was applied): destroy what the batch invalidated and nobody
  * holds, and take what is held out of the map.
  */
-static void rc_settle(struct ubdma_ctx *ctx)
+static void rc_settle(struct ubdma_ctx *ctx, void *state)
 {
-	struct rcache *rc = rc_of(ctx);
+	struct rcache *rc = state;
 
-	if (rc) {
-		reap_grave(rc);
-		rc_unshow(rc);
-	}
+	(void)ctx;
+	reap_grave(rc);
+	rc_unshow(rc);
 }
 
 static void reap(struct rcache *rc)
@@ -455,7 +454,6 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 
 /* ------------------------------------------------------------- creation */
 
-static void rc_fini(struct ubdma_ctx *ctx);
 static void rc_atfork_prepare(void);
 static void rc_atfork_parent(void);
 static void rc_atfork_child(void);
@@ -516,20 +514,16 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 	TAILQ_INIT(&rc->lru);
 	LIST_INIT(&rc->all);
 	LIST_INSERT_HEAD(&rc_list, rc, glink);
-	ctx->rcache_fini = rc_fini;
-	ctx->rcache_settle = rc_settle;
-	__atomic_store_n((struct rcache **)&ctx->rcache, rc, __ATOMIC_RELEASE);
+	ctx_layer_set(ctx, CTX_LAYER_RCACHE, rc); /* from now on ubdma_ctx_close() runs rc_fini() */
 	pthread_mutex_unlock(&rc_global);
 	*rcp = rc;
 	return 0;
 }
 
-static void rc_fini(struct ubdma_ctx *ctx)
+static void rc_fini(struct ubdma_ctx *ctx, void *state)
 {
-	struct rcache *rc = rc_of(ctx);
+	struct rcache *rc = state;
 
-	if (!rc)
-		return;
 	pthread_mutex_lock(&rc_global);
 	/* looked for, not assumed: a fork child emptied the list (rc_atfork_child) */
 	struct rcache *x;
@@ -542,7 +536,7 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	pthread_mutex_lock(&rc->miss_lock);
 	mon_stop(rc);
 	pthread_mutex_unlock(&rc->miss_lock);
-	ctx->rcache_settle = NULL; /* the entries go below */
+	ctx_layer_set(ctx, CTX_LAYER_RCACHE, NULL); /* no settle from here on: the entries go below */
 	/* every registration goes, held or not: they are invalid once the context closes */
 	for (struct ubdma_reg *r; (r = LIST_FIRST(&rc->all));) {
 		uint64_t ref = __atomic_load_n(&r->ref, __ATOMIC_RELAXED);
@@ -567,9 +561,13 @@ static void rc_fini(struct ubdma_ctx *ctx)
 	pthread_mutex_destroy(&rc->miss_lock);
 	pthread_rwlock_destroy(&rc->lock);
 	free(rc);
-	ctx->rcache = NULL;
-	ctx->rcache_fini = NULL;
 }
+
+const struct ctx_layer rcache_layer = {
+	.name = "rcache",
+	.settle = rc_settle,
+	.fini = rc_fini,
+};
 
 /*
  * fork: the child has none of the wired ranges (they are MADV_DONTFORK) and no monitor thread;

@@ -32,7 +32,7 @@
 #include <ubdma/ubdma.h>
 
 #include "fault.h"
-#include "iommu/vfio.h"
+#include "core/ctx.h" /* iommu_attach(): the fake container gets a group */
 
 #define PG 4096UL
 #define HP (2UL << 20)
@@ -61,7 +61,7 @@ struct env {
 	int fake;		 /* vfio on the fake container */
 	int huge;		 /* the buffer is 2 MiB hugetlb */
 	ubdma_ctx_t *ctx, *ctx2;
-	struct vfio_group *grp;
+	void *grp;		 /* the fake group, attached as ubdma_pci_open() would */
 	char *buf;		 /* NPG pages (or 2 hugepages), three mappings when 4 KiB */
 	size_t len;
 	ubdma_umem_t *u, *u2;
@@ -610,7 +610,7 @@ static int open_ctx(struct env *e)
 		ubdma_ctx_close(e->ctx);
 		e->ctx = NULL;
 	}
-	if (!err && e->fake && (err = vfio_group_attach(e->ctx, 7, &e->grp))) {
+	if (!err && e->fake && (err = iommu_attach(&e->ctx->iommu, &(struct iommu_dev){ "0000:00:07.0", 7 }, &e->grp))) {
 		ubdma_ctx_close(e->ctx);
 		e->ctx = NULL;
 	}
@@ -623,7 +623,7 @@ static void close_ctx(struct env *e)
 		ubdma_pci_close(guest_dev);
 	guest_dev = NULL;
 	if (e->grp && e->ctx)
-		vfio_group_detach(e->ctx, e->grp);
+		iommu_detach(&e->ctx->iommu, e->grp);
 	ubdma_ctx_close(e->ctx);
 }
 

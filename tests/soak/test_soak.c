@@ -28,7 +28,7 @@
 #include <ubdma/ubdma.h>
 
 #include "fault.h"
-#include "iommu/vfio.h"
+#include "core/ctx.h" /* iommu_attach(): the fake container gets a group */
 
 #define PG 4096UL
 #define HP (2UL << 20)
@@ -429,7 +429,7 @@ int main(void)
 {
 	const char *s = getenv("UBDMA_SOAK_SECONDS"), *sd = getenv("UBDMA_SOAK_SEED");
 	double secs = s ? atof(s) : 90;
-	struct vfio_group *grp;
+	void *grp;
 	struct timespec t0, t;
 
 	seed0 = rng = sd ? strtoull(sd, NULL, 0) : (uint64_t)time(NULL) * 2654435761u + 1;
@@ -443,7 +443,7 @@ int main(void)
 	long lck0 = status_kb("VmLck"), pin0 = status_kb("VmPin"), blocks0 = fault_live_blocks(),
 	     mapped0 = fault_mapped_bytes();
 
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || vfio_group_attach(ctx, 5, &grp)) {
+	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || iommu_attach(&ctx->iommu, &(struct iommu_dev){ "0000:00:05.0", 5 }, &grp)) {
 		fprintf(stderr, "context: %s\n", ubdma_last_error());
 		return 1;
 	}
@@ -502,7 +502,7 @@ int main(void)
 			bad("tag %d: %s", i, ubdma_last_error());
 	struct ubdma_rcache_stats st;
 	ubdma_rcache_stats(ctx, &st, sizeof(st));
-	vfio_group_detach(ctx, grp);
+	iommu_detach(&ctx->iommu, grp);
 	ubdma_ctx_close(ctx);
 
 	long total = 0;

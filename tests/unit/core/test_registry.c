@@ -48,10 +48,10 @@ static ubdma_ctx_t *stub_ctx(void)
 	ubdma_ctx_t *ctx;
 
 	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx), 0);
-	stub_ops = *ctx->ops;
+	stub_ops = *ctx->iommu.ops;
 	stub_ops.map = stub_map;
 	stub_ops.unmap = stub_unmap;
-	ctx->ops = &stub_ops;
+	ctx->iommu.ops = &stub_ops;
 	return ctx;
 }
 
