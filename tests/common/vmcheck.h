@@ -3,7 +3,7 @@
  * asking ubdma: each VMA of /proc/self/smaps with its Locked: size and VmFlags (lo is VM_LOCKED,
  * dc is VM_DONTFORK), and physical addresses from /proc/self/pagemap.  The wiring tests judge
  * the library by what the kernel says, never by what the library says about itself, so this is
- * shared by tests/unit/core/test_wire_follow.c and tests/soak/test_race_model.c.
+ * shared by tests/unit/wire/test_wire_follow.c and tests/soak/test_race_model.c.
  */
 #ifndef UBDMA_TEST_VMCHECK_H
 #define UBDMA_TEST_VMCHECK_H

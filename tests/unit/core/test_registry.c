@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "core/ctx.h"
-#include "testutil.h"
+#include "../testutil.h"
 
 #define PG 4096ul
 

@@ -15,7 +15,7 @@
 
 #include <ubdma/ubdma.h>
 
-#include "testutil.h"
+#include "../testutil.h"
 
 #define PG 4096
 #define HP (2u << 20)

@@ -19,7 +19,7 @@
 
 #include <ubdma/ubdma.h>
 
-#include "../core/testutil.h"
+#include "../testutil.h"
 #include "hugepage/hugemem.h"
 
 #define MB (1UL << 20)

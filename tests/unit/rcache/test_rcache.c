@@ -30,7 +30,7 @@
 
 #include <ubdma/ubdma.h>
 
-#include "../core/testutil.h"
+#include "../testutil.h"
 
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24

@@ -16,7 +16,7 @@
 
 #include <ubdma/ubdma.h>
 
-#include "testutil.h"
+#include "../testutil.h"
 #include "wire/vma.h"
 
 #define PG 4096

@@ -1,6 +1,6 @@
 /*
- * testutil.h - what the core tests read back from the kernel on their own, without ubdma:
- * smaps Locked:, VmLck, pagemap entries, and hugepage memory.
+ * testutil.h - what the unit tests (core, wire, rcache, hugepage) read back from the kernel on
+ * their own, without ubdma: smaps Locked:, VmLck, pagemap entries, and hugepage memory.
  */
 #ifndef UBDMA_TESTUTIL_H
 #define UBDMA_TESTUTIL_H
