@@ -689,7 +689,7 @@ int ubdma_nvme_close(ubdma_nvme_t *c)
 	int err;
 
 	if (!c)
-		return nvme_err(EINVAL, "controller is NULL");
+		return 0; /* as free(NULL): the one rule for every close of ubdma (ubdma(3)) */
 	err = ubdma_nvme_shutdown(c);
 	for (unsigned q = 1; c->qps && q <= c->info.io_queues; q++) {
 		if (c->qps[q] && c->qps[q] != (void *)1) {

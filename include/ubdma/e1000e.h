@@ -16,9 +16,9 @@
  *  - ubdma_e1000e_open(bdf, opts, &nic): @opts may be NULL (defaults), its @size is set by the
  *    caller (below), @ctx NULL makes the driver open a vfio context of its own; on failure *nicp
  *    is NULL and nothing stays open.  ubdma_e1000e_close() returns int and frees everything even
- *    when it reports an error.
+ *    when it reports an error; closing NULL does nothing and returns 0.
  *  - Every function that returns int returns 0 or a positive errno value, never -1, and a NULL
- *    handle or result pointer gives EINVAL.  Accessors (pool_free, pci) return 0 or NULL for a
+ *    handle or result pointer gives EINVAL (close excepted).  Accessors (pool_free, pci) return 0 or NULL for a
  *    NULL handle.
  *  - Every failure leaves a sentence for ubdma_e1000e_last_error(), per thread like
  *    ubdma_last_error() (which says more when a ubdma call failed underneath); with
@@ -120,7 +120,7 @@ int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubd
  * ubdma_e1000e_close() - stop the device (receive and transmit off, interrupts masked, bus
  * mastering off), free rings and pool, close the PCI function, and the context when the driver
  * opened it.  Packets the caller still holds become invalid.
- * Return: 0; EINVAL for NULL.
+ * Return: 0 (also for NULL, which does nothing, as free(3)).
  */
 int ubdma_e1000e_close(ubdma_e1000e_t *nic);
 

@@ -17,9 +17,9 @@
  *  - ubdma_nvme_open(bdf, opts, &ctrl): @opts may be NULL (defaults), its @size is set by the
  *    caller (below), @ctx NULL makes the driver open a vfio context of its own; on failure
  *    *ctrlp is NULL and nothing stays open.  ubdma_nvme_close() returns int and frees
- *    everything even when it reports an error.
+ *    everything even when it reports an error; closing NULL does nothing and returns 0.
  *  - Every function that returns int returns 0 or a positive errno value, never -1, and a NULL
- *    handle or result pointer gives EINVAL.  Accessors (info, outstanding, qpair_id) return
+ *    handle or result pointer gives EINVAL (close excepted).  Accessors (info, outstanding, qpair_id) return
  *    NULL or 0 for a NULL handle.
  *  - Every failure leaves a sentence for ubdma_nvme_last_error(), per thread like
  *    ubdma_last_error(); with UBDMA_LOG=error (or warn, info, debug) it is also written to stderr.
@@ -134,8 +134,8 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
  * ubdma_nvme_close() - destroy the queue pairs (commands still outstanding complete with
  * ECANCELED), delete the I/O queues, shut the controller down (CC.SHN, normal shutdown), reset it
  * (CC.EN 0), close the device, and the context when the driver opened it.
- * Return: 0; EINVAL for NULL; ETIMEDOUT when the shutdown did not complete in time (everything
- * is freed anyway).
+ * Return: 0 (also for NULL, which does nothing, as free(3)); ETIMEDOUT when the shutdown did not
+ * complete in time (everything is freed anyway).
  */
 int ubdma_nvme_close(ubdma_nvme_t *ctrl);
 
