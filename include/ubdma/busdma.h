@@ -1,6 +1,24 @@
 /*
  * ubdma/busdma.h - the bus_dma(9) model: tags, maps, loads, sync, DMA memory.
- * Included by <ubdma/ubdma.h>.
+ * Included by <ubdma/ubdma.h>.  Errors follow the convention of ubdma/core.h.
+ *
+ * Threads, as FreeBSD's busdma:
+ *  - Tags are shared.  Any threads may create child tags, create and destroy maps, allocate and
+ *    free DMA memory, set the bounce limit or the lock function, and load maps of one tag at the
+ *    same time (a lock per context orders the tree; a bounce pool has a lock of its own, taken
+ *    only when a load bounces).  ubdma_tag_destroy() must not race other calls on the same tag.
+ *  - A map is used by one thread at a time: load, unload, sync, destroy and ubdma_mem_free() of
+ *    one map are serialised by the caller (no lock guards a map: the hot path takes none).
+ *    Different maps, of one tag or not, are independent.
+ *  - A deferred load's callback (the load returned EINPROGRESS) runs later in the thread whose
+ *    ubdma_map_unload() or ubdma_tag_set_bounce_limit() freed bounce pages, under the tag's lock
+ *    function when one is set (ubdma_tag_set_lockfunc()), with no library lock held.  It may load,
+ *    unload and sync maps (its own map included) and create or destroy maps and tags other than
+ *    its own tag; loads its unloads make possible run after it returns, never nested.  It must not
+ *    call ubdma_ctx_close() of its context.  A callback that runs inside its ubdma_map_load*() is
+ *    in the loading thread, not under the lock function.
+ *  - fork(2): the child must not touch its parent's tags, maps or DMA memory, nor return into the
+ *    library from a callback it was forked in (docs/reliability.md, "fork and library locks").
  */
 #ifndef UBDMA_BUSDMA_H
 #define UBDMA_BUSDMA_H
@@ -75,7 +93,10 @@ int ubdma_tag_destroy(ubdma_tag_t *tag);
  */
 int ubdma_tag_set_bounce_limit(ubdma_tag_t *tag, size_t bytes);
 
-/** ubdma_tag_bounce_limit() - the tag's bounce pool limit in bytes (the default until set). */
+/**
+ * ubdma_tag_bounce_limit() - the tag's bounce pool limit in bytes (the default until set); 0 with
+ * errno EINVAL for a NULL @tag.
+ */
 size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag);
 
 /**
@@ -153,17 +174,27 @@ int ubdma_map_load_sg(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
 
 /**
  * ubdma_map_unload() - release the load's segments and bounce pages (which may run deferred
- * loads of other maps in this thread); cancels a load still waiting.  No implicit sync.
+ * loads of other maps in this thread); cancels a load still waiting.  No implicit sync.  A NULL
+ * @map or a map of another tag changes nothing and sets errno to EINVAL and the sentence.
  */
 void ubdma_map_unload(ubdma_tag_t *tag, ubdma_map_t *map);
 
 /**
  * ubdma_map_sync() - bounce copies and fences: PREWRITE copies to the bounce pages, POSTREAD
  * copies back, PREREAD and POSTWRITE copy nothing; ends with a release fence (PRE) or an acquire
- * fence (POST).  PRE and POST mixed in one call is refused: nothing is copied, ubdma_last_error()
- * says why.
+ * fence (POST).  PRE and POST mixed in one call, unknown @ops bits, a NULL @map or a map of another
+ * tag are refused: nothing is copied, errno is set to EINVAL and ubdma_last_error() says why
+ * (ubdma_map_sync_checked() returns the errno instead).  No lock, system call or allocation.
  */
 void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops);
+
+/**
+ * ubdma_map_sync_checked() - ubdma_map_sync() that returns its verdict, for callers that want it
+ * (the void signature is the bus_dmamap_sync(9) one DESIGN.md fixes).  Same cost.
+ * Return: 0; EINVAL for PRE and POST mixed, unknown @ops bits, a NULL @map or a map of another tag
+ * (nothing copied).
+ */
+int ubdma_map_sync_checked(ubdma_tag_t *tag, ubdma_map_t *map, int ops);
 
 /**
  * ubdma_mem_alloc() - maxsize bytes of DMA memory that satisfy @tag (alignment, boundary, window,
@@ -177,7 +208,11 @@ void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops);
  */
 int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **mapp);
 
-/** ubdma_mem_free() - unload if loaded, and free memory from ubdma_mem_alloc() and its map. */
+/**
+ * ubdma_mem_free() - unload if loaded, and free memory from ubdma_mem_alloc() and its map.  Memory
+ * that is not @tag's from ubdma_mem_alloc() (NULL included) is left alone; errno is set to EINVAL
+ * and the sentence.
+ */
 void ubdma_mem_free(ubdma_tag_t *tag, void *vaddr, ubdma_map_t *map);
 
 

@@ -4,9 +4,33 @@
  * ubdma wires application buffers (vslock(9) / vm_map_wire(9) semantics), hands out locked-memory
  * cookies (ddi_umem_lock(9F)), translates wired addresses to I/O virtual addresses through an IOMMU
  * backend (VFIO), or to physical addresses where there is none, and offers the bus_dma(9) model on
- * top.  Every function that can fail returns 0 or a positive errno value, never -1, and does not
- * report through errno (system calls inside the library may change it, even when a call
- * succeeds); ubdma_last_error() gives a sentence about the last failure of the calling thread.
+ * top.
+ *
+ * Errors, for every public call of libubdma (docs/architecture.md, "Error convention"; ubdma(3)):
+ *  - a call returning int returns 0 or a positive errno value, never -1; a NULL handle or result
+ *    pointer is EINVAL, never a crash; errno is not part of its answer (system calls inside may
+ *    change it, even when the call succeeds);
+ *  - a call returning a pointer returns NULL on failure and sets errno;
+ *  - a call returning a value (a count, size, IOVA, node) answers a NULL handle with the
+ *    sentinel its comment names (0, UBDMA_BAD_IOVA, UBDMA_NODE_ANY) and sets errno to EINVAL; a
+ *    sentinel for a valid handle (an address that is not registered) is an answer, not a failure;
+ *  - a void call never fails on valid input; it ignores NULL where it releases (closes, frees,
+ *    puts, as free(3)), and sets errno on other invalid input (ubdma_map_sync() on a map of another
+ *    tag).  ubdma_map_sync_checked() and ubdma_pci_bar_map() are the int twins of the two calls
+ *    whose void or pointer signature DESIGN.md fixes and that refuse valid-looking input;
+ *  - closing NULL does nothing (and returns 0 where the close returns int, as the drivers' do);
+ *  - every failure leaves a sentence for ubdma_last_error() in the calling thread.
+ *
+ * Threads: contexts, tags, cookies and registrations are shared: any thread may use them
+ * concurrently, except that nothing may run on an object while it is being closed, destroyed,
+ * unlocked or put for the last time, nor on a context during ubdma_ctx_close().  A map is used by
+ * one thread at a time (load, unload, sync, destroy: the caller serialises, as FreeBSD's busdma);
+ * different maps of one tag are independent.  A device (ubdma/pci.h) and a hugepage region
+ * (ubdma/hugepage.h) say their own rules.  ubdma_wire()/ubdma_unwire() are thread-safe, also
+ * on overlapping ranges.  Translation (ubdma_vtoiova(), ubdma_umem_iova(), ubdma_reg_iova())
+ * takes no lock and may run while other threads register and unregister.  fork(2): a child may
+ * use ubdma on objects it makes itself, never on its parent's (docs/reliability.md, "fork and
+ * library locks").
  *
  * The objects are opaque: their sizes are not part of the ABI.
  */
@@ -99,24 +123,39 @@ int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp);
  */
 void ubdma_ctx_close(ubdma_ctx_t *ctx);
 
-/** ubdma_ctx_tag() - the root DMA tag of the context, like bus_get_dma_tag(). Never NULL. */
+/**
+ * ubdma_ctx_tag() - the root DMA tag of the context, like bus_get_dma_tag().  Never NULL for a
+ * context; NULL with errno EINVAL for a NULL @ctx.
+ */
 ubdma_tag_t *ubdma_ctx_tag(ubdma_ctx_t *ctx);
 
-/** ubdma_ctx_backend() - the backend the context runs on (UBDMA_BACKEND_AUTO only for NULL). */
+/**
+ * ubdma_ctx_backend() - the backend the context runs on; UBDMA_BACKEND_AUTO, with errno EINVAL,
+ * only for a NULL @ctx.
+ */
 enum ubdma_backend ubdma_ctx_backend(const ubdma_ctx_t *ctx);
 
 /** ubdma_backend_name() - "auto", "vfio", "phys" or "va". */
 const char *ubdma_backend_name(enum ubdma_backend backend);
 
-/** ubdma_ctx_backend_reason() - a sentence on why AUTO picked the backend it did. */
+/**
+ * ubdma_ctx_backend_reason() - a sentence on why AUTO picked the backend it did.  Never NULL:
+ * "no context", with errno EINVAL, for a NULL @ctx.
+ */
 const char *ubdma_ctx_backend_reason(const ubdma_ctx_t *ctx);
 
 /**
  * ubdma_ctx_iova_windows() - the IOVA ranges the context can hand to devices.
- * @lo, @hi: arrays of @max entries receiving inclusive bounds of each usable range.
- * Return: the number of ranges (may exceed @max: only @max are written); 0 for a NULL @ctx.
+ * @lo, @hi: arrays of @max entries receiving inclusive bounds of each usable range (may be NULL
+ *           when @max is 0).
+ * @nump:    receives the number of ranges, which may exceed @max (only @max are written), as
+ *           ubdma_huge_sizes() does.
+ * Thread-safe: the windows change under the context's lock when a device is opened or closed,
+ * and the copy is one consistent set.
+ * Return: 0; EINVAL for a NULL @ctx or @nump, a negative @max, or NULL arrays with @max > 0.
  */
-int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, ubdma_iova_t *lo, ubdma_iova_t *hi, int max);
+int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, ubdma_iova_t *lo, ubdma_iova_t *hi, int max,
+			   int *nump);
 
 /**
  * ubdma_last_error() - a sentence describing the last failure of the calling thread: which limit,
@@ -179,7 +218,7 @@ int ubdma_umem_lock(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_u
 
 /**
  * ubdma_umem_iova() - the IOVA of @addr inside the cookie's range, or UBDMA_BAD_IOVA when @addr is
- * outside it.  No system call; constant time for a range in one mapping (a range that spans
+ * outside it (and, with errno EINVAL, for a NULL @cookie).  No system call; constant time for a range in one mapping (a range that spans
  * mappings of different page sizes costs one step per mapping).
  */
 ubdma_iova_t ubdma_umem_iova(const ubdma_umem_t *cookie, const void *addr);
@@ -190,7 +229,8 @@ void ubdma_umem_unlock(ubdma_umem_t *cookie);
 /* ------------------------------------------------------------ translation */
 
 /**
- * ubdma_vtoiova() - the IOVA of any registered address of the context, or UBDMA_BAD_IOVA.
+ * ubdma_vtoiova() - the IOVA of any registered address of the context, or UBDMA_BAD_IOVA (with
+ * errno EINVAL for a NULL @ctx; not for an address that is not registered, which is an answer).
  * O(1), no lock, no system call, no allocation; safe while other threads register and unregister.
  * The one exception: the first call after the registration cache's monitor learnt that memory
  * under cached entries went away first retires their translations (so memory unmapped before the

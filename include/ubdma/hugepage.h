@@ -7,7 +7,14 @@
  * size, mapped shared and faulted in on the asked node.  Lock it with ubdma_umem_lock() (or load
  * it through a tag) to give it IOVAs; the phys backend translates only hugepage memory, so a
  * region that fell back to 4 KiB pages is refused there with ENOTSUP.  See docs/hugepages.md for
- * the policy and ubdma_huge_alloc(3) for the details.
+ * the policy and ubdma_huge_alloc(3) for the details.  Errors follow the convention of
+ * ubdma/core.h.
+ *
+ * Threads: every call is thread-safe; a region's accessors may run in any thread until
+ * ubdma_huge_free(), which must not race them.  ubdma_huge_reserve() writes sysfs, which another
+ * process may change at the same time: it checks the count the kernel reached.  fork(2): the child
+ * inherits the mapping of a region nobody wired (ubdma_wire(), ubdma_umem_lock() and loads mark
+ * what they wire MADV_DONTFORK), but must not free its parent's regions (docs/reliability.md).
  */
 #ifndef UBDMA_HUGEPAGE_H
 #define UBDMA_HUGEPAGE_H
@@ -83,6 +90,11 @@ int ubdma_huge_alloc(size_t size, size_t pgsz, int node, int flags, ubdma_huge_t
 
 /** ubdma_huge_free() - unmap the region, release its pages and file, free it.  NULL is ignored. */
 void ubdma_huge_free(ubdma_huge_t *region);
+
+/*
+ * The accessors below answer a NULL @region with NULL, 0 or UBDMA_NODE_ANY and set errno to
+ * EINVAL and the sentence.
+ */
 
 /** ubdma_huge_addr() - the start of the region's memory, aligned to its page size. */
 void *ubdma_huge_addr(const ubdma_huge_t *region);

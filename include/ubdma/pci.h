@@ -7,7 +7,16 @@
  * A device belongs to one context (one VFIO container, one IOMMU domain): every buffer locked in
  * the context is visible to every device opened in it, at the same IOVA.  The device must be
  * bound to vfio-pci first (`ubdma bind BDF`, or by hand through driver_override), and so must
- * every other device of its IOMMU group.
+ * every other device of its IOMMU group.  Errors follow the convention of ubdma/core.h.
+ *
+ * Threads: a device may be used from several threads.  ubdma_pci_bar(), the MSI-X calls and the
+ * accessors are thread-safe (a lock per device); configuration space accesses are single
+ * pread/pwrite calls, but ubdma_pci_bus_master() reads, changes and writes the command register,
+ * so it races another thread's write of that register: the driver serialises those.
+ * ubdma_pci_reset() must not run while another thread touches the device (its registers and
+ * configuration space are being reset).  Opening devices in one context from several threads is
+ * safe; ubdma_pci_close() must not race any other call on the device.  fork(2): the child must
+ * not use or close its parent's devices (docs/reliability.md).
  */
 #ifndef UBDMA_PCI_H
 #define UBDMA_PCI_H
@@ -56,12 +65,21 @@ void ubdma_pci_close(ubdma_pci_t *dev);
  * ubdma_pci_bar() - map BAR @bar (0-5) of the device, uncached, read-write; the mapping is made
  * once and kept until ubdma_pci_close().
  * @lenp: receives the BAR's size (may be NULL).
- * Return: the address, or NULL when @bar is out of range, not implemented (or the upper half of a
- * 64-bit BAR), an I/O-port BAR, or cannot be mapped (ubdma_last_error() says which).  Parts that
- * VFIO does not let user space map (sparse mmap: typically the MSI-X table on older kernels) are
- * left inaccessible (PROT_NONE).
+ * Return: the address, or NULL with errno set as ubdma_pci_bar_map() returns it (and the
+ * sentence).  Parts that VFIO does not let user space map (sparse mmap: typically the MSI-X table
+ * on older kernels) are left inaccessible (PROT_NONE).
  */
 void *ubdma_pci_bar(ubdma_pci_t *dev, int bar, size_t *lenp);
+
+/**
+ * ubdma_pci_bar_map() - ubdma_pci_bar() with an int result (its pointer return is DESIGN.md's).
+ * @addrp: receives the address (NULL on failure).
+ * @lenp:  receives the BAR's size (may be NULL).
+ * Return: 0; EINVAL for a NULL @dev or @addrp, a @bar outside 0-5, or a BAR that is not
+ * implemented (or the upper half of a 64-bit BAR); ENOTSUP for an I/O-port BAR or one VFIO does
+ * not let user space map; EIO when mmap(2) fails; any errno of VFIO_DEVICE_GET_REGION_INFO.
+ */
+int ubdma_pci_bar_map(ubdma_pci_t *dev, int bar, void **addrp, size_t *lenp);
 
 /**
  * ubdma_pci_dma_tag() - the DMA tag of the device, like bus_get_dma_tag(dev): create the driver's
@@ -72,20 +90,24 @@ void *ubdma_pci_bar(ubdma_pci_t *dev, int bar, size_t *lenp);
  * ubdma_mem_alloc() memory of the tags under it are allocated there, preferably) and, once the
  * driver sets one with ubdma_tag_set_lockfunc(), the lock function of every deferred callback of
  * the tags under it.  Tags under it inherit the ranges and the node.
- * Return: the tag, never NULL for an open device; NULL for a NULL @dev.
+ * Return: the tag, never NULL for an open device; NULL with errno EINVAL for a NULL @dev.
  */
 ubdma_tag_t *ubdma_pci_dma_tag(ubdma_pci_t *dev);
 
-/** ubdma_pci_bdf() - the device's address, "DDDD:BB:DD.F" in lower case. */
+/**
+ * ubdma_pci_bdf() - the device's address, "DDDD:BB:DD.F" in lower case; NULL with errno EINVAL
+ * for a NULL @dev.
+ */
 const char *ubdma_pci_bdf(const ubdma_pci_t *dev);
 
-/** ubdma_pci_ctx() - the context the device was opened in. */
+/** ubdma_pci_ctx() - the context the device was opened in; NULL with errno EINVAL for NULL. */
 ubdma_ctx_t *ubdma_pci_ctx(const ubdma_pci_t *dev);
 
 /**
  * ubdma_pci_numa_node() - the NUMA node the device is attached to, as ubdma_numa_node_of_pci()
  * answered at open (hwloc's locality, else sysfs numa_node), or UBDMA_NODE_ANY (-1) when the
- * platform does not say.  The node the device's DMA tag allocates on.
+ * platform does not say.  The node the device's DMA tag allocates on.  UBDMA_NODE_ANY with errno
+ * EINVAL for a NULL @dev (clear errno first to tell it from a device without a node).
  */
 int ubdma_pci_numa_node(const ubdma_pci_t *dev);
 
@@ -110,7 +132,7 @@ int ubdma_pci_cfg_write(ubdma_pci_t *dev, unsigned off, const void *buf, size_t 
 /**
  * ubdma_pci_bus_master() - turn bus mastering (the command register's Bus Master Enable bit,
  * which lets the device start DMA) on (@enable != 0) or off.
- * Return: 0; EIO / any errno of the configuration space access.
+ * Return: 0; EINVAL for a NULL @dev; EIO / any errno of the configuration space access.
  */
 int ubdma_pci_bus_master(ubdma_pci_t *dev, int enable);
 
@@ -119,11 +141,15 @@ int ubdma_pci_bus_master(ubdma_pci_t *dev, int enable);
  * kernel finds for it).  The kernel saves the configuration space before and restores it after
  * (bus mastering and the MSI-X set-up included); BAR mappings stay valid, but device registers
  * return to their reset values, so the driver initialises the device again.
- * Return: 0; ENOTSUP when the device offers no reset VFIO can use; any errno of the ioctl.
+ * Return: 0; EINVAL for a NULL @dev; ENOTSUP when the device offers no reset VFIO can use; any
+ * errno of the ioctl.
  */
 int ubdma_pci_reset(ubdma_pci_t *dev);
 
-/** ubdma_pci_msix_count() - the number of MSI-X vectors of the device (0: no MSI-X). */
+/**
+ * ubdma_pci_msix_count() - the number of MSI-X vectors of the device (0: no MSI-X; 0 with errno
+ * EINVAL for a NULL @dev).
+ */
 unsigned ubdma_pci_msix_count(const ubdma_pci_t *dev);
 
 /**
@@ -140,7 +166,8 @@ int ubdma_pci_msix_enable(ubdma_pci_t *dev, unsigned nvec, int *fds);
 
 /**
  * ubdma_pci_msix_disable() - disable MSI-X and close its eventfds.
- * Return: 0 (also when MSI-X was not enabled); any errno of VFIO_DEVICE_SET_IRQS.
+ * Return: 0 (also when MSI-X was not enabled); EINVAL for a NULL @dev; any errno of
+ * VFIO_DEVICE_SET_IRQS.
  */
 int ubdma_pci_msix_disable(ubdma_pci_t *dev);
 

@@ -13,7 +13,17 @@
  *
  * A registration invalidated while referenced stays valid (mapped, wired) for its holders until
  * their last ubdma_reg_put(), and is never handed out again.  The cache of a context is made on
- * first use; a child of fork(2) starts with an empty cache.
+ * first use; a child of fork(2) starts with an empty cache.  Errors follow the convention of
+ * ubdma/core.h.
+ *
+ * Threads: every call here is thread-safe.  ubdma_reg_get() and ubdma_reg_put() run concurrently
+ * on one context (a hit takes the cache's lock shared and a reference; misses take a lock of the
+ * cache's own, one miss at a time);
+ * ubdma_reg_iova() takes no lock.  One registration may be held by several threads, each with its
+ * own reference; a reference is put once, by any thread.  Setting limits or the monitor, flushing
+ * and reading the statistics may race gets and puts.  The userfaultfd monitor runs in a thread of
+ * the library.  fork(2): the child's cache starts empty and it must not put its parent's
+ * registrations (docs/reliability.md).
  */
 #ifndef UBDMA_RCACHE_H
 #define UBDMA_RCACHE_H
@@ -54,7 +64,7 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 
 /**
  * ubdma_reg_iova() - the IOVA of @addr inside the registration, or UBDMA_BAD_IOVA when @addr is
- * outside its (rounded) range.  O(1), no lock, no system call.  Valid until ubdma_reg_put(),
+ * outside its (rounded) range (and, with errno EINVAL, for a NULL @reg).  O(1), no lock, no system call.  Valid until ubdma_reg_put(),
  * even after the registration was invalidated, or until ubdma_ctx_close(), which frees every
  * registration of the context, held or not.
  */

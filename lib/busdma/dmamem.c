@@ -237,8 +237,8 @@ int ubdma_mem_alloc(ubdma_tag_t *tag, void **vaddrp, int flags, ubdma_map_t **ma
 void ubdma_mem_free(ubdma_tag_t *tag, void *vaddr, ubdma_map_t *map)
 {
 	if (!tag || !map || map->tag != tag || !map->mem || map->mem->b.va != vaddr) {
-		uerr(EINVAL, "map %p and address %p are not memory of tag %p from ubdma_mem_alloc()", (void *)map,
-		     vaddr, (void *)tag);
+		errno = uerr(EINVAL, "map %p and address %p are not memory of tag %p from ubdma_mem_alloc()",
+			     (void *)map, vaddr, (void *)tag);
 		return;
 	}
 	if (map->state != MAP_IDLE)

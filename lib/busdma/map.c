@@ -97,7 +97,7 @@ static void unload_slow(struct ubdma_tag *tag, struct ubdma_map *map)
 void ubdma_map_unload(ubdma_tag_t *tag, ubdma_map_t *map)
 {
 	if (__builtin_expect(!map || map->tag != tag, 0)) {
-		uerr(EINVAL, "map %p does not belong to tag %p", (void *)map, (void *)tag);
+		errno = uerr(EINVAL, "map %p does not belong to tag %p", (void *)map, (void *)tag);
 		return;
 	}
 	if (__builtin_expect(map->bpages != NULL || map->state == MAP_PENDING, 0)) {

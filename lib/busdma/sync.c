@@ -32,14 +32,18 @@ static void copy_bounce(const struct ubdma_map *map, int to_bounce)
 	}
 }
 
-void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops)
+/*
+ * Both public entries run this, inlined: ubdma_map_sync() is on the hot path and must not pay a
+ * call through the PLT to its checked twin.
+ */
+static inline __attribute__((always_inline)) int sync_run(ubdma_tag_t *tag, ubdma_map_t *map, int ops,
+							  const char *fn)
 {
 	if (__builtin_expect(!map || map->tag != tag || (ops & ~(SYNC_PRE | SYNC_POST)) ||
-			     ((ops & SYNC_PRE) && (ops & SYNC_POST)), 0)) {
-		uerr(EINVAL, "sync of map %p on tag %p with ops %#x refused: unknown map, unknown ops, or PRE "
-		     "and POST mixed in one call (nothing copied)", (void *)map, (void *)tag, ops);
-		return;
-	}
+			     ((ops & SYNC_PRE) && (ops & SYNC_POST)), 0))
+		return uerr_at(fn, EINVAL, "sync of map %p on tag %p with ops %#x refused: unknown map, "
+			       "unknown ops, or PRE and POST mixed in one call (nothing copied)",
+			       (void *)map, (void *)tag, ops);
 	if (ops & SYNC_PRE) {
 		if (map->bpages && (ops & UBDMA_SYNC_PREWRITE))
 			copy_bounce(map, 1);
@@ -49,4 +53,19 @@ void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops)
 			copy_bounce(map, 0);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	}
+	return 0;
+}
+
+int ubdma_map_sync_checked(ubdma_tag_t *tag, ubdma_map_t *map, int ops)
+{
+	return sync_run(tag, map, ops, __func__);
+}
+
+/* DESIGN.md fixes it void: the refusal reaches the caller as errno and the sentence. */
+void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops)
+{
+	int err = sync_run(tag, map, ops, __func__);
+
+	if (__builtin_expect(err != 0, 0))
+		errno = err;
 }

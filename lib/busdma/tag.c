@@ -294,8 +294,10 @@ void busdma_tag_lockfunc(struct ubdma_tag *tag, ubdma_lockfunc_t **fnp, void **a
 
 size_t ubdma_tag_bounce_limit(const ubdma_tag_t *tag)
 {
-	if (!tag)
+	if (!tag) {
+		errno = uerr(EINVAL, "NULL tag");
 		return 0;
+	}
 	if (tag->bounce_limit_set)
 		return tag->bounce_limit;
 	return bounce_default_limit(tag) * (tag->alignment > PAGE_4K ? tag->alignment : PAGE_4K);

@@ -144,38 +144,60 @@ void ubdma_ctx_close(ubdma_ctx_t *ctx)
 
 ubdma_tag_t *ubdma_ctx_tag(ubdma_ctx_t *ctx)
 {
-	return ctx ? ctx_layer_state(ctx, CTX_LAYER_BUSDMA) : NULL;
+	if (!ctx) {
+		errno = uerr(EINVAL, "NULL context");
+		return NULL;
+	}
+	return ctx_layer_state(ctx, CTX_LAYER_BUSDMA);
 }
 
 enum ubdma_backend ubdma_ctx_backend(const ubdma_ctx_t *ctx)
 {
-	return ctx ? iommu_backend(&ctx->iommu) : UBDMA_BACKEND_AUTO;
+	if (!ctx) {
+		errno = uerr(EINVAL, "NULL context");
+		return UBDMA_BACKEND_AUTO;
+	}
+	return iommu_backend(&ctx->iommu);
 }
 
 const char *ubdma_ctx_backend_reason(const ubdma_ctx_t *ctx)
 {
-	return ctx ? ctx->reason : "no context";
+	if (!ctx) {
+		errno = uerr(EINVAL, "NULL context");
+		return "no context";
+	}
+	return ctx->reason;
 }
 
-int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, ubdma_iova_t *lo, ubdma_iova_t *hi, int max)
+/*
+ * The count goes out through *nump, as ubdma_huge_sizes() and its siblings do, so that the return
+ * value is 0 or an errno like every other int call (docs/architecture.md, "Error convention").
+ */
+int ubdma_ctx_iova_windows(const ubdma_ctx_t *ctx, ubdma_iova_t *lo, ubdma_iova_t *hi, int max, int *nump)
 {
 	struct iommu_window w[IOMMU_MAX_WINDOWS];
 	int n;
 
-	if (!ctx)
-		return 0;
+	if (nump)
+		*nump = 0;
+	if (!ctx || !nump || max < 0 || (max > 0 && (!lo || !hi)))
+		return uerr(EINVAL, "NULL context or count pointer, a negative max (%d), or NULL arrays "
+			    "with max > 0", max);
 	n = ctx_windows(ctx, w);
 	for (int i = 0; i < n && i < max; i++) {
 		lo[i] = w[i].lo;
 		hi[i] = w[i].hi;
 	}
-	return n;
+	*nump = n;
+	return 0;
 }
 
 ubdma_iova_t ubdma_vtoiova(ubdma_ctx_t *ctx, const void *addr)
 {
-	if (__builtin_expect(ctx == NULL, 0))
+	if (__builtin_expect(ctx == NULL, 0)) {
+		errno = uerr(EINVAL, "NULL context");
 		return UBDMA_BAD_IOVA;
+	}
 	ctx_settle(ctx);
 	return xlate_lookup(&ctx->xlate, (uintptr_t)addr);
 }

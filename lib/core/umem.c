@@ -322,7 +322,11 @@ ubdma_iova_t ubdma_umem_iova(const ubdma_umem_t *u, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 
-	if (!u || a < u->start || a >= u->end)
+	if (__builtin_expect(!u, 0)) {
+		errno = uerr(EINVAL, "NULL cookie");
+		return UBDMA_BAD_IOVA;
+	}
+	if (a < u->start || a >= u->end)
 		return UBDMA_BAD_IOVA;
 	for (int i = 0; i < u->nchunks; i++) {
 		const struct umem_chunk *c = &u->chunks[i];

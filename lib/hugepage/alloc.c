@@ -283,27 +283,35 @@ void ubdma_huge_free(ubdma_huge_t *r)
 	free(r);
 }
 
+/* The accessors answer NULL / 0 / UBDMA_NODE_ANY for a NULL region, with errno and the sentence. */
+static int null_region(const char *fn)
+{
+	return errno = uerr_at(fn, EINVAL, "NULL region");
+}
+
 void *ubdma_huge_addr(const ubdma_huge_t *r)
 {
-	return r->addr;
+	return r ? r->addr : (null_region(__func__), NULL);
 }
 
 size_t ubdma_huge_len(const ubdma_huge_t *r)
 {
-	return r->len;
+	return r ? r->len : (null_region(__func__), 0);
 }
 
 size_t ubdma_huge_pgsz(const ubdma_huge_t *r)
 {
-	return r->pgsz;
+	return r ? r->pgsz : (null_region(__func__), 0);
 }
 
 int ubdma_huge_node(const ubdma_huge_t *r)
 {
-	return r->node;
+	return r ? r->node : (null_region(__func__), UBDMA_NODE_ANY);
 }
 
 const char *ubdma_huge_path(const ubdma_huge_t *r)
 {
+	if (!r)
+		return null_region(__func__), NULL;
 	return r->kind == HUGE_FILE ? r->path : NULL;
 }

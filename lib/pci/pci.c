@@ -100,13 +100,16 @@ static int make_dma_tag(struct ubdma_pci *dev)
 {
 	struct iommu_window win[IOMMU_MAX_WINDOWS];
 	ubdma_iova_t lo[IOMMU_MAX_WINDOWS], hi[IOMMU_MAX_WINDOWS];
-	int n = ubdma_ctx_iova_windows(dev->ctx, lo, hi, IOMMU_MAX_WINDOWS);
+	int n;
+	int err = ubdma_ctx_iova_windows(dev->ctx, lo, hi, IOMMU_MAX_WINDOWS, &n);
 
+	if (err)
+		return err;
 	n = n < IOMMU_MAX_WINDOWS ? n : IOMMU_MAX_WINDOWS;
 	for (int i = 0; i < n; i++)
 		win[i] = (struct iommu_window){ lo[i], hi[i] };
 	const struct busdma_device bd = { .windows = win, .nwindows = n, .node = dev->numa };
-	int err = busdma_device_tag_create(ubdma_ctx_tag(dev->ctx), &bd, &dev->tag);
+	err = busdma_device_tag_create(ubdma_ctx_tag(dev->ctx), &bd, &dev->tag);
 	if (err)
 		return err;
 	ULOG_DEBUG("%s: DMA tag %p, %d IOVA ranges up to %#llx, node %d", dev->bdf, (void *)dev->tag, n,
@@ -276,24 +279,30 @@ const struct ctx_layer pci_layer = {
 	.fini = pci_fini,
 };
 
+/* The accessors below answer NULL / -1 for a NULL device, with errno and the sentence set. */
+static int null_dev(const char *fn)
+{
+	return errno = uerr_at(fn, EINVAL, "NULL device");
+}
+
 ubdma_tag_t *ubdma_pci_dma_tag(ubdma_pci_t *dev)
 {
-	return dev ? dev->tag : NULL;
+	return dev ? dev->tag : (null_dev(__func__), NULL);
 }
 
 const char *ubdma_pci_bdf(const ubdma_pci_t *dev)
 {
-	return dev->bdf;
+	return dev ? dev->bdf : (null_dev(__func__), NULL);
 }
 
 ubdma_ctx_t *ubdma_pci_ctx(const ubdma_pci_t *dev)
 {
-	return dev->ctx;
+	return dev ? dev->ctx : (null_dev(__func__), NULL);
 }
 
 int ubdma_pci_numa_node(const ubdma_pci_t *dev)
 {
-	return dev->numa;
+	return dev ? dev->numa : (null_dev(__func__), UBDMA_NODE_ANY);
 }
 
 /* The range [off, off + len) lies in the configuration space region. */

@@ -143,21 +143,36 @@ out:
 	return err;
 }
 
+int ubdma_pci_bar_map(ubdma_pci_t *dev, int bar, void **addrp, size_t *lenp)
+{
+	int err = 0;
+
+	if (addrp)
+		*addrp = NULL;
+	if (!dev || !addrp)
+		return uerr(EINVAL, "NULL %s", dev ? "addrp" : "device");
+	if (bar < 0 || bar >= PCI_NUM_BARS)
+		return uerr(EINVAL, "%s: BAR %d does not exist (0-5)", dev->bdf, bar);
+	pthread_mutex_lock(&dev->lock);
+	if (!dev->bars[bar].addr)
+		err = bar_map(dev, bar);
+	if (!err) {
+		*addrp = dev->bars[bar].addr;
+		if (lenp)
+			*lenp = dev->bars[bar].len;
+	}
+	pthread_mutex_unlock(&dev->lock);
+	return err;
+}
+
+/* DESIGN.md fixes its pointer return: a failure is NULL with errno and the sentence. */
 void *ubdma_pci_bar(ubdma_pci_t *dev, int bar, size_t *lenp)
 {
 	void *addr;
+	int err = ubdma_pci_bar_map(dev, bar, &addr, lenp);
 
-	if (!dev || bar < 0 || bar >= PCI_NUM_BARS) {
-		uerr(EINVAL, "BAR %d does not exist (0-5)", bar);
-		return NULL;
-	}
-	pthread_mutex_lock(&dev->lock);
-	if (!dev->bars[bar].addr)
-		bar_map(dev, bar);
-	addr = dev->bars[bar].addr;
-	if (addr && lenp)
-		*lenp = dev->bars[bar].len;
-	pthread_mutex_unlock(&dev->lock);
+	if (err)
+		errno = err;
 	return addr;
 }
 

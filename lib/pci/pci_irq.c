@@ -21,7 +21,11 @@
 
 unsigned ubdma_pci_msix_count(const ubdma_pci_t *dev)
 {
-	return dev ? dev->msix_count : 0;
+	if (!dev) {
+		errno = uerr(EINVAL, "NULL device");
+		return 0;
+	}
+	return dev->msix_count;
 }
 
 static void close_fds(int *fds, unsigned n)

@@ -1021,7 +1021,11 @@ ubdma_iova_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 
-	if (!reg || a < reg->lo || a >= reg->hi)
+	if (__builtin_expect(!reg, 0)) {
+		errno = uerr(EINVAL, "NULL registration");
+		return UBDMA_BAD_IOVA;
+	}
+	if (a < reg->lo || a >= reg->hi)
 		return UBDMA_BAD_IOVA;
 	const struct umem_chunk *c = reg->umem->chunks;
 	if (__builtin_expect(reg->nchunks == 1, 1))

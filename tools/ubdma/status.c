@@ -189,7 +189,7 @@ static void status_backend(json_object *root)
 	int nw = 0;
 
 	if (!err)
-		nw = ubdma_ctx_iova_windows(ctx, lo, hi, 8);
+		ubdma_ctx_iova_windows(ctx, lo, hi, 8, &nw);
 	nw = nw < 8 ? nw : 8;
 	if (root) {
 		json_object *o = jadd_obj(root, "backend"), *w;

@@ -26,7 +26,9 @@ static double now_ns(void)
 static int in_windows(ubdma_ctx_t *ctx, uint64_t iova)
 {
 	uint64_t lo[8], hi[8];
-	int n = ubdma_ctx_iova_windows(ctx, lo, hi, 8);
+	int n = 0;
+
+	ubdma_ctx_iova_windows(ctx, lo, hi, 8, &n);
 
 	for (int i = 0; i < n && i < 8; i++)
 		if (iova >= lo[i] && iova <= hi[i])
@@ -62,7 +64,8 @@ int main(void)
 		printf("REPORT device %s: %s opened through VFIO, BAR0 %zu KiB\n", what[i], bdf[i], len >> 10);
 	}
 	uint64_t lo[8], hi[8];
-	int nw = ubdma_ctx_iova_windows(ctx, lo, hi, 8);
+	int nw = 0;
+	ubdma_ctx_iova_windows(ctx, lo, hi, 8, &nw);
 	printf("REPORT iova windows:");
 	for (int i = 0; i < nw && i < 8; i++)
 		printf(" [%#llx-%#llx]", (unsigned long long)lo[i], (unsigned long long)hi[i]);

@@ -135,8 +135,9 @@ static void device_tag(ubdma_ctx_t *ctx, ubdma_pci_t *dev)
 	ubdma_iova_t lo[8], hi[8];
 	ubdma_map_t *m;
 	void *p;
-	int n = ubdma_ctx_iova_windows(ctx, lo, hi, 8), in = 0;
+	int n = 0, in = 0;
 
+	check(ubdma_ctx_iova_windows(ctx, lo, hi, 8, &n) == 0, "ubdma_ctx_iova_windows() -> 0");
 	check(dt && dt != ubdma_ctx_tag(ctx), "device DMA tag is a tag of its own");
 	check(ubdma_tag_destroy(dt) == EINVAL, "ubdma_tag_destroy(device tag) -> EINVAL");
 	check(ubdma_tag_set_lockfunc(dt, NULL, NULL) == 0, "ubdma_tag_set_lockfunc(device tag) -> 0");

@@ -64,7 +64,9 @@ static int write_param(long v)
 static int in_windows(ubdma_ctx_t *ctx, uint64_t lo, uint64_t len)
 {
 	uint64_t wl[8], wh[8];
-	int n = ubdma_ctx_iova_windows(ctx, wl, wh, 8);
+	int n = 0;
+
+	ubdma_ctx_iova_windows(ctx, wl, wh, 8, &n);
 
 	for (int i = 0; i < n && i < 8; i++)
 		if (lo >= wl[i] && lo + len - 1 <= wh[i])

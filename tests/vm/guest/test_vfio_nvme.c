@@ -107,7 +107,7 @@ int main(void)
 		return 1;
 	check(ubdma_ctx_backend(ctx) == UBDMA_BACKEND_VFIO, "backend is %s",
 	      ubdma_backend_name(ubdma_ctx_backend(ctx)));
-	n = ubdma_ctx_iova_windows(ctx, lo, hi, 8);
+	ubdma_ctx_iova_windows(ctx, lo, hi, 8, &n);
 	for (int i = 0; i < n && i < 8; i++)
 		printf("# before attach: window %d [%#" PRIx64 ", %#" PRIx64 "]\n", i, lo[i], hi[i]);
 
@@ -122,7 +122,7 @@ int main(void)
 	CHECK_RC(rc, "ubdma_pci_open(NVMe)");
 	if (rc)
 		return 1;
-	n = ubdma_ctx_iova_windows(ctx, lo, hi, 8);
+	ubdma_ctx_iova_windows(ctx, lo, hi, 8, &n);
 	for (int i = 0; i < n && i < 8; i++)
 		printf("# after attach: window %d [%#" PRIx64 ", %#" PRIx64 "]\n", i, lo[i], hi[i]);
 	check(n >= 1 && lo[0] > 0, "usable windows read from the IOMMU (%d), page 0 excluded", n);
