@@ -73,7 +73,7 @@ int ubdma_map_destroy(ubdma_tag_t *tag, ubdma_map_t *map)
 	return 0;
 }
 
-static void unload_slow(struct ubdma_tag *tag, struct ubdma_map *map)
+static __attribute__((noinline)) void unload_slow(struct ubdma_tag *tag, struct ubdma_map *map)
 {
 	if (map->state == MAP_PENDING) {
 		/* cancel a load still waiting for bounce slots: its callback never runs */
@@ -94,10 +94,17 @@ static void unload_slow(struct ubdma_tag *tag, struct ubdma_map *map)
 	bounce_release(tag, pages); /* may run loads waiting for these slots */
 }
 
+/* Out of line: the unload's fast path keeps no frame for a varargs call it never makes. */
+static __attribute__((cold, noinline)) void unload_refused(const ubdma_tag_t *tag, const ubdma_map_t *map)
+{
+	errno = uerr_at("ubdma_map_unload", EINVAL, "map %p does not belong to tag %p", (const void *)map,
+			(const void *)tag);
+}
+
 void ubdma_map_unload(ubdma_tag_t *tag, ubdma_map_t *map)
 {
 	if (__builtin_expect(!map || map->tag != tag, 0)) {
-		errno = uerr(EINVAL, "map %p does not belong to tag %p", (void *)map, (void *)tag);
+		unload_refused(tag, map);
 		return;
 	}
 	if (__builtin_expect(map->bpages != NULL || map->state == MAP_PENDING, 0)) {

@@ -32,18 +32,28 @@ static void copy_bounce(const struct ubdma_map *map, int to_bounce)
 	}
 }
 
+/* Out of line: the sync's fast path keeps no frame for a varargs call it never makes. */
+static __attribute__((cold, noinline)) int sync_refused(const ubdma_tag_t *tag, const ubdma_map_t *map, int ops,
+							 const char *fn, int set_errno)
+{
+	int err = uerr_at(fn, EINVAL, "sync of map %p on tag %p with ops %#x refused: unknown map, unknown ops, "
+			  "or PRE and POST mixed in one call (nothing copied)", (const void *)map, (const void *)tag,
+			  ops);
+	if (set_errno) /* the void ubdma_map_sync(): its caller learns of the refusal through errno */
+		errno = err;
+	return err;
+}
+
 /*
  * Both public entries run this, inlined: ubdma_map_sync() is on the hot path and must not pay a
  * call through the PLT to its checked twin.
  */
 static inline __attribute__((always_inline)) int sync_run(ubdma_tag_t *tag, ubdma_map_t *map, int ops,
-							  const char *fn)
+							  const char *fn, int set_errno)
 {
 	if (__builtin_expect(!map || map->tag != tag || (ops & ~(SYNC_PRE | SYNC_POST)) ||
 			     ((ops & SYNC_PRE) && (ops & SYNC_POST)), 0))
-		return uerr_at(fn, EINVAL, "sync of map %p on tag %p with ops %#x refused: unknown map, "
-			       "unknown ops, or PRE and POST mixed in one call (nothing copied)",
-			       (void *)map, (void *)tag, ops);
+		return sync_refused(tag, map, ops, fn, set_errno);
 	if (ops & SYNC_PRE) {
 		if (map->bpages && (ops & UBDMA_SYNC_PREWRITE))
 			copy_bounce(map, 1);
@@ -58,14 +68,11 @@ static inline __attribute__((always_inline)) int sync_run(ubdma_tag_t *tag, ubdm
 
 int ubdma_map_sync_checked(ubdma_tag_t *tag, ubdma_map_t *map, int ops)
 {
-	return sync_run(tag, map, ops, __func__);
+	return sync_run(tag, map, ops, __func__, 0);
 }
 
 /* DESIGN.md fixes it void: the refusal reaches the caller as errno and the sentence. */
 void ubdma_map_sync(ubdma_tag_t *tag, ubdma_map_t *map, int ops)
 {
-	int err = sync_run(tag, map, ops, __func__);
-
-	if (__builtin_expect(err != 0, 0))
-		errno = err;
+	(void)sync_run(tag, map, ops, __func__, 1);
 }
