@@ -83,6 +83,7 @@ struct ubdma_e1000e {
 /* ------------------------------------------------------------------ errors */
 
 static _Thread_local char last_error[256];
+static _Thread_local const char *last_fixed; /* a constant sentence, when the last failure had one */
 static int trace; /* UBDMA_LOG asks for errors at least; read once, before any call */
 
 /* The library's levels (error, warn, info, debug) all include errors, which is all that is
@@ -102,6 +103,7 @@ static int e1000e_err(int err, const char *fmt, ...)
 {
 	va_list ap;
 
+	last_fixed = NULL;
 	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
@@ -110,9 +112,21 @@ static int e1000e_err(int err, const char *fmt, ...)
 	return err;
 }
 
+/*
+ * A full ring is back-pressure the caller meets at line rate, not a fault: its sentence is a
+ * constant, recorded with one store instead of a vsnprintf on the transmit path.
+ */
+static int e1000e_err_fixed(int err, const char *msg)
+{
+	last_fixed = msg;
+	if (__builtin_expect(trace, 0))
+		fprintf(stderr, "ubdma_e1000e error: %s (%s)\n", msg, strerror(err));
+	return err;
+}
+
 const char *ubdma_e1000e_last_error(void)
 {
-	return last_error;
+	return last_fixed ? last_fixed : last_error;
 }
 
 /* ------------------------------------------------------------------ register access */
@@ -728,8 +742,8 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 			break;
 		}
 		if (i == room) {
-			err = e1000e_err(ENOBUFS, "tx_burst: the transmit ring is full after %u of %u "
-					 "frames", i, n);
+			err = e1000e_err_fixed(ENOBUFS, "tx_burst: the transmit ring is full (the frames "
+					       "before it went)");
 			nic->st.sw_tx_ring_full++;
 			break;
 		}
@@ -844,7 +858,8 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 		if (k > nic->nfree)
 			k = nic->nfree;
 		if (k == 0) {
-			err = e1000e_err(ENOBUFS, "send: the %s is full", room ? "packet pool" : "transmit ring");
+			err = e1000e_err_fixed(ENOBUFS, room ? "send: the packet pool is full"
+							     : "send: the transmit ring is full");
 			if (!room)
 				nic->st.sw_tx_ring_full++;
 			break;
