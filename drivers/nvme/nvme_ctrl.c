@@ -563,7 +563,7 @@ static int delete_queue(struct ubdma_nvme *c, uint8_t opc, uint16_t qid)
 
 int ubdma_nvme_qpair_create(ubdma_nvme_t *c, unsigned entries, ubdma_nvme_qpair_t **qpp)
 {
-	struct ubdma_nvme_qpair *qp;
+	struct ubdma_nvme_qpair *qp = NULL; /* set by nvme_qpair_alloc(); gcc -O3 cannot tell */
 	unsigned qid;
 	int err;
 
