@@ -7,10 +7,11 @@
  * (VFIO present without type1v2, say); each skip and each failure goes into the reason, which
  * ubdma_ctx_backend_reason() and `ubdma status` show.
  *
- * Adding a backend: its file here (a const struct iommu_ops), its line in backends[] where AUTO
- * should try it, the file in meson.build, and a value of enum ubdma_backend (include/ubdma/core.h)
- * so that users can ask for it by name.  Nothing outside lib/iommu changes: the layers above ask
- * iommu_caps() what to do differently.
+ * Adding a backend: its file here (a const struct iommu_ops named iommu_NAME_ops) and its line in
+ * the table of lib/iommu/meson.build, at the place AUTO should try it; the build hands the table to
+ * this file as the X-macro UBDMA_IOMMU_BACKENDS.  Users name a backend through a value of enum
+ * ubdma_backend (include/ubdma/core.h), which is public API, not part of the seam.  Nothing outside
+ * lib/iommu changes: the layers above ask iommu_caps() what to do differently.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,12 +20,16 @@
 #include "base/log.h"
 #include "iommu/iommu.h"
 
-extern const struct iommu_ops iommu_vfio_ops, iommu_phys_ops, iommu_va_ops;
+#include "iommu/iommu_table.h" /* generated from lib/iommu/meson.build */
+
+#define X(name) extern const struct iommu_ops iommu_##name##_ops;
+UBDMA_IOMMU_BACKENDS
+#undef X
 
 static const struct iommu_ops *const backends[] = {
-	&iommu_vfio_ops,
-	&iommu_phys_ops,
-	&iommu_va_ops,
+#define X(name) &iommu_##name##_ops,
+	UBDMA_IOMMU_BACKENDS
+#undef X
 };
 
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
