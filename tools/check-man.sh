@@ -86,34 +86,7 @@ done
 
 # every public function has a page: the names declared in the headers, comments and
 # preprocessor lines left out, typedefs (callback types) skipped
-funcs=$(awk '
-	{
-		line = $0; out = ""
-		while (line != "") {
-			if (inc) {
-				i = index(line, "*/")
-				if (!i) { line = ""; break }
-				line = substr(line, i + 2); inc = 0
-			} else {
-				i = index(line, "/*")
-				if (!i) { out = out line; break }
-				out = out substr(line, 1, i - 1) " "; line = substr(line, i + 2); inc = 1
-			}
-		}
-		sub(/\/\/.*/, "", out)
-		if (out !~ /^[ \t]*#/)
-			text = text " " out
-	}
-	END {
-		n = split(text, st, /[;{}]/)
-		for (k = 1; k <= n; k++) {
-			if (st[k] ~ /(^|[^A-Za-z0-9_])typedef[^A-Za-z0-9_]/)
-				continue
-			if (match(st[k], /ubdma_[A-Za-z0-9_]+[ \t]*\(/)) {
-				f = substr(st[k], RSTART, RLENGTH); sub(/[ \t]*\($/, "", f); print f
-			}
-		}
-	}' "$incdir"/*.h | sort -u)
+funcs=$(awk -v prefix=ubdma_ -f "$(dirname "$0")/public-functions.awk" "$incdir"/*.h | sort -u)
 nf=0
 for f in $funcs; do
 	nf=$((nf + 1))

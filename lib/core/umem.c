@@ -318,14 +318,19 @@ int ubdma_umem_lock(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_u
 	return umem_lock(ctx, addr, len, flags, NULL, cookiep);
 }
 
+/* Out of line, so that the look-up's fast path keeps no frame for a varargs call it never makes. */
+static __attribute__((cold, noinline)) ubdma_iova_t umem_iova_null(void)
+{
+	errno = uerr_at("ubdma_umem_iova", EINVAL, "NULL cookie");
+	return UBDMA_BAD_IOVA;
+}
+
 ubdma_iova_t ubdma_umem_iova(const ubdma_umem_t *u, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 
-	if (__builtin_expect(!u, 0)) {
-		errno = uerr(EINVAL, "NULL cookie");
-		return UBDMA_BAD_IOVA;
-	}
+	if (__builtin_expect(!u, 0))
+		return umem_iova_null();
 	if (a < u->start || a >= u->end)
 		return UBDMA_BAD_IOVA;
 	for (int i = 0; i < u->nchunks; i++) {

@@ -1017,14 +1017,19 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	return 0;
 }
 
+/* Out of line, so that the look-up's fast path keeps no frame for a varargs call it never makes. */
+static __attribute__((cold, noinline)) ubdma_iova_t reg_iova_null(void)
+{
+	errno = uerr_at("ubdma_reg_iova", EINVAL, "NULL registration");
+	return UBDMA_BAD_IOVA;
+}
+
 ubdma_iova_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
 
-	if (__builtin_expect(!reg, 0)) {
-		errno = uerr(EINVAL, "NULL registration");
-		return UBDMA_BAD_IOVA;
-	}
+	if (__builtin_expect(!reg, 0))
+		return reg_iova_null();
 	if (a < reg->lo || a >= reg->hi)
 		return UBDMA_BAD_IOVA;
 	const struct umem_chunk *c = reg->umem->chunks;

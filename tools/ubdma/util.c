@@ -29,15 +29,21 @@ void sfmt(char *buf, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The one printer behind usage_error() and fail(): "ubdma: <message>\n" on stderr. */
+static void complain(const char *fmt, va_list ap)
+{
+	fputs("ubdma: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("ubdma: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	complain(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(EX_USAGE);
 }
 
@@ -45,11 +51,9 @@ int fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("ubdma: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	complain(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return EX_FAIL;
 }
 

@@ -16,6 +16,7 @@ if [ $# -lt 4 ]; then
 fi
 nm=$1 so=$2 prefix=$3
 shift 3
+awkfile=$(dirname "$0")/../../../tools/public-functions.awk
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
@@ -37,23 +38,7 @@ for h in "$@"; do
 		echo "$(dirname "$h")/$inc"
 	done
 done | sort -u >"$tmp/headers"
-xargs cat <"$tmp/headers" | awk '
-	{
-		line = $0; out = ""
-		while (line != "") {
-			if (inc) {
-				i = index(line, "*/")
-				if (!i) { line = ""; break }
-				line = substr(line, i + 2); inc = 0
-			} else {
-				i = index(line, "/*")
-				if (!i) { out = out line; break }
-				out = out substr(line, 1, i - 1) " "; line = substr(line, i + 2); inc = 1
-			}
-		}
-		print out
-	}' | grep -oE "\\b${prefix}[a-z0-9_]*[[:space:]]*\\(" | sed 's/[[:space:](]//g' | grep -v '_t$' |
-	sort -u >"$tmp/declared"
+xargs awk -v prefix="$prefix" -f "$awkfile" <"$tmp/headers" | sort -u >"$tmp/declared"
 
 report() { # n description file-of-offenders
 	if [ -s "$3" ]; then
