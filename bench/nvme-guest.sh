@@ -53,6 +53,8 @@ bind() { # driver: hand the controller to vfio-pci or nvme (loading nvme the fir
 	i=0 dev=
 	while [ $i -lt 100 ]; do
 		ns=$(ls -d $D/nvme/nvme*/nvme*n1 2>/dev/null | head -n1)
+		# a multipath-capable controller (QEMU 10): its path is nvmeXcYn1, the disk nvmeXn1
+		ns=$(echo "$ns" | sed 's/\(nvme[0-9]*\)c[0-9]*\(n[0-9]*\)$/\1\2/')
 		[ -n "$ns" ] && [ -b "/dev/${ns##*/}" ] && dev=/dev/${ns##*/} && return 0
 		usleep 100000
 		i=$((i + 1))

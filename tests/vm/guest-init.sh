@@ -147,6 +147,9 @@ if [ "$UBDMA_CFG_NVME_DRIVER" = nvme ] && [ -n "$UBDMA_VM_NVME" ]; then
 	i=0 ns=
 	while [ $i -lt 100 ]; do
 		ns=$(ls -d /sys/bus/pci/devices/$UBDMA_VM_NVME/nvme/nvme*/nvme*n1 2>/dev/null | head -n1)
+		# QEMU 10's controller is multipath-capable: the kernel names the controller's path
+		# nvmeXcYn1 (hidden, no /dev node) and the disk nvmeXn1
+		ns=$(echo "$ns" | sed 's/\(nvme[0-9]*\)c[0-9]*\(n[0-9]*\)$/\1\2/')
 		[ -n "$ns" ] && [ -b "/dev/${ns##*/}" ] && break
 		usleep 100000
 		i=$((i + 1))
