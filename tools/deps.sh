@@ -11,6 +11,7 @@ UBDMA_PACKAGES=(
   libjson-c-dev                                  # tools/ubdma: JSON output and the bench reader
   busybox-static cpio kmod                       # VM test bed (VFIO in a guest; QEMU below)
   fio tshark gnuplot-nox                         # peers and outside checks
+  libblkid-dev libmount-dev e2fsprogs            # ubdma bench: in-use checks; vm tests' ext4 image
 )
 
 missing=()

@@ -2,6 +2,8 @@
  * bench.c - `ubdma bench`: run every bench_* program of a directory with --json, keep its JSON,
  * and turn its rows into a text table, a Markdown table and, for rows carrying a histogram
  * ("hist": [[value, count], ...]), a gnuplot script and its PNG.  The rows are read with json-c.
+ * `ubdma bench nvme|nic|iommu` is the benchmark of a device of this machine: this file passes it
+ * on (bench_nvme.c, bench_nic.c, bench_iommu.c) and parses the options they share.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -15,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "cli.h"
 
 static void fmt_num(json_object *o, const char *key, char *buf, size_t len)
@@ -234,8 +237,70 @@ static const char *default_dir(char *buf, size_t len)
 	return buf;
 }
 
+int mkdir_p(const char *dir)
+{
+	char p[PATH_MAX];
+
+	sfmt(p, sizeof(p), "%s", dir);
+	for (char *s = p + 1; *s; s++)
+		if (*s == '/') {
+			*s = '\0';
+			if (mkdir(p, 0755) && errno != EEXIST)
+				return -1;
+			*s = '/';
+		}
+	return mkdir(p, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+int bench_common_opts(int argc, char **argv, struct bench_opts *o, char **rest, const char *kind)
+{
+	static char outbuf[64];
+	int n = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->secs = 5;
+	sfmt(outbuf, sizeof(outbuf), "ubdma-bench-%s", kind);
+	o->out = outbuf;
+	rest[n++] = argv[0];
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--time") && i + 1 < argc) {
+			char *end;
+			o->secs = strtod(argv[++i], &end);
+			if (*end || !(o->secs >= 0.1 && o->secs <= 3600))
+				usage_error("bench %s: --time wants seconds between 0.1 and 3600, not '%s'", kind, argv[i]);
+		} else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
+			o->out = argv[++i];
+		} else if (!strcmp(argv[i], "--csv")) {
+			o->csv = 1;
+		} else if (!strcmp(argv[i], "--quiet")) {
+			o->quiet = 1;
+		} else if (!strcmp(argv[i], "--force")) {
+			o->force = 1;
+		} else if (n < 63) {
+			rest[n++] = argv[i];
+		} else {
+			usage_error("bench %s: too many arguments", kind);
+		}
+	}
+	rest[n] = NULL;
+	return n;
+}
+
 int cmd_bench(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "nvme"))
+		return bench_nvme(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "nic"))
+		return bench_nic(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "iommu"))
+		return bench_iommu(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "all")) {
+		argc--;
+		argv++;
+	} else if (argc > 1 && argv[1][0] != '-') {
+		usage_error("bench: unknown kind '%s' (nvme, nic, iommu, or all for the bench_* programs)", argv[1]);
+	}
+
 	const char *out = "ubdma-bench", *dir = NULL;
 	char defdir[PATH_MAX], **extra = NULL, **names;
 	int nextra = 0, rc = 0, nb = 0;

@@ -43,8 +43,9 @@ int each_device(int argc, char **argv, const char *usage, int (*one)(const char 
 	return rc;
 }
 
-/* Hand bdf to vfio-pci: driver_override, unbind from the current driver, probe.  0 or exit status. */
-static int bind_one(const char *bdf, char *grp, size_t glen)
+/* Hand bdf to vfio-pci: driver_override, unbind from the current driver, probe.  0 or exit status.
+ * Also `ubdma bench`'s way to take a device (bench_dev.c). */
+int bind_one(const char *bdf, char *grp, size_t glen)
 {
 	char path[PATH_MAX], drv[64], now[64];
 	int err;

@@ -41,6 +41,8 @@ int cmd_bench(int argc, char **argv);
 
 /* bind.c: the frame bind and unbind share (check every address, then act on each in turn). */
 int each_device(int argc, char **argv, const char *usage, int (*one)(const char *bdf, json_object *arr));
+/* bind.c: hand one device to vfio-pci (its IOMMU group into grp); 0 or EX_FAIL after a message. */
+int bind_one(const char *bdf, char *grp, size_t glen);
 
 /* hugepages.c: the hugepage table of `status` and `hugepages`, or its "hugepages" member. */
 void hugepages_show(json_object *root);

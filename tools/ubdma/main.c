@@ -33,7 +33,16 @@ static const struct ubdma_cmd commands[] = {
 	  "                              evictions, invalidations, bytes pinned) on a workload of its own:\n"
 	  "                              N buffers (default 8 of 64K), each got and put K times (100)\n" },
 	{ "bench", cmd_bench,
-	  "  bench [--out DIR] [--bench-dir DIR] [-- ARGS]\n"
+	  "  bench nvme BDF [--time SECS] [--out DIR] [--csv] [--read-range LBA..LBA]\n"
+	  "             [--write-range LBA..LBA] [--workloads NAME,...] [--ns NSID] [--no-peer]\n"
+	  "                              NVMe latency and IOPS, ubdma beside the kernel driver (fio);\n"
+	  "                              reads only unless --write-range; refuses a namespace in use\n"
+	  "  bench nic BDF [--time SECS] [--out DIR] [--csv] [--ping IPV4] [--force]\n"
+	  "                              e1000e transmit rate and latency; refuses a NIC with an address\n"
+	  "  bench iommu [--dev BDF] [--time SECS] [--out DIR] [--csv]\n"
+	  "                              map/unmap, translation, load and bounce costs of each backend\n"
+	  "                              (the device goes back to its driver at the end, also on SIGINT)\n"
+	  "  bench [all] [--out DIR] [--bench-dir DIR] [-- ARGS]\n"
 	  "                              run every bench_* with --json; tables (.txt, .md) and plots\n" },
 	{ "help", cmd_help, "  help                        this text\n" },
 };
