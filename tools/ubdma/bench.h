@@ -48,7 +48,7 @@ extern const char *const bench_pct_names[NPCT]; /* "p50" ... "p99.99" */
 
 /* One part of the time of an I/O (breakdown): ubdma's load, translation ... or the device's. */
 struct bench_part {
-	char name[40];
+	char name[64];
 	char side[8]; /* "ubdma" or "device" */
 	double median, p99;
 };
@@ -103,6 +103,8 @@ void report_free(struct bench_report *r);
 /* Progress on stderr: "[3/7] randread-4k-qd32 (ubdma) 2 s left", rewritten in place on a tty. */
 void progress(int i, int n, const char *name, const char *impl, double left_s);
 void progress_done(void);
+/* --quiet: no progress lines */
+extern int progress_quiet;
 
 /* -------------------------------------------------------------- bench_dev.c */
 

@@ -53,19 +53,20 @@ struct range {
 	int set;
 };
 
-static void parse_range(const char *opt, const char *s, struct range *r)
+static void parse_range(const char *opt, const char *arg, struct range *r)
 {
+	const char *s = arg;
 	char *end;
 	unsigned long long lo, hi;
 
 	errno = 0;
 	lo = strtoull(s, &end, 0);
 	if (errno || end == s || strncmp(end, "..", 2))
-		usage_error("bench nvme: %s wants LBA..LBA (first and last block, inclusive), not '%s'", opt, s);
+		usage_error("bench nvme: %s wants LBA..LBA (first and last block, inclusive), not '%s'", opt, arg);
 	s = end + 2;
 	hi = strtoull(s, &end, 0);
 	if (errno || end == s || *end || hi < lo)
-		usage_error("bench nvme: %s wants LBA..LBA with the first <= the last, not '%s'", opt, s);
+		usage_error("bench nvme: %s wants LBA..LBA with the first <= the last, not '%s'", opt, arg);
 	r->lo = lo;
 	r->hi = hi;
 	r->set = 1;

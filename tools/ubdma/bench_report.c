@@ -90,9 +90,12 @@ void report_free(struct bench_report *r)
 /* ------------------------------------------------------------------ progress */
 
 static int progress_tty = -1, progress_open;
+int progress_quiet;
 
 void progress(int i, int n, const char *name, const char *impl, double left_s)
 {
+	if (progress_quiet)
+		return;
 	if (progress_tty < 0)
 		progress_tty = isatty(2);
 	if (progress_tty) {
@@ -269,7 +272,7 @@ static void write_text(FILE *f, const struct bench_report *r)
 			fprintf(f, "\nwhere the time of one operation goes (median / p99):\n");
 		fprintf(f, "  %s (%s):\n", w->name, w->impl);
 		for (int k = 0; k < w->nparts; k++)
-			fprintf(f, "    %-6s %-44s %9s / %s\n", w->parts[k].side, w->parts[k].name,
+			fprintf(f, "    %-6s %-58s %9s / %s\n", w->parts[k].side, w->parts[k].name,
 				lat(w->parts[k].median, b[0], sizeof(b[0])), lat(w->parts[k].p99, b[1], sizeof(b[1])));
 	}
 	for (int i = 0; i < r->nnotes; i++)

@@ -1,0 +1,104 @@
+#!/bin/bash
+# bench-check.sh OUTDIR ASSETS UBDMA [FIO] - `ubdma bench` in the test-bed guest, and its disks
+# checked on the host afterwards (TAP on stdout).
+#
+# The guest boots with the NVMe controllers and the e1000e on their kernel drivers (-n -N -M),
+# so that every run must bind and give back, and with three controllers: 00:02.0 on a blank
+# image, 00:04.0 on an ext4 image made here with mkfs.ext4 -d (a data.bin of random bytes), and
+# 00:05.0 on an image behind QEMU's blkdebug that fails reads of sector 100000.  The guest side
+# is tests/vm/bench-guest.sh (its BENCH-CHECK lines become TAP points here).  Then, on the host:
+# the ext4 image is byte for byte what it was, its data.bin reads back (debugfs), and the blank
+# image was written inside --write-range 8192..16383 (512-byte blocks) only.
+# The guest also needs ext4 (not in the test bed's modules): its modules are taken from the
+# kernel package the assets keep (ASSETS/dl), put in order with modprobe --show-depends.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=${1:?usage: bench-check.sh OUTDIR ASSETS UBDMA [FIO]}
+ASSETS=${2:?} UBDMA=${3:?} FIO=${4:-$(command -v fio || true)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+n=0 failed=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+skip_all() { echo "1..0 # SKIP $*"; exit 77; }
+
+for t in mkfs.ext4:e2fsprogs debugfs:e2fsprogs dpkg-deb:dpkg depmod:kmod modprobe:kmod gnuplot:gnuplot-nox; do
+	command -v "${t%%:*}" >/dev/null || skip_all "${t%%:*} missing: install the Debian package ${t#*:} (tools/deps.sh)"
+done
+[ -n "$FIO" ] || skip_all "fio missing: install the Debian package fio (tools/deps.sh)"
+"$HERE/build-guest.sh" "$ASSETS" >&2 || { echo "Bail out! build-guest.sh failed"; exit 1; }
+
+# --- the ext4 modules of the guest's kernel ------------------------------------------------------
+KREL=$(cat "$ASSETS/kernel-release")
+MODS=$OUT/ext4-mods
+if [ ! -s "$MODS/order" ] || [ "$(cat "$MODS/release" 2>/dev/null)" != "$KREL" ]; then
+	rm -rf "$OUT/k" "$MODS"
+	mkdir -p "$OUT/k" "$MODS"
+	deb=$(ls "$ASSETS"/dl/linux-image-"$KREL"_*.deb | head -n1)
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$OUT/k" --wildcards './lib/modules/*/modules.*' \
+		'./lib/modules/*/kernel/fs/*' './lib/modules/*/kernel/lib/*' './lib/modules/*/kernel/crypto/*'
+	depmod -b "$OUT/k" "$KREL"
+	modprobe -d "$OUT/k" -S "$KREL" --show-depends ext4 | while read -r word path _; do
+		[ "$word" = insmod ] || continue
+		cp "$path" "$MODS/"
+		basename "$path" >>"$MODS/order"
+	done
+	echo "$KREL" >"$MODS/release"
+	rm -rf "$OUT/k"
+fi
+[ -s "$MODS/order" ] || { echo "Bail out! no ext4 modules for $KREL"; exit 1; }
+
+# --- the three disks --------------------------------------------------------------------------------
+rm -rf "$OUT/ext4-src" "$OUT/blank.img" "$OUT/ext4.img" "$OUT/bad.img"
+mkdir -p "$OUT/ext4-src"
+head -c 3M /dev/urandom >"$OUT/ext4-src/data.bin"
+mkfs.ext4 -q -F -L ubdma-bench -d "$OUT/ext4-src" "$OUT/ext4.img" 32M >&2
+cp "$OUT/ext4.img" "$OUT/ext4.orig"
+truncate -s 64M "$OUT/blank.img" "$OUT/bad.img"
+cat >"$OUT/blkdebug.conf" <<CONF
+[inject-error]
+event = "read_aio"
+errno = "5"
+sector = "100000"
+CONF
+cat >"$OUT/disks.qemu" <<QEMU
+-drive
+file=$OUT/ext4.img,if=none,id=nvext,format=raw
+-device
+nvme,drive=nvext,serial=ext4disk,addr=0x4
+-drive
+driver=raw,if=none,id=nvbad,file.driver=blkdebug,file.config=$OUT/blkdebug.conf,file.image.filename=$OUT/bad.img
+-device
+nvme,drive=nvbad,serial=baddisk,addr=0x5
+QEMU
+
+# --- the guest ---------------------------------------------------------------------------------------
+rc=0
+"$HERE/run-guest.sh" -n -N -M -t 900 -u 600 -a "$ASSETS" -o "$OUT/vm" -d "$OUT/blank.img" -q "$OUT/disks.qemu" \
+	-i "$UBDMA=/ubdma/bin/ubdma" -i "$FIO=/ubdma/bin/fio" -i "$(readlink -f "$(command -v gnuplot)")=/ubdma/bin/gnuplot" \
+	-i "$MODS=/ubdma/ext4" "$HERE/bench-guest.sh" >"$OUT/run-guest.out" 2>"$OUT/run-guest.err" || rc=$?
+check "guest ran bench-guest.sh (run-guest.sh status $rc; $OUT/vm/results.txt)" grep -q '^PASS 1 bench-guest.sh' "$OUT/vm/results.txt"
+while read -r res what; do
+	if [ "$res" = ok ]; then ok "guest: $what"; else not_ok "guest: $what"; fi
+done < <(sed -n 's/^BENCH-CHECK \(ok\|not-ok\) /\1 /p' "$OUT/vm/console.log")
+[ "$(grep -c '^BENCH-CHECK' "$OUT/vm/console.log")" -ge 60 ] ||
+	not_ok "guest: only $(grep -c '^BENCH-CHECK' "$OUT/vm/console.log") checks ran (the script stopped early)"
+
+# --- the disks, on the host ------------------------------------------------------------------------
+check "ext4 image byte for byte as it was made" cmp -s "$OUT/ext4.img" "$OUT/ext4.orig"
+debugfs -R "dump /data.bin $OUT/data.back" "$OUT/ext4.img" >/dev/null 2>&1 || true
+check "ext4: data.bin reads back intact (debugfs)" cmp -s "$OUT/data.back" "$OUT/ext4-src/data.bin"
+fsck_clean() { e2fsck -fn "$OUT/ext4.img" >&2; }
+check "ext4: e2fsck finds it clean" fsck_clean
+# reads only outside --write-range 8192..16383: bytes [4 MiB, 8 MiB) written, the rest still zero
+zero_outside() {
+	cmp -s -n $((4 << 20)) "$OUT/blank.img" /dev/zero &&
+		cmp -s -i $((8 << 20)):0 -n $((56 << 20)) "$OUT/blank.img" /dev/zero
+}
+check "blank disk: nothing written outside --write-range" zero_outside
+written() { [ "$(dd if="$OUT/blank.img" bs=1M skip=4 count=4 2>/dev/null | tr -d '\000' | wc -c)" -gt 0 ]; }
+check "blank disk: the write workloads wrote inside it" written
+echo "1..$n"
+[ $failed = 0 ]

@@ -1,0 +1,187 @@
+#!/bin/sh
+# bench-guest.sh - runs in the test-bed guest (packed by bench-check.sh): `ubdma bench` on the
+# NVMe and the e1000e as a user runs it, and its refusals.  The guest boots with the devices on
+# their kernel drivers (run-guest.sh -n -N) and three NVMe controllers:
+#   00:02.0  blank (bench-check.sh checks afterwards that only --write-range was written)
+#   00:04.0  a preformatted ext4 filesystem holding data.bin (must be refused, left intact)
+#   00:05.0  reads of LBA 100000 fail (QEMU blkdebug): the failing workload
+# Each check prints "BENCH-CHECK ok|not-ok <what>"; the exit status is 1 when one failed.
+U=/ubdma/bin/ubdma
+NV=0000:00:02.0 EXT=0000:00:04.0 BAD=0000:00:05.0 NIC=${UBDMA_VM_NIC:-0000:00:03.0}
+fails=0
+
+check() {
+	what=$1
+	shift
+	if "$@"; then
+		echo "BENCH-CHECK ok $what"
+	else
+		echo "BENCH-CHECK not-ok $what"
+		fails=$((fails + 1))
+	fi
+}
+drv() { basename "$(readlink "/sys/bus/pci/devices/$1/driver" 2>/dev/null)" 2>/dev/null; }
+on() { [ "$(drv "$1")" = "$2" ]; }
+blk_of() { ls "/sys/bus/pci/devices/$1/nvme/"nvme*/ 2>/dev/null | grep -E '^nvme[0-9]+n[0-9]+$' | head -n1; }
+# a namespace's block device, waiting for the nvme driver's scan after a rebind
+wait_blk() {
+	i=0
+	while [ $i -lt 100 ]; do
+		b=$(blk_of "$1")
+		[ -n "$b" ] && [ -b "/dev/$b" ] && return 0
+		usleep 100000
+		i=$((i + 1))
+	done
+	return 1
+}
+show() { echo "--- $1"; cat "$1"; }
+# every workload of results.csv named in report.html, with its PNG and SVG when gnuplot drew them
+html_names_all() {
+	[ -s "$1/report.html" ] || return 1
+	for w in $(tail -n +2 "$1/results.csv" | cut -d, -f1 | sort -u); do
+		grep -q ">$w<" "$1/report.html" || { echo "report.html does not name $w"; return 1; }
+		[ -s "$1/hist-$w.svg" ] && [ -s "$1/hist-$w.png" ] || { echo "no plot of $w"; return 1; }
+	done
+}
+
+for m in $(cat /ubdma/ext4/order); do insmod "/ubdma/ext4/$m" 2>/dev/null; done
+for b in $NV $EXT $BAD; do wait_blk "$b" || echo "no block device for $b"; done
+NVB=$(blk_of $NV) EXTB=$(blk_of $EXT)
+echo "devices: $NV=$NVB $EXT=$EXTB $BAD=$(blk_of $BAD) nic $NIC=$(drv $NIC)"
+
+# --- a namespace with a mounted ext4 is refused, nothing bound -----------------------------------
+mkdir -p /mnt
+check "ext4 of $EXT mounts" mount -t ext4 -o ro "/dev/$EXTB" /mnt
+sum0=$(md5sum /mnt/data.bin | cut -d' ' -f1)
+$U bench nvme $EXT --time 0.5 --out /tmp/r-mounted >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "mounted namespace refused with exit 1 (was $rc)" [ $rc = 1 ]
+check "the refusal names the mount" grep -q "mounted on /mnt (ext4)" /tmp/e
+check "the refusal names the ext4 signature" grep -q "ext4 signature" /tmp/e
+check "mounted: $EXT still on nvme" on $EXT nvme
+check "mounted: no report written" [ ! -e /tmp/r-mounted/report.html ]
+check "mounted: data.bin intact" [ "$(md5sum /mnt/data.bin | cut -d' ' -f1)" = "$sum0" ]
+umount /mnt
+$U bench nvme $EXT --time 0.5 --out /tmp/r-ext4 >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "unmounted ext4 refused with exit 1 (was $rc)" [ $rc = 1 ]
+check "the refusal names the filesystem" grep -q "holds an ext4 signature (a filesystem)" /tmp/e
+check "unmounted: $EXT still on nvme" on $EXT nvme
+
+# --- a namespace open by another process is refused ---------------------------------------------
+(exec 3<"/dev/$NVB"; sleep 30) &
+holder=$!
+usleep 300000
+$U bench nvme $NV --time 0.5 --out /tmp/r-open >/tmp/o 2>/tmp/e
+rc=$?
+kill $holder
+wait $holder 2>/dev/null
+show /tmp/e
+check "namespace open elsewhere refused with exit 1 (was $rc)" [ $rc = 1 ]
+check "the refusal names the process" grep -q "/dev/$NVB is open by process" /tmp/e
+
+# --- writes without --write-range, a range past the end, a device of another class ---------------
+$U bench nvme $NV --workloads randwrite-4k-qd1 >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "write workload without --write-range: exit 2 (was $rc)" [ $rc = 2 ]
+check "it asks for --write-range" grep -q "with --write-range LBA..LBA; nothing was bound or written" /tmp/e
+$U bench nvme $NV --write-range 0..99999999 >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "range past the namespace: exit 2 (was $rc)" [ $rc = 2 ]
+check "it says the range is past the end" grep -q "is past the end of the namespace" /tmp/e
+$U bench nvme $NIC >/tmp/o 2>/tmp/e
+rc=$?
+check "a NIC given to bench nvme: exit 2 (was $rc)" [ $rc = 2 ]
+$U bench nvme 0000:00:1f.7 >/tmp/o 2>/tmp/e
+rc=$?
+check "an unknown BDF: exit 2 (was $rc)" [ $rc = 2 ]
+check "bad arguments: $NV still on nvme" on $NV nvme
+
+# --- the full command: fio on nvme, then ubdma on vfio-pci, given back ---------------------------
+$U bench nvme $NV --time 1 --write-range 8192..16383 --out /tmp/full >/tmp/full.txt 2>/tmp/full.err
+rc=$?
+show /tmp/full.err
+show /tmp/full.txt
+check "full run exits 0 (was $rc)" [ $rc = 0 ]
+check "full run: $NV back on nvme" on $NV nvme
+check "full run: its namespace is back" wait_blk $NV
+check "full run: every workload named in report.html, with PNG and SVG" html_names_all /tmp/full
+for w in randread-4k-qd1 randread-4k-qd32 seqread-128k-qd8 randread-4k-qd1-bounce randwrite-4k-qd1 randwrite-4k-qd32; do
+	check "full run: $w by ubdma" grep -q "^$w,ubdma,.*,\"ok\"$" /tmp/full/results.csv
+done
+for w in randread-4k-qd1 randread-4k-qd32 seqread-128k-qd8 randwrite-4k-qd1 randwrite-4k-qd32; do
+	check "full run: $w by fio on the kernel driver" grep -q "^$w,kernel (fio io_uring),.*,\"ok\"$" /tmp/full/results.csv
+done
+check "full run: the IOMMU map/unmap rows" grep -q '^iommu-unmap-4k,ubdma vfio,.*"ok"$' /tmp/full/results.csv
+check "full run: the breakdown names the device's part" grep -q "doorbell to completion" /tmp/full.txt
+$U --json bench nvme $NV --time 0.5 --no-peer --workloads randread-4k-qd1 --out /tmp/js >/tmp/js.json 2>/tmp/js.err
+rc=$?
+check "--json exits 0 (was $rc)" [ $rc = 0 ]
+check "--json prints an array of rows" grep -q '^\[{"name":"randread-4k-qd1",.*{"name":"randread-4k-qd1","impl":"ubdma","target":"[^"]*","unit":"ns","median":[0-9.]*,"p90"' /tmp/js.json
+$U bench nvme $NV --time 0.5 --no-peer --workloads randread-4k-qd1 --csv --out /tmp/csv >/tmp/csv.out 2>/dev/null
+check "--csv prints the CSV" grep -q '^randread-4k-qd1,ubdma,' /tmp/csv.out
+
+# --- SIGINT in the middle of a ubdma workload -------------------------------------------------------
+$U bench nvme $NV --time 4 --no-peer --out /tmp/int >/tmp/int.txt 2>/tmp/int.err &
+pid=$!
+i=0
+while ! grep -q "(ubdma)" /tmp/int.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+usleep 500000
+check "SIGINT: $NV was on vfio-pci mid-run" on $NV vfio-pci
+kill -INT $pid
+wait $pid
+rc=$?
+show /tmp/int.err
+check "SIGINT: exit 130 (was $rc)" [ $rc = 130 ]
+check "SIGINT: $NV back on nvme" on $NV nvme
+check "SIGINT: its namespace is back" wait_blk $NV
+
+# --- a failing workload (the device fails the reads) ------------------------------------------------
+$U bench nvme $BAD --time 1 --read-range 100000..100007 --workloads randread-4k-qd1 --out /tmp/fail >/tmp/fail.txt 2>/tmp/fail.err
+rc=$?
+show /tmp/fail.err
+check "failing workload: exit 1 (was $rc)" [ $rc = 1 ]
+check "failing workload: the device's error named" grep -q "randread-4k-qd1 failed: the device failed a read" /tmp/fail.err
+check "failing workload: $BAD back on nvme" on $BAD nvme
+
+# --- the e1000e ---------------------------------------------------------------------------------------
+check "$NIC starts on e1000e" on $NIC e1000e
+$U bench nic $NIC --time 1 --ping 10.0.2.2 --out /tmp/nic >/tmp/nic.txt 2>/tmp/nic.err
+rc=$?
+show /tmp/nic.err
+show /tmp/nic.txt
+check "nic run exits 0 (was $rc)" [ $rc = 0 ]
+check "nic run: $NIC back on e1000e" on $NIC e1000e
+check "nic run: every workload named in report.html, with PNG and SVG" html_names_all /tmp/nic
+for w in tx-64B-burst32 tx-64B-qd1 arp-rtt; do
+	check "nic run: $w by ubdma" grep -q "^$w,ubdma,.*,\"ok\"$" /tmp/nic/results.csv
+done
+ND=$(ls /sys/bus/pci/devices/$NIC/net | head -n1)
+ip link set "$ND" up
+ip addr add 10.0.2.15/24 dev "$ND"
+$U bench nic $NIC --time 0.5 --out /tmp/nic2 >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "NIC with an address refused with exit 1 (was $rc)" [ $rc = 1 ]
+check "the refusal names the address" grep -q "$ND has the address 10.0.2.15" /tmp/e
+check "refused: $NIC still on e1000e" on $NIC e1000e
+ip addr del 10.0.2.15/24 dev "$ND"
+ip link set "$ND" down
+
+# --- the IOMMU --------------------------------------------------------------------------------------
+$U bench iommu --dev $NV --time 0.3 --out /tmp/iommu >/tmp/iommu.txt 2>/tmp/iommu.err
+rc=$?
+show /tmp/iommu.err
+show /tmp/iommu.txt
+check "iommu run exits 0 (was $rc)" [ $rc = 0 ]
+check "iommu run: vfio map rows measured" grep -q '^iommu-map-4k,ubdma vfio,.*"ok"$' /tmp/iommu/results.csv
+check "iommu run: va rows measured" grep -q '^translate,ubdma va,.*"ok"$' /tmp/iommu/results.csv
+check "iommu run: every workload named in report.html, with PNG and SVG" html_names_all /tmp/iommu
+check "iommu run: $NV back on nvme" on $NV nvme
+
+echo "bench-guest: $fails check(s) failed"
+[ $fails = 0 ]
