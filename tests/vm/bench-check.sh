@@ -1,6 +1,7 @@
 #!/bin/bash
-# bench-check.sh OUTDIR ASSETS UBDMA [FIO] - `ubdma bench` in the test-bed guest, and its disks
-# checked on the host afterwards (TAP on stdout).
+# bench-check.sh OUTDIR ASSETS UBDMA [FIO [PMD...]] - `ubdma bench` in the test-bed guest, and its
+# disks checked on the host afterwards (TAP on stdout).  PMD: DPDK's e1000 and mempool_ring PMDs;
+# with them (and dpdk-testpmd on PATH) testpmd runs as the NIC's peer in the guest.
 #
 # The guest boots with the NVMe controllers and the e1000e on their kernel drivers (-n -N -M),
 # so that every run must bind and give back, and with three controllers: 00:02.0 on a blank
@@ -11,10 +12,14 @@
 # image was written inside --write-range 8192..16383 (512-byte blocks) only.
 # The guest also needs ext4 (not in the test bed's modules): its modules are taken from the
 # kernel package the assets keep (ASSETS/dl), put in order with modprobe --show-depends.
+# nvme_core.multipath=N: the guest's /init names a namespace by its controller (nvme0n1); native
+# multipath would hide it behind nvme0c0n1 (ubdma bench itself handles both).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:?usage: bench-check.sh OUTDIR ASSETS UBDMA [FIO]}
 ASSETS=${2:?} UBDMA=${3:?} FIO=${4:-$(command -v fio || true)}
+shift 3; shift || true
+PMDS=("$@")
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
@@ -75,10 +80,15 @@ nvme,drive=nvbad,serial=baddisk,addr=0x5
 QEMU
 
 # --- the guest ---------------------------------------------------------------------------------------
+DPDK=()
+if [ ${#PMDS[@]} -gt 0 ] && command -v dpdk-testpmd >/dev/null; then
+	DPDK=(-i "$(command -v dpdk-testpmd)=/ubdma/bin/dpdk-testpmd" -e "UBDMA_BENCH_PMDS=${PMDS[*]}")
+	for p in "${PMDS[@]}"; do DPDK+=(-i "$p"); done
+fi
 rc=0
-"$HERE/run-guest.sh" -n -N -M -t 900 -u 600 -a "$ASSETS" -o "$OUT/vm" -d "$OUT/blank.img" -q "$OUT/disks.qemu" \
+"$HERE/run-guest.sh" -n -N -M -K nvme_core.multipath=N -t 900 -u 600 -a "$ASSETS" -o "$OUT/vm" -d "$OUT/blank.img" -q "$OUT/disks.qemu" \
 	-i "$UBDMA=/ubdma/bin/ubdma" -i "$FIO=/ubdma/bin/fio" -i "$(readlink -f "$(command -v gnuplot)")=/ubdma/bin/gnuplot" \
-	-i "$MODS=/ubdma/ext4" "$HERE/bench-guest.sh" >"$OUT/run-guest.out" 2>"$OUT/run-guest.err" || rc=$?
+	-i "$MODS=/ubdma/ext4" "${DPDK[@]}" "$HERE/bench-guest.sh" >"$OUT/run-guest.out" 2>"$OUT/run-guest.err" || rc=$?
 check "guest ran bench-guest.sh (run-guest.sh status $rc; $OUT/vm/results.txt)" grep -q '^PASS 1 bench-guest.sh' "$OUT/vm/results.txt"
 while read -r res what; do
 	if [ "$res" = ok ]; then ok "guest: $what"; else not_ok "guest: $what"; fi

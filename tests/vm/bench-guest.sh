@@ -22,15 +22,19 @@ check() {
 }
 drv() { basename "$(readlink "/sys/bus/pci/devices/$1/driver" 2>/dev/null)" 2>/dev/null; }
 on() { [ "$(drv "$1")" = "$2" ]; }
-blk_of() { ls "/sys/bus/pci/devices/$1/nvme/"nvme*/ 2>/dev/null | grep -E '^nvme[0-9]+n[0-9]+$' | head -n1; }
+# (under native multipath the controller holds nvme<S>c<C>n<N> and the disk is nvme<S>n<N>)
+blk_of() {
+	ls "/sys/bus/pci/devices/$1/nvme/"nvme*/ 2>/dev/null | grep -E '^nvme[0-9]+(c[0-9]+)?n[0-9]+$' |
+		sed 's/c[0-9]*n/n/' | head -n1
+}
 # a namespace's block device, waiting for the nvme driver's scan after a rebind
 wait_blk() {
-	i=0
-	while [ $i -lt 100 ]; do
-		b=$(blk_of "$1")
-		[ -n "$b" ] && [ -b "/dev/$b" ] && return 0
+	wi=0
+	while [ $wi -lt 300 ]; do
+		wb=$(blk_of "$1")
+		[ -n "$wb" ] && [ -b "/dev/$wb" ] && return 0
 		usleep 100000
-		i=$((i + 1))
+		wi=$((wi + 1))
 	done
 	return 1
 }
@@ -140,6 +144,36 @@ check "SIGINT: exit 130 (was $rc)" [ $rc = 130 ]
 check "SIGINT: $NV back on nvme" on $NV nvme
 check "SIGINT: its namespace is back" wait_blk $NV
 
+# --- SIGTERM likewise -----------------------------------------------------------------------------
+$U bench nvme $NV --time 4 --no-peer --workloads randread-4k-qd32 --out /tmp/term >/dev/null 2>/tmp/term.err &
+pid=$!
+i=0
+while ! grep -q "(ubdma)" /tmp/term.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+usleep 500000
+kill -TERM $pid
+wait $pid
+rc=$?
+check "SIGTERM: exit 143 (was $rc)" [ $rc = 143 ]
+check "SIGTERM: $NV back on nvme" on $NV nvme
+
+# --- a controller found on vfio-pci stays there; its namespace is probed before any write ----------
+$U bind $EXT >/dev/null
+check "$EXT bound to vfio-pci by ubdma bind" on $EXT vfio-pci
+$U bench nvme $EXT --time 0.5 --write-range 8192..8199 --workloads randwrite-4k-qd1 --out /tmp/r-vfio >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "ext4 read through ubdma refused before writing, exit 1 (was $rc)" [ $rc = 1 ]
+check "the refusal names the ext4 signature of the namespace" grep -q "refusing to write to $EXT: namespace 1 holds an ext4 signature" /tmp/e
+check "refused: $EXT still on vfio-pci" on $EXT vfio-pci
+$U bench nvme $EXT --time 0.5 --workloads randread-4k-qd1 --out /tmp/r-vfio2 >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "reads of a controller found on vfio-pci: exit 0 (was $rc)" [ $rc = 0 ]
+check "found on vfio-pci: the kernel row says why it was skipped" grep -q '^randread-4k-qd1,kernel (fio io_uring),.*"skipped: the controller was on vfio-pci' /tmp/r-vfio2/results.csv
+check "found on vfio-pci: still on vfio-pci" on $EXT vfio-pci
+$U unbind $EXT >/dev/null
+check "$EXT back on nvme after ubdma unbind" wait_blk $EXT
+
 # --- a failing workload (the device fails the reads) ------------------------------------------------
 $U bench nvme $BAD --time 1 --read-range 100000..100007 --workloads randread-4k-qd1 --out /tmp/fail >/tmp/fail.txt 2>/tmp/fail.err
 rc=$?
@@ -150,7 +184,9 @@ check "failing workload: $BAD back on nvme" on $BAD nvme
 
 # --- the e1000e ---------------------------------------------------------------------------------------
 check "$NIC starts on e1000e" on $NIC e1000e
-$U bench nic $NIC --time 1 --ping 10.0.2.2 --out /tmp/nic >/tmp/nic.txt 2>/tmp/nic.err
+DPDK=
+for p in ${UBDMA_BENCH_PMDS:-}; do DPDK="$DPDK --dpdk-arg -d --dpdk-arg $p"; done
+$U bench nic $NIC --time 1 --ping 10.0.2.2 $DPDK --out /tmp/nic >/tmp/nic.txt 2>/tmp/nic.err
 rc=$?
 show /tmp/nic.err
 show /tmp/nic.txt
@@ -160,6 +196,12 @@ check "nic run: every workload named in report.html, with PNG and SVG" html_name
 for w in tx-64B-burst32 tx-64B-qd1 arp-rtt; do
 	check "nic run: $w by ubdma" grep -q "^$w,ubdma,.*,\"ok\"$" /tmp/nic/results.csv
 done
+if [ -n "${UBDMA_BENCH_PMDS:-}" ]; then
+	[ -s /tmp/nic/testpmd.log ] && show /tmp/nic/testpmd.log
+	check "nic run: testpmd beside it" grep -q '^tx-64B-burst32,testpmd (DPDK txonly),.*,"ok"$' /tmp/nic/results.csv
+else
+	check "nic run: the testpmd row says why it did not run" grep -q '^tx-64B-burst32,testpmd (DPDK txonly),.*"skipped: ' /tmp/nic/results.csv
+fi
 ND=$(ls /sys/bus/pci/devices/$NIC/net | head -n1)
 ip link set "$ND" up
 ip addr add 10.0.2.15/24 dev "$ND"

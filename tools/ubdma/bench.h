@@ -102,6 +102,8 @@ void report_free(struct bench_report *r);
 
 /* Progress on stderr: "[3/7] randread-4k-qd32 (ubdma) 2 s left", rewritten in place on a tty. */
 void progress(int i, int n, const char *name, const char *impl, double left_s);
+/* The same line with the time left, on a terminal only. */
+void progress_tick(double left_s);
 void progress_done(void);
 /* --quiet: no progress lines */
 extern int progress_quiet;
@@ -143,6 +145,12 @@ void dev_find(const char *arg, unsigned want, unsigned want_mask, const char *wh
 int dev_check_nvme(const struct bench_dev *d);
 /* The NIC checks: no IPv4 or global IPv6 address and no default route on its interface. */
 int dev_check_nic(const struct bench_dev *d, int force);
+/*
+ * A namespace read through ubdma (a device already on vfio-pci, before --write-range writes):
+ * @fd, a sparse file of the namespace's size, holds its first and last MiB at their offsets;
+ * the same libblkid probe.  0, or EX_FAIL after a message naming the signature.
+ */
+int dev_check_image(int fd, const char *what, const char *bdf);
 /* Nothing else has the device's VFIO group open (a device already on vfio-pci). */
 int dev_check_vfio_free(const struct bench_dev *d);
 /*
@@ -156,6 +164,12 @@ int dev_give_back(struct bench_dev *d);
 /* Run @argv with stdout into @out (NULL: /dev/null) and stderr into @err; killed when bench_stop
  * is set.  Its exit status, 128 + signal, or -1 when it could not run. */
 int bench_spawn(char *const argv[], const char *out, const char *err);
+/*
+ * Run @argv (stdout into @out), wait until a line of its output holds @ready, let it run @secs
+ * more, then SIGINT (SIGKILL 20 s later).  Its exit status; -2 when @ready never came (within
+ * 120 s); -1 when it could not run.
+ */
+int bench_spawn_until(char *const argv[], const char *out, const char *err, const char *ready, double secs);
 /* @prog is on PATH. */
 int have_prog(const char *prog);
 

@@ -133,6 +133,16 @@ void dev_find(const char *arg, unsigned want, unsigned want_mask, const char *wh
 			    d->class_code, d->vendor, d->device);
 	sysfs_pci_link_name(d->bdf, "driver", d->orig_drv, sizeof(d->orig_drv));
 	d->nblk = class_below("/sys/class/block", d->bdf, d->blk, 16);
+	/* the hidden path devices of native multipath have no node: their head disk stands for them */
+	for (int i = 0; i < d->nblk; i++) {
+		char line[8] = "";
+		sfmt(path, sizeof(path), "/sys/class/block/%s/hidden", d->blk[i]);
+		if (!sysfs_read_line(path, line, sizeof(line)) && !strcmp(line, "1")) {
+			memmove(d->blk + i, d->blk + i + 1, (size_t)(d->nblk - i - 1) * sizeof(d->blk[0]));
+			d->nblk--;
+			i--;
+		}
+	}
 	multipath_heads(d);
 	d->nchr = class_below("/sys/class/nvme", d->bdf, d->chr, 8);
 	d->nchr += class_below("/sys/class/nvme-generic", d->bdf, d->chr + d->nchr, 16 - d->nchr);
@@ -236,41 +246,64 @@ static void open_by_others(const dev_t *devs, const char *const *names, int n, s
 		closedir(proc);
 }
 
-/* libblkid's low-level probe of one block device: a filesystem, RAID/LVM member or partition table. */
+/* What libblkid's low-level probe of @pr finds: a filesystem, RAID/LVM member or partition table. */
+static void probe_found(blkid_probe pr, const char *what, struct finding *f)
+{
+	const char *type = NULL, *pttype = NULL, *usage = NULL;
+	int rc;
+
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
+	blkid_probe_enable_partitions(pr, 1);
+	rc = blkid_do_safeprobe(pr);
+	if (rc == -2) {
+		found(f, "%s holds several conflicting signatures (blkid)", what);
+	} else if (rc == 0) {
+		blkid_probe_lookup_value(pr, "TYPE", &type, NULL);
+		blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
+		blkid_probe_lookup_value(pr, "PTTYPE", &pttype, NULL);
+		if (type)
+			found(f, "%s holds a%s %s signature (%s)", what, strchr("aeiou", type[0]) ? "n" : "", type,
+			      !usage                       ? "blkid"
+			      : !strcmp(usage, "raid")     ? "an LVM or MD member"
+			      : !strcmp(usage, "filesystem") ? "a filesystem"
+							   : usage);
+		if (pttype)
+			found(f, "%s holds a %s partition table", what, pttype);
+	} else if (rc < 0) {
+		found(f, "%s: blkid could not read it: refusing rather than guessing", what);
+	}
+}
+
 static void probe_signatures(const char *name, struct finding *f)
 {
 	char dev[64];
-	const char *type = NULL, *pttype = NULL, *usage = NULL;
 	blkid_probe pr;
-	int rc;
 
 	sfmt(dev, sizeof(dev), "/dev/%s", name);
 	if (!(pr = blkid_new_probe_from_filename(dev))) {
 		found(f, "%s cannot be probed for signatures (%s): refusing rather than guessing", dev, strerror(errno));
 		return;
 	}
-	blkid_probe_enable_superblocks(pr, 1);
-	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE);
-	blkid_probe_enable_partitions(pr, 1);
-	rc = blkid_do_safeprobe(pr);
-	if (rc == -2) {
-		found(f, "%s holds several conflicting signatures (blkid)", dev);
-	} else if (rc == 0) {
-		blkid_probe_lookup_value(pr, "TYPE", &type, NULL);
-		blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
-		blkid_probe_lookup_value(pr, "PTTYPE", &pttype, NULL);
-		if (type)
-			found(f, "%s holds a%s %s signature (%s)", dev, strchr("aeiou", type[0]) ? "n" : "", type,
-			      !usage                       ? "blkid"
-			      : !strcmp(usage, "raid")     ? "an LVM or MD member"
-			      : !strcmp(usage, "filesystem") ? "a filesystem"
-							   : usage);
-		if (pttype)
-			found(f, "%s holds a %s partition table", dev, pttype);
-	} else if (rc < 0) {
-		found(f, "%s: blkid could not read it: refusing rather than guessing", dev);
-	}
+	probe_found(pr, dev, f);
 	blkid_free_probe(pr);
+}
+
+int dev_check_image(int fd, const char *what, const char *bdf)
+{
+	struct finding f = { .n = 0 };
+	blkid_probe pr = blkid_new_probe();
+
+	if (!pr || blkid_probe_set_device(pr, fd, 0, 0))
+		found(&f, "%s cannot be probed for signatures: refusing rather than guessing", what);
+	else
+		probe_found(pr, what, &f);
+	blkid_free_probe(pr);
+	if (f.n)
+		return fail("bench: refusing to write to %s: %s.  Nothing was written; wipe its signatures (wipefs) if "
+			    "its content is not needed",
+			    bdf, f.text);
+	return 0;
 }
 
 int dev_check_nvme(const struct bench_dev *d)
@@ -632,5 +665,59 @@ int bench_spawn(char *const argv[], const char *out, const char *err)
 		if (bench_stop && !killed++)
 			kill(pid, SIGTERM);
 	}
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int bench_spawn_until(char *const argv[], const char *out, const char *err, const char *ready, double secs)
+{
+	uint64_t started = 0, deadline = now_ns() + 120000000000ull, stop_at = 0;
+	int st, sent = 0;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int fe = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int fi = open("/dev/null", O_RDONLY);
+		if (fo < 0 || fe < 0 || fi < 0)
+			_exit(126);
+		dup2(fi, 0);
+		dup2(fo, 1);
+		dup2(fe, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			return -1;
+		uint64_t t = now_ns();
+		if (!started) {
+			/* the clock starts when the program says it runs (its start-up is not measured) */
+			FILE *f = fopen(out, "re");
+			char line[512];
+			while (f && fgets(line, sizeof(line), f))
+				if (strstr(line, ready))
+					started = t;
+			if (f)
+				fclose(f);
+			if (started)
+				stop_at = started + (uint64_t)(secs * 1e9);
+		}
+		if (!sent && (bench_stop || (stop_at && t >= stop_at) || t >= deadline)) {
+			kill(pid, SIGINT);
+			sent = 1;
+			deadline = t + 20000000000ull;
+		} else if (sent == 1 && t >= deadline) {
+			kill(pid, SIGKILL);
+			sent = 2;
+		}
+		usleep(50000);
+	}
+	if (!started)
+		return -2;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -11,13 +11,18 @@
  *                   (transmit, the peer, receive), the only traffic that comes back without a
  *                   peer program.
  * Frames go to 02:00:00:00:00:01 (locally administered) with EtherType 0x88b5 (IEEE 802 local
- * experimental): nothing on a network acts on them.  testpmd as a peer is not run (see
- * docs/bench.md): a row says so.
+ * experimental): nothing on a network acts on them.
+ *
+ * The peer, when dpdk-testpmd is installed: DPDK's e1000 PMD on the same port, bound to
+ * vfio-pci, in txonly mode (bursts of 32 frames of 64 bytes, as tx-64B-burst32), run before
+ * ubdma opens the device.  Its rate is the median of the Tx-pps its statistics print each
+ * second, once forwarding has started (EAL's start-up is not counted); it reports no latency.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ubdma/e1000e.h>
 
@@ -194,7 +199,74 @@ static void arp_run(ubdma_e1000e_t *nic, const uint8_t mac[6], struct in_addr ip
 	free(h);
 }
 
-static const char usage[] = "bench nic: usage: ubdma bench nic BDF [--time SECS] [--out DIR] [--csv] [--ping IPV4] [--force]";
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* testpmd txonly on the port for @secs; @dpdk: extra EAL arguments (-d PMD ...). */
+static void testpmd_run(const char *bdf, char **dpdk, int ndpdk, double secs, const char *outdir, struct bench_row *row)
+{
+	char *argv[64], prefix[64], out[4096], err[4096], allow[32];
+	int n = 0;
+
+	sfmt(prefix, sizeof(prefix), "--file-prefix=ubdma-bench-%d", (int)getpid());
+	sfmt(allow, sizeof(allow), "%s", bdf);
+	argv[n++] = "dpdk-testpmd";
+	argv[n++] = "-l";
+	argv[n++] = "0,1";
+	argv[n++] = "-n";
+	argv[n++] = "1";
+	argv[n++] = "-m";
+	argv[n++] = "64";
+	argv[n++] = "--in-memory";
+	argv[n++] = prefix;
+	argv[n++] = "-a";
+	argv[n++] = allow;
+	for (int i = 0; i < ndpdk && n < 50; i++)
+		argv[n++] = dpdk[i];
+	argv[n++] = "--";
+	argv[n++] = "--forward-mode=txonly";
+	argv[n++] = "--txpkts=64";
+	argv[n++] = "--burst=32";
+	argv[n++] = "--nb-cores=1";
+	argv[n++] = "--total-num-mbufs=4096";
+	argv[n++] = "--stats-period=1";
+	argv[n] = NULL;
+	sfmt(out, sizeof(out), "%s/testpmd.out", outdir);
+	sfmt(err, sizeof(err), "%s/testpmd.log", outdir);
+	int st = bench_spawn_until(argv, out, err, "Tx-pps:", secs);
+	double pps[4096];
+	int np = 0;
+	FILE *f = fopen(out, "re");
+	char line[512];
+	int seen = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "Tx-pps:");
+		double v;
+		/* the first report covers start-up: skip it */
+		if (p && sscanf(p, "Tx-pps: %lf", &v) == 1 && seen++ && v > 0 && np < 4096)
+			pps[np++] = v;
+	}
+	if (f)
+		fclose(f);
+	if (bench_stop) {
+		sfmt(row->error, sizeof(row->error), "interrupted");
+	} else if (st == -2 || !np) {
+		sfmt(row->error, sizeof(row->error), "testpmd never forwarded (exit status %d): see %s and %s", st, out, err);
+	} else {
+		qsort(pps, (size_t)np, sizeof(pps[0]), cmp_double);
+		double rate = pps[np / 2];
+		/* its forwarding core polls all the time: one core for the whole time */
+		row_rates(row, secs, rate * secs, rate * secs * 64, secs);
+		row->pps = rate;
+	}
+}
+
+static const char usage[] = "bench nic: usage: ubdma bench nic BDF [--time SECS] [--out DIR] [--csv] [--ping IPV4] "
+			    "[--force] [--no-peer] [--dpdk-arg ARG]...";
 
 int bench_nic(int argc, char **argv)
 {
@@ -203,10 +275,15 @@ int bench_nic(int argc, char **argv)
 	int n = bench_common_opts(argc, argv, &o, rest, "nic");
 	const char *bdf_arg = NULL;
 	struct in_addr ping = { 0 };
-	int have_ping = 0, rc = 0;
+	int have_ping = 0, rc = 0, no_peer = 0, ndpdk = 0;
+	char *dpdk[32];
 
 	for (int i = 1; i < n; i++) {
-		if (!strcmp(rest[i], "--ping") && i + 1 < n) {
+		if (!strcmp(rest[i], "--no-peer")) {
+			no_peer = 1;
+		} else if (!strcmp(rest[i], "--dpdk-arg") && i + 1 < n && ndpdk < 32) {
+			dpdk[ndpdk++] = rest[++i];
+		} else if (!strcmp(rest[i], "--ping") && i + 1 < n) {
 			if (!inet_aton(rest[++i], &ping))
 				usage_error("bench nic: --ping wants an IPv4 address, not '%s'", rest[i]);
 			have_ping = 1;
@@ -239,25 +316,41 @@ int bench_nic(int argc, char **argv)
 	sfmt(devline, sizeof(devline), "%s (%04x:%04x, 82574L), found on %s%s%s", d.bdf, d.vendor, d.device,
 	     d.orig_drv[0] ? d.orig_drv : "no driver", d.netdev[0] ? " as " : "", d.netdev);
 	rep.device = devline;
-	struct bench_row *peer = report_row(&rep, "tx-64B-burst32", "testpmd");
-	if (peer)
-		sfmt(peer->skipped, sizeof(peer->skipped), "%s",
-		     have_prog("dpdk-testpmd") ? "testpmd is installed, but ubdma bench does not drive it yet (docs/bench.md)"
-					       : "dpdk-testpmd is not installed (apt install dpdk)");
+	if (mkdir_p(o.out))
+		return fail("cannot create %s: %s", o.out, strerror(errno));
 	if (dev_take(&d))
 		return EX_FAIL;
+	struct bench_row *peer = report_row(&rep, "tx-64B-burst32", "testpmd (DPDK txonly)");
+	if (peer) {
+		sfmt(peer->target, sizeof(peer->target), "%s", d.bdf);
+		if (no_peer)
+			sfmt(peer->skipped, sizeof(peer->skipped), "--no-peer");
+		else if (!have_prog("dpdk-testpmd"))
+			sfmt(peer->skipped, sizeof(peer->skipped), "dpdk-testpmd is not installed (apt install dpdk)");
+		else {
+			progress(1, 3 + have_ping, "tx-64B-burst32", "testpmd", o.secs);
+			testpmd_run(d.bdf, dpdk, ndpdk, o.secs, o.out, peer);
+			progress_done();
+			if (peer->error[0] && !bench_stop) {
+				fprintf(stderr, "ubdma: bench nic: testpmd failed: %s\n", peer->error);
+				rc = EX_FAIL;
+			}
+		}
+	}
 	ubdma_e1000e_t *nic = NULL;
 	struct ubdma_e1000e_opts eo = { .size = sizeof(eo), .link_wait_ms = 3000 };
-	int err = ubdma_e1000e_open(d.bdf, &eo, &nic);
+	int err = bench_stop ? EINTR : ubdma_e1000e_open(d.bdf, &eo, &nic);
 	uint8_t mac[6] = { 0 };
-	if (err) {
+	if (bench_stop) {
+		/* interrupted during the peer: nothing more to run */
+	} else if (err) {
 		rc = fail("bench nic: cannot open %s: %s (%s)", d.bdf, strerror(err), ubdma_e1000e_last_error());
 	} else {
 		struct ubdma_e1000e_link l;
 		ubdma_e1000e_mac(nic, mac);
 		if (ubdma_e1000e_link(nic, &l) == 0 && !l.up)
 			report_note(&rep, "the link was down at the start: transmissions may not complete");
-		int total = 2 + have_ping, step = 0;
+		int total = 3 + have_ping, step = 1;
 		static const char *names[3] = { "tx-64B-burst32", "tx-64B-qd1", "arp-rtt" };
 		for (int k = 0; k < 3 && !bench_stop; k++) {
 			if (k == 2 && !have_ping)

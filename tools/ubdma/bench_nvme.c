@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <ubdma/nvme.h>
@@ -197,7 +198,7 @@ static void run_ubdma(const struct workload *w, ubdma_nvme_qpair_t *qp, uint32_t
 		if (t >= end)
 			break;
 		if (t >= next_tick) {
-			progress(0, 0, w->name, "ubdma", (double)(end - t) / 1e9);
+			progress_tick((double)(end - t) / 1e9);
 			next_tick += 1000000000u;
 		}
 		for (unsigned i = 0; i < w->qd && !rc; i++)
@@ -245,6 +246,70 @@ static void run_ubdma(const struct workload *w, ubdma_nvme_qpair_t *qp, uint32_t
 	else if (bench_stop)
 		sfmt(row->error, sizeof(row->error), "interrupted by signal %d", (int)bench_stop);
 	free(r);
+}
+
+/* --------------------------------------------- the namespace, read through ubdma */
+
+struct sync_io {
+	int done, err;
+};
+
+static void sync_done(void *arg, const struct ubdma_nvme_cpl *cpl)
+{
+	struct sync_io *s = arg;
+
+	s->err = cpl->error;
+	s->done = 1;
+}
+
+static int read_sync(ubdma_nvme_qpair_t *qp, uint32_t nsid, void *buf, uint64_t lba, uint32_t nlb)
+{
+	struct sync_io s = { 0, 0 };
+	uint64_t end = now_ns() + 10000000000ull;
+	int rc = ubdma_nvme_read(qp, nsid, buf, lba, nlb, sync_done, &s);
+
+	while (!rc && !s.done && now_ns() < end)
+		rc = ubdma_nvme_poll(qp, 0, NULL);
+	return rc ? rc : !s.done ? ETIMEDOUT : s.err;
+}
+
+/*
+ * A controller found on vfio-pci has no kernel view of its namespace: before anything is written,
+ * its first and last MiB (where filesystems, partition tables, LVM and MD keep their
+ * signatures) are read through ubdma into a sparse file of the namespace's size and probed
+ * with libblkid.  0, EX_FAIL (refused or unreadable).
+ */
+static int check_namespace_image(ubdma_nvme_t *ctrl, ubdma_nvme_qpair_t *qp, uint32_t nsid,
+				 const struct ubdma_nvme_ns_info *ni, char *dma, const char *bdf)
+{
+	uint64_t size = ni->nsze * ni->lba_size, head = size < DMA_BYTES ? size : DMA_BYTES;
+	size_t chunk = ubdma_nvme_info(ctrl)->max_transfer;
+	int fd = memfd_create("ubdma-bench-ns", MFD_CLOEXEC), rc = 0;
+	char what[64];
+
+	if (chunk > 131072)
+		chunk = 131072;
+	if (fd < 0 || ftruncate(fd, (off_t)size))
+		rc = fail("bench nvme: no memory file to probe the namespace in: %s", strerror(errno));
+	for (int part = 0; part < 2 && !rc; part++) {
+		uint64_t start = part ? size - head : 0;
+		for (uint64_t off = start; off < start + head && !rc; off += chunk) {
+			uint32_t nlb = (uint32_t)(chunk / ni->lba_size);
+			int err = read_sync(qp, nsid, dma, off / ni->lba_size, nlb);
+			if (err)
+				rc = fail("bench nvme: reading namespace %u at byte %llu to look for signatures failed: %s; "
+					  "nothing was written",
+					  nsid, (unsigned long long)off, strerror(err));
+			else if (pwrite(fd, dma, chunk, (off_t)off) != (ssize_t)chunk)
+				rc = fail("bench nvme: cannot keep the namespace's image: %s", strerror(errno));
+		}
+	}
+	sfmt(what, sizeof(what), "namespace %u", nsid);
+	if (!rc)
+		rc = dev_check_image(fd, what, bdf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- fio peer */
@@ -578,6 +643,8 @@ int bench_nvme(int argc, char **argv)
 		rc = fail("bench nvme: no DMA memory: %s (%s)", strerror(err), ubdma_last_error());
 		goto give_back;
 	}
+	if (wr.set && strcmp(d.orig_drv, "nvme") && (rc = check_namespace_image(ctrl, qp, nsid, &ni, dma, d.bdf)))
+		goto give_back;
 	if (!(plain = aligned_alloc(4096, DMA_BYTES))) {
 		rc = fail("out of memory");
 		goto give_back;

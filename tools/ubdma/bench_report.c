@@ -90,6 +90,8 @@ void report_free(struct bench_report *r)
 /* ------------------------------------------------------------------ progress */
 
 static int progress_tty = -1, progress_open;
+static int last_i, last_n; /* the line progress_tick() rewrites */
+static char last_name[48], last_impl[48];
 int progress_quiet;
 
 void progress(int i, int n, const char *name, const char *impl, double left_s)
@@ -98,6 +100,10 @@ void progress(int i, int n, const char *name, const char *impl, double left_s)
 		return;
 	if (progress_tty < 0)
 		progress_tty = isatty(2);
+	last_i = i;
+	last_n = n;
+	sfmt(last_name, sizeof(last_name), "%s", name);
+	sfmt(last_impl, sizeof(last_impl), "%s", impl);
 	if (progress_tty) {
 		fprintf(stderr, "\r\033[K[%d/%d] %s (%s): %.0f s left", i, n, name, impl, left_s);
 		progress_open = 1;
@@ -106,6 +112,13 @@ void progress(int i, int n, const char *name, const char *impl, double left_s)
 		fprintf(stderr, "ubdma bench: [%d/%d] %s (%s), %.1f s\n", i, n, name, impl, left_s);
 	}
 	fflush(stderr);
+}
+
+void progress_tick(double left_s)
+{
+	/* a log keeps its one line a workload */
+	if (progress_tty == 1 && !progress_quiet)
+		progress(last_i, last_n, last_name, last_impl, left_s);
 }
 
 void progress_done(void)

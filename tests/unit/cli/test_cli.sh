@@ -4,8 +4,9 @@
 # it is, `hugepages` shows and reserves, `rcache` counts what the registration cache did on its
 # workload (hits, misses, merges, evictions, invalidations, bytes pinned: each to the number),
 # `bench` turns a benchmark's JSON into tables and plots (its arguments passed on, escapes decoded,
-# output that is no JSON array refused), `help` names every command, and --json goes before or
-# after the command.
+# output that is no JSON array refused), `bench nvme|nic|iommu` refuse bad arguments before
+# touching anything and `bench iommu` measures the backends that open here, `help` names every
+# command, and --json goes before or after the command.
 # TAP output, one line a check (meson reads it: protocol 'tap'; a skipped check says '# SKIP').
 set -u
 U=${1:?usage: test_cli.sh path/to/ubdma}
@@ -213,6 +214,58 @@ mkdir -p "$tmp/bench_obj" "$tmp/empty"
 printf '#!/bin/sh\necho "{\\"rows\\": []}"\n' >"$tmp/bench_obj/bench_obj"; chmod +x "$tmp/bench_obj/bench_obj"
 expect_exit 1 "bench_obj printed no JSON array" -- bench --bench-dir "$tmp/bench_obj" --out "$tmp/res4"
 expect_exit 1 "no bench_\* executables in" -- bench --bench-dir "$tmp/empty" --out "$tmp/res5"
+
+# --- bench nvme|nic|iommu on this host: bad arguments before anything is touched, and the
+# iommu rows of the backends that open here (vfio without a device is a row saying why)
+expect_exit 2 "unknown kind 'frob'" -- bench frob
+expect_exit 2 "no PCI device 0000:ff:1f.7" -- bench nvme 0000:ff:1f.7
+expect_exit 2 "usage: ubdma bench nvme BDF" -- bench nvme
+expect_exit 2 "wants LBA..LBA with the first <= the last, not '9..3'" -- bench nvme 0000:ff:1f.7 --write-range 9..3
+expect_exit 2 "wants LBA..LBA (first and last block, inclusive), not 'all'" -- bench nvme 0000:ff:1f.7 --read-range all
+expect_exit 2 "randwrite-4k-qd32 writes to the namespace: name the blocks it may overwrite with --write-range" -- \
+  bench nvme 0000:ff:1f.7 --workloads randread-4k-qd1,randwrite-4k-qd32
+expect_exit 2 "no workload 'randfrob'" -- bench nvme 0000:ff:1f.7 --workloads randfrob
+expect_exit 2 "--time wants seconds between 0.1 and 3600" -- bench iommu --time 0
+expect_exit 2 "--ping wants an IPv4 address" -- bench nic 0000:ff:1f.7 --ping nowhere
+# a device of another class: the first PCI function that is not an NVMe controller / not Ethernet
+other=$(for d in /sys/bus/pci/devices/*; do c=$(cat "$d/class"); [ "${c:0:6}" != 0x0108 ] && [ "${c:0:6}" != 0x0200 ] && basename "$d" && break; done)
+if [ -n "$other" ]; then
+  before=$(readlink "/sys/bus/pci/devices/$other/driver" 2>/dev/null)
+  expect_exit 2 "$other is not an NVMe controller (class 0x010802): its PCI class is" -- bench nvme "$other"
+  expect_exit 2 "$other is not an Ethernet controller (class 0x0200)" -- bench nic "$other"
+  check "$other kept its driver (${before##*/})" test "$(readlink "/sys/bus/pci/devices/$other/driver" 2>/dev/null)" = "$before"
+else
+  ok "# SKIP no PCI function of another class on this host"
+fi
+if "$U" --json bench iommu --time 0.2 --quiet --out "$tmp/iommu" >"$tmp/iommu.json" 2>"$tmp/err"; then ok "bench iommu exits 0"; else not_ok "bench iommu exits 0"; fi
+check "bench iommu: JSON rows, measured or saying why not" python3 - "$tmp/iommu.json" "$tmp/iommu" <<'PY'
+import json, os, sys
+rows = json.load(open(sys.argv[1]))
+names = ["iommu-map-4k", "iommu-unmap-4k", "iommu-map-2m", "iommu-unmap-2m", "translate", "busdma-load-4k", "bounce-4k"]
+for b in ("vfio", "phys", "va"):
+    mine = [r for r in rows if r["impl"] == "ubdma " + b]
+    assert [r["name"] for r in mine] == names, (b, [r["name"] for r in mine])
+    for r in mine:
+        assert ("skipped" in r) != ("median" in r), r
+        if "median" in r:
+            assert 0 < r["median"] <= r["p99"] <= r["p99_99"] <= r["max"], r
+            assert r["iops"] > 0 and r["cpu_ns_per_op"] > 0 and r["hist"], r
+vfio = [r for r in rows if r["impl"] == "ubdma vfio"]
+assert all("no device given" in r["skipped"] for r in vfio), vfio[0]
+assert all("median" in r for r in rows if r["impl"] == "ubdma va"), "va always opens"
+html = open(os.path.join(sys.argv[2], "report.html")).read()
+for n in names:
+    assert ">%s<" % n in html, n
+csv = open(os.path.join(sys.argv[2], "results.csv")).read().splitlines()
+assert csv[0].startswith("name,impl,target,unit,iops") and len(csv) == 1 + len(rows), csv[:2]
+PY
+if command -v gnuplot >/dev/null; then
+  check "bench iommu drew every workload as PNG and SVG" sh -c 'for w in iommu-map-4k iommu-unmap-4k iommu-map-2m iommu-unmap-2m translate busdma-load-4k bounce-4k; do test -s "$0/hist-$w.png" -a -s "$0/hist-$w.svg" || exit 1; done' "$tmp/iommu"
+fi
+"$U" bench iommu --time 0.2 --quiet --csv --out "$tmp/iommu2" >"$tmp/out" 2>"$tmp/err"
+check "bench iommu --csv prints the CSV" grep -q '^translate,ubdma va,' "$tmp/out"
+"$U" bench iommu --time 0.2 --quiet --out "$tmp/iommu3" >"$tmp/out" 2>"$tmp/err"
+check "bench iommu prints the table and the report's path" grep -q "report: $tmp/iommu3/report.html" "$tmp/out"
 
 echo "1..$n"
 [ $failed -eq 0 ]
