@@ -338,8 +338,9 @@ static int fio_row(const char *path, int write, struct bench_row *row)
 			row->mean = jd(lat, "mean");
 			if (json_object_object_get_ex(lat, "percentile", &pct)) {
 				row->have_lat = 1;
+				/* fio's percentiles are its bins' upper edges: they can pass its exact maximum */
 				for (int k = 0; k < NPCT; k++)
-					row->pct[k] = jd(pct, keys[k]);
+					row->pct[k] = jd(pct, keys[k]) < row->max ? jd(pct, keys[k]) : row->max;
 			}
 			/* json+ bins: {"value_ns": count}; merged into the plot's resolution */
 			if ((json_object_object_get_ex(lat, "bins", &bins) ||

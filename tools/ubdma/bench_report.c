@@ -268,9 +268,14 @@ static void write_text(FILE *f, const struct bench_report *r)
 		for (int k = 0; k < NPCT; k++)
 			lat(w->pct[k], b[k], sizeof(b[k]));
 		lat(w->max, b[NPCT], sizeof(b[NPCT]));
-		char cpu[24];
-		fprintf(f, "%-22s %-22s %11.0f %9.2f %9s %8s %8s %8s %8s %8s %8s\n", w->name, w->impl,
-			w->pps > 0 ? w->pps : w->iops, w->mib_s, lat(w->cpu_ns_per_op, cpu, sizeof(cpu)),
+		char cpu[24], mib[24];
+		/* map, translate and load rows move no data */
+		if (w->bytes > 0)
+			sfmt(mib, sizeof(mib), "%.2f", w->mib_s);
+		else
+			sfmt(mib, sizeof(mib), "-");
+		fprintf(f, "%-22s %-22s %11.0f %9s %9s %8s %8s %8s %8s %8s %8s\n", w->name, w->impl,
+			w->pps > 0 ? w->pps : w->iops, mib, lat(w->cpu_ns_per_op, cpu, sizeof(cpu)),
 			w->have_lat ? b[0] : "-", w->have_lat ? b[1] : "-", w->have_lat ? b[2] : "-",
 			w->have_lat ? b[3] : "-", w->have_lat ? b[4] : "-", w->have_lat ? b[5] : "-");
 		if (w->error[0])
