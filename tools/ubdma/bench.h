@@ -102,8 +102,8 @@ void report_free(struct bench_report *r);
 
 /* Progress on stderr: "[3/7] randread-4k-qd32 (ubdma) 2 s left", rewritten in place on a tty. */
 void progress(int i, int n, const char *name, const char *impl, double left_s);
-/* The same line with the time left, on a terminal only. */
-void progress_tick(double left_s);
+/* In a workload's loop: on a terminal, the same line with the time left, once a second. */
+void progress_tick(void);
 void progress_done(void);
 /* --quiet: no progress lines */
 extern int progress_quiet;

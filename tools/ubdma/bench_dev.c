@@ -657,13 +657,15 @@ int bench_spawn(char *const argv[], const char *out, const char *err)
 		_exit(127);
 	}
 	for (;;) {
-		pid_t w = waitpid(pid, &st, 0);
+		pid_t w = waitpid(pid, &st, WNOHANG);
 		if (w == pid)
 			break;
 		if (w < 0 && errno != EINTR)
 			return -1;
 		if (bench_stop && !killed++)
 			kill(pid, SIGTERM);
+		progress_tick();
+		usleep(20000);
 	}
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
@@ -715,6 +717,7 @@ int bench_spawn_until(char *const argv[], const char *out, const char *err, cons
 			kill(pid, SIGKILL);
 			sent = 2;
 		}
+		progress_tick();
 		usleep(50000);
 	}
 	if (!started)

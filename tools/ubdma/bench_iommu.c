@@ -55,6 +55,7 @@ static void map_unmap(ubdma_ctx_t *ctx, char *mem, size_t len, double secs, stru
 
 	while (!bench_stop && now_ns() < end) {
 		ubdma_umem_t *u;
+		progress_tick();
 		uint64_t a = now_ns();
 		int err = ubdma_umem_lock(ctx, mem, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
 		uint64_t b = now_ns();
@@ -87,6 +88,7 @@ static void translate(ubdma_ctx_t *ctx, char *mem, double secs, struct measure *
 	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9), c0 = thread_cpu_ns();
 	while (!bench_stop && now_ns() < end) {
 		const char *addr[64];
+		progress_tick();
 		for (int i = 0; i < 64; i++) {
 			rng ^= rng << 13;
 			rng ^= rng >> 7;
@@ -131,6 +133,7 @@ static void loads(ubdma_ctx_t *ctx, char *mem, int registered, double secs, stru
 	}
 	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9), c0 = thread_cpu_ns();
 	while (!bench_stop && now_ns() < end) {
+		progress_tick();
 		uint64_t a = now_ns();
 		err = ubdma_map_load_sg(tag, map, mem, 4096, segs, &nseg, UBDMA_NOWAIT);
 		uint64_t b = now_ns();

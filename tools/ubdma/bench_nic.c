@@ -56,6 +56,7 @@ static void tx_burst_run(ubdma_e1000e_t *nic, const uint8_t mac[6], double secs,
 	}
 	while (!bench_stop && now_ns() < end) {
 		unsigned sent = 0;
+		progress_tick();
 		if ((err = ubdma_e1000e_pkt_alloc(nic, pk, 32))) {
 			if (err != ENOBUFS)
 				break;
@@ -103,6 +104,7 @@ static void tx_qd1_run(ubdma_e1000e_t *nic, const uint8_t mac[6], double secs, s
 	while (!bench_stop && now_ns() < end) {
 		struct ubdma_e1000e_pkt *p;
 		unsigned sent = 0, pending = 0;
+		progress_tick();
 		if ((err = ubdma_e1000e_pkt_alloc(nic, &p, 1)))
 			break;
 		frame(p, mac);
@@ -152,6 +154,7 @@ static void arp_run(ubdma_e1000e_t *nic, const uint8_t mac[6], struct in_addr ip
 		struct ubdma_e1000e_pkt *p, *rx[16];
 		unsigned sent = 0, got = 0;
 		int answered = 0;
+		progress_tick();
 		if (ubdma_e1000e_pkt_alloc(nic, &p, 1))
 			break;
 		uint8_t *f = p->data;

@@ -192,15 +192,11 @@ static void run_ubdma(const struct workload *w, ubdma_nvme_qpair_t *qp, uint32_t
 	start = now_ns();
 	end = start + (uint64_t)(secs * 1e9);
 	cpu0 = thread_cpu_ns();
-	uint64_t next_tick = start + 1000000000u;
 	while (!r->err && !bench_stop) {
 		uint64_t t = now_ns();
 		if (t >= end)
 			break;
-		if (t >= next_tick) {
-			progress_tick((double)(end - t) / 1e9);
-			next_tick += 1000000000u;
-		}
+		progress_tick();
 		for (unsigned i = 0; i < w->qd && !rc; i++)
 			if (!r->io[i].busy) {
 				rc = submit(r, &r->io[i]);

@@ -92,18 +92,11 @@ void report_free(struct bench_report *r)
 static int progress_tty = -1, progress_open;
 static int last_i, last_n; /* the line progress_tick() rewrites */
 static char last_name[48], last_impl[48];
+static uint64_t progress_end, progress_next; /* the workload's end, the next rewrite */
 int progress_quiet;
 
-void progress(int i, int n, const char *name, const char *impl, double left_s)
+static void progress_line(int i, int n, const char *name, const char *impl, double left_s)
 {
-	if (progress_quiet)
-		return;
-	if (progress_tty < 0)
-		progress_tty = isatty(2);
-	last_i = i;
-	last_n = n;
-	sfmt(last_name, sizeof(last_name), "%s", name);
-	sfmt(last_impl, sizeof(last_impl), "%s", impl);
 	if (progress_tty) {
 		fprintf(stderr, "\r\033[K[%d/%d] %s (%s): %.0f s left", i, n, name, impl, left_s);
 		progress_open = 1;
@@ -114,11 +107,31 @@ void progress(int i, int n, const char *name, const char *impl, double left_s)
 	fflush(stderr);
 }
 
-void progress_tick(double left_s)
+void progress(int i, int n, const char *name, const char *impl, double left_s)
 {
-	/* a log keeps its one line a workload */
-	if (progress_tty == 1 && !progress_quiet)
-		progress(last_i, last_n, last_name, last_impl, left_s);
+	if (progress_quiet)
+		return;
+	if (progress_tty < 0)
+		progress_tty = isatty(2);
+	progress_end = now_ns() + (uint64_t)(left_s * 1e9);
+	progress_next = now_ns() + 1000000000u;
+	last_i = i;
+	last_n = n;
+	sfmt(last_name, sizeof(last_name), "%s", name);
+	sfmt(last_impl, sizeof(last_impl), "%s", impl);
+	progress_line(i, n, name, impl, left_s);
+}
+
+void progress_tick(void)
+{
+	/* a log keeps its one line a workload; a terminal's line is rewritten once a second */
+	if (progress_tty != 1 || progress_quiet)
+		return;
+	uint64_t t = now_ns();
+	if (t < progress_next)
+		return;
+	progress_next = t + 1000000000u;
+	progress_line(last_i, last_n, last_name, last_impl, t < progress_end ? (double)(progress_end - t) / 1e9 : 0);
 }
 
 void progress_done(void)
