@@ -6,7 +6,8 @@
 # The guest boots with the NVMe controllers and the e1000e on their kernel drivers (-n -N -M),
 # so that every run must bind and give back, and with three controllers: 00:02.0 on a blank
 # image, 00:04.0 on an ext4 image made here with mkfs.ext4 -d (a data.bin of random bytes), and
-# 00:05.0 on an image behind QEMU's blkdebug that fails reads of sector 100000.  The guest side
+# 00:05.0 on an image behind QEMU's blkdebug that fails reads of sector 100000, and 00:06.0 on an
+# image with an MBR partition table (written with printf) whose partition 1 holds ext4 (mkfs.ext4 -E offset).  The guest side
 # is tests/vm/bench-guest.sh (its BENCH-CHECK lines become TAP points here).  Then, on the host:
 # the ext4 image is byte for byte what it was, its data.bin reads back (debugfs), and the blank
 # image was written inside --write-range 8192..16383 (512-byte blocks) only.
@@ -56,12 +57,18 @@ fi
 [ -s "$MODS/order" ] || { echo "Bail out! no ext4 modules for $KREL"; exit 1; }
 
 # --- the three disks --------------------------------------------------------------------------------
-rm -rf "$OUT/ext4-src" "$OUT/blank.img" "$OUT/ext4.img" "$OUT/bad.img"
+rm -rf "$OUT/ext4-src" "$OUT/blank.img" "$OUT/ext4.img" "$OUT/bad.img" "$OUT/part.img"
 mkdir -p "$OUT/ext4-src"
 head -c 3M /dev/urandom >"$OUT/ext4-src/data.bin"
 mkfs.ext4 -q -F -L ubdma-bench -d "$OUT/ext4-src" "$OUT/ext4.img" 32M >&2
 cp "$OUT/ext4.img" "$OUT/ext4.orig"
-truncate -s 64M "$OUT/blank.img" "$OUT/bad.img"
+truncate -s 64M "$OUT/blank.img" "$OUT/bad.img" "$OUT/part.img"
+# one MBR entry (bootable 0, type 0x83 Linux, first LBA 2048, 40960 sectors) and the 0x55aa mark
+printf '\x00\x00\x00\x00\x83\x00\x00\x00\x00\x08\x00\x00\x00\xa0\x00\x00' |
+	dd of="$OUT/part.img" bs=1 seek=446 conv=notrunc status=none
+printf '\x55\xaa' | dd of="$OUT/part.img" bs=1 seek=510 conv=notrunc status=none
+mkfs.ext4 -q -F -E offset=$((2048 * 512)) -d "$OUT/ext4-src" "$OUT/part.img" 20M >&2
+cp "$OUT/part.img" "$OUT/part.orig"
 cat >"$OUT/blkdebug.conf" <<CONF
 [inject-error]
 event = "read_aio"
@@ -77,6 +84,10 @@ nvme,drive=nvext,serial=ext4disk,addr=0x4
 driver=raw,if=none,id=nvbad,file.driver=blkdebug,file.config=$OUT/blkdebug.conf,file.image.filename=$OUT/bad.img
 -device
 nvme,drive=nvbad,serial=baddisk,addr=0x5
+-drive
+file=$OUT/part.img,if=none,id=nvpart,format=raw
+-device
+nvme,drive=nvpart,serial=partdisk,addr=0x6
 QEMU
 
 # --- the guest ---------------------------------------------------------------------------------------
@@ -93,11 +104,16 @@ check "guest ran bench-guest.sh (run-guest.sh status $rc; $OUT/vm/results.txt)" 
 while read -r res what; do
 	if [ "$res" = ok ]; then ok "guest: $what"; else not_ok "guest: $what"; fi
 done < <(sed -n 's/^BENCH-CHECK \(ok\|not-ok\) /\1 /p' "$OUT/vm/console.log")
-[ "$(grep -c '^BENCH-CHECK' "$OUT/vm/console.log")" -ge 60 ] ||
-	not_ok "guest: only $(grep -c '^BENCH-CHECK' "$OUT/vm/console.log") checks ran (the script stopped early)"
+grep -q '^bench-guest: [0-9]* check(s) failed' "$OUT/vm/console.log" ||
+	not_ok "guest: bench-guest.sh stopped before its end ($(grep -c '^BENCH-CHECK' "$OUT/vm/console.log") checks ran)"
 
 # --- the disks, on the host ------------------------------------------------------------------------
 check "ext4 image byte for byte as it was made" cmp -s "$OUT/ext4.img" "$OUT/ext4.orig"
+# the partitioned disk was mounted read-write in the guest: its table and the data are checked
+check "partitioned disk: the partition table as it was made" cmp -s -n 1048576 "$OUT/part.img" "$OUT/part.orig"
+dd if="$OUT/part.img" of="$OUT/part1.img" bs=1M skip=1 count=20 2>/dev/null
+debugfs -R "dump /data.bin $OUT/part-data.back" "$OUT/part1.img" >/dev/null 2>&1 || true
+check "partitioned disk: data.bin intact in partition 1" cmp -s "$OUT/part-data.back" "$OUT/ext4-src/data.bin"
 debugfs -R "dump /data.bin $OUT/data.back" "$OUT/ext4.img" >/dev/null 2>&1 || true
 check "ext4: data.bin reads back intact (debugfs)" cmp -s "$OUT/data.back" "$OUT/ext4-src/data.bin"
 fsck_clean() { e2fsck -fn "$OUT/ext4.img" >&2; }

@@ -5,9 +5,10 @@
 #   00:02.0  blank (bench-check.sh checks afterwards that only --write-range was written)
 #   00:04.0  a preformatted ext4 filesystem holding data.bin (must be refused, left intact)
 #   00:05.0  reads of LBA 100000 fail (QEMU blkdebug): the failing workload
+#   00:06.0  an MBR partition table whose partition 1 holds ext4 (refused, left intact)
 # Each check prints "BENCH-CHECK ok|not-ok <what>"; the exit status is 1 when one failed.
 U=/ubdma/bin/ubdma
-NV=0000:00:02.0 EXT=0000:00:04.0 BAD=0000:00:05.0 NIC=${UBDMA_VM_NIC:-0000:00:03.0}
+NV=0000:00:02.0 EXT=0000:00:04.0 BAD=0000:00:05.0 PART=0000:00:06.0 NIC=${UBDMA_VM_NIC:-0000:00:03.0}
 fails=0
 
 check() {
@@ -22,6 +23,12 @@ check() {
 }
 drv() { basename "$(readlink "/sys/bus/pci/devices/$1/driver" 2>/dev/null)" 2>/dev/null; }
 on() { [ "$(drv "$1")" = "$2" ]; }
+# on, within 10 s (a device given back by the detached shell of an interrupted run)
+soon_on() {
+	si=0
+	while ! on "$1" "$2" && [ $si -lt 100 ]; do usleep 100000; si=$((si + 1)); done
+	on "$1" "$2"
+}
 # (under native multipath the controller holds nvme<S>c<C>n<N> and the disk is nvme<S>n<N>)
 blk_of() {
 	ls "/sys/bus/pci/devices/$1/nvme/"nvme*/ 2>/dev/null | grep -E '^nvme[0-9]+(c[0-9]+)?n[0-9]+$' |
@@ -49,8 +56,8 @@ html_names_all() {
 }
 
 for m in $(cat /ubdma/ext4/order); do insmod "/ubdma/ext4/$m" 2>/dev/null; done
-for b in $NV $EXT $BAD; do wait_blk "$b" || echo "no block device for $b"; done
-NVB=$(blk_of $NV) EXTB=$(blk_of $EXT)
+for b in $NV $EXT $BAD $PART; do wait_blk "$b" || echo "no block device for $b"; done
+NVB=$(blk_of $NV) EXTB=$(blk_of $EXT) PARTB=$(blk_of $PART)
 echo "devices: $NV=$NVB $EXT=$EXTB $BAD=$(blk_of $BAD) nic $NIC=$(drv $NIC)"
 
 # --- a namespace with a mounted ext4 is refused, nothing bound -----------------------------------
@@ -73,6 +80,18 @@ show /tmp/e
 check "unmounted ext4 refused with exit 1 (was $rc)" [ $rc = 1 ]
 check "the refusal names the filesystem" grep -q "holds an ext4 signature (a filesystem)" /tmp/e
 check "unmounted: $EXT still on nvme" on $EXT nvme
+
+# --- a mounted partition: the partition and the table are named --------------------------------
+mkdir -p /mnt2
+check "ext4 in partition 1 of $PART mounts" mount -t ext4 "/dev/${PARTB}p1" /mnt2
+$U bench nvme $PART --time 0.5 --out /tmp/r-part >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "mounted partition refused with exit 1 (was $rc)" [ $rc = 1 ]
+check "the refusal names the mounted partition" grep -q "/dev/${PARTB}p1 is mounted on /mnt2 (ext4)" /tmp/e
+check "the refusal names the partition table" grep -q "/dev/$PARTB holds a dos partition table" /tmp/e
+check "partition: $PART still on nvme" on $PART nvme
+umount /mnt2
 
 # --- a namespace open by another process is refused ---------------------------------------------
 (exec 3<"/dev/$NVB"; sleep 30) &
@@ -143,6 +162,36 @@ show /tmp/int.err
 check "SIGINT: exit 130 (was $rc)" [ $rc = 130 ]
 check "SIGINT: $NV back on nvme" on $NV nvme
 check "SIGINT: its namespace is back" wait_blk $NV
+
+# --- SIGINT while fio runs (the kernel peer): fio stopped, the device never left nvme ---------------
+$U bench nvme $NV --time 4 --workloads randread-4k-qd1 --out /tmp/intfio >/dev/null 2>/tmp/intfio.err &
+pid=$!
+i=0
+while ! grep -q "(kernel (fio io_uring))" /tmp/intfio.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+usleep 800000
+check "SIGINT during fio: fio was running" pidof fio
+kill -INT $pid
+wait $pid
+rc=$?
+usleep 300000
+check "SIGINT during fio: exit 130 (was $rc)" [ $rc = 130 ]
+check "SIGINT during fio: fio is gone" sh -c '! pidof fio'
+check "SIGINT during fio: $NV on nvme" on $NV nvme
+
+# --- a crash mid-workload: the handler leaves the device to a shell that waits for the end -------
+$U bench nvme $NV --time 6 --no-peer --workloads randread-4k-qd32 --out /tmp/crash >/dev/null 2>/tmp/crash.err &
+pid=$!
+i=0
+while ! grep -q "(ubdma)" /tmp/crash.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+usleep 500000
+kill -SEGV $pid
+wait $pid
+rc=$?
+show /tmp/crash.err
+check "crash: the process died of SIGSEGV (status $rc)" [ $rc = 139 ]
+check "crash: the handler said the device goes back" grep -q "the device goes back to its driver as this process ends" /tmp/crash.err
+check "crash: $NV back on nvme" soon_on $NV nvme
+check "crash: its namespace is back" wait_blk $NV
 
 # --- SIGTERM likewise -----------------------------------------------------------------------------
 $U bench nvme $NV --time 4 --no-peer --workloads randread-4k-qd32 --out /tmp/term >/dev/null 2>/tmp/term.err &

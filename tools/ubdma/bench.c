@@ -259,6 +259,7 @@ int bench_common_opts(int argc, char **argv, struct bench_opts *o, char **rest, 
 
 	memset(o, 0, sizeof(*o));
 	o->secs = 5;
+	bench_guard();
 	sfmt(outbuf, sizeof(outbuf), "ubdma-bench-%s", kind);
 	o->out = outbuf;
 	rest[n++] = argv[0];

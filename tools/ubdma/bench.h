@@ -153,6 +153,8 @@ int dev_check_nic(const struct bench_dev *d, int force);
 int dev_check_image(int fd, const char *what, const char *bdf);
 /* Nothing else has the device's VFIO group open (a device already on vfio-pci). */
 int dev_check_vfio_free(const struct bench_dev *d);
+/* The signal and crash handlers and the exit hook, before anything runs (peers included). */
+void bench_guard(void);
 /*
  * Install the guard (signals, crash handlers, atexit) and bind the device to vfio-pci when it is
  * not there.  0 or EX_FAIL (the device is left where it was).

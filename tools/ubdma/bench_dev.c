@@ -451,39 +451,33 @@ int dev_check_nic(const struct bench_dev *d, int force)
 
 /* --------------------------------------------------------- taking, giving */
 
-/* Precomputed for the async-signal-safe path. */
+/* What the handlers need, computed beforehand: they may only use async-signal-safe calls. */
 static struct bench_dev *guarded;
 static char p_override[PATH_MAX], p_unbind[PATH_MAX], p_bind[PATH_MAX], p_probe[] = "/sys/bus/pci/drivers_probe";
-
-static void raw_write(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	ssize_t w = write(fd, s, strlen(s));
-	(void)w;
-	close(fd);
-}
+static char later_script[2048];
 
 /*
- * From a signal handler: the VFIO descriptors are closed first (vfio-pci's unbind waits for the
- * last user of the device, which would be this process), then the device goes back.
+ * From a signal handler or exit(): the device cannot be unbound from here, since vfio-pci's
+ * unbind waits until the device's last user lets go, and this process holds it (descriptors,
+ * and BAR mappings that closing descriptors does not end).  A detached shell waits until this
+ * process is gone (a zombie has no mappings left) and gives the device back then.
  */
-static void emergency_give_back(void)
+static void give_back_later(void)
 {
 	if (!guarded || !guarded->bound)
 		return;
-	for (int fd = 3; fd < 4096; fd++)
-		close(fd);
-	raw_write(p_override, "\n");
-	raw_write(p_unbind, guarded->bdf);
-	if (p_bind[0])
-		raw_write(p_bind, guarded->bdf);
-	else
-		raw_write(p_probe, guarded->bdf);
 	guarded->bound = 0;
-	static const char msg[] = "ubdma bench: interrupted: device given back to its driver\n";
+	pid_t c = fork();
+	if (c == 0) {
+		char *argv[] = { "sh", "-c", later_script, NULL };
+		char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+		for (int fd = 3; fd < 4096; fd++)
+			close(fd);
+		setsid(); /* out of the terminal's process group: ^C again does not stop it */
+		execve("/bin/sh", argv, envp);
+		_exit(127);
+	}
+	static const char msg[] = "ubdma bench: interrupted: the device goes back to its driver as this process ends\n";
 	ssize_t w = write(2, msg, sizeof(msg) - 1);
 	(void)w;
 }
@@ -492,7 +486,7 @@ static void on_stop(int sig)
 {
 	if (bench_stop) {
 		/* a second signal: the workload did not stop in time */
-		emergency_give_back();
+		give_back_later();
 		signal(sig, SIG_DFL);
 		raise(sig);
 		return;
@@ -502,25 +496,26 @@ static void on_stop(int sig)
 
 static void on_crash(int sig)
 {
-	emergency_give_back();
+	give_back_later();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
 static void at_exit(void)
 {
-	if (guarded && guarded->bound)
-		dev_give_back(guarded);
+	/* an exit() the normal path did not foresee: ubdma may still hold the device */
+	give_back_later();
 }
 
-int dev_take(struct bench_dev *d)
+void bench_guard(void)
 {
 	static const int stops[] = { SIGINT, SIGTERM, SIGHUP };
 	static const int crashes[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL };
-	struct sigaction sa;
-	char grp[16];
 	static int once;
+	struct sigaction sa;
 
+	if (once++)
+		return;
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = on_stop; /* no SA_RESTART: waits return EINTR and look at bench_stop */
@@ -530,14 +525,24 @@ int dev_take(struct bench_dev *d)
 	sa.sa_flags = SA_RESETHAND;
 	for (size_t i = 0; i < sizeof(crashes) / sizeof(crashes[0]); i++)
 		sigaction(crashes[i], &sa, NULL);
-	if (!once++)
-		atexit(at_exit);
+	atexit(at_exit);
+}
+
+int dev_take(struct bench_dev *d)
+{
+	char grp[16];
+
+	bench_guard();
 	guarded = d;
 	sysfs_pci_path(p_override, sizeof(p_override), d->bdf, "driver_override");
 	sfmt(p_unbind, sizeof(p_unbind), PCI_DRIVERS "/vfio-pci/unbind");
 	p_bind[0] = '\0';
 	if (d->orig_drv[0] && strcmp(d->orig_drv, "vfio-pci"))
 		sfmt(p_bind, sizeof(p_bind), PCI_DRIVERS "/%s/bind", d->orig_drv);
+	sfmt(later_script, sizeof(later_script),
+	     "while grep -q . /proc/%d/maps 2>/dev/null; do sleep 0.1 2>/dev/null || sleep 1; done; "
+	     "echo > %s; case $(readlink %s/%s/driver) in */vfio-pci) echo %s > %s;; esac; echo %s > %s",
+	     (int)getpid(), p_override, SYSFS_PCI_DEVICES, d->bdf, d->bdf, p_unbind, d->bdf, p_bind[0] ? p_bind : p_probe);
 	if (!strcmp(d->orig_drv, "vfio-pci"))
 		return 0;
 	if (bench_stop)
