@@ -274,7 +274,7 @@ int bench_common_opts(int argc, char **argv, struct bench_opts *o, char **rest, 
 		} else if (!strcmp(argv[i], "--csv")) {
 			o->csv = 1;
 		} else if (!strcmp(argv[i], "--quiet")) {
-			o->quiet = progress_quiet = 1;
+			progress_quiet = 1;
 		} else if (!strcmp(argv[i], "--force")) {
 			o->force = 1;
 		} else if (n < 63) {

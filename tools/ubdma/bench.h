@@ -80,7 +80,7 @@ struct bench_report {
 	const char *kind;   /* "nvme", "nic", "iommu" */
 	const char *device; /* what was measured, one line */
 	const char *outdir;
-	int csv, quiet;
+	int csv;
 	int nrows, cap;
 	struct bench_row *rows;
 	char notes[8][256]; /* lines for the report (a peer skipped, a device given back ...) */
@@ -197,7 +197,7 @@ int iommu_rows(struct bench_report *r, ubdma_ctx_t *ctx, const char *target, dou
 struct bench_opts {
 	double secs;
 	const char *out;
-	int csv, quiet, force;
+	int csv, force;
 };
 /* mkdir -p; 0 or -1 with errno. */
 int mkdir_p(const char *dir);

@@ -267,7 +267,7 @@ int bench_iommu(int argc, char **argv)
 				    "unbind it first (nothing was touched)",
 				    d.bdf, d.orig_drv);
 	}
-	struct bench_report rep = { .kind = "iommu", .outdir = o.out, .csv = o.csv, .quiet = o.quiet };
+	struct bench_report rep = { .kind = "iommu", .outdir = o.out, .csv = o.csv };
 	char devline[160];
 	sfmt(devline, sizeof(devline), "backends vfio, phys and va%s%s", dev ? "; VFIO through " : "", dev ? d.bdf : "");
 	rep.device = devline;

@@ -314,7 +314,7 @@ int bench_nic(int argc, char **argv)
 	} else if (dev_check_nic(&d, o.force)) {
 		return EX_FAIL;
 	}
-	struct bench_report rep = { .kind = "nic", .outdir = o.out, .csv = o.csv, .quiet = o.quiet };
+	struct bench_report rep = { .kind = "nic", .outdir = o.out, .csv = o.csv };
 	char devline[200];
 	sfmt(devline, sizeof(devline), "%s (%04x:%04x, 82574L), found on %s%s%s", d.bdf, d.vendor, d.device,
 	     d.orig_drv[0] ? d.orig_drv : "no driver", d.netdev[0] ? " as " : "", d.netdev);

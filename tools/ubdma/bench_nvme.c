@@ -532,7 +532,7 @@ int bench_nvme(int argc, char **argv)
 			    d.bdf, d.orig_drv);
 	}
 
-	struct bench_report rep = { .kind = "nvme", .outdir = o.out, .csv = o.csv, .quiet = o.quiet };
+	struct bench_report rep = { .kind = "nvme", .outdir = o.out, .csv = o.csv };
 	char devline[256];
 	sfmt(devline, sizeof(devline), "%s (%04x:%04x), found on %s", d.bdf, d.vendor, d.device,
 	     d.orig_drv[0] ? d.orig_drv : "no driver");
