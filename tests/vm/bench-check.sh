@@ -13,8 +13,8 @@
 # image was written inside --write-range 8192..16383 (512-byte blocks) only.
 # The guest also needs ext4 (not in the test bed's modules): its modules are taken from the
 # kernel package the assets keep (ASSETS/dl), put in order with modprobe --show-depends.
-# nvme_core.multipath=N: the guest's /init names a namespace by its controller (nvme0n1); native
-# multipath would hide it behind nvme0c0n1 (ubdma bench itself handles both).
+# Under QEMU 10 the controllers are multipath-capable: the disk is nvmeXn1, the controller's path
+# nvmeXcYn1 (hidden); ubdma bench's checks and the guest script map one to the other.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:?usage: bench-check.sh OUTDIR ASSETS UBDMA [FIO]}
@@ -97,7 +97,7 @@ if [ ${#PMDS[@]} -gt 0 ] && command -v dpdk-testpmd >/dev/null; then
 	for p in "${PMDS[@]}"; do DPDK+=(-i "$p"); done
 fi
 rc=0
-"$HERE/run-guest.sh" -n -N -M -K nvme_core.multipath=N -t 900 -u 600 -a "$ASSETS" -o "$OUT/vm" -d "$OUT/blank.img" -q "$OUT/disks.qemu" \
+"$HERE/run-guest.sh" -n -N -M -t 900 -u 600 -a "$ASSETS" -o "$OUT/vm" -d "$OUT/blank.img" -q "$OUT/disks.qemu" \
 	-i "$UBDMA=/ubdma/bin/ubdma" -i "$FIO=/ubdma/bin/fio" -i "$(readlink -f "$(command -v gnuplot)")=/ubdma/bin/gnuplot" \
 	-i "$MODS=/ubdma/ext4" "${DPDK[@]}" "$HERE/bench-guest.sh" >"$OUT/run-guest.out" 2>"$OUT/run-guest.err" || rc=$?
 check "guest ran bench-guest.sh (run-guest.sh status $rc; $OUT/vm/results.txt)" grep -q '^PASS 1 bench-guest.sh' "$OUT/vm/results.txt"
