@@ -99,6 +99,9 @@ NVMES=$(pci_find 0x1b36 0x0010)
 NICS=$(pci_find 0x8086 0x10d3)
 [ -n "$NVMES" ] || setup_fail "no NVMe controller 1b36:0010"
 [ -n "$NICS" ] || setup_fail "no e1000e 8086:10d3"
+# virtio-net, modern (1af4:1041; run-guest.sh -V): always for vfio-pci (drivers/virtio-net)
+VNETS=$(pci_find 0x1af4 0x1041)
+for b in $VNETS; do echo vfio-pci >"/sys/bus/pci/devices/$b/driver_override"; done
 
 # Devices meant for vfio-pci get their driver_override before any module is loaded: vfio-pci
 # then takes them when it registers, and nvme / e1000e never probe them (which saves about 1 s
@@ -127,6 +130,7 @@ done </lib/ubdma/modules.order
 mark "MODULES-LOADED uptime=$(cut -d' ' -f1 /proc/uptime)"
 for b in $NVMES; do bind "$b" "$UBDMA_CFG_NVME_DRIVER"; done
 for b in $NICS; do bind "$b" "$UBDMA_CFG_NIC_DRIVER"; done
+for b in $VNETS; do bind "$b" vfio-pci; done
 mark "DEVICES-BOUND uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 set -- $NVMES
@@ -140,6 +144,10 @@ export UBDMA_VM_NIC="${1:-}"
 export UBDMA_VM_NIC_ALL="$(echo $NICS)"
 export UBDMA_VM_NIC_GROUP="$(group_of "${1:-none}")"
 export UBDMA_VM_NIC_DRIVER="$UBDMA_CFG_NIC_DRIVER"
+set -- $VNETS
+export UBDMA_VM_VNET="${1:-}"
+export UBDMA_VM_VNET_ALL="$(echo $VNETS)"
+export UBDMA_VM_VNET_GROUP="$(group_of "${1:-none}")"
 
 if [ "$UBDMA_CFG_NVME_DRIVER" = nvme ] && [ -n "$UBDMA_VM_NVME" ]; then
 	# The namespace's block device appears once the controller's scan has finished; take the
@@ -165,7 +173,7 @@ if [ "$UBDMA_CFG_NIC_DRIVER" = e1000e ] && [ -n "$UBDMA_VM_NIC" ]; then
 fi
 
 env | grep '^UBDMA_VM' | sort | sed 's/^/UBDMA-VM: ENV /'
-for b in $NVMES $NICS; do
+for b in $NVMES $NICS $VNETS; do
 	mark "DEVICE $b $(cat /sys/bus/pci/devices/$b/vendor):$(cat /sys/bus/pci/devices/$b/device)" \
 		"driver=$(drv_of "$b") group=$(group_of "$b")"
 done

@@ -31,6 +31,10 @@ options:
              program runs and the dmesg is still dumped (default 0: none)
   -n         leave the NVMe controller(s) on the kernel nvme driver (default: vfio-pci)
   -N         leave the e1000e on the kernel e1000e driver (default: vfio-pci)
+  -V 'NETDEV [PROPS]'  add a modern virtio-net (1af4:1041: disable-legacy=on, iommu_platform=on)
+             at 0000:00:05.0, MAC 52:54:00:12:34:60, on '-netdev NETDEV,id=vn0' (e.g.
+             socket,connect=127.0.0.1:PORT or tap,...), with more virtio-net-pci PROPS (e.g.
+             mq=on,vectors=10) and its own filter-dump, DIR/vnet.pcap; bound to vfio-pci
   -M         load the nvme and e1000e modules even when no device stays on them (for tests
              that hand a device back to its kernel driver)
   -i PATH[=GUESTPATH]  also pack a file or folder (ELF files bring their ldd closure)
@@ -49,8 +53,8 @@ say() { echo "$ME: $*" >&2; }
 
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
 ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0 KARGS=
-INCLUDES=() ENVS=()
-while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:Tvh" opt; do
+INCLUDES=() ENVS=() VNET=''
+while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) ASSETS=$OPTARG ;;
@@ -62,6 +66,7 @@ while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:Tvh" opt; do
 	u) PROG_TIMEOUT=$OPTARG ;;
 	n) NVME_DRV=nvme ;;
 	N) NIC_DRV=e1000e ;;
+	V) VNET=$OPTARG ;;
 	M) ALL_MODULES=1 ;;
 	i) INCLUDES+=("$OPTARG") ;;
 	e) [[ $OPTARG == [A-Za-z_]*=* ]] || die "-e wants VAR=VALUE"; ENVS+=("$OPTARG") ;;
@@ -213,6 +218,16 @@ QEMU=(qemu-system-x86_64 -accel tcg -machine q35,kernel-irqchip=split -cpu max -
 	-drive "file=$DISK,if=none,id=nv0,format=raw" -device nvme,drive=nv0,serial=deadbeef,addr=0x2
 	-netdev user,id=n0,restrict=on -device e1000e,netdev=n0,addr=0x3,romfile=
 	-object "filter-dump,id=f0,netdev=n0,file=$PCAP")
+# -V: the virtio-net of issue 20 on a slot of its own, its DMA through the vIOMMU (ats stays
+# off: it would need device-iotlb=on on the IOMMU, which changes it for every device here).
+if [ -n "$VNET" ]; then
+	vnet_props=${VNET#* }
+	[ "$vnet_props" != "$VNET" ] || vnet_props=''
+	rm -f "$OUT/vnet.pcap"
+	QEMU+=(-netdev "${VNET%% *},id=vn0"
+		-device "virtio-net-pci,netdev=vn0,addr=0x5,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:60${vnet_props:+,$vnet_props}"
+		-object "filter-dump,id=fv0,netdev=vn0,file=$OUT/vnet.pcap")
+fi
 if [ -n "$QARGS" ]; then
 	[ -f "$QARGS" ] || die "-q $QARGS: no such file"
 	while IFS= read -r a; do

@@ -1,0 +1,83 @@
+#!/bin/bash
+# vm-vnet.sh [-T] [-n N] ASSETS OUTDIR PROG [PROG...] - the virtio-net driver's tests in one guest
+# boot, judged from outside: meson test 'virtio-net' (suite vm).
+#
+#  1. starts the host peer of the e1000e tests (drivers/e1000e/test/nic_peer.py, rx-test mode)
+#     listening on 127.0.0.1 only;
+#  2. boots the test bed (tests/vm/run-guest.sh -V) with a modern virtio-net at 0000:00:05.0
+#     whose netdev is a socket connected to that peer, and its filter-dump OUTDIR/guest/vnet.pcap;
+#  3. runs the first PROG with "BDF N K" (test_virtio_net_txrx: it transmits N frames, then takes
+#     the N the peer injects), the others with the BDF only;
+#  4. tshark (drivers/e1000e/test/check_pcap.py): vnet.pcap must hold the N transmitted frames in
+#     order byte for byte, and the N injected broadcast frames.
+# Prints TAP with -T (one point a guest program, one a pcap check), else "N passed, N failed".
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+PEERDIR=$ROOT/drivers/e1000e/test
+TAP=0 N=1000 K=20
+while getopts "Tn:" o; do
+	case $o in T) TAP=1 ;; n) N=$OPTARG ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 3 ] || { echo "usage: vm-vnet.sh [-T] [-n N] ASSETS OUTDIR PROG [PROG...]" >&2; exit 2; }
+ASSETS=$1 OUT=$2 FIRST=$3
+shift 3
+BDF=0000:00:05.0
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+rm -f "$OUT/peer.port" "$OUT/peer.log"
+
+python3 "$PEERDIR/nic_peer.py" --mode rx-test --frames "$N" --foreign "$K" --timeout 400 \
+	--port-file "$OUT/peer.port" 2>"$OUT/peer.log" &
+PEER=$!
+trap 'kill $PEER 2>/dev/null' EXIT
+for _ in $(seq 100); do [ -s "$OUT/peer.port" ] && break; sleep 0.1; done
+[ -s "$OUT/peer.port" ] || { echo "vm-vnet.sh: the host peer did not start" >&2; cat "$OUT/peer.log" >&2; exit 2; }
+PORT=$(cat "$OUT/peer.port")
+mkdir -p "$OUT/guest"
+progs=("$FIRST $BDF $N $K")
+for p in "$@"; do progs+=("$p $BDF"); done
+"$ROOT/tests/vm/run-guest.sh" -T -t 400 -u 200 -a "$ASSETS" -o "$OUT/guest" \
+	-V "socket,connect=127.0.0.1:$PORT" "${progs[@]}" >"$OUT/guest.tap" 2>"$OUT/guest.stderr"
+grc=$?
+# the peer ends on the guest's DONE; if the guest never sent it, do not wait for its timeout
+for _ in $(seq 50); do kill -0 $PEER 2>/dev/null || break; sleep 0.1; done
+kill $PEER 2>/dev/null
+wait $PEER; prc=$?
+trap - EXIT
+
+MAC=$(sed -n 's/.*UBDMA-VNET-TX frames=[0-9]* mac=\([0-9a-f:]*\).*/\1/p' "$OUT/guest/console.log" | head -n1)
+python3 "$PEERDIR/check_pcap.py" --label "tshark vnet.pcap (guest TX)" --frames "$N" ${MAC:+--src "$MAC"} \
+	--only-dst "$OUT/guest/vnet.pcap" >"$OUT/check-tx.txt" 2>&1; c1=$?
+python3 "$PEERDIR/check_pcap.py" --label "tshark vnet.pcap (host injection)" --frames "$N" \
+	--dst ff:ff:ff:ff:ff:ff --src 02:00:00:00:00:02 --only-dst --max-len 1514 \
+	"$OUT/guest/vnet.pcap" >"$OUT/check-rx.txt" 2>&1; c2=$?
+
+mapfile -t lines < <(grep -E '^(ok|not ok) ' "$OUT/guest.tap")
+total=$((${#lines[@]} + 2)) pass=0 fail=0 i=0
+[ "$TAP" = 1 ] && echo "1..$total"
+emit() { # ok|no text
+	i=$((i + 1))
+	if [ "$1" = ok ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+	if [ "$TAP" = 1 ]; then echo "$([ "$1" = ok ] && echo ok || echo 'not ok') $i - $2"; else echo "$([ "$1" = ok ] && echo PASS || echo FAIL) $2"; fi
+}
+for l in "${lines[@]}"; do
+	t=${l#ok }; t=${t#not ok }; t=${t#* - }
+	case $l in ok*) emit ok "$t" ;; *) emit no "$t" ;; esac
+done
+emit "$([ $c1 = 0 ] && echo ok || echo no)" "$(head -n1 "$OUT/check-tx.txt" | sed 's/^\(not \)\?ok - //')"
+emit "$([ $c2 = 0 ] && echo ok || echo no)" "$(head -n1 "$OUT/check-rx.txt" | sed 's/^\(not \)\?ok - //')"
+{
+	echo "# guest run: status $grc, peer status $prc; results: $OUT/guest/results.txt"
+	sed 's/^/# /' "$OUT/guest/results.txt" 2>/dev/null
+	grep -h '^#   ' "$OUT/check-tx.txt" "$OUT/check-rx.txt" | sed 's/^/#/'
+	sed 's/^/# peer: /' "$OUT/peer.log"
+} | if [ "$TAP" = 1 ]; then cat; else cat >&2; fi
+if [ $fail -gt 0 ]; then
+	echo "# ---- guest console, virtio-net programs ----" >&2
+	sed -n '/BEGIN [0-9]* test_virtio_net/,/END [0-9]* test_virtio_net/p' "$OUT/guest/console.log" | tail -n 120 >&2
+	tail -n 30 "$OUT/guest.stderr" >&2
+fi
+[ "$TAP" = 1 ] || echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
