@@ -34,7 +34,8 @@ options:
   -V 'NETDEV [PROPS]'  add a modern virtio-net (1af4:1041: disable-legacy=on, iommu_platform=on)
              at 0000:00:05.0, MAC 52:54:00:12:34:60, on '-netdev NETDEV,id=vn0' (e.g.
              socket,connect=127.0.0.1:PORT or tap,...), with more virtio-net-pci PROPS (e.g.
-             mq=on,vectors=10) and its own filter-dump, DIR/vnet.pcap; bound to vfio-pci
+             mq=on,vectors=10) and its own filter-dump, DIR/vnet.pcap (none for a netdev of
+             several queues: QEMU's filters refuse them); bound to vfio-pci
   -M         load the nvme and e1000e modules even when no device stays on them (for tests
              that hand a device back to its kernel driver)
   -i PATH[=GUESTPATH]  also pack a file or folder (ELF files bring their ldd closure)
@@ -225,8 +226,11 @@ if [ -n "$VNET" ]; then
 	[ "$vnet_props" != "$VNET" ] || vnet_props=''
 	rm -f "$OUT/vnet.pcap"
 	QEMU+=(-netdev "${VNET%% *},id=vn0"
-		-device "virtio-net-pci,netdev=vn0,addr=0x5,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:60${vnet_props:+,$vnet_props}"
-		-object "filter-dump,id=fv0,netdev=vn0,file=$OUT/vnet.pcap")
+		-device "virtio-net-pci,netdev=vn0,addr=0x5,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:60${vnet_props:+,$vnet_props}")
+	# QEMU's net filters refuse a netdev of several queues ("multiqueue is not supported"):
+	# then capture on the host side of the netdev instead
+	[[ ${VNET%% *} =~ queues=([2-9]|[1-9][0-9]) ]] ||
+		QEMU+=(-object "filter-dump,id=fv0,netdev=vn0,file=$OUT/vnet.pcap")
 fi
 if [ -n "$QARGS" ]; then
 	[ -f "$QARGS" ] || die "-q $QARGS: no such file"

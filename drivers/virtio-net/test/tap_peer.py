@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""tap_peer.py - the host end of the guest's virtio-net on a multi-queue tap, in a network
+namespace of its own (drivers/virtio-net/test/vm-vnet-mq.sh sets the namespace up).
+
+  tap_peer.py --sink IFNAME [--flows F] [--per-flow P] [--timeout S]
+
+* keeps IFNAME (a tap without vnet header: no checksum offload, so the kernel completes every
+  checksum it forwards there) open and drained, so that it has carrier and tshark can capture
+  what the namespace routes to it;
+* listens on UDP 10.20.0.1:9999 for the guest (10.20.0.2): "RDY2" starts F flows of P datagrams
+  each, from UDP ports 20000+f to 10.20.0.2:10000+f, payload "UBDR", flow (16 bits), sequence
+  (32 bits), then bytes (7 f + 13 i + k) mod 256, length 64 + (97 (f P + i)) mod 1300; they leave
+  through the tap with vnet header, so the kernel hands them over partially checksummed
+  (NEEDS_CSUM) once the guest negotiated GUEST_CSUM; "DONE ..." (the guest's report) ends it.
+Everything is logged to stderr.
+"""
+import argparse
+import fcntl
+import os
+import select
+import socket
+import struct
+import sys
+import time
+
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+
+
+def log(*a):
+    print("tap_peer:", *a, file=sys.stderr, flush=True)
+
+
+def payload(f, i, p):
+    n = 64 + (97 * (f * p + i)) % 1300
+    b = bytearray(b"UBDR" + struct.pack(">HI", f, i))
+    b.extend((7 * f + 13 * i + k) & 0xFF for k in range(len(b), n))
+    return bytes(b)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sink", required=True)
+    ap.add_argument("--flows", type=int, default=64)
+    ap.add_argument("--per-flow", type=int, default=16)
+    ap.add_argument("--timeout", type=float, default=300)
+    a = ap.parse_args()
+    tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", a.sink.encode(), IFF_TAP | IFF_NO_PI))
+    ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ctl.bind(("10.20.0.1", 9999))
+    socks = []
+    for f in range(a.flows):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("10.20.0.1", 20000 + f))
+        socks.append(s)
+    log(f"ready: sink {a.sink}, control 10.20.0.1:9999, {a.flows} flows of {a.per_flow}")
+    print("ready", flush=True)
+    end = time.time() + a.timeout
+    sunk = 0
+    while time.time() < end:
+        r, _, _ = select.select([tun, ctl], [], [], 1.0)
+        if tun in r:
+            try:
+                while os.read(tun, 65536):
+                    sunk += 1
+            except BlockingIOError:
+                pass
+        if ctl in r:
+            msg, src = ctl.recvfrom(2048)
+            log("guest says", msg[:80].decode(errors="replace"), "from", src)
+            if msg.startswith(b"RDY2"):
+                for i in range(a.per_flow):
+                    for f in range(a.flows):
+                        socks[f].sendto(payload(f, i, a.per_flow), ("10.20.0.2", 10000 + f))
+                log(f"sent {a.flows * a.per_flow} datagrams")
+            elif msg.startswith(b"DONE"):
+                log(f"done; {sunk} frames drained from {a.sink}")
+                return 0
+    log("timed out")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

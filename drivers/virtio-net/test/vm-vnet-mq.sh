@@ -1,0 +1,113 @@
+#!/bin/bash
+# vm-vnet-mq.sh [-T] [-q QP] ASSETS OUTDIR PROG - the virtio-net driver's queue pairs and checksum
+# offloads, judged by tshark: meson test 'virtio-net-mq' (suite vm).
+#
+# Runs in a network namespace of its own (unshare -n: nothing of the host's network is touched):
+#   vn0  multi-queue tap with vnet headers, 10.20.0.1/24, MAC 02:00:00:00:00:10: the guest's
+#        virtio-net (run-guest.sh -V 'tap,...,queues=QP mq=on'), the guest being 10.20.0.2;
+#   vn1  plain tap (no vnet header, so no checksum offload), 10.20.1.1/24, 10.20.1.2 behind it:
+#        the kernel completes the checksum of what it forwards there, and tshark captures it.
+# drivers/virtio-net/test/tap_peer.py keeps vn1 open and sends the guest its UDP flows.
+# Checks afterwards: sink.pcap (vn1) holds M datagrams a queue pair, to 10.20.1.2:9000+q, every
+# UDP checksum good; vnet.pcap (captured on vn0, as the device handed them over: QEMU's
+# filter-dump refuses multi-queue netdevs) shows the same datagrams with checksums not yet
+# complete, so the guest did not compute them.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+TAP=0 QP=4 M=50
+while getopts "Tq:" o; do
+	case $o in T) TAP=1 ;; q) QP=$OPTARG ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 3 ] || { echo "usage: vm-vnet-mq.sh [-T] [-q QP] ASSETS OUTDIR PROG" >&2; exit 2; }
+if [ -z "${VNET_MQ_NETNS:-}" ]; then
+	command -v unshare >/dev/null && command -v ip >/dev/null ||
+		{ echo "1..0 # SKIP unshare/ip missing (util-linux, iproute2)"; exit 0; }
+	exec env VNET_MQ_NETNS=1 unshare -n "$0" $([ "$TAP" = 1 ] && echo -T) -q "$QP" "$@"
+fi
+ASSETS=$1 OUT=$2 PROG=$3
+mkdir -p "$OUT/guest"
+OUT=$(cd "$OUT" && pwd)
+BDF=0000:00:05.0
+
+set -e
+ip link set lo up
+ip tuntap add dev vn0 mode tap multi_queue vnet_hdr
+ip link set vn0 address 02:00:00:00:00:10 txqueuelen 5000
+ip tuntap add dev vn1 mode tap
+for d in vn0 vn1; do echo 1 >/proc/sys/net/ipv6/conf/$d/disable_ipv6; done
+ip link set vn0 up
+ip link set vn1 up
+ip addr add 10.20.0.1/24 dev vn0
+ip addr add 10.20.1.1/24 dev vn1
+ip neigh replace 10.20.0.2 lladdr 52:54:00:12:34:60 dev vn0 nud permanent
+ip neigh replace 10.20.1.2 lladdr 02:00:00:00:00:22 dev vn1 nud permanent
+echo 1 >/proc/sys/net/ipv4/ip_forward
+for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 >"$f"; done
+set +e
+
+rm -f "$OUT/sink.pcap" "$OUT/peer.log"
+exec 3< <(python3 "$HERE/tap_peer.py" --sink vn1 --timeout 400 2>"$OUT/peer.log")
+PEER=$!
+read -r -t 10 ready <&3 || { echo "vm-vnet-mq.sh: the peer did not start" >&2; cat "$OUT/peer.log" >&2; exit 2; }
+# QEMU's filter-dump refuses a multi-queue netdev: the guest's side is captured on vn0 instead
+# (what the tap hands the host, before any checksum is completed)
+tshark -q -i vn1 -w "$OUT/sink.pcap" 2>"$OUT/tshark.log" &
+SHARK=$!
+tshark -q -i vn0 -w "$OUT/vnet.pcap" 2>"$OUT/tshark0.log" &
+SHARK0=$!
+for _ in $(seq 50); do grep -q "Capturing on" "$OUT/tshark.log" && grep -q "Capturing on" "$OUT/tshark0.log" && break; sleep 0.2; done
+"$ROOT/tests/vm/run-guest.sh" -T -t 400 -u 200 -a "$ASSETS" -o "$OUT/guest" \
+	-V "tap,ifname=vn0,script=no,downscript=no,vnet_hdr=on,queues=$QP mq=on,vectors=$((2 * QP + 2))" \
+	"$PROG $BDF $QP $M" >"$OUT/guest.tap" 2>"$OUT/guest.stderr"
+grc=$?
+sleep 1
+kill -INT $SHARK $SHARK0 2>/dev/null; wait $SHARK $SHARK0 2>/dev/null
+kill $PEER 2>/dev/null
+
+# sink.pcap: datagrams to 10.20.1.2:9000+q, checksum status as tshark computes it (1 good, 0 bad)
+fields() { tshark -r "$1" -o udp.check_checksum:TRUE -Y "ip.dst==10.20.1.2 && udp.dstport>=9000 && udp.dstport<$((9000 + QP))" \
+	-T fields -e udp.dstport -e udp.checksum.status 2>/dev/null; }
+fields "$OUT/sink.pcap" >"$OUT/sink.txt"
+fields "$OUT/vnet.pcap" >"$OUT/vnet.txt"
+c1=0 msg1="tshark sink.pcap: per queue pair"
+for q in $(seq 0 $((QP - 1))); do
+	good=$(awk -v p=$((9000 + q)) '$1 == p && $2 == 1' "$OUT/sink.txt" | wc -l)
+	msg1+=" $q:$good"
+	[ "$good" -eq "$M" ] || c1=1
+done
+bad=$(awk '$2 != 1' "$OUT/sink.txt" | wc -l)
+[ "$bad" -eq 0 ] || c1=1
+msg1+=" datagrams with good UDP checksums (want $M each), $bad not good, after the host completed them"
+vtotal=$(wc -l <"$OUT/vnet.txt")
+vgood=$(awk '$2 == 1' "$OUT/vnet.txt" | wc -l)
+c2=0
+[ "$vtotal" -eq $((QP * M)) ] && [ "$vgood" -eq 0 ] || c2=1
+msg2="tshark vn0 (vnet.pcap): $vtotal datagrams as the device handed them to the host, $vgood with a complete checksum (want $((QP * M)), 0: the device completed them)"
+
+mapfile -t lines < <(grep -E '^(ok|not ok) ' "$OUT/guest.tap")
+pass=0 fail=0 i=0
+[ "$TAP" = 1 ] && echo "1..$((${#lines[@]} + 2))"
+emit() {
+	i=$((i + 1))
+	if [ "$1" = ok ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+	if [ "$TAP" = 1 ]; then echo "$([ "$1" = ok ] && echo ok || echo 'not ok') $i - $2"; else echo "$([ "$1" = ok ] && echo PASS || echo FAIL) $2"; fi
+}
+for l in "${lines[@]}"; do
+	t=${l#ok }; t=${t#not ok }; t=${t#* - }
+	case $l in ok*) emit ok "$t" ;; *) emit no "$t" ;; esac
+done
+emit "$([ $c1 = 0 ] && echo ok || echo no)" "$msg1"
+emit "$([ $c2 = 0 ] && echo ok || echo no)" "$msg2"
+{
+	echo "# guest run: status $grc; results: $OUT/guest/results.txt"
+	sed 's/^/# /' "$OUT/guest/results.txt" 2>/dev/null
+	sed 's/^/# peer: /' "$OUT/peer.log"
+} | if [ "$TAP" = 1 ]; then cat; else cat >&2; fi
+if [ $fail -gt 0 ]; then
+	sed -n '/BEGIN [0-9]* test_virtio_net/,/END [0-9]* test_virtio_net/p' "$OUT/guest/console.log" | tail -n 120 >&2
+	tail -n 30 "$OUT/guest.stderr" >&2
+fi
+[ "$TAP" = 1 ] || echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
