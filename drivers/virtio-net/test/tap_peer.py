@@ -11,7 +11,9 @@ namespace of its own (drivers/virtio-net/test/vm-vnet-mq.sh sets the namespace u
   each, from UDP ports 20000+f to 10.20.0.2:10000+f, payload "UBDR", flow (16 bits), sequence
   (32 bits), then bytes (7 f + 13 i + k) mod 256, length 64 + (97 (f P + i)) mod 1300; they leave
   through the tap with vnet header, so the kernel hands them over partially checksummed
-  (NEEDS_CSUM) once the guest negotiated GUEST_CSUM; "DONE ..." (the guest's report) ends it.
+  (NEEDS_CSUM) once the guest negotiated GUEST_CSUM; "RDY3" sends 4 datagrams (for
+  test_virtio_net_dmar, whose receive queue points at an unmapped IOVA); "DONE ..." (the
+  guest's report) ends it, after a grace second for the programs that follow.
 Everything is logged to stderr.
 """
 import argparse
@@ -45,6 +47,8 @@ def main():
     ap.add_argument("--flows", type=int, default=64)
     ap.add_argument("--per-flow", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--linger", type=float, default=0,
+                    help="keep serving this long after DONE (programs after the first)")
     a = ap.parse_args()
     tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
     fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", a.sink.encode(), IFF_TAP | IFF_NO_PI))
@@ -59,6 +63,7 @@ def main():
     print("ready", flush=True)
     end = time.time() + a.timeout
     sunk = 0
+    done_at = 0
     while time.time() < end:
         r, _, _ = select.select([tun, ctl], [], [], 1.0)
         if tun in r:
@@ -75,9 +80,16 @@ def main():
                     for f in range(a.flows):
                         socks[f].sendto(payload(f, i, a.per_flow), ("10.20.0.2", 10000 + f))
                 log(f"sent {a.flows * a.per_flow} datagrams")
+            elif msg.startswith(b"RDY3"):  # test_virtio_net_dmar: its receive queue faults
+                for f in range(4):
+                    socks[f].sendto(payload(f, 0, 1), ("10.20.0.2", 10000 + f))
+                log("sent 4 datagrams into a faulting receive queue")
             elif msg.startswith(b"DONE"):
-                log(f"done; {sunk} frames drained from {a.sink}")
-                return 0
+                log(f"DONE; {sunk} frames drained from {a.sink} so far")
+                done_at = time.time()
+        if done_at and time.time() > done_at + a.linger:
+            log(f"done; {sunk} frames drained from {a.sink}")
+            return 0
     log("timed out")
     return 1
 

@@ -7,7 +7,8 @@
 #        virtio-net (run-guest.sh -V 'tap,...,queues=QP mq=on'), the guest being 10.20.0.2;
 #   vn1  plain tap (no vnet header, so no checksum offload), 10.20.1.1/24, 10.20.1.2 behind it:
 #        the kernel completes the checksum of what it forwards there, and tshark captures it.
-# drivers/virtio-net/test/tap_peer.py keeps vn1 open and sends the guest its UDP flows.
+# drivers/virtio-net/test/tap_peer.py keeps vn1 open and sends the guest its UDP flows.  The
+# first PROG (test_virtio_net_mq) gets "BDF QP M", the others (test_virtio_net_dmar) the BDF.
 # Checks afterwards: sink.pcap (vn1) holds M datagrams a queue pair, to 10.20.1.2:9000+q, every
 # UDP checksum good; vnet.pcap (captured on vn0, as the device handed them over: QEMU's
 # filter-dump refuses multi-queue netdevs) shows the same datagrams with checksums not yet
@@ -20,13 +21,14 @@ while getopts "Tq:" o; do
 	case $o in T) TAP=1 ;; q) QP=$OPTARG ;; *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 3 ] || { echo "usage: vm-vnet-mq.sh [-T] [-q QP] ASSETS OUTDIR PROG" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: vm-vnet-mq.sh [-T] [-q QP] ASSETS OUTDIR PROG [PROG...]" >&2; exit 2; }
 if [ -z "${VNET_MQ_NETNS:-}" ]; then
 	command -v unshare >/dev/null && command -v ip >/dev/null ||
 		{ echo "1..0 # SKIP unshare/ip missing (util-linux, iproute2)"; exit 0; }
 	exec env VNET_MQ_NETNS=1 unshare -n "$0" $([ "$TAP" = 1 ] && echo -T) -q "$QP" "$@"
 fi
 ASSETS=$1 OUT=$2 PROG=$3
+shift 3
 mkdir -p "$OUT/guest"
 OUT=$(cd "$OUT" && pwd)
 BDF=0000:00:05.0
@@ -48,7 +50,7 @@ for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 >"$f"; done
 set +e
 
 rm -f "$OUT/sink.pcap" "$OUT/peer.log"
-exec 3< <(python3 "$HERE/tap_peer.py" --sink vn1 --timeout 400 2>"$OUT/peer.log")
+exec 3< <(python3 "$HERE/tap_peer.py" --sink vn1 --timeout 400 --linger 300 2>"$OUT/peer.log")
 PEER=$!
 read -r -t 10 ready <&3 || { echo "vm-vnet-mq.sh: the peer did not start" >&2; cat "$OUT/peer.log" >&2; exit 2; }
 # QEMU's filter-dump refuses a multi-queue netdev: the guest's side is captured on vn0 instead
@@ -60,7 +62,7 @@ SHARK0=$!
 for _ in $(seq 50); do grep -q "Capturing on" "$OUT/tshark.log" && grep -q "Capturing on" "$OUT/tshark0.log" && break; sleep 0.2; done
 "$ROOT/tests/vm/run-guest.sh" -T -t 400 -u 200 -a "$ASSETS" -o "$OUT/guest" \
 	-V "tap,ifname=vn0,script=no,downscript=no,vnet_hdr=on,queues=$QP mq=on,vectors=$((2 * QP + 2))" \
-	"$PROG $BDF $QP $M" >"$OUT/guest.tap" 2>"$OUT/guest.stderr"
+	"$PROG $BDF $QP $M" "${@/%/ $BDF}" >"$OUT/guest.tap" 2>"$OUT/guest.stderr"
 grc=$?
 sleep 1
 kill -INT $SHARK $SHARK0 2>/dev/null; wait $SHARK $SHARK0 2>/dev/null
@@ -86,9 +88,17 @@ c2=0
 [ "$vtotal" -eq $((QP * M)) ] && [ "$vgood" -eq 0 ] || c2=1
 msg2="tshark vn0 (vnet.pcap): $vtotal datagrams as the device handed them to the host, $vgood with a complete checksum (want $((QP * M)), 0: the device completed them)"
 
+# test_virtio_net_dmar: the device's read of the unmapped canary page must not have carried the
+# canary's bytes (0xa5) onto the wire
+leak=$(tshark -r "$OUT/vnet.pcap" -Y 'frame contains a5:a5:a5:a5:a5:a5:a5:a5:a5:a5:a5:a5:a5:a5:a5:a5' 2>/dev/null | wc -l)
+frames=$(tshark -r "$OUT/vnet.pcap" 2>/dev/null | wc -l)
+c3=0
+[ "$leak" -eq 0 ] && [ "$frames" -gt 0 ] || c3=1
+msg3="tshark vn0 (vnet.pcap): $leak of $frames frames carry the canary page's bytes (want 0)"
+
 mapfile -t lines < <(grep -E '^(ok|not ok) ' "$OUT/guest.tap")
 pass=0 fail=0 i=0
-[ "$TAP" = 1 ] && echo "1..$((${#lines[@]} + 2))"
+[ "$TAP" = 1 ] && echo "1..$((${#lines[@]} + 3))"
 emit() {
 	i=$((i + 1))
 	if [ "$1" = ok ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
@@ -100,6 +110,7 @@ for l in "${lines[@]}"; do
 done
 emit "$([ $c1 = 0 ] && echo ok || echo no)" "$msg1"
 emit "$([ $c2 = 0 ] && echo ok || echo no)" "$msg2"
+emit "$([ $c3 = 0 ] && echo ok || echo no)" "$msg3"
 {
 	echo "# guest run: status $grc; results: $OUT/guest/results.txt"
 	sed 's/^/# /' "$OUT/guest/results.txt" 2>/dev/null
