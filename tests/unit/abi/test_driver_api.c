@@ -1,5 +1,5 @@
 /*
- * test_driver_api.c - the driver libraries (libubdma_nvme, libubdma_e1000e) open, close and
+ * test_driver_api.c - the driver libraries (libubdma_nvme, libubdma_e1000e, libubdma_virtio_net) open, close and
  * report errors the same way, checked on the host through their shared libraries, as a program
  * links them (no device is needed: every case fails before one is touched, or on a PCI address
  * that does not exist):
@@ -24,6 +24,7 @@
 #include <ubdma/ubdma.h>
 #include <ubdma/e1000e.h>
 #include <ubdma/nvme.h>
+#include <ubdma/virtio_net.h>
 
 /* One shape for both drivers: a type error here is a convention broken. */
 static int (*const nvme_open)(const char *, const struct ubdma_nvme_opts *, ubdma_nvme_t **) = ubdma_nvme_open;
@@ -34,6 +35,12 @@ static int (*const e1000e_open)(const char *, const struct ubdma_e1000e_opts *, 
 static int (*const e1000e_close)(ubdma_e1000e_t *) = ubdma_e1000e_close;
 static const char *(*const e1000e_last_error)(void) = ubdma_e1000e_last_error;
 
+static int (*const vnet_open)(const char *, const struct ubdma_virtio_net_opts *, ubdma_virtio_net_t **) =
+	ubdma_virtio_net_open;
+static int (*const vnet_close)(ubdma_virtio_net_t *) = ubdma_virtio_net_close;
+static const char *(*const vnet_last_error)(void) = ubdma_virtio_net_last_error;
+_Static_assert(offsetof(struct ubdma_virtio_net_opts, size) == 0, "size first");
+_Static_assert(offsetof(struct ubdma_virtio_net_opts, ctx) == sizeof(size_t), "ctx second");
 _Static_assert(offsetof(struct ubdma_nvme_opts, size) == 0, "size first");
 _Static_assert(offsetof(struct ubdma_e1000e_opts, size) == 0, "size first");
 _Static_assert(offsetof(struct ubdma_nvme_opts, ctx) == sizeof(size_t), "ctx second");
@@ -204,6 +211,74 @@ static void test_e1000e_opts_size(void **state)
 	assert_int_equal(e1000e_open(ABSENT, &o, &nic), EINVAL);
 }
 
+static void test_virtio_net_null(void **state)
+{
+	(void)state;
+	struct ubdma_virtio_net_pkt *pkts[1];
+	struct ubdma_virtio_net_stats st;
+	struct ubdma_virtio_net_link link;
+	ubdma_virtio_net_t *nic = (void *)1;
+	unsigned n = 7;
+	uint8_t mac[6];
+
+	assert_null_refused(vnet_open(NULL, NULL, &nic), vnet_last_error);
+	assert_null(nic);
+	assert_null_refused(vnet_open(ABSENT, NULL, NULL), vnet_last_error);
+	assert_int_equal(vnet_close(NULL), 0);
+	assert_null_refused(ubdma_virtio_net_pkt_alloc(NULL, 0, pkts, 1), vnet_last_error);
+	assert_null_refused(ubdma_virtio_net_pkt_free(NULL, pkts, 1), vnet_last_error);
+	assert_null_refused(ubdma_virtio_net_tx_burst(NULL, 0, pkts, 1, &n), vnet_last_error);
+	assert_int_equal(n, 0);
+	n = 7;
+	assert_null_refused(ubdma_virtio_net_rx_burst(NULL, 0, pkts, 1, &n), vnet_last_error);
+	assert_int_equal(n, 0);
+	assert_null_refused(ubdma_virtio_net_tx_flush(NULL, 0, 0, &n), vnet_last_error);
+	assert_null_refused(ubdma_virtio_net_mac(NULL, mac), vnet_last_error);
+	assert_null_refused(ubdma_virtio_net_link(NULL, &link), vnet_last_error);
+	assert_null_refused(ubdma_virtio_net_set_promisc(NULL, 1), vnet_last_error);
+	assert_null_refused(ubdma_virtio_net_stats(NULL, &st), vnet_last_error);
+	assert_int_equal(ubdma_virtio_net_pool_free(NULL, 0), 0);
+	assert_int_equal(ubdma_virtio_net_features(NULL), 0);
+	assert_int_equal(ubdma_virtio_net_queue_pairs(NULL), 0);
+	assert_null(ubdma_virtio_net_pci(NULL));
+}
+
+static void test_virtio_net_opts_size(void **state)
+{
+	(void)state;
+	struct {
+		struct ubdma_virtio_net_opts o;
+		unsigned char newer[16];
+	} big;
+	struct ubdma_virtio_net_opts o = { .queue_pairs = 1 };
+	ubdma_virtio_net_t *nic = (void *)1;
+	int rc;
+
+	assert_int_equal(vnet_open(ABSENT, &o, &nic), EINVAL);
+	assert_null(nic);
+	assert_non_null(strstr(vnet_last_error(), "size"));
+	o.size = offsetof(struct ubdma_virtio_net_opts, promisc) + sizeof(o.promisc);
+	nic = (void *)1;
+	rc = vnet_open(ABSENT, &o, &nic);
+	assert_true(rc != 0 && rc != EINVAL && rc != ENOTSUP);
+	assert_null(nic);
+	memset(&big, 0, sizeof(big));
+	big.o.size = sizeof(big);
+	rc = vnet_open(ABSENT, &big.o, &nic);
+	assert_true(rc != 0 && rc != EINVAL && rc != ENOTSUP);
+	big.newer[0] = 1;
+	assert_int_equal(vnet_open(ABSENT, &big.o, &nic), ENOTSUP);
+	assert_null(nic);
+	o = (struct ubdma_virtio_net_opts){ .size = sizeof(o), .queue_size = 100 };
+	assert_int_equal(vnet_open(ABSENT, &o, &nic), EINVAL);
+	assert_non_null(strstr(vnet_last_error(), "queue_size"));
+	o = (struct ubdma_virtio_net_opts){ .size = sizeof(o), .queue_pairs = UBDMA_VIRTIO_NET_MAX_QP + 1 };
+	assert_int_equal(vnet_open(ABSENT, &o, &nic), EINVAL);
+	o = (struct ubdma_virtio_net_opts){ .size = sizeof(o), .features_off = 1ull << UBDMA_VIRTIO_F_VERSION_1 };
+	assert_int_equal(vnet_open(ABSENT, &o, &nic), EINVAL);
+	assert_null(nic);
+}
+
 /* Another thread's failures do not touch this thread's sentences. */
 static void *fail_elsewhere(void *arg)
 {
@@ -237,6 +312,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nvme_null),
+		cmocka_unit_test(test_virtio_net_null),
+		cmocka_unit_test(test_virtio_net_opts_size),
 		cmocka_unit_test(test_nvme_opts_size),
 		cmocka_unit_test(test_e1000e_null),
 		cmocka_unit_test(test_e1000e_opts_size),
