@@ -1089,12 +1089,14 @@ int ubdma_virtio_net_rx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 		    (has(nic, VIRTIO_NET_F_MRG_RXBUF) && h->num_buffers > 1)) {
 			/* a runt, or a frame merged over several buffers (5.1.6.4): the first
 			 * buffer says how many follow; all of them go back to the device */
-			if (q->rx_skip)
-				q->rx_skip--;
-			else if (has(nic, VIRTIO_NET_F_MRG_RXBUF) && h->num_buffers > 1 &&
-				 e.len >= UBDMA_VIRTIO_NET_HDR_LEN)
-				q->rx_skip = h->num_buffers - 1u;
-			qp->st.rx_dropped++;
+			if (q->rx_skip) {
+				q->rx_skip--; /* counted with the frame's first buffer */
+			} else {
+				if (has(nic, VIRTIO_NET_F_MRG_RXBUF) && h->num_buffers > 1 &&
+				    e.len >= UBDMA_VIRTIO_NET_HDR_LEN)
+					q->rx_skip = h->num_buffers - 1u;
+				qp->st.rx_dropped++;
+			}
 		} else {
 			struct ubdma_virtio_net_pkt *np;
 

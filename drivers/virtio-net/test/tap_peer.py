@@ -11,7 +11,9 @@ namespace of its own (drivers/virtio-net/test/vm-vnet-mq.sh sets the namespace u
   each, from UDP ports 20000+f to 10.20.0.2:10000+f, payload "UBDR", flow (16 bits), sequence
   (32 bits), then bytes (7 f + 13 i + k) mod 256, length 64 + (97 (f P + i)) mod 1300; they leave
   through the tap with vnet header, so the kernel hands them over partially checksummed
-  (NEEDS_CSUM) once the guest negotiated GUEST_CSUM; "RDY3" sends 4 datagrams (for
+  (NEEDS_CSUM) once the guest negotiated GUEST_CSUM; "RDY4" sends one 3000-byte datagram
+  (vn0's MTU is 4000: the device merges it over two 2048-byte buffers) and then flow 0's next
+  datagram; "RDY3" sends 4 datagrams (for
   test_virtio_net_dmar, whose receive queue points at an unmapped IOVA); "DONE ..." (the
   guest's report) ends it, after a grace second for the programs that follow.
 Everything is logged to stderr.
@@ -80,6 +82,10 @@ def main():
                     for f in range(a.flows):
                         socks[f].sendto(payload(f, i, a.per_flow), ("10.20.0.2", 10000 + f))
                 log(f"sent {a.flows * a.per_flow} datagrams")
+            elif msg.startswith(b"RDY4"):  # a 3000-byte datagram (two merged buffers), then one more
+                socks[0].sendto(b"UBDB" + bytes(2996), ("10.20.0.2", 10000))
+                socks[0].sendto(payload(0, a.per_flow, a.per_flow), ("10.20.0.2", 10000))
+                log("sent a 3000-byte datagram and flow 0's next")
             elif msg.startswith(b"RDY3"):  # test_virtio_net_dmar: its receive queue faults
                 for f in range(4):
                     socks[f].sendto(payload(f, 0, 1), ("10.20.0.2", 10000 + f))

@@ -36,7 +36,7 @@ BDF=0000:00:05.0
 set -e
 ip link set lo up
 ip tuntap add dev vn0 mode tap multi_queue vnet_hdr
-ip link set vn0 address 02:00:00:00:00:10 txqueuelen 5000
+ip link set vn0 address 02:00:00:00:00:10 txqueuelen 5000 mtu 4000
 ip tuntap add dev vn1 mode tap
 for d in vn0 vn1; do echo 1 >/proc/sys/net/ipv6/conf/$d/disable_ipv6; done
 ip link set vn0 up
