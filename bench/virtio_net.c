@@ -5,7 +5,8 @@
  * capture) and an RX virtio-net fed by a flooding host peer on 127.0.0.1
  * (drivers/e1000e/test/nic_peer.py, bench mode).
  *
- *   bench_virtio_net --tx BDF --rx BDF [--seconds S] [--reps R] [--testpmd PATH] [--pmd SO]...
+ *   bench_virtio_net --tx BDF --rx BDF [--seconds S] [--reps R] [--rows tx64,rx64,...]
+ *                    [--testpmd PATH] [--pmd SO]...
  *
  * For each of tx64, tx1514, rx64, rx1514 (frame length without FCS) and each repetition: ubdma
  * (one thread on CPU 1, bursts of 32, polling, the device's queue size) then testpmd (-l 0-1:
@@ -335,9 +336,20 @@ static void run_testpmd(const char *testpmd, char **pmds, int npmd, const char *
 	report(name, "testpmd", s, ns);
 }
 
+/* Is @name one of the comma-separated @rows? */
+static int row_wanted(const char *rows, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = rows; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+		if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	const char *txbdf = NULL, *rxbdf = NULL, *testpmd = NULL;
+	const char *txbdf = NULL, *rxbdf = NULL, *testpmd = NULL, *rows = NULL;
 	char *pmds[8];
 	int npmd = 0, reps = 1;
 	double seconds = 3;
@@ -354,13 +366,15 @@ int main(int argc, char **argv)
 			seconds = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
 			reps = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--rows") && i + 1 < argc)
+			rows = argv[++i];
 		else if (!strcmp(argv[i], "--testpmd") && i + 1 < argc)
 			testpmd = argv[++i];
 		else if (!strcmp(argv[i], "--pmd") && i + 1 < argc && npmd < 8)
 			pmds[npmd++] = argv[++i];
 		else {
 			fprintf(stderr, "usage: bench_virtio_net --tx BDF --rx BDF [--seconds S] [--reps R] "
-				"[--testpmd PATH] [--pmd SO]...\n");
+				"[--rows tx64,tx1514,rx64,rx1514] [--testpmd PATH] [--pmd SO]...\n");
 			return 2;
 		}
 	}
@@ -376,6 +390,8 @@ int main(int argc, char **argv)
 			char name[16];
 
 			snprintf(name, sizeof(name), "%s%u", dir == 0 ? "tx" : "rx", lens[l]);
+			if (rows && !row_wanted(rows, name))
+				continue;
 			for (int r = 0; r < reps; r++) {
 				const char *bdf = dir == 0 ? txbdf : rxbdf;
 

@@ -1,10 +1,12 @@
 #!/bin/bash
-# virtio_net.sh [--json] [-s SECONDS] [-r REPS] [BUILD] - libubdma_virtio_net beside DPDK 22.11
-# testpmd (net_virtio PMD, --forward-mode=txonly / rxonly), both in the same QEMU guest on the
-# same modern virtio-net devices (disable-legacy=on, iommu_platform=on, behind the emulated VT-d):
-# TX-only and RX-only packet rates for 64- and 1514-byte frames and guest CPU time per packet.  Prints a side-by-side table (ubdma / testpmd ratios), or with --json the rows
-# [{name, impl, unit, median, p99, pps, cpu_ns_per_pkt}, ...] for tx64 tx1514 rx64 rx1514 x
-# ubdma testpmd.  TCG emulation bounds both drivers: read the ratios, not the absolute rates.
+# virtio_net.sh [--json] [-s SECONDS] [-r REPS] [-R ROWS] [BUILD] - libubdma_virtio_net beside
+# DPDK 22.11 testpmd (net_virtio PMD, --forward-mode=txonly / rxonly), both in the same QEMU
+# guest on the same modern virtio-net devices (disable-legacy=on, iommu_platform=on, behind the
+# emulated VT-d): TX-only and RX-only packet rates for 64- and 1514-byte frames and guest CPU time
+# per packet.  Prints a side-by-side table (ubdma / testpmd ratios, and the ratio of each
+# repetition), or with --json the rows [{name, impl, unit, median, p99, pps, cpu_ns_per_pkt},
+# ...] for tx64 tx1514 rx64 rx1514 x ubdma testpmd.  -R takes a comma-separated subset of the
+# rows (e.g. -R rx64).  TCG emulation bounds both drivers: read the ratios, not the rates.
 #
 # Guest set-up (tests/vm/run-guest.sh): TX on a virtio-net at 0000:00:06.0 (-q extra QEMU
 # arguments) on QEMU's restricted user network without capture; RX on the one of -V
@@ -16,12 +18,13 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-JSON=0 SECS=3 REPS=1
+JSON=0 SECS=3 REPS=1 ROWS=tx64,tx1514,rx64,rx1514
 while [ $# -gt 0 ]; do
 	case $1 in
 	--json) JSON=1 ;;
 	-s) SECS=$2; shift ;;
 	-r) REPS=$2; shift ;;
+	-R) ROWS=$2; shift ;;
 	-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) break ;;
 	esac
@@ -65,7 +68,7 @@ virtio-net-pci,netdev=vn2,addr=0x6,disable-legacy=on,iommu_platform=on,romfile=,
 ARGS
 "$ROOT/tests/vm/run-guest.sh" -t 900 -a "$ASSETS" -o "$OUT/guest" -q "$OUT/qemu.args" "${EXTRA[@]}" \
 	-V "socket,connect=127.0.0.1:$PORT" \
-	"$BENCH --tx 0000:00:06.0 --rx 0000:00:05.0 --seconds $SECS --reps $REPS ${TPARGS[*]}" \
+	"$BENCH --tx 0000:00:06.0 --rx 0000:00:05.0 --seconds $SECS --reps $REPS --rows $ROWS ${TPARGS[*]}" \
 	>"$OUT/guest.out" 2>"$OUT/guest.err"
 grc=$?
 kill $PEER 2>/dev/null
@@ -103,11 +106,13 @@ if sys.argv[2] == "1":
     sys.exit()
 get = {(r["name"], r["impl"]): r for r in out}
 f = lambda v, d=0: "-" if v is None else f"{v:,.{d}f}"
-print(f"{'row':<8}{'ubdma pps':>12}{'testpmd pps':>13}{'ratio':>8}   {'ubdma ns/pkt':>13}{'testpmd ns/pkt':>15}")
+print(f"{'row':<8}{'ubdma pps':>12}{'testpmd pps':>13}{'ratio':>8}   {'ubdma ns/pkt':>13}{'testpmd ns/pkt':>15}"
+      "   ratio of each repetition")
 for n in names:
     u, t = get[(n, "ubdma")], get[(n, "testpmd")]
     ratio = u["pps"] / t["pps"] if u["pps"] and t["pps"] else None
+    each = [float(a["pps"]) / float(b["pps"]) for a, b in zip(rows.get((n, "ubdma"), []), rows.get((n, "testpmd"), []))]
     print(f"{n:<8}{f(u['pps']):>12}{f(t['pps']):>13}{f(ratio, 2) + ('x' if ratio else ''):>8}   "
-          f"{f(u['cpu_ns_per_pkt']):>13}{f(t['cpu_ns_per_pkt']):>15}")
+          f"{f(u['cpu_ns_per_pkt']):>13}{f(t['cpu_ns_per_pkt']):>15}   " + " ".join(f"{r:.2f}" for r in each))
 print("(guest under QEMU TCG: rates are the emulator's, compare the ratios; CPU = guest CPU time per packet)")
 PY
