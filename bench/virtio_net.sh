@@ -100,6 +100,18 @@ for n in names:
         out.append({"name": n, "impl": impl, "unit": "pps", "median": med("pps"), "p99": med("pps_p99"),
                     "pps": med("pps"), "cpu_ns_per_pkt": med("cpu_ns_per_pkt"),
                     "cpu_ns_per_pkt_p99": med("cpu_p99"), "reps": len(rs)})
+# The two peers of a repetition run some 15 s apart; on a loaded host the rates swing more than
+# that between repetitions, so each ubdma row also carries the ratio of every repetition and
+# their median, the figure to compare (docs/virtio-net.md).
+for r in out:
+    if r["impl"] != "ubdma":
+        continue
+    each = [float(a["pps"]) / float(b["pps"]) for a, b in
+            zip(rows.get((r["name"], "ubdma"), []), rows.get((r["name"], "testpmd"), []))]
+    if each:
+        r["ratio_reps"] = [round(x, 3) for x in each]
+        r["ratio_median"] = round(statistics.median(each), 3)
+        r["ratio_min"], r["ratio_max"] = round(min(each), 3), round(max(each), 3)
 json.dump(out, open(sys.argv[3], "w"), indent=1)
 if sys.argv[2] == "1":
     print(json.dumps(out, indent=1))
