@@ -22,10 +22,11 @@
  *
  * Ownership of a packet (pkt_state[]): FREE on its queue pair's stack, USER with the caller, DEV
  * in a queue.  Notifications (2.7.13) are written only when the device has not set
- * VIRTQ_USED_F_NO_NOTIFY; interrupts are suppressed with VIRTQ_AVAIL_F_NO_INTERRUPT and MSI-X
- * stays off.
+ * VIRTQ_USED_F_NO_NOTIFY; interrupts are suppressed with VIRTQ_AVAIL_F_NO_INTERRUPT, except
+ * while ubdma_virtio_net_rx_wait() sleeps on a receive queue's MSI-X vector (opts.rx_interrupts).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -34,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ubdma/ubdma.h>
 #include <ubdma/virtio_net.h>
@@ -62,6 +64,7 @@ struct vq {
 	ubdma_map_t *desc_map, *avail_map, *used_map;
 	uint64_t desc_iova, avail_iova, used_iova;
 	volatile uint16_t *notify;     /* this queue's doorbell (4.1.4.4) */
+	uint16_t vector;               /* MSI-X vector, VIRTIO_MSI_NO_VECTOR when polled only */
 	uint16_t avail_idx;            /* our copy of avail->idx */
 	uint16_t last_used;            /* used ring entries consumed so far */
 	struct ubdma_virtio_net_pkt **slot; /* the buffer of each descriptor */
@@ -97,6 +100,9 @@ struct ubdma_virtio_net {
 	uint8_t *ctrl_buf;
 	ubdma_map_t *ctrl_map;
 	uint64_t ctrl_iova[2];         /* command segment, ack segment */
+
+	int rx_irq;                    /* receive queue i signals MSI-X vector i */
+	int irq_fd[UBDMA_VIRTIO_NET_MAX_QP];
 
 	ubdma_tag_t *pool_tag;
 	void *pool_mem;
@@ -381,6 +387,7 @@ static int vq_alloc(struct ubdma_virtio_net *nic, struct vq *q, unsigned index, 
 	q->index = index;
 	q->size = size;
 	q->mask = size - 1;
+	q->vector = VIRTIO_MSI_NO_VECTOR;
 	if ((err = dma_part(nic, VIRTQ_DESC_ALIGN, size * sizeof(struct virtq_desc), "descriptor table",
 			    &q->desc_tag, &va, &q->desc_map, &q->desc_iova)))
 		return err;
@@ -429,7 +436,10 @@ static int vq_program(struct ubdma_virtio_net *nic, struct vq *q)
 		return vnet_err(EIO, "virtqueue %u: the device offers %u descriptors, %u wanted", q->index,
 				max, q->size);
 	c->queue_size = (uint16_t)q->size;
-	c->queue_msix_vector = VIRTIO_MSI_NO_VECTOR;
+	c->queue_msix_vector = q->vector;
+	/* 4.1.5.1.2: the device answers VIRTIO_MSI_NO_VECTOR when it cannot map the vector */
+	if (c->queue_msix_vector != q->vector)
+		return vnet_err(EIO, "virtqueue %u: the device refused MSI-X vector %u", q->index, q->vector);
 	/* 4.1.3.1: a 64-bit field may be written as two 32-bit halves, low first */
 	a = (volatile uint32_t *)&c->queue_desc;
 	a[0] = (uint32_t)q->desc_iova;
@@ -819,6 +829,8 @@ static int open_queues(struct ubdma_virtio_net *nic, const struct ubdma_virtio_n
 		if ((err = vq_alloc(nic, &nic->qp[q].rx, 2 * q, qs, 0)) ||
 		    (err = vq_alloc(nic, &nic->qp[q].tx, 2 * q + 1, qs, 1)))
 			return err;
+		if (nic->rx_irq)
+			nic->qp[q].rx.vector = (uint16_t)q;
 	}
 	if (has(nic, VIRTIO_NET_F_CTRL_VQ)) {
 		if ((err = vq_alloc(nic, &nic->ctrl, 2 * nic->max_qp, CTRL_QSIZE, 0)) ||
@@ -836,6 +848,22 @@ static int open_queues(struct ubdma_virtio_net *nic, const struct ubdma_virtio_n
 	if (nic->has_ctrl && (err = vq_program(nic, &nic->ctrl)))
 		return err;
 	ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_PREREAD);
+	return 0;
+}
+
+/* One MSI-X vector per receive queue (4.1.5.1.2), their eventfds from ubdma_pci_msix_enable(). */
+static int open_irqs(struct ubdma_virtio_net *nic)
+{
+	unsigned have = ubdma_pci_msix_count(nic->pci);
+	int err;
+
+	if (have < nic->nqp)
+		return vnet_err(ENOTSUP, "rx_interrupts: the device has %u MSI-X vectors, %u queue pairs "
+				"need one each (QEMU: vectors=N)", have, nic->nqp);
+	if ((err = ubdma_pci_msix_enable(nic->pci, nic->nqp, nic->irq_fd)))
+		return vnet_err(err, "ubdma_pci_msix_enable(%u): %s (%s)", nic->nqp, strerror(err),
+				ubdma_last_error());
+	nic->rx_irq = 1;
 	return 0;
 }
 
@@ -863,7 +891,7 @@ int ubdma_virtio_net_open(const char *bdf, const struct ubdma_virtio_net_opts *o
 	if (!(nic = calloc(1, sizeof(*nic))))
 		return vnet_err(ENOMEM, "out of memory");
 	if ((err = open_pci(nic, c.ctx, bdf)) || (err = negotiate(nic, &c)) || (err = read_config(nic, &c)) ||
-	    (err = open_queues(nic, &c)))
+	    (c.rx_interrupts && (err = open_irqs(nic))) || (err = open_queues(nic, &c)))
 		goto fail;
 	if ((err = ubdma_pci_bus_master(nic->pci, 1))) {
 		vnet_err(err, "bus mastering: %s (%s)", strerror(err), ubdma_last_error());
@@ -1140,6 +1168,52 @@ int ubdma_virtio_net_rx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 	return err;
 }
 
+int ubdma_virtio_net_rx_wait(ubdma_virtio_net_t *nic, unsigned qpn, unsigned timeout_ms)
+{
+	uint64_t end, now, cnt;
+	struct qpair *qp;
+	struct vq *q;
+	int err = 0;
+
+	if (!nic)
+		return vnet_err(EINVAL, "nic is NULL");
+	if (!(qp = qp_of(nic, qpn)))
+		return vnet_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
+	if (!nic->rx_irq)
+		return vnet_err(ENOTSUP, "rx_wait: the device was opened without opts.rx_interrupts");
+	q = &qp->rx;
+	if (vq_used_idx(q) != q->last_used)
+		return 0;
+	end = now_us() + (uint64_t)timeout_ms * 1000u;
+	/* 2.7.7: interrupts on, then look again: a frame used before the flag was seen raises none */
+	*(volatile uint16_t *)&q->avail->flags = 0;
+	atomic_thread_fence(memory_order_seq_cst);
+	while (vq_used_idx(q) == q->last_used && (now = now_us()) < end) {
+		struct pollfd pfd = { .fd = nic->irq_fd[qpn], .events = POLLIN };
+		int n = poll(&pfd, 1, (int)((end - now + 999) / 1000));
+
+		if (n < 0 && errno != EINTR) {
+			err = vnet_err(errno, "rx_wait: poll: %s", strerror(errno));
+			break;
+		}
+		if (n > 0) {
+			if (read(nic->irq_fd[qpn], &cnt, sizeof(cnt)) == (ssize_t)sizeof(cnt))
+				qp->st.rx_irq_wakeups++;
+			else if (errno != EAGAIN) {
+				err = vnet_err(errno, "rx_wait: read of the eventfd: %s", strerror(errno));
+				break;
+			}
+		}
+	}
+	*(volatile uint16_t *)&q->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+	if (err)
+		return err;
+	if (vq_used_idx(q) == q->last_used)
+		return vnet_err(ETIMEDOUT, "rx_wait: nothing on receive queue %u within %u ms", qpn,
+				timeout_ms);
+	return 0;
+}
+
 int ubdma_virtio_net_tx_flush(ubdma_virtio_net_t *nic, unsigned qpn, unsigned timeout_ms,
 			      unsigned *pending)
 {
@@ -1217,6 +1291,7 @@ int ubdma_virtio_net_stats(const ubdma_virtio_net_t *nic, struct ubdma_virtio_ne
 		st->tx_rejected += s->tx_rejected;
 		st->tx_ring_full += s->tx_ring_full;
 		st->notifications += s->notifications;
+		st->rx_irq_wakeups += s->rx_irq_wakeups;
 	}
 	return 0;
 }

@@ -8,8 +8,10 @@
  * goes through the IOMMU, to IOVAs that ubdma gave.  Virtqueues are split ones (section 2.7; why
  * not packed: docs/virtio-net.md).  Rings, the control buffer and a pool of packet buffers per
  * queue pair are DMA memory from ubdma_mem_alloc(), loaded once at open; after that the data path
- * makes no load, no system call, takes no lock and allocates nothing.  Interrupts stay off (MSI-X
- * is not enabled, VIRTQ_AVAIL_F_NO_INTERRUPT is set): the driver polls the used rings.
+ * makes no load, no system call, takes no lock and allocates nothing.  Interrupts stay off
+ * (VIRTQ_AVAIL_F_NO_INTERRUPT is set): the caller polls the used rings; with opts.rx_interrupts
+ * each receive queue also gets an MSI-X vector, which ubdma_virtio_net_rx_wait() arms and sleeps
+ * on when there is nothing to poll.
  *
  * Threads: each queue pair (its receive and transmit queue and its own packet pool) may be driven
  * by its own thread; the calls that take no @qp (open, close, set_promisc, link, stats) must not
@@ -80,6 +82,8 @@ struct ubdma_virtio_net_opts {
 	unsigned link_wait_ms; /* how long open waits for link up when VIRTIO_NET_F_STATUS is
 	                          offered (default 3000; open does not fail on it) */
 	uint64_t features_off; /* optional features not to negotiate (1ull << UBDMA_VIRTIO_NET_F_*) */
+	int rx_interrupts;     /* MSI-X vector i for receive queue i, for ubdma_virtio_net_rx_wait()
+	                          (the device needs queue_pairs vectors); 0: polled only */
 	int promisc;           /* start promiscuous (needs VIRTIO_NET_F_CTRL_RX; QEMU's default) */
 };
 
@@ -118,6 +122,7 @@ struct ubdma_virtio_net_stats {
 	uint64_t tx_rejected;          /* refused by tx_burst (size, ownership, offload not negotiated) */
 	uint64_t tx_ring_full;         /* bursts cut short by a full transmit queue */
 	uint64_t notifications;        /* doorbell writes (queue notify) */
+	uint64_t rx_irq_wakeups;       /* rx_wait woken by the queue's MSI-X interrupt */
 };
 
 struct ubdma_virtio_net_link {
@@ -131,7 +136,8 @@ struct ubdma_virtio_net_link {
  * transmit queues (and the control queue when negotiated), their packet pools, MAC address.
  * Return: 0; EINVAL for NULL @bdf or @nicp, a bad option; ENOTSUP when @opts sets unknown bytes,
  * or the device lacks VIRTIO_F_VERSION_1 or VIRTIO_F_ACCESS_PLATFORM, or the queue pairs asked
- * need MQ and a control queue it does not offer; ENODEV when the function is not a modern
+ * need MQ and a control queue it does not offer, or opts.rx_interrupts needs more MSI-X vectors
+ * than it has; ENODEV when the function is not a modern
  * virtio-net (1af4:1041); EIO when a virtio capability is missing or malformed, the device
  * refuses FEATURES_OK, does not reset, refuses the queue pair count or its BAR cannot be mapped;
  * ENOMEM; any error of ubdma_ctx_open(), ubdma_pci_open() or the DMA memory calls.  On failure
@@ -185,6 +191,16 @@ int ubdma_virtio_net_tx_burst(ubdma_virtio_net_t *nic, unsigned qp, struct ubdma
  */
 int ubdma_virtio_net_rx_burst(ubdma_virtio_net_t *nic, unsigned qp, struct ubdma_virtio_net_pkt **pkts,
 			      unsigned max, unsigned *got);
+
+/**
+ * ubdma_virtio_net_rx_wait() - sleep until receive queue @qp has a frame or @timeout_ms passes:
+ * the queue's interrupt is enabled (VIRTQ_AVAIL_F_NO_INTERRUPT cleared, 2.7.7), the used ring
+ * checked once more (a frame that came before the arming raises no interrupt), the MSI-X
+ * eventfd polled, and the interrupt disabled again.  Not for the data path: it makes system calls.
+ * Return: 0 when frames wait; ETIMEDOUT; EINVAL for NULL @nic or @qp out of range; ENOTSUP when
+ * the device was opened without opts.rx_interrupts; any errno of poll(2) or read(2).
+ */
+int ubdma_virtio_net_rx_wait(ubdma_virtio_net_t *nic, unsigned qp, unsigned timeout_ms);
 
 /**
  * ubdma_virtio_net_tx_flush() - reclaim completed transmissions of queue pair @qp, polling up

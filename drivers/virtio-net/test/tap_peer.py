@@ -13,7 +13,7 @@ namespace of its own (drivers/virtio-net/test/vm-vnet-mq.sh sets the namespace u
   through the tap with vnet header, so the kernel hands them over partially checksummed
   (NEEDS_CSUM) once the guest negotiated GUEST_CSUM; "RDY4" sends one 3000-byte datagram
   (vn0's MTU is 4000: the device merges it over two 2048-byte buffers) and then flow 0's next
-  datagram; "RDY3" sends 4 datagrams (for
+  datagram; "RDY5" sends flow 1's next datagram half a second later; "RDY3" sends 4 datagrams (for
   test_virtio_net_dmar, whose receive queue points at an unmapped IOVA); "DONE ..." (the
   guest's report) ends it, after a grace second for the programs that follow.
 Everything is logged to stderr.
@@ -82,6 +82,10 @@ def main():
                     for f in range(a.flows):
                         socks[f].sendto(payload(f, i, a.per_flow), ("10.20.0.2", 10000 + f))
                 log(f"sent {a.flows * a.per_flow} datagrams")
+            elif msg.startswith(b"RDY5"):  # one datagram on flow 1, half a second later: rx_wait
+                time.sleep(0.5)            # is asleep by then, and only an interrupt wakes it
+                socks[1].sendto(payload(1, a.per_flow, a.per_flow), ("10.20.0.2", 10001))
+                log("sent flow 1's next datagram")
             elif msg.startswith(b"RDY4"):  # a 3000-byte datagram (two merged buffers), then one more
                 socks[0].sendto(b"UBDB" + bytes(2996), ("10.20.0.2", 10000))
                 socks[0].sendto(payload(0, a.per_flow, a.per_flow), ("10.20.0.2", 10000))

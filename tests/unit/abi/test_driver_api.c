@@ -233,6 +233,7 @@ static void test_virtio_net_null(void **state)
 	assert_null_refused(ubdma_virtio_net_rx_burst(NULL, 0, pkts, 1, &n), vnet_last_error);
 	assert_int_equal(n, 0);
 	assert_null_refused(ubdma_virtio_net_tx_flush(NULL, 0, 0, &n), vnet_last_error);
+	assert_null_refused(ubdma_virtio_net_rx_wait(NULL, 0, 0), vnet_last_error);
 	assert_null_refused(ubdma_virtio_net_mac(NULL, mac), vnet_last_error);
 	assert_null_refused(ubdma_virtio_net_link(NULL, &link), vnet_last_error);
 	assert_null_refused(ubdma_virtio_net_set_promisc(NULL, 1), vnet_last_error);

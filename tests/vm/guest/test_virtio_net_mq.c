@@ -19,7 +19,10 @@
  *     arrive spread over the receive queues by the tap's flow hash: every one exactly once, each
  *     flow on one queue only and in order, more than one queue used, every checksum right after
  *     completing the partial ones (NEEDS_CSUM from the host's stack: GUEST_CSUM);
- *  4. MRG_RXBUF: RDY4 makes the host send a 3000-byte datagram (the tap's MTU is 4000), which the
+ *  4. MSI-X per receive queue (opts.rx_interrupts): rx_wait sleeps on the queue's vector while
+ *     nothing comes; RDY5 asks for flow 1's next datagram and rx_wait on flow 1's queue wakes
+ *     for it; with nothing to come, rx_wait times out;
+ *  5. MRG_RXBUF: RDY4 makes the host send a 3000-byte datagram (the tap's MTU is 4000), which the
  *     device spreads over two buffers (num_buffers 2, 5.1.6.4): the driver drops it whole and
  *     counts it (rx_dropped 1), and flow 0's next datagram arrives intact after it.
  * Exit status: 0 pass, 1 fail, 77 skip.
@@ -197,7 +200,9 @@ int main(int argc, char **argv)
 	unsigned m = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 0) : 50;
 	struct rxstate s = { .flows = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 0) : 64,
 			     .per = argc > 5 ? (unsigned)strtoul(argv[5], NULL, 0) : 16 };
-	struct ubdma_virtio_net_opts o = { .size = sizeof(o), .queue_pairs = nqp, .queue_size = 128 };
+	struct ubdma_virtio_net_opts o = { .size = sizeof(o), .queue_pairs = nqp, .queue_size = 128,
+					   .rx_interrupts = 1 };
+	unsigned wakes = 0, timeouts = 0;
 	struct ubdma_virtio_net_stats st;
 	ubdma_virtio_net_t *nic;
 	uint8_t mac[6], pl[1400];
@@ -253,6 +258,8 @@ int main(int argc, char **argv)
 	check(send_udp(nic, 0, mac, ip_host, 9999, 9999, pl, 4) == 0, "RDY2 sent to the host");
 	deadline = now() + WAIT_S;
 	while (s.got + s.bad < s.flows * s.per && now() < deadline) {
+		unsigned sweep = 0;
+
 		for (unsigned q = 0; q < nqp; q++) {
 			struct ubdma_virtio_net_pkt *p[32];
 			unsigned got = 0;
@@ -261,8 +268,16 @@ int main(int argc, char **argv)
 			for (unsigned i = 0; i < got; i++)
 				rx_judge(&s, q, p[i]);
 			ubdma_virtio_net_pkt_free(nic, p, got);
+			sweep += got;
 			if (err && s.bad++ < 10)
 				check(0, "rx_burst on %u: %s", q, ubdma_virtio_net_last_error());
+		}
+		if (!sweep) { /* nothing anywhere: sleep on queue 0's MSI-X vector a little */
+			err = ubdma_virtio_net_rx_wait(nic, 0, 20);
+			wakes += err == 0;
+			timeouts += err == ETIMEDOUT;
+			if (err && err != ETIMEDOUT && s.bad++ < 10)
+				check(0, "rx_wait: %s", ubdma_virtio_net_last_error());
 		}
 	}
 	for (unsigned q = 0; q < nqp; q++) {
@@ -275,6 +290,37 @@ int main(int argc, char **argv)
 	check(s.partial > 0, "the host's stack sent partially checksummed datagrams (GUEST_CSUM used)");
 	check(!s.mixed, "every flow stayed on one receive queue (%u moved)", s.mixed);
 	check(used_queues > 1, "%u of %u receive queues used", used_queues, nqp);
+	printf("# rx_wait: %u wake-ups with frames, %u timeouts\n", wakes, timeouts);
+	/* an interrupt: arm queue 0, ask the host for a datagram on flow 0, sleep until it comes */
+	memcpy(pl, "RDY5", 4);
+	{
+		uint64_t irqs;
+		double t0, dt;
+
+		ubdma_virtio_net_stats(nic, &st);
+		irqs = st.rx_irq_wakeups;
+		check(send_udp(nic, 0, mac, ip_host, 9999, 9999, pl, 4) == 0, "RDY5 sent to the host");
+		ubdma_virtio_net_tx_flush(nic, 0, 1000, NULL);
+		t0 = now();
+		err = ubdma_virtio_net_rx_wait(nic, s.queue_of[1] >= 0 ? (unsigned)s.queue_of[1] : 0, 10000);
+		dt = now() - t0;
+		ubdma_virtio_net_stats(nic, &st);
+		check(err == 0 && dt > 0.2 && st.rx_irq_wakeups > irqs, "rx_wait on flow 1's queue %d "
+		      "slept %.0f ms and its MSI-X interrupt woke it (%llu wake-ups) for the datagram the "
+		      "host sent 500 ms after RDY5", s.queue_of[1], dt * 1e3,
+		      (unsigned long long)(st.rx_irq_wakeups - irqs));
+		for (unsigned q = 0; q < nqp; q++) {
+			struct ubdma_virtio_net_pkt *p[32];
+			unsigned got = 0;
+
+			ubdma_virtio_net_rx_burst(nic, q, p, 32, &got);
+			for (unsigned i = 0; i < got; i++)
+				rx_judge(&s, q, p[i]);
+			ubdma_virtio_net_pkt_free(nic, p, got);
+		}
+		err = ubdma_virtio_net_rx_wait(nic, 0, 300);
+		check(err == ETIMEDOUT, "rx_wait with nothing to come: ETIMEDOUT after 300 ms");
+	}
 	/* 4. a frame merged over two buffers */
 	check(f >> UBDMA_VIRTIO_NET_F_MRG_RXBUF & 1, "MRG_RXBUF negotiated");
 	ubdma_virtio_net_stats(nic, &st);
@@ -282,7 +328,7 @@ int main(int argc, char **argv)
 	memcpy(pl, "RDY4", 4);
 	check(send_udp(nic, 0, mac, ip_host, 9999, 9999, pl, 4) == 0, "RDY4 sent to the host");
 	deadline = now() + WAIT_S;
-	while (s.got + s.bad < s.flows * s.per + 1 && now() < deadline) {
+	while (s.got + s.bad < s.flows * s.per + 2 && now() < deadline) {
 		for (unsigned q = 0; q < nqp; q++) {
 			struct ubdma_virtio_net_pkt *p[32];
 			unsigned got = 0;
@@ -294,10 +340,10 @@ int main(int argc, char **argv)
 		}
 	}
 	ubdma_virtio_net_stats(nic, &st);
-	check(s.got == s.flows * s.per + 1 && !s.bad && st.rx_dropped == 1, "the 3000-byte datagram "
+	check(s.got == s.flows * s.per + 2 && !s.bad && st.rx_dropped == 1, "the 3000-byte datagram "
 	      "over two buffers was dropped whole (rx_dropped %llu), flow 0's next came intact after it",
 	      (unsigned long long)st.rx_dropped);
-	check(st.tx_csum_offload == nqp * m + 2, "stats: %llu checksums offloaded on transmit",
+	check(st.tx_csum_offload == nqp * m + 3, "stats: %llu checksums offloaded on transmit",
 	      (unsigned long long)st.tx_csum_offload);
 	snprintf((char *)pl, sizeof(pl), "DONE failures=%d", failures);
 	send_udp(nic, 0, mac, ip_host, 9999, 9999, pl, (unsigned)strlen((char *)pl));

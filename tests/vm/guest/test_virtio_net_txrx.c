@@ -340,6 +340,7 @@ int main(int argc, char **argv)
 	      "configuration", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 	check(ubdma_virtio_net_link(nic, &link) == 0 && link.has_status && link.up, "STATUS: link up");
 	check(ubdma_virtio_net_queue_pairs(nic) == 1, "one queue pair");
+	check(ubdma_virtio_net_rx_wait(nic, 0, 10) == ENOTSUP, "rx_wait without rx_interrupts: ENOTSUP");
 	printf("UBDMA-VNET-TX frames=%u mac=%02x:%02x:%02x:%02x:%02x:%02x\n", n, mac[0], mac[1], mac[2],
 	       mac[3], mac[4], mac[5]);
 	transmit(nic, mac, n);
