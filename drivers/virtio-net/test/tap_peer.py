@@ -13,7 +13,8 @@ namespace of its own (drivers/virtio-net/test/vm-vnet-mq.sh sets the namespace u
   through the tap with vnet header, so the kernel hands them over partially checksummed
   (NEEDS_CSUM) once the guest negotiated GUEST_CSUM; "RDY4" sends one 3000-byte datagram
   (vn0's MTU is 4000: the device merges it over two 2048-byte buffers) and then flow 0's next
-  datagram; "RDY5" sends flow 1's next datagram half a second later; "RDY3" sends 4 datagrams (for
+  datagram; "RDY5" sends flow 1's next datagram half a second later; "LNK0" takes the
+  guest's link down for 2 s through QEMU's monitor (--monitor); "RDY3" sends 4 datagrams (for
   test_virtio_net_dmar, whose receive queue points at an unmapped IOVA); "DONE ..." (the
   guest's report) ends it, after a grace second for the programs that follow.
 Everything is logged to stderr.
@@ -36,6 +37,21 @@ def log(*a):
     print("tap_peer:", *a, file=sys.stderr, flush=True)
 
 
+def hmp(path, cmd):
+    """One human-monitor command on QEMU's monitor socket."""
+    m = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    m.connect(path)
+    m.settimeout(5)
+    try:
+        m.recv(4096)  # the banner and prompt
+        m.sendall(cmd.encode() + b"\r\n")
+        time.sleep(0.2)
+        m.recv(4096)
+    except socket.timeout:
+        pass
+    m.close()
+
+
 def payload(f, i, p):
     n = 64 + (97 * (f * p + i)) % 1300
     b = bytearray(b"UBDR" + struct.pack(">HI", f, i))
@@ -49,6 +65,7 @@ def main():
     ap.add_argument("--flows", type=int, default=64)
     ap.add_argument("--per-flow", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--monitor", help="QEMU's human monitor socket (for LNK0)")
     ap.add_argument("--linger", type=float, default=0,
                     help="keep serving this long after DONE (programs after the first)")
     a = ap.parse_args()
@@ -82,6 +99,12 @@ def main():
                     for f in range(a.flows):
                         socks[f].sendto(payload(f, i, a.per_flow), ("10.20.0.2", 10000 + f))
                 log(f"sent {a.flows * a.per_flow} datagrams")
+            elif msg.startswith(b"LNK0") and a.monitor:  # link down for 2 s (QEMU's set_link)
+                hmp(a.monitor, "set_link vn0 off")
+                log("link vn0 off")
+                time.sleep(2)
+                hmp(a.monitor, "set_link vn0 on")
+                log("link vn0 on")
             elif msg.startswith(b"RDY5"):  # one datagram on flow 1, half a second later: rx_wait
                 time.sleep(0.5)            # is asleep by then, and only an interrupt wakes it
                 socks[1].sendto(payload(1, a.per_flow, a.per_flow), ("10.20.0.2", 10001))

@@ -50,7 +50,10 @@ for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 >"$f"; done
 set +e
 
 rm -f "$OUT/sink.pcap" "$OUT/peer.log"
-exec 3< <(python3 "$HERE/tap_peer.py" --sink vn1 --timeout 400 --linger 300 2>"$OUT/peer.log")
+rm -f "$OUT/mon.sock"
+printf '%s\n' -monitor "unix:$OUT/mon.sock,server=on,wait=off" >"$OUT/qemu-mon.args"
+exec 3< <(python3 "$HERE/tap_peer.py" --sink vn1 --timeout 400 --linger 300 --monitor "$OUT/mon.sock" \
+	2>"$OUT/peer.log")
 PEER=$!
 read -r -t 10 ready <&3 || { echo "vm-vnet-mq.sh: the peer did not start" >&2; cat "$OUT/peer.log" >&2; exit 2; }
 # QEMU's filter-dump refuses a multi-queue netdev: the guest's side is captured on vn0 instead
@@ -60,7 +63,7 @@ SHARK=$!
 tshark -q -i vn0 -w "$OUT/vnet.pcap" 2>"$OUT/tshark0.log" &
 SHARK0=$!
 for _ in $(seq 50); do grep -q "Capturing on" "$OUT/tshark.log" && grep -q "Capturing on" "$OUT/tshark0.log" && break; sleep 0.2; done
-"$ROOT/tests/vm/run-guest.sh" -T -t 400 -u 200 -a "$ASSETS" -o "$OUT/guest" \
+"$ROOT/tests/vm/run-guest.sh" -T -t 400 -u 200 -a "$ASSETS" -o "$OUT/guest" -q "$OUT/qemu-mon.args" \
 	-V "tap,ifname=vn0,script=no,downscript=no,vnet_hdr=on,queues=$QP mq=on,vectors=$((2 * QP + 2))" \
 	"$PROG $BDF $QP $M" "${@/%/ $BDF}" >"$OUT/guest.tap" 2>"$OUT/guest.stderr"
 grc=$?

@@ -22,7 +22,9 @@
  *  4. MSI-X per receive queue (opts.rx_interrupts): rx_wait sleeps on the queue's vector while
  *     nothing comes; RDY5 asks for flow 1's next datagram and rx_wait on flow 1's queue wakes
  *     for it; with nothing to come, rx_wait times out;
- *  5. MRG_RXBUF: RDY4 makes the host send a 3000-byte datagram (the tap's MTU is 4000), which the
+ *  5. STATUS: LNK0 makes the host take the link down for 2 s (QEMU's set_link): the device
+ *     configuration's status must show it down, then up again;
+ *  6. MRG_RXBUF: RDY4 makes the host send a 3000-byte datagram (the tap's MTU is 4000), which the
  *     device spreads over two buffers (num_buffers 2, 5.1.6.4): the driver drops it whole and
  *     counts it (rx_dropped 1), and flow 0's next datagram arrives intact after it.
  * Exit status: 0 pass, 1 fail, 77 skip.
@@ -47,6 +49,13 @@
 static const uint8_t gw_mac[6] = { 0x02, 0, 0, 0, 0, 0x10 };
 static const uint8_t ip_me[4] = { 10, 20, 0, 2 }, ip_host[4] = { 10, 20, 0, 1 };
 static const uint8_t ip_sink[4] = { 10, 20, 1, 2 };
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
 
 static double now(void)
 {
@@ -321,6 +330,26 @@ int main(int argc, char **argv)
 		err = ubdma_virtio_net_rx_wait(nic, 0, 300);
 		check(err == ETIMEDOUT, "rx_wait with nothing to come: ETIMEDOUT after 300 ms");
 	}
+	/* link status (VIRTIO_NET_F_STATUS, 5.1.4): the host takes the link down for 2 s */
+	{
+		struct ubdma_virtio_net_link lk;
+		int seen_down = 0, seen_up = 0;
+		double t;
+
+		check(ubdma_virtio_net_link(nic, &lk) == 0 && lk.has_status && lk.up, "STATUS: link up");
+		memcpy(pl, "LNK0", 4);
+		check(send_udp(nic, 0, mac, ip_host, 9999, 9999, pl, 4) == 0, "LNK0 sent to the host");
+		ubdma_virtio_net_tx_flush(nic, 0, 1000, NULL);
+		for (t = now(); now() < t + 15 && !seen_up;) {
+			ubdma_virtio_net_link(nic, &lk);
+			seen_down |= !lk.up;
+			seen_up = seen_down && lk.up;
+			sleep_ms(20);
+		}
+		check(seen_down && seen_up, "STATUS: the link went down (QEMU set_link off) and came back "
+		      "up (%s down, %s up again)", seen_down ? "seen" : "not seen", seen_up ? "seen" : "not seen");
+	}
+
 	/* 4. a frame merged over two buffers */
 	check(f >> UBDMA_VIRTIO_NET_F_MRG_RXBUF & 1, "MRG_RXBUF negotiated");
 	ubdma_virtio_net_stats(nic, &st);
@@ -343,7 +372,7 @@ int main(int argc, char **argv)
 	check(s.got == s.flows * s.per + 2 && !s.bad && st.rx_dropped == 1, "the 3000-byte datagram "
 	      "over two buffers was dropped whole (rx_dropped %llu), flow 0's next came intact after it",
 	      (unsigned long long)st.rx_dropped);
-	check(st.tx_csum_offload == nqp * m + 3, "stats: %llu checksums offloaded on transmit",
+	check(st.tx_csum_offload == nqp * m + 4, "stats: %llu checksums offloaded on transmit",
 	      (unsigned long long)st.tx_csum_offload);
 	snprintf((char *)pl, sizeof(pl), "DONE failures=%d", failures);
 	send_udp(nic, 0, mac, ip_host, 9999, 9999, pl, (unsigned)strlen((char *)pl));
