@@ -11,8 +11,9 @@
  *   each virtqueue: three tags and allocations, one per part, with the alignments of the table in
  *     2.7 (descriptor table 16, available ring 2, used ring 4), each loaded as one segment;
  *   control buffer: 128 bytes loaded in two 64-byte segments (the command, the ack: 5.1.6.5);
- *   packet pool: one allocation loaded with maxsegsz = boundary = UBDMA_VIRTIO_NET_BUF_SIZE, so
- *     that ubdma_map_load_sg() returns one segment per buffer: buffer i's IOVA is segs[i].
+ *   packet pools: one allocation per queue pair, loaded with maxsegsz = boundary =
+ *     UBDMA_VIRTIO_NET_BUF_SIZE, so that ubdma_map_load_sg() returns one segment per buffer:
+ *     buffer i's IOVA is segs[i] (at most 8192 buffers a pool, busdma's segment cap).
  *
  * A pool buffer holds the 12-byte struct virtio_net_hdr (5.1.6) and then the frame, so that a
  * packet is one descriptor in either direction (VERSION_1 implies any message framing, 2.6.4).
@@ -50,6 +51,7 @@ enum { PKT_FREE = 0, PKT_USER = 1, PKT_DEV = 2 };
 #define DEFAULT_QSIZE 256
 #define DEFAULT_EXTRA_BUFS 512
 #define DEFAULT_LINK_WAIT_MS 3000
+#define MAX_POOL 8192 /* buffers of a queue pair: one load of one segment each (busdma's cap) */
 #define CTRL_QSIZE 8
 #define CTRL_SEG 64
 #define CTRL_TIMEOUT_MS 2000
@@ -75,6 +77,9 @@ struct vq {
 
 struct qpair {
 	struct vq rx, tx;
+	ubdma_tag_t *pool_tag;               /* this pair's packet buffers */
+	void *pool_mem;
+	ubdma_map_t *pool_map;
 	struct ubdma_virtio_net_pkt *pkts;   /* this pair's part of the pool */
 	struct ubdma_virtio_net_pkt **free_stack;
 	unsigned npool, nfree;
@@ -104,10 +109,6 @@ struct ubdma_virtio_net {
 	int rx_irq;                    /* receive queue i signals MSI-X vector i */
 	int irq_fd[UBDMA_VIRTIO_NET_MAX_QP];
 
-	ubdma_tag_t *pool_tag;
-	void *pool_mem;
-	ubdma_map_t *pool_map;
-	int pool_loaded;
 	struct ubdma_virtio_net_pkt *pkts; /* every pair's packets */
 	uint64_t *buf_iova;            /* buffer i's IOVA, from the pool's segments */
 	uint8_t *pkt_state;
@@ -509,66 +510,75 @@ static inline void desc_set(struct virtq_desc *d, uint64_t iova, uint32_t len, u
 	d->next = 0;
 }
 
-/* The pool: one allocation, loaded so that each buffer is one segment (see the top). */
-static int pool_alloc(struct ubdma_virtio_net *nic, unsigned per_qp)
+/* Queue pair @qp's pool: one allocation, loaded so that each buffer is one segment (see the top);
+ * buffer i's IOVA goes to buf_iova[first + i]. */
+static int pool_alloc_qp(struct ubdma_virtio_net *nic, struct qpair *qp, size_t first, unsigned n)
 {
-	size_t n = (size_t)per_qp * nic->nqp, size = n * UBDMA_VIRTIO_NET_BUF_SIZE;
-	ubdma_seg_t *segs = NULL;
+	size_t size = (size_t)n * UBDMA_VIRTIO_NET_BUF_SIZE;
+	ubdma_seg_t *segs;
 	int err, nseg = 0;
 
 	if ((err = ubdma_tag_create(ubdma_pci_dma_tag(nic->pci), UBDMA_VIRTIO_NET_BUF_SIZE,
 				    UBDMA_VIRTIO_NET_BUF_SIZE, UBDMA_MAXADDR, UBDMA_MAXADDR, size, (int)n,
-				    UBDMA_VIRTIO_NET_BUF_SIZE, 0, &nic->pool_tag))) {
-		nic->pool_tag = NULL;
-		return vnet_err(err, "ubdma_tag_create for the packet pool: %s (%s)", strerror(err),
+				    UBDMA_VIRTIO_NET_BUF_SIZE, 0, &qp->pool_tag))) {
+		qp->pool_tag = NULL;
+		return vnet_err(err, "ubdma_tag_create for a packet pool: %s (%s)", strerror(err),
 				ubdma_last_error());
 	}
-	if ((err = ubdma_mem_alloc(nic->pool_tag, &nic->pool_mem, UBDMA_ZERO | UBDMA_NOWAIT, &nic->pool_map))) {
-		nic->pool_mem = NULL;
-		return vnet_err(err, "ubdma_mem_alloc for %zu packet buffers: %s (%s)", n, strerror(err),
+	if ((err = ubdma_mem_alloc(qp->pool_tag, &qp->pool_mem, UBDMA_ZERO | UBDMA_NOWAIT, &qp->pool_map))) {
+		qp->pool_mem = NULL;
+		return vnet_err(err, "ubdma_mem_alloc for %u packet buffers: %s (%s)", n, strerror(err),
 				ubdma_last_error());
 	}
-	nic->npool_all = (unsigned)n;
-	nic->pkts = calloc(n, sizeof(*nic->pkts));
-	nic->buf_iova = calloc(n, sizeof(*nic->buf_iova));
-	nic->pkt_state = calloc(n, 1);
-	segs = calloc(n, sizeof(*segs));
-	if (!nic->pkts || !nic->buf_iova || !nic->pkt_state || !segs) {
-		free(segs);
-		return vnet_err(ENOMEM, "out of memory for %zu packet descriptors", n);
-	}
-	err = ubdma_map_load_sg(nic->pool_tag, nic->pool_map, nic->pool_mem, size, segs, &nseg, UBDMA_NOWAIT);
-	if (!err)
-		nic->pool_loaded = 1;
-	if (!err && (size_t)nseg != n)
+	if (!(segs = calloc(n, sizeof(*segs))))
+		return vnet_err(ENOMEM, "out of memory for %u segments", n);
+	err = ubdma_map_load_sg(qp->pool_tag, qp->pool_map, qp->pool_mem, size, segs, &nseg, UBDMA_NOWAIT);
+	if (!err && (unsigned)nseg != n)
 		err = EFBIG;
 	for (int i = 0; !err && i < nseg; i++)
 		if (segs[i].ds_len != UBDMA_VIRTIO_NET_BUF_SIZE)
 			err = EFBIG;
 	if (err) {
 		free(segs);
-		return vnet_err(err, "loading the packet pool: %s (%d segments for %zu buffers; %s)",
+		return vnet_err(err, "loading a packet pool: %s (%d segments for %u buffers; %s)",
 				strerror(err), nseg, n, ubdma_last_error());
 	}
-	for (size_t i = 0; i < n; i++)
-		nic->buf_iova[i] = segs[i].ds_addr;
+	for (unsigned i = 0; i < n; i++)
+		nic->buf_iova[first + i] = segs[i].ds_addr;
 	free(segs);
+	return 0;
+}
+
+/* A pool per queue pair (its own memory, so that one pair's thread never shares a cache line
+ * of buffers with another's), the packet descriptors of all of them in one array. */
+static int pool_alloc(struct ubdma_virtio_net *nic, unsigned per_qp)
+{
+	size_t n = (size_t)per_qp * nic->nqp;
+	int err;
+
+	nic->npool_all = (unsigned)n;
+	nic->pkts = calloc(n, sizeof(*nic->pkts));
+	nic->buf_iova = calloc(n, sizeof(*nic->buf_iova));
+	nic->pkt_state = calloc(n, 1);
+	if (!nic->pkts || !nic->buf_iova || !nic->pkt_state)
+		return vnet_err(ENOMEM, "out of memory for %zu packet descriptors", n);
 	for (unsigned q = 0; q < nic->nqp; q++) {
 		struct qpair *qp = &nic->qp[q];
 
+		if ((err = pool_alloc_qp(nic, qp, (size_t)q * per_qp, per_qp)))
+			return err;
 		qp->pkts = nic->pkts + (size_t)q * per_qp;
 		qp->npool = per_qp;
 		if (!(qp->free_stack = calloc(per_qp, sizeof(*qp->free_stack))))
 			return vnet_err(ENOMEM, "out of memory for the pool's free list");
 		for (unsigned i = per_qp; i-- > 0;) {
 			struct ubdma_virtio_net_pkt *p = &qp->pkts[i];
-			size_t idx = (size_t)q * per_qp + i;
 
-			p->data = (uint8_t *)nic->pool_mem + idx * UBDMA_VIRTIO_NET_BUF_SIZE +
+			p->data = (uint8_t *)qp->pool_mem + (size_t)i * UBDMA_VIRTIO_NET_BUF_SIZE +
 				  UBDMA_VIRTIO_NET_HDR_LEN;
 			p->cap = UBDMA_VIRTIO_NET_MAX_FRAME;
 			p->qp = (uint16_t)q;
-			p->index = (uint32_t)idx;
+			p->index = (uint32_t)((size_t)q * per_qp + i);
 			pool_put(nic, qp, p);
 		}
 	}
@@ -671,11 +681,11 @@ static void teardown(struct ubdma_virtio_net *nic)
 	for (unsigned q = 0; q < UBDMA_VIRTIO_NET_MAX_QP; q++) {
 		vq_free(&nic->qp[q].rx);
 		vq_free(&nic->qp[q].tx);
+		dma_part_free(nic->qp[q].pool_tag, nic->qp[q].pool_mem, nic->qp[q].pool_map);
 		free(nic->qp[q].free_stack);
 	}
 	vq_free(&nic->ctrl);
 	dma_part_free(nic->ctrl_tag, nic->ctrl_buf, nic->ctrl_map);
-	dma_part_free(nic->pool_tag, nic->pool_mem, nic->pool_map);
 	if (nic->pci)
 		ubdma_pci_close(nic->pci);
 	if (nic->own_ctx)
@@ -712,6 +722,9 @@ static int open_opts(const struct ubdma_virtio_net_opts *opts, struct ubdma_virt
 			      (c->queue_size & (c->queue_size - 1))))
 		return vnet_err(EINVAL, "queue_size = %u: want a power of two from 8 to 32768 (2.7)",
 				c->queue_size);
+	if (c->pool_bufs && (c->pool_bufs > MAX_POOL || (c->queue_size && c->pool_bufs < c->queue_size + 32)))
+		return vnet_err(EINVAL, "pool_bufs = %u: want queue_size + 32 to %u (a pool is loaded as one "
+				"segment a buffer, and a tag holds at most %u)", c->pool_bufs, MAX_POOL, MAX_POOL);
 	if (c->features_off & required)
 		return vnet_err(EINVAL, "features_off %#llx names VERSION_1 or ACCESS_PLATFORM, which "
 				"this driver requires", (unsigned long long)c->features_off);
@@ -821,9 +834,10 @@ static int open_queues(struct ubdma_virtio_net *nic, const struct ubdma_virtio_n
 		qs = cc->queue_size;
 	nic->qsize = qs;
 	per = c->pool_bufs ? c->pool_bufs : 2 * qs + DEFAULT_EXTRA_BUFS;
-	if (per < qs + 32 || per > (1u << 20) / nic->nqp)
-		return vnet_err(EINVAL, "pool_bufs = %u: want queue_size + 32 (%u) to %u", per, qs + 32,
-				(1u << 20) / nic->nqp);
+	if (per < qs + 32 || per > MAX_POOL)
+		return vnet_err(EINVAL, "pool_bufs = %u: want queue_size + 32 (%u) to %u (a pool is loaded "
+				"as one segment a buffer, and a tag holds at most %u)", per, qs + 32, MAX_POOL,
+				MAX_POOL);
 	for (unsigned q = 0; q < nic->nqp; q++) {
 		/* 5.1.2: receiveq N is 2(N-1), transmitq N is 2(N-1)+1 */
 		if ((err = vq_alloc(nic, &nic->qp[q].rx, 2 * q, qs, 0)) ||
@@ -847,7 +861,8 @@ static int open_queues(struct ubdma_virtio_net *nic, const struct ubdma_virtio_n
 	}
 	if (nic->has_ctrl && (err = vq_program(nic, &nic->ctrl)))
 		return err;
-	ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_PREREAD);
+	for (unsigned q = 0; q < nic->nqp; q++)
+		ubdma_map_sync(nic->qp[q].pool_tag, nic->qp[q].pool_map, UBDMA_SYNC_PREREAD);
 	return 0;
 }
 
@@ -1073,7 +1088,7 @@ int ubdma_virtio_net_tx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 		qp->st.tx_bytes += p->len;
 	}
 	if (i) {
-		ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_PREWRITE);
+		ubdma_map_sync(qp->pool_tag, qp->pool_map, UBDMA_SYNC_PREWRITE);
 		ubdma_map_sync(q->desc_tag, q->desc_map, UBDMA_SYNC_PREWRITE);
 		ubdma_map_sync(q->avail_tag, q->avail_map, UBDMA_SYNC_PREWRITE);
 		vq_kick(qp, q, 0);
@@ -1102,7 +1117,7 @@ int ubdma_virtio_net_rx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 	ubdma_map_sync(q->used_tag, q->used_map, UBDMA_SYNC_POSTREAD);
 	idx = vq_used_idx(q);
 	if (idx != q->last_used)
-		ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_POSTREAD);
+		ubdma_map_sync(qp->pool_tag, qp->pool_map, UBDMA_SYNC_POSTREAD);
 	while (q->last_used != idx && n < max) {
 		struct virtq_used_elem e = q->used->ring[q->last_used & q->mask];
 		struct ubdma_virtio_net_pkt *p = e.id < q->size ? q->slot[e.id] : NULL;
@@ -1158,7 +1173,7 @@ int ubdma_virtio_net_rx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 		done++;
 	}
 	if (done) {
-		ubdma_map_sync(nic->pool_tag, nic->pool_map, UBDMA_SYNC_PREREAD);
+		ubdma_map_sync(qp->pool_tag, qp->pool_map, UBDMA_SYNC_PREREAD);
 		ubdma_map_sync(q->desc_tag, q->desc_map, UBDMA_SYNC_PREWRITE);
 		ubdma_map_sync(q->avail_tag, q->avail_map, UBDMA_SYNC_PREWRITE);
 		vq_kick(qp, q, 0);

@@ -77,7 +77,7 @@ struct ubdma_virtio_net_opts {
 	                          max_virtqueue_pairs (more than 1 needs VIRTIO_NET_F_MQ) */
 	unsigned queue_size;   /* descriptors a queue: power of two, 8 to the device's maximum
 	                          (default: 256, or the device's maximum when smaller) */
-	unsigned pool_bufs;    /* packet buffers of each queue pair, at least queue_size + 32
+	unsigned pool_bufs;    /* packet buffers of each queue pair, queue_size + 32 to 8192
 	                          (default 2 * queue_size + 512) */
 	unsigned link_wait_ms; /* how long open waits for link up when VIRTIO_NET_F_STATUS is
 	                          offered (default 3000; open does not fail on it) */

@@ -277,6 +277,8 @@ static void test_virtio_net_opts_size(void **state)
 	assert_int_equal(vnet_open(ABSENT, &o, &nic), EINVAL);
 	o = (struct ubdma_virtio_net_opts){ .size = sizeof(o), .features_off = 1ull << UBDMA_VIRTIO_F_VERSION_1 };
 	assert_int_equal(vnet_open(ABSENT, &o, &nic), EINVAL);
+	o = (struct ubdma_virtio_net_opts){ .size = sizeof(o), .queue_size = 64, .pool_bufs = 64 };
+	assert_int_equal(vnet_open(ABSENT, &o, &nic), EINVAL);
 	assert_null(nic);
 }
 

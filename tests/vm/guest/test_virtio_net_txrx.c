@@ -9,8 +9,9 @@
  * (drivers/virtio-net/test/vm-vnet.sh).
  *
  *  1. bad input: NULL arguments, opts too small or with unknown bytes, VERSION_1 in
- *     features_off, more queue pairs than the device has, a function that is not a virtio-net
- *     (the NVMe): each its errno, nothing left open (a second open afterwards succeeds);
+ *     features_off, more queue pairs than the device has, a queue size beyond the device's (found
+ *     once all the memory is allocated: every hugepage must come back), a function that is not a
+ *     virtio-net (the NVMe): each its errno, nothing left open (a later open succeeds);
  *  2. open: VERSION_1 and ACCESS_PLATFORM negotiated, the MAC of the QEMU command line, link up;
  *  3. transmit: frames 0 .. N-1 of the pattern of test_e1000e_tx.c (dst 02:00:00:00:00:01), in
  *     bursts of changing size, one larger than the queue (ENOBUFS, the rest sent again);
@@ -78,6 +79,20 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
+/* Free 2 MiB hugepages of the system (the pool of 4096 x 2 KiB buffers is hugepage memory). */
+static long free_huge(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
+	long n = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &n) != 1)
+			n = -1;
+		fclose(f);
+	}
+	return n;
+}
+
 /* 1. Errors of open; nothing may stay open after them. */
 static void open_errors(const char *bdf)
 {
@@ -122,6 +137,18 @@ static void open_errors(const char *bdf)
 	      strerror(err), ubdma_virtio_net_last_error());
 	if (!err)
 		ubdma_virtio_net_close(nic);
+	/* a failure after every ring and the pool were allocated: all of it given back */
+	{
+		long before = free_huge(), after;
+
+		o = (struct ubdma_virtio_net_opts){ .size = sizeof(o), .queue_size = 1024 };
+		err = ubdma_virtio_net_open(bdf, &o, &nic);
+		after = free_huge();
+		check(err == EIO && nic == NULL, "queue_size 1024 beyond the device's maximum: EIO after the "
+		      "memory was allocated (%s)", ubdma_virtio_net_last_error());
+		check(before >= 0 && after == before, "... and every hugepage came back (%ld free before, "
+		      "%ld after)", before, after);
+	}
 	if (nvme && *nvme) {
 		err = ubdma_virtio_net_open(nvme, NULL, &nic);
 		check(err == ENODEV && nic == NULL, "open the NVMe %s: ENODEV (%s)", nvme,
