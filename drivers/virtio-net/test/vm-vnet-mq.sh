@@ -25,7 +25,9 @@ shift $((OPTIND - 1))
 if [ -z "${VNET_MQ_NETNS:-}" ]; then
 	command -v unshare >/dev/null && command -v ip >/dev/null ||
 		{ echo "1..0 # SKIP unshare/ip missing (util-linux, iproute2)"; exit 0; }
-	exec env VNET_MQ_NETNS=1 unshare -n "$0" $([ "$TAP" = 1 ] && echo -T) -q "$QP" "$@"
+	t=()
+	[ "$TAP" = 1 ] && t=(-T)
+	exec env VNET_MQ_NETNS=1 unshare -n "$0" "${t[@]}" -q "$QP" "$@"
 fi
 ASSETS=$1 OUT=$2 PROG=$3
 shift 3
@@ -55,7 +57,7 @@ printf '%s\n' -monitor "unix:$OUT/mon.sock,server=on,wait=off" >"$OUT/qemu-mon.a
 exec 3< <(python3 "$HERE/tap_peer.py" --sink vn1 --timeout 400 --linger 300 --monitor "$OUT/mon.sock" \
 	2>"$OUT/peer.log")
 PEER=$!
-read -r -t 10 ready <&3 || { echo "vm-vnet-mq.sh: the peer did not start" >&2; cat "$OUT/peer.log" >&2; exit 2; }
+read -r -t 10 _ <&3 || { echo "vm-vnet-mq.sh: the peer did not start" >&2; cat "$OUT/peer.log" >&2; exit 2; }
 # QEMU's filter-dump refuses a multi-queue netdev: the guest's side is captured on vn0 instead
 # (what the tap hands the host, before any checksum is completed)
 tshark -q -i vn1 -w "$OUT/sink.pcap" 2>"$OUT/tshark.log" &
