@@ -25,9 +25,9 @@ shift $((OPTIND - 1))
 if [ -z "${VNET_MQ_NETNS:-}" ]; then
 	command -v unshare >/dev/null && command -v ip >/dev/null ||
 		{ echo "1..0 # SKIP unshare/ip missing (util-linux, iproute2)"; exit 0; }
-	t=()
-	[ "$TAP" = 1 ] && t=(-T)
-	exec env VNET_MQ_NETNS=1 unshare -n "$0" "${t[@]}" -q "$QP" "$@"
+	topt=()
+	[ "$TAP" = 1 ] && topt=(-T)
+	exec env VNET_MQ_NETNS=1 unshare -n "$0" "${topt[@]}" -q "$QP" "$@"
 fi
 ASSETS=$1 OUT=$2 PROG=$3
 shift 3
