@@ -2,7 +2,8 @@
 # selftest.sh OUTDIR ASSETS VFIO_SMOKE — tests run-guest.sh's verdicts in one boot.
 #
 # Programs with a known outcome run in one guest; run-guest.sh must fail the run as a whole and
-# judge each program as listed below. Prints TAP.
+# judge each program as listed below.  Then an emulator that crashes (a stand-in for
+# qemu-system-x86_64 that aborts) once and twice: one crash gets one more boot, two fail.  Prints TAP.
 set -uo pipefail
 
 [ $# -eq 3 ] || { echo "usage: selftest.sh OUTDIR ASSETS VFIO_SMOKE" >&2; exit 2; }
@@ -21,7 +22,7 @@ CASES=(
 ops=()
 for c in "${CASES[@]}"; do ops+=("${c%%|*}"); done
 
-echo "1..$((${#CASES[@]} + 2))"
+echo "1..$((${#CASES[@]} + 4))"
 "$HERE/run-guest.sh" -t 300 -a "$ASSETS" -o "$OUT" "${ops[@]}" >"$OUT.stdout" 2>"$OUT.stderr"
 rc=$?
 if [ $rc -eq 1 ]; then
@@ -43,5 +44,33 @@ for c in "${CASES[@]}"; do
 	else
 		echo "not ok $n - '${c%%|*}': no line matching '${c#*|}' in $OUT/results.txt"
 		sed 's/^/# /' "$OUT/results.txt" 2>/dev/null
+	fi
+done
+
+# A QEMU that dies of a signal: the stand-in aborts on its first N calls, then runs the real one.
+fake=$OUT.fakeqemu
+mkdir -p "$fake"
+real=$(command -v qemu-system-x86_64)
+cat >"$fake/qemu-system-x86_64" <<EOF
+#!/bin/bash
+n=\$(cat "$fake/calls" 2>/dev/null || echo 0); echo \$((n + 1)) >"$fake/calls"
+if [ "\$n" -lt "\$(cat "$fake/crashes")" ]; then echo "stand-in: Assertion 'crash \$n' failed." >&2; kill -ABRT \$\$; fi
+exec "$real" "\$@"
+EOF
+chmod +x "$fake/qemu-system-x86_64"
+for crashes in 1 2; do
+	n=$((n + 1))
+	echo "$crashes" >"$fake/crashes"; rm -f "$fake/calls"
+	PATH=$fake:$PATH "$HERE/run-guest.sh" -t 300 -a "$ASSETS" -o "$OUT-crash$crashes" true \
+		>"$OUT-crash$crashes.stdout" 2>"$OUT-crash$crashes.stderr"
+	rc=$? r=$OUT-crash$crashes/results.txt
+	if [ $crashes = 1 ] && [ $rc = 0 ] && grep -q "^# booted twice: .*signal 6.*crash 0" "$r" && grep -q '^PASS 1 true' "$r"; then
+		echo "ok $n - a QEMU that crashes once gets one more boot, and the results say so"
+	elif [ $crashes = 2 ] && [ $rc = 1 ] && grep -q "^# booted twice: .*crash 0" "$r" &&
+		grep -q '^FAIL 0 guest .*qemu status 134' "$r" && [ "$(cat "$fake/calls")" = 2 ]; then
+		echo "ok $n - a QEMU that crashes twice fails the run, after exactly two boots"
+	else
+		echo "not ok $n - QEMU crashing $crashes time(s): run-guest.sh exited $rc"
+		sed 's/^/# /' "$r" "$OUT-crash$crashes.stderr" 2>/dev/null | tail -n 20
 	fi
 done
