@@ -210,6 +210,8 @@ struct item {
 	size_t pgsz;		 /* the page size it was rounded with */
 	unsigned long gen;	 /* the slot generation it belongs to */
 	int uncertain;		 /* its call overlapped a churn: it may hold the old memory, or the new */
+	int exposed;		 /* bare: a stale or raced bare unwire named its pages while it was held,
+				  * so its count may be the one that unwire took */
 	ubdma_umem_t *u;
 	ubdma_reg_t *r;
 };
@@ -222,6 +224,7 @@ struct slot {
 	unsigned long gen;	/* bumped by every churn */
 	int inflight;		/* library calls on the slot under way */
 	int reg_touched;	/* a reg_get ran on this generation: cached entries may wire more */
+	int stale_unwires;	/* stale or raced bare unwires under way (they may outlive a churn) */
 	struct item *items;
 	uint8_t taint[SPAN_PAGES / 8]; /* pages a stale bare unwire may have hit (see the top) */
 };
@@ -425,6 +428,11 @@ static void taint_item(struct slot *s, const struct item *it)
 		size_t i = (p - s->base) / PG;
 		s->taint[i / 8] |= (uint8_t)(1u << (i % 8));
 	}
+	/* the taint goes with the next churn, but the bare wirings held now may be released after
+	 * it: they remember that their count may have been taken */
+	for (struct item *o = s->items; o; o = o->next)
+		if (o->type == I_WIRE && o->addr < hi && o->addr + o->len > lo)
+			o->exposed = 1;
 }
 
 /* Check page p of slot si against the model.  Caller holds the slot lock; nothing is in flight. */
@@ -778,7 +786,15 @@ static void acquire(struct worker *w)
 			it->len = len;
 			it->gen = s->gen;
 			it->uncertain = raced;
+			it->exposed = 0;
 			cover(it, s);
+			if (it->type == I_WIRE) {
+				/* a stale bare unwire under way, or one made on these pages in this
+				 * generation, may take this wiring's count */
+				it->exposed = s->stale_unwires > 0;
+				for (uintptr_t p = TRUNC(a, HP); !it->exposed && p < ROUND(a + len, HP); p += PG)
+					it->exposed = p >= s->base && p < s->base + SPAN && taint_get(s, p);
+			}
 			link_item(s, it);
 			w->nheld++;
 		}
@@ -802,8 +818,11 @@ static void release(struct worker *w, struct item *it)
 	int hit = 0;
 	for (uintptr_t p = TRUNC(it->addr, PG); it->type == I_WIRE && p < it->addr + it->len && !hit; p += PG)
 		hit = p >= s->base && p < s->base + SPAN && taint_get(s, p);
-	if (it->type == I_WIRE && stale)
+	hit |= it->exposed;
+	if (it->type == I_WIRE && stale) {
 		taint_item(s, it);
+		s->stale_unwires++;
+	}
 	s->inflight++;
 	pthread_mutex_unlock(&s->lock);
 
@@ -831,6 +850,8 @@ static void release(struct worker *w, struct item *it)
 
 	pthread_mutex_lock(&s->lock);
 	s->inflight--;
+	if (it->type == I_WIRE && stale)
+		s->stale_unwires--;
 	int raced = s->gen != gen0;
 	if (it->type == I_WIRE) {
 		/* a stale or raced bare unwire on these pages (a holder of memory munmap replaced, or
