@@ -264,12 +264,12 @@ static int bind_attach(struct ufd *u, struct ufd_dev *d, const char *node)
 
 	if (ioctl(d->fd, UFD_VFIO_DEVICE_BIND_IOMMUFD, &b)) {
 		if (errno == EBUSY)
-			return uerr(EBUSY, "VFIO_DEVICE_BIND_IOMMUFD(%s) failed: the device is in use "
-				    "through its VFIO group (a vfio backend context, here or in another "
-				    "process)", node);
+			return uerr(EBUSY, "VFIO_DEVICE_BIND_IOMMUFD(%s) failed: the device is already "
+				    "open through its VFIO group (a vfio backend context, here or in "
+				    "another process)", node);
 		if (errno == EINVAL)
 			return uerr(EBUSY, "VFIO_DEVICE_BIND_IOMMUFD(%s) failed: the device is already "
-				    "bound through its cdev (another iommufd context, here or in another "
+				    "open through its cdev (another iommufd context, here or in another "
 				    "process)", node);
 		return uerr(errno, "VFIO_DEVICE_BIND_IOMMUFD(%s) failed: %s", node, strerror(errno));
 	}

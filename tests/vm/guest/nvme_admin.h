@@ -9,6 +9,7 @@
 #ifndef UBDMA_GUEST_NVME_ADMIN_H
 #define UBDMA_GUEST_NVME_ADMIN_H
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@ struct nvme_admin {
 	struct na_sqe *sq;
 	volatile struct na_cqe *cq;
 	void *qmem;
+	size_t qmem_len;
 	ubdma_umem_t *qcookie;
 	unsigned sq_tail, cq_head, phase;
 	uint16_t cid;
@@ -111,12 +113,26 @@ static inline int nvme_admin_init(struct nvme_admin *c, ubdma_ctx_t *ctx, ubdma_
 		return *why = "BAR0 not mapped", -1;
 	c->cap = *(volatile uint32_t *)(c->bar + NA_REG_CAP) |
 		 (uint64_t)*(volatile uint32_t *)(c->bar + NA_REG_CAP + 4) << 32;
-	c->qmem = mmap(NULL, 2 * NA_PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	c->qmem_len = 2 * NA_PG;
+	c->qmem = mmap(NULL, c->qmem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (c->qmem == MAP_FAILED) {
 		c->qmem = NULL;
 		return *why = "no memory for the admin queues", -1;
 	}
-	if (ubdma_umem_lock(ctx, c->qmem, 2 * NA_PG, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &c->qcookie))
+	int lrc = ubdma_umem_lock(ctx, c->qmem, c->qmem_len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &c->qcookie);
+	if (lrc == ENOTSUP) {
+		/* a backend without an IOMMU (noiommu) takes only hugetlb memory, whose frames stay put */
+		munmap(c->qmem, c->qmem_len);
+		c->qmem_len = 2u << 20;
+		c->qmem = mmap(NULL, c->qmem_len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
+		if (c->qmem == MAP_FAILED) {
+			c->qmem = NULL;
+			return *why = "no 2 MiB hugepage for the admin queues", -1;
+		}
+		lrc = ubdma_umem_lock(ctx, c->qmem, c->qmem_len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &c->qcookie);
+	}
+	if (lrc)
 		return *why = "admin queues not locked", -1;
 	memset(c->qmem, 0, 2 * NA_PG);
 	c->sq = c->qmem;
@@ -146,7 +162,7 @@ static inline void nvme_admin_fini(struct nvme_admin *c)
 	}
 	ubdma_umem_unlock(c->qcookie);
 	if (c->qmem)
-		munmap(c->qmem, 2 * NA_PG);
+		munmap(c->qmem, c->qmem_len);
 	c->qcookie = NULL;
 	c->qmem = NULL;
 }

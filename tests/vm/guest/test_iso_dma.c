@@ -34,6 +34,7 @@
 #include <ubdma/ubdma.h>
 
 #include "busdma/busdma_int.h" /* the bounce slot's bytes, for the strict case */
+#include "backend.h"
 #include "check.h"
 #include "nvme_admin.h"
 
@@ -96,7 +97,7 @@ int main(void)
 		printf("# SKIP: no NVMe controller on vfio-pci\n");
 		return EXIT_SKIP;
 	}
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || ubdma_pci_open(ctx, bdf, &dev) ||
+	if (ubdma_ctx_open(guest_backend(), &ctx) || ubdma_pci_open(ctx, bdf, &dev) ||
 	    nvme_admin_init(&c, ctx, dev, &why)) {
 		check(0, "NVMe up: %s%s%s", why, *why ? ": " : "", ubdma_last_error());
 		return 1;
@@ -124,7 +125,7 @@ int main(void)
 	check(await_fault(last), "unregister: the kernel logged the DMAR fault at %#" PRIx64, last);
 
 	/* other_ctx: the e1000e's container, a buffer in it above everything the NVMe's maps */
-	rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx2);
+	rc = ubdma_ctx_open(guest_backend(), &ctx2);
 	if (!rc && nic && *nic && getenv("UBDMA_VM_NIC_DRIVER") && !strcmp(getenv("UBDMA_VM_NIC_DRIVER"), "vfio-pci"))
 		rc = ubdma_pci_open(ctx2, nic, &nicdev);
 	printf("# second context: %s\n", nicdev ? "the e1000e attached" : "no device (recorded mappings)");

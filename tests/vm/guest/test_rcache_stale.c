@@ -37,6 +37,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 #include "nvme_admin.h"
 
@@ -400,7 +401,7 @@ int main(void)
 		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");
 		return EXIT_SKIP;
 	}
-	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+	if ((rc = ubdma_ctx_open(guest_backend(), &ctx))) {
 		check(0, "ubdma_ctx_open(VFIO): %s", ubdma_last_error());
 		return 1;
 	}

@@ -28,6 +28,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 
 #define EXIT_SKIP 77
@@ -88,7 +89,7 @@ int main(void)
 	char *buf = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	memset(buf, 1, MIB);
 
-	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx)) || (rc = ubdma_pci_open(ctx, bdf, &dev))) {
+	if ((rc = ubdma_ctx_open(guest_backend(), &ctx)) || (rc = ubdma_pci_open(ctx, bdf, &dev))) {
 		check(0, "context and device: %s", ubdma_last_error());
 		return 1;
 	}
