@@ -93,6 +93,10 @@ int main(void)
 	const char *why = "";
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!guest_isolates()) { /* isolation is the point: the noiommu mode does not run it */
+		printf("# SKIP: no IOMMU in this mode (UBDMA_BACKEND=%s)\n", getenv("UBDMA_BACKEND"));
+		return 77;
+	}
 	if (!bdf || !getenv("UBDMA_VM_NVME_DRIVER") || strcmp(getenv("UBDMA_VM_NVME_DRIVER"), "vfio-pci")) {
 		printf("# SKIP: no NVMe controller on vfio-pci\n");
 		return EXIT_SKIP;

@@ -397,6 +397,10 @@ int main(void)
 	int rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!guest_isolates()) { /* isolation is the point: the noiommu mode does not run it */
+		printf("# SKIP: no IOMMU in this mode (UBDMA_BACKEND=%s)\n", getenv("UBDMA_BACKEND"));
+		return 77;
+	}
 	if (!bdf || !*bdf || !drv || strcmp(drv, "vfio-pci")) {
 		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");
 		return EXIT_SKIP;
