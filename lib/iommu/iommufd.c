@@ -227,8 +227,12 @@ static int read_ranges(struct ufd *u, struct iommu_window *w, int *nw)
 	q.allowed_iovas = (uintptr_t)r;
 	while (ioctl(u->fd, UFD_IOAS_IOVA_RANGES, &q)) {
 		/* EMSGSIZE: more ranges than room; num_iovas says how many */
-		if (errno != EMSGSIZE || r != small)
-			return uerr(errno, "IOMMU_IOAS_IOVA_RANGES failed: %s", strerror(errno));
+		if (errno != EMSGSIZE || r != small) {
+			err = uerr(errno, "IOMMU_IOAS_IOVA_RANGES failed: %s", strerror(errno));
+			if (r != small)
+				free(r);
+			return err;
+		}
 		if (!(r = calloc(q.num_iovas, sizeof(*r))))
 			return uerr(ENOMEM, "out of memory");
 		q.allowed_iovas = (uintptr_t)r;
