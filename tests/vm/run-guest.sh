@@ -41,7 +41,8 @@ options:
   -x MODE    VFIO mode of the guest (tests/vm/README.md, "Modes"): type1 (default: Debian's kernel,
              emulated VT-d), iommufd (the test bed's own kernel from tests/vm/kernel/build.sh,
              built once and cached; VT-d; UBDMA_BACKEND=iommufd exported) or noiommu (that kernel,
-             no virtual IOMMU, vfio.enable_unsafe_noiommu_mode=1; UBDMA_BACKEND=noiommu)
+             no virtual IOMMU, vfio.enable_unsafe_noiommu_mode=1; UBDMA_BACKEND=noiommu);
+             the default is $UBDMA_VM_MODE, else type1 (for scripts that call run-guest.sh)
   -k         boot the test bed's own kernel (implied by -x iommufd and -x noiommu)
   -v         verbose: kernel messages on the console, console streamed to stderr
 A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").
@@ -54,7 +55,7 @@ say() { echo "$ME: $*" >&2; }
 
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
 ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0 KARGS=
-INCLUDES=() ENVS=() VMODE=type1 OWN_KERNEL=0
+INCLUDES=() ENVS=() VMODE=${UBDMA_VM_MODE:-type1} OWN_KERNEL=0
 while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:Tvx:kh" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
