@@ -208,14 +208,19 @@ static void run_ubdma(enum ubdma_backend be, const char *impl, const char *bdf, 
 }
 
 #ifdef UBDMA_BENCH_DPDK
-/* DPDK 22.11: a container of its own with the device's group, then map + unmap at a fixed IOVA. */
+/*
+ * DPDK 22.11: a container of its own with the device's group bound to it; rte_vfio_setup_device()
+ * then puts the group in that container and sets the type1 IOMMU (group_bind alone only opens the
+ * group); then map + unmap at a fixed IOVA.
+ */
 static void run_dpdk(const char *bdf, struct buf *b)
 {
 	char name[32], path[128], grp[32] = "", *argv[] = { "bench", "--no-pci", "--no-huge", "-m", "64",
 							    "--log-level", "lib.eal:error", NULL };
 	const char *why = NULL;
+	struct vfio_device_info info = { .argsz = sizeof(info) };
 	ssize_t n;
-	int cfd = -1;
+	int cfd = -1, dfd = -1;
 
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
 	char link[128];
@@ -231,6 +236,8 @@ static void run_dpdk(const char *bdf, struct buf *b)
 		why = "rte_vfio_container_create failed";
 	else if (rte_vfio_container_group_bind(cfd, atoi(grp)) < 0)
 		why = "rte_vfio_container_group_bind failed";
+	else if (rte_vfio_setup_device("/sys/bus/pci/devices", bdf, &dfd, &info))
+		why = "rte_vfio_setup_device failed";
 	for (int i = 0; i < 3; i++) {
 		struct buf *x = &b[i];
 		/* the IOVA ubdma's allocator picks: >= 4 GiB, congruent to the VA modulo 2 MiB (1 GiB) */
@@ -261,6 +268,8 @@ static void run_dpdk(const char *bdf, struct buf *b)
 			snprintf(r->note, sizeof(r->note), "%d iterations", k);
 		}
 	}
+	if (dfd >= 0)
+		rte_vfio_release_device("/sys/bus/pci/devices", bdf, dfd);
 	if (cfd >= 0) {
 		rte_vfio_container_group_unbind(cfd, atoi(grp));
 		rte_vfio_container_destroy(cfd);
