@@ -141,7 +141,10 @@ static int ufd_usable(char *why, size_t whylen)
 	int fd, mode, mf, cdev;
 
 	if ((fd = open("/dev/iommu", O_RDWR | O_CLOEXEC)) < 0) {
-		snprintf(why, whylen, "no /dev/iommu (kernel without CONFIG_IOMMUFD)");
+		if (errno == ENOENT)
+			snprintf(why, whylen, "no /dev/iommu (kernel without CONFIG_IOMMUFD)");
+		else
+			snprintf(why, whylen, "/dev/iommu does not open (%s)", strerror(errno));
 		return 0;
 	}
 	mode = rlimit_mode(fd);
