@@ -18,7 +18,7 @@ bash tools/hugepages.sh 640
 total_pass=0 total_fail=0 total_skip=0 failed_builds=()
 
 # the vm suite's iommufd and no-IOMMU boots need the test bed's own kernel: built once a machine
-# (about 9 minutes on 2 cores), reused afterwards (tests/vm/kernel/build.sh)
+# (6 to 9 minutes of two idle cores), reused afterwards (tests/vm/kernel/build.sh)
 bash tests/vm/kernel/build.sh >/dev/null || failed_builds+=("guest-kernel")
 
 # One line per build: "LABEL: P passed, F failed, S skipped", counted per test case.  A test that
