@@ -12,6 +12,7 @@ UBDMA_PACKAGES=(
   busybox-static cpio kmod                       # VM test bed (VFIO in a guest; QEMU below)
   fio tshark gnuplot-nox                         # peers and outside checks
   libblkid-dev libmount-dev e2fsprogs            # ubdma bench: in-use checks; vm tests' ext4 image
+  flex bison bc libelf-dev libssl-dev xz-utils make   # the test bed's own guest kernel (tests/vm/kernel)
 )
 
 missing=()

@@ -95,19 +95,36 @@ typedef uint64_t ubdma_iova_t;
 
 /* ---------------------------------------------------------------- context */
 
-enum ubdma_backend { UBDMA_BACKEND_AUTO, UBDMA_BACKEND_VFIO, UBDMA_BACKEND_PHYS, UBDMA_BACKEND_VA };
+/*
+ * The backends (docs/backends.md).  VFIO: a VFIO type1 container with an IOMMU.  IOMMUFD: an
+ * iommufd I/O address space with devices through their VFIO cdev (Linux 6.6+; same guarantees as
+ * VFIO).  NOIOMMU: VFIO's no-IOMMU mode, device files but physical addresses and no isolation
+ * (hugetlb memory only).  PHYS: physical addresses, no devices.  VA: IOVA = virtual address.
+ * New values are added at the end.
+ */
+enum ubdma_backend {
+	UBDMA_BACKEND_AUTO,
+	UBDMA_BACKEND_VFIO,
+	UBDMA_BACKEND_PHYS,
+	UBDMA_BACKEND_VA,
+	UBDMA_BACKEND_IOMMUFD,
+	UBDMA_BACKEND_NOIOMMU,
+};
 
 /**
  * ubdma_ctx_open() - open a DMA context: one IOMMU domain (a VFIO container) or the phys / va backend.
- * @backend: UBDMA_BACKEND_AUTO picks vfio when /dev/vfio/vfio exists, else phys when the process can
- *           read physical frame numbers and hugepages are configured, else va; if the pick then
- *           fails to open, AUTO steps down that order (va always opens).  ubdma_ctx_backend() and
+ * @backend: UBDMA_BACKEND_AUTO picks iommufd when /dev/iommu opens and VFIO devices have cdevs,
+ *           else vfio when /dev/vfio/vfio exists (both need an IOMMU), else noiommu when VFIO's
+ *           no-IOMMU mode is on, else phys (these two when the process can read physical frame
+ *           numbers and hugepages are configured), else va; if the pick then fails to open, AUTO
+ *           steps down that order (va always opens).  ubdma_ctx_backend() and
  *           ubdma_ctx_backend_reason() tell which one and why.
  * @ctxp:    receives the context.
  *
  * Return: 0; EINVAL for an unknown backend or a NULL @ctxp; ENODEV when the asked backend is not
- * available on this machine (no /dev/vfio/vfio, or no pagemap PFNs for phys: needs CAP_SYS_ADMIN);
- * ENOMEM when memory runs out; any errno the VFIO container set-up gives.
+ * available on this machine (no /dev/vfio/vfio, no /dev/iommu, or no pagemap PFNs for phys and
+ * noiommu: needs CAP_SYS_ADMIN); ENOTSUP when VFIO lacks what the backend needs (type1v2, or
+ * no-IOMMU mode); ENOMEM when memory runs out; any errno the VFIO or iommufd set-up gives.
  */
 int ubdma_ctx_open(enum ubdma_backend backend, ubdma_ctx_t **ctxp);
 
@@ -135,7 +152,7 @@ ubdma_tag_t *ubdma_ctx_tag(ubdma_ctx_t *ctx);
  */
 enum ubdma_backend ubdma_ctx_backend(const ubdma_ctx_t *ctx);
 
-/** ubdma_backend_name() - "auto", "vfio", "phys" or "va". */
+/** ubdma_backend_name() - "auto", "vfio", "iommufd", "noiommu", "phys" or "va"; "unknown" else. */
 const char *ubdma_backend_name(enum ubdma_backend backend);
 
 /**

@@ -43,24 +43,13 @@
 #include "base/page.h"
 #include "iommu/iommu.h"
 #include "iommu/iova_alloc.h"
+#include "iommu/vfio_common.h"
 
 /* The kernel's default dma_entry_limit, assumed until DMA_AVAIL is read (kernels >= 5.10). */
 #define DEFAULT_ENTRY_LIMIT 65535u
 
 /* record flags, beside IOMMU_PROT_*: the kernel unmapped only part; the IOVA range is retired */
 #define REC_POISON 0x100u
-
-/*
- * Before any group is attached the real windows are unknown.  These hold on every x86 IOMMU:
- * 39 bits is the smallest VT-d address width (3-level tables) and AMD-Vi offers more; the MSI
- * window 0xfee00000-0xfeefffff and everything above it up to 4 GiB (interrupt and firmware
- * ranges) is left out, and so is the first MiB.  Allocation prefers addresses >= 4 GiB, far from
- * the reserved ranges of other platforms (the ARM SMMU's software MSI window is at 0x08000000).
- */
-static const struct iommu_window default_windows[] = {
-	{ UINT64_C(0x100000), UINT64_C(0xfedfffff) },
-	{ UINT64_C(0x100000000), UINT64_C(0x7fffffffff) },
-};
 
 struct vfio_group {
 	int num, fd;
@@ -88,15 +77,23 @@ struct vfio {
 	size_t nentries;	  /* records that hold (or will hold at replay) a kernel entry */
 };
 
-/* AUTO picks vfio when the container device is there; whether it offers type1v2 is open's test. */
+/*
+ * AUTO picks vfio when the container device is there and an IOMMU exists; whether the container
+ * offers type1v2 is open's test.  Without an IOMMU (a VM with no virtual IOMMU, where VFIO runs
+ * only in no-IOMMU mode) type1 has no group to attach, so AUTO passes over it.
+ */
 static int vfio_usable(char *why, size_t whylen)
 {
-	if (access("/dev/vfio/vfio", R_OK | W_OK) == 0) {
-		snprintf(why, whylen, "/dev/vfio/vfio exists");
-		return 1;
+	if (access("/dev/vfio/vfio", R_OK | W_OK)) {
+		snprintf(why, whylen, "no /dev/vfio/vfio (no VFIO in this kernel)");
+		return 0;
 	}
-	snprintf(why, whylen, "no /dev/vfio/vfio (no VFIO in this kernel)");
-	return 0;
+	if (!vfio_have_iommu()) {
+		snprintf(why, whylen, "/dev/vfio/vfio exists, but no IOMMU (/sys/class/iommu is empty)");
+		return 0;
+	}
+	snprintf(why, whylen, "/dev/vfio/vfio exists");
+	return 1;
 }
 
 /* ---------------------------------------------------------------- kernel calls */
@@ -149,36 +146,24 @@ static int unmap_dma(struct vfio *v, uint64_t iova, uint64_t size, uint64_t *don
 	return 0;
 }
 
-/* Sort helper: larger windows first, to keep the biggest when there are too many. */
-static int cmp_win_size_desc(const void *a, const void *b)
-{
-	const struct vfio_iova_range *x = a, *y = b;
-	uint64_t sx = x->end - x->start, sy = y->end - y->start;
-
-	return sx > sy ? -1 : sx < sy;
-}
-
 /* Keep the IOVA_RANGE capability's ranges (at most IOMMU_MAX_WINDOWS, the largest). */
 static int take_ranges(const struct vfio_iommu_type1_info_cap_iova_range *cap, size_t room,
 		       struct iommu_window *w)
 {
 	size_t n = cap->nr_iovas;
-	struct vfio_iova_range *r;
+	struct iommu_window *r;
+	int kept;
 
 	if (sizeof(*cap) + n * sizeof(cap->iova_ranges[0]) > room)
 		return 0;
 	if (!(r = malloc(n * sizeof(*r) + 1)))
 		return 0;
-	memcpy(r, cap->iova_ranges, n * sizeof(*r));
-	if (n > IOMMU_MAX_WINDOWS) {
-		ULOG_WARN("the IOMMU reports %zu IOVA ranges; using the %d largest", n, IOMMU_MAX_WINDOWS);
-		qsort(r, n, sizeof(*r), cmp_win_size_desc);
-		n = IOMMU_MAX_WINDOWS;
-	}
 	for (size_t i = 0; i < n; i++)
-		w[i] = (struct iommu_window){ r[i].start, r[i].end };
+		r[i] = (struct iommu_window){ cap->iova_ranges[i].start, cap->iova_ranges[i].end };
+	kept = vfio_keep_largest(r, n, "the IOMMU");
+	memcpy(w, r, (size_t)kept * sizeof(*w));
 	free(r);
-	return (int)n;
+	return kept;
 }
 
 struct vfio_info {
@@ -325,31 +310,9 @@ restore:
 static int open_group(int num, int *fdp)
 {
 	char path[64];
-	struct vfio_group_status st = { .argsz = sizeof(st) };
-	int fd;
 
 	snprintf(path, sizeof(path), "/dev/vfio/%d", num);
-	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
-		int err = errno;
-		if (err == EBUSY)
-			return uerr(EBUSY, "%s is already open (another process, or another ubdma "
-				    "context of this one, holds IOMMU group %d)", path, num);
-		return uerr(err, "cannot open %s: %s", path, strerror(err));
-	}
-	if (ioctl(fd, VFIO_GROUP_GET_STATUS, &st)) {
-		int err = errno;
-		close(fd);
-		return uerr(err, "VFIO_GROUP_GET_STATUS on %s failed: %s", path, strerror(err));
-	}
-	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		close(fd);
-		return uerr(EBUSY,
-			    "IOMMU group %d is not viable: every device in "
-			    "/sys/kernel/iommu_groups/%d/devices must be bound to vfio-pci (or to no "
-			    "driver)", num, num);
-	}
-	*fdp = fd;
-	return 0;
+	return vfio_group_open(path, num, fdp);
 }
 
 /*
@@ -458,13 +421,9 @@ static void vfio_detach(void *priv, void *h)
 static int vfio_device_fd(void *priv, void *h, const char *bdf, int *fdp)
 {
 	const struct vfio_group *g = h;
-	int fd;
 
 	(void)priv;
-	if ((fd = ioctl(g->fd, VFIO_GROUP_GET_DEVICE_FD, bdf)) < 0)
-		return uerr(errno, "VFIO_GROUP_GET_DEVICE_FD(%s) failed: %s", bdf, strerror(errno));
-	*fdp = fd;
-	return 0;
+	return vfio_group_device_fd(g->fd, bdf, fdp);
 }
 
 /* ---------------------------------------------------------------- ops */
@@ -497,7 +456,7 @@ static int vfio_open(const struct iommu_sink *sink, void **privp)
 	v->sink = *sink;
 	v->pgsizes = PAGE_4K;
 	v->limit = DEFAULT_ENTRY_LIMIT;
-	iova_space_init(&v->space, default_windows, 2);
+	iova_space_init(&v->space, vfio_default_windows, VFIO_NDEFAULT_WINDOWS);
 	publish_windows(v);
 	*privp = v;
 	return 0;
@@ -541,20 +500,6 @@ static void vfio_close(void *priv)
 	free(v);
 }
 
-/*
- * IOVA placement: IOVA and VA congruent modulo 2 MiB (modulo the page size for 1 GiB pages), for
- * every range, small ones too.  Then any alignment the VA has up to 2 MiB holds in IOVA space as
- * well, which bus_dma relies on (it aligns DMA memory and bounce pages by their VA), and ranges
- * of 2 MiB and more get 2 MiB leaves in the translation map and the IOMMU.  The cost is IOVA space:
- * a small range may land up to 2 MiB above the last one, 128 GiB at worst for 65535 mappings,
- * a quarter of the 39-bit space the emulated VT-d offers.
- */
-static uint64_t placement_modulus(size_t pgsz, uint64_t size)
-{
-	(void)size;
-	return pgsz > PAGE_2M ? pgsz : PAGE_2M;
-}
-
 static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int prot,
 		    const struct iommu_window *lim, uint64_t *iovas)
 {
@@ -567,7 +512,7 @@ static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 	if (!(prot & (IOMMU_PROT_READ | IOMMU_PROT_WRITE)))
 		return uerr(EINVAL, "a VFIO mapping needs READ and/or WRITE");
 	size = (uint64_t)npages * pgsz;
-	modulus = placement_modulus(pgsz, size);
+	modulus = vfio_placement_modulus(pgsz);
 	pthread_mutex_lock(&v->lock);
 	minpg = v->pgsizes ? v->pgsizes & -v->pgsizes : PAGE_4K;
 	if ((va | size) & (minpg - 1)) {

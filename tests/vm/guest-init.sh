@@ -39,6 +39,8 @@ UBDMA_CFG_HUGEPAGES=64
 UBDMA_CFG_VERBOSE=0
 UBDMA_CFG_PROG_TIMEOUT=0
 UBDMA_CFG_ALL_MODULES=0
+UBDMA_CFG_BUILTIN=0
+UBDMA_CFG_MODE=type1
 . /ubdma/config
 
 # Console: keep kernel messages off it while tests print (they are dumped from dmesg instead),
@@ -72,6 +74,8 @@ drv_of() {
 bind() {
 	d=/sys/bus/pci/devices/$1
 	i=0
+	# the test bed's own kernel has every driver built in: nothing more will bind by itself
+	[ "$UBDMA_CFG_BUILTIN" = 1 ] && i=30
 	while [ "$(drv_of "$1")" != "$2" ] && [ $i -lt 30 ]; do usleep 100000; i=$((i + 1)); done
 	[ "$(drv_of "$1")" = "$2" ] && return 0
 	echo "$2" >"$d/driver_override"
@@ -124,6 +128,7 @@ while read -r m groups; do
 		case $need in *",$g,"*) load=1 ;; esac
 	done
 	[ $load = 1 ] || continue
+	[ "$UBDMA_CFG_BUILTIN" = 1 ] && continue # the own kernel has it built in
 	insmod "/lib/ubdma/modules/$m" || setup_fail "insmod $m"
 done </lib/ubdma/modules.order
 
@@ -135,6 +140,7 @@ mark "DEVICES-BOUND uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 set -- $NVMES
 export UBDMA_VM=1
+export UBDMA_VM_MODE="$UBDMA_CFG_MODE"
 export UBDMA_VM_NVME="${1:-}"
 export UBDMA_VM_NVME_ALL="$(echo $NVMES)"
 export UBDMA_VM_NVME_GROUP="$(group_of "${1:-none}")"

@@ -43,6 +43,12 @@ options:
   -m SIZE    guest memory (default 1G)        -H N   2 MiB hugepages to reserve (default 64)
   -K ARGS    more kernel command-line arguments (e.g. "hugepagesz=1G hugepages=1")
   -T         print TAP on stdout (all other messages go to stderr)
+  -x MODE    VFIO mode of the guest (tests/vm/README.md, "Modes"): type1 (default: Debian's kernel,
+             emulated VT-d), iommufd (the test bed's own kernel from tests/vm/kernel/build.sh,
+             built once and cached; VT-d; UBDMA_BACKEND=iommufd exported) or noiommu (that kernel,
+             no virtual IOMMU, vfio.enable_unsafe_noiommu_mode=1; UBDMA_BACKEND=noiommu);
+             the default is $UBDMA_VM_MODE, else type1 (for scripts that call run-guest.sh)
+  -k         boot the test bed's own kernel (implied by -x iommufd and -x noiommu)
   -v         verbose: kernel messages on the console, console streamed to stderr
 A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").
 Exit status: 0 all passed or skipped, 1 a failure, 2 usage or set-up error.
@@ -54,8 +60,8 @@ say() { echo "$ME: $*" >&2; }
 
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
 ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0 KARGS=
-INCLUDES=() ENVS=() VNET=''
-while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:" opt; do
+INCLUDES=() ENVS=() VNET='' VMODE=${UBDMA_VM_MODE:-type1} OWN_KERNEL=0
+while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:k" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) ASSETS=$OPTARG ;;
@@ -76,6 +82,8 @@ while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:" opt; do
 	K) KARGS=$OPTARG ;;
 	T) TAP=1 ;;
 	v) VERBOSE=1 ;;
+	x) VMODE=$OPTARG ;;
+	k) OWN_KERNEL=1 ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -84,6 +92,11 @@ shift $((OPTIND - 1))
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "-t wants seconds"
 [[ $PROG_TIMEOUT =~ ^[0-9]+$ ]] || die "-u wants seconds"
+case $VMODE in
+type1) ;;
+iommufd | noiommu) OWN_KERNEL=1 ;;
+*) die "-x wants type1, iommufd or noiommu" ;;
+esac
 
 for t in qemu-system-x86_64:qemu-system-x86 cpio:cpio timeout:coreutils ldd:libc-bin; do
 	command -v "${t%%:*}" >/dev/null 2>&1 ||
@@ -95,6 +108,11 @@ OUT=$(cd "$OUT" && pwd)
 ASSETS=${ASSETS:-$OUT/assets}
 PCAP=${PCAP:-$OUT/net.pcap}
 "$HERE/build-guest.sh" "$ASSETS" || die "build-guest.sh failed"
+KERNEL=$ASSETS/vmlinuz
+if [ "$OWN_KERNEL" = 1 ]; then
+	# everything built in: the modules of base.cpio are for Debian's kernel and stay unused
+	KERNEL=$("$HERE/kernel/build.sh") || die "tests/vm/kernel/build.sh failed"
+fi
 
 # Only one guest at a time per output folder.
 exec 8>"$OUT/.lock"
@@ -190,6 +208,9 @@ fi
 	echo "UBDMA_CFG_VERBOSE=$VERBOSE"
 	echo "UBDMA_CFG_PROG_TIMEOUT=$PROG_TIMEOUT"
 	echo "UBDMA_CFG_ALL_MODULES=$ALL_MODULES"
+	echo "UBDMA_CFG_BUILTIN=$OWN_KERNEL"
+	echo "UBDMA_CFG_MODE=$VMODE"
+	[ "$VMODE" = type1 ] || echo "export UBDMA_BACKEND=$VMODE"
 	for e in "${ENVS[@]}"; do echo "export ${e%%=*}=$(squote "${e#*=}")"; done
 } >"$STAGE/ubdma/config"
 
@@ -238,6 +259,21 @@ if [ -n "$QARGS" ]; then
 		[[ -z $a || $a == \#* ]] && continue
 		QEMU+=("$a")
 	done <"$QARGS"
+fi
+if [ "$OWN_KERNEL" = 1 ]; then
+	for i in "${!QEMU[@]}"; do
+		[ "${QEMU[$i]}" = "$ASSETS/vmlinuz" ] && QEMU[i]=$KERNEL
+	done
+fi
+if [ "$VMODE" = noiommu ]; then
+	# a machine without an IOMMU: no VT-d device, and VFIO's no-IOMMU mode switched on
+	for i in "${!QEMU[@]}"; do
+		case ${QEMU[$i]} in
+		intel-iommu,*) unset 'QEMU[i]' 'QEMU[i-1]' ;;
+		console=ttyS0*) QEMU[i]=${QEMU[$i]/intel_iommu=on iommu=pt/vfio.enable_unsafe_noiommu_mode=1} ;;
+		esac
+	done
+	QEMU=("${QEMU[@]}")
 fi
 printf '%q ' "${QEMU[@]}" >"$OUT/qemu-cmdline.txt"
 echo >>"$OUT/qemu-cmdline.txt"

@@ -28,7 +28,7 @@ static const struct ubdma_cmd commands[] = {
 	  "                              the default hugepage size) or clear hugepages; mount hugetlbfs\n" },
 	{ "rcache", cmd_rcache,
 	  "  rcache [--buffers N] [--size SIZE] [--iterations K] [--limit SIZE] [--adjacent] [--unmap]\n"
-	  "         [--explicit] [--backend auto|vfio|phys|va] [--memory anon|hugetlb]\n"
+	  "         [--explicit] [--backend auto|iommufd|vfio|noiommu|phys|va] [--memory anon|hugetlb]\n"
 	  "                              the registration cache's counters (hits, misses, merges,\n"
 	  "                              evictions, invalidations, bytes pinned) on a workload of its own:\n"
 	  "                              N buffers (default 8 of 64K), each got and put K times (100)\n" },

@@ -61,14 +61,14 @@ static long parse_count(const char *opt, const char *v, long max)
 
 static enum ubdma_backend parse_backend(const char *val)
 {
-	static const char *names[] = { "auto", "vfio", "phys", "va" };
+	static const char *names[] = { "auto", "vfio", "phys", "va", "iommufd", "noiommu" };
 	static const enum ubdma_backend bes[] = { UBDMA_BACKEND_AUTO, UBDMA_BACKEND_VFIO, UBDMA_BACKEND_PHYS,
-						  UBDMA_BACKEND_VA };
+						  UBDMA_BACKEND_VA, UBDMA_BACKEND_IOMMUFD, UBDMA_BACKEND_NOIOMMU };
 
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < 6; k++)
 		if (!strcmp(val, names[k]))
 			return bes[k];
-	usage_error("rcache: --backend is auto, vfio, phys or va (got '%s')", val);
+	usage_error("rcache: --backend is auto, iommufd, vfio, noiommu, phys or va (got '%s')", val);
 }
 
 static void parse_args(int argc, char **argv, struct workload *w)
@@ -157,7 +157,7 @@ int cmd_rcache(int argc, char **argv)
 	if ((err = ubdma_ctx_open(w.be, &ctx)))
 		return fail("rcache: cannot open a context: %s", ubdma_last_error());
 	if (w.huge < 0)
-		w.huge = ubdma_ctx_backend(ctx) == UBDMA_BACKEND_PHYS; /* phys translates hugetlb memory only */
+		w.huge = ubdma_ctx_backend(ctx) == UBDMA_BACKEND_PHYS || ubdma_ctx_backend(ctx) == UBDMA_BACKEND_NOIOMMU; /* hugetlb memory only */
 	/* registrations are whole pages: a buffer takes pgsz-rounded room, a gap one more page */
 	uint64_t pgsz = w.huge ? (uint64_t)2 << 20 : 4096, room = (w.size + pgsz - 1) & ~(pgsz - 1);
 	uint64_t stride = room + (w.adjacent ? 0 : pgsz), total = stride * (uint64_t)w.nbuf;

@@ -1,5 +1,6 @@
 /*
- * status.c - `ubdma status`: what the machine offers for user-space DMA.  IOMMU and VFIO, the
+ * status.c - `ubdma status`: what the machine offers for user-space DMA.  IOMMU and VFIO (which of
+ * its interfaces exist: the type1 container, iommufd with the device cdevs, no-IOMMU mode), the
  * PCI devices (driver, IOMMU group, viability, NUMA node), hugepages, locked-memory limits, the
  * backend UBDMA_BACKEND_AUTO picks and why, and the registration cache's monitor.  The library
  * answers what it owns (hugepages, NUMA nodes, backends), so that the tool says exactly what a
@@ -7,6 +8,7 @@
  *
  * Each section prints its text, or adds its member to the JSON document when there is one.
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/capability.h>
@@ -26,6 +28,10 @@
 
 struct iommu_state {
 	int vfio_dev;	   /* /dev/vfio/vfio */
+	int iommufd;	   /* /dev/iommu */
+	int cdevs;	   /* /dev/vfio/devices entries: VFIO device cdevs */
+	const char *noiommu; /* no-IOMMU mode: "on", "off", or "absent" from the kernel */
+	int noiommu_groups; /* /dev/vfio/noiommu-N files */
 	int units;	   /* /sys/class/iommu entries */
 	int groups;	   /* /sys/kernel/iommu_groups entries */
 	int vfio_pci;	   /* the vfio-pci driver is registered */
@@ -38,7 +44,25 @@ static void iommu_probe(struct iommu_state *s)
 	s->units = count_dir("/sys/class/iommu");
 	s->groups = count_dir("/sys/kernel/iommu_groups");
 	s->vfio_pci = exists(PCI_DRIVERS "/vfio-pci");
-	if (!s->groups)
+	s->iommufd = exists("/dev/iommu");
+	s->cdevs = count_dir("/dev/vfio/devices");
+	s->noiommu_groups = 0;
+	{
+		char v[8] = "";
+		const char *param = "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode";
+		s->noiommu = !exists(param) ? "absent" : !sysfs_read_line(param, v, sizeof(v)) && v[0] == 'Y' ? "on" : "off";
+		DIR *d = opendir("/dev/vfio");
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			s->noiommu_groups += !strncmp(de->d_name, "noiommu-", 8);
+		if (d)
+			closedir(d);
+	}
+	if (!s->groups && !strcmp(s->noiommu, "on"))
+		sfmt(s->summary, sizeof(s->summary),
+		     "VFIO in no-IOMMU mode: devices bound to vfio-pci get no-IOMMU groups (%d now); "
+		     "physical addresses and no isolation", s->noiommu_groups);
+	else if (!s->groups)
 		sfmt(s->summary, sizeof(s->summary),
 		     "no VFIO: the IOMMU is off or absent (no IOMMU groups; boot with intel_iommu=on or "
 		     "amd_iommu=on)%s",
@@ -60,12 +84,21 @@ static void status_iommu(json_object *root, const struct iommu_state *s)
 		jadd_int(o, "iommu_units", s->units);
 		jadd_int(o, "iommu_groups", s->groups);
 		jadd_bool(o, "vfio_pci_driver", s->vfio_pci);
+		jadd_bool(o, "iommufd", s->iommufd);
+		jadd_int(o, "vfio_cdevs", s->cdevs);
+		jadd_str(o, "noiommu_mode", s->noiommu);
+		jadd_int(o, "noiommu_groups", s->noiommu_groups);
 		jadd_str(o, "summary", s->summary);
 		return;
 	}
-	printf("IOMMU and VFIO\n  %s\n  IOMMU units %d, IOMMU groups %d, /dev/vfio/vfio %s, vfio-pci driver %s\n\n",
+	printf("IOMMU and VFIO\n  %s\n  IOMMU units %d, IOMMU groups %d, /dev/vfio/vfio %s, vfio-pci driver %s\n",
 	       s->summary, s->units, s->groups, s->vfio_dev ? "present" : "absent",
 	       s->vfio_pci ? "loaded" : "not loaded");
+	printf("  interfaces: type1 container %s; iommufd /dev/iommu %s; VFIO device cdevs %d; "
+	       "no-IOMMU mode %s%s\n\n",
+	       s->vfio_dev ? "yes" : "no", s->iommufd ? "yes" : "no (CONFIG_IOMMUFD)", s->cdevs,
+	       !strcmp(s->noiommu, "absent") ? "not in this kernel" : s->noiommu,
+	       s->noiommu_groups ? " (no-IOMMU groups present)" : "");
 }
 
 struct dev_row {
@@ -227,7 +260,8 @@ static void status_rcache(json_object *root)
 	ubdma_reg_t *r = NULL;
 	const char *why = NULL;
 	int err = ubdma_ctx_open(UBDMA_BACKEND_AUTO, &ctx);
-	int huge = !err && ubdma_ctx_backend(ctx) == UBDMA_BACKEND_PHYS; /* phys translates hugetlb only */
+	/* phys and noiommu translate hugetlb memory only */
+	int huge = !err && (ubdma_ctx_backend(ctx) == UBDMA_BACKEND_PHYS || ubdma_ctx_backend(ctx) == UBDMA_BACKEND_NOIOMMU);
 	size_t len = huge ? (size_t)2 << 20 : 4096;
 	void *p = err ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
 					 MAP_PRIVATE | MAP_ANONYMOUS | (huge ? MAP_HUGETLB : 0), -1, 0);

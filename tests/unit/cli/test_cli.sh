@@ -36,9 +36,12 @@ s = json.load(open(sys.argv[1]))
 for k in ("iommu", "devices", "hugepages", "memlock", "backend", "rcache"):
     assert k in s, k
 assert s["rcache"]["error"] is not None or s["rcache"]["monitor"], s["rcache"]
-assert s["backend"]["auto"] in ("vfio", "phys", "va"), s["backend"]
+assert s["backend"]["auto"] in ("iommufd", "vfio", "noiommu", "phys", "va"), s["backend"]
 assert s["backend"]["reason"].startswith(s["backend"]["auto"] + ":"), s["backend"]["reason"]
 assert s["iommu"]["vfio"] == os.path.exists("/dev/vfio/vfio")
+assert s["iommu"]["iommufd"] == os.path.exists("/dev/iommu")
+assert s["iommu"]["noiommu_mode"] in ("on", "off", "absent"), s["iommu"]
+assert s["iommu"]["vfio_cdevs"] == (len(os.listdir("/dev/vfio/devices")) if os.path.isdir("/dev/vfio/devices") else 0)
 devs = sorted(os.listdir("/sys/bus/pci/devices"))
 assert [d["bdf"] for d in s["devices"]] == devs, "device list"
 for d in s["devices"]:
@@ -84,7 +87,7 @@ expect_exit 2 "usage" --
 expect_exit 2 "takes no arguments" -- status extra
 expect_exit 2 "wants a number from 1" -- rcache --buffers 0
 expect_exit 2 "is not a size" -- rcache --size lots
-expect_exit 2 "is auto, vfio, phys or va" -- rcache --backend foo
+expect_exit 2 "is auto, iommufd, vfio, noiommu, phys or va" -- rcache --backend foo
 expect_exit 2 "unknown option" -- rcache --frobnicate
 
 # --- help: every command of the table, on stdout with exit 0; on stderr with exit 2 without one

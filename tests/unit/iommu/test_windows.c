@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -258,7 +259,7 @@ static void test_no_devices(void **state)
 	assert_int_equal(iommu_attach(&ctx->iommu, &(struct iommu_dev){ "0000:00:01.0", 1 }, &h), ENOTSUP);
 	assert_int_equal(ubdma_pci_open(ctx, "0000:00:01.0", &dev), ENOTSUP);
 	assert_non_null(strstr(ubdma_last_error(), "va backend"));
-	assert_non_null(strstr(ubdma_last_error(), "need one of: vfio")); /* the table says which can */
+	assert_non_null(strstr(ubdma_last_error(), "need one of: iommufd, vfio, noiommu")); /* the table says which can */
 	ubdma_ctx_close(ctx);
 }
 
@@ -283,6 +284,33 @@ static void test_reasons(void **state)
 	ubdma_ctx_close(ctx);
 }
 
+/*
+ * The iommufd and noiommu backends are in the table under their names; on a machine without
+ * their device files (the host that runs the unit suite has neither /dev/iommu nor a VFIO
+ * container; the vm suite runs them for real) opening them by name fails with ENODEV and says
+ * what is missing, and AUTO's reason says why it passed over iommufd.
+ */
+static void test_vfio_family_absent(void **state)
+{
+	(void)state;
+	ubdma_ctx_t *ctx = NULL;
+
+	assert_string_equal(ubdma_backend_name(UBDMA_BACKEND_IOMMUFD), "iommufd");
+	assert_string_equal(ubdma_backend_name(UBDMA_BACKEND_NOIOMMU), "noiommu");
+	if (access("/dev/iommu", F_OK) == 0 || access("/dev/vfio/vfio", F_OK) == 0)
+		skip(); /* a machine with VFIO: the vm suite's matrix covers it */
+	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_IOMMUFD, &ctx), ENODEV);
+	assert_null(ctx);
+	assert_non_null(strstr(ubdma_last_error(), "no /dev/iommu"));
+	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_NOIOMMU, &ctx), ENODEV);
+	assert_null(ctx);
+	assert_true(strstr(ubdma_last_error(), "/dev/vfio/vfio") || strstr(ubdma_last_error(), "pagemap"));
+	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_AUTO, &ctx), 0);
+	assert_non_null(strstr(ubdma_ctx_backend_reason(ctx), "no /dev/iommu (kernel without CONFIG_IOMMUFD)"));
+	assert_non_null(strstr(ubdma_ctx_backend_reason(ctx), "no VFIO no-IOMMU mode"));
+	ubdma_ctx_close(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_tag_window_copy),
 		cmocka_unit_test(test_no_devices),
 		cmocka_unit_test(test_reasons),
+		cmocka_unit_test(test_vfio_family_absent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,8 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
+
 /* A /proc/meminfo field (kB, or pages for HugePages_*), -1 when missing. */
 static inline long meminfo(const char *key)
 {
@@ -41,7 +43,7 @@ static inline int group_maps_again(const char *bdf, size_t len, int flags, const
 	ubdma_pci_t *dev = NULL;
 	ubdma_umem_t *u = NULL;
 	char *b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx);
+	int rc = ubdma_ctx_open(guest_backend(), &ctx);
 
 	if (!rc)
 		rc = ubdma_pci_open(ctx, bdf, &dev);

@@ -24,6 +24,7 @@
 #include <ubdma/ubdma.h>
 #include <ubdma/e1000e.h>
 
+#include "backend.h"
 #include "check.h"
 
 #define EXIT_SKIP 77
@@ -227,7 +228,7 @@ int main(int argc, char **argv)
 		printf("# usage: test_e1000e_rx BDF [N] [K]: the e1000e on the host peer's socket\n");
 		return EXIT_SKIP;
 	}
-	if ((err = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+	if ((err = ubdma_ctx_open(guest_backend(), &ctx))) {
 		printf("# ubdma_ctx_open(vfio): %s: %s\n", strerror(err), ubdma_last_error());
 		return err == ENODEV ? EXIT_SKIP : 1;
 	}

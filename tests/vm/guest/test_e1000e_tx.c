@@ -26,6 +26,7 @@
 #include <ubdma/ubdma.h>
 #include <ubdma/e1000e.h>
 
+#include "backend.h"
 #include "check.h"
 
 #define EXIT_SKIP 77
@@ -127,7 +128,7 @@ int main(int argc, char **argv)
 		printf("# no NIC: pass a BDF or set UBDMA_VM_NIC\n");
 		return EXIT_SKIP;
 	}
-	if ((err = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+	if ((err = ubdma_ctx_open(guest_backend(), &ctx))) {
 		printf("# ubdma_ctx_open(vfio): %s: %s\n", strerror(err), ubdma_last_error());
 		return err == ENODEV ? EXIT_SKIP : 1;
 	}

@@ -23,6 +23,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 #include "leftover.h"
 
@@ -46,7 +47,7 @@ static void child(const char *bdf, int wfd, unsigned seed)
 	ubdma_map_t *m;
 	char c = 'e';
 
-	if (!ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) && !ubdma_pci_open(ctx, bdf, &dev) &&
+	if (!ubdma_ctx_open(guest_backend(), &ctx) && !ubdma_pci_open(ctx, bdf, &dev) &&
 	    !ubdma_tag_create(ubdma_ctx_tag(ctx), 1, 0, UBDMA_MAXADDR, UBDMA_MAXADDR, 64 * PG, 64, 64 * PG, 0, &t) &&
 	    !ubdma_map_create(t, 0, &m))
 		c = 'r';

@@ -34,6 +34,7 @@
 #include <ubdma/ubdma.h>
 
 #include "busdma/busdma_int.h" /* the bounce slot's bytes, for the strict case */
+#include "backend.h"
 #include "check.h"
 #include "nvme_admin.h"
 
@@ -92,11 +93,15 @@ int main(void)
 	const char *why = "";
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!guest_isolates()) { /* isolation is the point: the noiommu mode does not run it */
+		printf("# SKIP: no IOMMU in this mode (UBDMA_BACKEND=%s)\n", getenv("UBDMA_BACKEND"));
+		return 77;
+	}
 	if (!bdf || !getenv("UBDMA_VM_NVME_DRIVER") || strcmp(getenv("UBDMA_VM_NVME_DRIVER"), "vfio-pci")) {
 		printf("# SKIP: no NVMe controller on vfio-pci\n");
 		return EXIT_SKIP;
 	}
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || ubdma_pci_open(ctx, bdf, &dev) ||
+	if (ubdma_ctx_open(guest_backend(), &ctx) || ubdma_pci_open(ctx, bdf, &dev) ||
 	    nvme_admin_init(&c, ctx, dev, &why)) {
 		check(0, "NVMe up: %s%s%s", why, *why ? ": " : "", ubdma_last_error());
 		return 1;
@@ -124,7 +129,7 @@ int main(void)
 	check(await_fault(last), "unregister: the kernel logged the DMAR fault at %#" PRIx64, last);
 
 	/* other_ctx: the e1000e's container, a buffer in it above everything the NVMe's maps */
-	rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx2);
+	rc = ubdma_ctx_open(guest_backend(), &ctx2);
 	if (!rc && nic && *nic && getenv("UBDMA_VM_NIC_DRIVER") && !strcmp(getenv("UBDMA_VM_NIC_DRIVER"), "vfio-pci"))
 		rc = ubdma_pci_open(ctx2, nic, &nicdev);
 	printf("# second context: %s\n", nicdev ? "the e1000e attached" : "no device (recorded mappings)");

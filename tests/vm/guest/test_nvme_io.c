@@ -25,6 +25,7 @@
 #include <ubdma/ubdma.h>
 #include <ubdma/nvme.h>
 
+#include "backend.h"
 #include "check.h"
 
 #define MiB (1u << 20)
@@ -179,7 +180,7 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	/* our own context, so that the test can lock memory in it */
-	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+	if ((rc = ubdma_ctx_open(guest_backend(), &ctx))) {
 		check(0, "ubdma_ctx_open: %s", ubdma_last_error());
 		return 1;
 	}

@@ -23,6 +23,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 
 #define EXIT_SKIP 77
@@ -178,7 +179,7 @@ static void services(ubdma_ctx_t *ctx, const char *nvme)
 		return;
 	check(ubdma_pci_ctx(dev) == ctx, "device knows its context");
 	open_fails(ctx, upper, EBUSY, "already open", NULL);
-	if (!ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx2)) {
+	if (!ubdma_ctx_open(guest_backend(), &ctx2)) {
 		open_fails(ctx2, nvme, EBUSY, "already open", NULL);
 		ubdma_ctx_close(ctx2);
 	}
@@ -240,7 +241,7 @@ static void services(ubdma_ctx_t *ctx, const char *nvme)
 	ubdma_pci_close(NULL);
 
 	/* closed for real: another context can take the group now */
-	if (!ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx2)) {
+	if (!ubdma_ctx_open(guest_backend(), &ctx2)) {
 		rc = ubdma_pci_open(ctx2, nvme, &dev);
 		check(rc == 0, "after close another context opens it -> %s", rc ? ubdma_last_error() : "0");
 		/* left open: ubdma_ctx_close() must close it */
@@ -260,7 +261,7 @@ int main(void)
 		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");
 		return EXIT_SKIP;
 	}
-	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+	if ((rc = ubdma_ctx_open(guest_backend(), &ctx))) {
 		check(0, "ubdma_ctx_open(VFIO): %s", ubdma_last_error());
 		return 1;
 	}

@@ -37,6 +37,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 #include "nvme_admin.h"
 
@@ -396,11 +397,15 @@ int main(void)
 	int rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!guest_isolates()) { /* isolation is the point: the noiommu mode does not run it */
+		printf("# SKIP: no IOMMU in this mode (UBDMA_BACKEND=%s)\n", getenv("UBDMA_BACKEND"));
+		return 77;
+	}
 	if (!bdf || !*bdf || !drv || strcmp(drv, "vfio-pci")) {
 		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");
 		return EXIT_SKIP;
 	}
-	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+	if ((rc = ubdma_ctx_open(guest_backend(), &ctx))) {
 		check(0, "ubdma_ctx_open(VFIO): %s", ubdma_last_error());
 		return 1;
 	}

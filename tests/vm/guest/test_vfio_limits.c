@@ -1,5 +1,6 @@
 /*
- * test_vfio_limits - the vfio backend's limits: mapping entries, IOVA placement, limit windows.
+ * test_vfio_limits - the vfio backend's limits: mapping entries, IOVA placement, limit windows;
+ * and under iommufd (UBDMA_BACKEND=iommufd, backend.h) the same cases, where there is no entry limit.
  *
  * Runs in the test-bed guest.  vfio_iommu_type1's dma_entry_limit is a writable module parameter
  * read when a container gets its IOMMU, so the test lowers it to LIMIT for its own contexts and
@@ -14,6 +15,9 @@
  *   lim       (the layers' umem_lock() with a limit window, as the busdma layer uses it) a
  *             32-bit limit gives IOVAs below 4 GiB; a limit inside the MSI window or holding only
  *             page 0 gives ERANGE.
+ * Under iommufd, with dma_entry_limit still lowered to LIMIT (type1's parameter, which must not
+ * apply): entries: all NBUF registrations succeed; replay: the open with LIMIT + 5 mappings made
+ * before it succeeds at once; place and lim as above.
  * Exit status: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
@@ -27,6 +31,7 @@
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
+#include "backend.h"
 #include "check.h"
 
 #include "core/ctx.h" /* umem_lock() with a limit window: the layers' entry point */
@@ -83,7 +88,7 @@ static void entries(const char *bdf, char *pages)
 	ubdma_umem_t *u[NBUF] = { 0 };
 	int ok = 0, rc = 0, i;
 
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || ubdma_pci_open(ctx, bdf, &dev)) {
+	if (ubdma_ctx_open(guest_backend(), &ctx) || ubdma_pci_open(ctx, bdf, &dev)) {
 		check(0, "entries: context and device: %s", ubdma_last_error());
 		return;
 	}
@@ -93,6 +98,15 @@ static void entries(const char *bdf, char *pages)
 		if (rc)
 			break;
 		ok++;
+	}
+	if (guest_backend() == UBDMA_BACKEND_IOMMUFD) {
+		check(ok == NBUF && rc == 0, "entries: iommufd has no entry limit: %d of %d registrations "
+		      "with dma_entry_limit at %d -> %s", ok, NBUF, LIMIT, rc ? ubdma_last_error() : "0");
+		for (i = 0; i < NBUF; i++)
+			ubdma_umem_unlock(u[i]);
+		ubdma_pci_close(dev);
+		ubdma_ctx_close(ctx);
+		return;
 	}
 	check(ok == LIMIT && rc == ENOSPC && strstr(ubdma_last_error(), "dma_entry_limit"),
 	      "entries: %d registrations fit a limit of %d, then %s: %s", ok, LIMIT, strerror(rc),
@@ -116,15 +130,22 @@ static void replay(const char *bdf, char *pages)
 	ubdma_umem_t *u[LIMIT + 5] = { 0 };
 	int rc = 0, i;
 
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))
+	if (ubdma_ctx_open(guest_backend(), &ctx))
 		return;
 	for (i = 0; i < LIMIT + 5 && !rc; i++)
 		rc = ubdma_umem_lock(ctx, pages + 2 * i * PG, PG, UBDMA_UMEM_READ, &u[i]);
 	check(rc == 0, "replay: %d registrations before any device -> %s", LIMIT + 5,
 	      rc ? ubdma_last_error() : "0");
 	rc = ubdma_pci_open(ctx, bdf, &dev);
-	check(rc == ENOSPC && !dev, "replay: open with more mappings than entries -> %s: %s",
-	      strerror(rc), ubdma_last_error());
+	if (guest_backend() == UBDMA_BACKEND_IOMMUFD) {
+		check(rc == 0 && dev, "replay: iommufd: the open with %d mappings made before it "
+		      "succeeds -> %s", LIMIT + 5, rc ? ubdma_last_error() : "0");
+		ubdma_pci_close(dev);
+		dev = NULL;
+	} else {
+		check(rc == ENOSPC && !dev, "replay: open with more mappings than entries -> %s: %s",
+		      strerror(rc), ubdma_last_error());
+	}
 	for (i = 0; i < 5; i++) {
 		ubdma_umem_unlock(u[i]);
 		u[i] = NULL;
@@ -147,7 +168,7 @@ static void place(const char *bdf)
 	struct iommu_window zero = { 0, PG - 1 };
 	int rc;
 
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx) || ubdma_pci_open(ctx, bdf, &dev)) {
+	if (ubdma_ctx_open(guest_backend(), &ctx) || ubdma_pci_open(ctx, bdf, &dev)) {
 		check(0, "place: context and device: %s", ubdma_last_error());
 		return;
 	}
@@ -184,6 +205,11 @@ int main(void)
 	long old;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!guest_isolates()) {
+		printf("# SKIP: IOVA placement and entry limits need an IOMMU (UBDMA_BACKEND=%s)\n",
+		       getenv("UBDMA_BACKEND"));
+		return EXIT_SKIP;
+	}
 	if (!bdf || !*bdf || !getenv("UBDMA_VM_NVME_DRIVER") ||
 	    strcmp(getenv("UBDMA_VM_NVME_DRIVER"), "vfio-pci")) {
 		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");

@@ -12,6 +12,18 @@
  *   limit 1.5 MiB, no device: umem_lock(B) succeeds (only recorded), then ubdma_pci_open() fails
  *                          with ENOMEM at the replay and leaves nothing attached; after
  *                          ubdma_umem_unlock() the open succeeds.
+ * Under iommufd (UBDMA_BACKEND=iommufd) the pins count per user (user->locked_vm, the kernel's
+ * default rlimit mode), apart from mlock's per-process count, so the cases become:
+ *   limit 256 KiB          as above (the wiring);
+ *   limit 1.5 MiB, device  umem_lock(B) succeeds: 1 MiB of mlock and 1 MiB of pins each fit;
+ *   second context         B again in a second context holding the e1000e: mlock does not grow
+ *                          (B is wired once), but the pins reach 2 MiB: ENOMEM from
+ *                          IOMMU_IOAS_MAP naming the per-user count; B stays registered in the
+ *                          first context;
+ *   no device              with the first context's pins held, B in a fresh context without a
+ *                          device maps into its IOAS (no pin yet), and ubdma_pci_open() of the
+ *                          e1000e fails with ENOMEM when the attach pins it, leaving nothing
+ *                          attached; after the unlock the open succeeds.
  * Exit status: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
@@ -28,6 +40,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 
 #define EXIT_SKIP 77
@@ -70,6 +83,68 @@ static void lock_fails(ubdma_ctx_t *ctx, void *buf, size_t len, const char *what
 		ubdma_umem_unlock(u);
 }
 
+/* The iommufd cases (see the top); the e1000e gives the second context a device of its own. */
+static int iommufd_cases(ubdma_ctx_t *ctx, ubdma_pci_t *dev, char *buf)
+{
+	const char *nic = getenv("UBDMA_VM_NIC");
+	ubdma_ctx_t *ctx2 = NULL;
+	ubdma_pci_t *dev2 = NULL;
+	ubdma_umem_t *u = NULL, *u2 = NULL;
+	int rc;
+
+	set_limit(MIB / 4);
+	lock_fails(ctx, buf, MIB, "limit 256 KiB", "RLIMIT_MEMLOCK");
+
+	set_limit(MIB + MIB / 2);
+	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0, "limit 1.5 MiB, device open: umem_lock -> %s (pins count apart from mlock)",
+	      rc ? ubdma_last_error() : "0");
+	if (!nic || !*nic || !getenv("UBDMA_VM_NIC_DRIVER") || strcmp(getenv("UBDMA_VM_NIC_DRIVER"), "vfio-pci")) {
+		check(0, "the e1000e on vfio-pci for the second context ($UBDMA_VM_NIC)");
+		return 1;
+	}
+	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_IOMMUFD, &ctx2)) || (rc = ubdma_pci_open(ctx2, nic, &dev2))) {
+		check(0, "second context with %s: %s", nic, ubdma_last_error());
+		return 1;
+	}
+	rc = ubdma_umem_lock(ctx2, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u2);
+	check(rc == ENOMEM && !u2 && strstr(ubdma_last_error(), "per user"),
+	      "second context: the same 1 MiB -> %s: %s", strerror(rc), ubdma_last_error());
+	check(ubdma_wire_count(buf) == 1 && ubdma_vtoiova(ctx, buf) != UBDMA_BAD_IOVA &&
+	      ubdma_vtoiova(ctx2, buf) == UBDMA_BAD_IOVA, "second context: B stays registered in the "
+	      "first context only (wired %d time(s))", ubdma_wire_count(buf));
+	ubdma_umem_unlock(u2);
+	ubdma_pci_close(dev2);
+	ubdma_ctx_close(ctx2);
+	ctx2 = NULL;
+	dev2 = NULL;
+	u2 = NULL;
+
+	/* no device: the IOAS takes the mapping; the attach pins it and runs into the limit */
+	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_IOMMUFD, &ctx2))) {
+		check(0, "third context: %s", ubdma_last_error());
+		return 1;
+	}
+	rc = ubdma_umem_lock(ctx2, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u2);
+	check(rc == 0, "no device: umem_lock -> %s (nothing pinned yet)", rc ? ubdma_last_error() : "0");
+	rc = ubdma_pci_open(ctx2, nic, &dev2);
+	check(rc == ENOMEM && !dev2 && strstr(ubdma_last_error(), "RLIMIT_MEMLOCK"),
+	      "no device: the open pins into the limit -> %s: %s", strerror(rc), ubdma_last_error());
+	ubdma_pci_close(dev2);
+	dev2 = NULL;
+	ubdma_umem_unlock(u2);
+	rc = ubdma_pci_open(ctx2, nic, &dev2);
+	check(rc == 0, "after unlock the open works (nothing was left attached) -> %s",
+	      rc ? ubdma_last_error() : "0");
+	ubdma_pci_close(dev2);
+	ubdma_ctx_close(ctx2);
+	ubdma_umem_unlock(u);
+	ubdma_pci_close(dev);
+	ubdma_ctx_close(ctx);
+	printf("# %d failure(s)\n", failures);
+	return failures ? 1 : 0;
+}
+
 int main(void)
 {
 	const char *bdf = getenv("UBDMA_VM_NVME");
@@ -88,10 +163,12 @@ int main(void)
 	char *buf = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	memset(buf, 1, MIB);
 
-	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx)) || (rc = ubdma_pci_open(ctx, bdf, &dev))) {
+	if ((rc = ubdma_ctx_open(guest_backend(), &ctx)) || (rc = ubdma_pci_open(ctx, bdf, &dev))) {
 		check(0, "context and device: %s", ubdma_last_error());
 		return 1;
 	}
+	if (guest_backend() == UBDMA_BACKEND_IOMMUFD)
+		return iommufd_cases(ctx, dev, buf);
 	set_limit(MIB / 4);
 	lock_fails(ctx, buf, MIB, "limit 256 KiB", "RLIMIT_MEMLOCK");
 

@@ -1,11 +1,12 @@
 /*
- * test_vfio_nvme - DMA through the vfio backend, proved by QEMU's NVMe controller, public API only.
+ * test_vfio_nvme - DMA through the vfio backend (or iommufd: UBDMA_BACKEND, backend.h), proved by
+ * QEMU's NVMe controller, public API only.
  *
  * Runs in the test-bed guest (tests/vm/run-guest.sh); $UBDMA_VM_NVME names the controller, bound
  * to vfio-pci.  The admin queues live in ubdma-locked memory, and every address handed to the
  * controller comes from ubdma_umem_iova() or ubdma_vtoiova().  Cases:
- *   early  memory locked before ubdma_pci_open() (recorded, then replayed at attach): Identify
- *          lands in it;
+ *   early  memory locked before ubdma_pci_open() (type1: recorded, then replayed at attach;
+ *          iommufd: mapped in the IOAS at once): Identify lands in it;
  *   4k     anonymous 4 KiB pages locked after the open: Identify lands in it;
  *   2m     a 2 MiB hugetlb page: IOVA and VA agree modulo 2 MiB, ubdma_vtoiova() agrees with the
  *          cookie, Identify lands in the middle of it;
@@ -32,6 +33,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 #include "nvme_admin.h"
 
@@ -101,11 +103,16 @@ int main(void)
 		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");
 		return EXIT_SKIP;
 	}
-	rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx);
-	CHECK_RC(rc, "ubdma_ctx_open(VFIO)");
+	if (!guest_isolates()) {
+		/* 4 KiB memory and DMAR faults are its point; test_noiommu covers no-IOMMU mode */
+		printf("# SKIP: no IOMMU in this mode (UBDMA_BACKEND=%s)\n", getenv("UBDMA_BACKEND"));
+		return EXIT_SKIP;
+	}
+	rc = ubdma_ctx_open(guest_backend(), &ctx);
+	CHECK_RC(rc, "ubdma_ctx_open");
 	if (rc)
 		return 1;
-	check(ubdma_ctx_backend(ctx) == UBDMA_BACKEND_VFIO, "backend is %s",
+	check(ubdma_ctx_backend(ctx) == guest_backend(), "backend is %s",
 	      ubdma_backend_name(ubdma_ctx_backend(ctx)));
 	ubdma_ctx_iova_windows(ctx, lo, hi, 8, &n);
 	for (int i = 0; i < n && i < 8; i++)

@@ -24,6 +24,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "backend.h"
 #include "check.h"
 #include "leftover.h"
 
@@ -45,7 +46,7 @@ static void child(const char *bdf, int with_device, int wfd)
 		       -1, 0);
 	if (a == MAP_FAILED || h == MAP_FAILED)
 		goto out;
-	if (ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))
+	if (ubdma_ctx_open(guest_backend(), &ctx))
 		goto out;
 	if (with_device && ubdma_pci_open(ctx, bdf, &dev))
 		goto out;

@@ -1,0 +1,145 @@
+/*
+ * vfio_common.c - the pieces the VFIO-based backends share (vfio_common.h): the conservative
+ * windows, the IOVA placement rule, trimming a long window list, opening group files and finding
+ * a device's cdev.  Kernel contract: Documentation/driver-api/vfio.rst (groups, the device
+ * cdev of Linux 6.6 and later).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/vfio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/page.h"
+#include "base/sysfs.h"
+#include "iommu/vfio_common.h"
+
+/*
+ * Before any device is attached the real windows are unknown.  These hold on every x86 IOMMU:
+ * 39 bits is the smallest VT-d address width (3-level tables) and AMD-Vi offers more; the MSI
+ * window 0xfee00000-0xfeefffff and everything above it up to 4 GiB (interrupt and firmware
+ * ranges) is left out, and so is the first MiB.  Allocation prefers addresses >= 4 GiB, far from
+ * the reserved ranges of other platforms (the ARM SMMU's software MSI window is at 0x08000000).
+ */
+const struct iommu_window vfio_default_windows[VFIO_NDEFAULT_WINDOWS] = {
+	{ UINT64_C(0x100000), UINT64_C(0xfedfffff) },
+	{ UINT64_C(0x100000000), UINT64_C(0x7fffffffff) },
+};
+
+int vfio_have_iommu(void)
+{
+	DIR *d = opendir("/sys/class/iommu");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while (!n && (de = readdir(d)))
+		n = de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * IOVA placement: IOVA and VA congruent modulo 2 MiB (modulo the page size for 1 GiB pages), for
+ * every range, small ones too.  Then any alignment the VA has up to 2 MiB holds in IOVA space as
+ * well, which bus_dma relies on (it aligns DMA memory and bounce pages by their VA), and ranges
+ * of 2 MiB and more get 2 MiB leaves in the translation map and the IOMMU.  The cost is IOVA space:
+ * a small range may land up to 2 MiB above the last one, 128 GiB at worst for 65535 mappings,
+ * a quarter of the 39-bit space the emulated VT-d offers.
+ */
+uint64_t vfio_placement_modulus(size_t pgsz)
+{
+	return pgsz > PAGE_2M ? pgsz : PAGE_2M;
+}
+
+/* Sort helper: larger windows first, to keep the biggest when there are too many. */
+static int cmp_size_desc(const void *a, const void *b)
+{
+	const struct iommu_window *x = a, *y = b;
+	uint64_t sx = x->hi - x->lo, sy = y->hi - y->lo;
+
+	return sx > sy ? -1 : sx < sy;
+}
+
+int vfio_keep_largest(struct iommu_window *w, size_t n, const char *src)
+{
+	if (n <= IOMMU_MAX_WINDOWS)
+		return (int)n;
+	ULOG_WARN("%s reports %zu IOVA ranges; using the %d largest", src, n, IOMMU_MAX_WINDOWS);
+	qsort(w, n, sizeof(*w), cmp_size_desc);
+	return IOMMU_MAX_WINDOWS;
+}
+
+int vfio_group_open(const char *path, int num, int *fdp)
+{
+	struct vfio_group_status st = { .argsz = sizeof(st) };
+	int fd;
+
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+		int err = errno;
+		if (err == EBUSY)
+			return uerr(EBUSY, "%s is already open (another process, or another ubdma "
+				    "context of this one, holds IOMMU group %d, or its device is bound "
+				    "through its VFIO cdev)", path, num);
+		return uerr(err, "cannot open %s: %s", path, strerror(err));
+	}
+	if (ioctl(fd, VFIO_GROUP_GET_STATUS, &st)) {
+		int err = errno;
+		close(fd);
+		return uerr(err, "VFIO_GROUP_GET_STATUS on %s failed: %s", path, strerror(err));
+	}
+	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		close(fd);
+		return uerr(EBUSY,
+			    "IOMMU group %d is not viable: every device in "
+			    "/sys/kernel/iommu_groups/%d/devices must be bound to vfio-pci (or to no "
+			    "driver)", num, num);
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int vfio_group_device_fd(int group_fd, const char *bdf, int *fdp)
+{
+	int fd;
+
+	if ((fd = ioctl(group_fd, VFIO_GROUP_GET_DEVICE_FD, bdf)) < 0)
+		return uerr(errno, "VFIO_GROUP_GET_DEVICE_FD(%s) failed: %s", bdf, strerror(errno));
+	*fdp = fd;
+	return 0;
+}
+
+int vfio_device_cdev(const char *bdf, char *path, size_t len)
+{
+	char dir[128], node[160];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	sysfs_pci_path(dir, sizeof(dir), bdf, "vfio-dev");
+	if (!(d = opendir(dir)))
+		return uerr(ENODEV, "%s has no %s: it is not bound to vfio-pci", bdf, dir);
+	while ((de = readdir(d)) && strncmp(de->d_name, "vfio", 4))
+		;
+	if (!de) {
+		closedir(d);
+		return uerr(ENODEV, "%s lists no vfioN device", dir);
+	}
+	snprintf(node, sizeof(node), "/dev/vfio/devices/%.40s", de->d_name);
+	closedir(d);
+	if (stat(node, &st) || !S_ISCHR(st.st_mode))
+		return uerr(ENOTSUP, "%s has no VFIO device cdev %s: the kernel was built without "
+			    "CONFIG_VFIO_DEVICE_CDEV (Linux 6.6 or later has it); use the vfio backend",
+			    bdf, node);
+	if (strlen(node) >= len)
+		return uerr(ENAMETOOLONG, "path too long");
+	strcpy(path, node);
+	return 0;
+}
