@@ -2,15 +2,21 @@
 # nvme-guest.sh SECS ROUNDS IRQ BENCH [RANGE_MIB] - bench/nvme INSIDE the test-bed guest: the ubdma
 # driver and the kernel's nvme driver + Debian's fio on the same controller, interleaved.
 #
-# For each round and each workload (4 KiB randread QD 1/8/32, randwrite QD 1/32, one core, CPU 0):
-#   ubdma              BENCH (bench_nvme), polled completions, the NVMe on vfio-pci
+# For each round and each workload (4 KiB random I/O, bench/nvme-fio/workloads.fio: randread QD
+# 1/8/32, randwrite QD 1/32 on CPU 0, randread QD 32 with two job threads on CPUs 0 and 1):
+#   ubdma              BENCH (bench_nvme), polled completions, the NVMe on vfio-pci (one-job rows)
 #   ubdma-irq          BENCH --irq, MSI-X eventfd completions (IRQ=1 only)
+#   ubdma-fio          fio with the ubdma_nvme engine (libubdma_fio.so), polled, on vfio-pci
+#   ubdma-fio-irq      the same with completions=irq (IRQ=1 only)
 #   fio-io_uring       the NVMe on the kernel nvme driver (poll_queues=1), fio ioengine=io_uring
 #   fio-io_uring-poll  the same with hipri (polled completions on the poll queue)
+# Every fio row runs the SAME job: IMPL.fio (only the engine and the target) followed by
+# workloads.fio in one job file, fio --section=W.  The engine and job folder come from UBDMA_FIO_ENGINE and
+# UBDMA_FIO_JOBS; without the engine the ubdma-fio rows are not run (and the report says so).
 # Odd rounds run ubdma first, even rounds the kernel first, and every workload switches drivers,
 # so that the host's load, which drifts over minutes on a shared machine, falls on both sides
 # alike.  fio runs with direct I/O, fixed buffers and registered files over the same LBA range as
-# bench_nvme, and times with the TSC (--clocksource=cpu) as bench_nvme does: the guest's
+# bench_nvme, and times with the TSC (clocksource=cpu) as bench_nvme does: the guest's
 # clocksource is the HPET, whose every read is a system call and an exit into QEMU.  Each fio run's JSON is printed between "FIOBENCH-BEGIN name impl round=R
 # window_s=S busy_s=B" and "FIOBENCH-END name impl" (B: busy guest CPU seconds of every CPU, CPUs x
 # wall - idle, over a window of S seconds inside the run); bench_nvme prints "NVBENCH {json}".
@@ -18,8 +24,11 @@ SECS=${1:-3} ROUNDS=${2:-3} IRQ=${3:-1} BENCH=${4:?usage: nvme-guest.sh SECS ROU
 BDF=${UBDMA_VM_NVME:?no NVMe}
 FIO=${FIO:-/usr/bin/fio}
 D=/sys/bus/pci/devices/$BDF
-WORKLOADS="randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32"
+WORKLOADS="randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32 randread_qd32_jobs2"
+ENGINE=${UBDMA_FIO_ENGINE:-} JOBS=${UBDMA_FIO_JOBS:-}
+BDF_DOTS=$(echo "$BDF" | sed 's/:/./g')
 say() { echo "# nvme-guest: $*"; }
+[ -f "$JOBS/workloads.fio" ] || { say "no fio job files (UBDMA_FIO_JOBS=$JOBS)"; exit 1; }
 
 # Busy CPU seconds of the guest so far: CPUs x uptime - idle - iowait.  The idle columns come from
 # the NO_HZ idle clock; user/system are tick samples, which under TCG missed half of fio's own CPU
@@ -64,38 +73,46 @@ bind() { # driver: hand the controller to vfio-pci or nvme (loading nvme the fir
 }
 
 fails=0
+# fio_one IMPL WORKLOAD ROUND TARGET: one fio run of the shared job, its JSON between markers
+fio_one() {
+	# fio runs 1 s of ramp + SECS + 2 s; guest CPU is sampled over [2 s, SECS + 2 s] of it, so that fio's
+	# start (loading its libraries) and exit are not counted, as bench_nvme counts only its loop
+	out=/tmp/fio-$2-$1.json
+	cat "$JOBS/$1.fio" "$JOBS/workloads.fio" >/tmp/job-$1.fio
+	ENGINE=$ENGINE F=$4 RANGE=${RANGE}M RUNTIME=$((SECS + 2)) $FIO --output-format=json+ --section=$2 \
+		/tmp/job-$1.fio >$out 2>&1 &
+	pid=$!
+	sleep 2
+	b0=$(busy)
+	sleep $SECS
+	b1=$(busy)
+	wait $pid || { fails=$((fails + 1)); say "fio $2 $1 failed"; tail -n 5 $out; }
+	echo "FIOBENCH-BEGIN $2 $1 round=$3 window_s=$SECS busy_s=$(awk -v a=$b0 -v b=$b1 'BEGIN { printf "%.2f", b - a }')"
+	cat $out
+	echo "FIOBENCH-END $2 $1"
+}
+
 run_ubdma() { # workload round
 	bind vfio-pci || return 1
-	$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" || { fails=$((fails + 1)); say "bench_nvme $1 failed"; }
-	if [ "$IRQ" = 1 ]; then
-		$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" --irq ||
-			{ fails=$((fails + 1)); say "bench_nvme --irq $1 failed"; }
+	case $1 in
+	*_jobs*) ;; # bench_nvme is one thread: the fio engine's rows only
+	*)
+		$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" || { fails=$((fails + 1)); say "bench_nvme $1 failed"; }
+		if [ "$IRQ" = 1 ]; then
+			$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" --irq ||
+				{ fails=$((fails + 1)); say "bench_nvme --irq $1 failed"; }
+		fi ;;
+	esac
+	if [ -n "$ENGINE" ]; then
+		fio_one ubdma-fio "$1" "$2" "$BDF_DOTS"
+		[ "$IRQ" = 1 ] && fio_one ubdma-fio-irq "$1" "$2" "$BDF_DOTS"
 	fi
 	return 0
 }
 run_fio() { # workload round
 	bind nvme || return 1
-	w=$1 rw=${1%_qd*} qd=${1#*_qd}
 	for impl in fio-io_uring fio-io_uring-poll; do
-		extra=
-		[ $impl = fio-io_uring-poll ] && extra=--hipri=1
-		# fio runs 1 s of ramp + SECS + 2 s; guest CPU is sampled over [2 s, SECS + 2 s] of it, so that fio's
-		# start (loading its libraries) and exit are not counted, as bench_nvme counts only its loop
-		out=/tmp/fio-$w-$impl.json
-		$FIO --name=$w --filename=$dev --ioengine=io_uring --direct=1 --rw=$rw --bs=4k \
-			--iodepth=$qd --iodepth_batch_submit=1 --iodepth_batch_complete_max=$qd --numjobs=1 \
-			--cpus_allowed=0 --size=${RANGE}M --time_based --runtime=$((SECS + 2)) --ramp_time=1 \
-			--fixedbufs=1 --registerfiles=1 --norandommap --randrepeat=1 --clocksource=cpu $extra \
-			--lat_percentiles=1 --percentile_list=50:99:99.9:99.99 --output-format=json+ >$out 2>&1 &
-		pid=$!
-		sleep 2
-		b0=$(busy)
-		sleep $SECS
-		b1=$(busy)
-		wait $pid || { fails=$((fails + 1)); say "fio $w $impl failed"; }
-		echo "FIOBENCH-BEGIN $w $impl round=$2 window_s=$SECS busy_s=$(awk -v a=$b0 -v b=$b1 'BEGIN { printf "%.2f", b - a }')"
-		cat $out
-		echo "FIOBENCH-END $w $impl"
+		fio_one $impl "$1" "$2" "$dev"
 	done
 	return 0
 }

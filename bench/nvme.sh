@@ -3,9 +3,11 @@
 #
 # Boots the test-bed guest (tests/vm/run-guest.sh) with a 64 MiB NVMe backing file full of random
 # bytes and runs bench/nvme-guest.sh there: for each round, for 4 KiB randread at QD 1, 8, 32 and
-# randwrite at QD 1, 32, one core (CPU 0), the ubdma driver polled ("ubdma") and with MSI-X
-# eventfds ("ubdma-irq"; -P: not run), then the NVMe handed to the kernel nvme driver
-# (poll_queues=1) and Debian's fio with io_uring ("fio-io_uring") and io_uring + hipri
+# randwrite at QD 1, 32, one core (CPU 0), and randread QD 32 in two job threads on two CPUs, the
+# ubdma driver polled ("ubdma", bench_nvme) and with MSI-X eventfds ("ubdma-irq"; -P: not run),
+# Debian's fio with the ubdma_nvme engine ("ubdma-fio", "ubdma-fio-irq"; libubdma_fio.so from
+# BUILD), then the NVMe handed to the kernel nvme driver (poll_queues=1) and the same fio jobs
+# (bench/nvme-fio/workloads.fio) with io_uring ("fio-io_uring") and io_uring + hipri
 # ("fio-io_uring-poll"); odd rounds start with ubdma, even rounds with the kernel.  Then, on the
 # host, bench/nvme_report.py reads the console log and prints the side-by-side table of medians
 # over the rounds (or --json / --csv) and gnuplot draws the latency histograms
@@ -51,11 +53,19 @@ ASSETS=${UBDMA_VM_ASSETS:-$B/tests/vm/guest-assets}
 dd if=/dev/urandom of="$OUT/nvme.img" bs=1M count=64 status=none
 
 GB=/ubdma/bench/bench_nvme
-est=$((ROUNDS * 5 * (2 * SECS + 2 * (SECS + 3) + 8) + 60))
+# the fio engine, when the build has it (drivers/nvme/fio: fio's source tree from tools/deps.sh)
+ENG=$B/drivers/nvme/fio/libubdma_fio.so FIOARGS=()
+if [ -f "$ENG" ]; then
+	FIOARGS=(-i "$ENG=/ubdma/lib/libubdma_fio.so" -e UBDMA_FIO_ENGINE=/ubdma/lib/libubdma_fio.so)
+else
+	echo "nvme.sh: $ENG not built (tools/deps.sh brings fio's source): no ubdma-fio rows" >&2
+fi
+est=$((ROUNDS * 6 * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
 echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $est s)" >&2
 rc=0
 "$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" \
-	-d "$OUT/nvme.img" -i "$FIO" -i "$BENCH=$GB" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
+	-d "$OUT/nvme.img" -i "$FIO" -i "$BENCH=$GB" -i "$ROOT/bench/nvme-fio=/ubdma/bench/nvme-fio" \
+	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
 	>"$OUT/run.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ]; then
 	echo "nvme.sh: the guest run failed (status $rc); see $OUT/run.log and $OUT/console.log" >&2

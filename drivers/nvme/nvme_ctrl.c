@@ -105,6 +105,7 @@ static void nvme_qpair_free(struct ubdma_nvme_qpair *qp)
 	}
 	dma_free(qp->ltag, qp->lmem, qp->lmap);
 	dma_free(qp->qtag, qp->qmem, qp->qmap);
+	free(qp->list_iovas);
 	free(qp->reqs);
 	free(qp->free);
 	free(qp->segs);
@@ -117,7 +118,7 @@ static int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries
 	struct ubdma_nvme_qpair *qp = calloc(1, sizeof(*qp));
 	size_t sq_len = ((size_t)entries * sizeof(struct nvme_sqe) + NVME_PAGE - 1) & ~(size_t)(NVME_PAGE - 1);
 	size_t cq_len = ((size_t)entries * sizeof(struct nvme_cqe) + NVME_PAGE - 1) & ~(size_t)(NVME_PAGE - 1);
-	unsigned nreq = entries - 1;
+	unsigned nreq = entries - 1, lp = c->list_pages ? c->list_pages : 1;
 	int err;
 
 	if (!qp)
@@ -130,7 +131,8 @@ static int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries
 	qp->reqs = calloc(nreq, sizeof(*qp->reqs));
 	qp->free = calloc(nreq, sizeof(*qp->free));
 	qp->segs = calloc(c->max_segs ? c->max_segs : 1, sizeof(*qp->segs));
-	if (!qp->reqs || !qp->free || !qp->segs) {
+	qp->list_iovas = calloc((size_t)nreq * lp, sizeof(*qp->list_iovas));
+	if (!qp->reqs || !qp->free || !qp->segs || !qp->list_iovas) {
 		err = nvme_err(ENOMEM, "queue pair %u: out of memory", qid);
 		goto fail;
 	}
@@ -141,13 +143,17 @@ static int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries
 	qp->cq = (volatile struct nvme_cqe *)((char *)qp->qmem + sq_len);
 	if ((err = dma_iova(c, qp->sq, &qp->sq_iova)) || (err = dma_iova(c, (const void *)qp->cq, &qp->cq_iova)))
 		goto fail;
-	if ((err = dma_alloc(c, (size_t)nreq * NVME_PAGE, (int)nreq, &qp->ltag, &qp->lmem, &qp->lmap)))
+	/* lp list pages a slot, each page its own segment: a list longer than a page is chained */
+	if ((err = dma_alloc(c, (size_t)nreq * lp * NVME_PAGE, (int)(nreq * lp), &qp->ltag, &qp->lmem, &qp->lmap)))
 		goto fail;
 	for (unsigned i = 0; i < nreq; i++) {
 		struct nvme_req *r = &qp->reqs[i];
-		r->list = (char *)qp->lmem + (size_t)i * NVME_PAGE;
-		if ((err = dma_iova(c, r->list, &r->list_iova)))
-			goto fail;
+		r->list = (char *)qp->lmem + (size_t)i * lp * NVME_PAGE;
+		for (unsigned k = 0; k < lp; k++)
+			if ((err = dma_iova(c, (char *)r->list + (size_t)k * NVME_PAGE, &qp->list_iovas[i * lp + k])))
+				goto fail;
+		r->list_iovas = &qp->list_iovas[i * lp];
+		r->list_iova = r->list_iovas[0];
 		if (c->prp_tag && (err = ubdma_map_create(c->prp_tag, 0, &r->map_prp))) {
 			nvme_err(err, "map for queue %u: %s", qid, ubdma_last_error());
 			goto fail;
@@ -345,6 +351,18 @@ static int make_data_tags(struct ubdma_nvme *c)
 	int err;
 
 	c->max_segs = (unsigned)(mx / NVME_PAGE + 1);
+	/* list pages of a slot: PRP entries after PRP1 (511 a page but the last, 4.3), and SGL
+	 * descriptors when SGLs may be used (255 a page but the last, 4.4) */
+	unsigned e = c->max_segs - 1, lp = 1;
+	if (e > NVME_PRP_PER_PAGE)
+		lp = 1 + (e - NVME_PRP_PER_PAGE + NVME_PRP_PER_PAGE - 2) / (NVME_PRP_PER_PAGE - 1);
+	if (c->sgl_policy != UBDMA_NVME_SGL_OFF && c->max_segs > NVME_SGL_PER_PAGE) {
+		unsigned ls = 1 + (c->max_segs - NVME_SGL_PER_PAGE + NVME_SGL_PER_PAGE - 2) / (NVME_SGL_PER_PAGE - 1);
+		lp = ls > lp ? ls : lp;
+	}
+	c->list_pages = lp;
+	c->info.max_segments = c->max_segs;
+	c->info.list_pages = lp;
 	err = ubdma_tag_create(ubdma_pci_dma_tag(c->dev), 4, NVME_PAGE, UBDMA_MAXADDR, UBDMA_MAXADDR, mx,
 			       (int)c->max_segs, NVME_PAGE, UBDMA_KEEP_PG_OFFSET, &c->prp_tag);
 	if (err)
@@ -515,6 +533,7 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	if (c->info.mdts && c->info.mdts < 20 && ((size_t)NVME_PAGE << c->info.mdts) < mx)
 		mx = (size_t)NVME_PAGE << c->info.mdts;
 	c->info.max_transfer = mx & ~(size_t)(NVME_PAGE - 1);
+	c->info.mdts_bytes = c->info.mdts && c->info.mdts < 32 ? (size_t)NVME_PAGE << c->info.mdts : 0;
 	c->sgl_policy = NVME_SGLS_SUPPORT(c->info.sgls) ? o.sgl : UBDMA_NVME_SGL_OFF;
 	if (o.sgl == UBDMA_NVME_SGL_ON && !NVME_SGLS_SUPPORT(c->info.sgls)) {
 		err = nvme_err(ENOTSUP, "%s: SGLs were required; the controller has none (SGLS %#x)", bdf, c->info.sgls);

@@ -33,8 +33,10 @@ struct nvme_req {
 	int sync_post;		  /* UBDMA_SYNC_POSTREAD / POSTWRITE at completion */
 	uint16_t busy;
 	uint16_t pad;
-	void *list;		  /* one 4 KiB page: PRP list, SGL segment or DSM range */
-	uint64_t list_iova;
+	void *list;		  /* list pages (ctrl->list_pages, VA contiguous): PRP list, SGL
+				   * segments or DSM range */
+	uint64_t list_iova;	  /* IOVA of the first page */
+	const uint64_t *list_iovas; /* IOVA of each page (not contiguous: chained, 4.3 / 4.4) */
 	ubdma_map_t *map_prp;	  /* pre-created maps, one per data tag in use */
 	ubdma_map_t *map_sgl;
 };
@@ -62,6 +64,7 @@ struct ubdma_nvme_qpair {
 	ubdma_tag_t *qtag, *ltag;
 	void *qmem, *lmem;
 	ubdma_map_t *qmap, *lmap;
+	uint64_t *list_iovas;	  /* entries - 1 slots x list_pages */
 	uint64_t sq_iova, cq_iova;
 	int fd;			  /* MSI-X eventfd, or -1 */
 	unsigned vector;
@@ -97,6 +100,7 @@ struct ubdma_nvme {
 	ubdma_tag_t *prp_tag, *sgl_tag;
 	int sgl_policy;
 	unsigned max_segs;	  /* nsegments of the data tags */
+	unsigned list_pages;	  /* list pages a command slot has (chained PRP lists, SGL segments) */
 	/* namespaces 1 .. nns */
 	struct nvme_ns *ns;
 	uint32_t nns;

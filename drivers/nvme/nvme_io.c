@@ -49,31 +49,51 @@ static int build_prp(struct nvme_req *r, const ubdma_seg_t *s, int n, struct nvm
 	if (n == 2) {
 		e->prp2 = s[1].ds_addr;
 	} else if (n > 2) {
+		/* 4.3: entries fill a page; when more than one entry is left at its last slot, that
+		 * slot points at the next list page (the driver's pages are chained, not contiguous) */
 		uint64_t *list = r->list;
-		for (int i = 1; i < n; i++)
-			list[i - 1] = s[i].ds_addr;
+		unsigned k = 0, i = 0;
+		for (int j = 1; j < n; j++) {
+			if (i == NVME_PRP_PER_PAGE - 1 && n - j > 1) {
+				list[i] = r->list_iovas[++k];
+				list = (uint64_t *)((char *)r->list + (size_t)k * NVME_PAGE);
+				i = 0;
+			}
+			list[i++] = s[j].ds_addr;
+		}
 		e->prp2 = r->list_iova;
 	}
 	return 0;
 }
 
-/* Build SGL1 (4.4): one Data Block descriptor, or a Last Segment pointing at the slot's list. */
-static void build_sgl(struct nvme_req *r, const ubdma_seg_t *s, int n, struct nvme_sqe *e)
+/* Build SGL1 (4.4): one Data Block descriptor, or a (Last) Segment pointing at the slot's list
+ * pages: each holds up to 256 descriptors; one that is not the last holds 255 Data Blocks and a
+ * Segment (or, before the last page, Last Segment) descriptor for the next page. */
+static void build_sgl(struct nvme_req *r, const ubdma_seg_t *s, int n, struct nvme_sgl_desc *sgl1)
 {
-	struct nvme_sgl_desc d;
-
 	if (n == 1) {
-		d = (struct nvme_sgl_desc){ .addr = s[0].ds_addr, .len = (uint32_t)s[0].ds_len,
-					    .id = NVME_SGL_DATA_BLOCK };
-	} else {
-		struct nvme_sgl_desc *list = r->list;
-		for (int i = 0; i < n; i++)
-			list[i] = (struct nvme_sgl_desc){ .addr = s[i].ds_addr, .len = (uint32_t)s[i].ds_len,
-							  .id = NVME_SGL_DATA_BLOCK };
-		d = (struct nvme_sgl_desc){ .addr = r->list_iova, .len = (uint32_t)(n * sizeof(d)),
-					    .id = NVME_SGL_LAST_SEGMENT };
+		*sgl1 = (struct nvme_sgl_desc){ .addr = s[0].ds_addr, .len = (uint32_t)s[0].ds_len,
+						.id = NVME_SGL_DATA_BLOCK };
+		return;
 	}
-	memcpy(e->sgl1, &d, sizeof(d));
+	unsigned left = (unsigned)n, k = 0;
+	unsigned cnt = left <= NVME_SGL_PER_PAGE ? left : NVME_SGL_PER_PAGE;
+	*sgl1 = (struct nvme_sgl_desc){ .addr = r->list_iova, .len = cnt * 16u,
+					.id = left <= NVME_SGL_PER_PAGE ? NVME_SGL_LAST_SEGMENT : NVME_SGL_SEGMENT };
+	for (;;) {
+		struct nvme_sgl_desc *list = (struct nvme_sgl_desc *)((char *)r->list + (size_t)k * NVME_PAGE);
+		unsigned data = left <= NVME_SGL_PER_PAGE ? left : NVME_SGL_PER_PAGE - 1;
+		for (unsigned i = 0; i < data; i++, s++)
+			list[i] = (struct nvme_sgl_desc){ .addr = s->ds_addr, .len = (uint32_t)s->ds_len,
+							  .id = NVME_SGL_DATA_BLOCK };
+		left -= data;
+		if (!left)
+			return;
+		cnt = left <= NVME_SGL_PER_PAGE ? left : NVME_SGL_PER_PAGE;
+		list[data] = (struct nvme_sgl_desc){ .addr = r->list_iovas[++k], .len = cnt * 16u,
+						     .id = left <= NVME_SGL_PER_PAGE ? NVME_SGL_LAST_SEGMENT
+										     : NVME_SGL_SEGMENT };
+	}
 }
 
 static inline int qp_usable(const struct ubdma_nvme_qpair *qp)
@@ -242,7 +262,9 @@ static int submit_rw(struct ubdma_nvme_qpair *qp, uint8_t opc, uint32_t nsid, vo
 		.cdw12 = nlb - 1,
 	};
 	if (sgl) {
-		build_sgl(r, qp->segs, nseg, &e);
+		struct nvme_sgl_desc d;
+		build_sgl(r, qp->segs, nseg, &d);
+		memcpy(e.sgl1, &d, sizeof(d));
 	} else if (unlikely((err = build_prp(r, qp->segs, nseg, &e)))) {
 		ubdma_map_unload(tag, map);
 		req_put(qp, r, cid);

@@ -93,7 +93,14 @@ struct nvme_sgl_desc {
 	uint8_t id;	    /* SGL Identifier: Type 7:4, Sub Type 3:0 (0h: address) */
 };
 #define NVME_SGL_DATA_BLOCK 0x00   /* type 0h */
+#define NVME_SGL_SEGMENT 0x20      /* type 2h: points at the next segment, more follow */
 #define NVME_SGL_LAST_SEGMENT 0x30 /* type 3h */
+/* 4.3: a PRP list page holds 512 entries; the last one of a page that is not the list's last
+ * points at the next page instead of at data */
+#define NVME_PRP_PER_PAGE (NVME_PAGE / 8u)
+/* 4.4: a page of the driver's SGL segments holds 256 descriptors; one that is not the last ends
+ * with a Segment / Last Segment descriptor for the next */
+#define NVME_SGL_PER_PAGE (NVME_PAGE / 16u)
 
 /* ---- 4.6 Completion Queue Entry, 16 bytes ------------------------------------------------ */
 struct nvme_cqe {

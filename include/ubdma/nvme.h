@@ -65,7 +65,9 @@ struct ubdma_nvme_opts {
 	int interrupts;		 /* 1: MSI-X, one eventfd a queue pair (ubdma_nvme_qpair_fd()) */
 	int sgl;		 /* UBDMA_NVME_SGL_AUTO, _OFF or _ON */
 	unsigned admin_timeout_ms; /* admin commands and ready waits; 0: from CAP.TO, at least 5 s */
-	size_t max_transfer;	 /* largest transfer per command, bytes; 0: MDTS, at most 512 KiB */
+	size_t max_transfer;	 /* largest transfer per command, bytes; 0: MDTS, at most 512 KiB.
+				  * Larger (up to MDTS) gives each command slot chained PRP list pages
+				  * (and SGL segments): 8 MiB takes 5 pages a slot with PRPs, 9 with SGLs */
 };
 
 /* What Identify Controller (and the registers) said, and what the driver chose. */
@@ -85,6 +87,10 @@ struct ubdma_nvme_info {
 	unsigned io_queues;	/* I/O queue pairs the controller granted (the driver's ceiling) */
 	int interrupts;		/* MSI-X in use */
 	int sgl;		/* the SGL policy in force (UBDMA_NVME_SGL_*; OFF when none) */
+	/* limits of one command (appended in 0.x: the struct is only read through the pointer) */
+	size_t mdts_bytes;	/* MDTS in bytes (4 KiB << MDTS), 0: the controller sets none */
+	unsigned max_segments;	/* memory segments a command may have (max_transfer / 4 KiB + 1) */
+	unsigned list_pages;	/* 4 KiB PRP list / SGL segment pages a command slot has, chained */
 };
 
 /* A namespace (Identify Namespace, NVM command set). */

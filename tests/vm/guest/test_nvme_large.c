@@ -1,0 +1,196 @@
+/*
+ * test_nvme_large - transfers up to MDTS: 8 MiB in one command, through chained PRP list pages
+ * and chained SGL segments, checked byte for byte here and on the host (issue 18).
+ *
+ * drivers/nvme/test/vm-nvme.sh boots the guest with the controller's MDTS at 11 (8 MiB: QEMU's
+ * nvme.mdts) and namespace 2 of 40 MiB, whose [24 MiB, 32 MiB) the host filled with pat(o, 0xc3).
+ *   limits  opened with max_transfer 8 MiB: ubdma_nvme_info() reports mdts_bytes 8 MiB,
+ *           max_transfer 8 MiB, 2049 segments and the list pages a slot has (5 for PRPs, 9 when
+ *           SGLs may be used); one block more is E2BIG.
+ *   prp     (SGLs off) 8 MiB written from registered memory at [8 MiB, 16 MiB) of namespace 2 with
+ *           pat(o, 0x61): 2048 4 KiB segments, a PRP list of 2047 entries over 5 chained pages;
+ *           read back in one command into other registered memory and compared; the host's
+ *           8 MiB at [24 MiB, 32 MiB) read in one command and compared.
+ *   sgl     (SGLs on, when the controller has them) 8 MiB from malloc'd memory at +1 (not dword
+ *           aligned: bus_dma bounces it page by page, so the load has up to 2049 segments, a
+ *           chain of SGL segments) at [16 MiB, 24 MiB) with pat(o, 0x62); read back into
+ *           memory at +3 and compared.
+ * Exit: 0 pass, 1 fail, 77 skip.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <ubdma/ubdma.h>
+#include <ubdma/nvme.h>
+
+#include "check.h"
+
+#define MiB (1u << 20)
+#define BIG (8u * MiB)
+#define NSID 2
+
+static ubdma_ctx_t *ctx;
+
+static uint8_t pat(uint64_t o, uint8_t seed)
+{
+	return (uint8_t)(((uint32_t)(o * 2654435761u)) >> 24) ^ seed;
+}
+
+static void fill(uint8_t *p, uint64_t off, size_t len, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = pat(off + i, seed);
+}
+
+static long first_bad(const uint8_t *p, uint64_t off, size_t len, uint8_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != pat(off + i, seed))
+			return (long)i;
+	return -1;
+}
+
+struct done {
+	int n, err;
+	uint16_t status;
+};
+
+static void cb(void *arg, const struct ubdma_nvme_cpl *cpl)
+{
+	struct done *d = arg;
+
+	d->n++;
+	d->err = cpl->error;
+	d->status = cpl->status;
+}
+
+/* One command of @len bytes at byte @off, waited for; 0 or the errno (submit or completion). */
+static int io1(ubdma_nvme_qpair_t *qp, uint32_t lbs, int write, void *buf, uint64_t off, size_t len)
+{
+	struct done d = { 0 };
+	int rc = write ? ubdma_nvme_write(qp, NSID, buf, off / lbs, (uint32_t)(len / lbs), cb, &d)
+		       : ubdma_nvme_read(qp, NSID, buf, off / lbs, (uint32_t)(len / lbs), cb, &d);
+
+	if (rc)
+		return rc;
+	if ((rc = ubdma_nvme_drain(qp, 30000)))
+		return rc;
+	if (d.err)
+		printf("# status %#x (%s)\n", d.status, ubdma_nvme_strstatus(d.status));
+	return d.n == 1 ? d.err : EPROTO;
+}
+
+static void *reg_alloc(size_t len, ubdma_umem_t **um)
+{
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	if (ubdma_umem_lock(ctx, m, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, um)) {
+		munmap(m, len);
+		return NULL;
+	}
+	return m;
+}
+
+int main(void)
+{
+	const char *bdf = getenv("UBDMA_VM_NVME");
+	int rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!bdf || strcmp(getenv("UBDMA_VM_NVME_DRIVER") ? getenv("UBDMA_VM_NVME_DRIVER") : "", "vfio-pci")) {
+		printf("# skip: no NVMe on vfio-pci\n");
+		return 77;
+	}
+	if ((rc = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &ctx))) {
+		printf("not ok - ubdma_ctx_open: %s\n", ubdma_last_error());
+		return 1;
+	}
+	for (int sgl = 0; sgl < 2; sgl++) {
+		ubdma_nvme_t *c;
+		struct ubdma_nvme_opts o = { .size = sizeof(o), .ctx = ctx, .queue_entries = 8, .max_transfer = BIG,
+					     .sgl = sgl ? UBDMA_NVME_SGL_ON : UBDMA_NVME_SGL_OFF };
+		if ((rc = ubdma_nvme_open(bdf, &o, &c))) {
+			if (sgl && rc == ENOTSUP) {
+				check(1, "# SKIP sgl: the controller has no SGLs (%s)", ubdma_nvme_last_error());
+				break;
+			}
+			check(0, "ubdma_nvme_open(%s, max_transfer 8 MiB, sgl %d): %s", bdf, sgl, ubdma_nvme_last_error());
+			return 1;
+		}
+		const struct ubdma_nvme_info *in = ubdma_nvme_info(c);
+		unsigned want_pages = sgl ? 9 : 5;
+		check(in->mdts_bytes == BIG && in->max_transfer == BIG && in->max_segments == BIG / 4096 + 1 &&
+			      in->list_pages == want_pages,
+		      "%s: limits: MDTS %u (%zu bytes), max_transfer %zu, %u segments, %u list pages a slot (want %u)",
+		      sgl ? "sgl" : "prp", in->mdts, in->mdts_bytes, in->max_transfer, in->max_segments, in->list_pages,
+		      want_pages);
+		struct ubdma_nvme_ns_info ns;
+		ubdma_nvme_qpair_t *qp;
+		if ((rc = ubdma_nvme_ns(c, NSID, &ns)) || ns.size < 40ull * MiB ||
+		    (rc = ubdma_nvme_qpair_create(c, 0, &qp))) {
+			check(0, "namespace %u of 40 MiB and a queue pair: %s", NSID, ubdma_nvme_last_error());
+			return 1;
+		}
+		uint32_t lbs = ns.lba_size;
+		uint8_t *w, *r;
+		ubdma_umem_t *uw = NULL, *ur = NULL;
+		char *mw = NULL, *mr = NULL;
+		uint64_t off = sgl ? 16ull * MiB : 8ull * MiB;
+		uint8_t seed = sgl ? 0x62 : 0x61;
+		if (!sgl) {
+			w = reg_alloc(BIG, &uw);
+			r = reg_alloc(BIG, &ur);
+		} else {
+			mw = malloc(BIG + 8);
+			mr = malloc(BIG + 8);
+			w = mw ? (uint8_t *)mw + 1 : NULL;
+			r = mr ? (uint8_t *)mr + 3 : NULL;
+		}
+		if (!w || !r) {
+			check(0, "%s: 8 MiB buffers: %s", sgl ? "sgl" : "prp", ubdma_last_error());
+			return 1;
+		}
+		/* one block more than the maximum: refused before the controller */
+		struct done d = { 0 };
+		rc = ubdma_nvme_read(qp, NSID, r, 0, BIG / lbs + 1, cb, &d);
+		check(rc == E2BIG && d.n == 0, "%s: %u blocks (8 MiB + one) gives E2BIG (%d)", sgl ? "sgl" : "prp",
+		      BIG / lbs + 1, rc);
+		fill(w, off, BIG, seed);
+		rc = io1(qp, lbs, 1, w, off, BIG);
+		check(rc == 0, "%s: one 8 MiB write at %" PRIu64 " MiB of namespace %u: %s", sgl ? "sgl" : "prp",
+		      off / MiB, NSID, rc ? strerror(rc) : "ok");
+		memset(r, 0, BIG);
+		rc = io1(qp, lbs, 0, r, off, BIG);
+		long bad = rc ? -2 : first_bad(r, off, BIG, seed);
+		check(rc == 0 && bad == -1, "%s: one 8 MiB read back, byte for byte (%s, first bad %ld)", sgl ? "sgl" : "prp",
+		      rc ? strerror(rc) : "ok", bad);
+		if (!sgl) {
+			memset(r, 0, BIG);
+			rc = io1(qp, lbs, 0, r, 24ull * MiB, BIG);
+			bad = rc ? -2 : first_bad(r, 24ull * MiB, BIG, 0xc3);
+			check(rc == 0 && bad == -1, "prp: the host's 8 MiB at [24 MiB, 32 MiB) in one read (%s, first bad %ld)",
+			      rc ? strerror(rc) : "ok", bad);
+		}
+		check(ubdma_nvme_qpair_destroy(qp) == 0, "%s: queue pair destroyed", sgl ? "sgl" : "prp");
+		if (uw) {
+			ubdma_umem_unlock(uw);
+			ubdma_umem_unlock(ur);
+			munmap(w, BIG);
+			munmap(r, BIG);
+		}
+		free(mw);
+		free(mr);
+		rc = ubdma_nvme_close(c);
+		check(rc == 0, "%s: ubdma_nvme_close", sgl ? "sgl" : "prp");
+	}
+	ubdma_ctx_close(ctx);
+	printf("# test_nvme_large: %d failure(s)\n", failures);
+	return failures ? 1 : 0;
+}
