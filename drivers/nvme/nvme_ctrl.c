@@ -143,8 +143,12 @@ static int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries
 	qp->cq = (volatile struct nvme_cqe *)((char *)qp->qmem + sq_len);
 	if ((err = dma_iova(c, qp->sq, &qp->sq_iova)) || (err = dma_iova(c, (const void *)qp->cq, &qp->cq_iova)))
 		goto fail;
-	/* lp list pages a slot, each page its own segment: a list longer than a page is chained */
-	if ((err = dma_alloc(c, (size_t)nreq * lp * NVME_PAGE, (int)(nreq * lp), &qp->ltag, &qp->lmem, &qp->lmap)))
+	/* lp list pages a slot.  One page a slot: each its own segment.  More: one IOVA-contiguous
+	 * block, so that a slot's SGL descriptors form one segment (4.4 puts no page limit on a
+	 * segment; QEMU 7.2 misreads chains of three segments or more) while PRP lists, which may
+	 * not cross a page, are still chained page by page (4.3) */
+	if ((err = dma_alloc(c, (size_t)nreq * lp * NVME_PAGE, lp > 1 ? 1 : (int)nreq, &qp->ltag, &qp->lmem,
+			     &qp->lmap)))
 		goto fail;
 	for (unsigned i = 0; i < nreq; i++) {
 		struct nvme_req *r = &qp->reqs[i];
@@ -154,6 +158,9 @@ static int nvme_qpair_alloc(struct ubdma_nvme *c, uint16_t qid, unsigned entries
 				goto fail;
 		r->list_iovas = &qp->list_iovas[i * lp];
 		r->list_iova = r->list_iovas[0];
+		r->list_contig = 1;
+		for (unsigned k = 1; k < lp; k++)
+			r->list_contig &= r->list_iovas[k] == r->list_iova + (uint64_t)k * NVME_PAGE;
 		if (c->prp_tag && (err = ubdma_map_create(c->prp_tag, 0, &r->map_prp))) {
 			nvme_err(err, "map for queue %u: %s", qid, ubdma_last_error());
 			goto fail;

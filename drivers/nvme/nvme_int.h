@@ -32,7 +32,8 @@ struct nvme_req {
 	ubdma_tag_t *tag;
 	int sync_post;		  /* UBDMA_SYNC_POSTREAD / POSTWRITE at completion */
 	uint16_t busy;
-	uint16_t pad;
+	uint8_t list_contig;	  /* the list pages are IOVA-contiguous: SGLs need no chain */
+	uint8_t pad;
 	void *list;		  /* list pages (ctrl->list_pages, VA contiguous): PRP list, SGL
 				   * segments or DSM range */
 	uint64_t list_iova;	  /* IOVA of the first page */

@@ -66,9 +66,10 @@ static int build_prp(struct nvme_req *r, const ubdma_seg_t *s, int n, struct nvm
 	return 0;
 }
 
-/* Build SGL1 (4.4): one Data Block descriptor, or a (Last) Segment pointing at the slot's list
- * pages: each holds up to 256 descriptors; one that is not the last holds 255 Data Blocks and a
- * Segment (or, before the last page, Last Segment) descriptor for the next page. */
+/* Build SGL1 (4.4): one Data Block descriptor; or a Last Segment pointing at the slot's list
+ * when the descriptors fit one page or the slot's pages are IOVA-contiguous; else a chain of
+ * segments, a page each: a page that is not the last holds 255 Data Blocks and a Segment (before
+ * the last page: Last Segment) descriptor for the next page. */
 static void build_sgl(struct nvme_req *r, const ubdma_seg_t *s, int n, struct nvme_sgl_desc *sgl1)
 {
 	if (n == 1) {
@@ -76,10 +77,19 @@ static void build_sgl(struct nvme_req *r, const ubdma_seg_t *s, int n, struct nv
 						.id = NVME_SGL_DATA_BLOCK };
 		return;
 	}
+	if (n <= (int)NVME_SGL_PER_PAGE || r->list_contig) {
+		/* one Last Segment of n descriptors (the slot's pages are contiguous) */
+		struct nvme_sgl_desc *list = r->list;
+		for (int i = 0; i < n; i++)
+			list[i] = (struct nvme_sgl_desc){ .addr = s[i].ds_addr, .len = (uint32_t)s[i].ds_len,
+							  .id = NVME_SGL_DATA_BLOCK };
+		*sgl1 = (struct nvme_sgl_desc){ .addr = r->list_iova, .len = (uint32_t)n * 16u,
+						.id = NVME_SGL_LAST_SEGMENT };
+		return;
+	}
 	unsigned left = (unsigned)n, k = 0;
-	unsigned cnt = left <= NVME_SGL_PER_PAGE ? left : NVME_SGL_PER_PAGE;
-	*sgl1 = (struct nvme_sgl_desc){ .addr = r->list_iova, .len = cnt * 16u,
-					.id = left <= NVME_SGL_PER_PAGE ? NVME_SGL_LAST_SEGMENT : NVME_SGL_SEGMENT };
+	unsigned cnt = NVME_SGL_PER_PAGE;
+	*sgl1 = (struct nvme_sgl_desc){ .addr = r->list_iova, .len = cnt * 16u, .id = NVME_SGL_SEGMENT };
 	for (;;) {
 		struct nvme_sgl_desc *list = (struct nvme_sgl_desc *)((char *)r->list + (size_t)k * NVME_PAGE);
 		unsigned data = left <= NVME_SGL_PER_PAGE ? left : NVME_SGL_PER_PAGE - 1;

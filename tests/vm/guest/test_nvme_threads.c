@@ -92,6 +92,7 @@ struct tstate {
 	int t;
 	uint32_t lbs;
 	ubdma_nvme_qpair_t *qp;
+	unsigned qid;
 	uint8_t written[T_REGION / 4096], inflight[T_REGION / 4096];
 	struct tslot slots[T_QD];
 	uint64_t rng;
@@ -160,6 +161,7 @@ static void *thread_main(void *arg)
 		tcheck(0, "thread %d: ubdma_nvme_qpair_create: %s", ts->t, ubdma_nvme_last_error());
 		return NULL;
 	}
+	ts->qid = ubdma_nvme_qpair_id(ts->qp);
 	if (ts->t % 2 == 0) {
 		mem = mmap(NULL, blen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (mem == MAP_FAILED || ubdma_umem_lock(ctx, mem, blen, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &umem)) {
@@ -248,6 +250,7 @@ static void *thread_main(void *arg)
 	tcheck(!rc && bad < 0, "thread %d: its 2 MiB at %" PRIu64 " MiB read back whole%s%s", ts->t,
 	       toff(ts, 0) / MiB, rc ? ": " : "", rc ? ubdma_nvme_last_error() : "");
 	tcheck(ubdma_nvme_qpair_destroy(ts->qp) == 0, "thread %d: queue pair destroyed", ts->t);
+	ts->qp = NULL;
 	if (umem)
 		ubdma_umem_unlock(umem);
 	if (ts->t % 2 == 0)
@@ -395,8 +398,9 @@ int main(int argc, char **argv)
 	unsigned qids = 0;
 	for (int t = 0; t < NTHREADS; t++)
 		for (int u = t + 1; u < NTHREADS; u++)
-			qids += ts[t].qp && ts[u].qp && ubdma_nvme_qpair_id(ts[t].qp) == ubdma_nvme_qpair_id(ts[u].qp);
-	check(qids == 0, "the %d threads had %d distinct queue pairs", NTHREADS, NTHREADS);
+			qids += !ts[t].qid || ts[t].qid == ts[u].qid;
+	check(qids == 0, "the %d threads had %d distinct queue pairs (%u %u %u %u)", NTHREADS, NTHREADS, ts[0].qid,
+	      ts[1].qid, ts[2].qid, ts[3].qid);
 
 	/* every namespace, one thread each, at once */
 	static struct nsstate nss[MAXNS];
