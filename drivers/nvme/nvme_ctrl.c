@@ -196,15 +196,15 @@ static void admin_cb(void *arg, const struct ubdma_nvme_cpl *cpl)
 	w->done = 1;
 }
 
-/* Run one admin command to completion; 0, the command's errno (status in *sfp), or ETIMEDOUT. */
-static int admin_exec(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t *dw0, uint16_t *sfp)
+/* Run one admin command to completion with admin_lock held; 0, the command's errno (status in
+ * *sfp), or ETIMEDOUT. */
+int nvme_admin_exec_locked(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t *dw0, uint16_t *sfp)
 {
 	struct admin_wait w = { 0 };
 	int err;
 
-	pthread_mutex_lock(&c->admin_lock);
 	if ((err = nvme_submit_raw(c->admin, cmd, admin_cb, &w)))
-		goto out;
+		return err;
 	uint64_t end = nvme_now_ms() + c->timeout_ms;
 	for (unsigned spins = 0; !w.done; spins++) {
 		ubdma_nvme_poll(c->admin, 0, NULL);
@@ -218,7 +218,7 @@ static int admin_exec(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t *dw0,
 					       c->state == NVME_FAILED ? "the controller reported a fatal status"
 								       : "no completion in time");
 				c->state = NVME_FAILED;
-				goto out;
+				return err;
 			}
 			usleep(50);
 		}
@@ -230,10 +230,18 @@ static int admin_exec(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t *dw0,
 	if (w.cpl.status)
 		err = nvme_err(w.cpl.error ? w.cpl.error : EIO, "admin opcode %#x failed: %s (status %#x)",
 			       cmd->cdw0 & 0xff, ubdma_nvme_strstatus(w.cpl.status), w.cpl.status);
-out:
+	return err;
+}
+
+int nvme_admin_exec(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t *dw0, uint16_t *sfp)
+{
+	pthread_mutex_lock(&c->admin_lock);
+	int err = nvme_admin_exec_locked(c, cmd, dw0, sfp);
 	pthread_mutex_unlock(&c->admin_lock);
 	return err;
 }
+
+#define admin_exec nvme_admin_exec
 
 /* 5.15 Identify into the admin data page. */
 static int identify(struct ubdma_nvme *c, uint8_t cns, uint32_t nsid)
@@ -334,12 +342,12 @@ static int identify_namespaces(struct ubdma_nvme *c)
 }
 
 /* 5.21.1.7 Set Features, Number of Queues: ask for n pairs; the grant is in DW0 (0's based). */
-static int set_num_queues(struct ubdma_nvme *c, unsigned n)
+static int set_num_queues(struct ubdma_nvme *c, unsigned n, int locked)
 {
 	struct nvme_sqe e = { .cdw0 = NVME_ADM_SET_FEATURES, .cdw10 = NVME_FEAT_NUM_QUEUES,
 			      .cdw11 = NVME_NQ_CDW11(n, n) };
 	uint32_t dw0 = 0;
-	int err = admin_exec(c, &e, &dw0, NULL);
+	int err = locked ? nvme_admin_exec_locked(c, &e, &dw0, NULL) : admin_exec(c, &e, &dw0, NULL);
 
 	if (err)
 		return err;
@@ -406,6 +414,30 @@ static int ctrl_enable(struct ubdma_nvme *c)
 	nvme_wr32(c, NVME_REG_CC, NVME_CC_CSS(0) | NVME_CC_MPS(0) | NVME_CC_AMS(0) | NVME_CC_IOSQES(6) |
 				  NVME_CC_IOCQES(4) | NVME_CC_EN);
 	return wait_csts(c, NVME_CSTS_RDY, NVME_CSTS_RDY, "enable (CC.EN 1, waiting for CSTS.RDY 1)");
+}
+
+/*
+ * The controller part of a reset (7.3.2, then 7.6.1 again), admin_lock held: CC.EN 0 and wait for
+ * CSTS.RDY 0 (the controller forgets every I/O queue and stops all DMA), the admin queue pair
+ * emptied, AQA/ASQ/ACQ and CC.EN 1 again, Set Features Number of Queues as at open.  The I/O queue
+ * pairs are made again by their owners (nvme_recover.c).
+ */
+int nvme_ctrl_reenable_locked(struct ubdma_nvme *c)
+{
+	struct ubdma_nvme_qpair *a = c->admin;
+	int err;
+
+	if ((err = ctrl_disable(c)))
+		return err;
+	nvme_qpair_cancel_all(a); /* no admin command is in flight: the lock is held */
+	memset((void *)a->cq, 0, (size_t)a->entries * sizeof(struct nvme_cqe));
+	a->sq_tail = a->cq_head = 0;
+	a->phase = 1;
+	a->cq_unacked = 0;
+	a->db_pending = 0;
+	if ((err = ctrl_enable(c)))
+		return err;
+	return set_num_queues(c, c->io_queues_asked, 1);
 }
 
 static int open_device(struct ubdma_nvme *c, const char *bdf, const struct ubdma_nvme_opts *o)
@@ -515,12 +547,15 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	if ((err = opts_copy(opts, &o)))
 		return err;
 	if (o.sgl < UBDMA_NVME_SGL_AUTO || o.sgl > UBDMA_NVME_SGL_ON || o.queue_entries == 1 ||
-	    o.queue_entries > 65536 || o.io_queues > 65535 || (o.max_transfer && o.max_transfer < NVME_PAGE))
-		return nvme_err(EINVAL, "bad options: sgl %d, queue_entries %u, io_queues %u, max_transfer %zu",
-				o.sgl, o.queue_entries, o.io_queues, o.max_transfer);
+	    o.queue_entries > 65536 || o.io_queues > 65535 || (o.max_transfer && o.max_transfer < NVME_PAGE) ||
+	    (o.reset_policy != UBDMA_NVME_RESET_FAIL && o.reset_policy != UBDMA_NVME_RESET_REQUEUE))
+		return nvme_err(EINVAL, "bad options: sgl %d, queue_entries %u, io_queues %u, max_transfer %zu, "
+				"reset_policy %d", o.sgl, o.queue_entries, o.io_queues, o.max_transfer, o.reset_policy);
 	if (!(c = calloc(1, sizeof(*c))))
 		return nvme_err(ENOMEM, "controller: out of memory");
 	pthread_mutex_init(&c->admin_lock, NULL);
+	c->io_timeout_ms = o.io_timeout_ms ? o.io_timeout_ms : NVME_DEFAULT_IO_TIMEOUT_MS;
+	c->reset_policy = o.reset_policy;
 	if ((err = open_device(c, bdf, &o)))
 		goto fail;
 	/* 7.6.1 step 1: reset the controller if it is enabled (a previous user may have left it so) */
@@ -549,7 +584,8 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	c->info.sgl = c->sgl_policy;
 	if ((err = make_data_tags(c)))
 		goto fail;
-	if ((err = set_num_queues(c, o.io_queues ? o.io_queues : 1)))
+	c->io_queues_asked = o.io_queues ? o.io_queues : 1;
+	if ((err = set_num_queues(c, c->io_queues_asked, 0)))
 		goto fail;
 	if (!(c->qps = calloc(c->info.io_queues + 1u, sizeof(*c->qps)))) {
 		err = nvme_err(ENOMEM, "queue table: out of memory");
@@ -581,10 +617,32 @@ fail:
 
 /* ---------------------------------------------------------------- queue pairs */
 
+
 static int delete_queue(struct ubdma_nvme *c, uint8_t opc, uint16_t qid)
 {
 	struct nvme_sqe e = { .cdw0 = opc, .cdw10 = qid };
 	return admin_exec(c, &e, NULL, NULL);
+}
+
+/* 5.3 Create I/O Completion Queue, then 5.4 Create I/O Submission Queue on it, for a pair whose
+ * memory exists (made now, or again after a controller reset). */
+int nvme_qpair_create_queues(struct ubdma_nvme_qpair *qp)
+{
+	struct ubdma_nvme *c = qp->ctrl;
+	int err;
+
+	struct nvme_sqe cq = { .cdw0 = NVME_ADM_CREATE_CQ, .prp1 = qp->cq_iova,
+			       .cdw10 = NVME_QCDW10(qp->entries, qp->qid),
+			       .cdw11 = NVME_CQ_CDW11(qp->vector, c->nvec ? 1u : 0u) };
+	if ((err = admin_exec(c, &cq, NULL, NULL)))
+		return err;
+	struct nvme_sqe sq = { .cdw0 = NVME_ADM_CREATE_SQ, .prp1 = qp->sq_iova,
+			       .cdw10 = NVME_QCDW10(qp->entries, qp->qid), .cdw11 = NVME_SQ_CDW11(qp->qid) };
+	if ((err = admin_exec(c, &sq, NULL, NULL))) {
+		delete_queue(c, NVME_ADM_DELETE_CQ, qp->qid);
+		return err;
+	}
+	return 0;
 }
 
 int ubdma_nvme_qpair_create(ubdma_nvme_t *c, unsigned entries, ubdma_nvme_qpair_t **qpp)
@@ -621,17 +679,10 @@ int ubdma_nvme_qpair_create(ubdma_nvme_t *c, unsigned entries, ubdma_nvme_qpair_
 		qp->fd = c->fds[iv];
 		qp->vector = iv;
 	}
-	/* 5.3 Create I/O Completion Queue, then 5.4 Create I/O Submission Queue on it */
-	struct nvme_sqe cq = { .cdw0 = NVME_ADM_CREATE_CQ, .prp1 = qp->cq_iova,
-			       .cdw10 = NVME_QCDW10(entries, qid), .cdw11 = NVME_CQ_CDW11(iv, c->nvec ? 1u : 0u) };
-	if ((err = admin_exec(c, &cq, NULL, NULL)))
+	qp->timeout_ms = c->io_timeout_ms;
+	qp->gen = c->gen;
+	if ((err = nvme_qpair_create_queues(qp)))
 		goto fail_mem;
-	struct nvme_sqe sq = { .cdw0 = NVME_ADM_CREATE_SQ, .prp1 = qp->sq_iova,
-			       .cdw10 = NVME_QCDW10(entries, qid), .cdw11 = NVME_SQ_CDW11(qid) };
-	if ((err = admin_exec(c, &sq, NULL, NULL))) {
-		delete_queue(c, NVME_ADM_DELETE_CQ, (uint16_t)qid);
-		goto fail_mem;
-	}
 	pthread_mutex_lock(&c->admin_lock);
 	c->qps[qid] = qp;
 	pthread_mutex_unlock(&c->admin_lock);

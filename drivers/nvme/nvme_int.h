@@ -22,7 +22,11 @@
 #define NVME_DEFAULT_ENTRIES 256
 #define NVME_DEFAULT_MAX_XFER (512u * 1024)
 
-enum nvme_state { NVME_LIVE, NVME_SHUTDOWN, NVME_FAILED };
+#define NVME_DEFAULT_IO_TIMEOUT_MS 30000u
+#define NVME_TICKS_PER_TIMEOUT 4u  /* a command times out after 4 to 5 ticks of its queue pair */
+#define NVME_CHECK_POLLS 1024u	   /* polls between two timeout checks (one clock read) */
+
+enum nvme_state { NVME_LIVE, NVME_SHUTDOWN, NVME_FAILED, NVME_RESETTING };
 
 /* One command slot of a queue pair; its index is the command identifier (CID). */
 struct nvme_req {
@@ -40,6 +44,10 @@ struct nvme_req {
 	const uint64_t *list_iovas; /* IOVA of each page (not contiguous: chained, 4.3 / 4.4) */
 	ubdma_map_t *map_prp;	  /* pre-created maps, one per data tag in use */
 	ubdma_map_t *map_sgl;
+	uint32_t stamp;		  /* the queue pair's tick at submission (nvme_recover.c) */
+	uint8_t timed_out;	  /* found past its timeout: completes with ETIMEDOUT */
+	uint8_t abort_sent;	  /* an Abort was sent for it */
+	struct nvme_sqe sqe;	  /* the command as submitted, for a requeue after a reset */
 };
 
 struct ubdma_nvme_qpair {
@@ -69,6 +77,13 @@ struct ubdma_nvme_qpair {
 	uint64_t sq_iova, cq_iova;
 	int fd;			  /* MSI-X eventfd, or -1 */
 	unsigned vector;
+	/* timeouts and recovery (nvme_recover.c), touched by the owner thread only */
+	uint32_t tick;		  /* coarse clock: advanced by the timeout check, read at submission */
+	uint8_t tick_stale;	  /* the queue was idle: restart the clock before judging */
+	unsigned polls;		  /* polls since the last timeout check */
+	unsigned timeout_ms;	  /* per-command timeout of this pair */
+	uint64_t tick_ms;	  /* when the current tick began */
+	unsigned gen;		  /* the controller's reset generation the queues were made in */
 };
 
 struct nvme_ns {
@@ -109,11 +124,19 @@ struct ubdma_nvme {
 	struct ubdma_nvme_qpair **qps;
 	int *fds;
 	unsigned nvec;
+	/* timeouts, Abort and reset (nvme_recover.c) */
+	unsigned io_timeout_ms;	  /* default per-command timeout of new queue pairs */
+	int reset_policy;	  /* UBDMA_NVME_RESET_FAIL or _REQUEUE */
+	volatile unsigned gen;	  /* bumped by every controller reset (under admin_lock) */
+	unsigned io_queues_asked;
+	struct ubdma_nvme_recovery rec; /* counters, updated with atomic adds */
 };
 
 /*
- * The files depend one way: nvme_ctrl.c calls nvme_io.c and nvme_util.c, nvme_io.c calls
- * nvme_util.c, nvme_util.c calls neither.
+ * The files depend one way: nvme_recover.c calls nvme_ctrl.c, nvme_ctrl.c calls nvme_io.c and
+ * nvme_util.c, nvme_io.c calls nvme_util.c, nvme_util.c calls none; the one way back is
+ * nvme_io.c's entry into nvme_recover.c on its slow path (a timeout check, a queue pair whose
+ * controller was reset).
  */
 
 /* nvme_util.c */
@@ -125,6 +148,22 @@ uint64_t nvme_now_ms(void);
 /* nvme_io.c */
 int nvme_submit_raw(struct ubdma_nvme_qpair *qp, const struct nvme_sqe *cmd, ubdma_nvme_cb_t *cb, void *arg);
 void nvme_qpair_cancel_all(struct ubdma_nvme_qpair *qp);
+unsigned nvme_qpair_reap(struct ubdma_nvme_qpair *qp, unsigned max);
+void nvme_req_finish(struct ubdma_nvme_qpair *qp, uint16_t cid, int error);
+void nvme_req_resubmit(struct ubdma_nvme_qpair *qp, uint16_t cid);
+void nvme_qpair_ring(struct ubdma_nvme_qpair *qp);
+
+/* nvme_ctrl.c (for nvme_recover.c) */
+int nvme_admin_exec(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t *dw0, uint16_t *sfp);
+int nvme_admin_exec_locked(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t *dw0, uint16_t *sfp);
+int nvme_qpair_create_queues(struct ubdma_nvme_qpair *qp);
+int nvme_ctrl_reenable_locked(struct ubdma_nvme *c);
+
+/* nvme_recover.c: the slow path nvme_io.c enters every NVME_CHECK_POLLS polls, and when the
+ * controller was reset under a queue pair */
+void nvme_qpair_check(struct ubdma_nvme_qpair *qp);
+int nvme_qpair_recover(struct ubdma_nvme_qpair *qp);
+void nvme_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static inline uint32_t nvme_rd32(const struct ubdma_nvme *c, uint32_t off)
 {

@@ -106,14 +106,23 @@ static void build_sgl(struct nvme_req *r, const ubdma_seg_t *s, int n, struct nv
 	}
 }
 
-static inline int qp_usable(const struct ubdma_nvme_qpair *qp)
+static int qp_unusable(struct ubdma_nvme_qpair *qp)
 {
 	int st = qp->ctrl->state;
 
-	if (likely(st == NVME_LIVE))
-		return 0;
+	if (st == NVME_LIVE) /* reset under this pair: make its queues again first */
+		return nvme_qpair_recover(qp);
+	if (st == NVME_RESETTING)
+		return nvme_err(EAGAIN, "the controller is being reset: poll, then submit again");
 	return st == NVME_SHUTDOWN ? nvme_err(ESHUTDOWN, "the controller was shut down")
-				   : nvme_err(ENXIO, "the controller reported a fatal status");
+				   : nvme_err(ENXIO, "the controller failed or is gone");
+}
+
+static inline int qp_usable(struct ubdma_nvme_qpair *qp)
+{
+	if (likely(qp->ctrl->state == NVME_LIVE && qp->gen == qp->ctrl->gen))
+		return 0;
+	return qp_unusable(qp);
 }
 
 /* Tell the controller about every CQ entry consumed so far (the head doorbell). */
@@ -177,6 +186,11 @@ static inline struct nvme_req *req_get(struct ubdma_nvme_qpair *qp, uint16_t *ci
 	*cid = qp->free[--qp->nfree];
 	struct nvme_req *r = &qp->reqs[*cid];
 	r->busy = 1;
+	r->timed_out = 0;
+	r->abort_sent = 0;
+	/* the tick clock runs only while commands are outstanding (nvme_recover.c) */
+	qp->tick_stale |= !qp->outstanding;
+	r->stamp = qp->tick;
 	return r;
 }
 
@@ -199,6 +213,7 @@ int nvme_submit_raw(struct ubdma_nvme_qpair *qp, const struct nvme_sqe *cmd, ubd
 	r->arg = arg;
 	r->map = NULL;
 	e.cdw0 = (e.cdw0 & 0xffff) | (uint32_t)cid << 16;
+	r->sqe = e;
 	qp->outstanding++;
 	sq_push(qp, &e);
 	return 0;
@@ -287,6 +302,7 @@ static int submit_rw(struct ubdma_nvme_qpair *qp, uint8_t opc, uint32_t nsid, vo
 	r->map = map;
 	r->tag = tag;
 	r->sync_post = write ? UBDMA_SYNC_POSTWRITE : UBDMA_SYNC_POSTREAD;
+	r->sqe = e;
 	qp->outstanding++;
 	sq_push(qp, &e);
 	return 0;
@@ -379,7 +395,8 @@ int ubdma_nvme_deallocate(ubdma_nvme_qpair_t *qp, uint32_t nsid, uint64_t slba, 
 	return nvme_submit_raw(qp, &e, cb, arg); /* takes the same slot: the top of the stack */
 }
 
-/* Finish a slot: sync and unload its map, free it, run the callback. */
+/* Finish a slot: sync and unload its map, free it, run the callback.  A command that failed
+ * leaves nothing to copy back: a bounced read is unloaded without its POSTREAD copy. */
 static inline void req_complete(struct ubdma_nvme_qpair *qp, uint16_t cid, const struct ubdma_nvme_cpl *cpl)
 {
 	struct nvme_req *r = &qp->reqs[cid];
@@ -387,7 +404,8 @@ static inline void req_complete(struct ubdma_nvme_qpair *qp, uint16_t cid, const
 	void *arg = r->arg;
 
 	if (r->map) {
-		ubdma_map_sync(r->tag, r->map, r->sync_post);
+		if (likely(!cpl->error) || r->sync_post != UBDMA_SYNC_POSTREAD)
+			ubdma_map_sync(r->tag, r->map, r->sync_post);
 		ubdma_map_unload(r->tag, r->map);
 	}
 	req_put(qp, r, cid);
@@ -395,15 +413,11 @@ static inline void req_complete(struct ubdma_nvme_qpair *qp, uint16_t cid, const
 	cb(arg, cpl);
 }
 
-int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
+/* The CQ loop: up to @max completions (0: all), each slot finished; how many. */
+static unsigned reap(struct ubdma_nvme_qpair *qp, unsigned max)
 {
 	unsigned n = 0;
 
-	if (done)
-		*done = 0;
-	if (unlikely(!qp))
-		return nvme_err(EINVAL, "queue pair is NULL");
-	sq_ring(qp); /* batch mode: what was submitted goes to the controller before we wait for it */
 	for (;;) {
 		if (max && n == max)
 			break;
@@ -425,15 +439,72 @@ int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
 			nvme_err(EIO, "queue %u: completion for CID %u that is not outstanding", qp->qid, cid);
 			continue;
 		}
+		/* a command the driver timed out and aborted: its errno says so */
+		if (unlikely(qp->reqs[cid].timed_out && cpl.error))
+			cpl.error = ETIMEDOUT;
 		req_complete(qp, cid, &cpl);
 	}
 	qp->cq_unacked += n;
 	if (qp->cq_unacked >= qp->entries / 4u)
 		cq_ack(qp);
+	return n;
+}
+
+unsigned nvme_qpair_reap(struct ubdma_nvme_qpair *qp, unsigned max)
+{
+	return reap(qp, max);
+}
+
+void nvme_req_finish(struct ubdma_nvme_qpair *qp, uint16_t cid, int error)
+{
+	struct ubdma_nvme_cpl cpl = { .error = error, .cid = cid };
+
+	req_complete(qp, cid, &cpl);
+}
+
+/* Submit a slot's saved command again (after a reset); it stays outstanding. */
+void nvme_req_resubmit(struct ubdma_nvme_qpair *qp, uint16_t cid)
+{
+	struct nvme_req *r = &qp->reqs[cid];
+
+	r->stamp = qp->tick;
+	r->abort_sent = 0;
+	sq_push(qp, &r->sqe);
+}
+
+void nvme_qpair_ring(struct ubdma_nvme_qpair *qp)
+{
+	qp->db_pending = 1;
+	sq_ring(qp);
+}
+
+int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
+{
+	unsigned n;
+
+	if (done)
+		*done = 0;
+	if (unlikely(!qp))
+		return nvme_err(EINVAL, "queue pair is NULL");
+	struct ubdma_nvme *c = qp->ctrl;
+	if (unlikely(qp->gen != c->gen || c->state != NVME_LIVE) && qp->qid) {
+		int err = qp_unusable(qp);
+		if (err == EAGAIN || err == ESHUTDOWN)
+			return 0; /* a reset runs (come back), or queues deleted by shutdown */
+		if (err)
+			return err;
+	}
+	sq_ring(qp); /* batch mode: what was submitted goes to the controller before we wait for it */
+	n = reap(qp, max);
 	if (done)
 		*done = n;
-	if (unlikely(qp->ctrl->state == NVME_FAILED))
-		return nvme_err(ENXIO, "the controller reported a fatal status");
+	if (unlikely(++qp->polls >= NVME_CHECK_POLLS) && qp->qid) {
+		qp->polls = 0;
+		if (qp->outstanding)
+			nvme_qpair_check(qp);
+	}
+	if (unlikely(c->state == NVME_FAILED))
+		return nvme_err(ENXIO, "the controller failed or is gone");
 	return 0;
 }
 
@@ -487,17 +558,33 @@ int ubdma_nvme_wait(ubdma_nvme_qpair_t *qp, int timeout_ms, unsigned *done)
 		goto out;
 	if (qp->fd >= 0) {
 		struct pollfd p = { .fd = qp->fd, .events = POLLIN };
-		/* a controller may hold back the interrupt of a CQ it believes has unread entries */
-		cq_ack(qp);
-		int rc = poll(&p, 1, timeout_ms);
-		if (rc < 0)
-			return nvme_err(errno, "poll on the MSI-X eventfd: %s", strerror(errno));
-		if (rc > 0) {
-			uint64_t cnt;
-			if (read(qp->fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-				return nvme_err(errno, "read of the MSI-X eventfd: %s", strerror(errno));
+		uint64_t end = timeout_ms < 0 ? UINT64_MAX : nvme_now_ms() + (uint64_t)timeout_ms;
+		for (;;) {
+			/* a controller may hold back the interrupt of a CQ it believes has unread entries */
+			cq_ack(qp);
+			/* with commands outstanding, wake at least every tick to look for timeouts */
+			int slice = timeout_ms;
+			unsigned tick = qp->timeout_ms / NVME_TICKS_PER_TIMEOUT;
+			int capped = qp->outstanding && qp->qid && (slice < 0 || (unsigned)slice > (tick ? tick : 1));
+			if (capped)
+				slice = (int)(tick ? tick : 1);
+			int rc = poll(&p, 1, slice);
+			if (rc < 0)
+				return nvme_err(errno, "poll on the MSI-X eventfd: %s", strerror(errno));
+			if (rc > 0) {
+				uint64_t cnt;
+				if (read(qp->fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+					return nvme_err(errno, "read of the MSI-X eventfd: %s", strerror(errno));
+			}
+			if ((err = ubdma_nvme_poll(qp, 0, &n)) || n)
+				break;
+			if (!capped)
+				break;
+			if (qp->outstanding)
+				nvme_qpair_check(qp);
+			if ((err = ubdma_nvme_poll(qp, 0, &n)) || n || nvme_now_ms() >= end)
+				break;
 		}
-		err = ubdma_nvme_poll(qp, 0, &n);
 	} else {
 		uint64_t end = timeout_ms < 0 ? UINT64_MAX : nvme_now_ms() + (uint64_t)timeout_ms;
 		unsigned spins = 0;
@@ -524,6 +611,14 @@ int ubdma_nvme_qpair_fd(const ubdma_nvme_qpair_t *qp, int *fdp)
 	if (qp->fd < 0)
 		return nvme_err(ENOTSUP, "the controller was opened without interrupts");
 	*fdp = qp->fd;
+	return 0;
+}
+
+int ubdma_nvme_qpair_set_timeout(ubdma_nvme_qpair_t *qp, unsigned ms)
+{
+	if (!qp)
+		return nvme_err(EINVAL, "queue pair is NULL");
+	qp->timeout_ms = ms ? ms : qp->ctrl->io_timeout_ms;
 	return 0;
 }
 

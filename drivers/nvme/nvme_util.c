@@ -16,6 +16,7 @@
 
 static _Thread_local char last_error[256];
 static int trace; /* UBDMA_LOG asks for errors at least; read once, before any call */
+static int notes; /* UBDMA_LOG asks for warnings at least: the recovery steps */
 
 /* The library's levels (error, warn, info, debug) all include errors, which is all that is
  * traced here. */
@@ -24,8 +25,23 @@ __attribute__((constructor)) static void nvme_trace_init(void)
 	static const char *levels[] = { "error", "warn", "info", "debug" };
 	const char *v = getenv("UBDMA_LOG");
 
-	for (unsigned i = 0; v && i < sizeof(levels) / sizeof(levels[0]); i++)
+	for (unsigned i = 0; v && i < sizeof(levels) / sizeof(levels[0]); i++) {
 		trace |= !strcmp(v, levels[i]);
+		notes |= i > 0 && !strcmp(v, levels[i]);
+	}
+}
+
+void nvme_note(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!notes)
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "ubdma_nvme: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
 }
 
 int nvme_err(int err, const char *fmt, ...)

@@ -47,6 +47,11 @@ typedef struct ubdma_nvme_qpair ubdma_nvme_qpair_t;
 #define UBDMA_NVME_SGL_OFF 1  /* PRPs only */
 #define UBDMA_NVME_SGL_ON 2   /* SGLs for every transfer (ENOTSUP at open when the controller has none) */
 
+/* ubdma_nvme_opts.reset_policy: what a controller reset does with the commands that were
+ * outstanding and had not timed out themselves (those complete with ETIMEDOUT either way) */
+#define UBDMA_NVME_RESET_FAIL 0	   /* complete them with ECANCELED */
+#define UBDMA_NVME_RESET_REQUEUE 1 /* submit them again, same buffers and callbacks */
+
 /*
  * Options of ubdma_nvme_open(); NULL gives the defaults, and so does each member left 0.
  * The struct may grow in later versions, so it carries its size: set @size to
@@ -68,6 +73,10 @@ struct ubdma_nvme_opts {
 	size_t max_transfer;	 /* largest transfer per command, bytes; 0: MDTS, at most 512 KiB.
 				  * Larger (up to MDTS) gives each command slot chained PRP list pages
 				  * (and SGL segments): 8 MiB takes 5 pages a slot with PRPs, 9 with SGLs */
+	/* second version (issue 18): timeouts and recovery */
+	unsigned io_timeout_ms;	 /* per-command timeout of I/O queue pairs; 0: 30 s (the usual host
+				  * default; the specification sets none for I/O) */
+	int reset_policy;	 /* UBDMA_NVME_RESET_FAIL (0) or UBDMA_NVME_RESET_REQUEUE */
 };
 
 /* What Identify Controller (and the registers) said, and what the driver chose. */
@@ -270,6 +279,37 @@ unsigned ubdma_nvme_outstanding(const ubdma_nvme_qpair_t *qp);
  * Return: 0; EINVAL for NULL; ENOTSUP when the controller was opened without interrupts.
  */
 int ubdma_nvme_qpair_fd(const ubdma_nvme_qpair_t *qp, int *fdp);
+
+/**
+ * ubdma_nvme_qpair_set_timeout() - the per-command timeout of the queue pair's commands submitted
+ * from now on, @ms milliseconds (0: the controller's, ubdma_nvme_opts.io_timeout_ms).  A command
+ * outstanding longer is found by the pair's polls (every 1024th poll reads the clock; a command
+ * is judged 4 to 5 quarters of its timeout after submission): an Abort is sent for it (5.1); if
+ * the controller does not abort it, or its completion does not come within another timeout, the
+ * controller is reset (7.3.2) and its queue pairs made again, each by its owner at its next poll
+ * or submission.  The command completes with ETIMEDOUT; the others that were outstanding complete
+ * with ECANCELED or are submitted again (ubdma_nvme_opts.reset_policy).  While a reset runs,
+ * submissions on any pair return EAGAIN.  Return: 0; EINVAL for NULL.
+ */
+int ubdma_nvme_qpair_set_timeout(ubdma_nvme_qpair_t *qp, unsigned ms);
+
+/* What the recovery did so far (ubdma_nvme_recovery()). */
+struct ubdma_nvme_recovery {
+	uint64_t timeouts;	/* commands found past their timeout */
+	uint64_t aborts;	/* Abort commands sent */
+	uint64_t aborted;	/* ... that the controller said it aborted (CDW0 bit 0 clear) */
+	uint64_t resets;	/* controller resets */
+	uint64_t requeued;	/* commands submitted again after a reset */
+	uint64_t failed;	/* commands the recovery completed with an error (ETIMEDOUT, ECANCELED) */
+	unsigned maps_loaded;	/* commands whose buffer is loaded now (outstanding data commands) */
+};
+
+/**
+ * ubdma_nvme_recovery() - the recovery counters and how many data buffers are loaded right now
+ * (a snapshot; pairs other threads use may move on meanwhile).  With UBDMA_LOG=warn (or info,
+ * debug) each step is also written to stderr as it happens.  Return: 0; EINVAL for NULL.
+ */
+int ubdma_nvme_recovery(const ubdma_nvme_t *ctrl, struct ubdma_nvme_recovery *st);
 
 /** ubdma_nvme_qpair_id() - the queue identifier (1 ...) of the pair. */
 unsigned ubdma_nvme_qpair_id(const ubdma_nvme_qpair_t *qp);

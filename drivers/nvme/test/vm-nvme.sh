@@ -6,7 +6,8 @@
 #
 # The controller gets MDTS 11 (8 MiB; -global nvme.mdts=11) and two more namespaces (QEMU nvme-ns
 # devices on backing files of their own): 2, 40 MiB of 512-byte blocks, and 3, 8 MiB of 4 KiB
-# blocks.
+# blocks; and namespace 4 on QEMU's null-co driver with a 2 s latency, whose every command the
+# controller holds (test_nvme_recovery: timeouts, Abort, reset; give it as a PROGRAM).
 #  1. on the host, Debian's fio (ioengine=psync) writes the hostpat job of
 #     drivers/nvme/fio/jobs/verify.fio into a fresh 64 MiB backing file: fio verify headers with
 #     crc32c;
@@ -53,6 +54,11 @@ nvme-ns,drive=ns2,nsid=2
 file=$NS3,if=none,id=ns3,format=raw
 -device
 nvme-ns,drive=ns3,nsid=3,logical_block_size=4096,physical_block_size=4096
+# namespace 4: every command held 2 s (null-co with a latency; reads give zeroes), for the timeouts
+-blockdev
+driver=null-co,node-name=slow4,size=16777216,latency-ns=2000000000,read-zeroes=on
+-device
+nvme-ns,drive=slow4,nsid=4
 ARGS
 
 # gen FILE OFFSET LENGTH SEED: the pattern bytes of [OFFSET, OFFSET + LENGTH)
@@ -92,7 +98,7 @@ GE="E=external:/ubdma/lib/libubdma_fio.so"
 	-i "$ENGINE=/ubdma/lib/libubdma_fio.so" -i "$JOBS=/ubdma/jobs" \
 	-e "$GE" -e F=0000.00.02.0 -e VA=1 -e VB=0 \
 	"fio /ubdma/jobs/verify.fio" "fio /ubdma/jobs/guest-irq.fio" \
-	"$THREADS --namespaces 3 --lba 1:512 --lba 2:512 --lba 3:4096" "$LARGE" "$@" \
+	"$THREADS --namespaces 4 --slow 4 --lba 1:512 --lba 2:512 --lba 3:4096" "$LARGE" "$@" \
 	>"$OUT/run.log" 2>&1
 rc=$?
 

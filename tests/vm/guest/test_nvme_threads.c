@@ -14,7 +14,9 @@
  *   namespaces  every active namespace (--namespaces N of them must be there), one thread each
  *               at the same time: [0, 1 MiB) and the last 256 KiB written with pat(o, 0x40 + nsid),
  *               read back and compared; an I/O one block past the end gives ERANGE; the
- *               namespace's LBA size is the one the host set (--lba NSID:BYTES).
+ *               namespace's LBA size is the one the host set (--lba NSID:BYTES).  A namespace
+ *               whose every command QEMU holds (--slow NSID, for test_nvme_recovery) gets one
+ *               4 KiB write and read back instead.
  * The pattern: byte at namespace offset o is ((o * 2654435761) mod 2^32) >> 24 XOR seed.
  * Exit: 0 pass, 1 fail, 77 skip.
  */
@@ -264,6 +266,7 @@ static void *thread_main(void *arg)
 
 struct nsstate {
 	uint32_t nsid;
+	int slow;
 	struct ubdma_nvme_ns_info info;
 	int ok;
 	char why[200];
@@ -310,6 +313,21 @@ static void *ns_main(void *arg)
 		return NULL;
 	}
 	uint8_t *buf = aligned_alloc(4096, MiB);
+	if (ns->slow && buf) {
+		/* every command held 2 s: one block of 4 KiB, written and read back */
+		fill(buf, 0, 4096, seed);
+		if ((rc = ns_io(qp, ns->nsid, 1, buf, 0, 4096 / lbs))) {
+			snprintf(ns->why, sizeof(ns->why), "write: %s", strerror(rc));
+			goto out;
+		}
+		memset(buf, 0xff, 4096);
+		if ((rc = ns_io(qp, ns->nsid, 0, buf, 0, 4096 / lbs))) {
+			snprintf(ns->why, sizeof(ns->why), "read: %s", strerror(rc));
+			goto out;
+		}
+		ns->ok = 1;
+		goto out;
+	}
 	for (int r = 0; r < 2 && buf; r++) {
 		/* 128 KiB commands (the default maximum transfer is more) */
 		fill(buf, offs[r], lens[r], seed);
@@ -349,7 +367,7 @@ out:
 int main(int argc, char **argv)
 {
 	const char *bdf = getenv("UBDMA_VM_NVME");
-	unsigned want_ns = 1;
+	unsigned want_ns = 1, slow_ns = 0;
 	uint32_t lba_ns[MAXNS + 1] = { 0 };
 	int rc;
 
@@ -357,12 +375,14 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--namespaces") && i + 1 < argc) {
 			want_ns = (unsigned)atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--slow") && i + 1 < argc) {
+			slow_ns = (unsigned)atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--lba") && i + 1 < argc) {
 			unsigned n, b;
 			if (sscanf(argv[++i], "%u:%u", &n, &b) == 2 && n >= 1 && n <= MAXNS)
 				lba_ns[n] = b;
 		} else {
-			fprintf(stderr, "usage: test_nvme_threads [--namespaces N] [--lba NSID:BYTES]...\n");
+			fprintf(stderr, "usage: test_nvme_threads [--namespaces N] [--slow NSID] [--lba NSID:BYTES]...\n");
 			return 2;
 		}
 	}
@@ -406,7 +426,7 @@ int main(int argc, char **argv)
 	static struct nsstate nss[MAXNS];
 	unsigned nns = 0;
 	for (uint32_t id = 0; nns < MAXNS && ubdma_nvme_ns_next(ctrl, id, &id) == 0; nns++) {
-		nss[nns] = (struct nsstate){ .nsid = id };
+		nss[nns] = (struct nsstate){ .nsid = id, .slow = id == slow_ns };
 		ubdma_nvme_ns(ctrl, id, &nss[nns].info);
 	}
 	check(nns == want_ns, "%u active namespaces (NN %u), %u expected", nns, in->nn, want_ns);
@@ -416,8 +436,9 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < nns; i++) {
 		pthread_join(nth[i], NULL);
 		struct nsstate *n = &nss[i];
-		check(n->ok, "namespace %u (%" PRIu64 " MiB, %u-byte blocks): [0, 1 MiB) and the last 256 KiB written, "
-		      "read back, the end refused with ERANGE%s%s", n->nsid, n->info.size / MiB, n->info.lba_size,
+		check(n->ok, "namespace %u (%" PRIu64 " MiB, %u-byte blocks): %s%s%s", n->nsid, n->info.size / MiB,
+		      n->info.lba_size, n->slow ? "held 2 s a command: 4 KiB written and read back" :
+		      "[0, 1 MiB) and the last 256 KiB written, read back, the end refused with ERANGE",
 		      n->why[0] ? ": " : "", n->why);
 		if (n->nsid <= MAXNS && lba_ns[n->nsid])
 			check(n->info.lba_size == lba_ns[n->nsid], "namespace %u has the %u-byte blocks the host set (%u)",
