@@ -23,6 +23,9 @@
  * (UBDMA_NVME_RESET_FAIL) or are submitted again from their saved entries, same buffer and
  * callback (UBDMA_NVME_RESET_REQUEUE).  Every command completed here is unloaded first: no buffer
  * stays loaded or holds bounce pages.
+ *
+ * The same check reads CSTS: all ones (a device that is gone) or CFS marks the controller failed,
+ * and every pair's outstanding commands then complete with ENXIO, at the owner's next poll.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -151,6 +154,15 @@ void nvme_qpair_check(struct ubdma_nvme_qpair *qp)
 
 	if (!qp->qid || c->state != NVME_LIVE || qp->gen != c->gen)
 		return;
+	/* CSTS all ones: the device is gone (removed, or fell off the bus); CFS: it failed.  Either
+	 * way nothing outstanding will complete: fail it all with ENXIO now, not a timeout later */
+	nvme_check_fatal(c);
+	if (c->state == NVME_FAILED) {
+		nvme_note("queue pair %u: CSTS reads %#x: the controller is gone or failed; outstanding commands "
+			  "complete with ENXIO", qp->qid, nvme_rd32(c, NVME_REG_CSTS));
+		nvme_qpair_recover(qp);
+		return;
+	}
 	clock_advance(qp);
 	for (unsigned cid = 0; cid + 1u < qp->entries; cid++) {
 		struct nvme_req *r = &qp->reqs[cid];
