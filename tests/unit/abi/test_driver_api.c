@@ -96,6 +96,9 @@ static void test_nvme_null(void **state)
 	assert_null_refused(ubdma_nvme_drain(NULL, 0), nvme_last_error);
 	assert_null_refused(ubdma_nvme_qpair_fd(NULL, &fd), nvme_last_error);
 	/* accessors answer NULL or 0 */
+	assert_null_refused(ubdma_nvme_qpair_set_timeout(NULL, 100), nvme_last_error);
+	struct ubdma_nvme_recovery rec;
+	assert_null_refused(ubdma_nvme_recovery(NULL, &rec), nvme_last_error);
 	assert_null(ubdma_nvme_info(NULL));
 	assert_int_equal(ubdma_nvme_outstanding(NULL), 0);
 	assert_int_equal(ubdma_nvme_qpair_id(NULL), 0);
@@ -138,6 +141,9 @@ static void test_nvme_opts_size(void **state)
 	assert_int_equal(nvme_open(ABSENT, &o, &c), EINVAL);
 	o = (struct ubdma_nvme_opts){ .size = sizeof(o), .queue_entries = 1 };
 	assert_int_equal(nvme_open(ABSENT, &o, &c), EINVAL);
+	o = (struct ubdma_nvme_opts){ .size = sizeof(o), .reset_policy = 7 };
+	assert_int_equal(nvme_open(ABSENT, &o, &c), EINVAL);
+	assert_non_null(strstr(nvme_last_error(), "reset_policy"));
 }
 
 static void test_e1000e_null(void **state)
