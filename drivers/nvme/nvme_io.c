@@ -439,9 +439,12 @@ static unsigned reap(struct ubdma_nvme_qpair *qp, unsigned max)
 			nvme_err(EIO, "queue %u: completion for CID %u that is not outstanding", qp->qid, cid);
 			continue;
 		}
-		/* a command the driver timed out and aborted: its errno says so */
-		if (unlikely(qp->reqs[cid].timed_out && cpl.error))
+		/* a command the driver timed out, ended by the controller (aborted, or cut off by the
+		 * reset): its errno says so, and the recovery counts it */
+		if (unlikely(qp->reqs[cid].timed_out && cpl.error)) {
 			cpl.error = ETIMEDOUT;
+			__atomic_add_fetch(&qp->ctrl->rec.failed, 1, __ATOMIC_RELAXED);
+		}
 		req_complete(qp, cid, &cpl);
 	}
 	qp->cq_unacked += n;

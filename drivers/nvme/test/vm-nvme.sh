@@ -90,7 +90,7 @@ point() { # point ok|fail TEXT
 	[ "$TAP" = 1 ] && echo "$r $n - $2" || echo "$([ "$1" = ok ] && echo PASS || echo FAIL) $2"
 }
 
-E=psync F=$DISK VA=0 VB=0 "$FIO" --section=hostpat "$JOBS/verify.fio" >"$OUT/host-write.log" 2>&1
+E=psync F=$DISK VA=0 VB=0 "$FIO" --verify_state_save=0 --section=hostpat "$JOBS/verify.fio" >"$OUT/host-write.log" 2>&1
 hw=$?
 
 GE="E=external:/ubdma/lib/libubdma_fio.so"
@@ -102,7 +102,7 @@ GE="E=external:/ubdma/lib/libubdma_fio.so"
 	>"$OUT/run.log" 2>&1
 rc=$?
 
-E=psync F=$DISK VA=1 VB=1 "$FIO" --section=guestqd32 --section=guestjobs4 "$JOBS/verify.fio" \
+E=psync F=$DISK VA=1 VB=1 "$FIO" --verify_state_save=0 --section=guestqd32 --section=guestjobs4 "$JOBS/verify.fio" \
 	>"$OUT/host-verify.log" 2>&1
 hv=$?
 
