@@ -625,7 +625,8 @@ static int delete_queue(struct ubdma_nvme *c, uint8_t opc, uint16_t qid)
 }
 
 /* 5.3 Create I/O Completion Queue, then 5.4 Create I/O Submission Queue on it, for a pair whose
- * memory exists (made now, or again after a controller reset). */
+ * memory exists (made now, or again after a controller reset).  Both under one hold of
+ * admin_lock, which a reset also takes: the generation recorded is the one the queues exist in. */
 int nvme_qpair_create_queues(struct ubdma_nvme_qpair *qp)
 {
 	struct ubdma_nvme *c = qp->ctrl;
@@ -634,15 +635,15 @@ int nvme_qpair_create_queues(struct ubdma_nvme_qpair *qp)
 	struct nvme_sqe cq = { .cdw0 = NVME_ADM_CREATE_CQ, .prp1 = qp->cq_iova,
 			       .cdw10 = NVME_QCDW10(qp->entries, qp->qid),
 			       .cdw11 = NVME_CQ_CDW11(qp->vector, c->nvec ? 1u : 0u) };
-	if ((err = admin_exec(c, &cq, NULL, NULL)))
-		return err;
 	struct nvme_sqe sq = { .cdw0 = NVME_ADM_CREATE_SQ, .prp1 = qp->sq_iova,
 			       .cdw10 = NVME_QCDW10(qp->entries, qp->qid), .cdw11 = NVME_SQ_CDW11(qp->qid) };
-	if ((err = admin_exec(c, &sq, NULL, NULL))) {
-		delete_queue(c, NVME_ADM_DELETE_CQ, qp->qid);
-		return err;
-	}
-	return 0;
+	struct nvme_sqe del = { .cdw0 = NVME_ADM_DELETE_CQ, .cdw10 = qp->qid };
+	pthread_mutex_lock(&c->admin_lock);
+	qp->gen = c->gen;
+	if (!(err = nvme_admin_exec_locked(c, &cq, NULL, NULL)) && (err = nvme_admin_exec_locked(c, &sq, NULL, NULL)))
+		nvme_admin_exec_locked(c, &del, NULL, NULL);
+	pthread_mutex_unlock(&c->admin_lock);
+	return err;
 }
 
 int ubdma_nvme_qpair_create(ubdma_nvme_t *c, unsigned entries, ubdma_nvme_qpair_t **qpp)
@@ -680,7 +681,6 @@ int ubdma_nvme_qpair_create(ubdma_nvme_t *c, unsigned entries, ubdma_nvme_qpair_
 		qp->vector = iv;
 	}
 	qp->timeout_ms = c->io_timeout_ms;
-	qp->gen = c->gen;
 	if ((err = nvme_qpair_create_queues(qp)))
 		goto fail_mem;
 	pthread_mutex_lock(&c->admin_lock);

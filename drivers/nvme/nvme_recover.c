@@ -92,10 +92,9 @@ int nvme_qpair_recover(struct ubdma_nvme_qpair *qp)
 	qp->phase = 1;
 	qp->cq_unacked = 0;
 	qp->db_pending = 0;
-	int err = nvme_qpair_create_queues(qp);
-	qp->gen = gen;
+	int err = nvme_qpair_create_queues(qp); /* records the generation it made them in */
 	if (err) {
-		nvme_note("queue pair %u: not made again after the reset: %s", qp->qid, ubdma_nvme_last_error());
+		nvme_note("queue pair %u: not made again after reset %u: %s", qp->qid, gen, ubdma_nvme_last_error());
 		c->state = NVME_FAILED;
 		nvme_qpair_recover(qp);
 		return err;
