@@ -172,6 +172,26 @@ void dev_find(const char *arg, unsigned want, unsigned want_mask, const char *wh
 		}
 	if (nd)
 		closedir(nd);
+	/* virtio-net on the kernel's virtio_pci: the netdev hangs below the virtio device */
+	sfmt(path, sizeof(path), "%s/%s", SYSFS_PCI_DEVICES, d->bdf);
+	DIR *pd = d->netdev[0] ? NULL : opendir(path);
+	while (pd && (de = readdir(pd))) {
+		char sub[PATH_MAX];
+		if (strncmp(de->d_name, "virtio", 6))
+			continue;
+		sfmt(sub, sizeof(sub), "%s/%s/net", path, de->d_name);
+		DIR *vd = opendir(sub);
+		struct dirent *ve;
+		while (vd && (ve = readdir(vd)))
+			if (ve->d_name[0] != '.') {
+				sfmt(d->netdev, sizeof(d->netdev), "%s", ve->d_name);
+				break;
+			}
+		if (vd)
+			closedir(vd);
+	}
+	if (pd)
+		closedir(pd);
 }
 
 /* ----------------------------------------------------------------- checks */

@@ -1,7 +1,10 @@
 /*
  * bench_nvme.c - `ubdma bench nvme BDF`: the latency and throughput of libubdma_nvme on a
  * controller of this machine, beside the kernel's nvme driver driven by fio (io_uring) on the
- * same namespace, run first while the device is still on that driver.
+ * same namespace, run first while the device is still on that driver; and, when ubdma's fio
+ * engine (libubdma_fio.so, ioengine ubdma_nvme: docs/nvme.md) is found, the same fio jobs through
+ * that engine on the controller bound to vfio-pci (impl "ubdma-fio"), after ubdma's own rows and
+ * with ubdma's context closed (the engine opens the VFIO group itself).
  *
  * Reads only unless --write-range names the LBAs that may be written; the device guard
  * (bench_dev.c) refuses a namespace in use and gives the controller back to its driver however
@@ -367,26 +370,50 @@ static int fio_row(const char *path, int write, struct bench_row *row)
 	return ok;
 }
 
-static void run_fio(const struct workload *w, const char *blk, unsigned lbs, const struct range *rg, double secs,
-		    const char *outdir, struct bench_row *row)
+/*
+ * fio with the kernel's io_uring on /dev/@blk, or (@engine set) with ubdma's engine on the
+ * controller @bdf, namespace @nsid, bound to vfio-pci: the same job either way.
+ */
+static void run_fio(const struct workload *w, const char *blk, const char *engine, const char *bdf, uint32_t nsid,
+		    unsigned lbs, const struct range *rg, double secs, const char *outdir, struct bench_row *row)
 {
 	char name[80], file[80], bs[24], qd[16], rt[32], off[40], size[40], out[PATH_MAX], err[PATH_MAX], outopt[PATH_MAX + 16];
+	char ioeng[PATH_MAX + 32], nsopt[32];
+	const char *tag = engine ? "ubdma-fio-" : "fio-";
 
 	sfmt(name, sizeof(name), "--name=%s", w->name);
-	sfmt(file, sizeof(file), "--filename=/dev/%s", blk);
+	if (engine) {
+		/* fio splits file names at ':', the engine takes '.' for it (docs/nvme.md) */
+		char f[32];
+		sfmt(f, sizeof(f), "%s", bdf);
+		for (char *c = f; *c; c++)
+			if (*c == ':')
+				*c = '.';
+		sfmt(file, sizeof(file), "--filename=%s", f);
+		sfmt(ioeng, sizeof(ioeng), "--ioengine=external:%s", engine);
+		sfmt(nsopt, sizeof(nsopt), "--nsid=%u", nsid);
+	} else {
+		sfmt(file, sizeof(file), "--filename=/dev/%s", blk);
+		sfmt(ioeng, sizeof(ioeng), "--ioengine=io_uring");
+		sfmt(nsopt, sizeof(nsopt), "--direct=1");
+	}
 	sfmt(bs, sizeof(bs), "--bs=%u", w->bs);
 	sfmt(qd, sizeof(qd), "--iodepth=%u", w->qd);
 	sfmt(rt, sizeof(rt), "--runtime=%lums", (unsigned long)(secs * 1000));
 	sfmt(off, sizeof(off), "--offset=%llu", (unsigned long long)(rg->lo * lbs));
 	sfmt(size, sizeof(size), "--size=%llu", (unsigned long long)((rg->hi - rg->lo + 1) * lbs));
-	sfmt(out, sizeof(out), "%s/fio-%s.json", outdir, w->name);
-	sfmt(err, sizeof(err), "%s/fio-%s.log", outdir, w->name);
+	sfmt(out, sizeof(out), "%s/%s%s.json", outdir, tag, w->name);
+	sfmt(err, sizeof(err), "%s/%s%s.log", outdir, tag, w->name);
 	sfmt(outopt, sizeof(outopt), "--output=%s", out);
 	char rw[32];
 	sfmt(rw, sizeof(rw), "--rw=%s", w->fio_rw);
-	char *argv[] = { "fio", name, file, "--ioengine=io_uring", "--direct=1", rw, bs, qd, "--time_based", rt, off,
+	/* the engine's two options end the list (the kernel's ends at the NULL before them): one
+	 * thread (a second process could not open the VFIO group), polled completions as ubdma's
+	 * own rows */
+	char *argv[] = { "fio", name, file, ioeng, nsopt, rw, bs, qd, "--time_based", rt, off,
 			 size, "--output-format=json+", outopt, "--lat_percentiles=1",
-			 "--percentile_list=50:90:99:99.9:99.99", w->write ? "--allow_file_create=0" : "--readonly", NULL };
+			 "--percentile_list=50:90:99:99.9:99.99", w->write ? "--allow_file_create=0" : "--readonly",
+			 engine ? "--thread=1" : NULL, "--completions=poll", NULL };
 	int st = bench_spawn(argv, NULL, err);
 	if (bench_stop)
 		sfmt(row->error, sizeof(row->error), "interrupted");
@@ -435,16 +462,61 @@ static const char *ns_blk(const struct bench_dev *d, uint32_t nsid, uint64_t *lb
 	return best;
 }
 
+/*
+ * ubdma's fio engine: --fio-engine PATH, else $UBDMA_FIO_ENGINE, else where meson installs it,
+ * else beside this program in a build tree (BUILD/tools/ubdma -> BUILD/drivers/nvme/fio).
+ * NULL with @why set when there is none.
+ */
+static const char *fio_engine(const char *arg, char *buf, size_t n, char *why, size_t wn)
+{
+	const char *env = getenv("UBDMA_FIO_ENGINE");
+	char exe[PATH_MAX];
+	ssize_t l;
+
+	if (arg)
+		return arg; /* checked readable with the arguments */
+	if (env && env[0]) {
+		if (access(env, R_OK) == 0)
+			return env;
+		sfmt(why, wn, "UBDMA_FIO_ENGINE=%s cannot be read", env);
+		return NULL;
+	}
+#ifdef UBDMA_FIO_ENGINE_PATH
+	if (access(UBDMA_FIO_ENGINE_PATH, R_OK) == 0)
+		return UBDMA_FIO_ENGINE_PATH;
+#endif
+	if ((l = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		exe[l] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			sfmt(buf, n, "%s/../drivers/nvme/fio/libubdma_fio.so", exe);
+			if (access(buf, R_OK) == 0)
+				return buf;
+		}
+	}
+	sfmt(why, wn, "ubdma's fio engine libubdma_fio.so was not found (%s; give --fio-engine PATH or "
+		      "UBDMA_FIO_ENGINE)",
+#ifdef UBDMA_FIO_ENGINE_PATH
+	     "not installed as " UBDMA_FIO_ENGINE_PATH
+#else
+	     "not installed"
+#endif
+	);
+	return NULL;
+}
+
 static const char usage[] =
 	"bench nvme: usage: ubdma bench nvme BDF [--time SECS] [--out DIR] [--csv] [--ns NSID]\n"
-	"       [--read-range LBA..LBA] [--write-range LBA..LBA] [--workloads NAME,...] [--no-peer]";
+	"       [--read-range LBA..LBA] [--write-range LBA..LBA] [--workloads NAME,...] [--no-peer]\n"
+	"       [--fio-engine PATH]";
 
 int bench_nvme(int argc, char **argv)
 {
 	struct bench_opts o;
 	char *rest[64];
 	int n = bench_common_opts(argc, argv, &o, rest, "nvme");
-	const char *bdf_arg = NULL, *only = NULL;
+	const char *bdf_arg = NULL, *only = NULL, *engine_arg = NULL;
 	struct range rr = { 0 }, wr = { 0 };
 	uint32_t want_ns = 0;
 	int no_peer = 0;
@@ -461,6 +533,8 @@ int bench_nvme(int argc, char **argv)
 			only = rest[++i];
 		else if (!strcmp(a, "--no-peer"))
 			no_peer = 1;
+		else if (!strcmp(a, "--fio-engine") && i + 1 < n)
+			engine_arg = rest[++i];
 		else if (a[0] == '-' || bdf_arg)
 			usage_error("%s", usage);
 		else
@@ -468,6 +542,8 @@ int bench_nvme(int argc, char **argv)
 	}
 	if (!bdf_arg)
 		usage_error("%s", usage);
+	if (engine_arg && access(engine_arg, R_OK))
+		usage_error("bench nvme: --fio-engine %s: %s; nothing was bound", engine_arg, strerror(errno));
 
 	/* the workloads: reads always, writes only inside --write-range */
 	int sel[NWORKLOADS] = { 0 }, nsel = 0;
@@ -539,7 +615,14 @@ int bench_nvme(int argc, char **argv)
 	rep.device = devline;
 	if (mkdir_p(o.out))
 		return fail("cannot create %s: %s", o.out, strerror(errno));
-	int total = nsel * 2 + IOMMU_NROWS, step = 0, rc = 0;
+	int total = nsel * 3 + IOMMU_NROWS, step = 0, rc = 0;
+	/* ubdma's fio engine, run last (below) when ubdma's own rows got to their end */
+	char engine_buf[PATH_MAX], engine_why[300] = "";
+	const char *engine = fio_engine(engine_arg, engine_buf, sizeof(engine_buf), engine_why, sizeof(engine_why));
+	int engine_go = 0;
+	struct range erange = { 0 };
+	unsigned elbs = 0;
+	uint32_t ensid = 0;
 
 	/* the kernel driver first, while it still has the device */
 	const char *peer_skip = NULL;
@@ -573,13 +656,11 @@ int bench_nvme(int argc, char **argv)
 			continue;
 		}
 		progress(step, total, w->name, "kernel (fio io_uring)", o.secs);
-		run_fio(w, blk, lbs, w->write ? &wr : &krr, o.secs, o.out, row);
+		run_fio(w, blk, NULL, d.bdf, 0, lbs, w->write ? &wr : &krr, o.secs, o.out, row);
 		progress_done();
 		if (row->error[0] && !bench_stop)
 			rc = EX_FAIL;
 	}
-	report_note(&rep, "ubdma's fio engine: not in this build (no ubdma ioengine exists yet), so fio drives the kernel "
-			  "driver only");
 	if (bench_stop)
 		goto out;
 
@@ -683,6 +764,10 @@ int bench_nvme(int argc, char **argv)
 			if (strstr(row->name, "bounce"))
 				row_part(row, "ubdma", "bounce copy: 4 KiB sync (apart)", &ip.copy);
 		}
+		engine_go = 1;
+		erange = urr;
+		elbs = ni.lba_size;
+		ensid = nsid;
 	}
 give_back:
 	ubdma_mem_free(tag, dma, map);
@@ -692,6 +777,40 @@ give_back:
 		ubdma_nvme_qpair_destroy(qp);
 	ubdma_nvme_close(ctrl);
 	ubdma_ctx_close(ctx);
+	/* ubdma's fio engine on the same controller, still on vfio-pci: the context is closed, the
+	 * engine's fio opens the VFIO group itself */
+	for (size_t k = 0; k < NWORKLOADS && engine_go && !bench_stop; k++) {
+		if (!sel[k])
+			continue;
+		const struct workload *w = &workloads[k];
+		struct bench_row *row = report_row(&rep, w->name, "ubdma-fio");
+		if (!row) {
+			rc = fail("out of memory");
+			break;
+		}
+		sfmt(row->target, sizeof(row->target), "%s ns %u", d.bdf, ensid);
+		step++;
+		if (no_peer)
+			sfmt(row->skipped, sizeof(row->skipped), "--no-peer");
+		else if (!have_prog("fio"))
+			sfmt(row->skipped, sizeof(row->skipped), "fio is not installed (apt install fio)");
+		else if (!engine)
+			sfmt(row->skipped, sizeof(row->skipped), "%s", engine_why);
+		else if (!w->fio_rw)
+			sfmt(row->skipped, sizeof(row->skipped), "the fio engine has no bounce-buffer mode: it registers "
+								 "fio's buffers and uses them in place");
+		if (row->skipped[0])
+			continue;
+		progress(step, total, w->name, "ubdma-fio", o.secs);
+		run_fio(w, NULL, engine, d.bdf, ensid, elbs, w->write ? &wr : &erange, o.secs, o.out, row);
+		progress_done();
+		if (row->error[0] && !bench_stop) {
+			fprintf(stderr, "ubdma: bench nvme: %s through the fio engine failed: %s\n", w->name, row->error);
+			rc = EX_FAIL;
+		}
+	}
+	if (engine_go && engine && !no_peer)
+		report_note(&rep, "ubdma-fio: fio with ubdma's engine (%s), polled completions", engine);
 	if (dev_give_back(&d))
 		rc = EX_FAIL;
 	if (rc == EX_USAGE)
