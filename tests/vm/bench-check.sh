@@ -1,7 +1,14 @@
 #!/bin/bash
 # bench-check.sh OUTDIR ASSETS UBDMA [FIO [PMD...]] - `ubdma bench` in the test-bed guest, and its
-# disks checked on the host afterwards (TAP on stdout).  PMD: DPDK's e1000 and mempool_ring PMDs;
-# with them (and dpdk-testpmd on PATH) testpmd runs as the NIC's peer in the guest.
+# disks checked on the host afterwards (TAP on stdout).  PMD: DPDK's e1000, virtio and mempool_ring
+# PMDs; with them (and dpdk-testpmd on PATH) testpmd runs as the NICs' peer in the guest.  With
+# UBDMA_BENCH_FIO_ENGINE=libubdma_fio.so in the environment, `bench nvme` also runs its fio jobs
+# through ubdma's fio engine in the guest (rows ubdma-fio).
+#
+# A modern virtio-net (1af4:1041) sits at 00:07.0 on QEMU's restricted user network (-V's slot
+# 00:05.0 is the failing NVMe here); guest-init puts it on vfio-pci, and the guest script moves
+# it to the kernel's virtio_pci / virtio_net (their modules taken from the kernel package like
+# ext4's) so that `bench nic` must bind it and give it back, and refuse it with an address.
 #
 # The guest boots with the NVMe controllers and the e1000e on their kernel drivers (-n -N -M),
 # so that every run must bind and give back, and with three controllers: 00:02.0 on a blank
@@ -55,6 +62,28 @@ if [ ! -s "$MODS/order" ] || [ "$(cat "$MODS/release" 2>/dev/null)" != "$KREL" ]
 	rm -rf "$OUT/k"
 fi
 [ -s "$MODS/order" ] || { echo "Bail out! no ext4 modules for $KREL"; exit 1; }
+# the kernel's virtio-net (virtio_pci, then virtio_net), the same way
+VMODS=$OUT/virtio-mods
+if [ ! -s "$VMODS/order" ] || [ "$(cat "$VMODS/release" 2>/dev/null)" != "$KREL" ]; then
+	rm -rf "$OUT/k" "$VMODS"
+	mkdir -p "$OUT/k" "$VMODS"
+	deb=$(ls "$ASSETS"/dl/linux-image-"$KREL"_*.deb | head -n1)
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$OUT/k" --wildcards './lib/modules/*/modules.*' \
+		'./lib/modules/*/kernel/drivers/virtio/*' './lib/modules/*/kernel/drivers/net/*' \
+		'./lib/modules/*/kernel/net/core/*'
+	depmod -b "$OUT/k" "$KREL"
+	for m in virtio_pci virtio_net; do
+		modprobe -d "$OUT/k" -S "$KREL" --show-depends $m | while read -r word path _; do
+			[ "$word" = insmod ] || continue
+			grep -qx "$(basename "$path")" "$VMODS/order" 2>/dev/null && continue
+			cp "$path" "$VMODS/"
+			basename "$path" >>"$VMODS/order"
+		done
+	done
+	echo "$KREL" >"$VMODS/release"
+	rm -rf "$OUT/k"
+fi
+[ -s "$VMODS/order" ] || { echo "Bail out! no virtio-net modules for $KREL"; exit 1; }
 
 # --- the three disks --------------------------------------------------------------------------------
 rm -rf "$OUT/ext4-src" "$OUT/blank.img" "$OUT/ext4.img" "$OUT/bad.img" "$OUT/part.img"
@@ -88,6 +117,10 @@ nvme,drive=nvbad,serial=baddisk,addr=0x5
 file=$OUT/part.img,if=none,id=nvpart,format=raw
 -device
 nvme,drive=nvpart,serial=partdisk,addr=0x6
+-netdev
+user,id=vnb,restrict=on
+-device
+virtio-net-pci,netdev=vnb,addr=0x7,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:62
 QEMU
 
 # --- the guest ---------------------------------------------------------------------------------------
@@ -96,10 +129,16 @@ if [ ${#PMDS[@]} -gt 0 ] && command -v dpdk-testpmd >/dev/null; then
 	DPDK=(-i "$(command -v dpdk-testpmd)=/ubdma/bin/dpdk-testpmd" -e "UBDMA_BENCH_PMDS=${PMDS[*]}")
 	for p in "${PMDS[@]}"; do DPDK+=(-i "$p"); done
 fi
+ENGINE=()
+if [ -n "${UBDMA_BENCH_FIO_ENGINE:-}" ]; then
+	[ -r "$UBDMA_BENCH_FIO_ENGINE" ] || { echo "Bail out! UBDMA_BENCH_FIO_ENGINE=$UBDMA_BENCH_FIO_ENGINE cannot be read"; exit 1; }
+	ENGINE=(-i "$UBDMA_BENCH_FIO_ENGINE=/ubdma/lib/libubdma_fio.so" -e "UBDMA_BENCH_FIO_ENGINE=/ubdma/lib/libubdma_fio.so")
+fi
 rc=0
 "$HERE/run-guest.sh" -n -N -M -t 900 -u 600 -a "$ASSETS" -o "$OUT/vm" -d "$OUT/blank.img" -q "$OUT/disks.qemu" \
 	-i "$UBDMA=/ubdma/bin/ubdma" -i "$FIO=/ubdma/bin/fio" -i "$(readlink -f "$(command -v gnuplot)")=/ubdma/bin/gnuplot" \
-	-i "$MODS=/ubdma/ext4" "${DPDK[@]}" "$HERE/bench-guest.sh" >"$OUT/run-guest.out" 2>"$OUT/run-guest.err" || rc=$?
+	-i "$MODS=/ubdma/ext4" -i "$VMODS=/ubdma/virtio" -e "UBDMA_BENCH_VNET=0000:00:07.0" "${ENGINE[@]}" "${DPDK[@]}" \
+	"$HERE/bench-guest.sh" >"$OUT/run-guest.out" 2>"$OUT/run-guest.err" || rc=$?
 check "guest ran bench-guest.sh (run-guest.sh status $rc; $OUT/vm/results.txt)" grep -q '^PASS 1 bench-guest.sh' "$OUT/vm/results.txt"
 while read -r res what; do
 	if [ "$res" = ok ]; then ok "guest: $what"; else not_ok "guest: $what"; fi

@@ -1,14 +1,17 @@
 #!/bin/sh
 # bench-guest.sh - runs in the test-bed guest (packed by bench-check.sh): `ubdma bench` on the
-# NVMe and the e1000e as a user runs it, and its refusals.  The guest boots with the devices on
-# their kernel drivers (run-guest.sh -n -N) and three NVMe controllers:
+# NVMe, the e1000e and a virtio-net as a user runs it, and its refusals.  The guest boots with the
+# devices on their kernel drivers (run-guest.sh -n -N) and three NVMe controllers:
 #   00:02.0  blank (bench-check.sh checks afterwards that only --write-range was written)
 #   00:04.0  a preformatted ext4 filesystem holding data.bin (must be refused, left intact)
 #   00:05.0  reads of LBA 100000 fail (QEMU blkdebug): the failing workload
 #   00:06.0  an MBR partition table whose partition 1 holds ext4 (refused, left intact)
+#   00:07.0  a modern virtio-net (UBDMA_BENCH_VNET), moved here from vfio-pci to virtio_pci
+# UBDMA_BENCH_FIO_ENGINE (ubdma's fio engine) adds the ubdma-fio rows of `bench nvme`.
 # Each check prints "BENCH-CHECK ok|not-ok <what>"; the exit status is 1 when one failed.
 U=/ubdma/bin/ubdma
 NV=0000:00:02.0 EXT=0000:00:04.0 BAD=0000:00:05.0 PART=0000:00:06.0 NIC=${UBDMA_VM_NIC:-0000:00:03.0}
+VN=${UBDMA_BENCH_VNET:-} ENG=${UBDMA_BENCH_FIO_ENGINE:-}
 fails=0
 
 check() {
@@ -119,13 +122,18 @@ check "it says the range is past the end" grep -q "is past the end of the namesp
 $U bench nvme $NIC >/tmp/o 2>/tmp/e
 rc=$?
 check "a NIC given to bench nvme: exit 2 (was $rc)" [ $rc = 2 ]
+$U bench nvme $NV --fio-engine /nonexistent/libubdma_fio.so >/tmp/o 2>/tmp/e
+rc=$?
+show /tmp/e
+check "a --fio-engine that is not there: exit 2 (was $rc)" [ $rc = 2 ]
+check "it names the missing engine" grep -q -- "--fio-engine /nonexistent/libubdma_fio.so: No such file" /tmp/e
 $U bench nvme 0000:00:1f.7 >/tmp/o 2>/tmp/e
 rc=$?
 check "an unknown BDF: exit 2 (was $rc)" [ $rc = 2 ]
 check "bad arguments: $NV still on nvme" on $NV nvme
 
 # --- the full command: fio on nvme, then ubdma on vfio-pci, given back ---------------------------
-$U bench nvme $NV --time 1 --write-range 8192..16383 --out /tmp/full >/tmp/full.txt 2>/tmp/full.err
+$U bench nvme $NV --time 1 --write-range 8192..16383 ${ENG:+--fio-engine $ENG} --out /tmp/full >/tmp/full.txt 2>/tmp/full.err
 rc=$?
 show /tmp/full.err
 show /tmp/full.txt
@@ -139,6 +147,18 @@ done
 for w in randread-4k-qd1 randread-4k-qd32 seqread-128k-qd8 randwrite-4k-qd1 randwrite-4k-qd32; do
 	check "full run: $w by fio on the kernel driver" grep -q "^$w,kernel (fio io_uring),.*,\"ok\"$" /tmp/full/results.csv
 done
+if [ -n "$ENG" ]; then
+	for w in randread-4k-qd1 randread-4k-qd32 seqread-128k-qd8 randwrite-4k-qd1 randwrite-4k-qd32; do
+		check "full run: $w by fio with ubdma's engine" grep -q "^$w,ubdma-fio,.*$NV ns 1.*,\"ok\"$" /tmp/full/results.csv
+	done
+	check "full run: the bounce workload has no engine row, and says why" \
+		grep -q '^randread-4k-qd1-bounce,ubdma-fio,.*"skipped: the fio engine has no bounce-buffer mode' /tmp/full/results.csv
+	check "full run: the engine's fio loaded libubdma_fio.so" grep -q 'external:.*libubdma_fio.so' /tmp/full/ubdma-fio-randread-4k-qd32.json
+	check "full run: ubdma-fio named in the table" grep -q "randread-4k-qd32 *ubdma-fio" /tmp/full.txt
+else
+	check "full run: the engine rows say why they were skipped" \
+		grep -q '^randread-4k-qd1,ubdma-fio,.*"skipped: ' /tmp/full/results.csv
+fi
 check "full run: the IOMMU map/unmap rows" grep -q '^iommu-unmap-4k,ubdma vfio,.*"ok"$' /tmp/full/results.csv
 check "full run: the breakdown names the device's part" grep -q "doorbell to completion" /tmp/full.txt
 $U --json bench nvme $NV --time 0.5 --no-peer --workloads randread-4k-qd1 --out /tmp/js >/tmp/js.json 2>/tmp/js.err
@@ -178,6 +198,26 @@ check "SIGINT during fio: exit 130 (was $rc)" [ $rc = 130 ]
 check "SIGINT during fio: fio is gone" sh -c '! pidof fio'
 check "SIGINT during fio: $NV on nvme" on $NV nvme
 
+# --- SIGINT while fio runs ubdma's engine: fio stopped, the device back on nvme -------------------
+if [ -n "$ENG" ]; then
+	$U bench nvme $NV --time 5 --workloads randread-4k-qd1 --fio-engine $ENG --out /tmp/inteng >/dev/null 2>/tmp/inteng.err &
+	pid=$!
+	i=0
+	while ! grep -q "(ubdma-fio)" /tmp/inteng.err && [ $i -lt 300 ]; do usleep 100000; i=$((i + 1)); done
+	usleep 1500000
+	check "SIGINT during the engine's fio: $NV was on vfio-pci" on $NV vfio-pci
+	check "SIGINT during the engine's fio: fio was running" pidof fio
+	kill -INT $pid
+	wait $pid
+	rc=$?
+	usleep 300000
+	show /tmp/inteng.err
+	check "SIGINT during the engine's fio: exit 130 (was $rc)" [ $rc = 130 ]
+	check "SIGINT during the engine's fio: fio is gone" sh -c '! pidof fio'
+	check "SIGINT during the engine's fio: $NV back on nvme" on $NV nvme
+	check "SIGINT during the engine's fio: its namespace is back" wait_blk $NV
+fi
+
 # --- a crash mid-workload: the handler leaves the device to a shell that waits for the end -------
 $U bench nvme $NV --time 6 --no-peer --workloads randread-4k-qd32 --out /tmp/crash >/dev/null 2>/tmp/crash.err &
 pid=$!
@@ -214,10 +254,13 @@ show /tmp/e
 check "ext4 read through ubdma refused before writing, exit 1 (was $rc)" [ $rc = 1 ]
 check "the refusal names the ext4 signature of the namespace" grep -q "refusing to write to $EXT: namespace 1 holds an ext4 signature" /tmp/e
 check "refused: $EXT still on vfio-pci" on $EXT vfio-pci
-$U bench nvme $EXT --time 0.5 --workloads randread-4k-qd1 --out /tmp/r-vfio2 >/tmp/o 2>/tmp/e
+UBDMA_FIO_ENGINE=/nonexistent/libubdma_fio.so $U bench nvme $EXT --time 0.5 --workloads randread-4k-qd1 \
+	--out /tmp/r-vfio2 >/tmp/o 2>/tmp/e
 rc=$?
 show /tmp/e
 check "reads of a controller found on vfio-pci: exit 0 (was $rc)" [ $rc = 0 ]
+check "no engine: the ubdma-fio row says why it was skipped" \
+	grep -q '^randread-4k-qd1,ubdma-fio,.*"skipped: UBDMA_FIO_ENGINE=/nonexistent/libubdma_fio.so cannot be read"$' /tmp/r-vfio2/results.csv
 check "found on vfio-pci: the kernel row says why it was skipped" grep -q '^randread-4k-qd1,kernel (fio io_uring),.*"skipped: the controller was on vfio-pci' /tmp/r-vfio2/results.csv
 check "found on vfio-pci: still on vfio-pci" on $EXT vfio-pci
 $U unbind $EXT >/dev/null
@@ -262,6 +305,87 @@ check "the refusal names the address" grep -q "$ND has the address 10.0.2.15" /t
 check "refused: $NIC still on e1000e" on $NIC e1000e
 ip addr del 10.0.2.15/24 dev "$ND"
 ip link set "$ND" down
+
+# --- the virtio-net ----------------------------------------------------------------------------------
+# guest-init gave it to vfio-pci; here it goes to the kernel's virtio_pci / virtio_net, so that
+# `bench nic` must check its netdev, bind it and give it back
+vnd() { ls /sys/bus/pci/devices/$VN/virtio*/net 2>/dev/null | head -n1; }
+wait_vnd() {
+	vi=0
+	while [ -z "$(vnd)" ] && [ $vi -lt 100 ]; do usleep 100000; vi=$((vi + 1)); done
+	[ -n "$(vnd)" ]
+}
+if [ -n "$VN" ]; then
+	for m in $(cat /ubdma/virtio/order); do insmod "/ubdma/virtio/$m" 2>/dev/null; done
+	check "$VN starts on vfio-pci (guest-init)" on $VN vfio-pci
+	echo >/sys/bus/pci/devices/$VN/driver_override
+	echo $VN >/sys/bus/pci/drivers/vfio-pci/unbind
+	echo $VN >/sys/bus/pci/drivers_probe
+	check "$VN moved to virtio-pci" on $VN virtio-pci
+	check "$VN has a netdev (virtio_net)" wait_vnd
+	$U bench nic $VN --time 1 --ping 10.0.2.2 $DPDK --out /tmp/vnic >/tmp/vnic.txt 2>/tmp/vnic.err
+	rc=$?
+	show /tmp/vnic.err
+	show /tmp/vnic.txt
+	check "virtio-net run exits 0 (was $rc)" [ $rc = 0 ]
+	check "virtio-net run: the report names the device" grep -q "^ubdma bench nic: $VN (1af4:1041, virtio-net), found on virtio-pci as " /tmp/vnic.txt
+	check "virtio-net run: $VN back on virtio-pci" on $VN virtio-pci
+	check "virtio-net run: its netdev is back" wait_vnd
+	check "virtio-net run: every workload named in report.html, with PNG and SVG" html_names_all /tmp/vnic
+	for w in tx-64B-burst32 tx-64B-qd1 arp-rtt; do
+		check "virtio-net run: $w by ubdma" grep -q "^$w,ubdma,.*$VN.*,\"ok\"$" /tmp/vnic/results.csv
+	done
+	check "virtio-net run: the breakdown names the virtio-net driver's call" grep -q "ubdma_virtio_net_tx_burst() of 1 frame" /tmp/vnic.txt
+	check "virtio-net run: and the device's part" grep -q "doorbell to used-ring entry" /tmp/vnic.txt
+	if [ -n "${UBDMA_BENCH_PMDS:-}" ]; then
+		[ -s /tmp/vnic/testpmd.log ] && show /tmp/vnic/testpmd.log
+		check "virtio-net run: testpmd (net_virtio) beside it" grep -q "^tx-64B-burst32,testpmd (DPDK txonly),.*$VN.*,\"ok\"$" /tmp/vnic/results.csv
+	else
+		check "virtio-net run: the testpmd row says why it did not run" grep -q '^tx-64B-burst32,testpmd (DPDK txonly),.*"skipped: ' /tmp/vnic/results.csv
+	fi
+	# an address on its netdev: refused, then run with --force
+	VND=$(vnd)
+	ip link set "$VND" up
+	ip addr add 10.0.3.15/24 dev "$VND"
+	$U bench nic $VN --time 0.5 --out /tmp/vnic2 >/tmp/o 2>/tmp/e
+	rc=$?
+	show /tmp/e
+	check "virtio-net with an address refused with exit 1 (was $rc)" [ $rc = 1 ]
+	check "the refusal names the virtio-net's address" grep -q "$VND has the address 10.0.3.15" /tmp/e
+	check "refused: $VN still on virtio-pci" on $VN virtio-pci
+	$U bench nic $VN --force --no-peer --time 0.5 --out /tmp/vnic3 >/tmp/o 2>/tmp/e
+	rc=$?
+	show /tmp/e
+	check "virtio-net with an address and --force: exit 0 (was $rc)" [ $rc = 0 ]
+	check "--force: $VN back on virtio-pci" on $VN virtio-pci
+	check "--force: its netdev is back" wait_vnd
+	# SIGINT in the middle of a ubdma workload on it
+	$U bench nic $VN --time 4 --no-peer --out /tmp/vint >/dev/null 2>/tmp/vint.err &
+	pid=$!
+	i=0
+	while ! grep -q "(ubdma)" /tmp/vint.err && [ $i -lt 200 ]; do usleep 100000; i=$((i + 1)); done
+	usleep 500000
+	check "virtio-net SIGINT: $VN was on vfio-pci mid-run" on $VN vfio-pci
+	kill -INT $pid
+	wait $pid
+	rc=$?
+	show /tmp/vint.err
+	check "virtio-net SIGINT: exit 130 (was $rc)" [ $rc = 130 ]
+	check "virtio-net SIGINT: $VN back on virtio-pci" on $VN virtio-pci
+	# found on vfio-pci: used there and left there
+	$U bind $VN >/dev/null
+	check "$VN bound to vfio-pci by ubdma bind" on $VN vfio-pci
+	$U bench nic $VN --time 0.5 --no-peer --out /tmp/vnic4 >/tmp/o 2>/tmp/e
+	rc=$?
+	show /tmp/e
+	check "virtio-net found on vfio-pci: exit 0 (was $rc)" [ $rc = 0 ]
+	check "virtio-net found on vfio-pci: tx-64B-qd1 by ubdma" grep -q "^tx-64B-qd1,ubdma,.*$VN.*,\"ok\"$" /tmp/vnic4/results.csv
+	check "virtio-net found on vfio-pci: still on vfio-pci" on $VN vfio-pci
+	$U unbind $VN >/dev/null
+	check "$VN back on virtio-pci after ubdma unbind" on $VN virtio-pci
+else
+	check "a virtio-net in the guest (UBDMA_BENCH_VNET is not set)" false
+fi
 
 # --- the IOMMU --------------------------------------------------------------------------------------
 $U bench iommu --dev $NV --time 0.3 --out /tmp/iommu >/tmp/iommu.txt 2>/tmp/iommu.err

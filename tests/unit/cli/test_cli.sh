@@ -228,6 +228,8 @@ expect_exit 2 "wants LBA..LBA (first and last block, inclusive), not 'all'" -- b
 expect_exit 2 "randwrite-4k-qd32 writes to the namespace: name the blocks it may overwrite with --write-range" -- \
   bench nvme 0000:ff:1f.7 --workloads randread-4k-qd1,randwrite-4k-qd32
 expect_exit 2 "no workload 'randfrob'" -- bench nvme 0000:ff:1f.7 --workloads randfrob
+expect_exit 2 "--fio-engine /nonexistent/libubdma_fio.so: No such file or directory; nothing was bound" -- \
+  bench nvme 0000:ff:1f.7 --fio-engine /nonexistent/libubdma_fio.so
 expect_exit 2 "--time wants seconds between 0.1 and 3600" -- bench iommu --time 0
 expect_exit 2 "--ping wants an IPv4 address" -- bench nic 0000:ff:1f.7 --ping nowhere
 # a device of another class: the first PCI function that is not an NVMe controller / not Ethernet
