@@ -431,9 +431,9 @@ int bench_nic(int argc, char **argv)
 	struct nic nic = { 0 };
 	struct ubdma_e1000e_opts eo = { .size = sizeof(eo), .link_wait_ms = 3000 };
 	struct ubdma_virtio_net_opts vo = { .size = sizeof(vo), .link_wait_ms = 3000 };
-	int err = bench_stop	? EINTR
-		  : virtio ? ubdma_virtio_net_open(d.bdf, &vo, &nic.v)
-			   : ubdma_e1000e_open(d.bdf, &eo, &nic.e);
+	int err = EINTR;
+	if (!bench_stop)
+		err = virtio ? ubdma_virtio_net_open(d.bdf, &vo, &nic.v) : ubdma_e1000e_open(d.bdf, &eo, &nic.e);
 	uint8_t mac[6] = { 0 };
 	if (bench_stop) {
 		/* interrupted during the peer: nothing more to run */
