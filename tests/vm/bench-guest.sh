@@ -200,10 +200,11 @@ check "SIGINT during fio: $NV on nvme" on $NV nvme
 
 # --- SIGINT while fio runs ubdma's engine: fio stopped, the device back on nvme -------------------
 if [ -n "$ENG" ]; then
-	$U bench nvme $NV --time 5 --workloads randread-4k-qd1 --fio-engine $ENG --out /tmp/inteng >/dev/null 2>/tmp/inteng.err &
+	# (fio on nvme, ubdma, the IOMMU rows, then the engine: some 25 s before it starts)
+	$U bench nvme $NV --time 3 --workloads randread-4k-qd1 --fio-engine $ENG --out /tmp/inteng >/dev/null 2>/tmp/inteng.err &
 	pid=$!
 	i=0
-	while ! grep -q "(ubdma-fio)" /tmp/inteng.err && [ $i -lt 300 ]; do usleep 100000; i=$((i + 1)); done
+	while ! grep -q "(ubdma-fio)" /tmp/inteng.err && [ $i -lt 900 ]; do usleep 100000; i=$((i + 1)); done
 	usleep 1500000
 	check "SIGINT during the engine's fio: $NV was on vfio-pci" on $NV vfio-pci
 	check "SIGINT during the engine's fio: fio was running" pidof fio
