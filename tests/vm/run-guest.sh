@@ -292,18 +292,43 @@ say "booting guest with $NPROG program(s): ${NAMES[*]} (timeout ${TIMEOUT}s, log
 t0=$(date +%s.%N)
 timeout -k 5 "$TIMEOUT" "${QEMU[@]}" </dev/null >"$CONSOLE" 2>"$OUT/qemu-stderr.log" &
 QPID=$!
-trap 'kill $QPID 2>/dev/null || true' EXIT
-trap 'kill $QPID 2>/dev/null; exit 1' INT TERM
+# A hung emulator (seen with 10.0: the whole guest stops, /init's per-program timeout never
+# fires): with -u, a console silent for the program timeout + 90 s means the guest itself is
+# stuck; QEMU is stopped and that counts as a crash (one more boot).
+rm -f "$OUT/.hung"
+WPID=
+if [ "$PROG_TIMEOUT" -gt 0 ]; then
+	(
+		last=-1 quiet=0
+		while kill -0 $QPID 2>/dev/null; do
+			sleep 10
+			size=$(stat -c %s "$CONSOLE" 2>/dev/null || echo 0)
+			if [ "$size" = "$last" ]; then quiet=$((quiet + 10)); else quiet=0 last=$size; fi
+			if [ $quiet -ge $((PROG_TIMEOUT + 90)) ]; then
+				echo "$quiet" >"$OUT/.hung"
+				pkill -TERM -P $QPID 2>/dev/null; kill -TERM $QPID 2>/dev/null
+				break
+			fi
+		done
+	) &
+	WPID=$!
+fi
+trap 'kill $QPID $WPID 2>/dev/null || true' EXIT
+trap 'kill $QPID $WPID 2>/dev/null; exit 1' INT TERM
 if [ "$VERBOSE" = 1 ]; then tail -n +1 -f --pid=$QPID "$CONSOLE" >&2 & fi
 qrc=0
 wait $QPID || qrc=$?
+if [ -n "$WPID" ]; then kill $WPID 2>/dev/null || true; wait $WPID 2>/dev/null || true; fi
 trap - EXIT INT TERM
 t1=$(date +%s.%N)
 WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
 TIMED_OUT=0
 if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then TIMED_OUT=1; fi
 QEMU_CRASH=''
-if [ $qrc -gt 128 ] && [ $TIMED_OUT = 0 ] && ! grep -q 'UBDMA-VM: DONE' "$CONSOLE"; then
+if [ -s "$OUT/.hung" ] && ! grep -q 'UBDMA-VM: DONE' "$CONSOLE"; then
+	QEMU_CRASH="guest hung: no console output for $(cat "$OUT/.hung")s although /init ends a program after ${PROG_TIMEOUT}s"
+	TIMED_OUT=0
+elif [ $qrc -gt 128 ] && [ $TIMED_OUT = 0 ] && ! grep -q 'UBDMA-VM: DONE' "$CONSOLE"; then
 	QEMU_CRASH="QEMU died of signal $((qrc - 128)) after ${WALL}s: $(grep -m1 -iE 'assert|fault|abort|error' "$OUT/qemu-stderr.log" | cut -c1-160)"
 fi
 [ -n "$QEMU_CRASH" ] && [ $attempt = 1 ] || break
