@@ -49,6 +49,16 @@ wait_blk() {
 	return 1
 }
 show() { echo "--- $1"; cat "$1"; }
+# bench_exits STATUS LABEL ARGS...: runs `ubdma bench ARGS` (stdout in /tmp/o, stderr in /tmp/e,
+# shown) and checks that it exits with STATUS; $rc keeps the status for later checks
+bench_exits() {
+	local want=$1 label=$2
+	shift 2
+	$U bench "$@" >/tmp/o 2>/tmp/e
+	rc=$?
+	show /tmp/e
+	check "$label (was $rc)" [ $rc = "$want" ]
+}
 # every workload of results.csv named in report.html, with its PNG and SVG when gnuplot drew them
 html_names_all() {
 	[ -s "$1/report.html" ] || return 1
@@ -67,30 +77,21 @@ echo "devices: $NV=$NVB $EXT=$EXTB $BAD=$(blk_of $BAD) nic $NIC=$(drv $NIC)"
 mkdir -p /mnt
 check "ext4 of $EXT mounts" mount -t ext4 -o ro "/dev/$EXTB" /mnt
 sum0=$(md5sum /mnt/data.bin | cut -d' ' -f1)
-$U bench nvme $EXT --time 0.5 --out /tmp/r-mounted >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "mounted namespace refused with exit 1 (was $rc)" [ $rc = 1 ]
+bench_exits 1 "mounted namespace refused with exit 1" nvme $EXT --time 0.5 --out /tmp/r-mounted
 check "the refusal names the mount" grep -q "mounted on /mnt (ext4)" /tmp/e
 check "the refusal names the ext4 signature" grep -q "ext4 signature" /tmp/e
 check "mounted: $EXT still on nvme" on $EXT nvme
 check "mounted: no report written" [ ! -e /tmp/r-mounted/report.html ]
 check "mounted: data.bin intact" [ "$(md5sum /mnt/data.bin | cut -d' ' -f1)" = "$sum0" ]
 umount /mnt
-$U bench nvme $EXT --time 0.5 --out /tmp/r-ext4 >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "unmounted ext4 refused with exit 1 (was $rc)" [ $rc = 1 ]
+bench_exits 1 "unmounted ext4 refused with exit 1" nvme $EXT --time 0.5 --out /tmp/r-ext4
 check "the refusal names the filesystem" grep -q "holds an ext4 signature (a filesystem)" /tmp/e
 check "unmounted: $EXT still on nvme" on $EXT nvme
 
 # --- a mounted partition: the partition and the table are named --------------------------------
 mkdir -p /mnt2
 check "ext4 in partition 1 of $PART mounts" mount -t ext4 "/dev/${PARTB}p1" /mnt2
-$U bench nvme $PART --time 0.5 --out /tmp/r-part >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "mounted partition refused with exit 1 (was $rc)" [ $rc = 1 ]
+bench_exits 1 "mounted partition refused with exit 1" nvme $PART --time 0.5 --out /tmp/r-part
 check "the refusal names the mounted partition" grep -q "/dev/${PARTB}p1 is mounted on /mnt2 (ext4)" /tmp/e
 check "the refusal names the partition table" grep -q "/dev/$PARTB holds a dos partition table" /tmp/e
 check "partition: $PART still on nvme" on $PART nvme
@@ -109,23 +110,14 @@ check "namespace open elsewhere refused with exit 1 (was $rc)" [ $rc = 1 ]
 check "the refusal names the process" grep -q "/dev/$NVB is open by process" /tmp/e
 
 # --- writes without --write-range, a range past the end, a device of another class ---------------
-$U bench nvme $NV --workloads randwrite-4k-qd1 >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "write workload without --write-range: exit 2 (was $rc)" [ $rc = 2 ]
+bench_exits 2 "write workload without --write-range: exit 2" nvme $NV --workloads randwrite-4k-qd1
 check "it asks for --write-range" grep -q "with --write-range LBA..LBA; nothing was bound or written" /tmp/e
-$U bench nvme $NV --write-range 0..99999999 >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "range past the namespace: exit 2 (was $rc)" [ $rc = 2 ]
+bench_exits 2 "range past the namespace: exit 2" nvme $NV --write-range 0..99999999
 check "it says the range is past the end" grep -q "is past the end of the namespace" /tmp/e
 $U bench nvme $NIC >/tmp/o 2>/tmp/e
 rc=$?
 check "a NIC given to bench nvme: exit 2 (was $rc)" [ $rc = 2 ]
-$U bench nvme $NV --fio-engine /nonexistent/libubdma_fio.so >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "a --fio-engine that is not there: exit 2 (was $rc)" [ $rc = 2 ]
+bench_exits 2 "a --fio-engine that is not there: exit 2" nvme $NV --fio-engine /nonexistent/libubdma_fio.so
 check "it names the missing engine" grep -q -- "--fio-engine /nonexistent/libubdma_fio.so: No such file" /tmp/e
 $U bench nvme 0000:00:1f.7 >/tmp/o 2>/tmp/e
 rc=$?
@@ -249,10 +241,7 @@ check "SIGTERM: $NV back on nvme" on $NV nvme
 # --- a controller found on vfio-pci stays there; its namespace is probed before any write ----------
 $U bind $EXT >/dev/null
 check "$EXT bound to vfio-pci by ubdma bind" on $EXT vfio-pci
-$U bench nvme $EXT --time 0.5 --write-range 8192..8199 --workloads randwrite-4k-qd1 --out /tmp/r-vfio >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "ext4 read through ubdma refused before writing, exit 1 (was $rc)" [ $rc = 1 ]
+bench_exits 1 "ext4 read through ubdma refused before writing, exit 1" nvme $EXT --time 0.5 --write-range 8192..8199 --workloads randwrite-4k-qd1 --out /tmp/r-vfio
 check "the refusal names the ext4 signature of the namespace" grep -q "refusing to write to $EXT: namespace 1 holds an ext4 signature" /tmp/e
 check "refused: $EXT still on vfio-pci" on $EXT vfio-pci
 UBDMA_FIO_ENGINE=/nonexistent/libubdma_fio.so $U bench nvme $EXT --time 0.5 --workloads randread-4k-qd1 \
@@ -298,10 +287,7 @@ fi
 ND=$(ls /sys/bus/pci/devices/$NIC/net | head -n1)
 ip link set "$ND" up
 ip addr add 10.0.2.15/24 dev "$ND"
-$U bench nic $NIC --time 0.5 --out /tmp/nic2 >/tmp/o 2>/tmp/e
-rc=$?
-show /tmp/e
-check "NIC with an address refused with exit 1 (was $rc)" [ $rc = 1 ]
+bench_exits 1 "NIC with an address refused with exit 1" nic $NIC --time 0.5 --out /tmp/nic2
 check "the refusal names the address" grep -q "$ND has the address 10.0.2.15" /tmp/e
 check "refused: $NIC still on e1000e" on $NIC e1000e
 ip addr del 10.0.2.15/24 dev "$ND"
@@ -348,16 +334,10 @@ if [ -n "$VN" ]; then
 	VND=$(vnd)
 	ip link set "$VND" up
 	ip addr add 10.0.3.15/24 dev "$VND"
-	$U bench nic $VN --time 0.5 --out /tmp/vnic2 >/tmp/o 2>/tmp/e
-	rc=$?
-	show /tmp/e
-	check "virtio-net with an address refused with exit 1 (was $rc)" [ $rc = 1 ]
+	bench_exits 1 "virtio-net with an address refused with exit 1" nic $VN --time 0.5 --out /tmp/vnic2
 	check "the refusal names the virtio-net's address" grep -q "$VND has the address 10.0.3.15" /tmp/e
 	check "refused: $VN still on virtio-pci" on $VN virtio-pci
-	$U bench nic $VN --force --no-peer --time 0.5 --out /tmp/vnic3 >/tmp/o 2>/tmp/e
-	rc=$?
-	show /tmp/e
-	check "virtio-net with an address and --force: exit 0 (was $rc)" [ $rc = 0 ]
+	bench_exits 0 "virtio-net with an address and --force: exit 0" nic $VN --force --no-peer --time 0.5 --out /tmp/vnic3
 	check "--force: $VN back on virtio-pci" on $VN virtio-pci
 	check "--force: its netdev is back" wait_vnd
 	# SIGINT in the middle of a ubdma workload on it
@@ -376,10 +356,7 @@ if [ -n "$VN" ]; then
 	# found on vfio-pci: used there and left there
 	$U bind $VN >/dev/null
 	check "$VN bound to vfio-pci by ubdma bind" on $VN vfio-pci
-	$U bench nic $VN --time 0.5 --no-peer --out /tmp/vnic4 >/tmp/o 2>/tmp/e
-	rc=$?
-	show /tmp/e
-	check "virtio-net found on vfio-pci: exit 0 (was $rc)" [ $rc = 0 ]
+	bench_exits 0 "virtio-net found on vfio-pci: exit 0" nic $VN --time 0.5 --no-peer --out /tmp/vnic4
 	check "virtio-net found on vfio-pci: tx-64B-qd1 by ubdma" grep -q "^tx-64B-qd1,ubdma,.*$VN.*,\"ok\"$" /tmp/vnic4/results.csv
 	check "virtio-net found on vfio-pci: still on vfio-pci" on $VN vfio-pci
 	$U unbind $VN >/dev/null

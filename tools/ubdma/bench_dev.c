@@ -662,25 +662,33 @@ int have_prog(const char *prog)
 	return 0;
 }
 
+/* Forks and runs argv with stdin from /dev/null and stdout/stderr into the files given (NULL:
+ * /dev/null); the parent gets the child's pid or -1. */
+static pid_t start_child(char *const argv[], const char *out, const char *err)
+{
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	int fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fe = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fi = open("/dev/null", O_RDONLY);
+	if (fo < 0 || fe < 0 || fi < 0)
+		_exit(126);
+	dup2(fi, 0);
+	dup2(fo, 1);
+	dup2(fe, 2);
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
 int bench_spawn(char *const argv[], const char *out, const char *err)
 {
 	int st, killed = 0;
-	pid_t pid = fork();
+	pid_t pid = start_child(argv, out, err);
 
 	if (pid < 0)
 		return -1;
-	if (pid == 0) {
-		int fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int fe = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int fi = open("/dev/null", O_RDONLY);
-		if (fo < 0 || fe < 0 || fi < 0)
-			_exit(126);
-		dup2(fi, 0);
-		dup2(fo, 1);
-		dup2(fe, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
 	for (;;) {
 		pid_t w = waitpid(pid, &st, WNOHANG);
 		if (w == pid)
@@ -699,22 +707,10 @@ int bench_spawn_until(char *const argv[], const char *out, const char *err, cons
 {
 	uint64_t started = 0, deadline = now_ns() + 120000000000ull, stop_at = 0;
 	int st, sent = 0;
-	pid_t pid = fork();
+	pid_t pid = start_child(argv, out, err);
 
 	if (pid < 0)
 		return -1;
-	if (pid == 0) {
-		int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int fe = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int fi = open("/dev/null", O_RDONLY);
-		if (fo < 0 || fe < 0 || fi < 0)
-			_exit(126);
-		dup2(fi, 0);
-		dup2(fo, 1);
-		dup2(fe, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
 	for (;;) {
 		pid_t w = waitpid(pid, &st, WNOHANG);
 		if (w == pid)
