@@ -49,6 +49,12 @@ wait_blk() {
 	return 1
 }
 show() { echo "--- $1"; cat "$1"; }
+# wait_for TEXT FILE TENTHS: waits until FILE holds TEXT (a running workload names itself on
+# stderr), TENTHS tenths of a second at the most
+wait_for() {
+	local i=0
+	while ! grep -q "$1" "$2" && [ $i -lt "$3" ]; do usleep 100000; i=$((i + 1)); done
+}
 # bench_exits STATUS LABEL ARGS...: runs `ubdma bench ARGS` (stdout in /tmp/o, stderr in /tmp/e,
 # shown) and checks that it exits with STATUS; $rc keeps the status for later checks
 bench_exits() {
@@ -163,8 +169,7 @@ check "--csv prints the CSV" grep -q '^randread-4k-qd1,ubdma,' /tmp/csv.out
 # --- SIGINT in the middle of a ubdma workload -------------------------------------------------------
 $U bench nvme $NV --time 4 --no-peer --out /tmp/int >/tmp/int.txt 2>/tmp/int.err &
 pid=$!
-i=0
-while ! grep -q "(ubdma)" /tmp/int.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+wait_for "(ubdma)" /tmp/int.err 100
 usleep 500000
 check "SIGINT: $NV was on vfio-pci mid-run" on $NV vfio-pci
 kill -INT $pid
@@ -178,8 +183,7 @@ check "SIGINT: its namespace is back" wait_blk $NV
 # --- SIGINT while fio runs (the kernel peer): fio stopped, the device never left nvme ---------------
 $U bench nvme $NV --time 4 --workloads randread-4k-qd1 --out /tmp/intfio >/dev/null 2>/tmp/intfio.err &
 pid=$!
-i=0
-while ! grep -q "(kernel (fio io_uring))" /tmp/intfio.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+wait_for "(kernel (fio io_uring))" /tmp/intfio.err 100
 usleep 800000
 check "SIGINT during fio: fio was running" pidof fio
 kill -INT $pid
@@ -195,8 +199,7 @@ if [ -n "$ENG" ]; then
 	# (fio on nvme, ubdma, the IOMMU rows, then the engine: some 25 s before it starts)
 	$U bench nvme $NV --time 3 --workloads randread-4k-qd1 --fio-engine $ENG --out /tmp/inteng >/dev/null 2>/tmp/inteng.err &
 	pid=$!
-	i=0
-	while ! grep -q "(ubdma-fio)" /tmp/inteng.err && [ $i -lt 900 ]; do usleep 100000; i=$((i + 1)); done
+	wait_for "(ubdma-fio)" /tmp/inteng.err 900
 	usleep 1500000
 	check "SIGINT during the engine's fio: $NV was on vfio-pci" on $NV vfio-pci
 	check "SIGINT during the engine's fio: fio was running" pidof fio
@@ -214,8 +217,7 @@ fi
 # --- a crash mid-workload: the handler leaves the device to a shell that waits for the end -------
 $U bench nvme $NV --time 6 --no-peer --workloads randread-4k-qd32 --out /tmp/crash >/dev/null 2>/tmp/crash.err &
 pid=$!
-i=0
-while ! grep -q "(ubdma)" /tmp/crash.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+wait_for "(ubdma)" /tmp/crash.err 100
 usleep 500000
 kill -SEGV $pid
 wait $pid
@@ -229,8 +231,7 @@ check "crash: its namespace is back" wait_blk $NV
 # --- SIGTERM likewise -----------------------------------------------------------------------------
 $U bench nvme $NV --time 4 --no-peer --workloads randread-4k-qd32 --out /tmp/term >/dev/null 2>/tmp/term.err &
 pid=$!
-i=0
-while ! grep -q "(ubdma)" /tmp/term.err && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+wait_for "(ubdma)" /tmp/term.err 100
 usleep 500000
 kill -TERM $pid
 wait $pid
@@ -343,8 +344,7 @@ if [ -n "$VN" ]; then
 	# SIGINT in the middle of a ubdma workload on it
 	$U bench nic $VN --time 4 --no-peer --out /tmp/vint >/dev/null 2>/tmp/vint.err &
 	pid=$!
-	i=0
-	while ! grep -q "(ubdma)" /tmp/vint.err && [ $i -lt 200 ]; do usleep 100000; i=$((i + 1)); done
+	wait_for "(ubdma)" /tmp/vint.err 200
 	usleep 500000
 	check "virtio-net SIGINT: $VN was on vfio-pci mid-run" on $VN vfio-pci
 	kill -INT $pid

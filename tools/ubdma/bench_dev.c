@@ -119,6 +119,21 @@ static void multipath_heads(struct bench_dev *d)
 	}
 }
 
+/* The first entry of folder dir that is not "." or "..", or nothing (out unchanged). */
+static void first_entry(const char *dir, char *out, size_t size)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.') {
+			sfmt(out, size, "%s", de->d_name);
+			break;
+		}
+	if (d)
+		closedir(d);
+}
+
 void dev_find(const char *arg, unsigned want, unsigned want_mask, const char *what, struct bench_dev *d)
 {
 	char path[PATH_MAX];
@@ -163,32 +178,17 @@ void dev_find(const char *arg, unsigned want, unsigned want_mask, const char *wh
 		break;
 	}
 	sfmt(path, sizeof(path), "%s/%s/net", SYSFS_PCI_DEVICES, d->bdf);
-	DIR *nd = opendir(path);
-	struct dirent *de;
-	while (nd && (de = readdir(nd)))
-		if (de->d_name[0] != '.') {
-			sfmt(d->netdev, sizeof(d->netdev), "%s", de->d_name);
-			break;
-		}
-	if (nd)
-		closedir(nd);
+	first_entry(path, d->netdev, sizeof(d->netdev));
 	/* virtio-net on the kernel's virtio_pci: the netdev hangs below the virtio device */
 	sfmt(path, sizeof(path), "%s/%s", SYSFS_PCI_DEVICES, d->bdf);
 	DIR *pd = d->netdev[0] ? NULL : opendir(path);
+	struct dirent *de;
 	while (pd && (de = readdir(pd))) {
 		char sub[PATH_MAX];
 		if (strncmp(de->d_name, "virtio", 6))
 			continue;
 		sfmt(sub, sizeof(sub), "%s/%s/net", path, de->d_name);
-		DIR *vd = opendir(sub);
-		struct dirent *ve;
-		while (vd && (ve = readdir(vd)))
-			if (ve->d_name[0] != '.') {
-				sfmt(d->netdev, sizeof(d->netdev), "%s", ve->d_name);
-				break;
-			}
-		if (vd)
-			closedir(vd);
+		first_entry(sub, d->netdev, sizeof(d->netdev));
 	}
 	if (pd)
 		closedir(pd);
