@@ -1,7 +1,8 @@
 /*
  * ubdma/pci.h - PCI devices through VFIO: open by address, BARs, configuration space, bus
- * mastering, function reset, MSI-X interrupts as eventfds, the device's DMA tag (its IOVA ranges,
- * NUMA node and lock function) and NUMA node.
+ * mastering, function reset, MSI-X interrupts as eventfds, the kernel's request and error
+ * interrupts and the release of a device it wants back (hot-unplug), the device's DMA tag (its
+ * IOVA ranges, NUMA node and lock function) and NUMA node.
  * Included by <ubdma/ubdma.h>.
  *
  * A device belongs to one context (one VFIO container, one IOMMU domain): every buffer locked in
@@ -170,6 +171,42 @@ int ubdma_pci_msix_enable(ubdma_pci_t *dev, unsigned nvec, int *fds);
  * VFIO_DEVICE_SET_IRQS.
  */
 int ubdma_pci_msix_disable(ubdma_pci_t *dev);
+
+/**
+ * ubdma_pci_notify_fds() - listen to the kernel's device request and error interrupts.
+ * @req_fd: receives an eventfd (non-blocking, close-on-exec) that becomes readable when the kernel
+ *          wants the device back: a hot-unplug (device_del, a surprise removal the platform
+ *          reports), an unbind from vfio-pci.  The kernel's remove then waits until the device
+ *          file is closed, and signals again every 10 s: answer with ubdma_pci_release() (or
+ *          ubdma_pci_close()).
+ * @err_fd: receives an eventfd signalled when AER reports an error of the device
+ *          (error_detected), or -1 when the device has no error interrupt (VFIO offers it for PCI
+ *          Express devices only); may be NULL.
+ * Both are owned by the library, as the MSI-X eventfds are: read(2) or poll(2) them, never close
+ * them; they stay open until ubdma_pci_close(), also after a release.  A second call gives the
+ * same descriptors.  The interrupts go off at release and close.
+ * Return: 0; EINVAL for a NULL @dev or @req_fd; ENOTSUP when the kernel offers no request
+ * interrupt; ENODEV after ubdma_pci_release(); EMFILE / ENFILE / ENOMEM when the eventfds cannot
+ * be made; any errno of VFIO_DEVICE_SET_IRQS.  On failure neither interrupt is left on.
+ */
+int ubdma_pci_notify_fds(ubdma_pci_t *dev, int *req_fd, int *err_fd);
+
+/**
+ * ubdma_pci_release() - give the device back to the kernel but keep the handle: the answer to a
+ * device request (ubdma_pci_notify_fds()).  MSI-X (its eventfds are signalled once, so that a
+ * thread asleep on one wakes up), the request and error interrupts and bus mastering go off, the
+ * device file is closed and the IOMMU group detached (when no other device of the context uses
+ * it): the kernel's remove or unbind proceeds.  Every BAR mapped so far stays at its address,
+ * replaced in one step by process memory that reads all ones (the first 16 MiB of a BAR; zeroes
+ * beyond), as a removed device reads on a real bus, so that another thread that touches a
+ * register at that moment neither faults nor reaches the device; writes land in that memory.
+ * Afterwards the configuration space, reset, MSI-X enable, ubdma_pci_notify_fds() and mapping
+ * another BAR fail with ENODEV; the DMA tag stays (free the driver's tags and maps as usual);
+ * ubdma_pci_close() frees the handle.  Must not race a configuration-space access, reset or
+ * close on another thread; BAR accesses may race it.
+ * Return: 0, also when the device was released already; EINVAL for a NULL @dev.
+ */
+int ubdma_pci_release(ubdma_pci_t *dev);
 
 #ifdef __cplusplus
 }

@@ -206,6 +206,7 @@ int ubdma_pci_open(ubdma_ctx_t *ctx, const char *bdf, ubdma_pci_t **devp)
 	if ((err = read_device_info(dev)))
 		goto fail_close;
 	dev->ctx = ctx;
+	dev->req_fd = dev->err_fd = -1;
 	if (ubdma_numa_node_of_pci(dev->bdf, &dev->numa))
 		dev->numa = UBDMA_NODE_ANY;
 	if ((err = make_dma_tag(dev)))
@@ -233,26 +234,62 @@ fail_free:
 	return err;
 }
 
-void ubdma_pci_close(ubdma_pci_t *dev)
+/*
+ * Stop the device and let go of it: MSI-X, the request and error interrupts and bus mastering
+ * off, the BARs unmapped (@release: replaced by memory that reads all ones, pci_notify.c), the
+ * device file closed (the kernel may now remove the device) and the group detached.  The
+ * eventfds stay open at a release (a thread may be polling them: each MSI-X one is signalled so
+ * that it wakes up); ubdma_pci_close() closes them.
+ */
+static void let_go(struct ubdma_pci *dev, int release)
 {
 	int err;
 
-	if (!dev)
-		return;
-	list_remove(dev->ctx, dev);
 	pthread_mutex_lock(&dev->lock);
-	if ((err = pci_msix_disable_locked(dev)))
+	if (release)
+		pci_msix_quiesce_locked(dev);
+	else if ((err = pci_msix_disable_locked(dev)))
 		ULOG_WARN("%s: disabling MSI-X failed: %s", dev->bdf, strerror(err));
+	pci_notify_off_locked(dev);
 	pthread_mutex_unlock(&dev->lock);
 	/* stop DMA before the group (and with the last one, the IOMMU mappings) goes away */
 	if ((err = ubdma_pci_bus_master(dev, 0)))
 		ULOG_WARN("%s: clearing Bus Master Enable failed: %s", dev->bdf, strerror(err));
-	pci_bars_unmap(dev);
+	if (release)
+		pci_bars_orphan(dev);
+	else
+		pci_bars_unmap(dev);
 	close(dev->fd); /* releases the device's interrupts, if disabling them failed above */
+	dev->fd = -1;
+	iommu_detach(&dev->ctx->iommu, dev->attach);
+	dev->attach = NULL;
+}
+
+int ubdma_pci_release(ubdma_pci_t *dev)
+{
+	if (!dev)
+		return uerr(EINVAL, "NULL device");
+	if (dev->released)
+		return 0;
+	let_go(dev, 1);
+	dev->released = 1;
+	ULOG_INFO("%s released: the device file is closed, its BARs read all ones", dev->bdf);
+	return 0;
+}
+
+void ubdma_pci_close(ubdma_pci_t *dev)
+{
+	if (!dev)
+		return;
+	list_remove(dev->ctx, dev);
+	if (!dev->released)
+		let_go(dev, 0);
+	else
+		pci_bars_unmap(dev); /* the all-ones memory */
 	for (unsigned i = 0; i < dev->msix_n; i++)
 		close(dev->msix_fds[i]);
 	free(dev->msix_fds);
-	iommu_detach(&dev->ctx->iommu, dev->attach);
+	pci_notify_close(dev);
 	/* the driver destroys its tags first; those it left go with the context, and so does then
 	 * the device's tag, their parent */
 	if (busdma_tag_destroy_internal(dev->tag))
@@ -317,6 +354,8 @@ int ubdma_pci_cfg_read(ubdma_pci_t *dev, unsigned off, void *buf, size_t len)
 
 	if (!dev || !buf)
 		return uerr(EINVAL, "NULL argument");
+	if (dev->released)
+		return pci_check_released(dev, __func__);
 	if (!cfg_range_ok(dev, off, len))
 		return uerr(EINVAL, "%s: config read of %zu bytes at %#x is outside the %#llx-byte "
 			    "configuration space", dev->bdf, len, off, (unsigned long long)dev->cfg_size);
@@ -332,6 +371,8 @@ int ubdma_pci_cfg_write(ubdma_pci_t *dev, unsigned off, const void *buf, size_t 
 
 	if (!dev || !buf)
 		return uerr(EINVAL, "NULL argument");
+	if (dev->released)
+		return pci_check_released(dev, __func__);
 	if (!cfg_range_ok(dev, off, len))
 		return uerr(EINVAL, "%s: config write of %zu bytes at %#x is outside the %#llx-byte "
 			    "configuration space", dev->bdf, len, off, (unsigned long long)dev->cfg_size);
@@ -362,6 +403,8 @@ int ubdma_pci_reset(ubdma_pci_t *dev)
 {
 	if (!dev)
 		return uerr(EINVAL, "NULL device");
+	if (dev->released)
+		return pci_check_released(dev, __func__);
 	if (!(dev->dev_flags & VFIO_DEVICE_FLAGS_RESET))
 		return uerr(ENOTSUP, "%s offers no reset VFIO can use (no FLR, PM or bus reset)",
 			    dev->bdf);

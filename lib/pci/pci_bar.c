@@ -155,7 +155,7 @@ int ubdma_pci_bar_map(ubdma_pci_t *dev, int bar, void **addrp, size_t *lenp)
 		return uerr(EINVAL, "%s: BAR %d does not exist (0-5)", dev->bdf, bar);
 	pthread_mutex_lock(&dev->lock);
 	if (!dev->bars[bar].addr)
-		err = bar_map(dev, bar);
+		err = dev->released ? pci_check_released(dev, __func__) : bar_map(dev, bar);
 	if (!err) {
 		*addrp = dev->bars[bar].addr;
 		if (lenp)

@@ -64,6 +64,8 @@ int ubdma_pci_msix_enable(ubdma_pci_t *dev, unsigned nvec, int *fds)
 
 	if (!dev || !fds)
 		return uerr(EINVAL, "NULL argument");
+	if (dev->released)
+		return pci_check_released(dev, __func__);
 	if (!dev->msix_count)
 		return uerr(ENOTSUP, "%s has no MSI-X", dev->bdf);
 	if (!nvec || nvec > dev->msix_count)
@@ -104,7 +106,8 @@ int pci_msix_disable_locked(struct ubdma_pci *dev)
 
 	if (!dev->msix_n)
 		return 0;
-	if ((err = set_irqs(dev, NULL, 0)))
+	/* released: the device file is closed, and its interrupts went with it */
+	if (!dev->released && (err = set_irqs(dev, NULL, 0)))
 		return uerr(err, "%s: VFIO_DEVICE_SET_IRQS (MSI-X off) failed: %s", dev->bdf,
 			    strerror(err));
 	close_fds(dev->msix_fds, dev->msix_n);
@@ -112,6 +115,20 @@ int pci_msix_disable_locked(struct ubdma_pci *dev)
 	dev->msix_fds = NULL;
 	dev->msix_n = 0;
 	return 0;
+}
+
+void pci_msix_quiesce_locked(struct ubdma_pci *dev)
+{
+	int err;
+
+	if (!dev->msix_n)
+		return;
+	if ((err = set_irqs(dev, NULL, 0)))
+		ULOG_WARN("%s: VFIO_DEVICE_SET_IRQS (MSI-X off) failed: %s", dev->bdf, strerror(err));
+	/* a thread asleep on a vector wakes up, and finds the device released */
+	for (unsigned i = 0; i < dev->msix_n; i++)
+		if (eventfd_write(dev->msix_fds[i], 1))
+			ULOG_WARN("%s: signalling MSI-X eventfd %u failed: %s", dev->bdf, i, strerror(errno));
 }
 
 int ubdma_pci_msix_disable(ubdma_pci_t *dev)

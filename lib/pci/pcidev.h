@@ -45,6 +45,8 @@ struct ubdma_pci {
 	struct pci_bar bars[PCI_NUM_BARS];
 	int *msix_fds;
 	unsigned msix_n;	/* vectors enabled, 0 when MSI-X is off */
+	int req_fd, err_fd;	/* VFIO request / error eventfds (pci_notify.c), -1 when off */
+	volatile int released;	/* ubdma_pci_release(): fd closed, BARs replaced, group detached */
 	LIST_ENTRY(ubdma_pci) link; /* the context's open devices (pci.c, struct pci_devs) */
 };
 
@@ -53,5 +55,20 @@ void pci_bars_unmap(struct ubdma_pci *dev);
 
 /* Disable MSI-X if it is on; caller holds dev->lock. */
 int pci_msix_disable_locked(struct ubdma_pci *dev);
+
+/* MSI-X off in the device, its eventfds kept open and signalled once (at release). */
+void pci_msix_quiesce_locked(struct ubdma_pci *dev);
+
+/* Replace every mapped BAR, in place, with anonymous memory that reads all ones (at release). */
+void pci_bars_orphan(struct ubdma_pci *dev);
+
+/* Turn the request / error interrupts off (caller holds dev->lock); the eventfds stay open. */
+void pci_notify_off_locked(struct ubdma_pci *dev);
+
+/* Close the request / error eventfds (at close, after the device file). */
+void pci_notify_close(struct ubdma_pci *dev);
+
+/* ENODEV with the sentence when the device was released (ubdma_pci_release()), else 0. */
+int pci_check_released(const struct ubdma_pci *dev, const char *fn);
 
 #endif
