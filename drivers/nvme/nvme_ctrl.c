@@ -211,14 +211,19 @@ int nvme_admin_exec_locked(struct ubdma_nvme *c, struct nvme_sqe *cmd, uint32_t 
 		if (w.done)
 			break;
 		if ((spins & 63) == 63) {
-			nvme_check_fatal(c);
-			if (c->state == NVME_FAILED || nvme_now_ms() > end) {
-				err = nvme_err(c->state == NVME_FAILED ? EIO : ETIMEDOUT,
-					       "admin opcode %#x: %s", cmd->cdw0 & 0xff,
-					       c->state == NVME_FAILED ? "the controller reported a fatal status"
-								       : "no completion in time");
+			/* the kernel's request for the device, all ones (gone: ENXIO), CFS (the command is
+			 * lost: EIO, and the next check resets), or no completion in time */
+			uint32_t csts = nvme_check_fatal(c);
+			if (nvme_check_notify(c, 1))
+				return nvme_err(ENXIO, "admin opcode %#x: the controller is gone or failed",
+						cmd->cdw0 & 0xff);
+			if (csts & NVME_CSTS_CFS)
+				return nvme_err(EIO, "admin opcode %#x: the controller reports a fatal status "
+						"(CSTS %#x)", cmd->cdw0 & 0xff, csts);
+			if (nvme_now_ms() > end) {
 				c->state = NVME_FAILED;
-				return err;
+				return nvme_err(ETIMEDOUT, "admin opcode %#x: no completion in %u ms: the controller "
+						"is failed", cmd->cdw0 & 0xff, c->timeout_ms);
 			}
 			usleep(50);
 		}
@@ -554,6 +559,7 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	if (!(c = calloc(1, sizeof(*c))))
 		return nvme_err(ENOMEM, "controller: out of memory");
 	pthread_mutex_init(&c->admin_lock, NULL);
+	c->req_fd = c->err_fd = -1;
 	c->io_timeout_ms = o.io_timeout_ms ? o.io_timeout_ms : NVME_DEFAULT_IO_TIMEOUT_MS;
 	c->reset_policy = o.reset_policy;
 	if ((err = open_device(c, bdf, &o)))
@@ -598,6 +604,7 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	}
 	if (o.interrupts && (err = setup_interrupts(c)))
 		goto fail;
+	nvme_notify_setup(c); /* surprise removal: the kernel's request and error interrupts */
 	unsigned ent = o.queue_entries ? o.queue_entries : NVME_DEFAULT_ENTRIES;
 	c->default_entries = ent < c->info.max_entries ? ent : c->info.max_entries;
 	c->state = NVME_LIVE;

@@ -130,6 +130,11 @@ struct ubdma_nvme {
 	volatile unsigned gen;	  /* bumped by every controller reset (under admin_lock) */
 	unsigned io_queues_asked;
 	struct ubdma_nvme_recovery rec; /* counters, updated with atomic adds */
+	/* surprise removal (nvme_recover.c): the kernel's request and error eventfds
+	 * (ubdma_pci_notify_fds(); -1 without), read by the periodic check, never on the I/O path */
+	int req_fd, err_fd;
+	int gone;		  /* the device was given back (ubdma_pci_release()); set once, atomically */
+	int fatal;		  /* CSTS.CFS or an error interrupt seen: the next check resets */
 };
 
 /*
@@ -142,7 +147,7 @@ struct ubdma_nvme {
 /* nvme_util.c */
 int nvme_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int nvme_status_errno(uint16_t sf);
-void nvme_check_fatal(struct ubdma_nvme *c);
+uint32_t nvme_check_fatal(struct ubdma_nvme *c);
 uint64_t nvme_now_ms(void);
 
 /* nvme_io.c */
@@ -160,9 +165,12 @@ int nvme_qpair_create_queues(struct ubdma_nvme_qpair *qp);
 int nvme_ctrl_reenable_locked(struct ubdma_nvme *c);
 
 /* nvme_recover.c: the slow path nvme_io.c enters every NVME_CHECK_POLLS polls, and when the
- * controller was reset under a queue pair */
+ * controller was reset under a queue pair; nvme_ctrl.c's admin loop reads the kernel's request
+ * there too (nvme_check_notify(), admin_lock held: locked = 1) */
 void nvme_qpair_check(struct ubdma_nvme_qpair *qp);
 int nvme_qpair_recover(struct ubdma_nvme_qpair *qp);
+int nvme_check_notify(struct ubdma_nvme *c, int locked);
+void nvme_notify_setup(struct ubdma_nvme *c);
 void nvme_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static inline uint32_t nvme_rd32(const struct ubdma_nvme *c, uint32_t off)

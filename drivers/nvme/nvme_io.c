@@ -491,7 +491,9 @@ int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
 		return nvme_err(EINVAL, "queue pair is NULL");
 	struct ubdma_nvme *c = qp->ctrl;
 	if (unlikely(qp->gen != c->gen || c->state != NVME_LIVE) && qp->qid) {
-		int err = qp_unusable(qp);
+		/* as a submission would, but a failed (gone) controller's outstanding commands are
+		 * completed here with ENXIO: in a poll, where callbacks are expected */
+		int err = nvme_qpair_recover(qp);
 		if (err == EAGAIN || err == ESHUTDOWN)
 			return 0; /* a reset runs (come back), or queues deleted by shutdown */
 		if (err)
@@ -501,10 +503,10 @@ int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
 	n = reap(qp, max);
 	if (done)
 		*done = n;
+	/* busy or idle: a removal must be seen by a program that only polls (nvme_recover.c) */
 	if (unlikely(++qp->polls >= NVME_CHECK_POLLS) && qp->qid) {
 		qp->polls = 0;
-		if (qp->outstanding)
-			nvme_qpair_check(qp);
+		nvme_qpair_check(qp);
 	}
 	if (unlikely(c->state == NVME_FAILED))
 		return nvme_err(ENXIO, "the controller failed or is gone");
@@ -513,7 +515,8 @@ int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done)
 
 void nvme_qpair_cancel_all(struct ubdma_nvme_qpair *qp)
 {
-	const struct ubdma_nvme_cpl cancel = { .error = ECANCELED, .status = 0 };
+	/* a controller that is gone or failed ended them: ENXIO, as the recovery says */
+	const struct ubdma_nvme_cpl cancel = { .error = qp->ctrl->state == NVME_FAILED ? ENXIO : ECANCELED };
 
 	for (unsigned cid = 0; cid + 1u < qp->entries; cid++) {
 		if (!qp->reqs[cid].busy)
@@ -560,7 +563,9 @@ int ubdma_nvme_wait(ubdma_nvme_qpair_t *qp, int timeout_ms, unsigned *done)
 	if ((err = ubdma_nvme_poll(qp, 0, &n)) || n)
 		goto out;
 	if (qp->fd >= 0) {
-		struct pollfd p = { .fd = qp->fd, .events = POLLIN };
+		/* the MSI-X eventfd, and the kernel's request for the device (a removal wakes us) */
+		struct pollfd p[2] = { { .fd = qp->fd, .events = POLLIN }, { .fd = qp->ctrl->req_fd, .events = POLLIN } };
+		nfds_t np = qp->ctrl->req_fd >= 0 && qp->qid ? 2 : 1;
 		uint64_t end = timeout_ms < 0 ? UINT64_MAX : nvme_now_ms() + (uint64_t)timeout_ms;
 		for (;;) {
 			/* a controller may hold back the interrupt of a CQ it believes has unread entries */
@@ -571,14 +576,16 @@ int ubdma_nvme_wait(ubdma_nvme_qpair_t *qp, int timeout_ms, unsigned *done)
 			int capped = qp->outstanding && qp->qid && (slice < 0 || (unsigned)slice > (tick ? tick : 1));
 			if (capped)
 				slice = (int)(tick ? tick : 1);
-			int rc = poll(&p, 1, slice);
+			int rc = poll(p, np, slice);
 			if (rc < 0)
 				return nvme_err(errno, "poll on the MSI-X eventfd: %s", strerror(errno));
-			if (rc > 0) {
+			if (rc > 0 && p[0].revents) {
 				uint64_t cnt;
 				if (read(qp->fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 					return nvme_err(errno, "read of the MSI-X eventfd: %s", strerror(errno));
 			}
+			if (rc > 0 && np == 2 && p[1].revents)
+				nvme_qpair_check(qp); /* reads the request: the controller is gone */
 			if ((err = ubdma_nvme_poll(qp, 0, &n)) || n)
 				break;
 			if (!capped)

@@ -24,12 +24,24 @@
  * callback (UBDMA_NVME_RESET_REQUEUE).  Every command completed here is unloaded first: no buffer
  * stays loaded or holds bounce pages.
  *
- * The same check reads CSTS: all ones (a device that is gone) or CFS marks the controller failed,
- * and every pair's outstanding commands then complete with ENXIO, at the owner's next poll.
+ * The same check reads CSTS: all ones (a device that is gone) marks the controller failed, and
+ * every pair's outstanding commands then complete with ENXIO, at the owner's next poll; CFS (a
+ * fatal status, 9.5) or the kernel's error interrupt leads to the same reset as a timeout.
+ *
+ * Surprise removal: the kernel's remove of a device held through VFIO waits until the device
+ * file is closed, and asks for it through the VFIO request interrupt (until then the device
+ * still answers: no all-ones read comes).  The check reads that eventfd (a non-blocking read,
+ * every NVME_CHECK_POLLS polls of any pair, busy or idle; ubdma_nvme_wait() sleeps on it as well
+ * as on the MSI-X one; the admin loop reads it too), and on a request the controller is gone:
+ * state FAILED, the device released at once (ubdma_pci_release(): interrupts and bus mastering
+ * off, the device file closed so the remove proceeds, BAR0 replaced by memory that reads all ones
+ * so that a doorbell another thread is writing lands nowhere), and each pair's outstanding
+ * commands complete with ENXIO at its owner's next poll, new ones fail with ENXIO.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nvme_int.h"
 
@@ -52,7 +64,9 @@ static int ctrl_reset(struct ubdma_nvme *c, unsigned seen, const char *why)
 		err = nvme_ctrl_reenable_locked(c);
 		count(&c->rec.resets);
 		c->gen = seen + 1;
-		c->state = err ? NVME_FAILED : NVME_LIVE;
+		c->fatal = 0;
+		/* a removal noticed during the reset (the admin loop reads the request) stays failed */
+		c->state = err || __atomic_load_n(&c->gone, __ATOMIC_ACQUIRE) ? NVME_FAILED : NVME_LIVE;
 		if (err)
 			nvme_note("controller reset failed: %s (%s): the controller is failed", ubdma_nvme_last_error(),
 				  strerror(err));
@@ -147,21 +161,88 @@ static void clock_advance(struct ubdma_nvme_qpair *qp)
 	}
 }
 
+/* Ask for the request and error interrupts; a kernel without them leaves only the all-ones check. */
+void nvme_notify_setup(struct ubdma_nvme *c)
+{
+	int err = ubdma_pci_notify_fds(c->dev, &c->req_fd, &c->err_fd);
+
+	if (err) {
+		c->req_fd = c->err_fd = -1;
+		nvme_note("%s: no removal notice from the kernel (%s): a removal is seen only when CSTS reads all "
+			  "ones", ubdma_pci_bdf(c->dev), ubdma_last_error());
+	}
+}
+
+/* The kernel wants the device back: fail everything, give it back now. */
+static void ctrl_gone(struct ubdma_nvme *c, const char *why, int locked)
+{
+	if (__atomic_exchange_n(&c->gone, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (!locked)
+		pthread_mutex_lock(&c->admin_lock); /* no reset's configuration access races the release */
+	c->state = NVME_FAILED;
+	int err = ubdma_pci_release(c->dev);
+	if (!locked)
+		pthread_mutex_unlock(&c->admin_lock);
+	nvme_note("%s: %s: the controller is gone; the device is given back (%s), outstanding commands "
+		  "complete with ENXIO at their queue pair's next poll", ubdma_pci_bdf(c->dev), why,
+		  err ? strerror(err) : "released");
+}
+
+/* Read the request and error eventfds (non-blocking); 1 when the controller is gone or failed. */
+int nvme_check_notify(struct ubdma_nvme *c, int locked)
+{
+	uint64_t n;
+
+	if (__atomic_load_n(&c->gone, __ATOMIC_ACQUIRE))
+		return 1;
+	if (c->req_fd >= 0 && read(c->req_fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+		ctrl_gone(c, "the kernel asks for the device back (VFIO device request: hot-unplug or unbind)",
+			  locked);
+		return 1;
+	}
+	if (c->err_fd >= 0 && read(c->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+		uint32_t csts = nvme_rd32(c, NVME_REG_CSTS);
+		if (csts == UINT32_MAX) {
+			ctrl_gone(c, "error interrupt, and CSTS reads all ones", locked);
+			return 1;
+		}
+		nvme_note("%s: the kernel reports a device error (AER, VFIO error interrupt), CSTS %#x: the "
+			  "controller is reset", ubdma_pci_bdf(c->dev), csts);
+		c->fatal = 1;
+	}
+	return c->state == NVME_FAILED;
+}
+
 void nvme_qpair_check(struct ubdma_nvme_qpair *qp)
 {
 	struct ubdma_nvme *c = qp->ctrl;
 
+	if (nvme_check_notify(c, 0)) {
+		nvme_qpair_recover(qp); /* FAILED: ENXIO for every outstanding command */
+		return;
+	}
 	if (!qp->qid || c->state != NVME_LIVE || qp->gen != c->gen)
 		return;
-	/* CSTS all ones: the device is gone (removed, or fell off the bus); CFS: it failed.  Either
-	 * way nothing outstanding will complete: fail it all with ENXIO now, not a timeout later */
-	nvme_check_fatal(c);
+	/* CSTS all ones: the device is gone (removed, or fell off the bus): nothing outstanding will
+	 * complete, so fail it all with ENXIO now, not a timeout later.  CFS: reset (9.5) */
+	uint32_t csts = nvme_check_fatal(c);
 	if (c->state == NVME_FAILED) {
 		nvme_note("queue pair %u: CSTS reads %#x: the controller is gone or failed; outstanding commands "
-			  "complete with ENXIO", qp->qid, nvme_rd32(c, NVME_REG_CSTS));
+			  "complete with ENXIO", qp->qid, csts);
 		nvme_qpair_recover(qp);
 		return;
 	}
+	if (c->fatal) {
+		char why[96];
+		snprintf(why, sizeof(why), "%s (CSTS %#x)",
+			 csts & NVME_CSTS_CFS ? "controller fatal status, CSTS.CFS" : "device error reported", csts);
+		ctrl_reset(c, c->gen, why);
+		nvme_qpair_recover(qp);
+		return;
+	}
+	if (!qp->outstanding)
+		return;
 	clock_advance(qp);
 	for (unsigned cid = 0; cid + 1u < qp->entries; cid++) {
 		struct nvme_req *r = &qp->reqs[cid];

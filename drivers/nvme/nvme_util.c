@@ -69,13 +69,18 @@ uint64_t nvme_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void nvme_check_fatal(struct ubdma_nvme *c)
+/* CSTS read once: all ones (the device is gone: a surprise removal, a failed link) marks the
+ * controller failed; CFS marks it for a reset at the next check (9.5: "host software should
+ * attempt to reset and then re-initialize the controller").  Returns what CSTS read. */
+uint32_t nvme_check_fatal(struct ubdma_nvme *c)
 {
 	uint32_t csts = nvme_rd32(c, NVME_REG_CSTS);
 
-	/* a read of all ones: the device is gone (surprise removal, or a failed reset) */
-	if (csts == UINT32_MAX || (csts & NVME_CSTS_CFS))
+	if (csts == UINT32_MAX)
 		c->state = NVME_FAILED;
+	else if (csts & NVME_CSTS_CFS)
+		c->fatal = 1;
+	return csts;
 }
 
 int nvme_status_errno(uint16_t sf)

@@ -49,6 +49,12 @@ options:
              no virtual IOMMU, vfio.enable_unsafe_noiommu_mode=1; UBDMA_BACKEND=noiommu);
              the default is $UBDMA_VM_MODE, else type1 (for scripts that call run-guest.sh)
   -k         boot the test bed's own kernel (implied by -x iommufd and -x noiommu)
+  -R         hot-unplug test bed: a second NVMe (QEMU id hpnvme, its own fresh 16 MiB backing file
+             DIR/hpnvme.img) behind a pcie-root-port at 00:06.0, so at 0000:01:00.0, and a second
+             e1000e (id hpnic) behind one at 00:07.0, so at 0000:02:00.0 (both bound to vfio-pci;
+             UBDMA_VM_HP_NVME / UBDMA_VM_HP_NIC give their BDFs), a QMP socket DIR/qmp.sock, and
+             the host helper qmp-helper.py: a program that prints a line
+             'UBDMA-VM-QMP: device_del ID' has QEMU unplug that device (log: DIR/qmp.log)
   -v         verbose: kernel messages on the console, console streamed to stderr
 A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").
 Exit status: 0 all passed or skipped, 1 a failure, 2 usage or set-up error.
@@ -60,8 +66,8 @@ say() { echo "$ME: $*" >&2; }
 
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
 ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0 KARGS=
-INCLUDES=() ENVS=() VNET='' VMODE=${UBDMA_VM_MODE:-type1} OWN_KERNEL=0
-while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:k" opt; do
+INCLUDES=() ENVS=() VNET='' VMODE=${UBDMA_VM_MODE:-type1} OWN_KERNEL=0 HOTPLUG=0
+while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:kR" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) ASSETS=$OPTARG ;;
@@ -84,6 +90,7 @@ while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:k" opt; do
 	v) VERBOSE=1 ;;
 	x) VMODE=$OPTARG ;;
 	k) OWN_KERNEL=1 ;;
+	R) HOTPLUG=1 ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -97,6 +104,8 @@ type1) ;;
 iommufd | noiommu) OWN_KERNEL=1 ;;
 *) die "-x wants type1, iommufd or noiommu" ;;
 esac
+# -R: the hot-pluggable devices' addresses (each root port's secondary bus, numbered in slot order)
+[ "$HOTPLUG" = 0 ] || ENVS+=(UBDMA_VM_HP_NVME=0000:01:00.0 UBDMA_VM_HP_NIC=0000:02:00.0)
 
 for t in qemu-system-x86_64:qemu-system-x86 cpio:cpio timeout:coreutils ldd:libc-bin; do
 	command -v "${t%%:*}" >/dev/null 2>&1 ||
@@ -253,6 +262,18 @@ if [ -n "$VNET" ]; then
 	[[ ${VNET%% *} =~ queues=([2-9]|[1-9][0-9]) ]] ||
 		QEMU+=(-object "filter-dump,id=fv0,netdev=vn0,file=$OUT/vnet.pcap")
 fi
+# -R: devices QEMU can unplug (q35's root bus has no hot-plug; a pcie-root-port has), and QMP.
+if [ "$HOTPLUG" = 1 ]; then
+	command -v python3 >/dev/null 2>&1 || die "-R needs python3 for qmp-helper.py"
+	rm -f "$OUT/hpnvme.img" "$OUT/qmp.sock" "$OUT/qmp.log"
+	truncate -s 16M "$OUT/hpnvme.img"
+	QEMU+=(-device pcie-root-port,id=hprp1,bus=pcie.0,addr=0x6,chassis=11,slot=1
+		-drive "file=$OUT/hpnvme.img,if=none,id=hpnv,format=raw"
+		-device nvme,drive=hpnv,serial=hotplug1,bus=hprp1,id=hpnvme
+		-device pcie-root-port,id=hprp2,bus=pcie.0,addr=0x7,chassis=12,slot=2
+		-netdev user,id=hpn0,restrict=on -device e1000e,netdev=hpn0,bus=hprp2,id=hpnic,romfile=
+		-qmp "unix:$OUT/qmp.sock,server=on,wait=off")
+fi
 if [ -n "$QARGS" ]; then
 	[ -f "$QARGS" ] || die "-q $QARGS: no such file"
 	while IFS= read -r a; do
@@ -313,12 +334,18 @@ if [ "$PROG_TIMEOUT" -gt 0 ]; then
 	) &
 	WPID=$!
 fi
-trap 'kill $QPID $WPID 2>/dev/null || true' EXIT
-trap 'kill $QPID $WPID 2>/dev/null; exit 1' INT TERM
+HPID=
+if [ "$HOTPLUG" = 1 ]; then
+	python3 "$HERE/qmp-helper.py" "$OUT/qmp.sock" "$CONSOLE" $QPID "$OUT/qmp.log" &
+	HPID=$!
+fi
+trap 'kill $QPID $WPID $HPID 2>/dev/null || true' EXIT
+trap 'kill $QPID $WPID $HPID 2>/dev/null; exit 1' INT TERM
 if [ "$VERBOSE" = 1 ]; then tail -n +1 -f --pid=$QPID "$CONSOLE" >&2 & fi
 qrc=0
 wait $QPID || qrc=$?
 if [ -n "$WPID" ]; then kill $WPID 2>/dev/null || true; wait $WPID 2>/dev/null || true; fi
+if [ -n "$HPID" ]; then wait $HPID 2>/dev/null || true; fi # it ends with QEMU
 trap - EXIT INT TERM
 t1=$(date +%s.%N)
 WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
