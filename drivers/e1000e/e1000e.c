@@ -22,6 +22,15 @@
  *
  * Errors follow the drivers' convention (e1000e.h): every failure returns its errno through
  * e1000e_err(), which leaves the sentence for ubdma_e1000e_last_error() and traces it.
+ *
+ * Surprise removal: the kernel's remove of a device held through VFIO waits until the device
+ * file is closed and asks for it through the VFIO request interrupt (ubdma_pci_notify_fds()).
+ * The data path reads that eventfd every GONE_CHECK_CALLS bursts (one non-blocking read(2); no
+ * system call on the other calls), the waits (tx_flush, wait_link) on every turn; a request, or
+ * STATUS reading all ones, makes the device gone: it is given back at once (ubdma_pci_release():
+ * bus mastering off, the device file closed so that the remove proceeds, BAR0 replaced by memory
+ * that reads all ones), the frames in flight are dropped and every ring buffer returns to the
+ * pool, and every call that needs the device fails with ENXIO from then on; close frees as usual.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -31,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ubdma/ubdma.h>
 #include <ubdma/e1000e.h>
@@ -43,6 +53,7 @@ enum { PKT_FREE = 0, PKT_USER = 1, PKT_DEV = 2 };
 #define MAX_DESC 4096
 #define DEFAULT_EXTRA_BUFS 1024
 #define DEFAULT_LINK_WAIT_MS 3000
+#define GONE_CHECK_CALLS 1024 /* bursts between two reads of the request eventfd */
 
 struct ubdma_e1000e {
 	ubdma_ctx_t *ctx;
@@ -75,6 +86,9 @@ struct ubdma_e1000e {
 	unsigned tx_n, tx_mask, tx_tail, tx_clean, tx_inflight;
 
 	int running;
+	int gone;                             /* given back to the kernel: every call is ENXIO */
+	int req_fd, err_fd;                   /* VFIO request / error eventfds, -1 without */
+	unsigned calls;                       /* bursts since the last removal check */
 	uint32_t rctl;
 	uint8_t mac[6];
 	struct ubdma_e1000e_stats st;
@@ -359,6 +373,68 @@ static unsigned tx_reclaim(struct ubdma_e1000e *nic)
 	return freed;
 }
 
+/* Every buffer in a ring back to the pool, frames in flight dropped: the device no longer runs. */
+static void rings_drop(struct ubdma_e1000e *nic)
+{
+	while (nic->tx_inflight) { /* never sent: dropped, buffers back */
+		pool_put(nic, nic->tx_slot[nic->tx_clean]);
+		nic->tx_slot[nic->tx_clean] = NULL;
+		nic->tx_clean = (nic->tx_clean + 1) & nic->tx_mask;
+		nic->tx_inflight--;
+	}
+	for (unsigned i = 0; i < nic->rx_n; i++) {
+		if (nic->rx_slot[i]) {
+			pool_put(nic, nic->rx_slot[i]);
+			nic->rx_slot[i] = NULL;
+		}
+	}
+	nic->running = 0;
+}
+
+/* The device is gone or wanted back: give it back now (nothing touches it any more). */
+static void nic_gone(struct ubdma_e1000e *nic, const char *why)
+{
+	unsigned inflight = nic->tx_inflight;
+	int err;
+
+	nic->gone = 1;
+	rings_drop(nic);
+	err = ubdma_pci_release(nic->pci);
+	e1000e_err(ENXIO, "%s: %s: the device is gone (%u frames in flight dropped); it is given back (%s)",
+		   ubdma_pci_bdf(nic->pci), why, inflight, err ? strerror(err) : "released");
+}
+
+/* The removal check: the request eventfd, the error eventfd, STATUS all ones.  1 when gone. */
+static int gone_check(struct ubdma_e1000e *nic)
+{
+	uint64_t n;
+
+	nic->calls = 0;
+	if (nic->gone)
+		return 1;
+	if (nic->req_fd >= 0 && read(nic->req_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+		nic_gone(nic, "the kernel asks for the device back (VFIO device request: hot-unplug or unbind)");
+	else if (rd32(nic, STATUS) == UINT32_MAX)
+		nic_gone(nic, "STATUS reads all ones");
+	else if (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+		e1000e_err(EIO, "%s: the kernel reports a device error (AER, VFIO error interrupt); STATUS "
+			   "%#x: the driver goes on", ubdma_pci_bdf(nic->pci), rd32(nic, STATUS));
+	return nic->gone;
+}
+
+/* On the data path: the check once every GONE_CHECK_CALLS calls; the flag on every call. */
+static inline int gone_tick(struct ubdma_e1000e *nic)
+{
+	if (__builtin_expect(++nic->calls >= GONE_CHECK_CALLS, 0))
+		return gone_check(nic);
+	return nic->gone;
+}
+
+static int gone_err(const char *what)
+{
+	return e1000e_err(ENXIO, "%s: the device is gone (removed, or given back to the kernel)", what);
+}
+
 /* Program queue 0's registers for empty rings (4.6.5, 4.6.6). */
 static void rings_program(struct ubdma_e1000e *nic)
 {
@@ -418,37 +494,25 @@ static void rings_stop(struct ubdma_e1000e *nic)
 	(void)rd32(nic, STATUS);
 	sleep_us(1000); /* let the DMA engines finish what they fetched */
 	tx_reclaim(nic);
-	while (nic->tx_inflight) { /* never sent: dropped, buffers back */
-		pool_put(nic, nic->tx_slot[nic->tx_clean]);
-		nic->tx_slot[nic->tx_clean] = NULL;
-		nic->tx_clean = (nic->tx_clean + 1) & nic->tx_mask;
-		nic->tx_inflight--;
-	}
-	for (unsigned i = 0; i < nic->rx_n; i++) {
-		if (nic->rx_slot[i]) {
-			pool_put(nic, nic->rx_slot[i]);
-			nic->rx_slot[i] = NULL;
-		}
-	}
+	rings_drop(nic);
 	wr32(nic, RDH, 0);
 	wr32(nic, RDT, 0);
 	wr32(nic, TDH, 0);
 	wr32(nic, TDT, 0);
-	nic->running = 0;
 }
 
 /* ------------------------------------------------------------------ open / close */
 
 static void teardown(struct ubdma_e1000e *nic)
 {
-	if (nic->bar0) {
+	if (nic->bar0 && !nic->gone) {
 		wr32(nic, IMC, IMC_ALL);
 		wr32(nic, RCTL, 0);
 		wr32(nic, TCTL, 0);
 		(void)rd32(nic, STATUS);
 		sleep_us(1000);
 	}
-	if (nic->pci)
+	if (nic->pci && !nic->gone)
 		ubdma_pci_bus_master(nic->pci, 0);
 	if (nic->pool_mem)
 		ubdma_mem_free(nic->pool_tag, nic->pool_mem, nic->pool_map);
@@ -618,6 +682,7 @@ int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubd
 		return err;
 	if (!(nic = calloc(1, sizeof(*nic))))
 		return e1000e_err(ENOMEM, "out of memory");
+	nic->req_fd = nic->err_fd = -1;
 	if ((err = open_pci(nic, c.ctx, bdf)) || (err = reset_device(nic)) || (err = read_mac(nic)))
 		goto fail;
 	for (unsigned i = 0; i < MTA_ENTRIES; i++) /* 4.6.5: no multicast hash matches */
@@ -631,6 +696,9 @@ int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubd
 		goto fail;
 	}
 	nic->rctl = c.promisc ? RCTL_UPE | RCTL_MPE : 0;
+	/* surprise removal: a kernel without the request interrupt leaves the all-ones check */
+	if (ubdma_pci_notify_fds(nic->pci, &nic->req_fd, &nic->err_fd))
+		nic->req_fd = nic->err_fd = -1;
 	rings_start(nic);
 	(void)link_wait(nic, c.link_wait_ms); /* the link may come later: open does not fail on it */
 	*nicp = nic;
@@ -652,6 +720,8 @@ int ubdma_e1000e_stop(ubdma_e1000e_t *nic)
 {
 	if (!nic)
 		return e1000e_err(EINVAL, "nic is NULL");
+	if (nic->gone)
+		return gone_err("ubdma_e1000e_stop");
 	if (!nic->running)
 		return e1000e_err(EALREADY, "ubdma_e1000e_stop: the device is already stopped");
 	rings_stop(nic);
@@ -662,6 +732,8 @@ int ubdma_e1000e_start(ubdma_e1000e_t *nic)
 {
 	if (!nic)
 		return e1000e_err(EINVAL, "nic is NULL");
+	if (nic->gone || gone_check(nic))
+		return gone_err("ubdma_e1000e_start");
 	if (nic->running)
 		return e1000e_err(EALREADY, "ubdma_e1000e_start: the device is already running");
 	if (nic->nfree < nic->rx_n)
@@ -719,6 +791,8 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 		*sent = 0;
 	if (!nic || !sent || (!pkts && n))
 		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "pkts");
+	if (__builtin_expect(gone_tick(nic), 0))
+		return gone_err("tx_burst");
 	if (!nic->running)
 		return e1000e_err(ENETDOWN, "tx_burst: the device is stopped");
 	tx_reclaim(nic);
@@ -782,6 +856,8 @@ int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 		*got = 0;
 	if (!nic || !got || (!pkts && max))
 		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "pkts");
+	if (__builtin_expect(gone_tick(nic), 0))
+		return gone_err("rx_burst");
 	if (!nic->running)
 		return e1000e_err(ENETDOWN, "rx_burst: the device is stopped");
 	ring = nic->rx_ring;
@@ -844,6 +920,8 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 		*sent = 0;
 	if (!nic || !sent || (!frames && n))
 		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "frames");
+	if (nic->gone)
+		return gone_err("send");
 	if (!nic->running)
 		return e1000e_err(ENETDOWN, "send: the device is stopped");
 	while (total < n && !err) {
@@ -936,6 +1014,11 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 		return e1000e_err(EINVAL, "nic is NULL");
 	end = now_us() + (uint64_t)timeout_ms * 1000u;
 	for (;;) {
+		if (gone_check(nic)) {
+			if (pending)
+				*pending = 0;
+			return gone_err("tx_flush (the frames in flight were dropped)");
+		}
 		tx_reclaim(nic);
 		if (!nic->tx_inflight || now_us() >= end)
 			break;
@@ -967,6 +1050,8 @@ int ubdma_e1000e_link(ubdma_e1000e_t *nic, struct ubdma_e1000e_link *link)
 
 	if (!nic || !link)
 		return e1000e_err(EINVAL, "%s is NULL", nic ? "link" : "nic");
+	if (gone_check(nic))
+		return gone_err("link");
 	status = rd32(nic, STATUS); /* 10.2.2.2 */
 	link->up = !!(status & STATUS_LU);
 	link->full_duplex = !!(status & STATUS_FD);
@@ -978,6 +1063,8 @@ int ubdma_e1000e_wait_link(ubdma_e1000e_t *nic, unsigned timeout_ms)
 {
 	if (!nic)
 		return e1000e_err(EINVAL, "nic is NULL");
+	if (gone_check(nic))
+		return gone_err("wait_link");
 	if (link_wait(nic, timeout_ms))
 		return e1000e_err(ETIMEDOUT, "link still down after %u ms (STATUS %#x)", timeout_ms,
 				  rd32(nic, STATUS));
@@ -988,6 +1075,8 @@ int ubdma_e1000e_set_promisc(ubdma_e1000e_t *nic, int on)
 {
 	if (!nic)
 		return e1000e_err(EINVAL, "nic is NULL");
+	if (nic->gone)
+		return gone_err("set_promisc");
 	if (on)
 		nic->rctl |= RCTL_UPE | RCTL_MPE;
 	else
@@ -1003,6 +1092,8 @@ int ubdma_e1000e_stats(ubdma_e1000e_t *nic, struct ubdma_e1000e_stats *st)
 	if (!nic || !st)
 		return e1000e_err(EINVAL, "%s is NULL", nic ? "st" : "nic");
 	s = &nic->st;
+	if (nic->gone)
+		return gone_err("stats");
 	s->crcerrs += rd32(nic, CRCERRS);
 	s->mpc += rd32(nic, MPC);
 	s->rlec += rd32(nic, RLEC);

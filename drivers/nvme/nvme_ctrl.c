@@ -795,6 +795,11 @@ const struct ubdma_nvme_info *ubdma_nvme_info(const ubdma_nvme_t *c)
 	return c ? &c->info : NULL;
 }
 
+ubdma_pci_t *ubdma_nvme_pci(const ubdma_nvme_t *c)
+{
+	return c ? c->dev : NULL;
+}
+
 int ubdma_nvme_ns(const ubdma_nvme_t *c, uint32_t nsid, struct ubdma_nvme_ns_info *info)
 {
 	if (!c || !info)

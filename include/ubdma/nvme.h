@@ -314,6 +314,13 @@ int ubdma_nvme_recovery(const ubdma_nvme_t *ctrl, struct ubdma_nvme_recovery *st
 /** ubdma_nvme_qpair_id() - the queue identifier (1 ...) of the pair. */
 unsigned ubdma_nvme_qpair_id(const ubdma_nvme_qpair_t *qp);
 
+/**
+ * ubdma_nvme_pci() - the controller's PCI function (BDF, NUMA node, BAR0 for diagnostics and
+ * fault injection: a register written behind the driver's back is the caller's business); NULL
+ * for NULL.  After a surprise removal it is released (ubdma_pci_release()).
+ */
+ubdma_pci_t *ubdma_nvme_pci(const ubdma_nvme_t *ctrl);
+
 /** ubdma_nvme_strstatus() - a short name for an NVMe status (generic and command specific). */
 const char *ubdma_nvme_strstatus(uint16_t status);
 

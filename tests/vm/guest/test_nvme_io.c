@@ -27,9 +27,8 @@
 
 #include "backend.h"
 #include "check.h"
+#include "nvme_pat.h"
 
-#define MiB (1u << 20)
-#define KiB 1024u
 #define SEED_GUEST 0x5a
 #define SEED_HOST 0xc3
 
@@ -37,57 +36,10 @@ static ubdma_nvme_t *ctrl;
 static uint32_t nsid, lbs;
 static uint64_t nsze;
 
-/* The byte at namespace offset o: a multiplicative hash, so a shifted byte never matches. */
-static uint8_t pat(uint64_t o, uint8_t seed)
-{
-	return (uint8_t)(((uint32_t)(o * 2654435761u)) >> 24) ^ seed;
-}
-
-static void fill(uint8_t *p, uint64_t off, size_t len, uint8_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		p[i] = pat(off + i, seed);
-}
-
-static long first_bad(const uint8_t *p, uint64_t off, size_t len, uint8_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != pat(off + i, seed))
-			return (long)i;
-	return -1;
-}
-
-struct done {
-	int n, err;
-	uint16_t status;
-};
-
-static void cb(void *arg, const struct ubdma_nvme_cpl *cpl)
-{
-	struct done *d = arg;
-
-	d->n++;
-	if (cpl->error && !d->err) {
-		d->err = cpl->error;
-		d->status = cpl->status;
-	}
-}
-
 /* One command, waited for. */
 static int io1(ubdma_nvme_qpair_t *qp, int write, void *buf, uint64_t off, size_t len)
 {
-	struct done d = { 0 };
-	int rc = write ? ubdma_nvme_write(qp, nsid, buf, off / lbs, (uint32_t)(len / lbs), cb, &d)
-		       : ubdma_nvme_read(qp, nsid, buf, off / lbs, (uint32_t)(len / lbs), cb, &d);
-	if (rc) {
-		printf("# submit: %s: %s\n", strerror(rc), ubdma_nvme_last_error());
-		return rc;
-	}
-	if ((rc = ubdma_nvme_drain(qp, 10000)))
-		return rc;
-	if (d.err)
-		printf("# completion: %s, status %#x %s\n", strerror(d.err), d.status, ubdma_nvme_strstatus(d.status));
-	return d.n == 1 ? d.err : EIO;
+	return io1_ns(qp, nsid, lbs, write, buf, off, len, 10000);
 }
 
 /* Write buf (len bytes at namespace offset off) with the pattern, read it back into rb, compare. */

@@ -34,60 +34,17 @@
 #include <ubdma/nvme.h>
 
 #include "check.h"
+#include "nvme_pat.h"
 
-#define MiB (1u << 20)
 #define BIG (8u * MiB)
 #define NSID 2
 
 static ubdma_ctx_t *ctx;
 
-static uint8_t pat(uint64_t o, uint8_t seed)
-{
-	return (uint8_t)(((uint32_t)(o * 2654435761u)) >> 24) ^ seed;
-}
-
-static void fill(uint8_t *p, uint64_t off, size_t len, uint8_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		p[i] = pat(off + i, seed);
-}
-
-static long first_bad(const uint8_t *p, uint64_t off, size_t len, uint8_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != pat(off + i, seed))
-			return (long)i;
-	return -1;
-}
-
-struct done {
-	int n, err;
-	uint16_t status;
-};
-
-static void cb(void *arg, const struct ubdma_nvme_cpl *cpl)
-{
-	struct done *d = arg;
-
-	d->n++;
-	d->err = cpl->error;
-	d->status = cpl->status;
-}
-
-/* One command of @len bytes at byte @off, waited for; 0 or the errno (submit or completion). */
+/* One command of @len bytes at byte @off of namespace 2, waited for; 0 or the errno. */
 static int io1(ubdma_nvme_qpair_t *qp, uint32_t lbs, int write, void *buf, uint64_t off, size_t len)
 {
-	struct done d = { 0 };
-	int rc = write ? ubdma_nvme_write(qp, NSID, buf, off / lbs, (uint32_t)(len / lbs), cb, &d)
-		       : ubdma_nvme_read(qp, NSID, buf, off / lbs, (uint32_t)(len / lbs), cb, &d);
-
-	if (rc)
-		return rc;
-	if ((rc = ubdma_nvme_drain(qp, 30000)))
-		return rc;
-	if (d.err)
-		printf("# status %#x (%s)\n", d.status, ubdma_nvme_strstatus(d.status));
-	return d.n == 1 ? d.err : EPROTO;
+	return io1_ns(qp, NSID, lbs, write, buf, off, len, 30000);
 }
 
 /* Registered memory, 2 MiB hugepages when there are (fewer, larger IOVA-contiguous pieces). */

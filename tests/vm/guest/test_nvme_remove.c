@@ -99,6 +99,7 @@ struct waiter {
 	int err;	      /* the errno that ended the loop */
 	uint64_t enxio_at;    /* when it was seen */
 	volatile int started; /* it has commands in flight */
+	volatile int stop;    /* the polling thread gave up (no ENXIO): stop too */
 };
 
 /* The sleeping thread: QD 8 on its own pair, completions through ubdma_nvme_wait() on MSI-X. */
@@ -107,7 +108,7 @@ static void *waiter_main(void *arg)
 	struct waiter *w = arg;
 	uint8_t *buf = buffers(QD_WAITER);
 	unsigned long i = 0;
-	uint64_t end = now_ms() + 3 * LIMIT_MS;
+	uint64_t end = now_ms() + 2 * LIMIT_MS;
 
 	if (!buf) {
 		w->err = ENOMEM;
@@ -129,7 +130,7 @@ static void *waiter_main(void *arg)
 			w->err = rc;
 			break;
 		}
-		if (now_ms() > end) {
+		if (now_ms() > end || w->stop) {
 			w->err = ETIMEDOUT;
 			break;
 		}
@@ -225,6 +226,8 @@ int main(void)
 		}
 	}
 	seen = now_ms();
+	if (end_err != ENXIO)
+		w.stop = 1;
 	check(end_err == ENXIO, "polled pair: the loop ended with ENXIO (%s: %s) %llu ms after device_del was asked",
 	      strerror(end_err), ubdma_nvme_last_error(), (unsigned long long)(seen - asked));
 	for (int k = 0; k < 100 && ubdma_nvme_outstanding(qa); k++)

@@ -33,9 +33,8 @@
 #include <ubdma/nvme.h>
 
 #include "check.h"
+#include "nvme_pat.h"
 
-#define MiB (1u << 20)
-#define KiB 1024u
 #define NTHREADS 4
 #define T_BASE (52ull * MiB)
 #define T_REGION (2u * MiB)
@@ -47,25 +46,6 @@
 static ubdma_ctx_t *ctx;
 static ubdma_nvme_t *ctrl;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static uint8_t pat(uint64_t o, uint8_t seed)
-{
-	return (uint8_t)(((uint32_t)(o * 2654435761u)) >> 24) ^ seed;
-}
-
-static void fill(uint8_t *p, uint64_t off, size_t len, uint8_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		p[i] = pat(off + i, seed);
-}
-
-static long first_bad(const uint8_t *p, uint64_t off, size_t len, uint8_t seed)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != pat(off + i, seed))
-			return (long)i;
-	return -1;
-}
 
 /* checks from threads: one at a time on stdout */
 static __attribute__((format(printf, 2, 3))) void tcheck(int ok, const char *fmt, ...)
@@ -272,23 +252,10 @@ struct nsstate {
 	char why[200];
 };
 
-struct done {
-	int n, err;
-};
-
-static void dcb(void *arg, const struct ubdma_nvme_cpl *cpl)
-{
-	struct done *d = arg;
-
-	d->n++;
-	if (cpl->error && !d->err)
-		d->err = cpl->error;
-}
-
 static int ns_io(ubdma_nvme_qpair_t *qp, uint32_t nsid, int write, void *buf, uint64_t slba, uint32_t nlb)
 {
 	struct done d = { 0 };
-	int rc = write ? ubdma_nvme_write(qp, nsid, buf, slba, nlb, dcb, &d) : ubdma_nvme_read(qp, nsid, buf, slba, nlb, dcb, &d);
+	int rc = write ? ubdma_nvme_write(qp, nsid, buf, slba, nlb, cb, &d) : ubdma_nvme_read(qp, nsid, buf, slba, nlb, cb, &d);
 
 	if (rc)
 		return rc;
@@ -350,7 +317,7 @@ static void *ns_main(void *arg)
 	}
 	/* one block past the end: refused before it reaches the controller */
 	struct done d = { 0 };
-	rc = ubdma_nvme_read(qp, ns->nsid, buf, ns->info.nsze, 1, dcb, &d);
+	rc = ubdma_nvme_read(qp, ns->nsid, buf, ns->info.nsze, 1, cb, &d);
 	if (rc != ERANGE) {
 		snprintf(ns->why, sizeof(ns->why), "read of LBA %" PRIu64 " (the end) gave %d, not ERANGE", ns->info.nsze, rc);
 		ubdma_nvme_drain(qp, 10000);
