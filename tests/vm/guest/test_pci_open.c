@@ -8,7 +8,7 @@
  * the same device twice in a context, and its group from a second context (EBUSY).  Services:
  * canonical address, BAR mapping and its cache, BAR numbers without a BAR, configuration space
  * reads and bounds, bus mastering on and off, function reset, MSI-X enable/disable rules, NUMA
- * node, DMA tag.  The e1000e is rebound by the test and returned to vfio-pci at the end.
+ * node, DMA tag; the request and error interrupts and a release (notify_release()).  The e1000e is rebound by the test and returned to vfio-pci at the end.
  * Exit status: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
@@ -249,6 +249,75 @@ static void services(ubdma_ctx_t *ctx, const char *nvme)
 	}
 }
 
+/*
+ * The kernel's request and error interrupts, and a release: the handle stays, BAR0 stays mapped
+ * and reads all ones, MSI-X eventfds are signalled, the configuration space and the other
+ * services give ENODEV, the device file is closed and the group detached (another context can
+ * open the device), and the eventfds stay open until the close.
+ */
+static void notify_release(const char *nvme)
+{
+	ubdma_ctx_t *ctx, *ctx2;
+	ubdma_pci_t *dev, *dev2;
+	int req = -2, err = -2, req2 = -2, err2 = -2, mfd = -1, rc;
+	size_t len = 0;
+	uint32_t dw;
+	uint64_t n = 0;
+	void *addr;
+
+	if (ubdma_ctx_open(guest_backend(), &ctx))
+		return;
+	if ((rc = ubdma_pci_open(ctx, nvme, &dev))) {
+		check(0, "open %s for the release: %s", nvme, ubdma_last_error());
+		ubdma_ctx_close(ctx);
+		return;
+	}
+	volatile uint32_t *bar0 = ubdma_pci_bar(dev, 0, &len);
+	check(bar0 && bar0[2] != 0xffffffff, "BAR0 mapped: VS %#x", bar0 ? bar0[2] : 0);
+	check(ubdma_pci_notify_fds(NULL, &req, &err) == EINVAL, "notify_fds(NULL device) -> EINVAL");
+	check(ubdma_pci_notify_fds(dev, NULL, &err) == EINVAL, "notify_fds(NULL req_fd) -> EINVAL");
+	rc = ubdma_pci_notify_fds(dev, &req, &err);
+	check(rc == 0 && fcntl(req, F_GETFD) >= 0 && (err == -1 || fcntl(err, F_GETFD) >= 0),
+	      "notify_fds -> request eventfd %d, error eventfd %d: %s", req, err, rc ? ubdma_last_error() : "0");
+	rc = ubdma_pci_notify_fds(dev, &req2, NULL);
+	check(rc == 0 && req2 == req, "notify_fds again -> the same eventfd (%d)", req2);
+	check(read(req, &n, sizeof(n)) < 0 && errno == EAGAIN, "no request yet: the eventfd is empty");
+	check(ubdma_pci_msix_enable(dev, 1, &mfd) == 0, "MSI-X on: one vector");
+
+	check(ubdma_pci_release(NULL) == EINVAL, "release(NULL) -> EINVAL");
+	rc = ubdma_pci_release(dev);
+	check(rc == 0, "release -> %s", rc ? ubdma_last_error() : "0");
+	check(bar0[2] == 0xffffffff && bar0[7] == 0xffffffff, "BAR0 still at its address, reading all ones "
+	      "(VS %#x, CSTS %#x)", bar0[2], bar0[7]);
+	bar0[0x1000 / 4] = 1; /* a doorbell written after the release lands in process memory */
+	check(1, "a write to BAR0 after the release does not fault");
+	ssize_t got = read(mfd, &n, sizeof(n));
+	check(got == sizeof(n) && n >= 1, "the MSI-X eventfd was signalled (%llu)", (unsigned long long)n);
+	check(fcntl(req, F_GETFD) >= 0 && fcntl(mfd, F_GETFD) >= 0, "the eventfds stay open until close");
+	check(ubdma_pci_cfg_read(dev, 0, &dw, 4) == ENODEV, "config read after release -> ENODEV: %s",
+	      ubdma_last_error());
+	check(ubdma_pci_cfg_write(dev, 0x40, &dw, 4) == ENODEV, "config write after release -> ENODEV");
+	check(ubdma_pci_bus_master(dev, 1) == ENODEV, "bus master after release -> ENODEV");
+	check(ubdma_pci_reset(dev) == ENODEV, "reset after release -> ENODEV");
+	check(ubdma_pci_msix_enable(dev, 1, &mfd) == ENODEV, "MSI-X enable after release -> ENODEV");
+	check(ubdma_pci_notify_fds(dev, &req2, &err2) == ENODEV, "notify_fds after release -> ENODEV");
+	check(ubdma_pci_bar_map(dev, 2, &addr, NULL) == ENODEV && !addr, "a BAR not mapped before -> ENODEV");
+	check(ubdma_pci_bar(dev, 0, NULL) == (void *)bar0, "BAR0 is still given (the all-ones memory)");
+	check(ubdma_pci_dma_tag(dev) != NULL, "the DMA tag stays");
+	check(ubdma_pci_release(dev) == 0, "release twice -> 0");
+	/* given back: the group is free, another context opens the device */
+	if (!ubdma_ctx_open(guest_backend(), &ctx2)) {
+		rc = ubdma_pci_open(ctx2, nvme, &dev2);
+		check(rc == 0, "after the release another context opens %s -> %s", nvme, rc ? ubdma_last_error() : "0");
+		if (!rc)
+			ubdma_pci_close(dev2);
+		ubdma_ctx_close(ctx2);
+	}
+	ubdma_pci_close(dev);
+	check(fcntl(req, F_GETFD) < 0 && fcntl(mfd, F_GETFD) < 0, "close closes the eventfds");
+	ubdma_ctx_close(ctx);
+}
+
 int main(void)
 {
 	const char *nvme = getenv("UBDMA_VM_NVME"), *nic = getenv("UBDMA_VM_NIC");
@@ -268,6 +337,7 @@ int main(void)
 	errors(ctx, nvme, nic);
 	services(ctx, nvme);
 	ubdma_ctx_close(ctx);
+	notify_release(nvme);
 	printf("# %d failure(s)\n", failures);
 	return failures ? 1 : 0;
 }
