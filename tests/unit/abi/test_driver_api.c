@@ -102,6 +102,7 @@ static void test_nvme_null(void **state)
 	assert_null(ubdma_nvme_info(NULL));
 	assert_int_equal(ubdma_nvme_outstanding(NULL), 0);
 	assert_int_equal(ubdma_nvme_qpair_id(NULL), 0);
+	assert_null(ubdma_nvme_pci(NULL));
 	assert_string_equal(ubdma_nvme_strstatus(0), "Successful Completion");
 }
 

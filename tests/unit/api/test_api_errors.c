@@ -94,6 +94,8 @@ static void test_int_calls_null(void **state)
 	assert_einval(ubdma_pci_reset(NULL));
 	assert_einval(ubdma_pci_msix_enable(NULL, 1, &n));
 	assert_einval(ubdma_pci_msix_disable(NULL));
+	assert_einval(ubdma_pci_notify_fds(NULL, &n, &n));
+	assert_einval(ubdma_pci_release(NULL));
 	/* hugepage */
 	assert_einval(ubdma_huge_alloc(1 << 21, 0, UBDMA_NODE_ANY, 0, NULL));
 	assert_einval(ubdma_huge_sizes(sizes, 4, NULL));
