@@ -165,7 +165,10 @@ int ubdma_e1000e_pkt_free(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
  * Return: 0 when all @n were queued; ENOBUFS when the ring is full (a partial or empty burst:
  * retry later); EMSGSIZE when pkts[*sent]->len is outside [UBDMA_E1000E_MIN_FRAME,
  * UBDMA_E1000E_MAX_FRAME]; EINVAL for NULL arguments or a packet not of this pool;
- * ENETDOWN when the device is stopped (nothing queued).
+ * ENETDOWN when the device is stopped (nothing queued); ENXIO when the device is gone (the
+ * kernel asked for it back, read every 1024 bursts, or STATUS reads all ones: frames in flight
+ * dropped, ring buffers back in the pool, the device given back; every later call that needs the
+ * device fails so).
  */
 int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n,
 			  unsigned *sent);
@@ -175,7 +178,8 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
  * and the ring handed back with one RDT write.  Frames the device marked bad (RDESC.ERRORS) are
  * recycled and counted (sw_rx_dropped).  *@got receives the count (0: nothing arrived).
  * Return: 0; EINVAL for NULL arguments; ENETDOWN when stopped; ENOBUFS when frames are waiting
- * but the pool has no buffer to refill their slots (free received packets: *@got may be 0).
+ * but the pool has no buffer to refill their slots (free received packets: *@got may be 0);
+ * ENXIO when the device is gone (as ubdma_e1000e_tx_burst()).
  */
 int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned max,
 			  unsigned *got);

@@ -184,8 +184,8 @@ int ubdma_nvme_ns_next(const ubdma_nvme_t *ctrl, uint32_t nsid, uint32_t *next);
  * capped by CAP.MQES + 1); entries - 1 commands may be outstanding at once.  The queue memory,
  * the per-command DMA maps and PRP/SGL list pages are made now, so I/O allocates nothing.
  * Return: 0; EINVAL for NULL or @entries 1; ENOSPC when every granted queue pair is in use;
- * ESHUTDOWN after ubdma_nvme_shutdown(); ENXIO after the controller reported a fatal status;
- * the errno a failed Create I/O CQ / SQ command's status maps to (EIO for most, EINVAL ...);
+ * ESHUTDOWN after ubdma_nvme_shutdown(); ENXIO when the controller is gone or failed (removed,
+ * all ones, a reset that failed); the errno a failed Create I/O CQ / SQ command's status maps to (EIO for most, EINVAL ...);
  * ETIMEDOUT when one does not complete in time; any errno of the DMA memory calls; ENOMEM.
  * On failure *@qpp is NULL.
  */
@@ -207,8 +207,9 @@ int ubdma_nvme_qpair_destroy(ubdma_nvme_qpair_t *qp);
  * transfer (ubdma_nvme_info()->max_transfer); EAGAIN when the queue is full (poll, then retry);
  * ENOMEM when the bounce pool is short (poll, then retry); ENOTSUP for a buffer that is not dword
  * aligned when SGLs are off or absent, or a namespace with metadata; ESHUTDOWN after
- * ubdma_nvme_shutdown(); ENXIO after the controller reported a fatal status.  On failure
- * nothing was submitted and @cb will not run.
+ * ubdma_nvme_shutdown(); ENXIO when the controller is gone (removed: the kernel asked for it
+ * back, ubdma_pci_notify_fds()) or failed (all ones, a reset that failed).  On failure nothing
+ * was submitted and @cb will not run.
  */
 int ubdma_nvme_read(ubdma_nvme_qpair_t *qp, uint32_t nsid, void *buf, uint64_t slba, uint32_t nlb,
 		    ubdma_nvme_cb_t *cb, void *arg);
@@ -251,8 +252,10 @@ int ubdma_nvme_write_zeroes(ubdma_nvme_qpair_t *qp, uint32_t nsid, uint64_t slba
  * ubdma_nvme_poll() - reap up to @max completions (0: all there are) and run their callbacks;
  * *@done (may be NULL) receives how many.  No system call, lock or allocation (a bounced read
  * copies its data back).
- * Return: 0; EINVAL for NULL; ENXIO when the controller reported a fatal status (outstanding
- * commands then complete with ECANCELED).
+ * Every 1024th poll (busy or idle) also checks, off the hot path, for the kernel's request for
+ * the device (one non-blocking read), CSTS all ones (gone), CSTS.CFS (reset) and timeouts.
+ * Return: 0; EINVAL for NULL; ENXIO when the controller is gone or failed (outstanding commands
+ * then complete with ENXIO, in this call).
  */
 int ubdma_nvme_poll(ubdma_nvme_qpair_t *qp, unsigned max, unsigned *done);
 
