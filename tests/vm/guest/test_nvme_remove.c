@@ -10,6 +10,8 @@
  * reads in its periodic check (every 1024 polls) and in its wait.  Passes when:
  *   - the polling thread's commands outstanding at the removal complete with ENXIO, and its
  *     submissions and polls fail with ENXIO, within 60 s of the request (measured: printed);
+ *   - a third pair with 4 reads outstanding (batch mode, not rung yet) completes them with ENXIO
+ *     at its first poll after the removal (the busy pairs may happen to have none in flight);
  *   - the sleeping thread wakes up and sees ENXIO the same way;
  *   - every command submitted completed exactly once, with success before the removal and ENXIO
  *     after it, and no data buffer stays loaded (ubdma_nvme_recovery()'s maps_loaded);
@@ -157,7 +159,7 @@ int main(void)
 	const char *bdf = getenv("UBDMA_VM_HP_NVME");
 	ubdma_ctx_t *ctx;
 	ubdma_nvme_t *ctrl;
-	ubdma_nvme_qpair_t *qa, *qb, *qc = NULL;
+	ubdma_nvme_qpair_t *qa, *qb, *qh, *qc = NULL;
 	struct ubdma_nvme_ns_info ns;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -186,9 +188,21 @@ int main(void)
 	nsze = ns.nsze;
 	rc = ubdma_nvme_qpair_create(ctrl, 0, &qa);
 	rc = rc ? rc : ubdma_nvme_qpair_create(ctrl, 0, &qb);
-	check(rc == 0, "two queue pairs: %s", rc ? ubdma_nvme_last_error() : "ok");
+	rc = rc ? rc : ubdma_nvme_qpair_create(ctrl, 0, &qh);
+	check(rc == 0, "three queue pairs: %s", rc ? ubdma_nvme_last_error() : "ok");
 	if (rc)
 		return 1;
+	/* a third pair whose 4 reads are outstanding for certain at the removal: batch mode, never
+	 * polled before it (the doorbell is rung by the first poll), so the device never has them.
+	 * The busy pairs' commands may all have completed at the moment of the removal (QEMU is
+	 * fast): their ENXIO count is reported, not required */
+	uint8_t *hbuf = buffers(4);
+	struct tally tq = { 0 };
+	rc = ubdma_nvme_qpair_batch(qh, 1);
+	for (unsigned long k = 0; !rc && k < 4; k++)
+		rc = submit(qh, hbuf + k * BLK, 2 * k, &tq);
+	check(rc == 0 && ubdma_nvme_outstanding(qh) == 4, "held pair: 4 reads outstanding (%s)",
+	      rc ? ubdma_nvme_last_error() : "ok");
 
 	struct waiter w = { .qp = qb };
 	pthread_t th;
@@ -237,10 +251,14 @@ int main(void)
 	check(t.submitted == t.ok + t.enxio + t.other,
 	      "polled pair: every command completed once: %lu submitted, %lu ok, %lu ENXIO, %lu other", t.submitted,
 	      t.ok, t.enxio, t.other);
-	check(t.enxio >= 1 && t.other == 0 && t.ok_after == 0,
+	check(t.other == 0 && t.ok_after == 0,
 	      "polled pair: the commands in flight at the removal completed with ENXIO (%lu), none otherwise "
 	      "(%lu, last %s), no success after the first ENXIO (%lu)", t.enxio, t.other,
 	      t.other ? strerror(t.other_err) : "-", t.ok_after);
+	rc = ubdma_nvme_poll(qh, 0, NULL);
+	check(rc == ENXIO && tq.enxio == 4 && tq.ok == 0 && ubdma_nvme_outstanding(qh) == 0,
+	      "held pair: its first poll returns ENXIO (%s) and completes its 4 reads with ENXIO (%lu ok, %lu "
+	      "ENXIO, %lu other)", strerror(rc), tq.ok, tq.enxio, tq.other);
 	rc = submit(qa, buf, 0, &t);
 	check(rc == ENXIO, "polled pair: a new read is refused with ENXIO (%s)", strerror(rc));
 	rc = ubdma_nvme_qpair_create(ctrl, 0, &qc);
@@ -257,13 +275,15 @@ int main(void)
 	rc = ubdma_nvme_recovery(ctrl, &rs);
 	check(rc == 0 && rs.maps_loaded == 0, "no data buffer stays loaded (%u)", rs.maps_loaded);
 
-	check(ubdma_nvme_qpair_destroy(qa) == 0 && ubdma_nvme_qpair_destroy(qb) == 0, "both pairs destroyed");
+	check(ubdma_nvme_qpair_destroy(qa) == 0 && ubdma_nvme_qpair_destroy(qb) == 0 &&
+	      ubdma_nvme_qpair_destroy(qh) == 0, "the three pairs destroyed");
 	uint64_t t0 = now_ms();
 	rc = ubdma_nvme_close(ctrl);
 	uint64_t closed = now_ms() - t0;
 	check(closed < 5000, "close returned in %llu ms (%s)", (unsigned long long)closed, rc ? strerror(rc) : "0");
 	ubdma_ctx_close(ctx);
 	free(buf);
+	free(hbuf);
 
 	/* the kernel's remove proceeds once the device file is closed: the device leaves sysfs */
 	t0 = now_ms();
