@@ -13,7 +13,8 @@
  *   - ubdma_e1000e_close() returns within 5 s;
  *   - the kernel's remove finishes: the device leaves /sys/bus/pci/devices within 30 s.
  * A driver that does not listen to the request fails: the device keeps working while the kernel
- * waits, so no ENXIO comes.  Exit: 0 pass, 1 fail, 77 skip (run-guest.sh without -R).
+ * waits, so no ENXIO comes.  First, on the main e1000e ($UBDMA_VM_NIC), a device that vanishes
+ * without a request (all_ones()).  Exit: 0 pass, 1 fail, 77 skip (run-guest.sh without -R).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -54,6 +55,39 @@ static int in_sysfs(const char *bdf)
 	return stat(path, &st) == 0;
 }
 
+/*
+ * A device that vanishes without the kernel's request (it fell off the bus): the test gives the
+ * main e1000e back behind the driver's back (ubdma_pci_release() through ubdma_e1000e_pci()), so
+ * BAR0 reads all ones.  Within 1024 bursts the driver's check must read STATUS all ones and fail
+ * with ENXIO, every ring buffer back in the pool; close must not wait for the device.
+ */
+static void all_ones(ubdma_ctx_t *ctx, const char *bdf)
+{
+	struct ubdma_e1000e_opts o = { .size = sizeof(o), .ctx = ctx, .rx_desc = RXD, .tx_desc = TXD,
+				       .pool_bufs = POOL, .link_wait_ms = 1 };
+	struct ubdma_e1000e_pkt *p[BURST];
+	ubdma_e1000e_t *nic;
+	unsigned calls = 0, n;
+	int rc = ubdma_e1000e_open(bdf, &o, &nic);
+
+	check(rc == 0, "all ones: open %s: %s", bdf, rc ? ubdma_e1000e_last_error() : "ok");
+	if (rc)
+		return;
+	rc = ubdma_pci_release(ubdma_e1000e_pci(nic));
+	check(rc == 0, "all ones: the device released behind the driver");
+	while (calls < 2048 && !(rc = ubdma_e1000e_rx_burst(nic, p, BURST, &n)))
+		calls++;
+	check(rc == ENXIO && calls < 1024, "all ones: rx_burst failed with ENXIO after %u bursts (%s)", calls,
+	      ubdma_e1000e_last_error());
+	check(ubdma_e1000e_pool_free(nic) == POOL, "all ones: every buffer back in the pool (%u of %u)",
+	      ubdma_e1000e_pool_free(nic), POOL);
+	check(ubdma_e1000e_tx_flush(nic, 1000, &n) == ENXIO, "all ones: tx_flush -> ENXIO");
+	uint64_t t0 = now_ms();
+	rc = ubdma_e1000e_close(nic);
+	check(rc == 0 && now_ms() - t0 < 1000, "all ones: close returned %d in %llu ms", rc,
+	      (unsigned long long)(now_ms() - t0));
+}
+
 int main(void)
 {
 	const char *bdf = getenv("UBDMA_VM_HP_NIC");
@@ -74,6 +108,9 @@ int main(void)
 	}
 	struct ubdma_e1000e_opts o = { .size = sizeof(o), .ctx = ctx, .rx_desc = RXD, .tx_desc = TXD,
 				       .pool_bufs = POOL };
+	const char *main_nic = getenv("UBDMA_VM_NIC");
+	if (main_nic && *main_nic)
+		all_ones(ctx, main_nic);
 	rc = ubdma_e1000e_open(bdf, &o, &nic);
 	check(rc == 0, "open %s: %s", bdf, rc ? ubdma_e1000e_last_error() : "ok");
 	if (rc)

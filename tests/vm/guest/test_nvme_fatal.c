@@ -13,6 +13,9 @@
  *   REQUEUE  the 16 reads are submitted again and complete with success and the right data;
  * then a write and a read through the same pair move the right bytes, nothing stays loaded, and
  * close returns 0.  A driver that marks a CFS controller failed (ENXIO) fails this test.
+ * Then a device that vanishes without a request (all_ones(): released behind the driver's back,
+ * BAR0 reads all ones): 16 reads complete with ENXIO at the periodic check, new ones and a new
+ * queue pair are refused with ENXIO, close returns within 1 s.
  * Exit: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
@@ -176,6 +179,62 @@ out:
 	free(buf);
 }
 
+/*
+ * A device that vanishes without the kernel's request (it fell off the bus): the test gives the
+ * device back behind the driver's back (ubdma_pci_release() through ubdma_nvme_pci()), so BAR0
+ * reads all ones, as a removed device reads on a real bus.  The driver's periodic check must see
+ * CSTS all ones and fail everything with ENXIO; close must not wait for the device.
+ */
+static void all_ones(const char *bdf, ubdma_ctx_t *ctx)
+{
+	struct ubdma_nvme_opts o = { .size = sizeof(o), .ctx = ctx, .queue_entries = 64 };
+	ubdma_nvme_t *ctrl;
+	ubdma_nvme_qpair_t *qp, *q2 = NULL;
+	uint32_t nsid;
+	uint8_t *buf = NULL;
+	struct tally t = { 0 };
+	int rc = ubdma_nvme_open(bdf, &o, &ctrl);
+
+	check(rc == 0, "all ones: open %s: %s", bdf, rc ? ubdma_nvme_last_error() : "ok");
+	if (rc)
+		return;
+	rc = ubdma_nvme_ns_next(ctrl, 0, &nsid);
+	rc = rc ? rc : ubdma_nvme_qpair_create(ctrl, 0, &qp);
+	rc = rc ? rc : posix_memalign((void **)&buf, 4096, (size_t)N * BLK);
+	check(rc == 0, "all ones: queue pair and buffer: %s", rc ? ubdma_nvme_last_error() : "ok");
+	if (rc) {
+		ubdma_nvme_close(ctrl);
+		return;
+	}
+	rc = ubdma_pci_release(ubdma_nvme_pci(ctrl));
+	size_t bl;
+	volatile uint32_t *bar = ubdma_pci_bar(ubdma_nvme_pci(ctrl), 0, &bl);
+	check(rc == 0 && bar && bar[7] == 0xffffffff, "all ones: the device released behind the driver, CSTS "
+	      "reads %#x", bar ? bar[7] : 0);
+	/* submissions read no register: they are taken, and never completed by the device */
+	for (int i = 0; !rc && i < N; i++)
+		rc = ubdma_nvme_read(qp, nsid, buf + (size_t)i * BLK, (uint64_t)i * 8, BLK / 512, cb, &t);
+	check(rc == 0, "all ones: %d reads submitted (%s)", N, rc ? ubdma_nvme_last_error() : "ok");
+	uint64_t t0 = now_ms();
+	int prc = 0;
+	while (ubdma_nvme_outstanding(qp) && now_ms() - t0 < 10000 && !(prc = ubdma_nvme_poll(qp, 0, NULL)))
+		;
+	uint64_t took = now_ms() - t0;
+	check(prc == ENXIO && t.other == N && t.other_err == ENXIO && !ubdma_nvme_outstanding(qp),
+	      "all ones: the periodic check found CSTS all ones: the %d reads completed with ENXIO in %llu ms, "
+	      "the poll returned %s", N, (unsigned long long)took, strerror(prc));
+	rc = ubdma_nvme_read(qp, nsid, buf, 0, BLK / 512, cb, &t);
+	check(rc == ENXIO, "all ones: a new read is refused with ENXIO (%s)", strerror(rc));
+	rc = ubdma_nvme_qpair_create(ctrl, 0, &q2);
+	check(rc == ENXIO && !q2, "all ones: a new queue pair is refused with ENXIO (%s)", strerror(rc));
+	ubdma_nvme_qpair_destroy(qp);
+	t0 = now_ms();
+	rc = ubdma_nvme_close(ctrl);
+	check(now_ms() - t0 < 1000, "all ones: close returned %d in %llu ms, waiting for nothing", rc,
+	      (unsigned long long)(now_ms() - t0));
+	free(buf);
+}
+
 int main(void)
 {
 	const char *bdf = getenv("UBDMA_VM_NVME");
@@ -192,6 +251,7 @@ int main(void)
 	}
 	run(bdf, ctx, UBDMA_NVME_RESET_FAIL);
 	run(bdf, ctx, UBDMA_NVME_RESET_REQUEUE);
+	all_ones(bdf, ctx);
 	ubdma_ctx_close(ctx);
 	return failures ? 1 : 0;
 }
