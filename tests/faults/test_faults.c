@@ -16,6 +16,7 @@
  *     bytes, VmLck, IOMMU mappings (and LSan checks the heap once more at exit in ASan builds).
  * The last line gives the number of injected faults survived (UBDMA_FAULTS_SUMMARY).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -749,10 +750,65 @@ static void test_phys(void **state)
 	walk(&scenarios[11], UBDMA_BACKEND_PHYS, 0, 0); /* mem_alloc_large */
 }
 
+/*
+ * ubdma_pci_notify_fds() on the guest's real device (issue 18): a failure (an injected ioctl:
+ * GET_IRQ_INFO, or SET_IRQS of the request or the error interrupt, after which the request one
+ * must go off again) leaves no eventfd open, and the call made again works.  The eventfds live
+ * until the device's close (close_ctx()).
+ */
+static int notify_fds0, notify_req, notify_err;
+
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+
+	for (struct dirent *de; d && (de = readdir(d));)
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+static int setup_notify(struct env *e)
+{
+	(void)e;
+	notify_fds0 = count_fds();
+	notify_req = notify_err = -2;
+	return guest_dev ? 0 : ENODEV;
+}
+static int op_notify(struct env *e)
+{
+	(void)e;
+	return ubdma_pci_notify_fds(guest_dev, &notify_req, &notify_err);
+}
+static void fail_notify(struct env *e)
+{
+	(void)e;
+	CHECKF(count_fds() == notify_fds0, "%d descriptors open after a failed notify_fds, %d before", count_fds(),
+	       notify_fds0);
+}
+static void verify_notify(struct env *e)
+{
+	(void)e;
+	CHECKF(notify_req >= 0 && count_fds() == notify_fds0 + 1 + (notify_err >= 0),
+	       "notify_fds: request %d, error %d, %d descriptors (%d before)", notify_req, notify_err, count_fds(),
+	       notify_fds0);
+}
+static void no_teardown(struct env *e)
+{
+	(void)e;
+}
+
+static const struct scenario guest_scenarios[] = {
+	{ "pci_notify_fds", 0, setup_notify, op_notify, fail_notify, verify_notify, NULL, no_teardown },
+};
+
 static void test_guest_vfio(void **state)
 {
 	(void)state;
 	run_all(guest_be, 0, 0);
+	for (size_t i = 0; i < sizeof(guest_scenarios) / sizeof(guest_scenarios[0]); i++)
+		walk(&guest_scenarios[i], guest_be, 0, 0);
 }
 
 static void test_summary(void **state)
