@@ -57,15 +57,15 @@ static unsigned irq_count(const struct ubdma_pci *dev, unsigned index)
 /* One eventfd on interrupt @index, or (fd -1) none. */
 static int set_one(const struct ubdma_pci *dev, unsigned index, int fd)
 {
-	struct {
-		struct vfio_irq_set s;
-		int32_t fd;
-	} set = { .s = { .argsz = sizeof(set), .index = index, .start = 0, .count = fd >= 0 ? 1 : 0,
-			 .flags = VFIO_IRQ_SET_ACTION_TRIGGER |
-				  (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) },
-		  .fd = fd };
+	_Alignas(struct vfio_irq_set) unsigned char buf[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	struct vfio_irq_set *set = (struct vfio_irq_set *)buf;
+	int32_t efd = fd;
 
-	return ioctl(dev->fd, VFIO_DEVICE_SET_IRQS, &set) ? errno : 0;
+	*set = (struct vfio_irq_set){ .argsz = sizeof(buf), .index = index, .start = 0, .count = fd >= 0 ? 1 : 0,
+				      .flags = VFIO_IRQ_SET_ACTION_TRIGGER |
+					       (fd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) };
+	memcpy(set->data, &efd, sizeof(efd));
+	return ioctl(dev->fd, VFIO_DEVICE_SET_IRQS, set) ? errno : 0;
 }
 
 /* A new eventfd on @index into *fdp; 0 or the errno, with the sentence. */
