@@ -66,7 +66,8 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
  * ubdma_reg_iova() - the IOVA of @addr inside the registration, or UBDMA_BAD_IOVA when @addr is
  * outside its (rounded) range (and, with errno EINVAL, for a NULL @reg).  O(1), no lock, no system call.  Valid until ubdma_reg_put(),
  * even after the registration was invalidated, or until ubdma_ctx_close(), which frees every
- * registration of the context, held or not.
+ * registration of the context, held or not.  In a registrar's domain (ubdma_rcache_set_registrar())
+ * an address is its own IOVA, as for ibv_reg_mr(): @addr itself.
  */
 ubdma_iova_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr);
 
@@ -93,14 +94,68 @@ int ubdma_reg_invalidate(ubdma_ctx_t *ctx, void *addr, size_t len);
  * @max_bytes:   bytes of wired memory the cache may hold (cached, plus invalidated but still
  *               referenced); default a quarter of physical memory.
  * @max_entries: cached entries; default 65536.
- * @max_iommu:   IOMMU mappings the cache's entries may hold; default none beyond the IOMMU's own
- *               (vfio's dma_entry_limit: the cache evicts when the backend says ENOSPC).
+ * @max_iommu:   IOMMU mappings the cache's entries may hold (in a registrar's domain: its
+ *               registrations); default none beyond the domain's own (vfio's dma_entry_limit;
+ *               the cache evicts when the backend or registrar says ENOSPC).
  *
  * Unreferenced entries are evicted at once until the cache fits; referenced ones are not, and
  * requests that need room then fail with ENOMEM / ENOSPC until they are put.
  * Return: 0; EINVAL for a NULL @ctx; ENOMEM when the cache cannot be made.
  */
 int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entries, size_t max_iommu);
+
+/*
+ * A registration domain other than the context's IOMMU: a verbs protection domain
+ * (libubdma_verbs, <ubdma/verbs.h>), a libfabric domain, a GPU driver's host registration.
+ * The cache wires each range it registers (so that the monitor watches it and munmap ends it),
+ * then calls @reg; it calls @dereg when the entry leaves the cache and nobody holds it, before it
+ * unwires.  Limits, eviction, merging, statistics and invalidation are the same as for the IOMMU
+ * domain; max_iommu of ubdma_rcache_set_limits() counts registrations here.
+ *
+ * Rules for the callbacks (docs/rcache.md, "Domains"): they may run on any thread that calls
+ * ubdma_reg_get(), ubdma_reg_put(), ubdma_reg_invalidate(), ubdma_rcache_*() or ubdma_ctx_close()
+ * on the context, with the cache's own mutex held, never its index lock and never on the
+ * monitor's thread; they must not call the registration cache of the same context.
+ */
+struct ubdma_registrar {
+	const char *name;	/* shown in the statistics ("verbs", "ofi"...) */
+	/*
+	 * Register [addr, addr + len) (page aligned, hugetlb-page aligned on hugetlb; wired) for
+	 * @flags (UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE: what the device will do) and store the
+	 * registration's key in *keyp.  Return 0, or a positive errno with nothing registered:
+	 * ENOMEM or ENOSPC make the cache evict and try again (out of registrations, pinned memory).
+	 */
+	int (*reg)(void *arg, void *addr, size_t len, int flags, void **keyp);
+	/* Release @key.  A positive errno is counted (dereg_failures) and the key forgotten. */
+	int (*dereg)(void *arg, void *key);
+};
+
+/**
+ * ubdma_rcache_set_registrar() - make the context's cache register into @ops's domain (@arg is
+ * passed to its callbacks), or, with @ops NULL, into the context's IOMMU again (the default).
+ * @ops is not copied: it must outlive the context's use of it.  The domain's resources (a
+ * protection domain) must outlive every registration made through it: close the context, or
+ * flush the cache with nothing held, before releasing them.
+ *
+ * Return: 0; EINVAL for a NULL @ctx, or @ops without reg or dereg; EBUSY while the cache holds
+ * registrations (cached, or invalidated and still held: flush and put them first); ENOMEM when
+ * the cache cannot be made.
+ */
+int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *ops, void *arg);
+
+/**
+ * ubdma_reg_key() - the domain's key of a registration: what the registrar's reg call stored (a
+ * struct ibv_mr * in a verbs domain), or the ubdma_umem_t cookie in the IOMMU domain.  Valid
+ * until ubdma_reg_put(), as the registration.  NULL for a NULL @reg.
+ */
+void *ubdma_reg_key(const ubdma_reg_t *reg);
+
+/**
+ * ubdma_reg_range() - the range the registration covers: the request rounded to pages and
+ * merged with its neighbours.  Either pointer may be NULL.
+ * Return: 0; EINVAL for a NULL @reg.
+ */
+int ubdma_reg_range(const ubdma_reg_t *reg, void **addrp, size_t *lenp);
 
 /* How the cache learns that memory changed (ubdma_rcache_set_monitor()). */
 enum ubdma_rcache_monitor {
@@ -140,6 +195,8 @@ struct ubdma_rcache_stats {
 	uint64_t max_bytes, max_entries, max_iommu;	     /* limits in force (0: none) */
 	int monitor_active;	 /* 1 when userfaultfd watches the cache's entries */
 	char monitor[160];	 /* "userfaultfd (...)" or "explicit only: <why>" */
+	char domain[32];	 /* "iommu", or the registrar's name */
+	uint64_t dereg_failures; /* registrar dereg calls that failed (the key was forgotten) */
 };
 
 /**

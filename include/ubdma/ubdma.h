@@ -13,6 +13,7 @@
 #include <ubdma/core.h>
 #include <ubdma/busdma.h>
 #include <ubdma/rcache.h>
+#include <ubdma/memevent.h>
 #include <ubdma/pci.h>
 #include <ubdma/hugepage.h>
 

@@ -2,8 +2,9 @@
  * rcache.c - the registration (pin-down) cache of a context: look-up by range, references,
  * merging, CLOCK eviction under limits, invalidation, statistics and fork.
  *
- * Index: a sorted array of entries that never overlap, each a range [lo, hi) wired and mapped
- * by one locked-memory cookie (umem.c).  A hit is a binary search under the shared lock and an
+ * Index: a sorted array of entries that never overlap, each a range [lo, hi) wired and
+ * registered in the cache's domain (domain.c: a locked-memory cookie of the context's IOMMU, or
+ * a registrar's key).  A hit is a binary search under the shared lock and an
  * atomic increment of the entry's reference; nothing is written but the entry's own cache line.
  * An entry carries one reference for being in the index; a put that drops the last reference
  * of an entry already out of the index destroys it.
@@ -221,7 +222,7 @@ static void remove_locked(struct rcache *rc, struct ubdma_reg *r, struct ubdma_r
 	/* a holder keeps the entry: its pages must still leave the translation map (rc_unshow()),
 	 * or a load of other memory mapped at the address later would get the old frames; set
 	 * before the reference drops, after which a put may recycle the entry */
-	if (__atomic_load_n(&r->ref, __ATOMIC_RELAXED) > 1) {
+	if (r->umem && __atomic_load_n(&r->ref, __ATOMIC_RELAXED) > 1) {
 		__atomic_store_n(&r->unshow, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&rc->unshow_pending, 1, __ATOMIC_RELEASE);
 	}
@@ -281,11 +282,20 @@ void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e)
 
 /* ------------------------------------------------------------ destruction */
 
+/* Deregister and unwire, through the domain that registered it. */
+static void reg_release(struct rcache *rc, const struct ubdma_reg *r)
+{
+	struct rc_key k = { .lo = r->lo, .hi = r->hi, .key = r->key, .umem = r->umem, .ticket = r->ticket,
+			    .nchunks = r->nchunks };
+
+	r->dom->rel(rc, r->ops, r->ops_arg, &k);
+}
+
 static void reg_destroy(struct ubdma_reg *r)
 {
 	struct rcache *rc = r->rc;
 
-	ubdma_umem_unlock(r->umem);
+	reg_release(rc, r);
 	pthread_mutex_lock(&rc->all_lock);
 	LIST_REMOVE(r, all);
 	rc->nall--;
@@ -508,6 +518,8 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 	rc->max_bytes = default_max_bytes();
 	rc->max_entries = 65536;
 	rc->want_monitor = env_monitor();
+	rc->dom = &rc_dom_iommu;
+	snprintf(rc->dom_name, sizeof(rc->dom_name), "iommu");
 	rc->mon = rc->want_monitor == UBDMA_RCACHE_MONITOR_UFFD ? MON_START : MON_OFF;
 	snprintf(rc->mon_desc, sizeof(rc->mon_desc), "%s",
 		 rc->mon == MON_START ? "userfaultfd (not started yet)" : "explicit only: asked for");
@@ -704,10 +716,9 @@ static int make_room(struct rcache *rc, const struct plan *p, int force)
 	return err;
 }
 
-static struct ubdma_reg *reg_new(struct rcache *rc, struct ubdma_umem *u, int flags)
+static struct ubdma_reg *reg_new(struct rcache *rc, const struct rc_key *k, int flags)
 {
 	struct ubdma_reg *r;
-	const struct umem_chunk *last = &u->chunks[u->nchunks - 1];
 
 	pthread_mutex_lock(&rc->all_lock);
 	if ((r = rc->free))
@@ -716,18 +727,22 @@ static struct ubdma_reg *reg_new(struct rcache *rc, struct ubdma_umem *u, int fl
 	if (!r && !(r = calloc(1, sizeof(*r))))
 		return NULL;
 	/* hits may read a recycled entry through a stale index slot: atomic stores */
-	__atomic_store_n(&r->lo, u->chunks[0].va, __ATOMIC_RELAXED);
-	__atomic_store_n(&r->hi, last->va + last->npages * last->pgsz, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->lo, k->lo, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->hi, k->hi, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->flags, flags, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->used, 0, __ATOMIC_RELAXED);
 	r->dead = 0;
 	r->monitored = 0;
 	__atomic_store_n(&r->unshow, 0, __ATOMIC_RELAXED);
 	r->rc = rc;
-	r->umem = u;
-	r->nchunks = u->nchunks;
+	r->umem = k->umem;
+	r->key = k->key;
+	r->ticket = k->ticket;
+	r->dom = rc->dom;
+	r->ops = rc->ops;
+	r->ops_arg = rc->ops_arg;
+	r->nchunks = k->nchunks;
 	r->grave_next = NULL;
-	u->internal = 1;
 	return r;
 }
 
@@ -763,14 +778,14 @@ static int range_mapped(uintptr_t s, uintptr_t e)
 	return 1;
 }
 
-/* Wire and map the plan, falling back to the bare request and evicting on ENOMEM / ENOSPC. */
+/* Wire and register the plan, falling back to the bare request and evicting on ENOMEM / ENOSPC. */
 static int register_plan(struct rcache *rc, struct plan *p, uintptr_t a, uintptr_t b, int flags,
-			 struct ubdma_umem **up, int *monitoredp)
+			 struct rc_key *k, int *monitoredp)
 {
 	int err;
 
 	for (;;) {
-		err = umem_lock(rc->ctx, (void *)p->lo, p->hi - p->lo, p->flags, NULL, up);
+		err = rc->dom->reg(rc, p->lo, p->hi, p->flags, k);
 		if (!err) {
 			/* the wiring registered it: events from its first page lock on */
 			*monitoredp = rc->mon == MON_ON && wire_range_watched(p->lo, p->hi);
@@ -807,7 +822,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		rc->mon = MON_OFF;
 	for (int attempt = 0;; attempt++) {
 		struct ubdma_reg *r, *victims = NULL;
-		struct ubdma_umem *u = NULL;
+		struct rc_key k;
 		struct plan p;
 		int monitored = 0;
 
@@ -844,10 +859,10 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 			break;
 		}
 		uint64_t seq0 = __atomic_load_n(&rc->inval_seq, __ATOMIC_ACQUIRE);
-		if ((err = register_plan(rc, &p, a, b, flags, &u, &monitored)))
+		if ((err = register_plan(rc, &p, a, b, flags, &k, &monitored)))
 			break;
-		if (!(r = reg_new(rc, u, p.flags))) {
-			ubdma_umem_unlock(u);
+		if (!(r = reg_new(rc, &k, p.flags))) {
+			rc_key_release(rc, &k);
 			err = uerr(ENOMEM, "out of memory");
 			break;
 		}
@@ -855,10 +870,10 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		__atomic_store_n(&r->ref, 2, __ATOMIC_RELEASE); /* the index and the caller */
 
 		pthread_rwlock_wrlock(&rc->lock);
-		if (ring_conflict(rc, seq0, r->lo, r->hi) || !wire_ticket_alive(u->ticket)) {
+		if (ring_conflict(rc, seq0, r->lo, r->hi) || !wire_ticket_alive(k.ticket)) {
 			/* the memory changed while we registered it: what we wired may be stale */
 			pthread_rwlock_unlock(&rc->lock);
-			ubdma_umem_unlock(u);
+			rc_key_release(rc, &k);
 			reg_recycle(rc, r);
 			reap(rc);
 			if (attempt + 1 < MISS_ATTEMPTS)
@@ -888,7 +903,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		pthread_rwlock_unlock(&rc->lock);
 		destroy_list(victims);
 		if (err) {
-			ubdma_umem_unlock(u);
+			rc_key_release(rc, &k);
 			reg_recycle(rc, r);
 			err = limit ? count_limit_failure(rc, err, nd.bytes) : uerr(err, "out of memory");
 			break;
@@ -1032,7 +1047,10 @@ ubdma_iova_t ubdma_reg_iova(const ubdma_reg_t *reg, const void *addr)
 		return reg_iova_null();
 	if (a < reg->lo || a >= reg->hi)
 		return UBDMA_BAD_IOVA;
-	const struct umem_chunk *c = reg->umem->chunks;
+	const struct ubdma_umem *u = reg->umem;
+	if (__builtin_expect(!u, 0))
+		return a; /* a registrar's domain addresses memory by its address (ibv_reg_mr) */
+	const struct umem_chunk *c = u->chunks;
 	if (__builtin_expect(reg->nchunks == 1, 1))
 		return umem_chunk_iova(c, a);
 	for (int i = 0; i < reg->nchunks; i++)
@@ -1210,6 +1228,10 @@ int ubdma_rcache_stats(ubdma_ctx_t *ctx, struct ubdma_rcache_stats *st, size_t s
 	s.events_unmap = ld(&rc->ev_unmap);
 	s.events_remove = ld(&rc->ev_remove);
 	s.events_remap = ld(&rc->ev_remap);
+	s.dereg_failures = ld(&rc->dereg_failures);
+	pthread_mutex_lock(&rc->miss_lock);
+	snprintf(s.domain, sizeof(s.domain), "%s", rc->dom_name);
+	pthread_mutex_unlock(&rc->miss_lock);
 	memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
 	return 0;
 }
@@ -1223,7 +1245,7 @@ int ubdma_rcache_stats_print(ubdma_ctx_t *ctx, FILE *f)
 		return uerr(EINVAL, "%s is NULL", ctx ? "f" : "ctx");
 	if ((err = ubdma_rcache_stats(ctx, &s, sizeof(s))))
 		return err;
-	fprintf(f, "rcache monitor: %s\n", s.monitor);
+	fprintf(f, "rcache domain: %s\nrcache monitor: %s\n", s.domain, s.monitor);
 	fprintf(f, "rcache hits: %llu\nrcache misses: %llu\nrcache merges: %llu\n", (unsigned long long)s.hits,
 		(unsigned long long)s.misses, (unsigned long long)s.merges);
 	fprintf(f, "rcache evictions: %llu\nrcache invalidations: %llu\n", (unsigned long long)s.evictions,
@@ -1238,5 +1260,53 @@ int ubdma_rcache_stats_print(ubdma_ctx_t *ctx, FILE *f)
 	fprintf(f, "rcache limits: %llu bytes, %llu entries, %llu IOMMU entries (0: none)\n",
 		(unsigned long long)s.max_bytes, (unsigned long long)s.max_entries,
 		(unsigned long long)s.max_iommu);
+	fprintf(f, "rcache deregistration failures: %llu\n", (unsigned long long)s.dereg_failures);
 	return ferror(f) ? uerr(EIO, "cannot write the statistics") : 0;
+}
+
+int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *ops, void *arg)
+{
+	struct rcache *rc;
+	int err;
+
+	if (!ctx)
+		return uerr(EINVAL, "ctx is NULL");
+	if (ops && (!ops->reg || !ops->dereg))
+		return uerr(EINVAL, "registrar %s has no %s callback", ops->name ? ops->name : "(unnamed)",
+			    ops->reg ? "dereg" : "reg");
+	if ((err = rc_obtain(ctx, &rc)))
+		return err;
+	pthread_mutex_lock(&rc->miss_lock);
+	mon_sync(rc);
+	reap(rc);
+	pthread_mutex_lock(&rc->all_lock);
+	uint64_t nall = rc->nall;
+	pthread_mutex_unlock(&rc->all_lock);
+	if (nall) {
+		pthread_mutex_unlock(&rc->miss_lock);
+		return uerr(EBUSY, "the registration cache holds %llu registrations of domain %s: flush and "
+			    "put them first", (unsigned long long)nall, rc->dom_name);
+	}
+	rc->dom = ops ? &rc_dom_registrar : &rc_dom_iommu;
+	rc->ops = ops;
+	rc->ops_arg = ops ? arg : NULL;
+	snprintf(rc->dom_name, sizeof(rc->dom_name), "%s", ops ? (ops->name ? ops->name : "registrar") : "iommu");
+	pthread_mutex_unlock(&rc->miss_lock);
+	return 0;
+}
+
+void *ubdma_reg_key(const ubdma_reg_t *reg)
+{
+	return reg ? reg->key : NULL;
+}
+
+int ubdma_reg_range(const ubdma_reg_t *reg, void **addrp, size_t *lenp)
+{
+	if (!reg)
+		return uerr(EINVAL, "reg is NULL");
+	if (addrp)
+		*addrp = (void *)reg->lo;
+	if (lenp)
+		*lenp = reg->hi - reg->lo;
+	return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * rcache_int.h - the registration cache as its two files see it: the cache of one context (its
- * index, CLOCK list, limits, counters) and the userfaultfd monitor that invalidates entries.
+ * rcache_int.h - the registration cache as its files see it: the cache of one context (its
+ * index, CLOCK list, limits, counters), the domain it registers into (domain.c), the userfaultfd
+ * monitor that invalidates entries (monitor.c) and the public memory events (memevent.c).
  *
  * Locking (docs/rcache.md has the reasoning):
  *  - lock (rwlock): the index, the CLOCK list, the dead flags, the invalidation ring, the
@@ -38,9 +39,14 @@ struct ubdma_reg {
 	uint8_t monitored;     /* the monitor watches it (its wiring is registered) */
 	uint8_t unshow;	       /* out of the index while held: to leave the translation map (atomic) */
 	uint64_t ref;	       /* holders, + 1 while in the index (atomic) */
-	struct ubdma_umem *umem;
+	struct ubdma_umem *umem; /* the IOMMU domain's cookie; NULL in a registrar's domain */
+	void *key;	       /* what the domain's register call returned (the cookie for IOMMU) */
+	struct wire_ticket *ticket; /* the wiring under it (the cookie's, for IOMMU) */
+	const struct rc_domain *dom; /* the domain that registered it (releases it) */
+	const struct ubdma_registrar *ops; /* a registrar domain's callbacks and argument, */
+	void *ops_arg;		/* kept per entry: the cache may change registrar once empty */
 	struct rcache *rc;
-	int nchunks;	       /* IOMMU mappings (backend map calls) the entry holds */
+	int nchunks;	       /* domain entries (IOMMU mappings, or 1 registration) it holds */
 	TAILQ_ENTRY(ubdma_reg) lru; /* rc->lru: index entries */
 	LIST_ENTRY(ubdma_reg) all;  /* rc->all: every registration made, until destroyed */
 	struct ubdma_reg *grave_next;
@@ -68,6 +74,33 @@ struct rc_range {
 
 enum rc_mon_state { MON_OFF, MON_START, MON_ON };
 
+/* What a domain's register call made: the entry's range (rounded to the pages wired), key,
+ * wiring and domain entries. */
+struct rc_key {
+	uintptr_t lo, hi;
+	void *key;
+	struct ubdma_umem *umem;
+	struct wire_ticket *ticket;
+	int nchunks;
+};
+
+/*
+ * A registration domain (domain.c): the context's IOMMU, or a registrar the user gave
+ * (ubdma_rcache_set_registrar()).  reg wires [lo, hi) (so that the monitor watches it) and
+ * registers it, all or nothing; rel releases what reg made, deregistration first, then the wiring
+ * (ops and arg: the registrar the key was made with).
+ */
+struct rc_domain {
+	const char *name;
+	int (*reg)(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k);
+	void (*rel)(struct rcache *rc, const struct ubdma_registrar *ops, void *arg, const struct rc_key *k);
+};
+
+extern const struct rc_domain rc_dom_iommu, rc_dom_registrar;
+
+/* Release what reg made before it became an entry (a miss that could not use it). */
+void rc_key_release(struct rcache *rc, const struct rc_key *k);
+
 struct rcache {
 	struct ubdma_ctx *ctx;
 	pthread_rwlock_t lock;
@@ -84,6 +117,13 @@ struct rcache {
 	LIST_HEAD(, ubdma_reg) all;
 	struct ubdma_reg *grave;   /* invalidated, unreferenced, to destroy (atomic load) */
 	int unshow_pending;	   /* some entry has unshow set (atomic) */
+
+	/* the domain (under miss_lock; entries keep their own) */
+	const struct rc_domain *dom;
+	const struct ubdma_registrar *ops;
+	void *ops_arg;
+	char dom_name[32];
+	uint64_t dereg_failures;   /* atomic */
 
 	size_t max_bytes, max_entries, max_iommu; /* 0: no limit */
 	int trim_wanted;	   /* over a limit lowered while entries were held: puts evict (atomic) */

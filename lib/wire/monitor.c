@@ -100,6 +100,20 @@ static uint64_t uffd_features(void)
 }
 
 
+static void (*mon_late)(const struct uffd_msg *, int); /* wmon_set_late() */
+
+void wmon_set_late(void (*fn)(const struct uffd_msg *msg, int n))
+{
+	__atomic_store_n(&mon_late, fn, __ATOMIC_RELEASE);
+}
+
+int wmon_self(void)
+{
+	int state = __atomic_load_n(&mon.state, __ATOMIC_ACQUIRE);
+
+	return state == WMON_ON && pthread_equal(pthread_self(), mon.thread);
+}
+
 static void *mon_main(void *arg)
 {
 	struct uffd_msg msg[32];
@@ -127,6 +141,9 @@ static void *mon_main(void *arg)
 		__atomic_sub_fetch(&wmon_pending_, 1, __ATOMIC_SEQ_CST);
 		pthread_cond_broadcast(&mon.cv);
 		pthread_mutex_unlock(&mon.lock);
+		void (*late)(const struct uffd_msg *, int) = __atomic_load_n(&mon_late, __ATOMIC_ACQUIRE);
+		if (r > 0 && late)
+			late(msg, (int)(r / (ssize_t)sizeof(msg[0])));
 		if (r < 0 && rerr != EAGAIN && rerr != EINTR) {
 			ULOG(UBDMA_LOG_ERROR, "read from userfaultfd failed: %s", strerror(rerr));
 			usleep(1000);

@@ -23,6 +23,16 @@ struct wmon_sub {
 void wmon_subscribe(struct wmon_sub *s);
 void wmon_unsubscribe(struct wmon_sub *s);	/* after it returns, fn is not running */
 
+/*
+ * The late subscriber (lib/rcache/memevent.c: the public memory events): fn runs on the monitor
+ * thread after a batch is applied and counted done, with no lock held, so that it may call into
+ * the library.  One at most; NULL removes it.
+ */
+void wmon_set_late(void (*fn)(const struct uffd_msg *msg, int n));
+
+/* 1 on the monitor's thread. */
+int wmon_self(void);
+
 /* 1 when the monitor runs (started on demand), 0 when this process cannot have one. */
 int wmon_active(void);
 const char *wmon_desc(void);

@@ -1,0 +1,87 @@
+/*
+ * domain.c - the domains a registration cache registers into, behind struct rc_domain: the
+ * context's IOMMU (a locked-memory cookie per entry, umem.c), and a registrar the application
+ * gives (struct ubdma_registrar: a verbs protection domain, a libfabric domain...).
+ *
+ * Both wire what they register, so that the process's monitor watches it (a wiring registers its
+ * range with the userfaultfd) and an unmap ends it (wire_ticket_alive() turns false); that is
+ * what keeps every domain's entries from going stale.  A registrar's range is the wired one:
+ * whole pages, whole hugetlb pages on hugetlb memory.  Release deregisters first and unwires
+ * last: the memory stays wired (and watched) until the domain no longer reaches it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "core/ctx.h"
+#include "rcache/rcache_int.h"
+#include "wire/wire.h"
+
+/* ------------------------------------------------------------ the IOMMU */
+
+static int iommu_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
+{
+	struct ubdma_umem *u;
+	int err = umem_lock(rc->ctx, (void *)lo, hi - lo, flags, NULL, &u);
+
+	if (err)
+		return err;
+	const struct umem_chunk *last = &u->chunks[u->nchunks - 1];
+	u->internal = 1;
+	*k = (struct rc_key){ .lo = u->chunks[0].va, .hi = last->va + last->npages * last->pgsz,
+			      .key = u, .umem = u, .ticket = u->ticket, .nchunks = u->nchunks };
+	return 0;
+}
+
+static void iommu_rel(struct rcache *rc, const struct ubdma_registrar *ops, void *arg, const struct rc_key *k)
+{
+	(void)rc, (void)ops, (void)arg;
+	ubdma_umem_unlock(k->umem);
+}
+
+/* ------------------------------------------------------------ a registrar */
+
+static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
+{
+	struct wire_seg *segs = NULL;
+	struct wire_ticket *t = NULL;
+	void *key = NULL;
+	int nseg = 0, err;
+
+	err = wire_range((void *)lo, hi - lo, flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0, &segs, &nseg, &t);
+	if (err)
+		return err;
+	uintptr_t s = segs[0].start, e = segs[nseg - 1].end;
+	free(segs);
+	err = rc->ops->reg(rc->ops_arg, (void *)s, e - s, flags, &key);
+	if (err) {
+		wire_release(t);
+		err = err < 0 ? -err : err; /* a registrar that answers -errno */
+		return uerr(err, "%s registration of [%#lx, %#lx) failed: %s", rc->dom_name, (unsigned long)s,
+			    (unsigned long)e, strerror(err));
+	}
+	*k = (struct rc_key){ .lo = s, .hi = e, .key = key, .umem = NULL, .ticket = t, .nchunks = 1 };
+	return 0;
+}
+
+static void regr_rel(struct rcache *rc, const struct ubdma_registrar *ops, void *arg, const struct rc_key *k)
+{
+	int err = ops->dereg(arg, k->key);
+
+	if (err) {
+		/* nothing better to do: the key is the registrar's, and the entry is going */
+		__atomic_fetch_add(&rc->dereg_failures, 1, __ATOMIC_RELAXED);
+		ULOG(UBDMA_LOG_ERROR, "%s deregistration of [%#lx, %#lx) failed: %s", ops->name ? ops->name : "registrar",
+		     (unsigned long)k->lo, (unsigned long)k->hi, strerror(err < 0 ? -err : err));
+	}
+	wire_release(k->ticket);
+}
+
+const struct rc_domain rc_dom_iommu = { .name = "iommu", .reg = iommu_reg, .rel = iommu_rel };
+const struct rc_domain rc_dom_registrar = { .name = "registrar", .reg = regr_reg, .rel = regr_rel };
+
+void rc_key_release(struct rcache *rc, const struct rc_key *k)
+{
+	rc->dom->rel(rc, rc->ops, rc->ops_arg, k);
+}

@@ -1,0 +1,538 @@
+/*
+ * test_rcache_domain.c - registration domains and memory events on the host, with a fake
+ * registrar that keeps a table of its live keys: counts of reg / dereg calls, limits that evict
+ * through dereg, invalidation that deregisters before the address is registered again, a held
+ * entry that keeps its key until put, fault injection on reg and dereg (all or nothing: nothing
+ * registered, wired or cached after a failure), switching domains, and the public memory events
+ * (unmap, remap, remove; unsubscribing from a callback; calling the cache from one).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <ubdma/ubdma.h>
+
+#include "../testutil.h"
+
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+
+#define PG 4096UL
+#define RW (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)
+#define MAXKEYS 256
+
+/* ------------------------------------------------------------ the fake */
+
+struct fkey {
+	uintptr_t s, e;
+	int flags;
+	int live;
+};
+
+static struct fake {
+	struct fkey k[MAXKEYS];
+	int nreg, ndereg;
+	int fail_reg_at;	/* reg call number (1-based) that fails, 0: none */
+	int fail_reg_err;
+	int fail_dereg_at;
+	int overlap_at_reg;	/* a reg call found a live key over its range (stale reuse) */
+	long locked_at_reg;	/* smaps Locked: kB of the range at the last reg call */
+} F;
+
+static int f_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+{
+	uintptr_t s = (uintptr_t)addr, e = s + len;
+
+	assert_ptr_equal(arg, &F);
+	F.nreg++;
+	if (F.fail_reg_at && F.nreg == F.fail_reg_at)
+		return F.fail_reg_err;
+	for (int i = 0; i < MAXKEYS; i++)
+		if (F.k[i].live && F.k[i].s < e && s < F.k[i].e)
+			F.overlap_at_reg++;
+	F.locked_at_reg = smaps_locked_kb(addr, len);
+	for (int i = 0; i < MAXKEYS; i++)
+		if (!F.k[i].live) {
+			F.k[i] = (struct fkey){ s, e, flags, 1 };
+			*keyp = &F.k[i];
+			return 0;
+		}
+	return ENOSPC;
+}
+
+static int f_dereg(void *arg, void *key)
+{
+	struct fkey *k = key;
+
+	assert_ptr_equal(arg, &F);
+	assert_true(k >= F.k && k < F.k + MAXKEYS && k->live);
+	F.ndereg++;
+	k->live = 0; /* forgotten even when it "fails", as the cache does */
+	if (F.fail_dereg_at && F.ndereg == F.fail_dereg_at)
+		return EBUSY;
+	return 0;
+}
+
+static int live_keys(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < MAXKEYS; i++)
+		n += F.k[i].live;
+	return n;
+}
+
+static const struct ubdma_registrar fake_ops = { .name = "fake", .reg = f_reg, .dereg = f_dereg };
+
+static struct ubdma_rcache_stats stats(ubdma_ctx_t *ctx)
+{
+	struct ubdma_rcache_stats s;
+
+	assert_int_equal(ubdma_rcache_stats(ctx, &s, sizeof(s)), 0);
+	return s;
+}
+
+static void *anon(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	memset(p, 0x5a, len);
+	return p;
+}
+
+static int setup(void **state)
+{
+	ubdma_ctx_t *ctx;
+
+	memset(&F, 0, sizeof(F));
+	if (ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx))
+		return -1;
+	if (ubdma_rcache_set_registrar(ctx, &fake_ops, &F))
+		return -1;
+	*state = ctx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	ubdma_ctx_close(*state);
+	/* closing the context deregisters whatever was left */
+	assert_int_equal(live_keys(), 0);
+	return 0;
+}
+
+static int uffd_or_skip(ubdma_ctx_t *ctx)
+{
+	struct ubdma_rcache_stats s = stats(ctx);
+
+	if (!s.monitor_active) {
+		fprintf(stderr, "SKIP: no userfaultfd monitor: %s\n", s.monitor);
+		return 0;
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_args(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	static const struct ubdma_registrar no_dereg = { .name = "half", .reg = f_reg };
+	char *p = anon(4 * PG);
+	ubdma_reg_t *r;
+
+	assert_int_equal(ubdma_rcache_set_registrar(NULL, &fake_ops, &F), EINVAL);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &no_dereg, &F), EINVAL);
+	assert_null(ubdma_reg_key(NULL));
+	assert_int_equal(ubdma_reg_range(NULL, NULL, NULL), EINVAL);
+	/* busy while an entry is cached, and while an invalidated one is still held */
+	assert_int_equal(ubdma_reg_get(ctx, p, PG, RW, &r), 0);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, NULL, NULL), EBUSY);
+	assert_int_equal(ubdma_reg_invalidate(ctx, p, PG), 0);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, NULL, NULL), EBUSY);
+	ubdma_reg_put(r);
+	assert_int_equal(live_keys(), 0);
+	/* empty: back to the IOMMU domain, whose key is a cookie with an IOVA */
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, NULL, NULL), 0);
+	assert_string_equal(stats(ctx).domain, "iommu");
+	assert_int_equal(ubdma_reg_get(ctx, p, PG, RW, &r), 0);
+	assert_int_equal(F.nreg, 1);
+	assert_true(ubdma_umem_iova(ubdma_reg_key(r), p) == ubdma_reg_iova(r, p));
+	ubdma_reg_put(r);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &fake_ops, &F), EBUSY);
+	assert_int_equal(ubdma_rcache_flush(ctx), 0);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &fake_ops, &F), 0);
+	assert_string_equal(stats(ctx).domain, "fake");
+	munmap(p, 4 * PG);
+}
+
+static void test_hit_miss_counts(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon(16 * PG);
+	ubdma_reg_t *r, *r2;
+	void *a;
+	size_t len;
+
+	assert_int_equal(ubdma_reg_get(ctx, p + 100, 2 * PG, UBDMA_UMEM_READ, &r), 0);
+	assert_int_equal(F.nreg, 1);
+	struct fkey *k = ubdma_reg_key(r);
+	assert_non_null(k);
+	/* rounded to pages, wired when the registrar is called, registered with the intent */
+	assert_int_equal(k->s, (uintptr_t)p);
+	assert_int_equal(k->e, (uintptr_t)p + 3 * PG);
+	assert_int_equal(k->flags, UBDMA_UMEM_READ);
+	assert_int_equal(F.locked_at_reg, 12);
+	assert_int_equal(ubdma_reg_range(r, &a, &len), 0);
+	assert_ptr_equal(a, p);
+	assert_int_equal(len, 3 * PG);
+	/* the address is its own IOVA in a registrar's domain */
+	assert_true(ubdma_reg_iova(r, p + 5) == (uintptr_t)p + 5);
+	assert_true(ubdma_reg_iova(r, p + 3 * PG) == UBDMA_BAD_IOVA);
+	/* a hit: same registration, no reg call */
+	assert_int_equal(ubdma_reg_get(ctx, p + PG, 10, UBDMA_UMEM_READ, &r2), 0);
+	assert_ptr_equal(r2, r);
+	assert_int_equal(F.nreg, 1);
+	ubdma_reg_put(r2);
+	ubdma_reg_put(r);
+	assert_int_equal(live_keys(), 1); /* cached */
+	/* more rights: a new registration over the union, the old one deregistered */
+	assert_int_equal(ubdma_reg_get(ctx, p, PG, RW, &r), 0);
+	assert_int_equal(F.nreg, 2);
+	assert_int_equal(F.ndereg, 1);
+	assert_int_equal(live_keys(), 1);
+	assert_int_equal(((struct fkey *)ubdma_reg_key(r))->flags, RW);
+	ubdma_reg_put(r);
+	struct ubdma_rcache_stats s = stats(ctx);
+	assert_int_equal(s.misses, 2);
+	assert_int_equal(s.hits, 1);
+	assert_int_equal(s.merges, 1);
+	assert_int_equal(s.entries, 1);
+	assert_int_equal(s.bytes_pinned, 3 * PG);
+	assert_int_equal(ubdma_rcache_flush(ctx), 0);
+	assert_int_equal(live_keys(), 0);
+	assert_int_equal(smaps_locked_kb(p, 16 * PG), 0); /* unwired after dereg */
+	munmap(p, 16 * PG);
+}
+
+/* Entry, byte and registration limits: eviction calls dereg, the cache never holds more. */
+static void test_limits(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon(64 * PG);
+	ubdma_reg_t *r;
+
+	assert_int_equal(ubdma_rcache_set_limits(ctx, 0, 4, 0), 0);
+	for (int i = 0; i < 16; i++) {
+		/* every other page: no two entries touch, so none merge */
+		assert_int_equal(ubdma_reg_get(ctx, p + 2 * i * PG, PG, RW, &r), 0);
+		ubdma_reg_put(r);
+		assert_true(live_keys() <= 4);
+		assert_true(stats(ctx).entries <= 4);
+	}
+	assert_int_equal(F.nreg, 16);
+	assert_int_equal(F.ndereg, 12);
+	assert_int_equal(stats(ctx).evictions, 12);
+	/* bytes: 3 pages */
+	assert_int_equal(ubdma_rcache_set_limits(ctx, 3 * PG, 0, 0), 0);
+	assert_int_equal(live_keys(), 3);
+	assert_true(stats(ctx).bytes_pinned <= 3 * PG);
+	/* registrations (max_iommu): 2 */
+	assert_int_equal(ubdma_rcache_set_limits(ctx, 0, 0, 2), 0);
+	assert_int_equal(live_keys(), 2);
+	/* all held: the next one is refused, with nothing registered for it */
+	ubdma_reg_t *h[2];
+	assert_int_equal(ubdma_reg_get(ctx, p + 40 * PG, PG, RW, &h[0]), 0);
+	assert_int_equal(ubdma_reg_get(ctx, p + 44 * PG, PG, RW, &h[1]), 0);
+	int nreg = F.nreg;
+	assert_int_equal(ubdma_reg_get(ctx, p + 48 * PG, PG, RW, &r), ENOSPC);
+	assert_int_equal(F.nreg, nreg);
+	assert_int_equal(live_keys(), 2);
+	assert_int_equal(smaps_locked_kb(p + 48 * PG, PG), 0);
+	ubdma_reg_put(h[0]);
+	ubdma_reg_put(h[1]);
+	assert_int_equal(ubdma_reg_get(ctx, p + 48 * PG, PG, RW, &r), 0);
+	ubdma_reg_put(r);
+	assert_int_equal(live_keys(), 2);
+	munmap(p, 64 * PG);
+}
+
+/* munmap, then new memory at the same address: the old key is gone before the new reg call. */
+static void test_invalidate_before_reuse(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon(8 * PG);
+	ubdma_reg_t *r;
+
+	assert_int_equal(ubdma_reg_get(ctx, p, 8 * PG, RW, &r), 0);
+	ubdma_reg_put(r);
+	if (!uffd_or_skip(ctx)) {
+		munmap(p, 8 * PG);
+		skip();
+	}
+	struct fkey *old = ubdma_reg_key(r);
+	assert_int_equal(munmap(p, 8 * PG), 0);
+	char *q = mmap(p, 8 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(q, p);
+	assert_int_equal(ubdma_reg_get(ctx, q, 8 * PG, RW, &r), 0);
+	assert_int_equal(F.nreg, 2);
+	assert_int_equal(F.overlap_at_reg, 0); /* dereg came first */
+	assert_int_equal(F.ndereg, 1);
+	assert_false(old->live && old != ubdma_reg_key(r));
+	assert_int_equal(stats(ctx).invalidations, 1);
+	ubdma_reg_put(r);
+	/* each kind of change, through the cache's own monitor */
+	assert_int_equal(madvise(q, 8 * PG, MADV_DONTNEED_LOCKED), 0);
+	assert_int_equal(ubdma_reg_get(ctx, q, 8 * PG, RW, &r), 0); /* one VMA: mremap below moves it whole */
+	assert_int_equal(F.nreg, 3);
+	assert_int_equal(F.overlap_at_reg, 0);
+	ubdma_reg_put(r);
+	char *t = anon(8 * PG);
+	assert_ptr_equal(mremap(q, 8 * PG, 8 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, t), t);
+	assert_int_equal(ubdma_rcache_flush(ctx), 0);
+	assert_int_equal(live_keys(), 0);
+	assert_int_equal(stats(ctx).invalidations, 3);
+	munmap(t, 8 * PG);
+}
+
+/* An entry held across munmap keeps its key (and wiring) until put, and is never handed out. */
+static void test_held_keeps_key(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon(4 * PG);
+	ubdma_reg_t *held, *r;
+
+	assert_int_equal(ubdma_reg_get(ctx, p, 4 * PG, RW, &held), 0);
+	if (!uffd_or_skip(ctx)) {
+		ubdma_reg_put(held);
+		munmap(p, 4 * PG);
+		skip();
+	}
+	struct fkey *k = ubdma_reg_key(held);
+	assert_int_equal(munmap(p, 4 * PG), 0);
+	char *q = mmap(p, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(q, p);
+	assert_int_equal(ubdma_reg_get(ctx, q, 4 * PG, RW, &r), 0);
+	assert_ptr_not_equal(r, held);
+	assert_true(k->live); /* still the holder's */
+	assert_ptr_equal(ubdma_reg_key(held), k);
+	assert_int_equal(F.ndereg, 0);
+	assert_int_equal(stats(ctx).held_invalid, 1);
+	ubdma_reg_put(held);
+	assert_false(k->live);
+	assert_int_equal(F.ndereg, 1);
+	ubdma_reg_put(r);
+	munmap(q, 4 * PG);
+}
+
+/* reg failing: nothing registered, wired or cached; ENOMEM from the registrar evicts and retries. */
+static void test_fault_reg(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon(32 * PG);
+	ubdma_reg_t *r = (ubdma_reg_t *)1;
+	long lck = status_kb("VmLck");
+
+	F.fail_reg_at = 1;
+	F.fail_reg_err = EIO;
+	assert_int_equal(ubdma_reg_get(ctx, p, 4 * PG, RW, &r), EIO);
+	assert_ptr_equal(r, (ubdma_reg_t *)1);
+	assert_int_equal(live_keys(), 0);
+	assert_int_equal(status_kb("VmLck"), lck);
+	assert_int_equal(stats(ctx).entries, 0);
+	assert_int_equal(stats(ctx).bytes_pinned, 0);
+	assert_non_null(strstr(ubdma_last_error(), "fake"));
+	/* -errno is taken as errno */
+	F.fail_reg_at = 2;
+	F.fail_reg_err = -EPERM;
+	assert_int_equal(ubdma_reg_get(ctx, p, 4 * PG, RW, &r), EPERM);
+	assert_int_equal(status_kb("VmLck"), lck);
+	/* out of registrations with something evictable: evict, retry, succeed */
+	F.fail_reg_at = 0;
+	assert_int_equal(ubdma_reg_get(ctx, p, PG, RW, &r), 0);
+	ubdma_reg_put(r);
+	F.fail_reg_at = F.nreg + 1;
+	F.fail_reg_err = ENOMEM;
+	assert_int_equal(ubdma_reg_get(ctx, p + 8 * PG, PG, RW, &r), 0);
+	assert_int_equal(stats(ctx).evictions, 1);
+	assert_int_equal(live_keys(), 1);
+	/* out of registrations with everything held: ENOMEM, nothing left behind */
+	F.fail_reg_at = F.nreg + 1;
+	ubdma_reg_t *r2;
+	assert_int_equal(ubdma_reg_get(ctx, p + 16 * PG, PG, RW, &r2), ENOMEM);
+	assert_int_equal(live_keys(), 1);
+	assert_int_equal(smaps_locked_kb(p + 16 * PG, PG), 0);
+	ubdma_reg_put(r);
+	munmap(p, 32 * PG);
+}
+
+/* dereg failing: counted, the wiring released all the same. */
+static void test_fault_dereg(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon(4 * PG);
+	ubdma_reg_t *r;
+	long lck = status_kb("VmLck");
+
+	F.fail_dereg_at = 1;
+	assert_int_equal(ubdma_reg_get(ctx, p, 4 * PG, RW, &r), 0);
+	ubdma_reg_put(r);
+	assert_int_equal(ubdma_rcache_flush(ctx), 0);
+	assert_int_equal(F.ndereg, 1);
+	assert_int_equal(stats(ctx).dereg_failures, 1);
+	assert_int_equal(stats(ctx).entries, 0);
+	assert_int_equal(status_kb("VmLck"), lck);
+	munmap(p, 4 * PG);
+}
+
+/* ------------------------------------------------------------ memory events */
+
+static struct {
+	int n[8];
+	struct ubdma_memevent last[8]; /* by type */
+	ubdma_memevent_sub_t *self;	/* unsubscribed by its own callback */
+	ubdma_ctx_t *ctx;		/* the callback calls the cache */
+	int cache_err;
+} E;
+
+static void on_ev(void *arg, const struct ubdma_memevent *ev)
+{
+	assert_ptr_equal(arg, &E);
+	if (getenv("EVDEBUG"))
+		fprintf(stderr, "event %d %p +%zu -> %p\n", ev->type, ev->addr, ev->len, ev->to);
+	E.last[ev->type] = *ev;
+	if (E.ctx) {
+		/* a look-up from the callback: no library lock held, no deadlock */
+		static char page[4096] __attribute__((aligned(4096)));
+		ubdma_reg_t *r;
+		E.cache_err = ubdma_reg_get(E.ctx, page, sizeof(page), RW, &r);
+		if (!E.cache_err)
+			ubdma_reg_put(r);
+		else
+			fprintf(stderr, "cache from callback: %s\n", ubdma_last_error());
+	}
+	__atomic_fetch_add(&E.n[ev->type], 1, __ATOMIC_RELEASE);
+}
+
+static int self_calls;
+
+/* A subscription that ends itself from its own callback. */
+static void on_self(void *arg, const struct ubdma_memevent *ev)
+{
+	(void)ev;
+	assert_ptr_equal(arg, &E.self);
+	assert_int_equal(ubdma_memevent_unsubscribe(E.self), 0);
+	E.self = NULL;
+	__atomic_fetch_add(&self_calls, 1, __ATOMIC_RELEASE);
+}
+
+/* The unmapper may return before the callback ran: wait a little for it. */
+static int wait_n(int type, int want)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (__atomic_load_n(&E.n[type], __ATOMIC_ACQUIRE) >= want)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+static void test_memevents(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon(16 * PG), *other = anon(4 * PG);
+	ubdma_memevent_sub_t *sub, *sub2;
+
+	memset(&E, 0, sizeof(E));
+	assert_int_equal(ubdma_memevent_subscribe((void *)(UINTPTR_MAX - PG + 1), 2 * PG, UBDMA_MEMEVENT_ALL, on_ev,
+						  &E, &sub), EINVAL);
+	assert_int_equal(ubdma_memevent_subscribe(p, 0, UBDMA_MEMEVENT_ALL, on_ev, &E, &sub), EINVAL);
+	assert_int_equal(ubdma_memevent_subscribe(p, PG, UBDMA_MEMEVENT_ALL, on_ev, &E, NULL), EINVAL);
+	assert_int_equal(ubdma_memevent_subscribe(p, PG, 0, on_ev, &E, &sub), EINVAL);
+	assert_int_equal(ubdma_memevent_subscribe(p, PG, 0x10, on_ev, &E, &sub), EINVAL);
+	assert_int_equal(ubdma_memevent_subscribe(p, PG, UBDMA_MEMEVENT_ALL, NULL, &E, &sub), EINVAL);
+	int err = ubdma_memevent_subscribe(p, 16 * PG, UBDMA_MEMEVENT_ALL, on_ev, &E, &sub);
+	if (err == ENOTSUP) {
+		fprintf(stderr, "SKIP: %s\n", ubdma_last_error());
+		skip();
+	}
+	assert_int_equal(err, 0);
+	/* memory of our own, watched because it is wired */
+	assert_int_equal(ubdma_wire(p, 16 * PG, 0), 0);
+	assert_int_equal(ubdma_wire(other, 4 * PG, 0), 0);
+	/* remove */
+	assert_int_equal(madvise(p, 2 * PG, MADV_DONTNEED_LOCKED), 0);
+	assert_true(wait_n(UBDMA_MEMEVENT_REMOVE, 1));
+	assert_ptr_equal(E.last[UBDMA_MEMEVENT_REMOVE].addr, p);
+	assert_int_equal(E.last[UBDMA_MEMEVENT_REMOVE].len, 2 * PG);
+	/* an event elsewhere is not ours */
+	assert_int_equal(munmap(other, 4 * PG), 0);
+	usleep(20000);
+	assert_int_equal(E.n[UBDMA_MEMEVENT_UNMAP], 0); /* other's munmap was not reported */
+	/* remap: the new address is in the event; the kernel then reports the old range unmapped */
+	char *m = mremap(p + 12 * PG, 4 * PG, 4 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, other);
+	assert_ptr_equal(m, other);
+	assert_true(wait_n(UBDMA_MEMEVENT_REMAP, 1));
+	assert_ptr_equal(E.last[UBDMA_MEMEVENT_REMAP].addr, p + 12 * PG);
+	assert_ptr_equal(E.last[UBDMA_MEMEVENT_REMAP].to, other);
+	assert_int_equal(E.last[UBDMA_MEMEVENT_REMAP].len, 4 * PG);
+	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 1));
+	assert_ptr_equal(E.last[UBDMA_MEMEVENT_UNMAP].addr, p + 12 * PG);
+	/* unmap, with the cache called from the callback */
+	E.ctx = ctx;
+	assert_int_equal(munmap(p + 4 * PG, 4 * PG), 0);
+	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 2));
+	assert_ptr_equal(E.last[UBDMA_MEMEVENT_UNMAP].addr, p + 4 * PG);
+	assert_int_equal(E.cache_err, 0);
+	E.ctx = NULL;
+	/* a second subscription that removes itself from its callback; the first one stays */
+	self_calls = 0;
+	assert_int_equal(ubdma_memevent_subscribe(p, 16 * PG, UBDMA_MEMEVENT_UNMAP, on_self, &E.self, &sub2), 0);
+	E.self = sub2;
+	assert_int_equal(munmap(p + 8 * PG, PG), 0);
+	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 3));
+	for (int i = 0; i < 2000 && !__atomic_load_n(&self_calls, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	assert_int_equal(self_calls, 1);
+	assert_null(E.self);
+	assert_int_equal(ubdma_memevent_unsubscribe(sub2), EINVAL); /* gone already */
+	assert_int_equal(munmap(p + 9 * PG, PG), 0);
+	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 4));
+	usleep(20000);
+	assert_int_equal(self_calls, 1); /* sub2 no more */
+	assert_int_equal(ubdma_memevent_unsubscribe(sub), 0);
+	assert_int_equal(ubdma_memevent_unsubscribe(NULL), 0);
+	assert_int_equal(munmap(p + 10 * PG, PG), 0);
+	usleep(20000);
+	assert_int_equal(E.n[UBDMA_MEMEVENT_UNMAP], 4);
+	munmap(p, 16 * PG);
+	munmap(other, 4 * PG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_args, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hit_miss_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalidate_before_reuse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_keeps_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_reg, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_dereg, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_memevents, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
