@@ -14,6 +14,7 @@ UBDMA_PACKAGES=(
   libblkid-dev libmount-dev e2fsprogs            # ubdma bench: in-use checks; vm tests' ext4 image
   flex bison bc libelf-dev libssl-dev xz-utils make   # the test bed's own guest kernel (tests/vm/kernel)
   libaio-dev libnuma-dev libibverbs-dev librdmacm-dev zlib1g-dev  # fio's configure: engine ABI (below)
+  ibverbs-providers rdma-core iproute2          # soft-RoCE in the guest: rxe provider, rdma link add (lib/verbs tests)
 )
 
 missing=()
