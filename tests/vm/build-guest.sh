@@ -40,10 +40,11 @@ PATH=$PATH:/usr/sbin:/sbin
 
 # Modules the test bed needs, each with its group; their dependencies are added from modules.dep.
 WANTED=(vfio:vfio vfio_iommu_type1:vfio vfio_virqfd:vfio vfio-pci-core:vfio vfio-pci:vfio
-	irqbypass:vfio iommufd:vfio nvme:nvme e1000e:e1000e)
+	irqbypass:vfio iommufd:vfio nvme:nvme e1000e:e1000e
+	rdma_rxe:rdma ib_uverbs:rdma)  # soft-RoCE (run-guest.sh -r): the verbs registration cache's tests
 # Crypto providers that crc-t10dif and crc64-rocksoft ask for at run time through request_module();
 # the guest has no modprobe, so they are loaded explicitly (each only if the kernel has it).
-PROVIDERS=(crct10dif_generic:nvme crc64_rocksoft_generic:nvme)
+PROVIDERS=(crct10dif_generic:nvme crc64_rocksoft_generic:nvme crc32_generic:rdma) # rdma_rxe: crc32 (ICRC)
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -186,7 +187,7 @@ for wg in "${PROVIDERS[@]}" "${WANTED[@]}"; do
 		# vfio_virqfd, iommufd and the crypto providers are optional (built in, or absent in
 		# other kernel versions); the rest are not.
 		case $n in
-		iommufd | vfio_virqfd | *_generic) log "module $w not in $KREL: skipped"; continue ;;
+		iommufd | vfio_virqfd | rdma_rxe | ib_uverbs | *_generic) log "module $w not in $KREL: skipped"; continue ;;
 		*) grep -q "/${w}.ko\$\|/${w//_/-}.ko\$" "$MODDIR/modules.builtin" 2>/dev/null &&
 			{ log "module $w is built in"; continue; }
 			die "module $w not found in $KREL" ;;

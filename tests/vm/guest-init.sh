@@ -122,6 +122,7 @@ need=",vfio,"
 [ "$UBDMA_CFG_NVME_DRIVER" = nvme ] && need="${need}nvme,"
 [ "$UBDMA_CFG_NIC_DRIVER" = e1000e ] && need="${need}e1000e,"
 [ "$UBDMA_CFG_ALL_MODULES" = 1 ] && need=",vfio,nvme,e1000e,"
+[ "${UBDMA_CFG_RDMA:-0}" = 1 ] && need="${need}rdma," # soft-RoCE (run-guest.sh -r)
 while read -r m groups; do
 	load=0
 	for g in $(echo "${groups:-vfio}" | tr , ' '); do

@@ -38,6 +38,8 @@ options:
              several queues: QEMU's filters refuse them); bound to vfio-pci
   -M         load the nvme and e1000e modules even when no device stays on them (for tests
              that hand a device back to its kernel driver)
+  -r         load the soft-RoCE modules (rdma_rxe, ib_uverbs and what they need); the programs
+             make the rxe device themselves (tests/vm/guest/rxe.h)
   -i PATH[=GUESTPATH]  also pack a file or folder (ELF files bring their ldd closure)
   -e VAR=VALUE         export VAR into the programs' environment
   -m SIZE    guest memory (default 1G)        -H N   2 MiB hugepages to reserve (default 64)
@@ -67,7 +69,7 @@ say() { echo "$ME: $*" >&2; }
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
 ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0 KARGS=
 INCLUDES=() ENVS=() VNET='' VMODE=${UBDMA_VM_MODE:-type1} OWN_KERNEL=0 HOTPLUG=0
-while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:kR" opt; do
+while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:kRr" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) ASSETS=$OPTARG ;;
@@ -81,6 +83,7 @@ while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:kR" opt; do
 	N) NIC_DRV=e1000e ;;
 	V) VNET=$OPTARG ;;
 	M) ALL_MODULES=1 ;;
+	r) RDMA=1 ;;
 	i) INCLUDES+=("$OPTARG") ;;
 	e) [[ $OPTARG == [A-Za-z_]*=* ]] || die "-e wants VAR=VALUE"; ENVS+=("$OPTARG") ;;
 	m) MEM=$OPTARG ;;
@@ -217,6 +220,7 @@ fi
 	echo "UBDMA_CFG_VERBOSE=$VERBOSE"
 	echo "UBDMA_CFG_PROG_TIMEOUT=$PROG_TIMEOUT"
 	echo "UBDMA_CFG_ALL_MODULES=$ALL_MODULES"
+	echo "UBDMA_CFG_RDMA=${RDMA:-0}"
 	echo "UBDMA_CFG_BUILTIN=$OWN_KERNEL"
 	echo "UBDMA_CFG_MODE=$VMODE"
 	[ "$VMODE" = type1 ] || echo "export UBDMA_BACKEND=$VMODE"
