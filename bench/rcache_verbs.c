@@ -1,0 +1,504 @@
+/*
+ * bench/rcache_verbs.c - the registration cache over verbs memory regions (libubdma_verbs) side
+ * by side with UCX's ucs_rcache over the same ibv_reg_mr() / ibv_dereg_mr(), and with bare
+ * ibv_reg_mr() / ibv_dereg_mr() per use, on soft-RoCE (rxe) in the guest (bench/rcache_verbs.sh).
+ *
+ * Rows (median and 99th percentile over samples):
+ *  hit               ns: one get + put of a cached 4 KiB buffer (bare: reg + dereg).  A sample
+ *                    is a batch of BATCH pairs, divided by BATCH.
+ *  miss              ns: the call that registers a fresh 4 KiB buffer (bare: ibv_reg_mr alone),
+ *                    each timed alone, the three interleaved page by page.
+ *  cycle_working_set ns: one get + put of a buffer drawn at random from NBUF buffers of mixed
+ *                    sizes (4 KiB - 4 MiB, 31 MiB in all) with the caches limited to 16 MiB.
+ *  write_churn       ns: an application's step: malloc a 64 KiB buffer, register it (get, or
+ *                    ibv_reg_mr), RDMA WRITE it to a peer queue pair, wait for the completion,
+ *                    put (or ibv_dereg_mr), free.  Timed whole.
+ *  write_churn_bw    MB/s: the same with 1 MiB buffers, bytes moved per step time.
+ * Output: a table (default), --csv, or --json (name, impl, unit, median, p99, samples, note).
+ * Without UCX at build time the ucx rows say skipped.  TCG runs the guest: read the ratios.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ubdma/ubdma.h>
+#include <ubdma/verbs.h>
+
+#include "../tests/vm/guest/rxe.h"
+
+#ifdef UBDMA_BENCH_UCX
+#include <ucm/api/ucm.h>
+#include <ucs/memory/rcache.h>
+#endif
+
+#define BATCH 64
+#define PG 4096UL
+#define NBUF 24
+#define LIMIT (16UL << 20)
+#define RW (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)
+#define ACC (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
+
+struct row {
+	const char *name, *impl, *unit;
+	double median, p99;
+	int samples;
+	char note[160];
+};
+
+static struct row rows[24];
+static int nrows;
+static ubdma_ctx_t *ctx;
+static struct rxe R;
+static int hit_samples = 400, miss_samples = 400, cycle_iters = 200, churn_iters = 200;
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void add_row(const char *name, const char *impl, const char *unit, double *s, int n, const char *note)
+{
+	struct row *r = &rows[nrows++];
+
+	r->name = name;
+	r->impl = impl;
+	r->unit = unit;
+	r->samples = n;
+	snprintf(r->note, sizeof(r->note), "%s", note ? note : "");
+	if (n > 0) {
+		qsort(s, (size_t)n, sizeof(*s), cmp_d);
+		r->median = s[n / 2];
+		/* the 99th percentile of a rate is its low end: the slow steps */
+		size_t i99 = (size_t)n * 99 / 100 < (size_t)n ? (size_t)n * 99 / 100 : (size_t)n - 1;
+		r->p99 = strcmp(unit, "ns") ? s[(size_t)n - 1 - i99] : s[i99];
+	}
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "bench_rcache_verbs: %s: %s (%s)\n", what, strerror(err), ubdma_last_error());
+	exit(1);
+}
+
+/* One implementation behind these calls; lkey of the handle for the write rows. */
+struct impl {
+	const char *name;
+	int (*get)(void *addr, size_t len, void **h);
+	void (*put)(void *h);
+	uint32_t (*lkey)(void *h);
+	void (*set_limit)(size_t bytes);
+	void (*drop_all)(void);
+	unsigned long (*regs)(void);
+};
+
+/* ------------------------------------------------------------ ubdma */
+
+static int u_get(void *addr, size_t len, void **h)
+{
+	return ubdma_reg_get(ctx, addr, len, RW, (ubdma_reg_t **)h);
+}
+
+static void u_put(void *h)
+{
+	ubdma_reg_put(h);
+}
+
+static uint32_t u_lkey(void *h)
+{
+	return ubdma_verbs_lkey(h);
+}
+
+static void u_limit(size_t bytes)
+{
+	ubdma_rcache_set_limits(ctx, bytes, 0, 0);
+}
+
+static void u_drop(void)
+{
+	ubdma_rcache_flush(ctx);
+}
+
+static unsigned long u_regs(void)
+{
+	struct ubdma_rcache_stats st;
+
+	ubdma_rcache_stats(ctx, &st, sizeof(st));
+	return (unsigned long)st.misses;
+}
+
+/* ------------------------------------------------------------ bare verbs */
+
+static unsigned long b_count;
+
+static int b_get(void *addr, size_t len, void **h)
+{
+	b_count++;
+	*h = ibv_reg_mr(R.pd, addr, len, ACC);
+	return *h ? 0 : errno;
+}
+
+static void b_put(void *h)
+{
+	ibv_dereg_mr(h);
+}
+
+static uint32_t b_lkey(void *h)
+{
+	return ((struct ibv_mr *)h)->lkey;
+}
+
+static void b_nop(void)
+{
+}
+
+static void b_limit(size_t bytes)
+{
+	(void)bytes;
+}
+
+static unsigned long b_regs(void)
+{
+	return b_count;
+}
+
+/* --------------------------------------------------------------- UCX */
+
+#ifdef UBDMA_BENCH_UCX
+struct ucx_region {
+	ucs_rcache_region_t super;
+	struct ibv_mr *mr;
+};
+
+static ucs_rcache_t *ucx_rc;
+static unsigned long ucx_regs;
+static size_t ucx_limit;
+
+static ucs_status_t ucx_mem_reg(void *context, ucs_rcache_t *rcache, void *arg, ucs_rcache_region_t *region,
+				uint16_t flags)
+{
+	struct ucx_region *r = (struct ucx_region *)region;
+
+	(void)context, (void)rcache, (void)arg, (void)flags;
+	ucx_regs++;
+	r->mr = ibv_reg_mr(R.pd, (void *)region->super.start, region->super.end - region->super.start, ACC);
+	return r->mr ? UCS_OK : UCS_ERR_IO_ERROR;
+}
+
+static void ucx_mem_dereg(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region)
+{
+	(void)context, (void)rcache;
+	ibv_dereg_mr(((struct ucx_region *)region)->mr);
+}
+
+static void ucx_dump(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region, char *buf, size_t max)
+{
+	(void)context, (void)rcache, (void)region;
+	snprintf(buf, max, "ibv mr");
+}
+
+static const ucs_rcache_ops_t ucx_ops = { ucx_mem_reg, ucx_mem_dereg, ucx_dump };
+
+static int ucx_create(size_t limit, char *why, size_t whylen)
+{
+	ucs_rcache_params_t p;
+
+	memset(&p, 0, sizeof(p));
+	p.region_struct_size = sizeof(struct ucx_region);
+	p.alignment = PG;
+	p.max_alignment = PG;
+	p.ucm_events = UCM_EVENT_VM_UNMAPPED;
+	p.ucm_event_priority = 1000;
+	p.ops = &ucx_ops;
+	p.flags = UCS_RCACHE_FLAG_NO_PFN_CHECK;
+	p.max_regions = limit ? 65536 : ULONG_MAX;
+	p.max_size = limit ? limit : SIZE_MAX;
+	p.max_unreleased = SIZE_MAX;
+	ucs_status_t st = ucs_rcache_create(&p, "bench-verbs", NULL, &ucx_rc);
+	if (st != UCS_OK) {
+		snprintf(why, whylen, "ucs_rcache_create failed: status %d", (int)st);
+		return -1;
+	}
+	ucx_limit = limit;
+	return 0;
+}
+
+static int x_get(void *addr, size_t len, void **h)
+{
+	return ucs_rcache_get(ucx_rc, addr, len, PROT_READ | PROT_WRITE, NULL, (ucs_rcache_region_t **)h) ==
+	       UCS_OK ? 0 : EIO;
+}
+
+static void x_put(void *h)
+{
+	ucs_rcache_region_put(ucx_rc, h);
+}
+
+static uint32_t x_lkey(void *h)
+{
+	return ((struct ucx_region *)h)->mr->lkey;
+}
+
+static void x_limit(size_t bytes)
+{
+	char why[128];
+
+	ucs_rcache_destroy(ucx_rc);
+	if (ucx_create(bytes, why, sizeof(why)))
+		die(why, EIO);
+}
+
+static void x_drop(void)
+{
+	x_limit(ucx_limit);
+}
+
+static unsigned long x_regs(void)
+{
+	return ucx_regs;
+}
+#endif
+
+/* ------------------------------------------------------------- rows */
+
+static void row_hit(const struct impl *im)
+{
+	char *buf = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	double *s = malloc((size_t)hit_samples * sizeof(*s));
+	void *h;
+	int err;
+
+	memset(buf, 1, PG);
+	if ((err = im->get(buf, PG, &h)))
+		die("hit warm-up", err);
+	im->put(h);
+	for (int i = 0; i < hit_samples; i++) {
+		uint64_t t0 = now_ns();
+		for (int j = 0; j < BATCH; j++) {
+			if ((err = im->get(buf, PG, &h)))
+				die("hit", err);
+			im->put(h);
+		}
+		s[i] = (double)(now_ns() - t0) / BATCH;
+	}
+	add_row("hit", im->name, "ns", s, hit_samples, "4 KiB buffer, get + put");
+	im->drop_all();
+	munmap(buf, PG);
+	free(s);
+}
+
+static void row_miss(struct impl **impls, int nimpl)
+{
+	size_t span = 2 * PG * (size_t)miss_samples * (size_t)nimpl;
+	char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	double *s[3];
+	void **h[3];
+	int err;
+
+	memset(base, 1, span);
+	for (int k = 0; k < nimpl; k++) {
+		s[k] = malloc((size_t)miss_samples * sizeof(*s[k]));
+		h[k] = calloc((size_t)miss_samples, sizeof(*h[k]));
+	}
+	for (int i = 0; i < miss_samples; i++)
+		for (int kk = 0; kk < nimpl; kk++) {
+			int k = (i + kk) % nimpl;
+			if (!impls[k])
+				continue;
+			char *b = base + ((size_t)i * (size_t)nimpl + (size_t)k) * 2 * PG;
+			uint64_t t0 = now_ns();
+			if ((err = impls[k]->get(b, PG, &h[k][i])))
+				die("miss", err);
+			s[k][i] = (double)(now_ns() - t0);
+		}
+	for (int k = 0; k < nimpl; k++) {
+		if (impls[k]) {
+			for (int i = 0; i < miss_samples; i++)
+				impls[k]->put(h[k][i]);
+			add_row("miss", impls[k]->name, "ns", s[k], miss_samples,
+				"fresh 4 KiB buffer: the registering call (interleaved)");
+			impls[k]->drop_all();
+		}
+		free(s[k]);
+		free(h[k]);
+	}
+	munmap(base, span);
+}
+
+static void row_cycle(const struct impl *im, char **bufs, const size_t *lens)
+{
+	double *s = malloc((size_t)cycle_iters * sizeof(*s));
+	unsigned seed = 12345;
+	void *h;
+	int err;
+
+	im->set_limit(LIMIT);
+	unsigned long m0 = im->regs();
+	for (int i = 0; i < cycle_iters; i++) {
+		int k = rand_r(&seed) % NBUF;
+		uint64_t t0 = now_ns();
+		if ((err = im->get(bufs[k], lens[k], &h)))
+			die("cycle", err);
+		im->put(h);
+		s[i] = (double)(now_ns() - t0);
+	}
+	char note[160];
+	snprintf(note, sizeof(note), "24 buffers 4 KiB-4 MiB, 31 MiB over a 16 MiB limit; %lu registrations",
+		 im->regs() - m0);
+	add_row("cycle_working_set", im->name, "ns", s, cycle_iters, note);
+	im->set_limit(0);
+	im->drop_all();
+	free(s);
+}
+
+/* The application's step, buffers that churn through malloc / free; the peer is qb's MR. */
+static void row_churn(const struct impl *im, size_t len, const char *name, int bw, struct ibv_mr *dst)
+{
+	double *s = malloc((size_t)churn_iters * sizeof(*s));
+	void *h;
+	int err;
+
+	for (int i = -4; i < churn_iters; i++) {
+		uint64_t t0 = now_ns();
+		char *b = malloc(len);
+		if (!b)
+			die("malloc", ENOMEM);
+		memset(b, i & 0xff, len);
+		if ((err = im->get(b, len, &h)))
+			die("churn get", err);
+		int st = rxe_rdma(&R, IBV_WR_RDMA_WRITE, b, im->lkey(h), len, (uintptr_t)dst->addr, dst->rkey);
+		im->put(h);
+		free(b);
+		if (st)
+			die("RDMA WRITE", EIO);
+		double ns = (double)(now_ns() - t0);
+		if (i >= 0)
+			s[i] = bw ? (double)len * 1e3 / ns : ns; /* bytes/ns * 1e3 = MB/s */
+		if ((unsigned char)((char *)dst->addr)[len - 1] != (unsigned char)(i & 0xff))
+			die("RDMA WRITE data", EIO);
+	}
+	char note[160];
+	snprintf(note, sizeof(note), "malloc %zu KiB, register, RDMA WRITE, wait, release, free", len >> 10);
+	add_row(name, im->name, bw ? "MB/s" : "ns", s, churn_iters, note);
+	im->drop_all();
+	free(s);
+}
+
+static void print_rows(int fmt)
+{
+	if (fmt == 'j') {
+		printf("[\n");
+		for (int i = 0; i < nrows; i++)
+			printf("  {\"name\": \"%s\", \"impl\": \"%s\", \"unit\": \"%s\", \"median\": %.1f, \"p99\": %.1f, "
+			       "\"samples\": %d, \"note\": \"%s\"%s}%s\n",
+			       rows[i].name, rows[i].impl, rows[i].unit, rows[i].median, rows[i].p99, rows[i].samples,
+			       rows[i].note, rows[i].samples ? "" : ", \"skipped\": true", i + 1 < nrows ? "," : "");
+		printf("]\n");
+	} else if (fmt == 'c') {
+		printf("name,impl,unit,median,p99,samples,note\n");
+		for (int i = 0; i < nrows; i++)
+			printf("%s,%s,%s,%.1f,%.1f,%d,\"%s\"\n", rows[i].name, rows[i].impl, rows[i].unit,
+			       rows[i].median, rows[i].p99, rows[i].samples, rows[i].note);
+	} else {
+		printf("%-18s %-7s %-5s %12s %12s %7s  %s\n", "row", "impl", "unit", "median", "p99", "samples", "note");
+		for (int i = 0; i < nrows; i++) {
+			if (!rows[i].samples)
+				printf("%-18s %-7s %-5s %12s %12s %7s  %s\n", rows[i].name, rows[i].impl, rows[i].unit,
+				       "skipped", "-", "-", rows[i].note);
+			else
+				printf("%-18s %-7s %-5s %12.1f %12.1f %7d  %s\n", rows[i].name, rows[i].impl,
+				       rows[i].unit, rows[i].median, rows[i].p99, rows[i].samples, rows[i].note);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	int fmt = 't', err;
+	char ucx_why[160] = "built without UCX (libucx-dev)";
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			fmt = 'j';
+		else if (!strcmp(argv[i], "--csv"))
+			fmt = 'c';
+		else if (!strcmp(argv[i], "--quick"))
+			hit_samples = miss_samples = cycle_iters = churn_iters = 20;
+		else {
+			fprintf(stderr, "usage: %s [--json|--csv] [--quick]\n", argv[0]);
+			return 2;
+		}
+	}
+	if (rxe_open(&R)) {
+		fprintf(stderr, "bench_rcache_verbs: soft-RoCE: %s\n", R.why);
+		return 77;
+	}
+	if ((err = ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx)) || (err = ubdma_verbs_registrar(ctx, R.pd)))
+		die("context", err);
+
+	struct impl u = { "ubdma", u_get, u_put, u_lkey, u_limit, u_drop, u_regs };
+	struct impl b = { "bare", b_get, b_put, b_lkey, b_limit, b_nop, b_regs };
+	struct impl *impls[3] = { &u, NULL, &b };
+	static const char *names[3] = { "ubdma", "ucx", "bare" };
+#ifdef UBDMA_BENCH_UCX
+	struct impl x = { "ucx", x_get, x_put, x_lkey, x_limit, x_drop, x_regs };
+	if (ucx_create(0, ucx_why, sizeof(ucx_why)) == 0)
+		impls[1] = &x;
+#endif
+	static const size_t sz[] = { 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20 };
+	char *bufs[NBUF];
+	size_t lens[NBUF];
+	for (int i = 0; i < NBUF; i++) {
+		lens[i] = sz[i % 6];
+		bufs[i] = mmap(NULL, lens[i] + PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (bufs[i] == MAP_FAILED)
+			die("mmap", errno);
+		memset(bufs[i], 1, lens[i]);
+	}
+	/* the peer's target: a plain MR of 1 MiB */
+	char *dbuf = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct ibv_mr *dst = ibv_reg_mr(R.pd, dbuf, 1 << 20, ACC);
+	if (!dst)
+		die("target MR", errno);
+
+	for (int k = 0; k < 3; k++)
+		impls[k] ? row_hit(impls[k]) : add_row("hit", names[k], "ns", NULL, 0, ucx_why);
+	row_miss(impls, 3);
+	if (!impls[1])
+		add_row("miss", "ucx", "ns", NULL, 0, ucx_why);
+	for (int k = 0; k < 3; k++)
+		impls[k] ? row_cycle(impls[k], bufs, lens) : add_row("cycle_working_set", names[k], "ns", NULL, 0, ucx_why);
+	for (int k = 0; k < 3; k++)
+		impls[k] ? row_churn(impls[k], 64 << 10, "write_churn", 0, dst)
+			 : add_row("write_churn", names[k], "ns", NULL, 0, ucx_why);
+	for (int k = 0; k < 3; k++)
+		impls[k] ? row_churn(impls[k], 1 << 20, "write_churn_bw", 1, dst)
+			 : add_row("write_churn_bw", names[k], "MB/s", NULL, 0, ucx_why);
+	print_rows(fmt);
+	if (fmt == 't') {
+		printf("\n");
+		ubdma_rcache_stats_print(ctx, stdout);
+	}
+#ifdef UBDMA_BENCH_UCX
+	if (impls[1])
+		ucs_rcache_destroy(ucx_rc);
+#endif
+	ubdma_ctx_close(ctx);
+	ibv_dereg_mr(dst);
+	rxe_close(&R);
+	return 0;
+}
