@@ -15,6 +15,7 @@ UBDMA_PACKAGES=(
   flex bison bc libelf-dev libssl-dev xz-utils make   # the test bed's own guest kernel (tests/vm/kernel)
   libaio-dev libnuma-dev libibverbs-dev librdmacm-dev zlib1g-dev  # fio's configure: engine ABI (below)
   ibverbs-providers rdma-core iproute2          # soft-RoCE in the guest: rxe provider, rdma link add (lib/verbs tests)
+  openmpi-bin libopenmpi-dev                     # examples/rdma_mpi: mpirun -np 2 in the guest
 )
 
 missing=()
