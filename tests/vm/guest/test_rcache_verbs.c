@@ -189,7 +189,7 @@ static const char *change_name[] = { "munmap + new mmap", "mremap away + new mma
 static void never_stale(enum change how)
 {
 	char *view, *keep, *p;
-	ubdma_reg_t *r1, *r2;
+	ubdma_reg_t *r1 = NULL, *r2 = NULL;
 	const char *nm = change_name[how];
 
 	if (two_views(&view, &keep)) {
@@ -245,7 +245,7 @@ static void never_stale(enum change how)
 static void held_keeps_mr(void)
 {
 	char *view, *keep;
-	ubdma_reg_t *r;
+	ubdma_reg_t *r = NULL;
 
 	if (two_views(&view, &keep) || ubdma_reg_get(ctx, view, LEN, RW, &r)) {
 		check(0, "held: set-up");
@@ -255,7 +255,7 @@ static void held_keeps_mr(void)
 	int dereg0 = W.dereg;
 	munmap(view, LEN);
 	char *p = anon_at(view);
-	ubdma_reg_t *r2;
+	ubdma_reg_t *r2 = NULL;
 	check(p && ubdma_reg_get(ctx, p, LEN, RW, &r2) == 0 && r2 != r, "held: the new memory gets a new registration");
 	check(W.dereg == dereg0 && stats().held_invalid == 1, "held: the invalidated MR is not deregistered while held");
 	check(write_to(view, rk, 'H', PG) == IBV_WC_SUCCESS && all(keep, 'H', PG) && all(p, 0, PG),
@@ -274,7 +274,7 @@ static void held_keeps_mr(void)
 static void fork_live(void)
 {
 	char *p = anon_at(NULL);
-	ubdma_reg_t *r;
+	ubdma_reg_t *r = NULL;
 
 	if (!p || ubdma_reg_get(ctx, p, LEN, RW, &r)) {
 		check(0, "fork: set-up: %s", ubdma_last_error());
@@ -299,7 +299,7 @@ static void fork_live(void)
 static void limits(void)
 {
 	char *p = mmap(NULL, 64 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ubdma_reg_t *r;
+	ubdma_reg_t *r = NULL;
 	int ok = 1;
 
 	ubdma_rcache_flush(ctx);
@@ -318,7 +318,7 @@ static void limits(void)
 	check(W.live <= 2 && stats().bytes_pinned <= 2 * PG, "limits: a byte limit of 2 pages deregisters down to it");
 	ubdma_rcache_set_limits(ctx, 0, 0, 1);
 	check(W.live <= 1, "limits: a registration limit of 1");
-	ubdma_reg_t *h;
+	ubdma_reg_t *h = NULL;
 	check(ubdma_reg_get(ctx, p, PG, RW, &h) == 0 && ubdma_reg_get(ctx, p + 8 * PG, PG, RW, &r) == ENOSPC &&
 	      W.live == 1, "limits: held at the limit, the next request is refused with no MR made");
 	ubdma_reg_put(h);
@@ -385,7 +385,7 @@ int main(void)
 	      "ubdma_verbs_registrar: EINVAL for NULL");
 	/* the library's own registrar, then the counted one wrapped around it */
 	char *p = anon_at(NULL);
-	ubdma_reg_t *r;
+	ubdma_reg_t *r = NULL;
 	check(ubdma_verbs_registrar(ctx, R.pd) == 0 && ubdma_reg_get(ctx, p, LEN, UBDMA_UMEM_READ, &r) == 0,
 	      "ubdma_verbs_registrar: a read-only registration");
 	struct ibv_mr *mr = ubdma_verbs_mr(r);
