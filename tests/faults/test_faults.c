@@ -542,6 +542,55 @@ static void teardown_regs(struct env *e)
 	teardown_buf(e);
 }
 
+
+/*
+ * The same merge in a registrar's domain (issue 19): a fake registrar whose keys are heap blocks,
+ * so that the walk fails its allocations too (ENOMEM from a registrar makes the cache evict and
+ * try again).  All or nothing: after a failure no key more than before, nothing of the gap wired.
+ */
+static int fk_live;
+static int fk_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+{
+	(void)arg, (void)addr, (void)len, (void)flags;
+	if (!(*keyp = malloc(16)))
+		return ENOMEM;
+	fk_live++;
+	return 0;
+}
+static int fk_dereg(void *arg, void *key)
+{
+	(void)arg;
+	free(key);
+	fk_live--;
+	return 0;
+}
+static const struct ubdma_registrar fk_ops = { .name = "fault-fake", .reg = fk_reg, .dereg = fk_dereg };
+static int setup_regs_registrar(struct env *e)
+{
+	int err = ubdma_rcache_set_registrar(e->ctx, &fk_ops, NULL);
+	return err ? err : setup_regs(e);
+}
+static void fail_reg_registrar(struct env *e)
+{
+	fail_reg(e);
+	CHECKF(fk_live <= 2, "%d registrar keys live after a failed reg_get (2 before)", fk_live);
+}
+static void verify_reg_registrar(struct env *e)
+{
+	void *a;
+	size_t len;
+
+	CHECKF(ubdma_reg_range(e->reg, &a, &len) == 0 && (char *)a <= e->buf + 2 * PG &&
+	       (char *)a + len >= e->buf + 8 * PG, "the registration does not cover the request");
+	CHECKF(ubdma_reg_key(e->reg) != NULL && fk_live >= 1, "no key (%d live)", fk_live);
+}
+static void teardown_regs_registrar(struct env *e)
+{
+	teardown_regs(e);
+	CHECKF(fk_live == 0, "%d registrar keys live after the flush", fk_live);
+	CHECKF(ubdma_rcache_set_registrar(e->ctx, NULL, NULL) == 0, "back to the IOMMU domain");
+}
+
 #endif
 
 /* ctx_close with everything live: cookie, ALLOCNOW tag, loaded bounced map, DMA memory, regs */
@@ -594,6 +643,8 @@ static const struct scenario scenarios[] = {
 	{ "mem_alloc_large", 0, setup_tag_large, op_mem_alloc, fail_mem_alloc, verify_mem_alloc, undo_mem_alloc, teardown_tag },
 #ifdef HAVE_RCACHE
 	{ "reg_get_merge", 0, setup_regs, op_reg_merge, fail_reg, verify_reg, undo_reg, teardown_regs },
+	{ "reg_get_merge_registrar", 0, setup_regs_registrar, op_reg_merge, fail_reg_registrar, verify_reg_registrar,
+	  undo_reg, teardown_regs_registrar },
 #endif
 	{ "ctx_close", 1, setup_everything, op_close, NULL, verify_closed, NULL, teardown_buf },
 };
