@@ -7,6 +7,7 @@
  * (unmap, remap, remove; unsubscribing from a callback; calling the cache from one).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,42 +408,79 @@ static struct {
 	int cache_err;
 } E;
 
+/* The callbacks run on the monitor's thread: E is read and written under E_lock. */
+static pthread_mutex_t E_lock = PTHREAD_MUTEX_INITIALIZER;
+static int self_calls;
+
+static int count_of(int type)
+{
+	pthread_mutex_lock(&E_lock);
+	int n = type < 0 ? self_calls : E.n[type];
+	pthread_mutex_unlock(&E_lock);
+	return n;
+}
+
+static struct ubdma_memevent last_of(int type)
+{
+	pthread_mutex_lock(&E_lock);
+	struct ubdma_memevent ev = E.last[type];
+	pthread_mutex_unlock(&E_lock);
+	return ev;
+}
+
+static void set_e(ubdma_ctx_t *ctx, ubdma_memevent_sub_t *self)
+{
+	pthread_mutex_lock(&E_lock);
+	E.ctx = ctx;
+	E.self = self;
+	pthread_mutex_unlock(&E_lock);
+}
+
 static void on_ev(void *arg, const struct ubdma_memevent *ev)
 {
 	assert_ptr_equal(arg, &E);
 	if (getenv("EVDEBUG"))
 		fprintf(stderr, "event %d %p +%zu -> %p\n", ev->type, ev->addr, ev->len, ev->to);
+	pthread_mutex_lock(&E_lock);
 	E.last[ev->type] = *ev;
-	if (E.ctx) {
+	ubdma_ctx_t *cctx = E.ctx;
+	pthread_mutex_unlock(&E_lock);
+	if (cctx) {
 		/* a look-up from the callback: no library lock held, no deadlock */
 		static char page[4096] __attribute__((aligned(4096)));
 		ubdma_reg_t *r;
-		E.cache_err = ubdma_reg_get(E.ctx, page, sizeof(page), RW, &r);
-		if (!E.cache_err)
+		int err = ubdma_reg_get(cctx, page, sizeof(page), RW, &r);
+		pthread_mutex_lock(&E_lock);
+		E.cache_err = err;
+		pthread_mutex_unlock(&E_lock);
+		if (!err)
 			ubdma_reg_put(r);
 		else
 			fprintf(stderr, "cache from callback: %s\n", ubdma_last_error());
 	}
-	__atomic_fetch_add(&E.n[ev->type], 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&E_lock);
+	E.n[ev->type]++;
+	pthread_mutex_unlock(&E_lock);
 }
-
-static int self_calls;
 
 /* A subscription that ends itself from its own callback. */
 static void on_self(void *arg, const struct ubdma_memevent *ev)
 {
 	(void)ev;
 	assert_ptr_equal(arg, &E.self);
-	assert_int_equal(ubdma_memevent_unsubscribe(E.self), 0);
+	pthread_mutex_lock(&E_lock);
+	ubdma_memevent_sub_t *me = E.self;
 	E.self = NULL;
-	__atomic_fetch_add(&self_calls, 1, __ATOMIC_RELEASE);
+	self_calls++;
+	pthread_mutex_unlock(&E_lock);
+	assert_int_equal(ubdma_memevent_unsubscribe(me), 0);
 }
 
 /* The unmapper may return before the callback ran: wait a little for it. */
 static int wait_n(int type, int want)
 {
 	for (int i = 0; i < 2000; i++) {
-		if (__atomic_load_n(&E.n[type], __ATOMIC_ACQUIRE) >= want)
+		if (count_of(type) >= want)
 			return 1;
 		usleep(1000);
 	}
@@ -455,7 +493,10 @@ static void test_memevents(void **state)
 	char *p = anon(16 * PG), *other = anon(4 * PG);
 	ubdma_memevent_sub_t *sub, *sub2;
 
+	pthread_mutex_lock(&E_lock);
 	memset(&E, 0, sizeof(E));
+	self_calls = 0;
+	pthread_mutex_unlock(&E_lock);
 	assert_int_equal(ubdma_memevent_subscribe((void *)(UINTPTR_MAX - PG + 1), 2 * PG, UBDMA_MEMEVENT_ALL, on_ev,
 						  &E, &sub), EINVAL);
 	assert_int_equal(ubdma_memevent_subscribe(p, 0, UBDMA_MEMEVENT_ALL, on_ev, &E, &sub), EINVAL);
@@ -475,48 +516,53 @@ static void test_memevents(void **state)
 	/* remove */
 	assert_int_equal(madvise(p, 2 * PG, MADV_DONTNEED_LOCKED), 0);
 	assert_true(wait_n(UBDMA_MEMEVENT_REMOVE, 1));
-	assert_ptr_equal(E.last[UBDMA_MEMEVENT_REMOVE].addr, p);
-	assert_int_equal(E.last[UBDMA_MEMEVENT_REMOVE].len, 2 * PG);
+	assert_ptr_equal(last_of(UBDMA_MEMEVENT_REMOVE).addr, p);
+	assert_int_equal(last_of(UBDMA_MEMEVENT_REMOVE).len, 2 * PG);
 	/* an event elsewhere is not ours */
 	assert_int_equal(munmap(other, 4 * PG), 0);
 	usleep(20000);
-	assert_int_equal(E.n[UBDMA_MEMEVENT_UNMAP], 0); /* other's munmap was not reported */
+	assert_int_equal(count_of(UBDMA_MEMEVENT_UNMAP), 0); /* other's munmap was not reported */
 	/* remap: the new address is in the event; the kernel then reports the old range unmapped */
 	char *m = mremap(p + 12 * PG, 4 * PG, 4 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, other);
 	assert_ptr_equal(m, other);
 	assert_true(wait_n(UBDMA_MEMEVENT_REMAP, 1));
-	assert_ptr_equal(E.last[UBDMA_MEMEVENT_REMAP].addr, p + 12 * PG);
-	assert_ptr_equal(E.last[UBDMA_MEMEVENT_REMAP].to, other);
-	assert_int_equal(E.last[UBDMA_MEMEVENT_REMAP].len, 4 * PG);
+	assert_ptr_equal(last_of(UBDMA_MEMEVENT_REMAP).addr, p + 12 * PG);
+	assert_ptr_equal(last_of(UBDMA_MEMEVENT_REMAP).to, other);
+	assert_int_equal(last_of(UBDMA_MEMEVENT_REMAP).len, 4 * PG);
 	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 1));
-	assert_ptr_equal(E.last[UBDMA_MEMEVENT_UNMAP].addr, p + 12 * PG);
+	assert_ptr_equal(last_of(UBDMA_MEMEVENT_UNMAP).addr, p + 12 * PG);
 	/* unmap, with the cache called from the callback */
-	E.ctx = ctx;
+	set_e(ctx, NULL);
 	assert_int_equal(munmap(p + 4 * PG, 4 * PG), 0);
 	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 2));
-	assert_ptr_equal(E.last[UBDMA_MEMEVENT_UNMAP].addr, p + 4 * PG);
-	assert_int_equal(E.cache_err, 0);
-	E.ctx = NULL;
+	assert_ptr_equal(last_of(UBDMA_MEMEVENT_UNMAP).addr, p + 4 * PG);
+	pthread_mutex_lock(&E_lock);
+	int cache_err = E.cache_err;
+	pthread_mutex_unlock(&E_lock);
+	assert_int_equal(cache_err, 0);
+	set_e(NULL, NULL);
 	/* a second subscription that removes itself from its callback; the first one stays */
-	self_calls = 0;
 	assert_int_equal(ubdma_memevent_subscribe(p, 16 * PG, UBDMA_MEMEVENT_UNMAP, on_self, &E.self, &sub2), 0);
-	E.self = sub2;
+	set_e(NULL, sub2);
 	assert_int_equal(munmap(p + 8 * PG, PG), 0);
 	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 3));
-	for (int i = 0; i < 2000 && !__atomic_load_n(&self_calls, __ATOMIC_ACQUIRE); i++)
+	for (int i = 0; i < 2000 && !count_of(-1); i++)
 		usleep(1000);
-	assert_int_equal(self_calls, 1);
-	assert_null(E.self);
+	assert_int_equal(count_of(-1), 1);
+	pthread_mutex_lock(&E_lock);
+	ubdma_memevent_sub_t *left = E.self;
+	pthread_mutex_unlock(&E_lock);
+	assert_null(left);
 	assert_int_equal(ubdma_memevent_unsubscribe(sub2), EINVAL); /* gone already */
 	assert_int_equal(munmap(p + 9 * PG, PG), 0);
 	assert_true(wait_n(UBDMA_MEMEVENT_UNMAP, 4));
 	usleep(20000);
-	assert_int_equal(self_calls, 1); /* sub2 no more */
+	assert_int_equal(count_of(-1), 1); /* sub2 no more */
 	assert_int_equal(ubdma_memevent_unsubscribe(sub), 0);
 	assert_int_equal(ubdma_memevent_unsubscribe(NULL), 0);
 	assert_int_equal(munmap(p + 10 * PG, PG), 0);
 	usleep(20000);
-	assert_int_equal(E.n[UBDMA_MEMEVENT_UNMAP], 4);
+	assert_int_equal(count_of(UBDMA_MEMEVENT_UNMAP), 4);
 	munmap(p, 16 * PG);
 	munmap(other, 4 * PG);
 }
