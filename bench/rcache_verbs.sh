@@ -1,6 +1,6 @@
 #!/bin/bash
 # rcache_verbs.sh [--json | --csv] [--quick] [BUILD] - bench_rcache_verbs (bench/rcache_verbs.c) in
-# the test bed's guest on soft-RoCE: rdma_rxe on the e1000e (run-guest.sh -R -N), the rxe provider
+# the test bed's guest on soft-RoCE: rdma_rxe on the e1000e (run-guest.sh -r -N), the rxe provider
 # and iproute2's rdma tool packed.  ubdma's cache over ibv_reg_mr beside UCX's ucs_rcache over the
 # same calls and bare ibv_reg_mr / ibv_dereg_mr, in one process.  Prints the bench's table, or
 # its --json / --csv; the console log stays in BUILD/bench-rcache-verbs.
@@ -24,7 +24,7 @@ RDMA=$(command -v rdma || true)
 [ -n "$RXE" ] && [ -n "$RDMA" ] && [ -f /etc/libibverbs.d/rxe.driver ] ||
 	{ echo "rcache_verbs.sh: the rxe provider or the rdma tool is missing (ibverbs-providers, iproute2)" >&2; exit 2; }
 OUT=$B/bench-rcache-verbs
-"$HERE/../tests/vm/run-guest.sh" -R -N -o "$OUT" -a "${UBDMA_VM_ASSETS:-$B/tests/vm/guest-assets}" -t 900 \
+"$HERE/../tests/vm/run-guest.sh" -r -N -o "$OUT" -a "${UBDMA_VM_ASSETS:-$B/tests/vm/guest-assets}" -t 900 \
 	-i "$RXE" -i /etc/libibverbs.d/rxe.driver -i "$RDMA" "$BENCH$ARGS" >&2 || {
 	echo "rcache_verbs.sh: the guest run failed (see $OUT/console.log)" >&2
 	exit 1

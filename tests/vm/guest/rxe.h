@@ -1,6 +1,6 @@
 /*
  * rxe.h - soft-RoCE for the guest programs: the rxe device on the e1000e's netdev (run-guest.sh
- * -R -N: rdma_rxe loaded, the NIC on its kernel driver), and a pair of RC queue pairs on it
+ * -r -N: rdma_rxe loaded, the NIC on its kernel driver), and a pair of RC queue pairs on it
  * connected to each other, through which a program does RDMA WRITE / READ to a memory region
  * as a peer would.  rxe loops traffic between its own addresses inside the kernel.
  */
