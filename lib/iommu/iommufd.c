@@ -56,9 +56,6 @@
 #include "iommu/iova_alloc.h"
 #include "iommu/vfio_common.h"
 
-/* record flags, beside IOMMU_PROT_*: the kernel unmapped only part; the IOVA range is retired */
-#define REC_POISON 0x100u
-
 struct ufd_dev {
 	int fd;			/* the bound cdev: closing it unbinds the device */
 	uint32_t devid, hwpt;
@@ -76,6 +73,7 @@ struct ufd {
 	int ndevs;
 	struct ufd_dev *devs;
 	struct iova_space space; /* windows and records: IOVA, size, VA, prot of every mapping */
+	struct vfio_kcalls kc;	 /* map_ioas / unmap_ioas, for the bookkeeping */
 };
 
 /* ---------------------------------------------------------------- probing */
@@ -181,8 +179,9 @@ static int enomem_reason(uint64_t size, uintptr_t va, int mode, const char *what
 			      : "per user: every iommufd pin of this user's processes shares the limit");
 }
 
-static int map_ioas(struct ufd *u, uintptr_t va, uint64_t iova, uint64_t size, uint32_t prot)
+static int map_ioas(void *arg, uintptr_t va, uint64_t iova, uint64_t size, uint32_t prot)
 {
+	struct ufd *u = arg;
 	struct ufd_ioas_map m = {
 		.size = sizeof(m),
 		.flags = UFD_MAP_FIXED_IOVA | (prot & IOMMU_PROT_READ ? UFD_MAP_READABLE : 0) |
@@ -207,8 +206,9 @@ static int map_ioas(struct ufd *u, uintptr_t va, uint64_t iova, uint64_t size, u
 }
 
 /* Unmap [iova, iova + size); *done receives what the kernel says it unmapped. */
-static int unmap_ioas(struct ufd *u, uint64_t iova, uint64_t size, uint64_t *done)
+static int unmap_ioas(void *arg, uint64_t iova, uint64_t size, uint64_t *done)
 {
+	struct ufd *u = arg;
 	struct ufd_ioas_unmap m = { .size = sizeof(m), .ioas_id = u->ioas, .iova = iova, .length = size };
 
 	*done = 0;
@@ -408,6 +408,7 @@ static int ufd_open(const struct iommu_sink *sink, void **privp)
 	u->rlimit_mode = rlimit_mode(u->fd);
 	pthread_mutex_init(&u->lock, NULL);
 	u->sink = *sink;
+	u->kc = (struct vfio_kcalls){ u, "IOMMU_IOAS_UNMAP", map_ioas, unmap_ioas };
 	/* the IOAS allows everything until a device's IOMMU is attached: use the safe subset */
 	iova_space_init(&u->space, vfio_default_windows, VFIO_NDEFAULT_WINDOWS);
 	publish_windows(u);
@@ -429,15 +430,7 @@ static void ufd_close(void *priv)
 		close(d->fd);
 		free(d);
 	}
-	for (size_t i = 0; i < u->space.n; i++) {
-		const struct iova_rec *r = &u->space.rec[i];
-		uint64_t done;
-		int err = unmap_ioas(u, r->lo, r->size, &done);
-		if (err || (done != r->size && !(r->flags & REC_POISON)))
-			ULOG(UBDMA_LOG_ERROR, "unmap of IOVA [%#llx, +%#llx) at close: %s, %llu bytes "
-			     "unmapped", (unsigned long long)r->lo, (unsigned long long)r->size,
-			     err ? strerror(err) : "ok", (unsigned long long)done);
-	}
+	vfio_space_unmap_all(&u->space, &u->kc);
 	/* closing the iommufd destroys the IOAS and anything left in it */
 	close(u->fd);
 	iova_space_fini(&u->space);
@@ -450,73 +443,25 @@ static int ufd_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pro
 		   const struct iommu_window *lim, uint64_t *iovas)
 {
 	struct ufd *u = priv;
-	uint64_t size, modulus, iova;
 	int err;
 
-	if (!npages || !pgsz || (pgsz & (pgsz - 1)) || npages > UINT64_MAX / pgsz)
-		return uerr(EINVAL, "bad range: %zu pages of %zu bytes", npages, pgsz);
-	if (!(prot & (IOMMU_PROT_READ | IOMMU_PROT_WRITE)))
-		return uerr(EINVAL, "an IOAS mapping needs READ and/or WRITE");
-	size = (uint64_t)npages * pgsz;
-	if ((va | size) & (PAGE_4K - 1))
-		return uerr(EINVAL, "[%p, +%#llx) is not 4 KiB aligned", (void *)va, (unsigned long long)size);
-	modulus = vfio_placement_modulus(pgsz);
-	pthread_mutex_lock(&u->lock);
-	err = iova_alloc(&u->space, size, modulus, va & (modulus - 1), lim, va, (uint32_t)prot, &iova);
-	if (err) {
-		pthread_mutex_unlock(&u->lock);
-		if (err == ERANGE)
-			return uerr(ERANGE, "no free IOVA range of %#llx bytes inside [%#llx, %#llx]",
-				    (unsigned long long)size, (unsigned long long)lim->lo,
-				    (unsigned long long)lim->hi);
-		if (err == ENOSPC)
-			return uerr(ENOSPC, "no free IOVA range of %#llx bytes in the usable windows",
-				    (unsigned long long)size);
-		return uerr(err, "out of memory");
-	}
-	if ((err = map_ioas(u, va, iova, size, (uint32_t)prot))) {
-		iova_free_rec(&u->space, iova_find(&u->space, iova));
-		pthread_mutex_unlock(&u->lock);
+	if ((err = vfio_map_check(va, npages, pgsz, prot, PAGE_4K, "an IOAS mapping")))
 		return err;
-	}
+	pthread_mutex_lock(&u->lock);
+	err = vfio_space_map(&u->space, &u->kc, va, npages, pgsz, prot, lim, iovas);
 	pthread_mutex_unlock(&u->lock);
-	ULOG_DEBUG("mapped %p +%#llx at IOVA %#llx", (void *)va, (unsigned long long)size,
-		   (unsigned long long)iova);
-	for (size_t i = 0; i < npages; i++)
-		iovas[i] = iova + i * pgsz;
-	return 0;
+	return err;
 }
 
 static int ufd_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
 {
 	struct ufd *u = priv;
-	uint64_t size = (uint64_t)npages * pgsz, iova = iovas[0], done = 0;
-	struct iova_rec *r;
 	int err;
 
 	pthread_mutex_lock(&u->lock);
-	r = iova_find(&u->space, iova);
-	if (!r || r->size != size || r->va != va || (r->flags & REC_POISON)) {
-		pthread_mutex_unlock(&u->lock);
-		return uerr(EINVAL, "no mapping of %p +%#llx at IOVA %#llx", (void *)va,
-			    (unsigned long long)size, (unsigned long long)iova);
-	}
-	if ((err = unmap_ioas(u, iova, size, &done))) {
-		pthread_mutex_unlock(&u->lock);
-		return uerr(err, "IOMMU_IOAS_UNMAP of IOVA [%#llx, +%#llx) failed: %s; it stays mapped",
-			    (unsigned long long)iova, (unsigned long long)size, strerror(err));
-	}
-	if (done != size) {
-		/* keep the range allocated so that nothing reuses an IOVA that may still map */
-		r->flags |= REC_POISON;
-		pthread_mutex_unlock(&u->lock);
-		return uerr(EIO, "IOMMU_IOAS_UNMAP of IOVA [%#llx, +%#llx) unmapped %#llx bytes: partial "
-			    "unmap; the IOVA range is retired", (unsigned long long)iova,
-			    (unsigned long long)size, (unsigned long long)done);
-	}
-	iova_free_rec(&u->space, r);
+	err = vfio_space_unmap(&u->space, &u->kc, va, (uint64_t)npages * pgsz, iovas[0]);
 	pthread_mutex_unlock(&u->lock);
-	return 0;
+	return err;
 }
 
 const struct iommu_ops iommu_iommufd_ops = {

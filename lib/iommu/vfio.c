@@ -48,9 +48,6 @@
 /* The kernel's default dma_entry_limit, assumed until DMA_AVAIL is read (kernels >= 5.10). */
 #define DEFAULT_ENTRY_LIMIT 65535u
 
-/* record flags, beside IOMMU_PROT_*: the kernel unmapped only part; the IOVA range is retired */
-#define REC_POISON 0x100u
-
 struct vfio_group {
 	int num, fd;
 	unsigned refs;
@@ -72,6 +69,7 @@ struct vfio {
 	int live;		  /* the IOMMU is set: the records are mapped in the kernel */
 	struct vfio_group *groups;
 	struct iova_space space;  /* windows and records: IOVA, size, VA, prot of every mapping */
+	struct vfio_kcalls kc;	  /* map_dma / unmap_dma on this container, for the bookkeeping */
 	uint64_t pgsizes;	  /* iova_pgsizes of the IOMMU (4 KiB until known) */
 	uint32_t limit;		  /* mapping entries the container may hold */
 	size_t nentries;	  /* records that hold (or will hold at replay) a kernel entry */
@@ -98,8 +96,9 @@ static int vfio_usable(char *why, size_t whylen)
 
 /* ---------------------------------------------------------------- kernel calls */
 
-static int map_dma(struct vfio *v, uintptr_t va, uint64_t iova, uint64_t size, uint32_t prot)
+static int map_dma(void *arg, uintptr_t va, uint64_t iova, uint64_t size, uint32_t prot)
 {
+	struct vfio *v = arg;
 	struct vfio_iommu_type1_dma_map m = {
 		.argsz = sizeof(m),
 		.flags = (prot & IOMMU_PROT_READ ? VFIO_DMA_MAP_FLAG_READ : 0) |
@@ -135,8 +134,9 @@ static int map_dma(struct vfio *v, uintptr_t va, uint64_t iova, uint64_t size, u
 }
 
 /* Unmap [iova, iova + size); *done receives what the kernel says it unmapped. */
-static int unmap_dma(struct vfio *v, uint64_t iova, uint64_t size, uint64_t *done)
+static int unmap_dma(void *arg, uint64_t iova, uint64_t size, uint64_t *done)
 {
+	struct vfio *v = arg;
 	struct vfio_iommu_type1_dma_unmap u = { .argsz = sizeof(u), .iova = iova, .size = size };
 
 	*done = 0;
@@ -258,7 +258,7 @@ static void unreplay(struct vfio *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint64_t done;
-		if (!(v->space.rec[i].flags & REC_POISON))
+		if (!(v->space.rec[i].flags & VFIO_REC_POISON))
 			unmap_dma(v, v->space.rec[i].lo, v->space.rec[i].size, &done);
 	}
 }
@@ -387,7 +387,7 @@ static void go_offline(struct vfio *v)
 {
 	v->live = 0;
 	for (size_t i = v->space.n; i-- > 0;) {
-		if (v->space.rec[i].flags & REC_POISON) {
+		if (v->space.rec[i].flags & VFIO_REC_POISON) {
 			iova_free_rec(&v->space, &v->space.rec[i]);
 			v->nentries--;
 		}
@@ -456,6 +456,7 @@ static int vfio_open(const struct iommu_sink *sink, void **privp)
 	v->sink = *sink;
 	v->pgsizes = PAGE_4K;
 	v->limit = DEFAULT_ENTRY_LIMIT;
+	v->kc = (struct vfio_kcalls){ v, "VFIO_IOMMU_UNMAP_DMA", map_dma, unmap_dma };
 	iova_space_init(&v->space, vfio_default_windows, VFIO_NDEFAULT_WINDOWS);
 	publish_windows(v);
 	*privp = v;
@@ -472,18 +473,8 @@ static void vfio_close(void *priv)
 	struct vfio *v = priv;
 
 	pthread_mutex_lock(&v->lock);
-	if (v->live) {
-		for (size_t i = 0; i < v->space.n; i++) {
-			const struct iova_rec *r = &v->space.rec[i];
-			uint64_t done;
-			int err = unmap_dma(v, r->lo, r->size, &done);
-			if (err || (done != r->size && !(r->flags & REC_POISON)))
-				ULOG(UBDMA_LOG_ERROR, "unmap of IOVA [%#llx, +%#llx) at close: %s, %llu "
-				     "bytes unmapped", (unsigned long long)r->lo,
-				     (unsigned long long)r->size, err ? strerror(err) : "ok",
-				     (unsigned long long)done);
-		}
-	}
+	if (v->live)
+		vfio_space_unmap_all(&v->space, &v->kc);
 	/* groups are normally gone (the pci layer closes its devices first); closing one detaches it */
 	while (v->groups) {
 		struct vfio_group *g = v->groups;
@@ -504,21 +495,13 @@ static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 		    const struct iommu_window *lim, uint64_t *iovas)
 {
 	struct vfio *v = priv;
-	uint64_t size, modulus, iova, minpg;
 	int err;
 
-	if (!npages || !pgsz || (pgsz & (pgsz - 1)) || npages > UINT64_MAX / pgsz)
-		return uerr(EINVAL, "bad range: %zu pages of %zu bytes", npages, pgsz);
-	if (!(prot & (IOMMU_PROT_READ | IOMMU_PROT_WRITE)))
-		return uerr(EINVAL, "a VFIO mapping needs READ and/or WRITE");
-	size = (uint64_t)npages * pgsz;
-	modulus = vfio_placement_modulus(pgsz);
 	pthread_mutex_lock(&v->lock);
-	minpg = v->pgsizes ? v->pgsizes & -v->pgsizes : PAGE_4K;
-	if ((va | size) & (minpg - 1)) {
+	if ((err = vfio_map_check(va, npages, pgsz, prot, v->pgsizes ? v->pgsizes & -v->pgsizes : PAGE_4K,
+				  "a VFIO mapping"))) {
 		pthread_mutex_unlock(&v->lock);
-		return uerr(EINVAL, "[%p, +%#llx) is not aligned to the IOMMU's smallest page (%#llx)",
-			    (void *)va, (unsigned long long)size, (unsigned long long)minpg);
+		return err;
 	}
 	if (v->nentries >= v->limit) {
 		pthread_mutex_unlock(&v->lock);
@@ -527,67 +510,23 @@ static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 			    "(vfio_iommu_type1 dma_entry_limit): register fewer, larger ranges, or "
 			    "raise the module parameter", v->limit);
 	}
-	err = iova_alloc(&v->space, size, modulus, va & (modulus - 1), lim, va, (uint32_t)prot, &iova);
-	if (err) {
-		pthread_mutex_unlock(&v->lock);
-		if (err == ERANGE)
-			return uerr(ERANGE, "no free IOVA range of %#llx bytes inside [%#llx, %#llx]",
-				    (unsigned long long)size, (unsigned long long)lim->lo,
-				    (unsigned long long)lim->hi);
-		if (err == ENOSPC)
-			return uerr(ENOSPC, "no free IOVA range of %#llx bytes in the usable windows",
-				    (unsigned long long)size);
-		return uerr(err, "out of memory");
-	}
-	if (v->live && (err = map_dma(v, va, iova, size, (uint32_t)prot))) {
-		iova_free_rec(&v->space, iova_find(&v->space, iova));
-		pthread_mutex_unlock(&v->lock);
-		return err;
-	}
-	v->nentries++;
+	/* until the first group makes the IOMMU live, the mapping is only recorded (replayed then) */
+	if (!(err = vfio_space_map(&v->space, v->live ? &v->kc : NULL, va, npages, pgsz, prot, lim, iovas)))
+		v->nentries++;
 	pthread_mutex_unlock(&v->lock);
-	ULOG_DEBUG("mapped %p +%#llx at IOVA %#llx%s", (void *)va, (unsigned long long)size,
-		   (unsigned long long)iova, v->live ? "" : " (recorded: no device yet)");
-	for (size_t i = 0; i < npages; i++)
-		iovas[i] = iova + i * pgsz;
-	return 0;
+	return err;
 }
 
 static int vfio_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
 {
 	struct vfio *v = priv;
-	uint64_t size = (uint64_t)npages * pgsz, iova = iovas[0], done = 0;
-	struct iova_rec *r;
 	int err;
 
 	pthread_mutex_lock(&v->lock);
-	r = iova_find(&v->space, iova);
-	if (!r || r->size != size || r->va != va || (r->flags & REC_POISON)) {
-		pthread_mutex_unlock(&v->lock);
-		return uerr(EINVAL, "no mapping of %p +%#llx at IOVA %#llx", (void *)va,
-			    (unsigned long long)size, (unsigned long long)iova);
-	}
-	if (v->live) {
-		if ((err = unmap_dma(v, iova, size, &done))) {
-			pthread_mutex_unlock(&v->lock);
-			return uerr(err, "VFIO_IOMMU_UNMAP_DMA of IOVA [%#llx, +%#llx) failed: %s; it "
-				    "stays mapped", (unsigned long long)iova, (unsigned long long)size,
-				    strerror(err));
-		}
-		if (done != size) {
-			/* keep the range allocated so that nothing reuses an IOVA that may still map */
-			r->flags |= REC_POISON;
-			pthread_mutex_unlock(&v->lock);
-			return uerr(EIO, "VFIO_IOMMU_UNMAP_DMA of IOVA [%#llx, +%#llx) unmapped %#llx "
-				    "bytes: partial unmap; the IOVA range is retired",
-				    (unsigned long long)iova, (unsigned long long)size,
-				    (unsigned long long)done);
-		}
-	}
-	iova_free_rec(&v->space, r);
-	v->nentries--;
+	if (!(err = vfio_space_unmap(&v->space, v->live ? &v->kc : NULL, va, (uint64_t)npages * pgsz, iovas[0])))
+		v->nentries--;
 	pthread_mutex_unlock(&v->lock);
-	return 0;
+	return err;
 }
 
 const struct iommu_ops iommu_vfio_ops = {

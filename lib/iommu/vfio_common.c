@@ -1,8 +1,9 @@
 /*
  * vfio_common.c - the pieces the VFIO-based backends share (vfio_common.h): the conservative
- * windows, the IOVA placement rule, trimming a long window list, opening group files and finding
- * a device's cdev.  Kernel contract: Documentation/driver-api/vfio.rst (groups, the device
- * cdev of Linux 6.6 and later).
+ * windows, the IOVA placement rule, trimming a long window list, opening group files, finding
+ * a device's cdev, and the bookkeeping of mappings (checks, placement, the all-or-nothing map,
+ * the partial-unmap rule) that vfio.c and iommufd.c run around their own ioctls.  Kernel
+ * contract: Documentation/driver-api/vfio.rst (groups, the device cdev of Linux 6.6 and later).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -142,4 +143,84 @@ int vfio_device_cdev(const char *bdf, char *path, size_t len)
 		return uerr(ENAMETOOLONG, "path too long");
 	strcpy(path, node);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- mapping bookkeeping */
+
+int vfio_map_check(uintptr_t va, size_t npages, size_t pgsz, int prot, uint64_t minpg, const char *what)
+{
+	uint64_t size;
+
+	if (!npages || !pgsz || (pgsz & (pgsz - 1)) || npages > UINT64_MAX / pgsz)
+		return uerr(EINVAL, "bad range: %zu pages of %zu bytes", npages, pgsz);
+	if (!(prot & (IOMMU_PROT_READ | IOMMU_PROT_WRITE)))
+		return uerr(EINVAL, "%s needs READ and/or WRITE", what);
+	size = (uint64_t)npages * pgsz;
+	if ((va | size) & (minpg - 1))
+		return uerr(EINVAL, "[%p, +%#llx) is not aligned to the IOMMU's smallest page (%#llx)",
+			    (void *)va, (unsigned long long)size, (unsigned long long)minpg);
+	return 0;
+}
+
+int vfio_space_map(struct iova_space *s, const struct vfio_kcalls *k, uintptr_t va, size_t npages,
+		   size_t pgsz, int prot, const struct iommu_window *lim, uint64_t *iovas)
+{
+	uint64_t size = (uint64_t)npages * pgsz, modulus = vfio_placement_modulus(pgsz), iova;
+	int err;
+
+	err = iova_alloc(s, size, modulus, va & (modulus - 1), lim, va, (uint32_t)prot, &iova);
+	if (err == ERANGE)
+		return uerr(ERANGE, "no free IOVA range of %#llx bytes inside [%#llx, %#llx]",
+			    (unsigned long long)size, (unsigned long long)lim->lo, (unsigned long long)lim->hi);
+	if (err == ENOSPC)
+		return uerr(ENOSPC, "no free IOVA range of %#llx bytes in the usable windows",
+			    (unsigned long long)size);
+	if (err)
+		return uerr(err, "out of memory");
+	if (k && (err = k->map(k->arg, va, iova, size, (uint32_t)prot))) {
+		iova_free_rec(s, iova_find(s, iova));
+		return err;
+	}
+	ULOG_DEBUG("mapped %p +%#llx at IOVA %#llx%s", (void *)va, (unsigned long long)size,
+		   (unsigned long long)iova, k ? "" : " (recorded: no device yet)");
+	for (size_t i = 0; i < npages; i++)
+		iovas[i] = iova + i * pgsz;
+	return 0;
+}
+
+int vfio_space_unmap(struct iova_space *s, const struct vfio_kcalls *k, uintptr_t va, uint64_t size,
+		     uint64_t iova)
+{
+	struct iova_rec *r = iova_find(s, iova);
+	uint64_t done = 0;
+	int err;
+
+	if (!r || r->size != size || r->va != va || (r->flags & VFIO_REC_POISON))
+		return uerr(EINVAL, "no mapping of %p +%#llx at IOVA %#llx", (void *)va,
+			    (unsigned long long)size, (unsigned long long)iova);
+	if (k && (err = k->unmap(k->arg, iova, size, &done)))
+		return uerr(err, "%s of IOVA [%#llx, +%#llx) failed: %s; it stays mapped", k->unmap_name,
+			    (unsigned long long)iova, (unsigned long long)size, strerror(err));
+	if (k && done != size) {
+		/* keep the range allocated so that nothing reuses an IOVA that may still map */
+		r->flags |= VFIO_REC_POISON;
+		return uerr(EIO, "%s of IOVA [%#llx, +%#llx) unmapped %#llx bytes: partial unmap; the "
+			    "IOVA range is retired", k->unmap_name, (unsigned long long)iova,
+			    (unsigned long long)size, (unsigned long long)done);
+	}
+	iova_free_rec(s, r);
+	return 0;
+}
+
+void vfio_space_unmap_all(const struct iova_space *s, const struct vfio_kcalls *k)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct iova_rec *r = &s->rec[i];
+		uint64_t done;
+		int err = k->unmap(k->arg, r->lo, r->size, &done);
+		if (err || (done != r->size && !(r->flags & VFIO_REC_POISON)))
+			ULOG(UBDMA_LOG_ERROR, "%s of IOVA [%#llx, +%#llx) at close: %s, %llu bytes unmapped",
+			     k->unmap_name, (unsigned long long)r->lo, (unsigned long long)r->size,
+			     err ? strerror(err) : "ok", (unsigned long long)done);
+	}
 }
