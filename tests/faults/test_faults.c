@@ -15,6 +15,8 @@
  *   - after the context is closed, the books are back where they started: heap blocks, mapped
  *     bytes, VmLck, IOMMU mappings (and LSan checks the heap once more at exit in ASan builds).
  * The last line gives the number of injected faults survived (UBDMA_FAULTS_SUMMARY).
+ * UBDMA_FAULTS_ONLY=name,name... walks only those scenarios (to narrow a failure down to one);
+ * a name that is no scenario is an error.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -755,10 +757,43 @@ static int have_hugepages(size_t n)
 	return 1;
 }
 
+#define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
+
+/* UBDMA_FAULTS_ONLY: whether scenario s is chosen (all are when the variable is unset). */
+static int chosen(const char *s)
+{
+	const char *only = getenv("UBDMA_FAULTS_ONLY");
+	size_t n = strlen(s);
+
+	for (const char *p = only; p && *p; p += strcspn(p, ","), p += *p == ',')
+		if (!strncmp(p, s, n) && (p[n] == ',' || !p[n]))
+			return 1;
+	return !only || !*only;
+}
+
+/* Every name in UBDMA_FAULTS_ONLY is a scenario: a typo must not pass as an empty walk. */
+static int only_valid(void)
+{
+	const char *only = getenv("UBDMA_FAULTS_ONLY");
+
+	for (const char *p = only; p && *p; p += strcspn(p, ","), p += *p == ',') {
+		size_t len = strcspn(p, ","), i;
+		for (i = 0; i < NSCEN && (strlen(scenarios[i].name) != len || strncmp(p, scenarios[i].name, len)); i++)
+			;
+		if (i == NSCEN) {
+			fprintf(stderr, "UBDMA_FAULTS_ONLY: no scenario '%.*s'\n", (int)len, p);
+			return 0;
+		}
+	}
+	return 1;
+}
+
 static void run_all(enum ubdma_backend be, int fake, int huge)
 {
 	fault_fake_vfio(fake);
-	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+	for (size_t i = 0; i < NSCEN; i++) {
+		if (!chosen(scenarios[i].name))
+			continue;
 		if (be == UBDMA_BACKEND_PHYS && strncmp(scenarios[i].name, "umem_lock", 9) &&
 		    strcmp(scenarios[i].name, "mem_alloc_large"))
 			continue; /* phys: only hugetlb memory translates; its pread path is what counts */
@@ -782,7 +817,7 @@ static void test_vfio_fake(void **state)
 static void test_huge(void **state)
 {
 	(void)state;
-	if (!have_hugepages(8))
+	if (!have_hugepages(8) || !chosen(scenarios[3].name))
 		skip();
 	walk(&scenarios[3], UBDMA_BACKEND_VA, 0, 1);
 	fault_fake_vfio(1);
@@ -797,8 +832,10 @@ static void test_phys(void **state)
 	if (!have_hugepages(8) || ubdma_ctx_open(UBDMA_BACKEND_PHYS, &ctx))
 		skip();
 	ubdma_ctx_close(ctx);
-	walk(&scenarios[3], UBDMA_BACKEND_PHYS, 0, 1);
-	walk(&scenarios[11], UBDMA_BACKEND_PHYS, 0, 0); /* mem_alloc_large */
+	if (chosen(scenarios[3].name))
+		walk(&scenarios[3], UBDMA_BACKEND_PHYS, 0, 1);
+	if (chosen(scenarios[11].name))
+		walk(&scenarios[11], UBDMA_BACKEND_PHYS, 0, 0); /* mem_alloc_large */
 }
 
 /*
@@ -880,6 +917,8 @@ int main(void)
 	};
 
 	setenv("UBDMA_RCACHE_MONITOR", "explicit", 0);
+	if (!only_valid())
+		return 2;
 	guest_bdf = getenv("UBDMA_VM_NVME");
 	if (guest_bdf && (!getenv("UBDMA_VM_NVME_DRIVER") || strcmp(getenv("UBDMA_VM_NVME_DRIVER"), "vfio-pci")))
 		guest_bdf = NULL;
