@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <ubdma/ubdma.h>
 
@@ -32,6 +33,24 @@ static __attribute__((unused)) enum ubdma_backend guest_backend(void)
 static __attribute__((unused)) int guest_isolates(void)
 {
 	return guest_backend() != UBDMA_BACKEND_NOIOMMU;
+}
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
+#endif
+
+/*
+ * Memory for a test's registered DMA buffers, as a DPDK or SPDK user would take it in each mode:
+ * anonymous 4 KiB pages where an IOMMU translates, 2 MiB hugetlb pages without one (len rounded
+ * up), where only memory whose physical frame stays put can be registered and the noiommu backend
+ * refuses anything else (docs/vfio.md, "No-IOMMU mode").  MAP_FAILED when there is none.
+ */
+static __attribute__((unused)) void *guest_dma_mmap(size_t len)
+{
+	if (guest_isolates())
+		return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return mmap(NULL, (len + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1), PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
 }
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * test_nvme_io - libubdma_nvme moves the right bytes to the right LBAs, from any buffer.
  *
- * Runs in the test-bed guest with the NVMe on vfio-pci ($UBDMA_VM_NVME).  Byte o of the namespace
+ * Runs in the test-bed guest with the NVMe on vfio-pci ($UBDMA_VM_NVME), in every VFIO mode
+ * (backend.h); without an IOMMU its locked buffer is a hugepage, the rest is as elsewhere.  Byte o of the namespace
  * (its byte offset) carries pat(o, seed); the host side (tests/vm/nvme-host-check.sh) computes
  * the same bytes and compares them with cmp(1) against the backing file after the guest is off.
  *   write  regions written through the driver with seed 0x5a, each through another kind of buffer:
@@ -163,13 +164,15 @@ int main(int argc, char **argv)
 	if (rc)
 		goto out;
 
-	/* buffers: DMA memory is not needed: locked memory and plain malloc'd memory */
+	/* buffers: DMA memory is not needed: locked memory (4 KiB pages, or a hugepage where there is
+	 * no IOMMU: guest_dma_mmap()) and plain malloc'd memory, which bus_dma bounces */
 	const size_t big = 2 * MiB;
-	uint8_t *locked = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *locked = guest_dma_mmap(big);
 	uint8_t *plain = malloc(big + 4096), *rb = malloc(big + 4096), *rbl;
 	ubdma_umem_t *cookie = NULL;
-	rc = ubdma_umem_lock(ctx, locked, big, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &cookie);
-	check(rc == 0 && plain && rb, "buffers: 2 MiB locked at %p, malloc'd %p", (void *)locked, (void *)plain);
+	rc = locked == MAP_FAILED ? ENOMEM : ubdma_umem_lock(ctx, locked, big, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &cookie);
+	check(rc == 0 && plain && rb, "buffers: 2 MiB locked at %p (%s), malloc'd %p: %s", (void *)locked,
+	      guest_isolates() ? "4 KiB pages" : "a 2 MiB hugepage", (void *)plain, rc ? ubdma_last_error() : "ok");
 	if (rc || !plain || !rb)
 		goto out;
 	rbl = locked + MiB; /* a locked read buffer */

@@ -3,7 +3,9 @@
  * QEMU's NVMe controller, public API only.
  *
  * Runs in the test-bed guest (tests/vm/run-guest.sh); $UBDMA_VM_NVME names the controller, bound
- * to vfio-pci.  The admin queues live in ubdma-locked memory, and every address handed to the
+ * to vfio-pci.  In every VFIO mode: without an IOMMU (noiommu) the early and 4k buffers are 2 MiB
+ * hugepages (guest_dma_mmap(), backend.h), the IOVAs physical addresses, and hole and stale, which
+ * need an IOMMU to fault, are skipped.  The admin queues live in ubdma-locked memory, and every address handed to the
  * controller comes from ubdma_umem_iova() or ubdma_vtoiova().  Cases:
  *   early  memory locked before ubdma_pci_open() (type1: recorded, then replayed at attach;
  *          iommufd: mapped in the IOAS at once): Identify lands in it;
@@ -103,11 +105,6 @@ int main(void)
 		printf("# SKIP: no NVMe controller on vfio-pci ($UBDMA_VM_NVME)\n");
 		return EXIT_SKIP;
 	}
-	if (!guest_isolates()) {
-		/* 4 KiB memory and DMAR faults are its point; test_noiommu covers no-IOMMU mode */
-		printf("# SKIP: no IOMMU in this mode (UBDMA_BACKEND=%s)\n", getenv("UBDMA_BACKEND"));
-		return EXIT_SKIP;
-	}
 	rc = ubdma_ctx_open(guest_backend(), &ctx);
 	CHECK_RC(rc, "ubdma_ctx_open");
 	if (rc)
@@ -119,10 +116,12 @@ int main(void)
 		printf("# before attach: window %d [%#" PRIx64 ", %#" PRIx64 "]\n", i, lo[i], hi[i]);
 
 	/* early: locked before any device exists; the backend records it and replays at attach */
-	uint8_t *early = mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *early = guest_dma_mmap(16 * PG);
 	ubdma_umem_t *ce = NULL;
-	rc = ubdma_umem_lock(ctx, early, 16 * PG, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &ce);
+	rc = early == MAP_FAILED ? ENOMEM : ubdma_umem_lock(ctx, early, 16 * PG, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &ce);
 	CHECK_RC(rc, "umem_lock before the device is open");
+	if (rc)
+		return 1;
 	uint64_t early_iova = ubdma_vtoiova(ctx, early + 2 * PG);
 
 	rc = ubdma_pci_open(ctx, bdf, &dev);
@@ -147,10 +146,12 @@ int main(void)
 	identify_into(&c, "early (replayed at attach)", early + 2 * PG, early_iova);
 
 	/* 4k */
-	uint8_t *b4 = mmap(NULL, 8 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *b4 = guest_dma_mmap(8 * PG);
 	ubdma_umem_t *c4 = NULL;
-	rc = ubdma_umem_lock(ctx, b4, 8 * PG, UBDMA_UMEM_WRITE | UBDMA_UMEM_READ, &c4);
-	CHECK_RC(rc, "umem_lock of 4 KiB pages");
+	rc = b4 == MAP_FAILED ? ENOMEM : ubdma_umem_lock(ctx, b4, 8 * PG, UBDMA_UMEM_WRITE | UBDMA_UMEM_READ, &c4);
+	CHECK_RC(rc, guest_isolates() ? "umem_lock of 4 KiB pages" : "umem_lock of 8 pages (a hugepage: no IOMMU)");
+	if (rc)
+		goto out;
 	uint64_t iova4 = ubdma_umem_iova(c4, b4 + 3 * PG);
 	check(iova4 == ubdma_vtoiova(ctx, b4 + 3 * PG) && iova4 != UBDMA_BAD_IOVA && iova4 != 0,
 	      "4k: cookie and translation map agree (%#" PRIx64 ")", iova4);
@@ -181,29 +182,38 @@ int main(void)
 	}
 
 	/* hole: nothing is mapped at HOLE_IOVA; the device must not reach any of our memory */
-	memset(early, POISON, 16 * PG);
-	memset(b4, POISON, 8 * PG);
-	if (b2)
-		memset(b2, POISON, SZ_2M);
-	rc = identify(&c, HOLE_IOVA, 1);
-	check(rc == 0, "hole: the command completed");
-	check(all_poison(early, 16 * PG) && all_poison(b4, 8 * PG) && (!b2 || all_poison(b2, SZ_2M)),
-	      "hole: Identify at unmapped IOVA %#" PRIx64 " changed none of our memory", HOLE_IOVA);
+	if (guest_isolates()) {
+		memset(early, POISON, 16 * PG);
+		memset(b4, POISON, 8 * PG);
+		if (b2)
+			memset(b2, POISON, SZ_2M);
+		rc = identify(&c, HOLE_IOVA, 1);
+		check(rc == 0, "hole: the command completed");
+		check(all_poison(early, 16 * PG) && all_poison(b4, 8 * PG) && (!b2 || all_poison(b2, SZ_2M)),
+		      "hole: Identify at unmapped IOVA %#" PRIx64 " changed none of our memory", HOLE_IOVA);
+	} else {
+		printf("# SKIP hole, stale: no IOMMU, so no IOVA is unmapped (the device reaches all memory)\n");
+	}
 
 	/* stale: after unlock the 4k buffer's IOVA leads nowhere */
 	ubdma_umem_unlock(c4);
 	check(ubdma_vtoiova(ctx, b4 + 3 * PG) == UBDMA_BAD_IOVA, "stale: unregistered after unlock");
-	memset(b4, POISON, 8 * PG);
-	rc = identify(&c, iova4, 1);
-	check(rc == 0 && all_poison(b4, 8 * PG),
-	      "stale: Identify at the unlocked IOVA %#" PRIx64 " did not reach the buffer", iova4);
+	if (guest_isolates()) {
+		memset(b4, POISON, 8 * PG);
+		rc = identify(&c, iova4, 1);
+		check(rc == 0 && all_poison(b4, 8 * PG),
+		      "stale: Identify at the unlocked IOVA %#" PRIx64 " did not reach the buffer", iova4);
+	}
 
 	/* the context still works after the faults */
 	rc = ubdma_umem_lock(ctx, b4, 8 * PG, UBDMA_UMEM_WRITE | UBDMA_UMEM_READ, &c4);
 	CHECK_RC(rc, "relock of the 4k buffer");
 	uint64_t iova4b = ubdma_umem_iova(c4, b4);
-	check(iova4b != iova4 - 3 * PG, "relock: a fresh IOVA (%#" PRIx64 "), the stale one is not "
-	      "reused at once", iova4b);
+	if (guest_isolates())
+		check(iova4b != iova4 - 3 * PG, "relock: a fresh IOVA (%#" PRIx64 "), the stale one is not "
+		      "reused at once", iova4b);
+	else /* the IOVA is the physical address, the same frame's again */
+		check(iova4b == iova4 - 3 * PG, "relock: the same physical address %#" PRIx64, iova4b);
 	identify_into(&c, "relock", b4, iova4b);
 	ubdma_umem_unlock(c4);
 
