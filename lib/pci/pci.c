@@ -66,8 +66,7 @@ static int check_device(const char *bdf, int *groupp)
 			    "intel_iommu=on or amd_iommu=on) or absent", bdf);
 	long g = strtol(grp, &end, 10);
 	if (*end || g < 0 || g > 0x7fffffff)
-		return uerr(ENOTSUP, "%s is in IOMMU group '%s', which is not a number (no-IOMMU mode "
-			    "is not supported)", bdf, grp);
+		return uerr(ENOTSUP, "%s is in IOMMU group '%s', which is not a number", bdf, grp);
 	*groupp = (int)g;
 	return 0;
 }
