@@ -3,7 +3,8 @@
 #
 # Programs with a known outcome run in one guest; run-guest.sh must fail the run as a whole and
 # judge each program as listed below.  Then an emulator that crashes (a stand-in for
-# qemu-system-x86_64 that aborts) once and twice: one crash gets one more boot, two fail.  Prints TAP.
+# qemu-system-x86_64 that aborts) once and twice, and once of SIGSEGV without a word: one crash
+# gets one more boot, two fail.  Prints TAP.
 set -uo pipefail
 
 [ $# -eq 3 ] || { echo "usage: selftest.sh OUTDIR ASSETS VFIO_SMOKE" >&2; exit 2; }
@@ -22,7 +23,7 @@ CASES=(
 ops=()
 for c in "${CASES[@]}"; do ops+=("${c%%|*}"); done
 
-echo "1..$((${#CASES[@]} + 4))"
+echo "1..$((${#CASES[@]} + 5))"
 "$HERE/run-guest.sh" -t 300 -a "$ASSETS" -o "$OUT" "${ops[@]}" >"$OUT.stdout" 2>"$OUT.stderr"
 rc=$?
 if [ $rc -eq 1 ]; then
@@ -47,20 +48,25 @@ for c in "${CASES[@]}"; do
 	fi
 done
 
-# A QEMU that dies of a signal: the stand-in aborts on its first N calls, then runs the real one.
+# A QEMU that dies of a signal: the stand-in aborts on its first N calls, then runs the real one;
+# in the case "segv" it dies once of SIGSEGV saying nothing, as 7.2's crash does.
 fake=$OUT.fakeqemu
 mkdir -p "$fake"
 real=$(command -v qemu-system-x86_64)
 cat >"$fake/qemu-system-x86_64" <<EOF
 #!/bin/bash
 n=\$(cat "$fake/calls" 2>/dev/null || echo 0); echo \$((n + 1)) >"$fake/calls"
-if [ "\$n" -lt "\$(cat "$fake/crashes")" ]; then echo "stand-in: Assertion 'crash \$n' failed." >&2; kill -ABRT \$\$; fi
+if [ "\$n" -lt "\$(cat "$fake/crashes")" ]; then
+	[ -e "$fake/segv" ] && kill -SEGV \$\$
+	echo "stand-in: Assertion 'crash \$n' failed." >&2; kill -ABRT \$\$
+fi
 exec "$real" "\$@"
 EOF
 chmod +x "$fake/qemu-system-x86_64"
-for crashes in 1 2; do
+for crashes in 1 2 segv; do
 	n=$((n + 1))
-	echo "$crashes" >"$fake/crashes"; rm -f "$fake/calls"
+	rm -f "$fake/calls" "$fake/segv"
+	if [ $crashes = segv ]; then echo 1 >"$fake/crashes"; touch "$fake/segv"; else echo "$crashes" >"$fake/crashes"; fi
 	PATH=$fake:$PATH "$HERE/run-guest.sh" -t 300 -a "$ASSETS" -o "$OUT-crash$crashes" true \
 		>"$OUT-crash$crashes.stdout" 2>"$OUT-crash$crashes.stderr"
 	rc=$? r=$OUT-crash$crashes/results.txt
@@ -69,6 +75,8 @@ for crashes in 1 2; do
 	elif [ $crashes = 2 ] && [ $rc = 1 ] && grep -q "^# booted twice: .*crash 0" "$r" &&
 		grep -q '^FAIL 0 guest .*qemu status 134' "$r" && [ "$(cat "$fake/calls")" = 2 ]; then
 		echo "ok $n - a QEMU that crashes twice fails the run, after exactly two boots"
+	elif [ $crashes = segv ] && [ $rc = 0 ] && grep -q "^# booted twice: .*signal 11" "$r" && grep -q '^PASS 1 true' "$r"; then
+		echo "ok $n - a QEMU that dies of SIGSEGV with nothing on its stderr also gets one more boot"
 	else
 		echo "not ok $n - QEMU crashing $crashes time(s): run-guest.sh exited $rc"
 		sed 's/^/# /' "$r" "$OUT-crash$crashes.stderr" 2>/dev/null | tail -n 20
