@@ -107,8 +107,8 @@ summary=()
 
 # -Ddpdk=enabled: issue 9 wants the DPDK examples run in CI; with 'auto' a missing libdpdk would
 # only drop their tests (deps.sh installs it).
-# --no-suite vm-open: tests of known open defects (tests/vm/meson.build says which and why; today
-# the iommufd fault walk, which hangs or crashes QEMU about one run in two); run them by hand.
+# --no-suite vm-open: tests of known open defects (tests/vm/meson.build says which and why; none
+# today); run them by hand.
 run_build gcc build-test-gcc -Ddpdk=enabled -- --no-suite fuzz --no-suite vm-open
 CC=clang run_build clang build-test-clang -Ddpdk=enabled -- --suite unit --suite fuzz
 run_build asan build-test-asan -Db_sanitize=address,undefined -Db_lundef=false -- --suite unit --suite faults
