@@ -220,6 +220,9 @@ static double raw(char *a, size_t len, size_t pgsz, int pmfd, uint64_t *pm)
 static int library_makes(int k, size_t pgsz, int phys)
 {
 	switch (k) {
+	case K_POPULATE:
+		/* private writable anonymous memory: mlock's own population is the write fault */
+		return pgsz > PG4K;
 	case K_RECHECK:
 		return pgsz > PG4K;
 	case K_PAGEMAP:
