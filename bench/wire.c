@@ -4,7 +4,8 @@
  * beside each kernel call the wire layer makes, timed one by one in the order it makes them.
  *
  * One sample is one round on the same range: ubdma_umem_lock + unlock (each timed), then the
- * library's kernel calls replayed by hand (each timed; docs/wire.md section 13 lists them), then
+ * library's kernel calls replayed by hand (each timed; docs/wire.md section 13 lists them, and
+ * which of them the library no longer makes), then
  * mlock + pagemap (timed together), in that order each round, so that the three see the same
  * process and the same load.  The replay uses a userfaultfd of its own with the monitor's
  * features; the ranges are never registered by two handles at once (the library unregisters at
@@ -13,8 +14,10 @@
  *  ubdma, ubdma-unlock   the two public calls;
  *  raw                   mlock + pagemap read (one pread of all entries; one 8-byte pread a
  *                        huge page), the reference of issue 21's goal;
- *  k:<call>              one kernel call of the replay (maps_query is open + PROCMAP_QUERY ioctl
- *                        + close of /proc/self/maps; the rest are named after the call);
+ *  k:<call>              one kernel call of the replay (maps_open_close: opening and closing
+ *                        /proc/self/maps, which the library did around every look-up before
+ *                        issue 21; maps_query: the PROCMAP_QUERY ioctl; the rest are named
+ *                        after the call);
  *  kernel                the replay's lock-side calls that the library still makes, summed per
  *                        round (the library's kernel time);
  *  bookkeeping           ubdma minus kernel, medians (what the library spends outside the kernel);
@@ -66,10 +69,10 @@ struct pmq {
 #define PROCMAP_QUERY _IOWR('f', 17, struct pmq)
 
 /* The replay's calls; K_LOCK_END separates what a lock makes from what an unlock makes. */
-enum { K_QUERY, K_POPULATE, K_REGISTER, K_MLOCK, K_DONTFORK, K_RECHECK, K_PAGEMAP, K_LOCK_END,
+enum { K_OPEN, K_QUERY, K_POPULATE, K_REGISTER, K_MLOCK, K_DONTFORK, K_RECHECK, K_PAGEMAP, K_LOCK_END,
        K_MUNLOCK = K_LOCK_END, K_DOFORK, K_UNREGISTER, K_N };
-static const char *kname[K_N] = { "k:maps_query",  "k:populate_write", "k:uffd_register", "k:mlock",
-				  "k:madv_dontfork", "k:maps_recheck", "k:pagemap",      "k:munlock",
+static const char *kname[K_N] = { "k:maps_open_close", "k:maps_query", "k:populate_write", "k:uffd_register",
+				  "k:mlock", "k:madv_dontfork", "k:maps_recheck", "k:pagemap", "k:munlock",
 				  "k:madv_dofork", "k:uffd_unregister" };
 
 struct row {
@@ -139,14 +142,22 @@ static int uffd_open(void)
 	return fd;
 }
 
-static int maps_query(uintptr_t a)
+static int maps_fd = -1;
+
+/* What the library did for every look-up before issue 21: open and close the file around it. */
+static int maps_open_close(void)
 {
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	struct pmq q = { .size = sizeof(q), .query_flags = 0x10, .query_addr = a };
-	int err = fd < 0 || ioctl(fd, PROCMAP_QUERY, &q);
 
-	if (fd >= 0)
-		close(fd);
+	return fd < 0 || close(fd);
+}
+
+/* One PROCMAP_QUERY through a kept handle, as the library asks now. */
+static int maps_query(uintptr_t a)
+{
+	struct pmq q = { .size = sizeof(q), .query_flags = 0x10, .query_addr = a };
+	int err = ioctl(maps_fd, PROCMAP_QUERY, &q);
+
 	sink += q.vma_page_size;
 	return err;
 }
@@ -170,6 +181,7 @@ static int replay(int uffd, char *a, size_t len, size_t pgsz, int phys, int pmfd
 		t[K] = (double)(t1 - t0);                                                          \
 		t0 = t1;                                                                           \
 	} while (0)
+	STEP(K_OPEN, maps_open_close());
 	STEP(K_QUERY, maps_query((uintptr_t)a));
 	STEP(K_POPULATE, madvise(a, len, MADV_POPULATE_WRITE));
 	STEP(K_REGISTER, ioctl(uffd, UFFDIO_REGISTER, &reg));
@@ -220,6 +232,8 @@ static double raw(char *a, size_t len, size_t pgsz, int pmfd, uint64_t *pm)
 static int library_makes(int k, size_t pgsz, int phys)
 {
 	switch (k) {
+	case K_OPEN:
+		return 0;
 	case K_POPULATE:
 		/* private writable anonymous memory: mlock's own population is the write fault */
 		return pgsz > PG4K;
@@ -282,6 +296,8 @@ static void run(const struct config *c, int rounds)
 	}
 
 	int uffd = uffd_open(), pmfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (maps_fd < 0)
+		maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	double *s = malloc(sizeof(double) * (size_t)rounds * (K_N + 4));
 	uint64_t *pm = malloc(c->npages * (c->pgsz / PG4K) * 8);
 	if (uffd < 0 || pmfd < 0 || !s || !pm)
