@@ -276,7 +276,16 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 	}
 	bounds[nb++] = s;
 	bounds[nb++] = e;
-	qsort(bounds, nb, sizeof(*bounds), cmp_addr);
+	if (nb <= 16) { /* the usual case, a cookie overlapping none or few: no qsort call */
+		for (size_t k = 1; k < nb; k++)
+			for (size_t j = k; j && bounds[j - 1] > bounds[j]; j--) {
+				uintptr_t x = bounds[j];
+				bounds[j] = bounds[j - 1];
+				bounds[j - 1] = x;
+			}
+	} else {
+		qsort(bounds, nb, sizeof(*bounds), cmp_addr);
+	}
 	/* walk the elementary intervals, merging neighbours with the same winner */
 	for (size_t i = 0; i + 1 < nb;) {
 		uintptr_t is = bounds[i], ie;

@@ -837,8 +837,10 @@ static struct wire_ticket *ticket_make(const struct wire_seg *segs, int nseg)
 			cap++;
 	if (!(t = malloc(sizeof(*t) + (cap + 1) * sizeof(t->p[0]))))
 		return NULL;
+	t->watched = 1;
 	for (int i = 0; i < nseg; i++)
 		for (size_t k = run_find(&live, segs[i].start); k < live.n && live.r[k].start < segs[i].end; k++) {
+			t->watched &= (int)live.r[k].watched;
 			uintptr_t s = live.r[k].start > segs[i].start ? live.r[k].start : segs[i].start;
 			uintptr_t e = live.r[k].end < segs[i].end ? live.r[k].end : segs[i].end;
 			if (n && t->p[n - 1].e == s && t->p[n - 1].gen == live.r[k].gen)
@@ -869,8 +871,8 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 			*segsp = calloc(1, sizeof(**segsp));
 			*nsegp = 0;
 		}
-		if (ticketp)
-			*ticketp = calloc(1, sizeof(**ticketp));
+		if (ticketp && (*ticketp = calloc(1, sizeof(**ticketp))))
+			(*ticketp)->watched = 1; /* nothing wired, nothing unwatched */
 		if ((segsp && !*segsp) || (ticketp && !*ticketp)) {
 			if (segsp)
 				free(*segsp);
