@@ -323,6 +323,7 @@ static void same_vmas(uintptr_t a, uintptr_t b)
 		assert_int_equal(q[i].writable, t[i].writable);
 		assert_int_equal(q[i].pgsz, t[i].pgsz);
 		assert_int_equal(q[i].hugetlb, t[i].hugetlb);
+		assert_int_equal(q[i].shared, t[i].shared);
 	}
 	free(q);
 	free(t);
@@ -375,6 +376,7 @@ static void test_vma_query_matches_text(void **state)
 	assert_true(v[6].readable && !v[6].writable && v[6].start == (uintptr_t)base + 16 * PG);
 	assert_true(!v[7].readable && v[7].end == (uintptr_t)base + 20 * PG);
 	assert_true(v[8].writable && v[8].start == (uintptr_t)base + 20 * PG && v[8].pgsz == PG && !v[8].hugetlb);
+	assert_true(v[8].shared && v[8].file && !v[0].shared && !v[0].file && !v[6].shared && v[6].file);
 	free(v);
 	if (huge) {
 		assert_int_equal(vma_collect((uintptr_t)base + HP + 5 * PG, (uintptr_t)base + HP + 6 * PG, &v, &nv), 0);
