@@ -418,9 +418,10 @@ static inline int load_one_fast(const struct ubdma_tag *t, const struct ubdma_ct
 	uint64_t iova;
 	size_t run;
 
-	/* xlate_lookup_run() with its failures folded into ours; NULL and addresses above the map
-	 * (2^47) in one compare */
-	if (unlikely(va - PAGE_4K >= (UINT64_C(1) << XLATE_VA_BITS) - PAGE_4K))
+	/* an empty buffer or one longer than a segment first: they take the long way without a
+	 * translation; then xlate_lookup_run() with its failures folded into ours (NULL and
+	 * addresses above the map, 2^47, in one compare) */
+	if (unlikely(len - 1 >= t->maxsegsz || va - PAGE_4K >= (UINT64_C(1) << XLATE_VA_BITS) - PAGE_4K))
 		return 0;
 	const uint64_t *l2 = __atomic_load_n(&ctx->xlate.l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
 	if (unlikely(!l2))
@@ -438,7 +439,7 @@ static inline int load_one_fast(const struct ubdma_tag *t, const struct ubdma_ct
 		iova = (p & XLATE_ADDR_MASK) + (va & PAGE_4K_MASK);
 		run = PAGE_4K - (va & PAGE_4K_MASK);
 	}
-	if (unlikely(!len || len > run || len > t->maxsegsz || in_window(t, iova, len) || (iova & t->amask)))
+	if (unlikely(len > run || in_window(t, iova, len) || (iova & t->amask)))
 		return 0;
 	if (unlikely(!t->fastseg && ((t->amask >= PAGE_4K && (va & PAGE_4K_MASK) + len > PAGE_4K) ||
 				     (t->boundary && ((iova ^ (iova + len - 1)) & ~(t->boundary - 1))) ||

@@ -243,14 +243,14 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
  */
 static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int can_fail)
 {
-	size_t n = 0, cap = 0, nb = 0, first = ix_first(ctx, s), i;
+	size_t n = 0, cap = 0, nb = 0, first = ix_first(ctx, s), x;
 	struct ubdma_umem *o;
 	struct cover *cv = NULL;
 	uintptr_t *bounds = NULL;
 	int err = 0;
 
 	/* the cookies overlapping [s, e): those of the index from ix_first() up to e */
-	for (i = first; i < ctx->numems && umem_lo(o = ctx->ix[i]) < e; i++)
+	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++)
 		if (!o->hidden && umem_hi(o) > s)
 			cap += (size_t)o->nchunks;
 	if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
@@ -260,7 +260,7 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 		registry_apply_slow(ctx, s, e);
 		return 0;
 	}
-	for (i = first; i < ctx->numems && umem_lo(o = ctx->ix[i]) < e; i++) {
+	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++) {
 		if (o->hidden || umem_hi(o) <= s)
 			continue;
 		for (int i = 0; i < o->nchunks; i++) {
