@@ -235,8 +235,9 @@ static int library_makes(int k, size_t pgsz, int phys)
 	case K_OPEN:
 		return 0;
 	case K_POPULATE:
-		/* private writable anonymous memory: mlock's own population is the write fault */
-		return pgsz > PG4K;
+		/* private writable memory, anonymous or hugetlb (every configuration here): the
+		 * wiring's own mlock makes the write faults */
+		return 0;
 	case K_RECHECK:
 		return pgsz > PG4K;
 	case K_PAGEMAP:
