@@ -805,7 +805,7 @@ static int register_plan(struct rcache *rc, struct plan *p, uintptr_t a, uintptr
 		err = rc->dom->reg(rc, p->lo, p->hi, p->flags, k);
 		if (!err) {
 			/* the wiring registered it: events from its first page lock on */
-			*monitoredp = rc->mon == MON_ON && wire_ticket_watched((*up)->ticket);
+			*monitoredp = rc->mon == MON_ON && wire_ticket_watched(k->ticket);
 			return 0;
 		}
 		if (err == ENOMEM && !range_mapped(p->lo, p->hi)) {
