@@ -21,7 +21,7 @@
  * descriptor, so completion is one done-bit test a burst.
  *
  * Errors follow the drivers' convention (e1000e.h): every failure returns its errno through
- * e1000e_err(), which leaves the sentence for ubdma_e1000e_last_error() and traces it.
+ * drv_err(), which leaves the sentence for ubdma_e1000e_last_error() and traces it.
  *
  * Surprise removal: the kernel's remove of a device held through VFIO waits until the device
  * file is closed and asks for it through the VFIO request interrupt (ubdma_pci_notify_fds()).
@@ -46,6 +46,9 @@
 #include <ubdma/e1000e.h>
 
 #include "e1000e_regs.h"
+
+#define DRV_LIB "ubdma_e1000e"
+#include "../common/drv_common.h"
 
 enum { PKT_FREE = 0, PKT_USER = 1, PKT_DEV = 2 };
 
@@ -96,51 +99,9 @@ struct ubdma_e1000e {
 
 /* ------------------------------------------------------------------ errors */
 
-static _Thread_local char last_error[256];
-static _Thread_local const char *last_fixed; /* a constant sentence, when the last failure had one */
-static int trace; /* UBDMA_LOG asks for errors at least; read once, before any call */
-
-/* The library's levels (error, warn, info, debug) all include errors, which is all that is
- * traced here. */
-__attribute__((constructor)) static void e1000e_trace_init(void)
-{
-	static const char *levels[] = { "error", "warn", "info", "debug" };
-	const char *v = getenv("UBDMA_LOG");
-
-	for (unsigned i = 0; v && i < sizeof(levels) / sizeof(levels[0]); i++)
-		trace |= !strcmp(v, levels[i]);
-}
-
-/* Record why a call fails, trace it, and return err: `return e1000e_err(EINVAL, "...")`. */
-static int e1000e_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int e1000e_err(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	last_fixed = NULL;
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-	if (__builtin_expect(trace, 0))
-		fprintf(stderr, "ubdma_e1000e error: %s (%s)\n", last_error, strerror(err));
-	return err;
-}
-
-/*
- * A full ring is back-pressure the caller meets at line rate, not a fault: its sentence is a
- * constant, recorded with one store instead of a vsnprintf on the transmit path.
- */
-static int e1000e_err_fixed(int err, const char *msg)
-{
-	last_fixed = msg;
-	if (__builtin_expect(trace, 0))
-		fprintf(stderr, "ubdma_e1000e error: %s (%s)\n", msg, strerror(err));
-	return err;
-}
-
 const char *ubdma_e1000e_last_error(void)
 {
-	return last_fixed ? last_fixed : last_error;
+	return drv_last_error_msg();
 }
 
 /* ------------------------------------------------------------------ register access */
@@ -203,7 +164,7 @@ static int reset_device(struct ubdma_e1000e *nic)
 	wr32(nic, CTRL, rd32(nic, CTRL) | CTRL_RST);
 	sleep_us(1000); /* 4.6.2: wait at least 1 ms after setting CTRL.RST */
 	if (poll_reg(nic, CTRL, CTRL_RST, 0, 100000))
-		return e1000e_err(EIO, "CTRL.RST did not clear within 100 ms");
+		return drv_err(EIO, "CTRL.RST did not clear within 100 ms");
 	wr32(nic, IMC, IMC_ALL); /* 4.6.1: reset unmasks nothing, but mask again as asked */
 	(void)rd32(nic, ICR);
 	/* 4.6.2 / 10.2.2.3: the NVM auto-read must finish before the MAC address is read */
@@ -234,7 +195,7 @@ static int read_mac(struct ubdma_e1000e *nic)
 	if (!(rah & RAH_AV) || (ral == 0 && (rah & 0xffff) == 0)) {
 		for (i = 0; i < 3; i++) {
 			if (nvm_read(nic, NVM_MAC_WORD0 + (unsigned)i, &w[i]))
-				return e1000e_err(EIO, "RAH0.AV is clear and EERD did not answer: no MAC address");
+				return drv_err(EIO, "RAH0.AV is clear and EERD did not answer: no MAC address");
 		}
 		ral = (uint32_t)w[0] | (uint32_t)w[1] << 16;
 		rah = w[2];
@@ -245,7 +206,7 @@ static int read_mac(struct ubdma_e1000e *nic)
 	nic->mac[5] = (uint8_t)(rah >> 8);
 	if (!(nic->mac[0] | nic->mac[1] | nic->mac[2] | nic->mac[3] | nic->mac[4] | nic->mac[5]) ||
 	    (nic->mac[0] & 1))
-		return e1000e_err(EIO, "no valid MAC address in RAL0/RAH0 or the NVM");
+		return drv_err(EIO, "no valid MAC address in RAL0/RAH0 or the NVM");
 	wr32(nic, RAL0, ral);
 	wr32(nic, RAH0, (rah & 0xffff) | RAH_AV);
 	return 0;
@@ -301,13 +262,13 @@ static int dma_alloc(ubdma_tag_t *tag, size_t size, const char *what, void **va,
 	int err;
 
 	if ((err = ubdma_mem_alloc(tag, va, UBDMA_ZERO | UBDMA_NOWAIT, map)))
-		return e1000e_err(err, "ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
+		return drv_err(err, "ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
 				  ubdma_last_error());
 	err = ubdma_map_load(tag, *map, *va, size, one_seg_cb, &s, UBDMA_NOWAIT);
 	if (err == 0 && (s.error || s.nseg != 1))
 		err = s.error ? s.error : EFBIG;
 	if (err) {
-		e1000e_err(err, "loading the %s: %s (%s)", what, strerror(err), ubdma_last_error());
+		drv_err(err, "loading the %s: %s (%s)", what, strerror(err), ubdma_last_error());
 		ubdma_mem_free(tag, *va, *map);
 		*va = NULL;
 		*map = NULL;
@@ -400,7 +361,7 @@ static void nic_gone(struct ubdma_e1000e *nic, const char *why)
 	nic->gone = 1;
 	rings_drop(nic);
 	err = ubdma_pci_release(nic->pci);
-	e1000e_err(ENXIO, "%s: %s: the device is gone (%u frames in flight dropped); it is given back (%s)",
+	drv_err(ENXIO, "%s: %s: the device is gone (%u frames in flight dropped); it is given back (%s)",
 		   ubdma_pci_bdf(nic->pci), why, inflight, err ? strerror(err) : "released");
 }
 
@@ -417,7 +378,7 @@ static int gone_check(struct ubdma_e1000e *nic)
 	else if (rd32(nic, STATUS) == UINT32_MAX)
 		nic_gone(nic, "STATUS reads all ones");
 	else if (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
-		e1000e_err(EIO, "%s: the kernel reports a device error (AER, VFIO error interrupt); STATUS "
+		drv_err(EIO, "%s: the kernel reports a device error (AER, VFIO error interrupt); STATUS "
 			   "%#x: the driver goes on", ubdma_pci_bdf(nic->pci), rd32(nic, STATUS));
 	return nic->gone;
 }
@@ -432,7 +393,7 @@ static inline int gone_tick(struct ubdma_e1000e *nic)
 
 static int gone_err(const char *what)
 {
-	return e1000e_err(ENXIO, "%s: the device is gone (removed, or given back to the kernel)", what);
+	return drv_err(ENXIO, "%s: the device is gone (removed, or given back to the kernel)", what);
 }
 
 /* Program queue 0's registers for empty rings (4.6.5, 4.6.6). */
@@ -524,10 +485,7 @@ static void teardown(struct ubdma_e1000e *nic)
 		ubdma_tag_destroy(nic->pool_tag);
 	if (nic->ring_tag)
 		ubdma_tag_destroy(nic->ring_tag);
-	if (nic->pci)
-		ubdma_pci_close(nic->pci);
-	if (nic->own_ctx)
-		ubdma_ctx_close(nic->ctx);
+	drv_pci_close(nic->ctx, nic->own_ctx, nic->pci);
 	free(nic->pkts);
 	free(nic->pkt_state);
 	free(nic->free_stack);
@@ -542,7 +500,7 @@ static int check_desc(unsigned *n, const char *what)
 	if (*n == 0)
 		*n = DEFAULT_DESC;
 	if (*n < 8 || *n > MAX_DESC || (*n & (*n - 1)))
-		return e1000e_err(EINVAL, "%s = %u: want a power of two from 8 to %u (ring length a "
+		return drv_err(EINVAL, "%s = %u: want a power of two from 8 to %u (ring length a "
 				  "multiple of 128 bytes, 4.6.5)", what, *n, MAX_DESC);
 	return 0;
 }
@@ -554,26 +512,16 @@ static int check_desc(unsigned *n, const char *what)
  * defaults filled in and each checked. */
 static int open_opts(const struct ubdma_e1000e_opts *opts, struct ubdma_e1000e_opts *c)
 {
-	const unsigned char *b = (const void *)opts;
 	int err;
 
-	memset(c, 0, sizeof(*c));
-	if (opts && opts->size < E1000E_OPTS_SIZE_V1)
-		return e1000e_err(EINVAL, "opts->size is %zu: set it to sizeof(struct ubdma_e1000e_opts), %zu",
-				  opts->size, sizeof(*c));
-	for (size_t i = sizeof(*c); opts && i < opts->size; i++)
-		if (b[i])
-			return e1000e_err(ENOTSUP, "opts->size is %zu and byte %zu is set: this library "
-					  "knows %zu bytes of options, so it cannot honour a newer one",
-					  opts->size, i, sizeof(*c));
-	if (opts)
-		memcpy(c, opts, opts->size < sizeof(*c) ? opts->size : sizeof(*c));
+	if ((err = drv_opts_copy(opts, E1000E_OPTS_SIZE_V1, c, sizeof(*c), "ubdma_e1000e_opts")))
+		return err;
 	if ((err = check_desc(&c->rx_desc, "rx_desc")) || (err = check_desc(&c->tx_desc, "tx_desc")))
 		return err;
 	if (c->pool_bufs == 0)
 		c->pool_bufs = c->rx_desc + c->tx_desc + DEFAULT_EXTRA_BUFS;
 	if (c->pool_bufs < c->rx_desc + 32 || c->pool_bufs > (1u << 20))
-		return e1000e_err(EINVAL, "pool_bufs = %u: want rx_desc + 32 (%u) to %u", c->pool_bufs,
+		return drv_err(EINVAL, "pool_bufs = %u: want rx_desc + 32 (%u) to %u", c->pool_bufs,
 				  c->rx_desc + 32, 1u << 20);
 	if (c->link_wait_ms == 0)
 		c->link_wait_ms = DEFAULT_LINK_WAIT_MS;
@@ -587,25 +535,14 @@ static int open_pci(struct ubdma_e1000e *nic, ubdma_ctx_t *ctx, const char *bdf)
 	size_t len = 0;
 	int err;
 
-	if (ctx) {
-		nic->ctx = ctx;
-	} else {
-		if ((err = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &nic->ctx)))
-			return e1000e_err(err, "VFIO context: %s", ubdma_last_error());
-		nic->own_ctx = 1;
-	}
-	if ((err = ubdma_pci_open(nic->ctx, bdf, &nic->pci))) {
-		nic->pci = NULL;
-		return e1000e_err(err, "ubdma_pci_open(%s): %s (%s)", bdf, strerror(err), ubdma_last_error());
-	}
-	if ((err = ubdma_pci_cfg_read(nic->pci, 0, id, sizeof(id))))
-		return e1000e_err(err, "%s: reading the IDs: %s", bdf, strerror(err));
+	if ((err = drv_pci_open(ctx, bdf, &nic->ctx, &nic->own_ctx, &nic->pci, id)))
+		return err;
 	if (id[0] != UBDMA_E1000E_VENDOR || id[1] != UBDMA_E1000E_DEVICE)
-		return e1000e_err(ENODEV, "%s is %04x:%04x, not an 82574L (%04x:%04x)", bdf, id[0], id[1],
+		return drv_err(ENODEV, "%s is %04x:%04x, not an 82574L (%04x:%04x)", bdf, id[0], id[1],
 				  UBDMA_E1000E_VENDOR, UBDMA_E1000E_DEVICE);
 	nic->bar0 = ubdma_pci_bar(nic->pci, 0, &len);
 	if (!nic->bar0 || len < 0x10000) {
-		err = e1000e_err(EIO, "%s: BAR0 %s (%zu bytes): %s", bdf,
+		err = drv_err(EIO, "%s: BAR0 %s (%zu bytes): %s", bdf,
 				 nic->bar0 ? "too small" : "cannot be mapped", len, ubdma_last_error());
 		nic->bar0 = NULL;
 		return err;
@@ -628,7 +565,7 @@ static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_opts 
 				    ringmax, 0, &nic->ring_tag)) ||
 	    (err = ubdma_tag_create(dtag, UBDMA_E1000E_BUF_SIZE, 0, UBDMA_MAXADDR, UBDMA_MAXADDR,
 				    poolsz, 1, poolsz, 0, &nic->pool_tag)))
-		return e1000e_err(err, "ubdma_tag_create: %s (%s)", strerror(err), ubdma_last_error());
+		return drv_err(err, "ubdma_tag_create: %s (%s)", strerror(err), ubdma_last_error());
 	/* both rings are ring-tag sized (maxsize): the smaller one just uses its first part */
 	if ((err = dma_alloc(nic->ring_tag, ringmax, "receive ring", &va, &nic->rx_map, &nic->rx_iova)))
 		return err;
@@ -654,7 +591,7 @@ static int open_memory(struct ubdma_e1000e *nic, const struct ubdma_e1000e_opts 
 	nic->tx_rs = calloc(nic->tx_n, sizeof(*nic->tx_rs));
 	if (!nic->pkts || !nic->pkt_state || !nic->free_stack || !nic->rx_slot || !nic->tx_slot ||
 	    !nic->tx_rs)
-		return e1000e_err(ENOMEM, "out of memory for %u packet descriptors", nic->npool);
+		return drv_err(ENOMEM, "out of memory for %u packet descriptors", nic->npool);
 	/* the stack pops from its end: push in reverse so that low buffers go out first */
 	for (unsigned i = nic->npool; i-- > 0;) {
 		struct ubdma_e1000e_pkt *p = &nic->pkts[i];
@@ -677,11 +614,11 @@ int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubd
 	if (nicp)
 		*nicp = NULL;
 	if (!bdf || !nicp)
-		return e1000e_err(EINVAL, "%s is NULL", bdf ? "nicp" : "bdf");
+		return drv_err(EINVAL, "%s is NULL", bdf ? "nicp" : "bdf");
 	if ((err = open_opts(opts, &c)))
 		return err;
 	if (!(nic = calloc(1, sizeof(*nic))))
-		return e1000e_err(ENOMEM, "out of memory");
+		return drv_err(ENOMEM, "out of memory");
 	nic->req_fd = nic->err_fd = -1;
 	if ((err = open_pci(nic, c.ctx, bdf)) || (err = reset_device(nic)) || (err = read_mac(nic)))
 		goto fail;
@@ -692,7 +629,7 @@ int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubd
 	if ((err = open_memory(nic, &c)))
 		goto fail;
 	if ((err = ubdma_pci_bus_master(nic->pci, 1))) {
-		e1000e_err(err, "bus mastering: %s (%s)", strerror(err), ubdma_last_error());
+		drv_err(err, "bus mastering: %s (%s)", strerror(err), ubdma_last_error());
 		goto fail;
 	}
 	nic->rctl = c.promisc ? RCTL_UPE | RCTL_MPE : 0;
@@ -719,11 +656,11 @@ int ubdma_e1000e_close(ubdma_e1000e_t *nic)
 int ubdma_e1000e_stop(ubdma_e1000e_t *nic)
 {
 	if (!nic)
-		return e1000e_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	if (nic->gone)
 		return gone_err("ubdma_e1000e_stop");
 	if (!nic->running)
-		return e1000e_err(EALREADY, "ubdma_e1000e_stop: the device is already stopped");
+		return drv_err(EALREADY, "ubdma_e1000e_stop: the device is already stopped");
 	rings_stop(nic);
 	return 0;
 }
@@ -731,13 +668,13 @@ int ubdma_e1000e_stop(ubdma_e1000e_t *nic)
 int ubdma_e1000e_start(ubdma_e1000e_t *nic)
 {
 	if (!nic)
-		return e1000e_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	if (nic->gone || gone_check(nic))
 		return gone_err("ubdma_e1000e_start");
 	if (nic->running)
-		return e1000e_err(EALREADY, "ubdma_e1000e_start: the device is already running");
+		return drv_err(EALREADY, "ubdma_e1000e_start: the device is already running");
 	if (nic->nfree < nic->rx_n)
-		return e1000e_err(ENOBUFS, "ubdma_e1000e_start: %u free buffers, the receive ring needs "
+		return drv_err(ENOBUFS, "ubdma_e1000e_start: %u free buffers, the receive ring needs "
 				  "%u: free packets first", nic->nfree, nic->rx_n);
 	rings_start(nic);
 	return 0;
@@ -748,11 +685,11 @@ int ubdma_e1000e_start(ubdma_e1000e_t *nic)
 int ubdma_e1000e_pkt_alloc(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n)
 {
 	if (!nic || (!pkts && n))
-		return e1000e_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
 	if (n > nic->nfree) {
 		tx_reclaim(nic);
 		if (n > nic->nfree)
-			return e1000e_err(ENOBUFS, "pkt_alloc: %u packets asked, %u free", n, nic->nfree);
+			return drv_err(ENOBUFS, "pkt_alloc: %u packets asked, %u free", n, nic->nfree);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		pkts[i] = pool_get(nic, PKT_USER);
@@ -764,10 +701,10 @@ int ubdma_e1000e_pkt_alloc(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, 
 int ubdma_e1000e_pkt_free(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n)
 {
 	if (!nic || (!pkts && n))
-		return e1000e_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
 	for (unsigned i = 0; i < n; i++) {
 		if (!pkts[i] || !pkt_ok(nic, pkts[i]) || nic->pkt_state[pkts[i]->index] != PKT_USER) {
-			e1000e_err(EINVAL, "pkt_free: packet %u (%p) is not a packet the caller holds "
+			drv_err(EINVAL, "pkt_free: packet %u (%p) is not a packet the caller holds "
 				   "from this pool (foreign, free already, or in a ring): nothing freed",
 				   i, (void *)pkts[i]);
 			while (i-- > 0) /* undo the marks: nothing half done */
@@ -790,11 +727,11 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 	if (sent)
 		*sent = 0;
 	if (!nic || !sent || (!pkts && n))
-		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "pkts");
+		return drv_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "pkts");
 	if (__builtin_expect(gone_tick(nic), 0))
 		return gone_err("tx_burst");
 	if (!nic->running)
-		return e1000e_err(ENETDOWN, "tx_burst: the device is stopped");
+		return drv_err(ENETDOWN, "tx_burst: the device is stopped");
 	tx_reclaim(nic);
 	room = nic->tx_n - 1 - nic->tx_inflight; /* TDT may not catch up with TDH */
 	tail = first = nic->tx_tail;
@@ -803,20 +740,20 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 		volatile uint64_t *d;
 
 		if (!p || !pkt_ok(nic, p) || nic->pkt_state[p->index] != PKT_USER) {
-			err = e1000e_err(EINVAL, "tx_burst: packet %u is not one the caller holds from "
+			err = drv_err(EINVAL, "tx_burst: packet %u is not one the caller holds from "
 					 "this pool", i);
 			nic->st.sw_tx_rejected++;
 			break;
 		}
 		if (p->len < UBDMA_E1000E_MIN_FRAME || p->len > UBDMA_E1000E_MAX_FRAME) {
-			err = e1000e_err(EMSGSIZE, "tx_burst: frame %u is %u bytes; a frame is %u to %u "
+			err = drv_err(EMSGSIZE, "tx_burst: frame %u is %u bytes; a frame is %u to %u "
 					 "bytes without FCS", i, p->len, UBDMA_E1000E_MIN_FRAME,
 					 UBDMA_E1000E_MAX_FRAME);
 			nic->st.sw_tx_rejected++;
 			break;
 		}
 		if (i == room) {
-			err = e1000e_err_fixed(ENOBUFS, "tx_burst: the transmit ring is full (the frames "
+			err = drv_err_fixed(ENOBUFS, "tx_burst: the transmit ring is full (the frames "
 					       "before it went)");
 			nic->st.sw_tx_ring_full++;
 			break;
@@ -855,11 +792,11 @@ int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 	if (got)
 		*got = 0;
 	if (!nic || !got || (!pkts && max))
-		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "pkts");
+		return drv_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "pkts");
 	if (__builtin_expect(gone_tick(nic), 0))
 		return gone_err("rx_burst");
 	if (!nic->running)
-		return e1000e_err(ENETDOWN, "rx_burst: the device is stopped");
+		return drv_err(ENETDOWN, "rx_burst: the device is stopped");
 	ring = nic->rx_ring;
 	idx = nic->rx_next;
 	ubdma_map_sync(nic->ring_tag, nic->rx_map, UBDMA_SYNC_POSTREAD);
@@ -880,7 +817,7 @@ int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 			rx_give(nic, idx, p);
 		} else {
 			if (!nic->nfree) {
-				err = e1000e_err(ENOBUFS, "rx_burst: frames waiting but the pool is empty: "
+				err = drv_err(ENOBUFS, "rx_burst: frames waiting but the pool is empty: "
 						 "free received packets");
 				break;
 			}
@@ -919,11 +856,11 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 	if (sent)
 		*sent = 0;
 	if (!nic || !sent || (!frames && n))
-		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "frames");
+		return drv_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "frames");
 	if (nic->gone)
 		return gone_err("send");
 	if (!nic->running)
-		return e1000e_err(ENETDOWN, "send: the device is stopped");
+		return drv_err(ENETDOWN, "send: the device is stopped");
 	while (total < n && !err) {
 		unsigned k = n - total < 64 ? n - total : 64, ok = 0, done = 0;
 
@@ -936,7 +873,7 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 		if (k > nic->nfree)
 			k = nic->nfree;
 		if (k == 0) {
-			err = e1000e_err_fixed(ENOBUFS, room ? "send: the packet pool is full"
+			err = drv_err_fixed(ENOBUFS, room ? "send: the packet pool is full"
 							     : "send: the transmit ring is full");
 			if (!room)
 				nic->st.sw_tx_ring_full++;
@@ -946,14 +883,14 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 			const struct iovec *f = &frames[total + ok];
 
 			if (f->iov_len < UBDMA_E1000E_MIN_FRAME || f->iov_len > UBDMA_E1000E_MAX_FRAME) {
-				err = e1000e_err(EMSGSIZE, "send: frame %u is %zu bytes; a frame is %u to "
+				err = drv_err(EMSGSIZE, "send: frame %u is %zu bytes; a frame is %u to "
 						 "%u bytes without FCS", total + ok, f->iov_len,
 						 UBDMA_E1000E_MIN_FRAME, UBDMA_E1000E_MAX_FRAME);
 				nic->st.sw_tx_rejected++;
 				break;
 			}
 			if (!f->iov_base) {
-				err = e1000e_err(EINVAL, "send: frame %u has no buffer", total + ok);
+				err = drv_err(EINVAL, "send: frame %u has no buffer", total + ok);
 				break;
 			}
 			batch[ok] = pool_get(nic, PKT_USER);
@@ -983,10 +920,10 @@ int ubdma_e1000e_recv(ubdma_e1000e_t *nic, struct iovec *bufs, unsigned n, unsig
 	if (got)
 		*got = 0;
 	if (!nic || !got || (!bufs && n))
-		return e1000e_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "bufs");
+		return drv_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "bufs");
 	for (unsigned i = 0; i < n; i++)
 		if (!bufs[i].iov_base || bufs[i].iov_len < UBDMA_E1000E_MAX_FRAME)
-			return e1000e_err(EINVAL, "recv: buffer %u %s; each must hold %u bytes", i,
+			return drv_err(EINVAL, "recv: buffer %u %s; each must hold %u bytes", i,
 					  bufs[i].iov_base ? "is too small" : "is NULL", UBDMA_E1000E_MAX_FRAME);
 	while (total < n) {
 		unsigned k = n - total < 64 ? n - total : 64, r = 0;
@@ -1011,7 +948,7 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 	uint64_t end;
 
 	if (!nic)
-		return e1000e_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	end = now_us() + (uint64_t)timeout_ms * 1000u;
 	for (;;) {
 		if (gone_check(nic)) {
@@ -1027,7 +964,7 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 	if (pending)
 		*pending = nic->tx_inflight;
 	if (nic->tx_inflight)
-		return e1000e_err(ETIMEDOUT, "tx_flush: %u frames still queued after %u ms (link down? "
+		return drv_err(ETIMEDOUT, "tx_flush: %u frames still queued after %u ms (link down? "
 				  "TDH %u TDT %u)", nic->tx_inflight, timeout_ms, rd32(nic, TDH),
 				  rd32(nic, TDT));
 	return 0;
@@ -1038,7 +975,7 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 int ubdma_e1000e_mac(const ubdma_e1000e_t *nic, uint8_t mac[6])
 {
 	if (!nic || !mac)
-		return e1000e_err(EINVAL, "%s is NULL", nic ? "mac" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "mac" : "nic");
 	memcpy(mac, nic->mac, 6);
 	return 0;
 }
@@ -1049,7 +986,7 @@ int ubdma_e1000e_link(ubdma_e1000e_t *nic, struct ubdma_e1000e_link *link)
 	uint32_t status;
 
 	if (!nic || !link)
-		return e1000e_err(EINVAL, "%s is NULL", nic ? "link" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "link" : "nic");
 	if (gone_check(nic))
 		return gone_err("link");
 	status = rd32(nic, STATUS); /* 10.2.2.2 */
@@ -1062,11 +999,11 @@ int ubdma_e1000e_link(ubdma_e1000e_t *nic, struct ubdma_e1000e_link *link)
 int ubdma_e1000e_wait_link(ubdma_e1000e_t *nic, unsigned timeout_ms)
 {
 	if (!nic)
-		return e1000e_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	if (gone_check(nic))
 		return gone_err("wait_link");
 	if (link_wait(nic, timeout_ms))
-		return e1000e_err(ETIMEDOUT, "link still down after %u ms (STATUS %#x)", timeout_ms,
+		return drv_err(ETIMEDOUT, "link still down after %u ms (STATUS %#x)", timeout_ms,
 				  rd32(nic, STATUS));
 	return 0;
 }
@@ -1074,7 +1011,7 @@ int ubdma_e1000e_wait_link(ubdma_e1000e_t *nic, unsigned timeout_ms)
 int ubdma_e1000e_set_promisc(ubdma_e1000e_t *nic, int on)
 {
 	if (!nic)
-		return e1000e_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	if (nic->gone)
 		return gone_err("set_promisc");
 	if (on)
@@ -1090,7 +1027,7 @@ int ubdma_e1000e_stats(ubdma_e1000e_t *nic, struct ubdma_e1000e_stats *st)
 	struct ubdma_e1000e_stats *s;
 
 	if (!nic || !st)
-		return e1000e_err(EINVAL, "%s is NULL", nic ? "st" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "st" : "nic");
 	s = &nic->st;
 	if (nic->gone)
 		return gone_err("stats");

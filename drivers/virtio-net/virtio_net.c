@@ -43,6 +43,9 @@
 
 #include "virtio_regs.h"
 
+#define DRV_LIB "ubdma_virtio_net"
+#include "../common/drv_common.h"
+
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "virtio structures are little endian");
 _Static_assert(UBDMA_VIRTIO_NET_HDR_LEN == sizeof(struct virtio_net_hdr), "header length");
 
@@ -118,45 +121,9 @@ struct ubdma_virtio_net {
 
 /* ------------------------------------------------------------------ errors */
 
-static _Thread_local char last_error[256];
-static _Thread_local const char *last_fixed;
-static int trace;
-
-__attribute__((constructor)) static void vnet_trace_init(void)
-{
-	static const char *levels[] = { "error", "warn", "info", "debug" };
-	const char *v = getenv("UBDMA_LOG");
-
-	for (unsigned i = 0; v && i < sizeof(levels) / sizeof(levels[0]); i++)
-		trace |= !strcmp(v, levels[i]);
-}
-
-static int vnet_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int vnet_err(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	last_fixed = NULL;
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-	if (__builtin_expect(trace, 0))
-		fprintf(stderr, "ubdma_virtio_net error: %s (%s)\n", last_error, strerror(err));
-	return err;
-}
-
-/* Back-pressure on the data path: a constant sentence, one store, no formatting. */
-static int vnet_err_fixed(int err, const char *msg)
-{
-	last_fixed = msg;
-	if (__builtin_expect(trace, 0))
-		fprintf(stderr, "ubdma_virtio_net error: %s (%s)\n", msg, strerror(err));
-	return err;
-}
-
 const char *ubdma_virtio_net_last_error(void)
 {
-	return last_fixed ? last_fixed : last_error;
+	return drv_last_error_msg();
 }
 
 /* ------------------------------------------------------------------ time */
@@ -186,11 +153,11 @@ static int cap_map(struct ubdma_virtio_net *nic, const struct virtio_pci_cap *c,
 	uint8_t *bar;
 
 	if (c->bar > 5 || c->length < minlen)
-		return vnet_err(EIO, "virtio capability type %u: BAR %u, length %u (want at least %zu, "
+		return drv_err(EIO, "virtio capability type %u: BAR %u, length %u (want at least %zu, "
 				"4.1.4)", c->cfg_type, c->bar, c->length, minlen);
 	bar = ubdma_pci_bar(nic->pci, c->bar, &blen);
 	if (!bar || (uint64_t)c->offset + c->length > blen)
-		return vnet_err(EIO, "virtio capability type %u: BAR %u %s (offset %#x length %#x, BAR "
+		return drv_err(EIO, "virtio capability type %u: BAR %u %s (offset %#x length %#x, BAR "
 				"%zu bytes): %s", c->cfg_type, c->bar, bar ? "too small" : "cannot be mapped",
 				c->offset, c->length, blen, ubdma_last_error());
 	*p = bar + c->offset;
@@ -209,18 +176,18 @@ static int find_caps(struct ubdma_virtio_net *nic)
 	int err, guard = 48;
 
 	if ((err = ubdma_pci_cfg_read(nic->pci, 0x06, &status, 2)))
-		return vnet_err(err, "reading the PCI status register: %s", strerror(err));
+		return drv_err(err, "reading the PCI status register: %s", strerror(err));
 	if (!(status & 0x10))
-		return vnet_err(EIO, "no PCI capability list: not a modern virtio device (4.1.4)");
+		return drv_err(EIO, "no PCI capability list: not a modern virtio device (4.1.4)");
 	if ((err = ubdma_pci_cfg_read(nic->pci, 0x34, &ptr, 1)))
-		return vnet_err(err, "reading the capabilities pointer: %s", strerror(err));
+		return drv_err(err, "reading the capabilities pointer: %s", strerror(err));
 	while ((ptr &= 0xfc) && guard-- > 0) {
 		struct virtio_pci_notify_cap c;
 
 		if (ptr > 256 - sizeof(struct virtio_pci_cap))
 			break;
 		if ((err = ubdma_pci_cfg_read(nic->pci, ptr, &c.cap, sizeof(c.cap))))
-			return vnet_err(err, "reading the capability at %#x: %s", ptr, strerror(err));
+			return drv_err(err, "reading the capability at %#x: %s", ptr, strerror(err));
 		if (c.cap.cap_vndr == PCI_CAP_ID_VNDR && c.cap.cap_len >= sizeof(c.cap)) {
 			switch (c.cap.cfg_type) {
 			case VIRTIO_PCI_CAP_COMMON_CFG:
@@ -242,7 +209,7 @@ static int find_caps(struct ubdma_virtio_net *nic)
 		ptr = c.cap.cap_next;
 	}
 	if (!common.cap.cfg_type || !notify.cap.cfg_type || !device.cap.cfg_type)
-		return vnet_err(EIO, "virtio capabilities missing:%s%s%s (4.1.4: a modern device has them)",
+		return drv_err(EIO, "virtio capabilities missing:%s%s%s (4.1.4: a modern device has them)",
 				common.cap.cfg_type ? "" : " common", notify.cap.cfg_type ? "" : " notify",
 				device.cap.cfg_type ? "" : " device");
 	volatile uint8_t *p;
@@ -271,7 +238,7 @@ static int device_reset(struct ubdma_virtio_net *nic)
 	nic->common->device_status = 0;
 	while (nic->common->device_status != 0) {
 		if (now_us() > end)
-			return vnet_err(EIO, "the device did not reset within 1 s (device_status %#x)",
+			return drv_err(EIO, "the device did not reset within 1 s (device_status %#x)",
 					nic->common->device_status);
 		sleep_us(100);
 	}
@@ -353,19 +320,19 @@ static int dma_part(struct ubdma_virtio_net *nic, size_t align, size_t size, con
 	if ((err = ubdma_tag_create(ubdma_pci_dma_tag(nic->pci), align, 0, UBDMA_MAXADDR, UBDMA_MAXADDR,
 				    size, 1, size, 0, tag))) {
 		*tag = NULL;
-		return vnet_err(err, "ubdma_tag_create for the %s: %s (%s)", what, strerror(err),
+		return drv_err(err, "ubdma_tag_create for the %s: %s (%s)", what, strerror(err),
 				ubdma_last_error());
 	}
 	if ((err = ubdma_mem_alloc(*tag, va, UBDMA_ZERO | UBDMA_NOWAIT, map))) {
 		*va = NULL;
-		return vnet_err(err, "ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
+		return drv_err(err, "ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
 				ubdma_last_error());
 	}
 	err = ubdma_map_load(*tag, *map, *va, size, one_seg_cb, &s, UBDMA_NOWAIT);
 	if (err == 0 && (s.error || s.nseg != 1))
 		err = s.error ? s.error : EFBIG;
 	if (err)
-		return vnet_err(err, "loading the %s: %s (%s)", what, strerror(err), ubdma_last_error());
+		return drv_err(err, "loading the %s: %s (%s)", what, strerror(err), ubdma_last_error());
 	*iova = s.addr;
 	return 0;
 }
@@ -407,7 +374,7 @@ static int vq_alloc(struct ubdma_virtio_net *nic, struct vq *q, unsigned index, 
 	if (tx)
 		q->free_ids = calloc(size, sizeof(*q->free_ids));
 	if (!q->slot || (tx && !q->free_ids))
-		return vnet_err(ENOMEM, "out of memory for a queue of %u descriptors", size);
+		return drv_err(ENOMEM, "out of memory for a queue of %u descriptors", size);
 	for (unsigned i = 0; tx && i < size; i++)
 		q->free_ids[q->nfree_ids++] = (uint16_t)(size - 1 - i);
 	q->avail->flags = VIRTQ_AVAIL_F_NO_INTERRUPT; /* polled: 2.7.7 */
@@ -434,13 +401,13 @@ static int vq_program(struct ubdma_virtio_net *nic, struct vq *q)
 	c->queue_select = (uint16_t)q->index;
 	max = c->queue_size;
 	if (max == 0 || q->size > max)
-		return vnet_err(EIO, "virtqueue %u: the device offers %u descriptors, %u wanted", q->index,
+		return drv_err(EIO, "virtqueue %u: the device offers %u descriptors, %u wanted", q->index,
 				max, q->size);
 	c->queue_size = (uint16_t)q->size;
 	c->queue_msix_vector = q->vector;
 	/* 4.1.5.1.2: the device answers VIRTIO_MSI_NO_VECTOR when it cannot map the vector */
 	if (c->queue_msix_vector != q->vector)
-		return vnet_err(EIO, "virtqueue %u: the device refused MSI-X vector %u", q->index, q->vector);
+		return drv_err(EIO, "virtqueue %u: the device refused MSI-X vector %u", q->index, q->vector);
 	/* 4.1.3.1: a 64-bit field may be written as two 32-bit halves, low first */
 	a = (volatile uint32_t *)&c->queue_desc;
 	a[0] = (uint32_t)q->desc_iova;
@@ -522,16 +489,16 @@ static int pool_alloc_qp(struct ubdma_virtio_net *nic, struct qpair *qp, size_t 
 				    UBDMA_VIRTIO_NET_BUF_SIZE, UBDMA_MAXADDR, UBDMA_MAXADDR, size, (int)n,
 				    UBDMA_VIRTIO_NET_BUF_SIZE, 0, &qp->pool_tag))) {
 		qp->pool_tag = NULL;
-		return vnet_err(err, "ubdma_tag_create for a packet pool: %s (%s)", strerror(err),
+		return drv_err(err, "ubdma_tag_create for a packet pool: %s (%s)", strerror(err),
 				ubdma_last_error());
 	}
 	if ((err = ubdma_mem_alloc(qp->pool_tag, &qp->pool_mem, UBDMA_ZERO | UBDMA_NOWAIT, &qp->pool_map))) {
 		qp->pool_mem = NULL;
-		return vnet_err(err, "ubdma_mem_alloc for %u packet buffers: %s (%s)", n, strerror(err),
+		return drv_err(err, "ubdma_mem_alloc for %u packet buffers: %s (%s)", n, strerror(err),
 				ubdma_last_error());
 	}
 	if (!(segs = calloc(n, sizeof(*segs))))
-		return vnet_err(ENOMEM, "out of memory for %u segments", n);
+		return drv_err(ENOMEM, "out of memory for %u segments", n);
 	err = ubdma_map_load_sg(qp->pool_tag, qp->pool_map, qp->pool_mem, size, segs, &nseg, UBDMA_NOWAIT);
 	if (!err && (unsigned)nseg != n)
 		err = EFBIG;
@@ -540,7 +507,7 @@ static int pool_alloc_qp(struct ubdma_virtio_net *nic, struct qpair *qp, size_t 
 			err = EFBIG;
 	if (err) {
 		free(segs);
-		return vnet_err(err, "loading a packet pool: %s (%d segments for %u buffers; %s)",
+		return drv_err(err, "loading a packet pool: %s (%d segments for %u buffers; %s)",
 				strerror(err), nseg, n, ubdma_last_error());
 	}
 	for (unsigned i = 0; i < n; i++)
@@ -561,7 +528,7 @@ static int pool_alloc(struct ubdma_virtio_net *nic, unsigned per_qp)
 	nic->buf_iova = calloc(n, sizeof(*nic->buf_iova));
 	nic->pkt_state = calloc(n, 1);
 	if (!nic->pkts || !nic->buf_iova || !nic->pkt_state)
-		return vnet_err(ENOMEM, "out of memory for %zu packet descriptors", n);
+		return drv_err(ENOMEM, "out of memory for %zu packet descriptors", n);
 	for (unsigned q = 0; q < nic->nqp; q++) {
 		struct qpair *qp = &nic->qp[q];
 
@@ -570,7 +537,7 @@ static int pool_alloc(struct ubdma_virtio_net *nic, unsigned per_qp)
 		qp->pkts = nic->pkts + (size_t)q * per_qp;
 		qp->npool = per_qp;
 		if (!(qp->free_stack = calloc(per_qp, sizeof(*qp->free_stack))))
-			return vnet_err(ENOMEM, "out of memory for the pool's free list");
+			return drv_err(ENOMEM, "out of memory for the pool's free list");
 		for (unsigned i = per_qp; i-- > 0;) {
 			struct ubdma_virtio_net_pkt *p = &qp->pkts[i];
 
@@ -617,7 +584,7 @@ static int ctrl_cmd(struct ubdma_virtio_net *nic, uint8_t class, uint8_t cmd, co
 	uint64_t end;
 
 	if (!nic->has_ctrl)
-		return vnet_err(ENOTSUP, "no control queue (VIRTIO_NET_F_CTRL_VQ not negotiated)");
+		return drv_err(ENOTSUP, "no control queue (VIRTIO_NET_F_CTRL_VQ not negotiated)");
 	nic->ctrl_buf[0] = class;
 	nic->ctrl_buf[1] = cmd;
 	memcpy(nic->ctrl_buf + 2, data, len);
@@ -632,14 +599,14 @@ static int ctrl_cmd(struct ubdma_virtio_net *nic, uint8_t class, uint8_t cmd, co
 	end = now_us() + CTRL_TIMEOUT_MS * 1000u;
 	while (vq_used_idx(q) != want) {
 		if (now_us() > end)
-			return vnet_err(ETIMEDOUT, "control command %u.%u: no answer within %u ms", class,
+			return drv_err(ETIMEDOUT, "control command %u.%u: no answer within %u ms", class,
 					cmd, CTRL_TIMEOUT_MS);
 		sleep_us(50);
 	}
 	q->last_used = want;
 	ubdma_map_sync(nic->ctrl_tag, nic->ctrl_map, UBDMA_SYNC_POSTREAD | UBDMA_SYNC_POSTWRITE);
 	if (*ack != VIRTIO_NET_OK)
-		return vnet_err(EIO, "control command %u.%u: the device answered %u (VIRTIO_NET_ERR)",
+		return drv_err(EIO, "control command %u.%u: the device answered %u (VIRTIO_NET_ERR)",
 				class, cmd, *ack);
 	return 0;
 }
@@ -652,19 +619,19 @@ static int ctrl_alloc(struct ubdma_virtio_net *nic)
 	if ((err = ubdma_tag_create(ubdma_pci_dma_tag(nic->pci), CTRL_SEG, CTRL_SEG, UBDMA_MAXADDR,
 				    UBDMA_MAXADDR, 2 * CTRL_SEG, 2, CTRL_SEG, 0, &nic->ctrl_tag))) {
 		nic->ctrl_tag = NULL;
-		return vnet_err(err, "ubdma_tag_create for the control buffer: %s", strerror(err));
+		return drv_err(err, "ubdma_tag_create for the control buffer: %s", strerror(err));
 	}
 	if ((err = ubdma_mem_alloc(nic->ctrl_tag, (void **)&nic->ctrl_buf, UBDMA_ZERO | UBDMA_NOWAIT,
 				   &nic->ctrl_map))) {
 		nic->ctrl_buf = NULL;
-		return vnet_err(err, "ubdma_mem_alloc for the control buffer: %s", strerror(err));
+		return drv_err(err, "ubdma_mem_alloc for the control buffer: %s", strerror(err));
 	}
 	err = ubdma_map_load_sg(nic->ctrl_tag, nic->ctrl_map, nic->ctrl_buf, 2 * CTRL_SEG, segs, &nseg,
 				UBDMA_NOWAIT);
 	if (!err && nseg != 2)
 		err = EFBIG;
 	if (err)
-		return vnet_err(err, "loading the control buffer: %s (%s)", strerror(err), ubdma_last_error());
+		return drv_err(err, "loading the control buffer: %s (%s)", strerror(err), ubdma_last_error());
 	nic->ctrl_iova[0] = segs[0].ds_addr;
 	nic->ctrl_iova[1] = segs[1].ds_addr;
 	return 0;
@@ -686,10 +653,7 @@ static void teardown(struct ubdma_virtio_net *nic)
 	}
 	vq_free(&nic->ctrl);
 	dma_part_free(nic->ctrl_tag, nic->ctrl_buf, nic->ctrl_map);
-	if (nic->pci)
-		ubdma_pci_close(nic->pci);
-	if (nic->own_ctx)
-		ubdma_ctx_close(nic->ctx);
+	drv_pci_close(nic->ctx, nic->own_ctx, nic->pci);
 	free(nic->pkts);
 	free(nic->buf_iova);
 	free(nic->pkt_state);
@@ -700,33 +664,25 @@ static void teardown(struct ubdma_virtio_net *nic)
 
 static int open_opts(const struct ubdma_virtio_net_opts *opts, struct ubdma_virtio_net_opts *c)
 {
-	const unsigned char *b = (const void *)opts;
 	const uint64_t required = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_ACCESS_PLATFORM;
+	int err;
 
-	memset(c, 0, sizeof(*c));
-	if (opts && opts->size < VNET_OPTS_SIZE_V1)
-		return vnet_err(EINVAL, "opts->size is %zu: set it to sizeof(struct ubdma_virtio_net_opts), %zu",
-				opts->size, sizeof(*c));
-	for (size_t i = sizeof(*c); opts && i < opts->size; i++)
-		if (b[i])
-			return vnet_err(ENOTSUP, "opts->size is %zu and byte %zu is set: this library knows "
-					"%zu bytes of options", opts->size, i, sizeof(*c));
-	if (opts)
-		memcpy(c, opts, opts->size < sizeof(*c) ? opts->size : sizeof(*c));
+	if ((err = drv_opts_copy(opts, VNET_OPTS_SIZE_V1, c, sizeof(*c), "ubdma_virtio_net_opts")))
+		return err;
 	if (c->queue_pairs == 0)
 		c->queue_pairs = 1;
 	if (c->queue_pairs > UBDMA_VIRTIO_NET_MAX_QP)
-		return vnet_err(EINVAL, "queue_pairs = %u: this library drives 1 to %u", c->queue_pairs,
+		return drv_err(EINVAL, "queue_pairs = %u: this library drives 1 to %u", c->queue_pairs,
 				UBDMA_VIRTIO_NET_MAX_QP);
 	if (c->queue_size && (c->queue_size < 8 || c->queue_size > 32768 ||
 			      (c->queue_size & (c->queue_size - 1))))
-		return vnet_err(EINVAL, "queue_size = %u: want a power of two from 8 to 32768 (2.7)",
+		return drv_err(EINVAL, "queue_size = %u: want a power of two from 8 to 32768 (2.7)",
 				c->queue_size);
 	if (c->pool_bufs && (c->pool_bufs > MAX_POOL || (c->queue_size && c->pool_bufs < c->queue_size + 32)))
-		return vnet_err(EINVAL, "pool_bufs = %u: want queue_size + 32 to %u (a pool is loaded as one "
+		return drv_err(EINVAL, "pool_bufs = %u: want queue_size + 32 to %u (a pool is loaded as one "
 				"segment a buffer, and a tag holds at most %u)", c->pool_bufs, MAX_POOL, MAX_POOL);
 	if (c->features_off & required)
-		return vnet_err(EINVAL, "features_off %#llx names VERSION_1 or ACCESS_PLATFORM, which "
+		return drv_err(EINVAL, "features_off %#llx names VERSION_1 or ACCESS_PLATFORM, which "
 				"this driver requires", (unsigned long long)c->features_off);
 	if (c->link_wait_ms == 0)
 		c->link_wait_ms = DEFAULT_LINK_WAIT_MS;
@@ -738,21 +694,10 @@ static int open_pci(struct ubdma_virtio_net *nic, ubdma_ctx_t *ctx, const char *
 	uint16_t id[2];
 	int err;
 
-	if (ctx) {
-		nic->ctx = ctx;
-	} else {
-		if ((err = ubdma_ctx_open(UBDMA_BACKEND_VFIO, &nic->ctx)))
-			return vnet_err(err, "VFIO context: %s", ubdma_last_error());
-		nic->own_ctx = 1;
-	}
-	if ((err = ubdma_pci_open(nic->ctx, bdf, &nic->pci))) {
-		nic->pci = NULL;
-		return vnet_err(err, "ubdma_pci_open(%s): %s (%s)", bdf, strerror(err), ubdma_last_error());
-	}
-	if ((err = ubdma_pci_cfg_read(nic->pci, 0, id, sizeof(id))))
-		return vnet_err(err, "%s: reading the IDs: %s", bdf, strerror(err));
+	if ((err = drv_pci_open(ctx, bdf, &nic->ctx, &nic->own_ctx, &nic->pci, id)))
+		return err;
 	if (id[0] != UBDMA_VIRTIO_NET_VENDOR || id[1] != UBDMA_VIRTIO_NET_DEVICE)
-		return vnet_err(ENODEV, "%s is %04x:%04x, not a modern virtio-net (%04x:%04x; transitional "
+		return drv_err(ENODEV, "%s is %04x:%04x, not a modern virtio-net (%04x:%04x; transitional "
 				"1af4:1000 devices need disable-legacy=on)", bdf, id[0], id[1],
 				UBDMA_VIRTIO_NET_VENDOR, UBDMA_VIRTIO_NET_DEVICE);
 	return find_caps(nic);
@@ -770,7 +715,7 @@ static int negotiate(struct ubdma_virtio_net *nic, const struct ubdma_virtio_net
 	set_status(nic, VIRTIO_STATUS_DRIVER);
 	dev = device_features(nic);
 	if (!(dev & 1ull << VIRTIO_F_VERSION_1) || !(dev & 1ull << VIRTIO_F_ACCESS_PLATFORM))
-		return vnet_err(ENOTSUP, "the device offers features %#llx without %s: this driver needs "
+		return drv_err(ENOTSUP, "the device offers features %#llx without %s: this driver needs "
 				"a modern device whose DMA goes through the IOMMU (QEMU: "
 				"disable-legacy=on,iommu_platform=on)", (unsigned long long)dev,
 				!(dev & 1ull << VIRTIO_F_VERSION_1) ? "VIRTIO_F_VERSION_1"
@@ -784,13 +729,13 @@ static int negotiate(struct ubdma_virtio_net *nic, const struct ubdma_virtio_net
 	if (!(want & 1ull << VIRTIO_NET_F_CTRL_VQ)) /* 5.1.3.1: these depend on the control queue */
 		want &= ~(1ull << VIRTIO_NET_F_CTRL_RX | 1ull << VIRTIO_NET_F_MQ);
 	if (c->queue_pairs > 1 && !(want & 1ull << VIRTIO_NET_F_MQ))
-		return vnet_err(ENOTSUP, "%u queue pairs asked, but VIRTIO_NET_F_MQ with a control queue "
+		return drv_err(ENOTSUP, "%u queue pairs asked, but VIRTIO_NET_F_MQ with a control queue "
 				"is not offered (device features %#llx; QEMU: mq=on and a netdev with "
 				"queues=N)", c->queue_pairs, (unsigned long long)dev);
 	driver_features(nic, want);
 	set_status(nic, VIRTIO_STATUS_FEATURES_OK);
 	if (!(nic->common->device_status & VIRTIO_STATUS_FEATURES_OK))
-		return vnet_err(EIO, "the device did not accept features %#llx (FEATURES_OK cleared, 3.1.1)",
+		return drv_err(EIO, "the device did not accept features %#llx (FEATURES_OK cleared, 3.1.1)",
 				(unsigned long long)want);
 	nic->features = want;
 	return 0;
@@ -803,10 +748,10 @@ static int read_config(struct ubdma_virtio_net *nic, const struct ubdma_virtio_n
 	if (has(nic, VIRTIO_NET_F_MQ)) {
 		nic->max_qp = devcfg_read16(nic, offsetof(struct virtio_net_config, max_virtqueue_pairs));
 		if (nic->max_qp < 1)
-			return vnet_err(EIO, "max_virtqueue_pairs is 0 (5.1.4: 1 to 0x8000)");
+			return drv_err(EIO, "max_virtqueue_pairs is 0 (5.1.4: 1 to 0x8000)");
 	}
 	if (c->queue_pairs > nic->max_qp)
-		return vnet_err(EINVAL, "queue_pairs = %u: the device has %u", c->queue_pairs, nic->max_qp);
+		return drv_err(EINVAL, "queue_pairs = %u: the device has %u", c->queue_pairs, nic->max_qp);
 	nic->nqp = c->queue_pairs;
 	if (has(nic, VIRTIO_NET_F_MAC)) {
 		devcfg_read(nic, offsetof(struct virtio_net_config, mac), nic->mac, 6);
@@ -827,7 +772,7 @@ static int open_queues(struct ubdma_virtio_net *nic, const struct ubdma_virtio_n
 	int err;
 
 	if (cc->num_queues < nq)
-		return vnet_err(EIO, "the device has %u virtqueues, %u expected (5.1.2)", cc->num_queues, nq);
+		return drv_err(EIO, "the device has %u virtqueues, %u expected (5.1.2)", cc->num_queues, nq);
 	/* the default size shrinks to what the device has; an explicit one must fit */
 	cc->queue_select = 0;
 	if (!c->queue_size && cc->queue_size && cc->queue_size < qs)
@@ -835,7 +780,7 @@ static int open_queues(struct ubdma_virtio_net *nic, const struct ubdma_virtio_n
 	nic->qsize = qs;
 	per = c->pool_bufs ? c->pool_bufs : 2 * qs + DEFAULT_EXTRA_BUFS;
 	if (per < qs + 32 || per > MAX_POOL)
-		return vnet_err(EINVAL, "pool_bufs = %u: want queue_size + 32 (%u) to %u (a pool is loaded "
+		return drv_err(EINVAL, "pool_bufs = %u: want queue_size + 32 (%u) to %u (a pool is loaded "
 				"as one segment a buffer, and a tag holds at most %u)", per, qs + 32, MAX_POOL,
 				MAX_POOL);
 	for (unsigned q = 0; q < nic->nqp; q++) {
@@ -873,10 +818,10 @@ static int open_irqs(struct ubdma_virtio_net *nic)
 	int err;
 
 	if (have < nic->nqp)
-		return vnet_err(ENOTSUP, "rx_interrupts: the device has %u MSI-X vectors, %u queue pairs "
+		return drv_err(ENOTSUP, "rx_interrupts: the device has %u MSI-X vectors, %u queue pairs "
 				"need one each (QEMU: vectors=N)", have, nic->nqp);
 	if ((err = ubdma_pci_msix_enable(nic->pci, nic->nqp, nic->irq_fd)))
-		return vnet_err(err, "ubdma_pci_msix_enable(%u): %s (%s)", nic->nqp, strerror(err),
+		return drv_err(err, "ubdma_pci_msix_enable(%u): %s (%s)", nic->nqp, strerror(err),
 				ubdma_last_error());
 	nic->rx_irq = 1;
 	return 0;
@@ -900,21 +845,21 @@ int ubdma_virtio_net_open(const char *bdf, const struct ubdma_virtio_net_opts *o
 	if (nicp)
 		*nicp = NULL;
 	if (!bdf || !nicp)
-		return vnet_err(EINVAL, "%s is NULL", bdf ? "nicp" : "bdf");
+		return drv_err(EINVAL, "%s is NULL", bdf ? "nicp" : "bdf");
 	if ((err = open_opts(opts, &c)))
 		return err;
 	if (!(nic = calloc(1, sizeof(*nic))))
-		return vnet_err(ENOMEM, "out of memory");
+		return drv_err(ENOMEM, "out of memory");
 	if ((err = open_pci(nic, c.ctx, bdf)) || (err = negotiate(nic, &c)) || (err = read_config(nic, &c)) ||
 	    (c.rx_interrupts && (err = open_irqs(nic))) || (err = open_queues(nic, &c)))
 		goto fail;
 	if ((err = ubdma_pci_bus_master(nic->pci, 1))) {
-		vnet_err(err, "bus mastering: %s (%s)", strerror(err), ubdma_last_error());
+		drv_err(err, "bus mastering: %s (%s)", strerror(err), ubdma_last_error());
 		goto fail;
 	}
 	set_status(nic, VIRTIO_STATUS_DRIVER_OK); /* 3.1.1 step 8: the device is live */
 	if (nic->common->device_status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) {
-		err = vnet_err(EIO, "the device set DEVICE_NEEDS_RESET at DRIVER_OK (device_status %#x)",
+		err = drv_err(EIO, "the device set DEVICE_NEEDS_RESET at DRIVER_OK (device_status %#x)",
 			       nic->common->device_status);
 		goto fail;
 	}
@@ -963,11 +908,11 @@ int ubdma_virtio_net_pkt_alloc(ubdma_virtio_net_t *nic, unsigned qpn, struct ubd
 	struct qpair *qp;
 
 	if (!nic || (!pkts && n))
-		return vnet_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
 	if (!(qp = qp_of(nic, qpn)))
-		return vnet_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
+		return drv_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
 	if (n > qp->nfree)
-		return vnet_err(ENOBUFS, "pkt_alloc: %u packets asked, %u free in queue pair %u's pool", n,
+		return drv_err(ENOBUFS, "pkt_alloc: %u packets asked, %u free in queue pair %u's pool", n,
 				qp->nfree, qpn);
 	for (unsigned i = 0; i < n; i++) {
 		pkts[i] = pool_get(nic, qp, PKT_USER);
@@ -980,10 +925,10 @@ int ubdma_virtio_net_pkt_alloc(ubdma_virtio_net_t *nic, unsigned qpn, struct ubd
 int ubdma_virtio_net_pkt_free(ubdma_virtio_net_t *nic, struct ubdma_virtio_net_pkt **pkts, unsigned n)
 {
 	if (!nic || (!pkts && n))
-		return vnet_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "pkts" : "nic");
 	for (unsigned i = 0; i < n; i++) {
 		if (!pkts[i] || !pkt_ok(nic, pkts[i]) || nic->pkt_state[pkts[i]->index] != PKT_USER) {
-			vnet_err(EINVAL, "pkt_free: packet %u (%p) is not one the caller holds from this "
+			drv_err(EINVAL, "pkt_free: packet %u (%p) is not one the caller holds from this "
 				 "device (foreign, free already, or in a queue): nothing freed", i,
 				 (void *)pkts[i]);
 			while (i-- > 0)
@@ -1033,9 +978,9 @@ int ubdma_virtio_net_tx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 	if (sent)
 		*sent = 0;
 	if (!nic || !sent || (!pkts && n))
-		return vnet_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "pkts");
+		return drv_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "pkts");
 	if (!(qp = qp_of(nic, qpn)))
-		return vnet_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
+		return drv_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
 	q = &qp->tx;
 	tx_reclaim(nic, qp);
 	for (i = 0; i < n; i++) {
@@ -1044,27 +989,27 @@ int ubdma_virtio_net_tx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 		uint16_t id;
 
 		if (!p || !pkt_ok(nic, p) || p->qp != qpn || nic->pkt_state[p->index] != PKT_USER) {
-			err = vnet_err(EINVAL, "tx_burst: packet %u is not one the caller holds from queue "
+			err = drv_err(EINVAL, "tx_burst: packet %u is not one the caller holds from queue "
 				       "pair %u's pool", i, qpn);
 			qp->st.tx_rejected++;
 			break;
 		}
 		if (p->len < UBDMA_VIRTIO_NET_MIN_FRAME || p->len > UBDMA_VIRTIO_NET_MAX_FRAME) {
-			err = vnet_err(EMSGSIZE, "tx_burst: frame %u is %u bytes; a frame is %u to %u bytes",
+			err = drv_err(EMSGSIZE, "tx_burst: frame %u is %u bytes; a frame is %u to %u bytes",
 				       i, p->len, UBDMA_VIRTIO_NET_MIN_FRAME, UBDMA_VIRTIO_NET_MAX_FRAME);
 			qp->st.tx_rejected++;
 			break;
 		}
 		if ((p->flags & UBDMA_VIRTIO_NET_PKT_NEEDS_CSUM) &&
 		    (!has(nic, VIRTIO_NET_F_CSUM) || (unsigned)p->csum_start + p->csum_offset + 2 > p->len)) {
-			err = vnet_err(EINVAL, "tx_burst: frame %u asks for a checksum %s", i,
+			err = drv_err(EINVAL, "tx_burst: frame %u asks for a checksum %s", i,
 				       has(nic, VIRTIO_NET_F_CSUM) ? "beyond its end"
 								   : "but VIRTIO_NET_F_CSUM is not negotiated");
 			qp->st.tx_rejected++;
 			break;
 		}
 		if (!q->nfree_ids) {
-			err = vnet_err_fixed(ENOBUFS, "tx_burst: the transmit queue is full (the frames "
+			err = drv_err_fixed(ENOBUFS, "tx_burst: the transmit queue is full (the frames "
 					     "before it went)");
 			qp->st.tx_ring_full++;
 			break;
@@ -1110,9 +1055,9 @@ int ubdma_virtio_net_rx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 	if (got)
 		*got = 0;
 	if (!nic || !got || (!pkts && max))
-		return vnet_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "pkts");
+		return drv_err(EINVAL, "%s is NULL", !nic ? "nic" : !got ? "got" : "pkts");
 	if (!(qp = qp_of(nic, qpn)))
-		return vnet_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
+		return drv_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
 	q = &qp->rx;
 	ubdma_map_sync(q->used_tag, q->used_map, UBDMA_SYNC_POSTREAD);
 	idx = vq_used_idx(q);
@@ -1144,7 +1089,7 @@ int ubdma_virtio_net_rx_burst(ubdma_virtio_net_t *nic, unsigned qpn, struct ubdm
 			struct ubdma_virtio_net_pkt *np;
 
 			if (!qp->nfree) {
-				err = vnet_err_fixed(ENOBUFS, "rx_burst: frames waiting but the pool is "
+				err = drv_err_fixed(ENOBUFS, "rx_burst: frames waiting but the pool is "
 						     "empty: free received packets");
 				break;
 			}
@@ -1191,11 +1136,11 @@ int ubdma_virtio_net_rx_wait(ubdma_virtio_net_t *nic, unsigned qpn, unsigned tim
 	int err = 0;
 
 	if (!nic)
-		return vnet_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	if (!(qp = qp_of(nic, qpn)))
-		return vnet_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
+		return drv_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
 	if (!nic->rx_irq)
-		return vnet_err(ENOTSUP, "rx_wait: the device was opened without opts.rx_interrupts");
+		return drv_err(ENOTSUP, "rx_wait: the device was opened without opts.rx_interrupts");
 	q = &qp->rx;
 	if (vq_used_idx(q) != q->last_used)
 		return 0;
@@ -1208,14 +1153,14 @@ int ubdma_virtio_net_rx_wait(ubdma_virtio_net_t *nic, unsigned qpn, unsigned tim
 		int n = poll(&pfd, 1, (int)((end - now + 999) / 1000));
 
 		if (n < 0 && errno != EINTR) {
-			err = vnet_err(errno, "rx_wait: poll: %s", strerror(errno));
+			err = drv_err(errno, "rx_wait: poll: %s", strerror(errno));
 			break;
 		}
 		if (n > 0) {
 			if (read(nic->irq_fd[qpn], &cnt, sizeof(cnt)) == (ssize_t)sizeof(cnt))
 				qp->st.rx_irq_wakeups++;
 			else if (errno != EAGAIN) {
-				err = vnet_err(errno, "rx_wait: read of the eventfd: %s", strerror(errno));
+				err = drv_err(errno, "rx_wait: read of the eventfd: %s", strerror(errno));
 				break;
 			}
 		}
@@ -1224,7 +1169,7 @@ int ubdma_virtio_net_rx_wait(ubdma_virtio_net_t *nic, unsigned qpn, unsigned tim
 	if (err)
 		return err;
 	if (vq_used_idx(q) == q->last_used)
-		return vnet_err(ETIMEDOUT, "rx_wait: nothing on receive queue %u within %u ms", qpn,
+		return drv_err(ETIMEDOUT, "rx_wait: nothing on receive queue %u within %u ms", qpn,
 				timeout_ms);
 	return 0;
 }
@@ -1238,9 +1183,9 @@ int ubdma_virtio_net_tx_flush(ubdma_virtio_net_t *nic, unsigned qpn, unsigned ti
 	if (pending)
 		*pending = 0;
 	if (!nic)
-		return vnet_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	if (!(qp = qp_of(nic, qpn)))
-		return vnet_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
+		return drv_err(EINVAL, "queue pair %u: the device uses %u", qpn, nic->nqp);
 	end = now_us() + (uint64_t)timeout_ms * 1000u;
 	for (;;) {
 		tx_reclaim(nic, qp);
@@ -1251,7 +1196,7 @@ int ubdma_virtio_net_tx_flush(ubdma_virtio_net_t *nic, unsigned qpn, unsigned ti
 	if (pending)
 		*pending = qp->tx.size - qp->tx.nfree_ids;
 	if (qp->tx.nfree_ids != qp->tx.size)
-		return vnet_err(ETIMEDOUT, "tx_flush: %u frames of queue pair %u still queued after %u ms "
+		return drv_err(ETIMEDOUT, "tx_flush: %u frames of queue pair %u still queued after %u ms "
 				"(used idx %u, avail idx %u)", qp->tx.size - qp->tx.nfree_ids, qpn, timeout_ms,
 				vq_used_idx(&qp->tx), qp->tx.avail_idx);
 	return 0;
@@ -1262,7 +1207,7 @@ int ubdma_virtio_net_tx_flush(ubdma_virtio_net_t *nic, unsigned qpn, unsigned ti
 int ubdma_virtio_net_mac(const ubdma_virtio_net_t *nic, uint8_t mac[6])
 {
 	if (!nic || !mac)
-		return vnet_err(EINVAL, "%s is NULL", nic ? "mac" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "mac" : "nic");
 	memcpy(mac, nic->mac, 6);
 	return 0;
 }
@@ -1270,7 +1215,7 @@ int ubdma_virtio_net_mac(const ubdma_virtio_net_t *nic, uint8_t mac[6])
 int ubdma_virtio_net_link(ubdma_virtio_net_t *nic, struct ubdma_virtio_net_link *link)
 {
 	if (!nic || !link)
-		return vnet_err(EINVAL, "%s is NULL", nic ? "link" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "link" : "nic");
 	link->has_status = has(nic, VIRTIO_NET_F_STATUS);
 	link->up = link_up(nic);
 	return 0;
@@ -1281,16 +1226,16 @@ int ubdma_virtio_net_set_promisc(ubdma_virtio_net_t *nic, int on)
 	uint8_t v = on ? 1 : 0;
 
 	if (!nic)
-		return vnet_err(EINVAL, "nic is NULL");
+		return drv_err(EINVAL, "nic is NULL");
 	if (!has(nic, VIRTIO_NET_F_CTRL_RX))
-		return vnet_err(ENOTSUP, "set_promisc: VIRTIO_NET_F_CTRL_RX was not negotiated");
+		return drv_err(ENOTSUP, "set_promisc: VIRTIO_NET_F_CTRL_RX was not negotiated");
 	return ctrl_cmd(nic, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &v, 1);
 }
 
 int ubdma_virtio_net_stats(const ubdma_virtio_net_t *nic, struct ubdma_virtio_net_stats *st)
 {
 	if (!nic || !st)
-		return vnet_err(EINVAL, "%s is NULL", nic ? "st" : "nic");
+		return drv_err(EINVAL, "%s is NULL", nic ? "st" : "nic");
 	memset(st, 0, sizeof(*st));
 	for (unsigned q = 0; q < nic->nqp; q++) {
 		const struct ubdma_virtio_net_stats *s = &nic->qp[q].st;
