@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ubdma/ubdma.h>
 
@@ -67,6 +68,22 @@ static inline int drv_err_fixed(int err, const char *msg)
 static inline const char *drv_last_error_msg(void)
 {
 	return drv_last_fixed ? drv_last_fixed : drv_last_error;
+}
+
+/* Waits and deadlines of the control paths (reset, link, flush): the monotonic clock. */
+static inline void sleep_us(unsigned us)
+{
+	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static inline uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /*

@@ -116,21 +116,6 @@ static inline void wr32(struct ubdma_e1000e *nic, uint32_t reg, uint32_t val)
 	*(volatile uint32_t *)(nic->bar0 + reg) = val;
 }
 
-static void sleep_us(unsigned us)
-{
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
-
-	nanosleep(&ts, NULL);
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Poll until (reg & mask) == want or timeout_us passes; returns 0 or ETIMEDOUT. */
 static int poll_reg(struct ubdma_e1000e *nic, uint32_t reg, uint32_t mask, uint32_t want,
 		    unsigned timeout_us)

@@ -126,23 +126,6 @@ const char *ubdma_virtio_net_last_error(void)
 	return drv_last_error_msg();
 }
 
-/* ------------------------------------------------------------------ time */
-
-static void sleep_us(unsigned us)
-{
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
-
-	nanosleep(&ts, NULL);
-}
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* ------------------------------------------------------------------ capabilities (4.1.4) */
 
 /* Map the BAR a capability points into and check that the structure lies inside it. */
