@@ -11,8 +11,9 @@
 # Guest clock (-I, docs/virtio-net.md "Benchmark"): by default the guest runs one CPU under
 # QEMU's -icount shift=2,sleep=off, so guest time is the count of instructions the guest ran
 # (4 ns each) and sleeps take none: both peers are timed in instructions, whatever the host's
-# load; the transmit virtio-net then runs tx=timer (its flushes on the guest's clock).  -I off boots the test bed's usual two CPUs on the host's clock; -I SUBOPTS passes other
-# -icount sub-options (e.g. shift=5,align=on).
+# load; the transmit virtio-net then runs tx=timer (its flushes on the guest's clock).  -I off
+# boots the test bed's usual two CPUs on the host's clock; -I SUBOPTS passes other -icount
+# sub-options (e.g. shift=5,align=on).
 #
 # Guest set-up (tests/vm/run-guest.sh): TX on a NIC on QEMU's restricted user network without
 # capture; RX on one whose socket netdev connects to drivers/e1000e/test/nic_peer.py on
