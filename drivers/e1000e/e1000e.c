@@ -248,7 +248,7 @@ static int dma_alloc(ubdma_tag_t *tag, size_t size, const char *what, void **va,
 
 	if ((err = ubdma_mem_alloc(tag, va, UBDMA_ZERO | UBDMA_NOWAIT, map)))
 		return drv_err(err, "ubdma_mem_alloc for the %s: %s (%s)", what, strerror(err),
-				  ubdma_last_error());
+			       ubdma_last_error());
 	err = ubdma_map_load(tag, *map, *va, size, one_seg_cb, &s, UBDMA_NOWAIT);
 	if (err == 0 && (s.error || s.nseg != 1))
 		err = s.error ? s.error : EFBIG;
@@ -347,7 +347,7 @@ static void nic_gone(struct ubdma_e1000e *nic, const char *why)
 	rings_drop(nic);
 	err = ubdma_pci_release(nic->pci);
 	drv_err(ENXIO, "%s: %s: the device is gone (%u frames in flight dropped); it is given back (%s)",
-		   ubdma_pci_bdf(nic->pci), why, inflight, err ? strerror(err) : "released");
+		ubdma_pci_bdf(nic->pci), why, inflight, err ? strerror(err) : "released");
 }
 
 /* The removal check: the request eventfd, the error eventfd, STATUS all ones.  1 when gone. */
@@ -364,7 +364,7 @@ static int gone_check(struct ubdma_e1000e *nic)
 		nic_gone(nic, "STATUS reads all ones");
 	else if (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
 		drv_err(EIO, "%s: the kernel reports a device error (AER, VFIO error interrupt); STATUS "
-			   "%#x: the driver goes on", ubdma_pci_bdf(nic->pci), rd32(nic, STATUS));
+			"%#x: the driver goes on", ubdma_pci_bdf(nic->pci), rd32(nic, STATUS));
 	return nic->gone;
 }
 
@@ -486,7 +486,7 @@ static int check_desc(unsigned *n, const char *what)
 		*n = DEFAULT_DESC;
 	if (*n < 8 || *n > MAX_DESC || (*n & (*n - 1)))
 		return drv_err(EINVAL, "%s = %u: want a power of two from 8 to %u (ring length a "
-				  "multiple of 128 bytes, 4.6.5)", what, *n, MAX_DESC);
+			       "multiple of 128 bytes, 4.6.5)", what, *n, MAX_DESC);
 	return 0;
 }
 
@@ -507,7 +507,7 @@ static int open_opts(const struct ubdma_e1000e_opts *opts, struct ubdma_e1000e_o
 		c->pool_bufs = c->rx_desc + c->tx_desc + DEFAULT_EXTRA_BUFS;
 	if (c->pool_bufs < c->rx_desc + 32 || c->pool_bufs > (1u << 20))
 		return drv_err(EINVAL, "pool_bufs = %u: want rx_desc + 32 (%u) to %u", c->pool_bufs,
-				  c->rx_desc + 32, 1u << 20);
+			       c->rx_desc + 32, 1u << 20);
 	if (c->link_wait_ms == 0)
 		c->link_wait_ms = DEFAULT_LINK_WAIT_MS;
 	return 0;
@@ -524,11 +524,11 @@ static int open_pci(struct ubdma_e1000e *nic, ubdma_ctx_t *ctx, const char *bdf)
 		return err;
 	if (id[0] != UBDMA_E1000E_VENDOR || id[1] != UBDMA_E1000E_DEVICE)
 		return drv_err(ENODEV, "%s is %04x:%04x, not an 82574L (%04x:%04x)", bdf, id[0], id[1],
-				  UBDMA_E1000E_VENDOR, UBDMA_E1000E_DEVICE);
+			       UBDMA_E1000E_VENDOR, UBDMA_E1000E_DEVICE);
 	nic->bar0 = ubdma_pci_bar(nic->pci, 0, &len);
 	if (!nic->bar0 || len < 0x10000) {
 		err = drv_err(EIO, "%s: BAR0 %s (%zu bytes): %s", bdf,
-				 nic->bar0 ? "too small" : "cannot be mapped", len, ubdma_last_error());
+			      nic->bar0 ? "too small" : "cannot be mapped", len, ubdma_last_error());
 		nic->bar0 = NULL;
 		return err;
 	}
@@ -660,7 +660,7 @@ int ubdma_e1000e_start(ubdma_e1000e_t *nic)
 		return drv_err(EALREADY, "ubdma_e1000e_start: the device is already running");
 	if (nic->nfree < nic->rx_n)
 		return drv_err(ENOBUFS, "ubdma_e1000e_start: %u free buffers, the receive ring needs "
-				  "%u: free packets first", nic->nfree, nic->rx_n);
+			       "%u: free packets first", nic->nfree, nic->rx_n);
 	rings_start(nic);
 	return 0;
 }
@@ -690,8 +690,8 @@ int ubdma_e1000e_pkt_free(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 	for (unsigned i = 0; i < n; i++) {
 		if (!pkts[i] || !pkt_ok(nic, pkts[i]) || nic->pkt_state[pkts[i]->index] != PKT_USER) {
 			drv_err(EINVAL, "pkt_free: packet %u (%p) is not a packet the caller holds "
-				   "from this pool (foreign, free already, or in a ring): nothing freed",
-				   i, (void *)pkts[i]);
+				"from this pool (foreign, free already, or in a ring): nothing freed",
+				i, (void *)pkts[i]);
 			while (i-- > 0) /* undo the marks: nothing half done */
 				nic->pkt_state[pkts[i]->index] = PKT_USER;
 			return EINVAL;
@@ -726,14 +726,14 @@ int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 
 		if (!p || !pkt_ok(nic, p) || nic->pkt_state[p->index] != PKT_USER) {
 			err = drv_err(EINVAL, "tx_burst: packet %u is not one the caller holds from "
-					 "this pool", i);
+				      "this pool", i);
 			nic->st.sw_tx_rejected++;
 			break;
 		}
 		if (p->len < UBDMA_E1000E_MIN_FRAME || p->len > UBDMA_E1000E_MAX_FRAME) {
 			err = drv_err(EMSGSIZE, "tx_burst: frame %u is %u bytes; a frame is %u to %u "
-					 "bytes without FCS", i, p->len, UBDMA_E1000E_MIN_FRAME,
-					 UBDMA_E1000E_MAX_FRAME);
+				      "bytes without FCS", i, p->len, UBDMA_E1000E_MIN_FRAME,
+				      UBDMA_E1000E_MAX_FRAME);
 			nic->st.sw_tx_rejected++;
 			break;
 		}
@@ -803,7 +803,7 @@ int ubdma_e1000e_rx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
 		} else {
 			if (!nic->nfree) {
 				err = drv_err(ENOBUFS, "rx_burst: frames waiting but the pool is empty: "
-						 "free received packets");
+					      "free received packets");
 				break;
 			}
 			p->len = len;
@@ -869,8 +869,8 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 
 			if (f->iov_len < UBDMA_E1000E_MIN_FRAME || f->iov_len > UBDMA_E1000E_MAX_FRAME) {
 				err = drv_err(EMSGSIZE, "send: frame %u is %zu bytes; a frame is %u to "
-						 "%u bytes without FCS", total + ok, f->iov_len,
-						 UBDMA_E1000E_MIN_FRAME, UBDMA_E1000E_MAX_FRAME);
+					      "%u bytes without FCS", total + ok, f->iov_len,
+					      UBDMA_E1000E_MIN_FRAME, UBDMA_E1000E_MAX_FRAME);
 				nic->st.sw_tx_rejected++;
 				break;
 			}
@@ -909,7 +909,7 @@ int ubdma_e1000e_recv(ubdma_e1000e_t *nic, struct iovec *bufs, unsigned n, unsig
 	for (unsigned i = 0; i < n; i++)
 		if (!bufs[i].iov_base || bufs[i].iov_len < UBDMA_E1000E_MAX_FRAME)
 			return drv_err(EINVAL, "recv: buffer %u %s; each must hold %u bytes", i,
-					  bufs[i].iov_base ? "is too small" : "is NULL", UBDMA_E1000E_MAX_FRAME);
+				       bufs[i].iov_base ? "is too small" : "is NULL", UBDMA_E1000E_MAX_FRAME);
 	while (total < n) {
 		unsigned k = n - total < 64 ? n - total : 64, r = 0;
 
@@ -950,8 +950,8 @@ int ubdma_e1000e_tx_flush(ubdma_e1000e_t *nic, unsigned timeout_ms, unsigned *pe
 		*pending = nic->tx_inflight;
 	if (nic->tx_inflight)
 		return drv_err(ETIMEDOUT, "tx_flush: %u frames still queued after %u ms (link down? "
-				  "TDH %u TDT %u)", nic->tx_inflight, timeout_ms, rd32(nic, TDH),
-				  rd32(nic, TDT));
+			       "TDH %u TDT %u)", nic->tx_inflight, timeout_ms, rd32(nic, TDH),
+			       rd32(nic, TDT));
 	return 0;
 }
 
@@ -989,7 +989,7 @@ int ubdma_e1000e_wait_link(ubdma_e1000e_t *nic, unsigned timeout_ms)
 		return gone_err("wait_link");
 	if (link_wait(nic, timeout_ms))
 		return drv_err(ETIMEDOUT, "link still down after %u ms (STATUS %#x)", timeout_ms,
-				  rd32(nic, STATUS));
+			       rd32(nic, STATUS));
 	return 0;
 }
 
