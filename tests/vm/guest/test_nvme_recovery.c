@@ -135,15 +135,21 @@ static void case_fail(ubdma_ctx_t *ctx)
 	int rc2 = ubdma_nvme_read(b, slow, bb, 8, BUF / lbs, cb, &db);
 	check(!rc1 && !rc2, "fail: two reads of the held namespace submitted (%d %d)", rc1, rc2);
 	uint64_t ms = run(a, b, d, 2, 15000);
-	check(da.n == 1 && da.err == ETIMEDOUT, "fail: the read on the 400 ms pair completed with %s (%d calls), "
-	      "want ETIMEDOUT", strerror(da.err), da.n);
+	/* QEMU drains the held read when the reset disables the controller; now and then its
+	 * completion still reaches the old completion queue before the queue goes, and the driver
+	 * rightly delivers what the device completed: success, with the data */
+	int late_a = da.n == 1 && da.err == 0 && all_is(ba, 0);
+	check(da.n == 1 && (da.err == ETIMEDOUT || late_a), "fail: the read on the 400 ms pair completed with %s "
+	      "(%d calls), want ETIMEDOUT (or success with the data, completed by the device in the reset)",
+	      strerror(da.err), da.n);
 	check(db.n == 1 && db.err == ECANCELED, "fail: the read on the 20 s pair completed with %s (%d calls), "
 	      "want ECANCELED (policy FAIL)", strerror(db.err), db.n);
 	check(ms >= 400 && ms < 10000, "fail: both settled %" PRIu64 " ms after submission (400 ms timeout, "
 	      "2 s held by QEMU through the reset)", ms);
-	check(all_is(ba, 0xee) && all_is(bb, 0xee), "fail: the failed reads' bounced buffers were not written");
+	check((late_a || all_is(ba, 0xee)) && all_is(bb, 0xee), "fail: the failed reads' bounced buffers were not "
+	      "written");
 	report(c, "fail, after the reads", &st);
-	check(st.timeouts == 1 && st.aborts == 1 && st.resets == 1 && st.failed == 2 && st.requeued == 0 &&
+	check(st.timeouts == 1 && st.aborts == 1 && st.resets == 1 && st.failed == 2u - late_a && st.requeued == 0 &&
 		      st.maps_loaded == 0,
 	      "fail: 1 timeout, 1 Abort (QEMU: not aborted, %" PRIu64 "), 1 reset, 2 failed, 0 requeued, no buffer loaded",
 	      st.aborted);
@@ -195,13 +201,14 @@ static void case_requeue(ubdma_ctx_t *ctx)
 	int rc1 = ubdma_nvme_read(a, slow, ba, 0, BUF / lbs, cb, &da);
 	int rc2 = ubdma_nvme_read(b, slow, bb, 8, BUF / lbs, cb, &db);
 	uint64_t ms = run(a, b, d, 2, 15000);
-	check(!rc1 && da.n == 1 && da.err == ETIMEDOUT, "requeue: the read on the 400 ms pair: %s, want ETIMEDOUT",
-	      strerror(da.err));
+	int late_a = da.n == 1 && da.err == 0 && all_is(ba, 0); /* as in the FAIL case above */
+	check(!rc1 && da.n == 1 && (da.err == ETIMEDOUT || late_a), "requeue: the read on the 400 ms pair: %s, want "
+	      "ETIMEDOUT (or success with the data, completed by the device in the reset)", strerror(da.err));
 	check(!rc2 && db.n == 1 && db.err == 0 && all_is(bb, 0),
 	      "requeue: the read on the 20 s pair was submitted again and completed: %s, its buffer %s (%" PRIu64 " ms)",
 	      strerror(db.err), all_is(bb, 0) ? "holds the zeroes read" : "does not hold the zeroes", ms);
 	report(c, "requeue", &st);
-	check(st.resets == 1 && st.requeued == 1 && st.failed == 1 && st.maps_loaded == 0,
+	check(st.resets == 1 && st.requeued == 1 && st.failed == 1u - late_a && st.maps_loaded == 0,
 	      "requeue: 1 reset, 1 requeued, 1 failed, no buffer loaded");
 	check(ubdma_nvme_qpair_destroy(a) == 0 && ubdma_nvme_qpair_destroy(b) == 0, "requeue: both pairs destroyed");
 	check(ubdma_nvme_close(c) == 0, "requeue: ubdma_nvme_close");
