@@ -365,6 +365,59 @@ static void row_cycle(const struct impl *im, char **bufs, const size_t *lens)
 	free(s);
 }
 
+/* A registrar that registers nothing: what a miss costs in the cache itself. */
+static int n_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+{
+	(void)arg, (void)addr, (void)len, (void)flags;
+	*keyp = &n_reg;
+	return 0;
+}
+
+static int n_dereg(void *arg, void *key)
+{
+	(void)arg, (void)key;
+	return 0;
+}
+
+/*
+ * Where a miss goes: the same fresh-page get into a registrar that registers nothing, pinning
+ * (the cache and its watch: the overhead over ibv_reg_mr) and not (the cache wires in full).
+ */
+static void row_miss_parts(void)
+{
+	static const struct ubdma_registrar pins = { "noop-pins", n_reg, n_dereg, UBDMA_REGISTRAR_PINS };
+	static const struct ubdma_registrar wires = { "noop-wires", n_reg, n_dereg, 0 };
+	const struct ubdma_registrar *ops[2] = { &pins, &wires };
+	static const char *impl[2] = { "ubdma-noop-pins", "ubdma-noop-wires" };
+	size_t span = 2 * PG * (size_t)miss_samples;
+	double *s = malloc((size_t)miss_samples * sizeof(*s));
+	ubdma_reg_t **h = calloc((size_t)miss_samples, sizeof(*h));
+	int err;
+
+	for (int k = 0; k < 2; k++) {
+		ubdma_ctx_t *c;
+		char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		memset(base, 1, span);
+		if ((err = ubdma_ctx_open(UBDMA_BACKEND_VA, &c)) || (err = ubdma_rcache_set_registrar(c, ops[k], NULL)))
+			die("no-op registrar", err);
+		for (int i = 0; i < miss_samples; i++) {
+			uint64_t t0 = now_ns();
+			if ((err = ubdma_reg_get(c, base + (size_t)i * 2 * PG, PG, RW, &h[i])))
+				die("miss (no-op registrar)", err);
+			s[i] = (double)(now_ns() - t0);
+		}
+		for (int i = 0; i < miss_samples; i++)
+			ubdma_reg_put(h[i]);
+		add_row("miss", impl[k], "ns", s, miss_samples,
+			k ? "fresh 4 KiB buffer, a registrar that registers nothing: the cache with a full wiring"
+			  : "fresh 4 KiB buffer, a registrar that registers nothing: the cache and its watch alone");
+		ubdma_ctx_close(c);
+		munmap(base, span);
+	}
+	free(s);
+	free(h);
+}
+
 /* The application's step, buffers that churn through malloc / free; the peer is qb's MR. */
 static void row_churn(const struct impl *im, size_t len, const char *name, int bw, struct ibv_mr *dst)
 {
@@ -480,6 +533,7 @@ int main(int argc, char **argv)
 	row_miss(impls, 3);
 	if (!impls[1])
 		add_row("miss", "ucx", "ns", NULL, 0, ucx_why);
+	row_miss_parts();
 	for (int k = 0; k < 3; k++)
 		impls[k] ? row_cycle(impls[k], bufs, lens) : add_row("cycle_working_set", names[k], "ns", NULL, 0, ucx_why);
 	for (int k = 0; k < 3; k++)

@@ -128,7 +128,18 @@ struct ubdma_registrar {
 	int (*reg)(void *arg, void *addr, size_t len, int flags, void **keyp);
 	/* Release @key.  A positive errno is counted (dereg_failures) and the key forgotten. */
 	int (*dereg)(void *arg, void *key);
+	/*
+	 * UBDMA_REGISTRAR_PINS: @reg pins the pages itself for as long as the key lives (a
+	 * long-term pin: ibv_reg_mr, VFIO MAP_DMA, iommufd), and fails (EFAULT) on memory it
+	 * cannot pin.  The cache then only watches the range (the monitor's events still end the
+	 * registration) instead of wiring it: no mlock, no MADV_DONTFORK, so VmLck does not grow
+	 * (the registrar's pin shows in VmPin) and a fork(2) child gets a copy of the pages
+	 * instead of a hole.  0: the cache wires the range (mlock, MADV_DONTFORK) first.
+	 */
+	unsigned flags;
 };
+
+#define UBDMA_REGISTRAR_PINS 0x1u /* struct ubdma_registrar.flags: reg pins the pages itself */
 
 /**
  * ubdma_rcache_set_registrar() - make the context's cache register into @ops's domain (@arg is
@@ -137,7 +148,7 @@ struct ubdma_registrar {
  * protection domain) must outlive every registration made through it: close the context, or
  * flush the cache with nothing held, before releasing them.
  *
- * Return: 0; EINVAL for a NULL @ctx, or @ops without reg or dereg; EBUSY while the cache holds
+ * Return: 0; EINVAL for a NULL @ctx, @ops without reg or dereg, or unknown @ops->flags; EBUSY while the cache holds
  * registrations (cached, or invalidated and still held: flush and put them first); ENOMEM when
  * the cache cannot be made.
  */
