@@ -1349,10 +1349,19 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 		free(t);
 		return err;
 	}
-	struct wrun proto = { .pgsz = PAGE_4K, .gen = gen_next++ | GEN_WATCH, .watched = 1 };
-	run_add(&watch, a, b, 1, 0, &proto);
-	size_t n = 0;
-	for (size_t k = run_find(&watch, a); k < watch.n && watch.r[k].start < b; k++) {
+	struct wrun proto = { .start = a, .end = b, .count = 1, .pgsz = PAGE_4K, .gen = gen_next++ | GEN_WATCH,
+			      .watched = 1 };
+	size_t n = 0, at = run_find(&watch, a);
+	int fresh = at >= watch.n || watch.r[at].start >= b;
+	if (fresh) {
+		/* nothing counted there (a miss's usual case): one run, whose new generation merges
+		 * with no neighbour */
+		run_insert(&watch, at, proto);
+		t->p[n++] = (struct wire_piece){ a, b, proto.gen };
+	} else {
+		run_add(&watch, a, b, 1, 0, &proto);
+	}
+	for (size_t k = run_find(&watch, a); !fresh && k < watch.n && watch.r[k].start < b; k++) {
 		uintptr_t s = watch.r[k].start > a ? watch.r[k].start : a;
 		uintptr_t e = watch.r[k].end < b ? watch.r[k].end : b;
 		if (n && t->p[n - 1].e == s && t->p[n - 1].gen == watch.r[k].gen)
