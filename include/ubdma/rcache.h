@@ -108,8 +108,8 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
  * A registration domain other than the context's IOMMU: a verbs protection domain
  * (libubdma_verbs, <ubdma/verbs.h>), a libfabric domain, a GPU driver's host registration.
  * The cache wires each range it registers (so that the monitor watches it and munmap ends it),
- * then calls @reg; it calls @dereg when the entry leaves the cache and nobody holds it, before it
- * unwires.  Limits, eviction, merging, statistics and invalidation are the same as for the IOMMU
+ * or only watches it when the registrar pins the pages itself (UBDMA_REGISTRAR_PINS), then calls
+ * @reg; it calls @dereg when the entry leaves the cache and nobody holds it, before it unwires.  Limits, eviction, merging, statistics and invalidation are the same as for the IOMMU
  * domain; max_iommu of ubdma_rcache_set_limits() counts registrations here.
  *
  * Rules for the callbacks (docs/rcache.md, "Domains"): they may run on any thread that calls
@@ -120,7 +120,8 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
 struct ubdma_registrar {
 	const char *name;	/* shown in the statistics ("verbs", "ofi"...) */
 	/*
-	 * Register [addr, addr + len) (page aligned, hugetlb-page aligned on hugetlb; wired) for
+	 * Register [addr, addr + len) (page aligned, hugetlb-page aligned on hugetlb; wired; 4 KiB
+	 * aligned and watched only, with UBDMA_REGISTRAR_PINS) for
 	 * @flags (UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE: what the device will do) and store the
 	 * registration's key in *keyp.  Return 0, or a positive errno with nothing registered:
 	 * ENOMEM or ENOSPC make the cache evict and try again (out of registrations, pinned memory).
