@@ -7,7 +7,10 @@
  *  hit               ns: one get + put of a cached 4 KiB buffer (bare: reg + dereg).  A sample
  *                    is a batch of BATCH pairs, divided by BATCH.
  *  miss              ns: the call that registers a fresh 4 KiB buffer (bare: ibv_reg_mr alone),
- *                    each timed alone, the three interleaved page by page.
+ *                    each timed alone, the three interleaved page by page.  Two more impls, ubdma only,
+ *                    say where a miss goes: ubdma-noop-pins (a registrar that registers nothing
+ *                    and says it pins: the cache and its watch alone) and ubdma-noop-wires (the
+ *                    same without the flag: the cache with a full wiring).
  *  cycle_working_set ns: one get + put of a buffer drawn at random from NBUF buffers of mixed
  *                    sizes (4 KiB - 4 MiB, 31 MiB in all) with the caches limited to 16 MiB.
  *  write_churn       ns: an application's step: malloc a 64 KiB buffer, register it (get, or
