@@ -1333,9 +1333,10 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	 * unlock), so the count never outlives the mapping it was taken on.  The registration is
 	 * asked for the whole WATCH_WINDOW around the range, which the kernel does by splitting
 	 * mappings (the cost of a miss, on a slow machine as much as ibv_reg_mr's own); once a
-	 * window is registered, the next range in it costs one look in the kernel and no split.
-	 * The call is made every time, never skipped on our memory of a window: a hole in the
-	 * window when it was registered may hold a new, unwatched mapping now.
+	 * window is registered, the next range in it costs one look in the kernel and no split,
+	 * and none at all once the kernel vouched that the window is one registered mapping
+	 * (watch_trust(): a hole it had may hold a new, unwatched mapping now, so memory of a
+	 * registration alone is not enough).
 	 */
 	uintptr_t wa = TRUNC(a, WATCH_WINDOW), wb = ROUND(b, WATCH_WINDOW);
 	if (wins_cover(a, b))
