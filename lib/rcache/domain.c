@@ -56,6 +56,8 @@ static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, st
 	 * pages (hugetlb in parts, a regular file) is wired in full, as for any registrar */
 	if (rc->ops->flags & UBDMA_REGISTRAR_PINS)
 		err = wire_watch((void *)lo, hi - lo, &t, &s, &e);
+	if (err == ENOMEM)
+		return err; /* out of memory (or of mappings): a full wiring needs more of both */
 	if (err) {
 		err = wire_range((void *)lo, hi - lo, flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0, &segs, &nseg,
 				 &t);

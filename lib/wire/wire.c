@@ -1324,7 +1324,10 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	size_t cap = 1;
 	for (size_t i = run_find(&watch, a); i < watch.n && watch.r[i].start < b; i++)
 		cap += 2;
-	if (run_reserve(&watch, 2 * cap + 4) || !(t = malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
+	/* the window sets too: all three tables are made on the first call and live as long as the
+	 * process, as the wire counts do */
+	if (run_reserve(&watch, 2 * cap + 4) || run_reserve(&wins, 4) || run_reserve(&nots, 4) ||
+	    !(t = malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
 		pthread_mutex_unlock(&wire_lock);
 		return uerr(ENOMEM, "out of memory");
 	}
