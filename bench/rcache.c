@@ -31,8 +31,7 @@
 #include <ubdma/ubdma.h>
 
 #ifdef UBDMA_BENCH_UCX
-#include <ucm/api/ucm.h>
-#include <ucs/memory/rcache.h>
+#include "ucx_rcache.h"
 #endif
 
 #define BATCH 256
@@ -160,94 +159,47 @@ static void n_drop(void)
 /* --------------------------------------------------------------- UCX */
 
 #ifdef UBDMA_BENCH_UCX
-struct ucx_region {
-	ucs_rcache_region_t super;
-	ubdma_umem_t *umem;
-};
-
-static ucs_rcache_t *ucx_rc;
-static unsigned long ucx_regs; /* mem_reg calls: UCX's misses */
-static size_t ucx_limit = 0;
-
-static ucs_status_t ucx_mem_reg(void *context, ucs_rcache_t *rcache, void *arg, ucs_rcache_region_t *region,
-				uint16_t flags)
+/* UCX's miss does what ours does: ubdma_umem_lock() of the region (bench/ucx_rcache.h) */
+static int ucx_umem_lock(void *arg, void *addr, size_t len, void **handlep)
 {
-	struct ucx_region *r = (struct ucx_region *)region;
-
-	(void)context, (void)rcache, (void)arg, (void)flags;
-	ucx_regs++;
-	return ubdma_umem_lock(ctx, (void *)region->super.start, region->super.end - region->super.start, RW,
-			       &r->umem) ? UCS_ERR_IO_ERROR : UCS_OK;
+	(void)arg;
+	return ubdma_umem_lock(ctx, addr, len, RW, (ubdma_umem_t **)handlep);
 }
 
-static void ucx_mem_dereg(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region)
+static void ucx_umem_unlock(void *arg, void *handle)
 {
-	(void)context, (void)rcache;
-	ubdma_umem_unlock(((struct ucx_region *)region)->umem);
+	(void)arg;
+	ubdma_umem_unlock(handle);
 }
 
-static void ucx_dump(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region, char *buf, size_t max)
-{
-	(void)context, (void)rcache, (void)region;
-	snprintf(buf, max, "ubdma umem");
-}
-
-static const ucs_rcache_ops_t ucx_ops = { ucx_mem_reg, ucx_mem_dereg, ucx_dump };
-
-static int ucx_create(size_t limit, char *why, size_t whylen)
-{
-	ucs_rcache_params_t p;
-
-	memset(&p, 0, sizeof(p));
-	p.region_struct_size = sizeof(struct ucx_region);
-	p.alignment = PG;
-	p.max_alignment = PG;
-	p.ucm_events = UCM_EVENT_VM_UNMAPPED; /* its monitor: the unmap hooks of libucm */
-	p.ucm_event_priority = 1000;
-	p.ops = &ucx_ops;
-	p.context = NULL;
-	p.flags = UCS_RCACHE_FLAG_NO_PFN_CHECK;
-	p.max_regions = limit ? 65536 : ULONG_MAX;
-	p.max_size = limit ? limit : SIZE_MAX;
-	p.max_unreleased = SIZE_MAX;
-	ucs_status_t st = ucs_rcache_create(&p, "bench", NULL, &ucx_rc);
-	if (st != UCS_OK) {
-		snprintf(why, whylen, "ucs_rcache_create failed: status %d", (int)st);
-		return -1;
-	}
-	ucx_limit = limit;
-	return 0;
-}
+static struct ucxb ucx = { ucx_umem_lock, ucx_umem_unlock, NULL, "ubdma umem", NULL, 0, 0 };
 
 static int x_get(void *addr, size_t len, void **h)
 {
-	return ucs_rcache_get(ucx_rc, addr, len, PROT_READ | PROT_WRITE, NULL, (ucs_rcache_region_t **)h) ==
-	       UCS_OK ? 0 : EIO;
+	return ucxb_get(&ucx, addr, len, h);
 }
 
 static void x_put(void *h)
 {
-	ucs_rcache_region_put(ucx_rc, h);
+	ucxb_put(&ucx, h);
 }
 
 static void x_limit(size_t bytes)
 {
 	char why[128];
 
-	/* UCX fixes its limits at creation: make a new cache */
-	ucs_rcache_destroy(ucx_rc);
-	if (ucx_create(bytes, why, sizeof(why)))
+	if (ucxb_set_limit(&ucx, bytes, why, sizeof(why)))
 		die(why, EIO);
 }
 
 static unsigned long x_misses(void)
 {
-	return ucx_regs;
+	return ucx.regs;
 }
 
 static void x_drop(void)
 {
-	x_limit(ucx_limit);
+	x_limit(ucx.limit);
 }
 #endif
 
@@ -407,7 +359,7 @@ int main(int argc, char **argv)
 	struct impl *impls[3] = { &u, NULL, &n };
 #ifdef UBDMA_BENCH_UCX
 	struct impl x = { "ucx", x_misses, x_get, x_put, x_limit, x_drop };
-	if (ucx_create(0, ucx_why, sizeof(ucx_why)) == 0)
+	if (ucxb_create(&ucx, 0, ucx_why, sizeof(ucx_why)) == 0)
 		impls[1] = &x;
 #endif
 	/* the working set: sizes 4 KiB .. 64 MiB, three of each, 256 MiB in all */
@@ -443,7 +395,7 @@ int main(int argc, char **argv)
 	}
 #ifdef UBDMA_BENCH_UCX
 	if (impls[1])
-		ucs_rcache_destroy(ucx_rc);
+		ucxb_destroy(&ucx);
 #endif
 	ubdma_ctx_close(ctx);
 	return 0;

@@ -7,7 +7,10 @@
  *  hit               ns: one get + put of a cached 4 KiB buffer (bare: reg + dereg).  A sample
  *                    is a batch of BATCH pairs, divided by BATCH.
  *  miss              ns: the call that registers a fresh 4 KiB buffer (bare: ibv_reg_mr alone),
- *                    each timed alone, the three interleaved page by page.
+ *                    each timed alone, the three interleaved page by page.  Two more impls, ubdma only,
+ *                    say where a miss goes: ubdma-noop-pins (a registrar that registers nothing
+ *                    and says it pins: the cache and its watch alone) and ubdma-noop-wires (the
+ *                    same without the flag: the cache with a full wiring).
  *  cycle_working_set ns: one get + put of a buffer drawn at random from NBUF buffers of mixed
  *                    sizes (4 KiB - 4 MiB, 31 MiB in all) with the caches limited to 16 MiB.
  *  write_churn       ns: an application's step: malloc a 64 KiB buffer, register it (get, or
@@ -33,8 +36,7 @@
 #include "../tests/vm/guest/rxe.h"
 
 #ifdef UBDMA_BENCH_UCX
-#include <ucm/api/ucm.h>
-#include <ucs/memory/rcache.h>
+#include "ucx_rcache.h"
 #endif
 
 #define BATCH 64
@@ -179,97 +181,53 @@ static unsigned long b_regs(void)
 /* --------------------------------------------------------------- UCX */
 
 #ifdef UBDMA_BENCH_UCX
-struct ucx_region {
-	ucs_rcache_region_t super;
-	struct ibv_mr *mr;
-};
-
-static ucs_rcache_t *ucx_rc;
-static unsigned long ucx_regs;
-static size_t ucx_limit;
-
-static ucs_status_t ucx_mem_reg(void *context, ucs_rcache_t *rcache, void *arg, ucs_rcache_region_t *region,
-				uint16_t flags)
+/* UCX's miss does what bare does: ibv_reg_mr() of the region (bench/ucx_rcache.h) */
+static int ucx_reg_mr(void *arg, void *addr, size_t len, void **handlep)
 {
-	struct ucx_region *r = (struct ucx_region *)region;
-
-	(void)context, (void)rcache, (void)arg, (void)flags;
-	ucx_regs++;
-	r->mr = ibv_reg_mr(R.pd, (void *)region->super.start, region->super.end - region->super.start, ACC);
-	return r->mr ? UCS_OK : UCS_ERR_IO_ERROR;
+	(void)arg;
+	*handlep = ibv_reg_mr(R.pd, addr, len, ACC);
+	return *handlep ? 0 : EIO;
 }
 
-static void ucx_mem_dereg(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region)
+static void ucx_dereg_mr(void *arg, void *handle)
 {
-	(void)context, (void)rcache;
-	ibv_dereg_mr(((struct ucx_region *)region)->mr);
+	(void)arg;
+	ibv_dereg_mr(handle);
 }
 
-static void ucx_dump(void *context, ucs_rcache_t *rcache, ucs_rcache_region_t *region, char *buf, size_t max)
-{
-	(void)context, (void)rcache, (void)region;
-	snprintf(buf, max, "ibv mr");
-}
-
-static const ucs_rcache_ops_t ucx_ops = { ucx_mem_reg, ucx_mem_dereg, ucx_dump };
-
-static int ucx_create(size_t limit, char *why, size_t whylen)
-{
-	ucs_rcache_params_t p;
-
-	memset(&p, 0, sizeof(p));
-	p.region_struct_size = sizeof(struct ucx_region);
-	p.alignment = PG;
-	p.max_alignment = PG;
-	p.ucm_events = UCM_EVENT_VM_UNMAPPED;
-	p.ucm_event_priority = 1000;
-	p.ops = &ucx_ops;
-	p.flags = UCS_RCACHE_FLAG_NO_PFN_CHECK;
-	p.max_regions = limit ? 65536 : ULONG_MAX;
-	p.max_size = limit ? limit : SIZE_MAX;
-	p.max_unreleased = SIZE_MAX;
-	ucs_status_t st = ucs_rcache_create(&p, "bench-verbs", NULL, &ucx_rc);
-	if (st != UCS_OK) {
-		snprintf(why, whylen, "ucs_rcache_create failed: status %d", (int)st);
-		return -1;
-	}
-	ucx_limit = limit;
-	return 0;
-}
+static struct ucxb ucx = { ucx_reg_mr, ucx_dereg_mr, NULL, "ibv mr", NULL, 0, 0 };
 
 static int x_get(void *addr, size_t len, void **h)
 {
-	return ucs_rcache_get(ucx_rc, addr, len, PROT_READ | PROT_WRITE, NULL, (ucs_rcache_region_t **)h) ==
-	       UCS_OK ? 0 : EIO;
+	return ucxb_get(&ucx, addr, len, h);
 }
 
 static void x_put(void *h)
 {
-	ucs_rcache_region_put(ucx_rc, h);
+	ucxb_put(&ucx, h);
 }
 
 static uint32_t x_lkey(void *h)
 {
-	return ((struct ucx_region *)h)->mr->lkey;
+	return ((struct ibv_mr *)ucxb_handle(h))->lkey;
 }
 
 static void x_limit(size_t bytes)
 {
 	char why[128];
 
-	ucs_rcache_destroy(ucx_rc);
-	if (ucx_create(bytes, why, sizeof(why)))
+	if (ucxb_set_limit(&ucx, bytes, why, sizeof(why)))
 		die(why, EIO);
 }
 
 static void x_drop(void)
 {
-	x_limit(ucx_limit);
+	x_limit(ucx.limit);
 }
 
 static unsigned long x_regs(void)
 {
-	return ucx_regs;
+	return ucx.regs;
 }
 #endif
 
@@ -365,6 +323,59 @@ static void row_cycle(const struct impl *im, char **bufs, const size_t *lens)
 	free(s);
 }
 
+/* A registrar that registers nothing: what a miss costs in the cache itself. */
+static int n_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+{
+	(void)arg, (void)addr, (void)len, (void)flags;
+	*keyp = &n_reg;
+	return 0;
+}
+
+static int n_dereg(void *arg, void *key)
+{
+	(void)arg, (void)key;
+	return 0;
+}
+
+/*
+ * Where a miss goes: the same fresh-page get into a registrar that registers nothing, pinning
+ * (the cache and its watch: the overhead over ibv_reg_mr) and not (the cache wires in full).
+ */
+static void row_miss_parts(void)
+{
+	static const struct ubdma_registrar pins = { "noop-pins", n_reg, n_dereg, UBDMA_REGISTRAR_PINS };
+	static const struct ubdma_registrar wires = { "noop-wires", n_reg, n_dereg, 0 };
+	const struct ubdma_registrar *ops[2] = { &pins, &wires };
+	static const char *impl[2] = { "ubdma-noop-pins", "ubdma-noop-wires" };
+	size_t span = 2 * PG * (size_t)miss_samples;
+	double *s = malloc((size_t)miss_samples * sizeof(*s));
+	ubdma_reg_t **h = calloc((size_t)miss_samples, sizeof(*h));
+	int err;
+
+	for (int k = 0; k < 2; k++) {
+		ubdma_ctx_t *c;
+		char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		memset(base, 1, span);
+		if ((err = ubdma_ctx_open(UBDMA_BACKEND_VA, &c)) || (err = ubdma_rcache_set_registrar(c, ops[k], NULL)))
+			die("no-op registrar", err);
+		for (int i = 0; i < miss_samples; i++) {
+			uint64_t t0 = now_ns();
+			if ((err = ubdma_reg_get(c, base + (size_t)i * 2 * PG, PG, RW, &h[i])))
+				die("miss (no-op registrar)", err);
+			s[i] = (double)(now_ns() - t0);
+		}
+		for (int i = 0; i < miss_samples; i++)
+			ubdma_reg_put(h[i]);
+		add_row("miss", impl[k], "ns", s, miss_samples,
+			k ? "fresh 4 KiB buffer, a registrar that registers nothing: the cache with a full wiring"
+			  : "fresh 4 KiB buffer, a registrar that registers nothing: the cache and its watch alone");
+		ubdma_ctx_close(c);
+		munmap(base, span);
+	}
+	free(s);
+	free(h);
+}
+
 /* The application's step, buffers that churn through malloc / free; the peer is qb's MR. */
 static void row_churn(const struct impl *im, size_t len, const char *name, int bw, struct ibv_mr *dst)
 {
@@ -456,7 +467,7 @@ int main(int argc, char **argv)
 	static const char *names[3] = { "ubdma", "ucx", "bare" };
 #ifdef UBDMA_BENCH_UCX
 	struct impl x = { "ucx", x_get, x_put, x_lkey, x_limit, x_drop, x_regs };
-	if (ucx_create(0, ucx_why, sizeof(ucx_why)) == 0)
+	if (ucxb_create(&ucx, 0, ucx_why, sizeof(ucx_why)) == 0)
 		impls[1] = &x;
 #endif
 	static const size_t sz[] = { 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20 };
@@ -480,6 +491,7 @@ int main(int argc, char **argv)
 	row_miss(impls, 3);
 	if (!impls[1])
 		add_row("miss", "ucx", "ns", NULL, 0, ucx_why);
+	row_miss_parts();
 	for (int k = 0; k < 3; k++)
 		impls[k] ? row_cycle(impls[k], bufs, lens) : add_row("cycle_working_set", names[k], "ns", NULL, 0, ucx_why);
 	for (int k = 0; k < 3; k++)
@@ -495,7 +507,7 @@ int main(int argc, char **argv)
 	}
 #ifdef UBDMA_BENCH_UCX
 	if (impls[1])
-		ucs_rcache_destroy(ucx_rc);
+		ucxb_destroy(&ucx);
 #endif
 	ubdma_ctx_close(ctx);
 	ibv_dereg_mr(dst);

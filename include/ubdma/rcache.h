@@ -108,8 +108,8 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
  * A registration domain other than the context's IOMMU: a verbs protection domain
  * (libubdma_verbs, <ubdma/verbs.h>), a libfabric domain, a GPU driver's host registration.
  * The cache wires each range it registers (so that the monitor watches it and munmap ends it),
- * then calls @reg; it calls @dereg when the entry leaves the cache and nobody holds it, before it
- * unwires.  Limits, eviction, merging, statistics and invalidation are the same as for the IOMMU
+ * or only watches it when the registrar pins the pages itself (UBDMA_REGISTRAR_PINS), then calls
+ * @reg; it calls @dereg when the entry leaves the cache and nobody holds it, before it unwires.  Limits, eviction, merging, statistics and invalidation are the same as for the IOMMU
  * domain; max_iommu of ubdma_rcache_set_limits() counts registrations here.
  *
  * Rules for the callbacks (docs/rcache.md, "Domains"): they may run on any thread that calls
@@ -120,7 +120,8 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
 struct ubdma_registrar {
 	const char *name;	/* shown in the statistics ("verbs", "ofi"...) */
 	/*
-	 * Register [addr, addr + len) (page aligned, hugetlb-page aligned on hugetlb; wired) for
+	 * Register [addr, addr + len) (page aligned, hugetlb-page aligned on hugetlb; wired; 4 KiB
+	 * aligned and watched only, with UBDMA_REGISTRAR_PINS) for
 	 * @flags (UBDMA_UMEM_READ and/or UBDMA_UMEM_WRITE: what the device will do) and store the
 	 * registration's key in *keyp.  Return 0, or a positive errno with nothing registered:
 	 * ENOMEM or ENOSPC make the cache evict and try again (out of registrations, pinned memory).
@@ -128,7 +129,18 @@ struct ubdma_registrar {
 	int (*reg)(void *arg, void *addr, size_t len, int flags, void **keyp);
 	/* Release @key.  A positive errno is counted (dereg_failures) and the key forgotten. */
 	int (*dereg)(void *arg, void *key);
+	/*
+	 * UBDMA_REGISTRAR_PINS: @reg pins the pages itself for as long as the key lives (a
+	 * long-term pin: ibv_reg_mr, VFIO MAP_DMA, iommufd), and fails (EFAULT) on memory it
+	 * cannot pin.  The cache then only watches the range (the monitor's events still end the
+	 * registration) instead of wiring it: no mlock, no MADV_DONTFORK, so VmLck does not grow
+	 * (the registrar's pin shows in VmPin) and a fork(2) child gets a copy of the pages
+	 * instead of a hole.  0: the cache wires the range (mlock, MADV_DONTFORK) first.
+	 */
+	unsigned flags;
 };
+
+#define UBDMA_REGISTRAR_PINS 0x1u /* struct ubdma_registrar.flags: reg pins the pages itself */
 
 /**
  * ubdma_rcache_set_registrar() - make the context's cache register into @ops's domain (@arg is
@@ -137,7 +149,7 @@ struct ubdma_registrar {
  * protection domain) must outlive every registration made through it: close the context, or
  * flush the cache with nothing held, before releasing them.
  *
- * Return: 0; EINVAL for a NULL @ctx, or @ops without reg or dereg; EBUSY while the cache holds
+ * Return: 0; EINVAL for a NULL @ctx, @ops without reg or dereg, or unknown @ops->flags; EBUSY while the cache holds
  * registrations (cached, or invalidated and still held: flush and put them first); ENOMEM when
  * the cache cannot be made.
  */

@@ -5,7 +5,9 @@
  *
  * Both wire what they register, so that the process's monitor watches it (a wiring registers its
  * range with the userfaultfd) and an unmap ends it (wire_ticket_alive() turns false); that is
- * what keeps every domain's entries from going stale.  A registrar's range is the wired one:
+ * what keeps every domain's entries from going stale.  A registrar that pins the pages itself
+ * (UBDMA_REGISTRAR_PINS) gets the watch without the lock (wire_watch()): mlock and
+ * MADV_DONTFORK would add nothing to its pin but system calls and split mappings.  A registrar's range is the wired one:
  * whole pages, whole hugetlb pages on hugetlb memory.  Release deregisters first and unwires
  * last: the memory stays wired (and watched) until the domain no longer reaches it.
  */
@@ -47,13 +49,24 @@ static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, st
 	struct wire_seg *segs = NULL;
 	struct wire_ticket *t = NULL;
 	void *key = NULL;
-	int nseg = 0, err;
+	uintptr_t s = 0, e = 0;
+	int nseg = 0, err = ENOTSUP;
 
-	err = wire_range((void *)lo, hi - lo, flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0, &segs, &nseg, &t);
-	if (err)
-		return err;
-	uintptr_t s = segs[0].start, e = segs[nseg - 1].end;
-	free(segs);
+	/* a registrar that pins needs only the monitor's watch; what cannot be watched in 4 KiB
+	 * pages (hugetlb in parts, a regular file) is wired in full, as for any registrar */
+	if (rc->ops->flags & UBDMA_REGISTRAR_PINS)
+		err = wire_watch((void *)lo, hi - lo, &t, &s, &e);
+	if (err == ENOMEM)
+		return err; /* out of memory (or of mappings): a full wiring needs more of both */
+	if (err) {
+		err = wire_range((void *)lo, hi - lo, flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0, &segs, &nseg,
+				 &t);
+		if (err)
+			return err;
+		s = segs[0].start;
+		e = segs[nseg - 1].end;
+		free(segs);
+	}
 	err = rc->ops->reg(rc->ops_arg, (void *)s, e - s, flags, &key);
 	if (err) {
 		wire_release(t);

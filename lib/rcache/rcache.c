@@ -1274,6 +1274,9 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 	if (ops && (!ops->reg || !ops->dereg))
 		return uerr(EINVAL, "registrar %s has no %s callback", ops->name ? ops->name : "(unnamed)",
 			    ops->reg ? "dereg" : "reg");
+	if (ops && (ops->flags & ~UBDMA_REGISTRAR_PINS))
+		return uerr(EINVAL, "registrar %s: unknown flags 0x%x", ops->name ? ops->name : "(unnamed)",
+			    ops->flags & ~UBDMA_REGISTRAR_PINS);
 	if ((err = rc_obtain(ctx, &rc)))
 		return err;
 	pthread_mutex_lock(&rc->miss_lock);

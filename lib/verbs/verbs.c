@@ -64,7 +64,10 @@ static int v_dereg(void *arg, void *key)
 	return err;
 }
 
-static const struct ubdma_registrar verbs_ops = { .name = "verbs", .reg = v_reg, .dereg = v_dereg };
+/* ibv_reg_mr pins the pages (FOLL_LONGTERM) and fails with EFAULT where it cannot: the cache
+ * need only watch the range */
+static const struct ubdma_registrar verbs_ops = { .name = "verbs", .reg = v_reg, .dereg = v_dereg,
+						  .flags = UBDMA_REGISTRAR_PINS };
 
 const struct ubdma_registrar *ubdma_verbs_ops(void)
 {

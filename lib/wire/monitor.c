@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -259,6 +260,45 @@ int wmon_register(uintptr_t s, uintptr_t e)
 	if (fd < 0)
 		return ENOTSUP;
 	return ioctl(fd, UFFDIO_REGISTER, &r) ? errno : 0;
+}
+
+int wmon_registered(uintptr_t s, uintptr_t e)
+{
+	/* mode 0 resolves write protection, of which there is none: only the kernel's check of
+	 * the range is wanted (on 6.1 it also makes the writable PTEs read-only: each page's next
+	 * write takes a minor fault that keeps the page, docs/wire.md) */
+	struct uffdio_writeprotect w = { .range = { s, e - s }, .mode = 0 };
+	int fd = wmon_fd();
+
+	if (fd < 0)
+		return ENOTSUP;
+	return ioctl(fd, UFFDIO_WRITEPROTECT, &w) ? errno : 0;
+}
+
+int wmon_wp_strict(void)
+{
+	static int strict = -1;
+	int k = __atomic_load_n(&strict, __ATOMIC_RELAXED);
+
+	if (k >= 0)
+		return k;
+	/* a throw-away handle without events, on a scratch mapping with a hole in the middle */
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	int fd = uffd_open();
+	char *p = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	k = 0;
+	if (fd >= 0 && p != MAP_FAILED && ioctl(fd, UFFDIO_API, &api) == 0) {
+		struct uffdio_register r = { .range = { (uintptr_t)p, 3 * 4096 }, .mode = UFFDIO_REGISTER_MODE_WP };
+		struct uffdio_writeprotect w = { .range = { (uintptr_t)p, 3 * 4096 }, .mode = 0 };
+		if (ioctl(fd, UFFDIO_REGISTER, &r) == 0 && munmap(p + 4096, 4096) == 0)
+			k = ioctl(fd, UFFDIO_WRITEPROTECT, &w) != 0 && errno == ENOENT;
+	}
+	if (p != MAP_FAILED)
+		munmap(p, 3 * 4096);
+	if (fd >= 0)
+		close(fd);
+	__atomic_store_n(&strict, k, __ATOMIC_RELAXED);
+	return k;
 }
 
 void wmon_unregister(uintptr_t s, uintptr_t e)

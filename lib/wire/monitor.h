@@ -68,6 +68,11 @@ int wmon_fd(void);			/* -1 when not running */
 int wmon_watches_hugetlb(void);		/* 1 when hugetlb and shmem ranges can be registered */
 int wmon_register(uintptr_t s, uintptr_t e); /* 0, or why not (EINVAL: regular file, EBUSY...) */
 void wmon_unregister(uintptr_t s, uintptr_t e);
+/* 0 when every mapping in [s, e) is registered with the monitor (UFFDIO_WRITEPROTECT's check),
+ * else why not (ENOENT: a mapping that is not; on a strict kernel also a hole or a second mapping) */
+int wmon_registered(uintptr_t s, uintptr_t e);
+/* 1 when that check refuses holes and ranges of more than one mapping (Linux 6.1); probed once */
+int wmon_wp_strict(void);
 void wmon_forget(void);			/* fork child */
 
 #endif

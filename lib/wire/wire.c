@@ -263,6 +263,45 @@ static int for_each_unwired(uintptr_t s, uintptr_t e, int (*fn)(uintptr_t, uintp
 	return 0;
 }
 
+/*
+ * Watch-only wirings (wire_watch(), for registrars that pin the pages themselves): counted in a
+ * run set of their own, registered with the monitor and never locked.  Their generations carry
+ * GEN_WATCH, so that a ticket says which set it belongs to.
+ */
+#define GEN_WATCH (1ULL << 63)
+/* What a watch-only wiring asks the monitor to register around it (wire_watch()). */
+#define WATCH_WINDOW PAGE_2M
+static struct runset watch;
+/* Windows known to be registered whole (watch_trust()): a watch inside one makes no system call. */
+static struct runset wins;
+/* Windows registered that the kernel would not vouch for (not one mapping): not asked again. */
+static struct runset nots;
+static void watch_release(struct wire_ticket *t);
+static void end_watch(uintptr_t s, uintptr_t e);
+static void wins_cut(uintptr_t s, uintptr_t e);
+
+/*
+ * Stop watching [s, e) except where the other set still needs the monitor: a range wired both
+ * ways stays registered until both are gone.  No allocation.  Wire lock held.
+ */
+static void unwatch_except(const struct runset *keep, uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(keep, s);
+	uintptr_t cur = s;
+
+	wins_cut(s, e); /* no longer registered whole */
+
+	while (cur < e) {
+		if (i < keep->n && keep->r[i].start <= cur) {
+			cur = keep->r[i++].end;
+			continue;
+		}
+		uintptr_t gap_end = (i < keep->n && keep->r[i].start < e) ? keep->r[i].start : e;
+		wmon_unregister(cur, gap_end);
+		cur = gap_end;
+	}
+}
+
 /* ------------------------------------------------------------ kernel state */
 
 /* Unlock, unmark and stop watching one mapped piece. */
@@ -271,7 +310,7 @@ static int drop_piece(uintptr_t s, uintptr_t e, void *arg)
 	(void)arg;
 	madvise((void *)s, e - s, MADV_DOFORK);
 	sys_munlock(s, e);
-	wmon_unregister(s, e);
+	unwatch_except(&watch, s, e);
 	return 0;
 }
 
@@ -284,7 +323,7 @@ static void state_drop(uintptr_t s, uintptr_t e)
 {
 	if (sys_munlock(s, e) == 0) {
 		madvise((void *)s, e - s, MADV_DOFORK);
-		wmon_unregister(s, e);
+		unwatch_except(&watch, s, e);
 		return;
 	}
 	vma_each(s, e, drop_piece, NULL);
@@ -488,14 +527,14 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	int err = wire_mlock(s, e, 1);
 	if (err) {
 		if (watched)
-			wmon_unregister(s, e);
+			unwatch_except(&watch, s, e);
 		return err;
 	}
 	if (madvise((void *)s, e - s, MADV_DONTFORK)) {
 		err = errno;
 		sys_munlock(s, e);
 		if (watched)
-			wmon_unregister(s, e);
+			unwatch_except(&watch, s, e);
 		/* ENOMEM is vm.max_map_count, or a hole: the range was unmapped since the mlock by
 		 * another thread (and maybe mapped again: what we locked is gone either way) */
 		if (err == EINVAL || (err == ENOMEM && (!mapped_now(s, e) || !near_map_limit())))
@@ -517,7 +556,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 		madvise((void *)s, e - s, MADV_DOFORK);
 		sys_munlock(s, e);
 		if (watched)
-			wmon_unregister(s, e);
+			unwatch_except(&watch, s, e);
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	}
 	u->v[u->n++] = (struct locked){ s, e, watched };
@@ -530,7 +569,7 @@ static void undo_all(struct undo *u)
 		madvise((void *)u->v[i].s, u->v[i].e - u->v[i].s, MADV_DOFORK);
 		sys_munlock(u->v[i].s, u->v[i].e);
 		if (u->v[i].watched)
-			wmon_unregister(u->v[i].s, u->v[i].e);
+			unwatch_except(&watch, u->v[i].s, u->v[i].e);
 	}
 }
 
@@ -602,6 +641,9 @@ static void wire_atfork_child(void)
 {
 	live = (struct runset){ 0 };
 	tomb = (struct runset){ 0 };
+	watch = (struct runset){ 0 }; /* the child has copies, unwatched (docs/wire.md, watch-only) */
+	wins = (struct runset){ 0 };
+	nots = (struct runset){ 0 };
 	pthread_mutex_init(&wire_lock, NULL);
 	wmon_forget();
 }
@@ -683,10 +725,13 @@ void wire_apply_events(const struct uffd_msg *msg, int n)
 		case UFFD_EVENT_REMOVE:
 			/* REMOVE: the mapping stays but its pages go (DONTNEED_LOCKED, MADV_REMOVE):
 			 * what a device was given is not what the process sees any more */
+			end_watch(m->arg.remove.start, m->arg.remove.end);
 			end_range(m->arg.remove.start, m->arg.remove.end);
 			break;
 		case UFFD_EVENT_REMAP: {
 			uintptr_t from = m->arg.remap.from, to = m->arg.remap.to, len = m->arg.remap.len;
+			end_watch(from, from + len);
+			end_watch(to, to + len);
 			end_range(from, from + len);
 			end_range(to, to + len);
 			/* VM_LOCKED, VM_DONTFORK and our registration moved with the pages */
@@ -954,6 +999,10 @@ void wire_release(struct wire_ticket *t)
 {
 	if (!t)
 		return;
+	if (t->n && (t->p[0].gen & GEN_WATCH)) {
+		watch_release(t);
+		return;
+	}
 	wire_enter();
 	pthread_mutex_lock(&wire_lock);
 	/* without room to split, the release would be lost and the pages pinned for good: reserve
@@ -997,14 +1046,15 @@ int wire_ticket_alive(const struct wire_ticket *t)
 	if (!t)
 		return 0;
 	pthread_mutex_lock(&wire_lock);
+	const struct runset *rs = t->n && (t->p[0].gen & GEN_WATCH) ? &watch : &live;
 	for (int k = 0; k < t->n && alive; k++) {
 		uintptr_t cur = t->p[k].s;
-		for (size_t i = run_find(&live, cur); cur < t->p[k].e; i++) {
-			if (i >= live.n || live.r[i].start > cur || live.r[i].gen != t->p[k].gen) {
+		for (size_t i = run_find(rs, cur); cur < t->p[k].e; i++) {
+			if (i >= rs->n || rs->r[i].start > cur || rs->r[i].gen != t->p[k].gen) {
 				alive = 0;
 				break;
 			}
-			cur = live.r[i].end;
+			cur = rs->r[i].end;
 		}
 	}
 	pthread_mutex_unlock(&wire_lock);
@@ -1165,4 +1215,225 @@ int ubdma_wire(void *addr, size_t len, int flags)
 int ubdma_unwire(void *addr, size_t len, int flags)
 {
 	return unwire_range(addr, len, flags);
+}
+
+/* ------------------------------------------------------------ watch-only wirings */
+
+/*
+ * A registrar that pins the pages itself (ibv_reg_mr's FOLL_LONGTERM pin, VFIO's MAP_DMA) needs
+ * from us only what keeps its registration from going stale: the monitor's events for the range,
+ * and a count that munmap, mremap or a REMOVE ends.  So the range is registered with the
+ * userfaultfd and counted here, and nothing else: no mlock (the pin holds the frames), no
+ * MADV_DONTFORK (fork(2) copies pinned anonymous pages into the child, since Linux 5.9), no look
+ * at /proc/self/maps (its text is long and read per call on kernels before 6.11).  The
+ * registration succeeds only on memory the monitor can watch in 4 KiB pages (anonymous and
+ * shmem mappings; not hugetlb in parts, not regular files): anything else answers an errno and
+ * the caller wires in full.  A hole or an access the registrar cannot pin is its own refusal
+ * (EFAULT from ibv_reg_mr): the domain's contract, docs/wire.md.
+ */
+/* Whether [s, e) lies in one trusted window.  Wire lock held. */
+static int wins_cover(uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(&wins, s);
+
+	return i < wins.n && wins.r[i].start <= s && wins.r[i].end >= e;
+}
+
+/*
+ * A window whose registration no event has cut is forgotten where the address space changed
+ * (or where a wiring's end unregistered it).  The monitor thread calls it: without room to
+ * split, every window is forgotten, which costs only registrations.  Wire lock held.
+ */
+static void set_cut(struct runset *rs, uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(rs, s);
+
+	if (i >= rs->n || rs->r[i].start >= e)
+		return;
+	if (!run_room(rs, 2)) {
+		rs->n = 0;
+		return;
+	}
+	run_split(rs, s);
+	run_split(rs, e);
+	for (i = run_find(rs, s); i < rs->n && rs->r[i].start < e;)
+		run_remove(rs, i);
+}
+
+static void wins_cut(uintptr_t s, uintptr_t e)
+{
+	set_cut(&wins, s, e);
+	set_cut(&nots, s, e); /* a window that changed may be one mapping now */
+}
+
+/*
+ * [wa, wb) was just registered: may later watches inside it skip the registration?  Only if no
+ * part of it can be an unregistered mapping, now or later.  The registration covered every
+ * mapping there was; a hole it passed over could take a new mapping, unregistered, without an
+ * event.  So the window is trusted when the kernel says, after the registration, that it is one
+ * registered mapping, with no hole: UFFDIO_WRITEPROTECT's range check does on 6.1 (one mapping,
+ * else ENOENT; wmon_wp_strict()); later kernels accept holes there, and PROCMAP_QUERY (6.11) says
+ * it instead, asked after the check.  From then on only an unmap, a move or our own
+ * unregistration can change it, and each cuts the window (wins_cut()).  Wire lock held.
+ */
+static void watch_trust(uintptr_t wa, uintptr_t wb)
+{
+	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
+	size_t i = run_find(&nots, wa);
+	int one = 1;
+
+	if (i < nots.n && nots.r[i].start <= wa && nots.r[i].end >= wb)
+		return; /* asked before, and nothing changed there since */
+	if (run_reserve(&wins, 4) || run_reserve(&nots, 4))
+		return;
+	if (wmon_registered(wa, wb)) {
+		one = 0;
+	} else if (!wmon_wp_strict()) {
+		struct vma *v;
+		int nv;
+		if (!vma_uses_query() || vma_collect(wa, wb, &v, &nv)) {
+			one = 0;
+		} else {
+			one = nv == 1 && v[0].start <= wa && v[0].end >= wb && vma_uses_query();
+			free(v);
+		}
+	}
+	wins_cut(wa, wb);
+	run_add(one ? &wins : &nots, wa, wb, 1, 0, &w);
+}
+
+int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
+{
+	uintptr_t a = 0, b = 0;
+	struct wire_ticket *t;
+	int err = range_check(addr, len, 0, 0, &a, &b);
+
+	if (err)
+		return err;
+	if (len == 0)
+		return uerr(EINVAL, "an empty range has nothing to watch");
+	a = TRUNC(a, PAGE_4K);
+	b = ROUND(b, PAGE_4K);
+	wire_enter();
+	pthread_mutex_lock(&wire_lock);
+	if (wmon_fd() < 0) {
+		pthread_mutex_unlock(&wire_lock);
+		return ENOTSUP; /* no monitor: the full wiring says why, and relocks what it cannot watch */
+	}
+	/* one piece per run the range meets, at most: existing runs plus the gaps between them */
+	size_t cap = 1;
+	for (size_t i = run_find(&watch, a); i < watch.n && watch.r[i].start < b; i++)
+		cap += 2;
+	/* the window sets too: all three tables are made on the first call and live as long as the
+	 * process, as the wire counts do */
+	if (run_reserve(&watch, 2 * cap + 4) || run_reserve(&wins, 4) || run_reserve(&nots, 4) ||
+	    !(t = malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
+		pthread_mutex_unlock(&wire_lock);
+		return uerr(ENOMEM, "out of memory");
+	}
+	/*
+	 * Registered before it is counted: from here on an unmap makes an event (applied after we
+	 * unlock), so the count never outlives the mapping it was taken on.  The registration is
+	 * asked for the whole WATCH_WINDOW around the range, which the kernel does by splitting
+	 * mappings (the cost of a miss, on a slow machine as much as ibv_reg_mr's own); once a
+	 * window is registered, the next range in it costs one look in the kernel and no split,
+	 * and none at all once the kernel vouched that the window is one registered mapping
+	 * (watch_trust(): a hole it had may hold a new, unwatched mapping now, so memory of a
+	 * registration alone is not enough).
+	 */
+	uintptr_t wa = TRUNC(a, WATCH_WINDOW), wb = ROUND(b, WATCH_WINDOW);
+	if (wins_cover(a, b))
+		err = 0; /* registered whole, and no event has cut it since */
+	else if (wb < b || wmon_register(wa, wb))
+		err = wmon_register(a, b); /* a file, hugetlb or another handle's range is near */
+	else
+		watch_trust(wa, wb);
+	if (err) {
+		pthread_mutex_unlock(&wire_lock);
+		free(t);
+		return err;
+	}
+	struct wrun proto = { .start = a, .end = b, .count = 1, .pgsz = PAGE_4K, .gen = gen_next++ | GEN_WATCH,
+			      .watched = 1 };
+	size_t n = 0, at = run_find(&watch, a);
+	int fresh = at >= watch.n || watch.r[at].start >= b;
+	if (fresh) {
+		/* nothing counted there (a miss's usual case): one run, whose new generation merges
+		 * with no neighbour */
+		run_insert(&watch, at, proto);
+		t->p[n++] = (struct wire_piece){ a, b, proto.gen };
+	} else {
+		run_add(&watch, a, b, 1, 0, &proto);
+	}
+	for (size_t k = run_find(&watch, a); !fresh && k < watch.n && watch.r[k].start < b; k++) {
+		uintptr_t s = watch.r[k].start > a ? watch.r[k].start : a;
+		uintptr_t e = watch.r[k].end < b ? watch.r[k].end : b;
+		if (n && t->p[n - 1].e == s && t->p[n - 1].gen == watch.r[k].gen)
+			t->p[n - 1].e = e;
+		else
+			t->p[n++] = (struct wire_piece){ s, e, watch.r[k].gen };
+	}
+	t->n = (int)n;
+	pthread_mutex_unlock(&wire_lock);
+	*ticketp = t;
+	*sp = a;
+	*ep = b;
+	return 0;
+}
+
+/* wire_release() of a watch-only ticket: the runs of its generations lose a count. */
+static void watch_release(struct wire_ticket *t)
+{
+	wire_enter();
+	pthread_mutex_lock(&wire_lock);
+	if (run_reserve(&watch, 2 * (size_t)t->n))
+		ULOG_WARN("out of memory while releasing a watch: using the reserve");
+	for (int k = 0; k < t->n; k++) {
+		uintptr_t s = t->p[k].s, e = t->p[k].e, cur = s;
+		if (!run_room(&watch, 2))
+			break;
+		run_split(&watch, s);
+		run_split(&watch, e);
+		size_t i = run_find(&watch, s);
+		while (cur < e) {
+			if (i < watch.n && watch.r[i].start <= cur) {
+				struct wrun *r = &watch.r[i];
+				uintptr_t re = r->end;
+				if (r->gen == t->p[k].gen && --r->count == 0) {
+					/* it stays registered: a window split now is a split for the
+					 * next range in it to pay; its events end nothing */
+					run_remove(&watch, i);
+				} else {
+					i++; /* still counted, or ended and watched again since: not ours */
+				}
+				cur = re;
+				continue;
+			}
+			cur = (i < watch.n && watch.r[i].start < e) ? watch.r[i].start : e; /* ended */
+		}
+		run_coalesce(&watch, s, e);
+	}
+	pthread_mutex_unlock(&wire_lock);
+	free(t);
+}
+
+/* The address space ended the watch-only wirings in [s, e) (monitor thread, wire lock held). */
+static void end_watch(uintptr_t s, uintptr_t e)
+{
+	size_t i = run_find(&watch, s);
+
+	wins_cut(s, e);
+
+	if (i >= watch.n || watch.r[i].start >= e)
+		return;
+	/* without room to split, whole runs end: early, never late (the slack is for this) */
+	if (run_room(&watch, 2) || !run_reserve(&watch, 2)) {
+		run_split(&watch, s);
+		run_split(&watch, e);
+		i = run_find(&watch, s);
+	}
+	/* the registration goes with the mapping (a REMOVE keeps both: harmless) */
+	while (i < watch.n && watch.r[i].start < e)
+		run_remove(&watch, i);
+	__atomic_add_fetch(&end_seq, 1, __ATOMIC_RELEASE);
 }

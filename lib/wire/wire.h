@@ -38,6 +38,17 @@ struct wire_ticket {
 int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *nsegp,
 	       struct wire_ticket **ticketp);
 
+/*
+ * Watch-only wiring, for a domain that pins the pages itself (struct ubdma_registrar with
+ * UBDMA_REGISTRAR_PINS): [addr, addr + len), rounded to 4 KiB pages ([*sp, *ep)), is registered
+ * with the monitor and counted under a ticket that wire_release() takes back and
+ * wire_ticket_alive() checks, as wire_range()'s; nothing is locked, marked or looked up.
+ * Return: 0; EINVAL for an empty or wrapping range; ENOMEM; ENOTSUP without a monitor, or the
+ * monitor's refusal (EINVAL: hugetlb not in whole pages, a regular file; EBUSY...): then the
+ * caller wires with wire_range(), which knows what to do with such memory.
+ */
+int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep);
+
 /* Drop the counts a ticket holds where its wiring still exists; frees the ticket.  NULL is a no-op. */
 void wire_release(struct wire_ticket *t);
 

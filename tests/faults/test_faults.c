@@ -572,6 +572,14 @@ static int setup_regs_registrar(struct env *e)
 	int err = ubdma_rcache_set_registrar(e->ctx, &fk_ops, NULL);
 	return err ? err : setup_regs(e);
 }
+/* the same registrar saying it pins (watch only: the walk fails wire_watch()'s allocations too) */
+static const struct ubdma_registrar fk_pins = { .name = "fault-fake-pins", .reg = fk_reg, .dereg = fk_dereg,
+						.flags = UBDMA_REGISTRAR_PINS };
+static int setup_regs_pins(struct env *e)
+{
+	int err = ubdma_rcache_set_registrar(e->ctx, &fk_pins, NULL);
+	return err ? err : setup_regs(e);
+}
 static void fail_reg_registrar(struct env *e)
 {
 	fail_reg(e);
@@ -646,6 +654,8 @@ static const struct scenario scenarios[] = {
 #ifdef HAVE_RCACHE
 	{ "reg_get_merge", 0, setup_regs, op_reg_merge, fail_reg, verify_reg, undo_reg, teardown_regs },
 	{ "reg_get_merge_registrar", 0, setup_regs_registrar, op_reg_merge, fail_reg_registrar, verify_reg_registrar,
+	  undo_reg, teardown_regs_registrar },
+	{ "reg_get_merge_registrar_pins", 0, setup_regs_pins, op_reg_merge, fail_reg_registrar, verify_reg_registrar,
 	  undo_reg, teardown_regs_registrar },
 #endif
 	{ "ctx_close", 1, setup_everything, op_close, NULL, verify_closed, NULL, teardown_buf },
@@ -938,6 +948,16 @@ int main(void)
 	char *p = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED || ubdma_wire(p, 4 * PG, 0) || ubdma_unwire(p, 4 * PG, 0))
 		return 1;
+#ifdef HAVE_RCACHE
+	/* and the watch-only tables (a registrar that pins) */
+	ubdma_ctx_t *wctx;
+	ubdma_reg_t *wr;
+	if (ubdma_ctx_open(UBDMA_BACKEND_VA, &wctx) || ubdma_rcache_set_registrar(wctx, &fk_pins, NULL) ||
+	    ubdma_reg_get(wctx, p, 4 * PG, UBDMA_UMEM_READ, &wr))
+		return 1;
+	ubdma_reg_put(wr);
+	ubdma_ctx_close(wctx);
+#endif
 	munmap(p, 4 * PG);
 	const struct CMUnitTest guest[] = {
 		cmocka_unit_test(test_guest_vfio),

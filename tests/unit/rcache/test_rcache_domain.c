@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +96,9 @@ static int live_keys(void)
 }
 
 static const struct ubdma_registrar fake_ops = { .name = "fake", .reg = f_reg, .dereg = f_dereg };
+/* The same fake claiming to pin, as ibv_reg_mr does: the cache only watches (docs/wire.md) */
+static const struct ubdma_registrar fake_pins = { .name = "fake-pins", .reg = f_reg, .dereg = f_dereg,
+						  .flags = UBDMA_REGISTRAR_PINS };
 
 static struct ubdma_rcache_stats stats(ubdma_ctx_t *ctx)
 {
@@ -121,6 +125,19 @@ static int setup(void **state)
 	if (ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx))
 		return -1;
 	if (ubdma_rcache_set_registrar(ctx, &fake_ops, &F))
+		return -1;
+	*state = ctx;
+	return 0;
+}
+
+static int setup_pins(void **state)
+{
+	ubdma_ctx_t *ctx;
+
+	memset(&F, 0, sizeof(F));
+	if (ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx))
+		return -1;
+	if (ubdma_rcache_set_registrar(ctx, &fake_pins, &F))
 		return -1;
 	*state = ctx;
 	return 0;
@@ -306,6 +323,76 @@ static void test_invalidate_before_reuse(void **state)
 	assert_int_equal(live_keys(), 0);
 	assert_int_equal(stats(ctx).invalidations, 3);
 	munmap(t, 8 * PG);
+}
+
+/*
+ * Watch only (a registrar that pins): nothing locked, nothing MADV_DONTFORK'd (a fork child has
+ * the range), and still never stale: munmap and a plain MADV_DONTNEED end the registration.  A
+ * window the cache trusted as registered whole stops being trusted where an unmap cut it: a new
+ * mapping put in the hole is registered (and its own munmap seen), not taken for watched.
+ */
+static void test_watch_only(void **state)
+{
+	static const struct ubdma_registrar bad = { .name = "bad", .reg = f_reg, .dereg = f_dereg, .flags = 0x80 };
+	ubdma_ctx_t *ctx = *state;
+	size_t big = 8UL << 20;
+	char *m = anon(big);
+	uintptr_t w = ((uintptr_t)m + (2UL << 20) - 1) & ~((2UL << 20) - 1); /* a 2 MiB window inside m */
+	char *a = (char *)w + 16 * PG, *b = (char *)w + 64 * PG;
+	ubdma_reg_t *r;
+	long lck = status_kb("VmLck");
+
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &bad, &F), EINVAL);
+	assert_int_equal(ubdma_reg_get(ctx, a, PG, RW, &r), 0);
+	if (!uffd_or_skip(ctx)) {
+		ubdma_reg_put(r);
+		munmap(m, big);
+		skip();
+	}
+	assert_int_equal(F.locked_at_reg, 0);
+	assert_int_equal(smaps_locked_kb(a, PG), 0);
+	assert_int_equal(status_kb("VmLck"), lck);
+	pid_t pid = fork();
+	if (pid == 0) {
+		unsigned char v;
+		/* the child has the range (no MADV_DONTFORK) and writes its own copy */
+		int ok = mincore(a, PG, &v) == 0;
+		memset(a, 'c', PG);
+		_exit(ok ? 0 : 1);
+	}
+	int st = -1;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(a[0], 0x5a);
+	ubdma_reg_put(r);
+
+	/* a hole cut in the trusted window, and new memory mapped in it */
+	assert_int_equal(munmap(b, PG), 0);
+	assert_ptr_equal(mmap(b, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0), b);
+	int n0 = F.nreg;
+	uint64_t inv0 = stats(ctx).invalidations;
+	assert_int_equal(ubdma_reg_get(ctx, b, PG, RW, &r), 0);
+	assert_int_equal(F.nreg, n0 + 1);
+	ubdma_reg_put(r);
+	assert_int_equal(munmap(b, PG), 0); /* seen: the new mapping was registered with the monitor */
+	assert_ptr_equal(mmap(b, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0), b);
+	assert_int_equal(ubdma_reg_get(ctx, b, PG, RW, &r), 0);
+	assert_int_equal(F.nreg, n0 + 2); /* a miss, not the stale entry */
+	assert_int_equal(stats(ctx).invalidations, inv0 + 1);
+	ubdma_reg_put(r);
+
+	/* a plain MADV_DONTNEED works on unlocked memory, and ends the registration */
+	assert_int_equal(ubdma_reg_get(ctx, a, PG, RW, &r), 0);
+	ubdma_reg_put(r);
+	n0 = F.nreg;
+	assert_int_equal(madvise(a, PG, MADV_DONTNEED), 0);
+	assert_int_equal(ubdma_reg_get(ctx, a, PG, RW, &r), 0);
+	assert_int_equal(F.nreg, n0 + 1);
+	assert_int_equal(F.overlap_at_reg, 0); /* the old key went first */
+	ubdma_reg_put(r);
+	assert_int_equal(ubdma_rcache_flush(ctx), 0);
+	assert_int_equal(live_keys(), 0);
+	munmap(m, big);
 }
 
 /* An entry held across munmap keeps its key (and wiring) until put, and is never handed out. */
@@ -578,6 +665,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fault_reg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_dereg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_memevents, setup, teardown),
+		/* watch only: the registrar pins, the cache does not wire */
+		cmocka_unit_test_setup_teardown(test_watch_only, setup_pins, teardown),
+		cmocka_unit_test_setup_teardown(test_limits, setup_pins, teardown),
+		cmocka_unit_test_setup_teardown(test_invalidate_before_reuse, setup_pins, teardown),
+		cmocka_unit_test_setup_teardown(test_held_keeps_key, setup_pins, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_reg, setup_pins, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_dereg, setup_pins, teardown),
+		cmocka_unit_test_setup_teardown(test_memevents, setup_pins, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,10 @@
  *  - the same after mremap and after madvise(MADV_DONTNEED_LOCKED);
  *  - a registration held across munmap keeps its MR (a write through it reaches the old frames)
  *    until put, after which its rkey is refused (ibv_dereg_mr ran);
- *  - fork with live MRs: the parent's writes after fork do not move its pages away from the MR;
+ *  - fork with live MRs: the parent's writes after fork do not move its pages away from the MR,
+ *    and the child's writes to its copy do not reach them;
+ *  - watch only (the verbs registrar pins): a held registration adds nothing to VmLck, its pin
+ *    shows in VmPin;
  *  - limits: entries and registrations stay under the cache's limits, ibv_dereg_mr called for
  *    every evicted one;
  *  - fault injection on ibv_reg_mr / ibv_dereg_mr: a failed get leaves no MR, no wiring and no
@@ -86,7 +89,9 @@ static int w_dereg(void *arg, void *key)
 	return err;
 }
 
-static const struct ubdma_registrar wrapped = { .name = "verbs-test", .reg = w_reg, .dereg = w_dereg };
+/* pins, as the library's verbs registrar: the cache watches and does not wire (watch only) */
+static const struct ubdma_registrar wrapped = { .name = "verbs-test", .reg = w_reg, .dereg = w_dereg,
+						.flags = UBDMA_REGISTRAR_PINS };
 
 static struct ubdma_rcache_stats stats(void)
 {
@@ -280,15 +285,18 @@ static void fork_live(void)
 		check(0, "fork: set-up: %s", ubdma_last_error());
 		return;
 	}
+	memset(p, 'q', LEN);
 	pid_t pid = fork();
 	if (pid == 0) {
-		/* the registered range is not the child's (MADV_DONTFORK): no copy-on-write shared */
-		unsigned char v;
-		_exit(mincore(p, PG, &v) == -1 && errno == ENOMEM ? 0 : 1);
+		/* watch only, no MADV_DONTFORK: the child has the range, a copy of the pages pinned
+		 * for DMA (the kernel copies those at fork), not the parent's frames */
+		memset(p, 'c', LEN);
+		_exit(all(p, 'c', LEN) ? 0 : 1);
 	}
 	int status = -1;
 	waitpid(pid, &status, 0);
-	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork: the child has no mapping of the registered range");
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0 && all(p, 'q', LEN),
+	      "fork: the child writes its own copy of the registered range, not the parent's pages");
 	memset(p, 'p', LEN); /* would break copy-on-write, were the pages shared with the child */
 	check(write_to(p, ubdma_verbs_rkey(r), 'F', LEN) == IBV_WC_SUCCESS && all(p, 'F', LEN),
 	      "fork: an RDMA WRITE after the parent's own writes lands in its pages");
@@ -328,31 +336,56 @@ static void limits(void)
 	munmap(p, 64 * PG);
 }
 
-static long vmlck(void)
+static long status_kb(const char *key)
 {
 	FILE *f = fopen("/proc/self/status", "re");
 	char line[256];
+	size_t n = strlen(key);
 	long kb = -1;
 
 	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmLck:", 6))
-			kb = strtol(line + 6, NULL, 10);
+		if (!strncmp(line, key, n) && line[n] == ':')
+			kb = strtol(line + n + 1, NULL, 10);
 	if (f)
 		fclose(f);
 	return kb;
+}
+
+static long vmlck(void)
+{
+	return status_kb("VmLck");
+}
+
+/* Watch only: the registrar's pin is the wiring; nothing is mlocked. */
+static void watch_only(void)
+{
+	char *p = anon_at(NULL);
+	ubdma_reg_t *r = NULL;
+
+	ubdma_rcache_flush(ctx);
+	long lck = vmlck(), pin = status_kb("VmPin");
+	int err = p ? ubdma_reg_get(ctx, p, LEN, RW, &r) : ENOMEM;
+	long lck1 = vmlck(), pin1 = status_kb("VmPin");
+	check(!err && lck1 == lck && pin1 >= pin + (long)(LEN >> 10),
+	      "watch only: registered, VmLck unchanged (%ld kB), VmPin up by the range (%ld -> %ld kB)", lck1, pin, pin1);
+	ubdma_reg_put(r);
+	ubdma_rcache_flush(ctx);
+	check(status_kb("VmPin") == pin, "watch only: flushed, the pin is gone (VmPin %ld kB)", status_kb("VmPin"));
+	munmap(p, LEN);
 }
 
 static void faults(void)
 {
 	char *p = anon_at(NULL);
 	ubdma_reg_t *r = NULL;
-	long lck = vmlck();
+	long lck = vmlck(), pin = status_kb("VmPin");
 
 	ubdma_rcache_flush(ctx);
 	for (int mode = 1; mode <= 2; mode++) {
 		W.fail_reg = mode;
 		int err = ubdma_reg_get(ctx, p, LEN, RW, &r);
-		check(err == EIO && W.live == 0 && vmlck() == lck && stats().entries == 0 && stats().bytes_pinned == 0,
+		check(err == EIO && W.live == 0 && vmlck() == lck && status_kb("VmPin") == pin && stats().entries == 0 &&
+		      stats().bytes_pinned == 0,
 		      "faults: ibv_reg_mr %s: EIO (%d), no MR, nothing wired or cached",
 		      mode == 1 ? "failing" : "undone after it pinned", err);
 	}
@@ -407,6 +440,7 @@ int main(void)
 	never_stale(DONTNEED);
 	held_keeps_mr();
 	fork_live();
+	watch_only();
 	limits();
 	faults();
 
