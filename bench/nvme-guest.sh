@@ -24,7 +24,7 @@ SECS=${1:-3} ROUNDS=${2:-3} IRQ=${3:-1} BENCH=${4:?usage: nvme-guest.sh SECS ROU
 BDF=${UBDMA_VM_NVME:?no NVMe}
 FIO=${FIO:-/usr/bin/fio}
 D=/sys/bus/pci/devices/$BDF
-WORKLOADS="randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32 randread_qd32_jobs2"
+WORKLOADS=${UBDMA_NVME_WORKLOADS:-randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32 randread_qd32_jobs2}
 ENGINE=${UBDMA_FIO_ENGINE:-} JOBS=${UBDMA_FIO_JOBS:-}
 BDF_DOTS=$(echo "$BDF" | sed 's/:/./g')
 say() { echo "# nvme-guest: $*"; }

@@ -15,7 +15,11 @@
  *   LIST: comma separated NAME_qdN with NAME randread or randwrite (default: randread_qd1,
  *   randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32); --irq waits on the MSI-X eventfd
  *   instead of polling (impl "ubdma-irq"); --round tags the output lines (bench/nvme-guest.sh runs
- *   each workload once a round, interleaved with fio).
+ *   each workload once a round, interleaved with fio).  The pseudo-workload poll_idle prints
+ *   "NVPOLL {json}": what one ubdma_nvme_poll() of an idle pair costs (each of 2^20 polls timed
+ *   with the TSC: mean, median, and the periodic check's share, the 1 poll in NVME_CHECK_POLLS that
+ *   runs it), beside one CLOCK_MONOTONIC / CLOCK_MONOTONIC_COARSE read and one empty eventfd read,
+ *   the parts the check may use (issue 18: the removal check's cost on the hot path).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -75,13 +80,18 @@ static uint64_t mono_ns(void)
  */
 static double ns_per_tick;
 
-static inline uint64_t now_ns(void)
+static inline uint64_t ticks(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	return (uint64_t)((double)__rdtsc() * ns_per_tick);
+	return __rdtsc();
 #else
 	return mono_ns();
 #endif
+}
+
+static inline uint64_t now_ns(void)
+{
+	return (uint64_t)((double)ticks() * ns_per_tick);
 }
 
 static void clock_calibrate(void)
@@ -93,6 +103,8 @@ static void clock_calibrate(void)
 	nanosleep(&d, NULL);
 	uint64_t t1 = mono_ns(), c1 = __rdtsc();
 	ns_per_tick = c1 > c0 ? (double)(t1 - t0) / (double)(c1 - c0) : 1.0;
+#else
+	ns_per_tick = 1.0;
 #endif
 }
 
@@ -258,6 +270,68 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 	return b.errors ? EIO : 0;
 }
 
+static int cmp64(const void *a, const void *c)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
+	return x < y ? -1 : x > y;
+}
+
+/* TSC ticks of one call of each of @n calls of EXPR, as ns: the mean */
+#define TIMED_NS(n, expr)                                                                                      \
+	({                                                                                                     \
+		uint64_t c0_ = ticks();                                                                      \
+		for (unsigned k_ = 0; k_ < (n); k_++)                                                          \
+			expr;                                                                                  \
+		(double)(ticks() - c0_) * ns_per_tick / (double)(n);                                        \
+	})
+
+/*
+ * The cost of polling an idle pair, call by call.  The driver runs its periodic check (timeouts,
+ * CSTS, the VFIO request and error eventfds) once every NVME_CHECK_POLLS (1024) polls: the top
+ * 1/1024 of the sorted per-call times are those calls, and their excess over the median, spread
+ * over every poll, is what the check adds to each poll.
+ */
+static int poll_idle(int round)
+{
+	enum { N = 1u << 20, TOP = N / 1024 };
+	uint64_t *cyc = malloc(N * sizeof(*cyc));
+
+	if (!cyc)
+		return ENOMEM;
+	for (unsigned i = 0; i < 4096; i++)
+		ubdma_nvme_poll(b.qp, 0, NULL);
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t c0 = ticks();
+		ubdma_nvme_poll(b.qp, 0, NULL);
+		cyc[i] = ticks() - c0;
+	}
+	double sum = 0, top = 0;
+	for (unsigned i = 0; i < N; i++)
+		sum += (double)cyc[i];
+	qsort(cyc, N, sizeof(*cyc), cmp64);
+	for (unsigned i = N - TOP; i < N; i++)
+		top += (double)cyc[i];
+	double med = (double)cyc[N / 2], mean = sum / N;
+	double check = (top - TOP * med) / N; /* ticks a poll */
+
+	struct timespec ts;
+	uint64_t v;
+	int efd = eventfd(0, EFD_NONBLOCK);
+	double mono = TIMED_NS(1000, clock_gettime(CLOCK_MONOTONIC, &ts));
+	double coarse = TIMED_NS(1000, clock_gettime(CLOCK_MONOTONIC_COARSE, &ts));
+	double rd = efd < 0 ? -1 : TIMED_NS(1000, (void)!read(efd, &v, sizeof(v)));
+	if (efd >= 0)
+		close(efd);
+	printf("NVPOLL {\"name\":\"poll_idle\",\"impl\":\"ubdma\",\"round\":%d,\"unit\":\"ns\",\"polls\":%u,"
+	       "\"median\":%.1f,\"mean\":%.1f,\"p99\":%.1f,\"check_calls_mean\":%.1f,\"check_per_poll\":%.2f,"
+	       "\"check_share\":%.4f,\"clock_monotonic\":%.1f,\"clock_monotonic_coarse\":%.1f,\"eventfd_read\":%.1f}\n",
+	       round, (unsigned)N, med * ns_per_tick, mean * ns_per_tick, (double)cyc[N / 100 * 99] * ns_per_tick,
+	       top / TOP * ns_per_tick, check * ns_per_tick, check / mean, mono, coarse, rd);
+	fflush(stdout);
+	free(cyc);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *bdf = getenv("UBDMA_VM_NVME");
@@ -341,6 +415,10 @@ int main(int argc, char **argv)
 	char *list = strdup(wl), *save = NULL;
 	int fails = 0;
 	for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(w, "poll_idle")) {
+			fails += poll_idle(round) != 0;
+			continue;
+		}
 		const char *q = strstr(w, "_qd");
 		int qd = q ? atoi(q + 3) : 1;
 		if (qd < 1 || qd > MAXQD || (strncmp(w, "randread", 8) && strncmp(w, "randwrite", 9))) {

@@ -30,9 +30,10 @@
  *
  * Surprise removal: the kernel's remove of a device held through VFIO waits until the device
  * file is closed, and asks for it through the VFIO request interrupt (until then the device
- * still answers: no all-ones read comes).  The check reads that eventfd (a non-blocking read,
- * every NVME_CHECK_POLLS polls of any pair, busy or idle; ubdma_nvme_wait() sleeps on it as well
- * as on the MSI-X one; the admin loop reads it too), and on a request the controller is gone:
+ * still answers: no all-ones read comes).  The check reads that eventfd (a non-blocking read, at
+ * a check of any pair, busy or idle, at most every NVME_NOTIFY_MS by the coarse clock: a system
+ * call every 1024 polls showed in the poll's cost; ubdma_nvme_wait() sleeps on it as well as on
+ * the MSI-X one; the admin loop reads it too), and on a request the controller is gone:
  * state FAILED, the device released at once (ubdma_pci_release(): interrupts and bus mastering
  * off, the device file closed so the remove proceeds, BAR0 replaced by memory that reads all ones
  * so that a doorbell another thread is writing lands nowhere), and each pair's outstanding
@@ -142,7 +143,7 @@ int nvme_qpair_recover(struct ubdma_nvme_qpair *qp)
 /* Advance the tick clock from the real one; after an idle spell, restart it. */
 static void clock_advance(struct ubdma_nvme_qpair *qp)
 {
-	uint64_t now = nvme_now_ms();
+	uint64_t now = nvme_coarse_ms();
 	unsigned len = qp->timeout_ms / NVME_TICKS_PER_TIMEOUT;
 
 	if (!len)
@@ -214,11 +215,28 @@ int nvme_check_notify(struct ubdma_nvme *c, int locked)
 	return c->state == NVME_FAILED;
 }
 
+/*
+ * The periodic check reads the request and error eventfds at most every NVME_NOTIFY_MS of any
+ * pair's checks (a read is a system call; the kernel asks again every 10 s), not at every check:
+ * 1 when it is time (and claims the turn).
+ */
+static int notify_due(struct ubdma_nvme *c)
+{
+	uint64_t now = nvme_coarse_ms(), last = __atomic_load_n(&c->notify_ms, __ATOMIC_RELAXED);
+
+	if (now - last < NVME_NOTIFY_MS)
+		return 0;
+	__atomic_store_n(&c->notify_ms, now, __ATOMIC_RELAXED);
+	return 1;
+}
+
 void nvme_qpair_check(struct ubdma_nvme_qpair *qp)
 {
 	struct ubdma_nvme *c = qp->ctrl;
+	int gone = notify_due(c) ? nvme_check_notify(c, 0)
+				 : __atomic_load_n(&c->gone, __ATOMIC_ACQUIRE) || c->state == NVME_FAILED;
 
-	if (nvme_check_notify(c, 0)) {
+	if (gone) {
 		nvme_qpair_recover(qp); /* FAILED: ENXIO for every outstanding command */
 		return;
 	}
