@@ -19,6 +19,11 @@
  * completion queue (completions=poll) or sleeps on the queue pair's MSI-X eventfd
  * (completions=irq) through ubdma_nvme_wait().
  *
+ * Polled, the engine counts the time of the polls that found nothing (the thread waiting for the
+ * device, not working) and at cleanup prints its share of the thread's time, "ubdma_nvme: polled
+ * idle share S" (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
+ * bench/nic.sh counts a driver's busy cycles).  TSC reads, no system call.
+ *
  * Built against the headers of the fio that loads it (fio.h, optlib.h and the config-host.h of
  * its configure run): drivers/nvme/fio/meson.build finds the source tree tools/deps.sh unpacks.
  */
@@ -30,6 +35,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
 
 #include "fio.h"
 #include "optgroup.h"
@@ -74,7 +82,18 @@ struct ubfio_td {
 	void *mem;		/* iomem_alloc's buffers, registered */
 	size_t mem_len;
 	ubdma_umem_t *umem;
+	uint64_t t_init, idle; /* TSC at init; TSC ticks of polls that found nothing */
 };
+
+/* The time stamp counter (0 where there is none: the idle share is then not reported). */
+static inline uint64_t ubfio_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __rdtsc();
+#else
+	return 0;
+#endif
+}
 
 static int ubfio_bdf(struct thread_data *td, const char *fname, char *out, size_t n)
 {
@@ -248,6 +267,7 @@ static int ubfio_init(struct thread_data *td)
 	if (ubdma_nvme_qpair_batch(u->qp, 1))
 		goto fail_qp;
 	td->io_ops_data = u;
+	u->t_init = ubfio_ticks();
 	return 0;
 fail_qp:
 	ubdma_nvme_qpair_destroy(u->qp);
@@ -268,6 +288,10 @@ static void ubfio_cleanup(struct thread_data *td)
 
 	if (!u)
 		return;
+	uint64_t life = ubfio_ticks() - u->t_init;
+	if (!u->irq && life && u->t_init)
+		log_info("ubdma_nvme: polled idle share %.4f (%llu of %llu TSC ticks in polls that found nothing)\n",
+			 (double)u->idle / (double)life, (unsigned long long)u->idle, (unsigned long long)life);
 	if (ubdma_nvme_outstanding(u->qp) && ubdma_nvme_drain(u->qp, 10000))
 		log_err("ubdma_nvme: %u commands still outstanding at cleanup: %s\n",
 			ubdma_nvme_outstanding(u->qp), ubdma_nvme_last_error());
@@ -426,8 +450,12 @@ static int ubfio_getevents(struct thread_data *td, unsigned int min, unsigned in
 			break;
 		if (u->irq && !u->nevents && min && !once)
 			err = ubdma_nvme_wait(u->qp, t ? (int)(t->tv_sec * 1000 + t->tv_nsec / 1000000) : -1, &n);
-		else
+		else {
+			uint64_t k0 = ubfio_ticks();
 			err = ubdma_nvme_poll(u->qp, u->nevents < max ? max - u->nevents : 1, &n);
+			if (!n)
+				u->idle += ubfio_ticks() - k0;
+		}
 		if (err) {
 			log_err("ubdma_nvme: completions: %s\n", ubdma_nvme_last_error());
 			return -err;
