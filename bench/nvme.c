@@ -13,11 +13,13 @@
  * The hot loop makes no system call: submissions, polling and TSC reads only.  Above
  * QD 1 the queue pair is in batch mode: the submissions of one pass ring the doorbell once.
  *
- * usage: bench_nvme [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq] [--round N]
+ * usage: bench_nvme [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq | --hybrid POLLS]
+ *                   [--round N]
  *   LIST: comma separated NAME_qdN with NAME randread or randwrite (default: randread_qd1,
  *   randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32); --irq waits on the MSI-X eventfd
- *   instead of polling (impl "ubdma-irq"); --round tags the output lines (bench/nvme-guest.sh runs
- *   each workload once a round, interleaved with fio).  The pseudo-workload poll_idle prints
+ *   instead of polling (impl "ubdma-irq"); --hybrid POLLS polls, and after POLLS polls that found
+ *   nothing sleeps on the eventfd (impl "ubdma-hybrid"); --round tags the output lines
+ *   (bench/nvme-guest.sh runs each workload once a round, interleaved with fio).  The pseudo-workload poll_idle prints
  *   "NVPOLL {json}": what one ubdma_nvme_poll() of an idle pair costs (each of 2^20 polls timed
  *   with the TSC: mean, median, and the periodic check's share, the 1 poll in NVME_CHECK_POLLS that
  *   runs it), beside one CLOCK_MONOTONIC / CLOCK_MONOTONIC_COARSE read and one empty eventfd read,
@@ -194,6 +196,13 @@ static double pct(double p)
 	return b.lat[i] / 1000.0;
 }
 
+/*
+ * --hybrid N: poll until something completes, at most N polls that find nothing, then sleep on the
+ * MSI-X eventfd (ubdma_nvme_wait()): a completion that comes soon costs no system call, a late
+ * one no spinning (the controller is opened with interrupts, so each completion also raises one).
+ */
+static unsigned hybrid;
+
 static int run(const char *name, int qd, double secs, int irq, int round)
 {
 	b.write = !strncmp(name, "randwrite", 9);
@@ -232,13 +241,18 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 			}
 			subs++;
 		}
-		if (irq)
+		if (hybrid) {
+			for (unsigned k = 0; !n && k < hybrid; k++)
+				ubdma_nvme_poll(b.qp, 0, &n);
+			if (!n)
+				ubdma_nvme_wait(b.qp, 100, &n);
+		} else if (irq)
 			ubdma_nvme_wait(b.qp, 100, NULL);
 		else
 			ubdma_nvme_poll(b.qp, 0, &n);
 		/* the passes that did work, as testpmd's --record-core-cycles counts bursts (bench/nic.sh):
 		 * a pass that only found the queue empty is waiting for the device, not driver work */
-		if (subs || n)
+		if (!hybrid && (subs || n))
 			busy_ticks += ticks() - k0;
 	}
 	ubdma_nvme_drain(b.qp, 10000);
@@ -257,10 +271,10 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 	       ",\"errors\":%" PRIu64 ",\"seconds\":%.3f,\"iops\":%.1f,\"mib_s\":%.2f,\"cpu_s\":%.3f,\"busy_s\":%.3f,"
 	       "\"iops_per_cpu\":%.1f,\"lat_us\":{\"p50\":%.2f,\"p99\":%.2f,\"p99.9\":%.2f,\"p99.99\":%.2f,"
 	       "\"mean\":%.2f,\"max\":%.2f},\"work_ns_per_io\":%.1f,\"hist\":[",
-	       name, irq ? "ubdma-irq" : "ubdma", round, qd, b.ios, b.errors, wall, iops, iops * BS / 1048576.0, cpu, busy,
+	       name, hybrid ? "ubdma-hybrid" : irq ? "ubdma-irq" : "ubdma", round, qd, b.ios, b.errors, wall, iops, iops * BS / 1048576.0, cpu, busy,
 	       busy > 0 ? (double)b.ios / busy : 0, pct(50), pct(99), pct(99.9), pct(99.99), mean,
 	       b.nlat ? b.lat[b.nlat - 1] / 1000.0 : 0,
-	       !irq && b.ios ? (double)busy_ticks * ns_per_tick / (double)b.ios : -1.0);
+	       !irq && !hybrid && b.ios ? (double)busy_ticks * ns_per_tick / (double)b.ios : -1.0);
 	/* log bins, 20 a decade, from 1 us */
 	uint64_t i = 0;
 	int first = 1;
@@ -363,8 +377,10 @@ int main(int argc, char **argv)
 			round = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--irq"))
 			irq = 1;
+		else if (!strcmp(argv[i], "--hybrid") && i + 1 < argc && atoi(argv[i + 1]) > 0)
+			irq = 1, hybrid = (unsigned)atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: %s [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq] [--round N]\n",
+			fprintf(stderr, "usage: %s [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq | --hybrid POLLS] [--round N]\n",
 				argv[0]);
 			return 2;
 		}
@@ -420,7 +436,7 @@ int main(int argc, char **argv)
 	const struct ubdma_nvme_info *in = ubdma_nvme_info(c);
 	printf("# bench_nvme: %s '%s' fr '%s', namespace %u (%u-byte blocks), range %" PRIu64 " MiB, %.1f s a "
 	       "workload, %s completions, CPU 0\n", bdf, in->mn, in->fr, b.nsid, ns.lba_size,
-	       b.nblocks * BS >> 20, secs, irq ? "MSI-X (eventfd)" : "polled");
+	       b.nblocks * BS >> 20, secs, hybrid ? "hybrid (polls, then the MSI-X eventfd)" : irq ? "MSI-X (eventfd)" : "polled");
 
 	char *list = strdup(wl), *save = NULL;
 	int fails = 0;

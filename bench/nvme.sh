@@ -14,7 +14,7 @@
 # (OUT/nvme-latency.png and .svg).
 #
 # usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [-I ICOUNT] [-w WORKLOADS]
-#                      [--json | --csv]
+#                      [-H POLLS] [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
@@ -23,10 +23,12 @@
 #   -I ICOUNT guest clock: QEMU -icount sub-options (default shift=2,sleep=off: one guest CPU,
 #             guest time counts instructions, as bench/nic.sh); -I off: two CPUs on the host's clock
 #   -w LIST   comma-separated workloads (default: all; randread_qd32_jobs2 needs -I off)
+#   -H POLLS  hybrid rows (ubdma-hybrid, ubdma-fio-hybrid): poll, and after POLLS polls that found
+#             nothing sleep on the MSI-X eventfd (default 0: none)
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table ICOUNT=shift=2,sleep=off WL=
+B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table ICOUNT=shift=2,sleep=off WL= HYBRID=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	-B) B=$2; shift ;;
@@ -36,15 +38,17 @@ while [ $# -gt 0 ]; do
 	-P) IRQ=0 ;;
 	-I) ICOUNT=$2; shift ;;
 	-w) WL=$2; shift ;;
+	-H) HYBRID=$2; shift ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 [[ $SECS =~ ^[0-9]+$ ]] && [ "$SECS" -ge 1 ] || { echo "nvme.sh: -t wants whole seconds" >&2; exit 2; }
 [[ $ROUNDS =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] || { echo "nvme.sh: -r wants a count of rounds" >&2; exit 2; }
+[[ $HYBRID =~ ^[0-9]+$ ]] || { echo "nvme.sh: -H wants a count of polls" >&2; exit 2; }
 B=$(cd "$B" && pwd)
 OUT=${OUT:-$B/bench/nvme-out}
 mkdir -p "$OUT"
@@ -85,12 +89,12 @@ echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $e
 rc=0
 "$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" "${QA[@]}" \
 	-d "$OUT/nvme.img" -i "$FIO" -i "$BENCH=$GB" -i "$ROOT/bench/nvme-fio=/ubdma/bench/nvme-fio" \
-	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio -e "UBDMA_NVME_WORKLOADS=${WL//,/ }" "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
+	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio -e "UBDMA_NVME_WORKLOADS=${WL//,/ }" -e UBDMA_NVME_HYBRID=$HYBRID "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
 	>"$OUT/run.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ]; then
 	echo "nvme.sh: the guest run failed (status $rc); see $OUT/run.log and $OUT/console.log" >&2
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL}$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
 exit $rc

@@ -28,9 +28,10 @@ import sys
 
 WORKLOADS = ["randread_qd1", "randread_qd8", "randread_qd32", "randwrite_qd1", "randwrite_qd32",
              "randread_qd32_jobs2"]
-IMPLS = ["ubdma", "ubdma-irq", "ubdma-fio", "ubdma-fio-irq", "fio-io_uring", "fio-io_uring-poll"]
+IMPLS = ["ubdma", "ubdma-irq", "ubdma-hybrid", "ubdma-fio", "ubdma-fio-irq", "ubdma-fio-hybrid", "fio-io_uring",
+         "fio-io_uring-poll"]
 FIO_IMPLS = ["fio-io_uring", "fio-io_uring-poll"]  # the kernel's configurations
-UBDMA_FIO_IMPLS = ["ubdma-fio", "ubdma-fio-irq"]
+UBDMA_FIO_IMPLS = ["ubdma-fio", "ubdma-fio-irq", "ubdma-fio-hybrid"]
 BENCH_NVME_WORKLOADS = WORKLOADS[:5]  # bench_nvme runs one thread: no _jobs rows
 GOAL = 2.0  # IOPS per guest CPU-second over the best kernel configuration (issue 18)
 BIN = 1.12201845  # 20 log bins a decade, as bench_nvme
@@ -197,7 +198,7 @@ def table(rows):
             "polled and through fio (the ubdma_nvme engine, the same fio job as the kernel's); p99 at QD1 <= the kernel's.\n")
     s.write("Each side is judged by its best configuration: the kernel's better of io_uring and io_uring + hipri, the\n"
             "driver's better of polled and MSI-X completions; the polled figure is also given on its own.\n")
-    for title, impls, polled in (("bench_nvme (the driver's own loop)", ("ubdma", "ubdma-irq"), "ubdma"),
+    for title, impls, polled in (("bench_nvme (the driver's own loop)", ("ubdma", "ubdma-irq", "ubdma-hybrid"), "ubdma"),
                                  ("fio, ubdma_nvme engine vs io_uring (same job file)", tuple(UBDMA_FIO_IMPLS), "ubdma-fio")):
         s.write(f"{title}:\n")
         for name in WORKLOADS:
