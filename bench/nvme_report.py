@@ -294,9 +294,10 @@ def main():
         json.dump(fl, o, indent=1)
     with open(os.path.join(a.out, "nvme-bench-full.json"), "w") as o:
         json.dump(list(rows.values()), o, indent=1)
-    cols = ["name", "impl", "unit", "rounds", "iops", "mib_s", "iops_per_cpu", "busy_s", "median", "p99", "p99.9", "p99.99"]
+    cols = ["name", "impl", "unit", "rounds", "iops", "mib_s", "iops_per_cpu", "busy_s", "median", "p99", "p99.9", "p99.99",
+            "work_ns_per_io"]
     with open(os.path.join(a.out, "nvme-bench.csv"), "w", newline="") as o:
-        w = csv.DictWriter(o, fieldnames=cols)
+        w = csv.DictWriter(o, fieldnames=cols, restval="")
         w.writeheader()
         w.writerows(fl)
     with open(os.path.join(a.out, "nvme-bench.txt"), "w") as o:

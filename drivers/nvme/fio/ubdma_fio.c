@@ -24,8 +24,8 @@
  * interrupt in the kernel, which writes the eventfd).
  *
  * Polled, the engine counts the time of the polls that found nothing (the thread waiting for the
- * device, not working) and at cleanup prints its share of the thread's time, "ubdma_nvme: polled
- * idle share S" (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
+ * device, not working) and at cleanup prints its share of the thread's time after fio's ramp,
+ * "ubdma_nvme: polled idle share S" (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
  * bench/nic.sh counts a driver's busy cycles).  TSC reads, no system call.
  *
  * Built against the headers of the fio that loads it (fio.h, optlib.h and the config-host.h of
@@ -88,7 +88,7 @@ struct ubfio_td {
 	void *mem;		/* iomem_alloc's buffers, registered */
 	size_t mem_len;
 	ubdma_umem_t *umem;
-	uint64_t t_init, idle; /* TSC at init; TSC ticks of polls that found nothing */
+	uint64_t t_init, idle; /* TSC when the ramp was over; TSC ticks of polls that found nothing since */
 };
 
 /* The time stamp counter (0 where there is none: the idle share is then not reported). */
@@ -275,7 +275,6 @@ static int ubfio_init(struct thread_data *td)
 	if (ubdma_nvme_qpair_batch(u->qp, 1))
 		goto fail_qp;
 	td->io_ops_data = u;
-	u->t_init = ubfio_ticks();
 	return 0;
 fail_qp:
 	ubdma_nvme_qpair_destroy(u->qp);
@@ -464,7 +463,11 @@ static int ubfio_getevents(struct thread_data *td, unsigned int min, unsigned in
 			uint64_t k0 = ubfio_ticks();
 			err = ubdma_nvme_poll(u->qp, u->nevents < max ? max - u->nevents : 1, &n);
 			if (!n) {
-				u->idle += ubfio_ticks() - k0;
+				/* counted from the end of fio's ramp_time, as the benchmark's window */
+				if (u->t_init)
+					u->idle += ubfio_ticks() - k0;
+				else if (td->ramp_time_over || !td->o.ramp_time)
+					u->t_init = k0;
 				empty++;
 			}
 		}
