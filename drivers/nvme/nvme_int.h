@@ -25,8 +25,8 @@
 #define NVME_DEFAULT_IO_TIMEOUT_MS 30000u
 #define NVME_TICKS_PER_TIMEOUT 4u  /* a command times out after 4 to 5 ticks of its queue pair */
 #define NVME_CHECK_POLLS 1024u	   /* polls between two timeout checks (one clock read) */
-/* ms between two reads of the kernel's request and error eventfds by the periodic check (any pair
- * of the controller): the kernel asks again every 10 s, and two reads a check, each a system call,
+/* ms between two looks of the periodic check (any pair of the controller) at the device: the
+ * kernel's request and error eventfds (a system call each) and CSTS (a read across the link), which
  * would otherwise come every 1024 polls (issue 18, docs/nvme.md "Surprise removal") */
 #define NVME_NOTIFY_MS 10u
 

@@ -31,9 +31,10 @@
  * Surprise removal: the kernel's remove of a device held through VFIO waits until the device
  * file is closed, and asks for it through the VFIO request interrupt (until then the device
  * still answers: no all-ones read comes).  The check reads that eventfd (a non-blocking read, at
- * a check of any pair, busy or idle, at most every NVME_NOTIFY_MS by the coarse clock: a system
- * call every 1024 polls showed in the poll's cost; ubdma_nvme_wait() sleeps on it as well as on
- * the MSI-X one; the admin loop reads it too), and on a request the controller is gone:
+ * a check of any pair, busy or idle, at most every NVME_NOTIFY_MS by the coarse clock, with CSTS:
+ * a system call and a device read every 1024 polls showed in the poll's cost; ubdma_nvme_wait()
+ * sleeps on it as well as on the MSI-X one; the admin loop reads it too), and on a request the
+ * controller is gone:
  * state FAILED, the device released at once (ubdma_pci_release(): interrupts and bus mastering
  * off, the device file closed so the remove proceeds, BAR0 replaced by memory that reads all ones
  * so that a doorbell another thread is writing lands nowhere), and each pair's outstanding
@@ -140,8 +141,8 @@ int nvme_qpair_recover(struct ubdma_nvme_qpair *qp)
 	return 0;
 }
 
-/* Advance the tick clock from the real one; after an idle spell, restart it. */
-static void clock_advance(struct ubdma_nvme_qpair *qp)
+/* Advance the tick clock from the real one; after an idle spell, restart it.  1 when it moved. */
+static int clock_advance(struct ubdma_nvme_qpair *qp)
 {
 	uint64_t now = nvme_coarse_ms();
 	unsigned len = qp->timeout_ms / NVME_TICKS_PER_TIMEOUT;
@@ -153,13 +154,14 @@ static void clock_advance(struct ubdma_nvme_qpair *qp)
 		qp->tick_stale = 0;
 		qp->tick_ms = now;
 		qp->tick++;
-		return;
+		return 1;
 	}
-	if (now - qp->tick_ms >= len) {
-		uint64_t k = (now - qp->tick_ms) / len;
-		qp->tick += (uint32_t)k;
-		qp->tick_ms += k * len;
-	}
+	if (now - qp->tick_ms < len)
+		return 0;
+	uint64_t k = (now - qp->tick_ms) / len;
+	qp->tick += (uint32_t)k;
+	qp->tick_ms += k * len;
+	return 1;
 }
 
 /* Ask for the request and error interrupts; a kernel without them leaves only the all-ones check. */
@@ -216,9 +218,11 @@ int nvme_check_notify(struct ubdma_nvme *c, int locked)
 }
 
 /*
- * The periodic check reads the request and error eventfds at most every NVME_NOTIFY_MS of any
- * pair's checks (a read is a system call; the kernel asks again every 10 s), not at every check:
- * 1 when it is time (and claims the turn).
+ * The periodic check looks at the device (the request and error eventfds, CSTS) at most every
+ * NVME_NOTIFY_MS of any pair's checks, not at every check: each eventfd read is a system call, and
+ * a CSTS read a non-posted read across the link (under TCG an exit into QEMU, 13 us: bench_nvme's
+ * poll_idle), which every 1024 polls cost an idle poll 12%.  The kernel asks again every 10 s;
+ * an all-ones or CFS controller is then seen within 10 ms.  1 when it is time (and claims the turn).
  */
 static int notify_due(struct ubdma_nvme *c)
 {
@@ -233,8 +237,8 @@ static int notify_due(struct ubdma_nvme *c)
 void nvme_qpair_check(struct ubdma_nvme_qpair *qp)
 {
 	struct ubdma_nvme *c = qp->ctrl;
-	int gone = notify_due(c) ? nvme_check_notify(c, 0)
-				 : __atomic_load_n(&c->gone, __ATOMIC_ACQUIRE) || c->state == NVME_FAILED;
+	int due = notify_due(c);
+	int gone = due ? nvme_check_notify(c, 0) : __atomic_load_n(&c->gone, __ATOMIC_ACQUIRE) || c->state == NVME_FAILED;
 
 	if (gone) {
 		nvme_qpair_recover(qp); /* FAILED: ENXIO for every outstanding command */
@@ -243,8 +247,9 @@ void nvme_qpair_check(struct ubdma_nvme_qpair *qp)
 	if (!qp->qid || c->state != NVME_LIVE || qp->gen != c->gen)
 		return;
 	/* CSTS all ones: the device is gone (removed, or fell off the bus): nothing outstanding will
-	 * complete, so fail it all with ENXIO now, not a timeout later.  CFS: reset (9.5) */
-	uint32_t csts = nvme_check_fatal(c);
+	 * complete, so fail it all with ENXIO now, not a timeout later.  CFS: reset (9.5).  Read when
+	 * the eventfds are (above); another pair's read sets the state and the flag for all */
+	uint32_t csts = due ? nvme_check_fatal(c) : 0;
 	if (c->state == NVME_FAILED) {
 		nvme_note("queue pair %u: CSTS reads %#x: the controller is gone or failed; outstanding commands "
 			  "complete with ENXIO", qp->qid, csts);
@@ -253,15 +258,17 @@ void nvme_qpair_check(struct ubdma_nvme_qpair *qp)
 	}
 	if (c->fatal) {
 		char why[96];
+		if (!due)
+			csts = nvme_rd32(c, NVME_REG_CSTS); /* another pair's check saw it: say what it is */
 		snprintf(why, sizeof(why), "%s (CSTS %#x)",
 			 csts & NVME_CSTS_CFS ? "controller fatal status, CSTS.CFS" : "device error reported", csts);
 		ctrl_reset(c, c->gen, why);
 		nvme_qpair_recover(qp);
 		return;
 	}
-	if (!qp->outstanding)
+	/* a command becomes late only when the tick moves: the slots are looked at then */
+	if (!qp->outstanding || !clock_advance(qp))
 		return;
-	clock_advance(qp);
 	for (unsigned cid = 0; cid + 1u < qp->entries; cid++) {
 		struct nvme_req *r = &qp->reqs[cid];
 		if (!r->busy || (uint32_t)(qp->tick - r->stamp) <= NVME_TICKS_PER_TIMEOUT)
