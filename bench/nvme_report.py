@@ -228,7 +228,7 @@ def table(rows):
     if work:
         s.write("Polled, the work per I/O: guest CPU time less the polls that found the queue empty (waiting for the\n"
                 "device; as bench/nic.sh counts busy cycles), against the kernel's best configuration's guest CPU per\n"
-                "I/O (1 / IOPS per CPU-s; under -icount an interrupt-driven wait costs the kernel nothing):\n")
+                "I/O (1 / IOPS per CPU-s, where a wait asleep costs nothing):\n")
         for name, impl, u in work:
             bf = best_fio(rows, name)
             k = 1e9 / bf["iops_per_cpu"] if bf else None
