@@ -311,9 +311,10 @@ static int cmp64(const void *a, const void *c)
 
 /*
  * The cost of polling an idle pair, call by call.  The driver runs its periodic check (timeouts,
- * CSTS, the VFIO request and error eventfds) once every NVME_CHECK_POLLS (1024) polls: the top
- * 1/1024 of the sorted per-call times are those calls, and their excess over the median, spread
- * over every poll, is what the check adds to each poll.
+ * and at most every 10 ms CSTS and the VFIO request and error eventfds) once every
+ * NVME_CHECK_POLLS (1024) polls: the calls at the one phase modulo 1024 whose times add up to
+ * the most are those calls (a host's stray delays fall on every phase alike), and their excess
+ * over the median, spread over every poll, is what the check adds to each poll.
  */
 static int poll_idle(int round)
 {
@@ -330,11 +331,15 @@ static int poll_idle(int round)
 		cyc[i] = ticks() - c0;
 	}
 	double sum = 0, top = 0;
-	for (unsigned i = 0; i < N; i++)
+	static double phase[1024];
+	memset(phase, 0, sizeof(phase));
+	for (unsigned i = 0; i < N; i++) {
 		sum += (double)cyc[i];
+		phase[i % 1024] += (double)cyc[i];
+	}
+	for (unsigned p = 0; p < 1024; p++)
+		top = phase[p] > top ? phase[p] : top;
 	qsort(cyc, N, sizeof(*cyc), cmp64);
-	for (unsigned i = N - TOP; i < N; i++)
-		top += (double)cyc[i];
 	double med = (double)cyc[N / 2], mean = sum / N;
 	double check = (top - TOP * med) / N; /* ticks a poll */
 
