@@ -4,14 +4,19 @@
  * the VFIO error eventfd (VFIO_PCI_ERR_IRQ_INDEX) the driver asked for at open.
  *
  * run-guest.sh -R puts a second NVMe (QEMU id hpnvme) and a second e1000e (hpnic) behind
- * pcie-root-ports, the only devices of the test bed with a root port above them to collect AER
- * messages.  When this program prints "UBDMA-VM-QMP: aer ID POISON_TLP", tests/vm/qmp-helper.py
- * has QEMU run pcie_aer_inject_error ID POISON_TLP (HMP, through QMP's human-monitor-command):
- * a Poisoned TLP, uncorrectable and non-fatal by the default severity (PCIe Base 3.0, 7.10.5), so
- * the kernel neither resets the link nor takes the device away.  Passes when:
- *   - NVMe: the kernel counted the error (aer_dev_nonfatal's TOTAL_ERR_NONFATAL went up) and the
- *     driver, at its periodic check, reset the controller because of it (one reset counted,
- *     nothing timed out), and the queue pair then writes and reads back 64 KiB; nothing loaded;
+ * pcie-root-ports (hprp1, hprp2), the only devices of the test bed with a root port above them.
+ * QEMU 7.2's nvme and e1000e have no AER capability (printed below): the guest kernel ignores
+ * an error message whose source has none (aer_get_device_error_info() returns 0 for it), so the
+ * error is injected at the root port: when this program prints "UBDMA-VM-QMP: aer hprp1
+ * POISON_TLP", tests/vm/qmp-helper.py has QEMU run pcie_aer_inject_error hprp1 POISON_TLP (HMP,
+ * through QMP's human-monitor-command).  A Poisoned TLP is uncorrectable and non-fatal by the
+ * default severity (PCIe Base 3.0, 7.10.5), so the kernel neither resets the link nor takes the
+ * device away; its recovery (pcie_do_recovery()) calls error_detected() of every driver below
+ * the port, vfio-pci's among them, which signals the error eventfd.  Passes when:
+ *   - NVMe: the kernel counted the error (the port's aer_dev_nonfatal TOTAL_ERR_NONFATAL went up)
+ *     and the driver, at its periodic check, reset the controller because of it (one reset
+ *     counted, nothing timed out), and the queue pair then writes and reads back 64 KiB; nothing
+ *     stays loaded;
  *   - e1000e: the kernel counted it and the driver reported it (its last-error sentence names the
  *     error interrupt) while bursts go on succeeding, and a frame is still sent.
  * A driver that does not read the error eventfd fails both (no reset; no sentence).  Runs before
@@ -19,6 +24,7 @@
  * (no -R, or a kernel without AER: the own kernel of the iommufd boot has no CONFIG_PCIEAER).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +42,46 @@
 
 #define BLEN (64u * 1024)
 #define LIMIT_MS 20000
+
+/* The root port above @bdf (its parent in sysfs) into @out; 0, or -1. */
+static int port_of(const char *bdf, char *out, size_t n)
+{
+	char path[96], real[PATH_MAX];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
+	if (!realpath(path, real))
+		return -1;
+	char *slash = strrchr(real, '/');
+	if (!slash)
+		return -1;
+	*slash = 0;
+	slash = strrchr(real, '/');
+	if (!slash || strlen(slash + 1) != 12)
+		return -1;
+	snprintf(out, n, "%s", slash + 1);
+	return 0;
+}
+
+/* 1 when @bdf's extended configuration space lists an AER capability (ID 0001h), else 0. */
+static int has_aer(const char *bdf)
+{
+	char path[96];
+	uint8_t cfg[4096];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	FILE *f = fopen(path, "rb");
+	size_t got = f ? fread(cfg, 1, sizeof(cfg), f) : 0;
+	if (f)
+		fclose(f);
+	for (unsigned off = 0x100, k = 0; off >= 0x100 && off + 4 <= got && k < 64; k++) {
+		uint32_t h = (uint32_t)cfg[off] | (uint32_t)cfg[off + 1] << 8 | (uint32_t)cfg[off + 2] << 16 |
+			     (uint32_t)cfg[off + 3] << 24;
+		if ((h & 0xffff) == 0x0001)
+			return 1;
+		off = h >> 20;
+	}
+	return 0;
+}
 
 /* TOTAL_ERR_NONFATAL of the kernel's AER statistics for @bdf; -1 when the kernel keeps none. */
 static long aer_nonfatal(const char *bdf)
@@ -92,7 +138,7 @@ static int roundtrip(ubdma_nvme_qpair_t *qp, uint32_t nsid, uint32_t lbs, uint8_
 	return rc ? rc : memcmp(w, r, BLEN) ? EIO : 0;
 }
 
-static void nvme_aer(ubdma_ctx_t *ctx, const char *bdf)
+static void nvme_aer(ubdma_ctx_t *ctx, const char *bdf, const char *port)
 {
 	struct ubdma_nvme_opts o = { .size = sizeof(o), .ctx = ctx, .queue_entries = 64 };
 	ubdma_nvme_t *ctrl;
@@ -117,8 +163,8 @@ static void nvme_aer(ubdma_ctx_t *ctx, const char *bdf)
 	rc = roundtrip(qp, nsid, ns.lba_size, w, r, 1);
 	check(rc == 0, "nvme: 64 KiB written and read back before the error (%s)", strerror(rc));
 
-	long before = aer_nonfatal(bdf);
-	uint64_t asked = hp_ask("aer", "hpnvme POISON_TLP");
+	long before = aer_nonfatal(port);
+	uint64_t asked = hp_ask("aer", "hprp1 POISON_TLP");
 	/* an idle pair's polls: the periodic check reads the error eventfd and resets */
 	while (hp_now_ms() - asked < LIMIT_MS) {
 		if ((rc = ubdma_nvme_poll(qp, 0, NULL)))
@@ -127,9 +173,9 @@ static void nvme_aer(ubdma_ctx_t *ctx, const char *bdf)
 			break;
 	}
 	uint64_t took = hp_now_ms() - asked;
-	long after = aer_nonfatal(bdf);
-	check(after > before, "nvme: the kernel's AER driver counted the non-fatal error (TOTAL_ERR_NONFATAL %ld -> %ld)",
-	      before, after);
+	long after = aer_nonfatal(port);
+	check(after > before, "nvme: the kernel's AER driver counted the non-fatal error at %s (TOTAL_ERR_NONFATAL %ld "
+	      "-> %ld)", port, before, after);
 	rc = rc ? rc : ubdma_nvme_recovery(ctrl, &st);
 	check(rc == 0 && st.resets == 1 && st.timeouts == 0,
 	      "nvme: the error interrupt led to one controller reset, %llu ms after the injection was asked "
@@ -148,7 +194,7 @@ out:
 	free(r);
 }
 
-static void e1000e_aer(ubdma_ctx_t *ctx, const char *bdf)
+static void e1000e_aer(ubdma_ctx_t *ctx, const char *bdf, const char *port)
 {
 	struct ubdma_e1000e_opts o = { .size = sizeof(o), .ctx = ctx };
 	struct ubdma_e1000e_pkt *rx[32];
@@ -159,8 +205,8 @@ static void e1000e_aer(ubdma_ctx_t *ctx, const char *bdf)
 	check(rc == 0, "e1000e: open %s: %s", bdf, rc ? ubdma_e1000e_last_error() : "ok");
 	if (rc)
 		return;
-	long before = aer_nonfatal(bdf);
-	uint64_t asked = hp_ask("aer", "hpnic POISON_TLP");
+	long before = aer_nonfatal(port);
+	uint64_t asked = hp_ask("aer", "hprp2 POISON_TLP");
 	unsigned long bursts = 0;
 	int reported = 0;
 	rc = 0;
@@ -172,9 +218,9 @@ static void e1000e_aer(ubdma_ctx_t *ctx, const char *bdf)
 		bursts++;
 		reported = strstr(ubdma_e1000e_last_error(), "error interrupt") != NULL;
 	}
-	long after = aer_nonfatal(bdf);
-	check(after > before, "e1000e: the kernel's AER driver counted the non-fatal error (TOTAL_ERR_NONFATAL %ld -> "
-	      "%ld)", before, after);
+	long after = aer_nonfatal(port);
+	check(after > before, "e1000e: the kernel's AER driver counted the non-fatal error at %s (TOTAL_ERR_NONFATAL %ld "
+	      "-> %ld)", port, before, after);
 	check(rc == 0 && reported, "e1000e: the driver reported the error interrupt after %lu bursts, %llu ms after the "
 	      "injection was asked, and bursts went on (%s): \"%s\"", bursts, (unsigned long long)(hp_now_ms() - asked),
 	      strerror(rc), ubdma_e1000e_last_error());
@@ -198,9 +244,16 @@ int main(void)
 		printf("# SKIP: no devices behind root ports (UBDMA_VM_HP_NVME / _NIC; run-guest.sh -R makes them)\n");
 		return 77;
 	}
-	if (aer_nonfatal(nvme) < 0 || aer_nonfatal(nic) < 0) {
-		printf("# SKIP: the kernel keeps no AER statistics for %s / %s (no CONFIG_PCIEAER, or AER not "
-		       "granted to the OS): the error interrupt cannot come\n", nvme, nic);
+	char pn[32], pc[32];
+	if (port_of(nvme, pn, sizeof(pn)) || port_of(nic, pc, sizeof(pc))) {
+		printf("# no root port above %s / %s\n", nvme, nic);
+		return 1;
+	}
+	printf("# AER capability: %s %s, %s %s, port %s %s, port %s %s\n", nvme, has_aer(nvme) ? "yes" : "no", nic,
+	       has_aer(nic) ? "yes" : "no", pn, has_aer(pn) ? "yes" : "no", pc, has_aer(pc) ? "yes" : "no");
+	if (aer_nonfatal(pn) < 0 || aer_nonfatal(pc) < 0) {
+		printf("# SKIP: the kernel keeps no AER statistics for the root ports %s / %s (no CONFIG_PCIEAER, "
+		       "or AER not granted to the OS): the error interrupt cannot come\n", pn, pc);
 		return 77;
 	}
 	int rc = ubdma_ctx_open(guest_backend(), &ctx);
@@ -208,8 +261,8 @@ int main(void)
 		printf("# context: %s\n", ubdma_last_error());
 		return 1;
 	}
-	nvme_aer(ctx, nvme);
-	e1000e_aer(ctx, nic);
+	nvme_aer(ctx, nvme, pn);
+	e1000e_aer(ctx, nic, pc);
 	ubdma_ctx_close(ctx);
 	return failures ? 1 : 0;
 }
