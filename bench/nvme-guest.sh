@@ -8,6 +8,9 @@
 #   ubdma-irq          BENCH --irq, MSI-X eventfd completions (IRQ=1 only)
 #   ubdma-fio          fio with the ubdma_nvme engine (libubdma_fio.so), polled, on vfio-pci
 #   ubdma-fio-irq      the same with completions=irq (IRQ=1 only)
+#   ubdma-hybrid       BENCH --hybrid H: polls, after H empty polls sleeps on the eventfd (IRQ=1, H > 0)
+#   ubdma-fio-hybrid   fio with the engine's completions=hybrid hybrid_polls=H, the same
+# (H: $UBDMA_NVME_HYBRID, bench/nvme.sh -H; 0: no hybrid rows)
 #   fio-io_uring       the NVMe on the kernel nvme driver (poll_queues=1), fio ioengine=io_uring
 #   fio-io_uring-poll  the same with hipri (polled completions on the poll queue)
 # Every fio row runs the SAME job: IMPL.fio (only the engine and the target) followed by
@@ -24,8 +27,8 @@ SECS=${1:-3} ROUNDS=${2:-3} IRQ=${3:-1} BENCH=${4:?usage: nvme-guest.sh SECS ROU
 BDF=${UBDMA_VM_NVME:?no NVMe}
 FIO=${FIO:-/usr/bin/fio}
 D=/sys/bus/pci/devices/$BDF
-WORKLOADS="randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32 randread_qd32_jobs2"
-ENGINE=${UBDMA_FIO_ENGINE:-} JOBS=${UBDMA_FIO_JOBS:-}
+WORKLOADS=${UBDMA_NVME_WORKLOADS:-randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32 randread_qd32_jobs2}
+ENGINE=${UBDMA_FIO_ENGINE:-} JOBS=${UBDMA_FIO_JOBS:-} HYBRID=${UBDMA_NVME_HYBRID:-0}
 BDF_DOTS=$(echo "$BDF" | sed 's/:/./g')
 say() { echo "# nvme-guest: $*"; }
 [ -f "$JOBS/workloads.fio" ] || { say "no fio job files (UBDMA_FIO_JOBS=$JOBS)"; exit 1; }
@@ -79,7 +82,7 @@ fio_one() {
 	# start (loading its libraries) and exit are not counted, as bench_nvme counts only its loop
 	out=/tmp/fio-$2-$1.json
 	cat "$JOBS/$1.fio" "$JOBS/workloads.fio" >/tmp/job-$1.fio
-	ENGINE=$ENGINE F=$4 RANGE=${RANGE}M RUNTIME=$((SECS + 2)) $FIO --output-format=json+ --section=$2 \
+	ENGINE=$ENGINE F=$4 RANGE=${RANGE}M RUNTIME=$((SECS + 2)) HYBRID=$HYBRID $FIO --output-format=json+ --section=$2 \
 		/tmp/job-$1.fio >$out 2>&1 &
 	pid=$!
 	sleep 2
@@ -101,11 +104,14 @@ run_ubdma() { # workload round
 		if [ "$IRQ" = 1 ]; then
 			$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" --irq ||
 				{ fails=$((fails + 1)); say "bench_nvme --irq $1 failed"; }
+			[ "$HYBRID" -gt 0 ] && { $BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" \
+				--hybrid "$HYBRID" || { fails=$((fails + 1)); say "bench_nvme --hybrid $1 failed"; }; }
 		fi ;;
 	esac
 	if [ -n "$ENGINE" ]; then
 		fio_one ubdma-fio "$1" "$2" "$BDF_DOTS"
 		[ "$IRQ" = 1 ] && fio_one ubdma-fio-irq "$1" "$2" "$BDF_DOTS"
+		[ "$IRQ" = 1 ] && [ "$HYBRID" -gt 0 ] && fio_one ubdma-fio-hybrid "$1" "$2" "$BDF_DOTS"
 	fi
 	return 0
 }
@@ -117,6 +123,8 @@ run_fio() { # workload round
 	return 0
 }
 
+# what an idle pair's poll and its periodic check cost (bench_nvme poll_idle: "NVPOLL {json}")
+bind vfio-pci && { $BENCH --workloads poll_idle --round 0 || say "bench_nvme poll_idle failed"; }
 r=1
 while [ $r -le "$ROUNDS" ]; do
 	say "round $r of $ROUNDS: $([ $((r % 2)) = 1 ] && echo "ubdma first" || echo "kernel first")"

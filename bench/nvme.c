@@ -7,15 +7,23 @@
  * a workload, "NVBENCH {json}", that bench/nvme_report.py reads from the console log:
  *   name, impl, iops, mib_s, cpu_s (this process: user + system), busy_s (every guest CPU: CPUs x
  *   wall time - idle time from /proc/stat, what the I/O cost the machine), iops_per_cpu (iops * seconds / busy_s), lat_us
- *   {p50, p99, p99.9, p99.99, mean, max}, hist [[upper bound us, count], ...] (log bins).
+ *   {p50, p99, p99.9, p99.99, mean, max}, work_ns_per_io (polled: time of the loop's passes that
+ *   submitted or completed something, per I/O: the driver's work without the waiting; -1 with
+ *   --irq), hist [[upper bound us, count], ...] (log bins).
  * The hot loop makes no system call: submissions, polling and TSC reads only.  Above
  * QD 1 the queue pair is in batch mode: the submissions of one pass ring the doorbell once.
  *
- * usage: bench_nvme [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq] [--round N]
+ * usage: bench_nvme [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq | --hybrid POLLS]
+ *                   [--round N]
  *   LIST: comma separated NAME_qdN with NAME randread or randwrite (default: randread_qd1,
  *   randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32); --irq waits on the MSI-X eventfd
- *   instead of polling (impl "ubdma-irq"); --round tags the output lines (bench/nvme-guest.sh runs
- *   each workload once a round, interleaved with fio).
+ *   instead of polling (impl "ubdma-irq"); --hybrid POLLS polls, and after POLLS polls that found
+ *   nothing sleeps on the eventfd (impl "ubdma-hybrid"); --round tags the output lines
+ *   (bench/nvme-guest.sh runs each workload once a round, interleaved with fio).  The pseudo-workload poll_idle prints
+ *   "NVPOLL {json}": what one ubdma_nvme_poll() of an idle pair costs (each of 2^20 polls timed
+ *   with the TSC: mean, median, and the periodic check's share, the 1 poll in NVME_CHECK_POLLS that
+ *   runs it), beside one CLOCK_MONOTONIC / CLOCK_MONOTONIC_COARSE read and one empty eventfd read,
+ *   the parts the check may use (issue 18: the removal check's cost on the hot path).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -75,13 +84,18 @@ static uint64_t mono_ns(void)
  */
 static double ns_per_tick;
 
-static inline uint64_t now_ns(void)
+static inline uint64_t ticks(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	return (uint64_t)((double)__rdtsc() * ns_per_tick);
+	return __rdtsc();
 #else
 	return mono_ns();
 #endif
+}
+
+static inline uint64_t now_ns(void)
+{
+	return (uint64_t)((double)ticks() * ns_per_tick);
 }
 
 static void clock_calibrate(void)
@@ -93,6 +107,8 @@ static void clock_calibrate(void)
 	nanosleep(&d, NULL);
 	uint64_t t1 = mono_ns(), c1 = __rdtsc();
 	ns_per_tick = c1 > c0 ? (double)(t1 - t0) / (double)(c1 - c0) : 1.0;
+#else
+	ns_per_tick = 1.0;
 #endif
 }
 
@@ -180,6 +196,13 @@ static double pct(double p)
 	return b.lat[i] / 1000.0;
 }
 
+/*
+ * --hybrid N: poll until something completes, at most N polls that find nothing, then sleep on the
+ * MSI-X eventfd (ubdma_nvme_wait()): a completion that comes soon costs no system call, a late
+ * one no spinning (the controller is opened with interrupts, so each completion also raises one).
+ */
+static unsigned hybrid;
+
 static int run(const char *name, int qd, double secs, int irq, int round)
 {
 	b.write = !strncmp(name, "randwrite", 9);
@@ -203,8 +226,10 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 	double c0 = cpu_s(), i0 = idle_s();
 	uint64_t m0 = mono_ns(), t0 = now_ns();
 	end = t0 + (uint64_t)(secs * 1e9);
-	uint64_t t;
+	uint64_t t, busy_ticks = 0;
 	while ((t = now_ns()) < end) {
+		uint64_t k0 = ticks();
+		unsigned subs = 0, n = 0;
 		while (b.free >= 0) {
 			int rc = submit();
 			if (rc) {
@@ -214,11 +239,21 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 				}
 				break;
 			}
+			subs++;
 		}
-		if (irq)
+		if (hybrid) {
+			for (unsigned k = 0; !n && k < hybrid; k++)
+				ubdma_nvme_poll(b.qp, 0, &n);
+			if (!n)
+				ubdma_nvme_wait(b.qp, 100, &n);
+		} else if (irq)
 			ubdma_nvme_wait(b.qp, 100, NULL);
 		else
-			ubdma_nvme_poll(b.qp, 0, NULL);
+			ubdma_nvme_poll(b.qp, 0, &n);
+		/* the passes that did work, as testpmd's --record-core-cycles counts bursts (bench/nic.sh):
+		 * a pass that only found the queue empty is waiting for the device, not driver work */
+		if (!hybrid && (subs || n))
+			busy_ticks += ticks() - k0;
 	}
 	ubdma_nvme_drain(b.qp, 10000);
 	double wall = (double)(mono_ns() - m0) / 1e9;
@@ -235,10 +270,11 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 	printf("NVBENCH {\"name\":\"%s\",\"impl\":\"%s\",\"round\":%d,\"unit\":\"IOPS\",\"qd\":%d,\"ios\":%" PRIu64
 	       ",\"errors\":%" PRIu64 ",\"seconds\":%.3f,\"iops\":%.1f,\"mib_s\":%.2f,\"cpu_s\":%.3f,\"busy_s\":%.3f,"
 	       "\"iops_per_cpu\":%.1f,\"lat_us\":{\"p50\":%.2f,\"p99\":%.2f,\"p99.9\":%.2f,\"p99.99\":%.2f,"
-	       "\"mean\":%.2f,\"max\":%.2f},\"hist\":[",
-	       name, irq ? "ubdma-irq" : "ubdma", round, qd, b.ios, b.errors, wall, iops, iops * BS / 1048576.0, cpu, busy,
+	       "\"mean\":%.2f,\"max\":%.2f},\"work_ns_per_io\":%.1f,\"hist\":[",
+	       name, hybrid ? "ubdma-hybrid" : irq ? "ubdma-irq" : "ubdma", round, qd, b.ios, b.errors, wall, iops, iops * BS / 1048576.0, cpu, busy,
 	       busy > 0 ? (double)b.ios / busy : 0, pct(50), pct(99), pct(99.9), pct(99.99), mean,
-	       b.nlat ? b.lat[b.nlat - 1] / 1000.0 : 0);
+	       b.nlat ? b.lat[b.nlat - 1] / 1000.0 : 0,
+	       !irq && !hybrid && b.ios ? (double)busy_ticks * ns_per_tick / (double)b.ios : -1.0);
 	/* log bins, 20 a decade, from 1 us */
 	uint64_t i = 0;
 	int first = 1;
@@ -256,6 +292,73 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 	printf("]}\n");
 	fflush(stdout);
 	return b.errors ? EIO : 0;
+}
+
+static int cmp64(const void *a, const void *c)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)c;
+	return x < y ? -1 : x > y;
+}
+
+/* TSC ticks of one call of each of @n calls of EXPR, as ns: the mean */
+#define TIMED_NS(n, expr)                                                                                      \
+	({                                                                                                     \
+		uint64_t c0_ = ticks();                                                                      \
+		for (unsigned k_ = 0; k_ < (n); k_++)                                                          \
+			expr;                                                                                  \
+		(double)(ticks() - c0_) * ns_per_tick / (double)(n);                                        \
+	})
+
+/*
+ * The cost of polling an idle pair, call by call.  The driver runs its periodic check (timeouts,
+ * and at most every 10 ms CSTS and the VFIO request and error eventfds) once every
+ * NVME_CHECK_POLLS (1024) polls: the calls at the one phase modulo 1024 whose times add up to
+ * the most are those calls (a host's stray delays fall on every phase alike), and their excess
+ * over the median, spread over every poll, is what the check adds to each poll.
+ */
+static int poll_idle(int round)
+{
+	enum { N = 1u << 20, TOP = N / 1024 };
+	uint64_t *cyc = malloc(N * sizeof(*cyc));
+
+	if (!cyc)
+		return ENOMEM;
+	for (unsigned i = 0; i < 4096; i++)
+		ubdma_nvme_poll(b.qp, 0, NULL);
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t c0 = ticks();
+		ubdma_nvme_poll(b.qp, 0, NULL);
+		cyc[i] = ticks() - c0;
+	}
+	double sum = 0, top = 0;
+	static double phase[1024];
+	memset(phase, 0, sizeof(phase));
+	for (unsigned i = 0; i < N; i++) {
+		sum += (double)cyc[i];
+		phase[i % 1024] += (double)cyc[i];
+	}
+	for (unsigned p = 0; p < 1024; p++)
+		top = phase[p] > top ? phase[p] : top;
+	qsort(cyc, N, sizeof(*cyc), cmp64);
+	double med = (double)cyc[N / 2], mean = sum / N;
+	double check = (top - TOP * med) / N; /* ticks a poll */
+
+	struct timespec ts;
+	uint64_t v;
+	int efd = eventfd(0, EFD_NONBLOCK);
+	double mono = TIMED_NS(1000, clock_gettime(CLOCK_MONOTONIC, &ts));
+	double coarse = TIMED_NS(1000, clock_gettime(CLOCK_MONOTONIC_COARSE, &ts));
+	double rd = efd < 0 ? -1 : TIMED_NS(1000, (void)!read(efd, &v, sizeof(v)));
+	if (efd >= 0)
+		close(efd);
+	printf("NVPOLL {\"name\":\"poll_idle\",\"impl\":\"ubdma\",\"round\":%d,\"unit\":\"ns\",\"polls\":%u,"
+	       "\"median\":%.1f,\"mean\":%.1f,\"p99\":%.1f,\"check_calls_mean\":%.1f,\"check_per_poll\":%.2f,"
+	       "\"check_share\":%.4f,\"clock_monotonic\":%.1f,\"clock_monotonic_coarse\":%.1f,\"eventfd_read\":%.1f}\n",
+	       round, (unsigned)N, med * ns_per_tick, mean * ns_per_tick, (double)cyc[N / 100 * 99] * ns_per_tick,
+	       top / TOP * ns_per_tick, check * ns_per_tick, check / mean, mono, coarse, rd);
+	fflush(stdout);
+	free(cyc);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -279,8 +382,10 @@ int main(int argc, char **argv)
 			round = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--irq"))
 			irq = 1;
+		else if (!strcmp(argv[i], "--hybrid") && i + 1 < argc && atoi(argv[i + 1]) > 0)
+			irq = 1, hybrid = (unsigned)atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: %s [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq] [--round N]\n",
+			fprintf(stderr, "usage: %s [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq | --hybrid POLLS] [--round N]\n",
 				argv[0]);
 			return 2;
 		}
@@ -336,11 +441,15 @@ int main(int argc, char **argv)
 	const struct ubdma_nvme_info *in = ubdma_nvme_info(c);
 	printf("# bench_nvme: %s '%s' fr '%s', namespace %u (%u-byte blocks), range %" PRIu64 " MiB, %.1f s a "
 	       "workload, %s completions, CPU 0\n", bdf, in->mn, in->fr, b.nsid, ns.lba_size,
-	       b.nblocks * BS >> 20, secs, irq ? "MSI-X (eventfd)" : "polled");
+	       b.nblocks * BS >> 20, secs, hybrid ? "hybrid (polls, then the MSI-X eventfd)" : irq ? "MSI-X (eventfd)" : "polled");
 
 	char *list = strdup(wl), *save = NULL;
 	int fails = 0;
 	for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(w, "poll_idle")) {
+			fails += poll_idle(round) != 0;
+			continue;
+		}
 		const char *q = strstr(w, "_qd");
 		int qd = q ? atoi(q + 3) : 1;
 		if (qd < 1 || qd > MAXQD || (strncmp(w, "randread", 8) && strncmp(w, "randwrite", 9))) {

@@ -13,16 +13,24 @@
 # over the rounds (or --json / --csv) and gnuplot draws the latency histograms
 # (OUT/nvme-latency.png and .svg).
 #
-# usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [--json | --csv]
+# usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [-I ICOUNT] [-w WORKLOADS]
+#                      [-H POLLS] [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
 #   -r ROUNDS rounds (default 3)
 #   -P        polled ubdma only: skip the ubdma-irq run
+#   -I ICOUNT guest clock (default off: two CPUs on the host's clock); QEMU -icount sub-options,
+#             e.g. shift=2,sleep=on: one guest CPU whose time counts instructions, as bench/nic.sh;
+#             not for the kernel's rows at QD 32: under -icount QEMU 7.2's NVMe left the kernel's
+#             nvme driver waiting for its 30 s I/O timeouts (docs/nvme.md, "Benchmark")
+#   -w LIST   comma-separated workloads (default: all; randread_qd32_jobs2 needs -I off)
+#   -H POLLS  the hybrid rows (ubdma-hybrid, ubdma-fio-hybrid) poll, and after POLLS polls that
+#             found nothing sleep on the MSI-X eventfd (default 64; 0: no hybrid rows)
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table
+B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table ICOUNT=off WL= HYBRID=64
 while [ $# -gt 0 ]; do
 	case $1 in
 	-B) B=$2; shift ;;
@@ -30,15 +38,19 @@ while [ $# -gt 0 ]; do
 	-t) SECS=$2; shift ;;
 	-r) ROUNDS=$2; shift ;;
 	-P) IRQ=0 ;;
+	-I) ICOUNT=$2; shift ;;
+	-w) WL=$2; shift ;;
+	-H) HYBRID=$2; shift ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 [[ $SECS =~ ^[0-9]+$ ]] && [ "$SECS" -ge 1 ] || { echo "nvme.sh: -t wants whole seconds" >&2; exit 2; }
 [[ $ROUNDS =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] || { echo "nvme.sh: -r wants a count of rounds" >&2; exit 2; }
+[[ $HYBRID =~ ^[0-9]+$ ]] || { echo "nvme.sh: -H wants a count of polls" >&2; exit 2; }
 B=$(cd "$B" && pwd)
 OUT=${OUT:-$B/bench/nvme-out}
 mkdir -p "$OUT"
@@ -60,17 +72,37 @@ if [ -f "$ENG" ]; then
 else
 	echo "nvme.sh: $ENG not built (tools/deps.sh brings fio's source): no ubdma-fio rows" >&2
 fi
-est=$((ROUNDS * 6 * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
+# Under -icount (-I, docs/nvme.md, "Benchmark"): guest time advances 2^shift ns a guest
+# instruction, so busy guest CPU time is a count of instructions, whatever the host's load; use
+# sleep=on: the NVMe's reads and writes run in QEMU's block layer at the host's pace, and with
+# sleep=off an idle guest's clock jumps to its next timer while the host still works.  QEMU 7.2
+# hangs a two-CPU x86 guest under -icount (docs/virtio-net.md): one CPU (the later -smp wins over
+# run-guest.sh's), and the two-thread workload is left out.
+QA=()
+if [ "$ICOUNT" != off ]; then
+	printf -- '-smp\n1\n-icount\n%s\n' "$ICOUNT" >"$OUT/qemu.args"
+	# nohz=off: the guest's tick keeps running while it idles (the emulated NVMe processes its
+	# queues on timers of QEMU's virtual clock; with NO_HZ an idle guest stalled for minutes).
+	# Even so the kernel's nvme driver times out I/Os at QD 32 ("I/O 320 QID 2 timeout,
+	# aborting"): its QD 32 rows are not valid under -icount
+	QA=(-q "$OUT/qemu.args" -K nohz=off)
+	WL=${WL:-randread_qd1,randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32}
+fi
+case ,$WL, in
+*,randread_qd32_jobs2,*) [ "$ICOUNT" = off ] || { echo "nvme.sh: randread_qd32_jobs2 needs two CPUs: -I off" >&2; exit 2; } ;;
+esac
+NW=$(echo "${WL:-a,b,c,d,e,f}" | tr ',' '\n' | grep -c .)
+est=$((ROUNDS * NW * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
 echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $est s)" >&2
 rc=0
-"$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" \
+"$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" "${QA[@]}" \
 	-d "$OUT/nvme.img" -i "$FIO" -i "$BENCH=$GB" -i "$ROOT/bench/nvme-fio=/ubdma/bench/nvme-fio" \
-	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
+	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio -e "UBDMA_NVME_WORKLOADS=${WL//,/ }" -e UBDMA_NVME_HYBRID=$HYBRID "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
 	>"$OUT/run.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ]; then
 	echo "nvme.sh: the guest run failed (status $rc); see $OUT/run.log and $OUT/console.log" >&2
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
 exit $rc

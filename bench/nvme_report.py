@@ -28,9 +28,10 @@ import sys
 
 WORKLOADS = ["randread_qd1", "randread_qd8", "randread_qd32", "randwrite_qd1", "randwrite_qd32",
              "randread_qd32_jobs2"]
-IMPLS = ["ubdma", "ubdma-irq", "ubdma-fio", "ubdma-fio-irq", "fio-io_uring", "fio-io_uring-poll"]
+IMPLS = ["ubdma", "ubdma-irq", "ubdma-hybrid", "ubdma-fio", "ubdma-fio-irq", "ubdma-fio-hybrid", "fio-io_uring",
+         "fio-io_uring-poll"]
 FIO_IMPLS = ["fio-io_uring", "fio-io_uring-poll"]  # the kernel's configurations
-UBDMA_FIO_IMPLS = ["ubdma-fio", "ubdma-fio-irq"]
+UBDMA_FIO_IMPLS = ["ubdma-fio", "ubdma-fio-irq", "ubdma-fio-hybrid"]
 BENCH_NVME_WORKLOADS = WORKLOADS[:5]  # bench_nvme runs one thread: no _jobs rows
 GOAL = 2.0  # IOPS per guest CPU-second over the best kernel configuration (issue 18)
 BIN = 1.12201845  # 20 log bins a decade, as bench_nvme
@@ -67,12 +68,16 @@ def parse(path):
         # as bench_nvme does for itself: the guest's busy time is at least what fio's own thread used
         # (its rusage, a rate over the job), should the idle clock and the window disagree
         busy = max(busy, (job.get("usr_cpu", 0) + job.get("sys_cpu", 0)) / 100.0 * window)
+        # the polled engine's share of its thread's time in polls that found nothing (waiting)
+        idle = re.search(r"ubdma_nvme: polled idle share ([\d.]+)", body)
+        idle = float(idle.group(1)) if idle else None
         runs.setdefault((name, impl), []).append({
             "name": name, "impl": impl, "round": rnd, "unit": "IOPS", "qd": int(re.search(r"_qd(\d+)", name).group(1)),
             "ios": d.get("total_ios"), "iops": iops, "mib_s": d["bw_bytes"] / 1048576.0,
             "busy_s": busy, "window_s": window,
             "cpu_s": (job.get("usr_cpu", 0) + job.get("sys_cpu", 0)) / 100.0 * job.get("job_runtime", 0) / 1000.0,
             "iops_per_cpu": iops * window / busy if busy > 0 else None,
+            "work_ns_per_io": busy * (1 - idle) / (iops * window) * 1e9 if idle is not None and iops > 0 else None,
             "lat_us": {"p50": getp(50), "p99": getp(99), "p99.9": getp(99.9), "p99.99": getp(99.99),
                        "mean": lat.get("mean", 0) / 1000.0, "max": lat.get("max", 0) / 1000.0},
             "hist": hist,
@@ -93,7 +98,7 @@ def aggregate(runs):
     rows = {}
     for key, rs in runs.items():
         r = dict(rs[0])
-        for f in ("iops", "mib_s", "iops_per_cpu", "busy_s", "cpu_s"):
+        for f in ("iops", "mib_s", "iops_per_cpu", "busy_s", "cpu_s", "work_ns_per_io"):
             r[f] = median([x.get(f) for x in rs])
         r["lat_us"] = {p: median([x["lat_us"].get(p) for x in rs]) for p in rs[0]["lat_us"]}
         h = {}
@@ -151,7 +156,15 @@ def flat(rows):
                         "mib_s": round(r["mib_s"], 2), "iops_per_cpu": round(r["iops_per_cpu"] or 0, 1),
                         "busy_s": r.get("busy_s"), "median": l["p50"], "p99": l["p99"],
                         "p99.9": l["p99.9"], "p99.99": l["p99.99"]})
+            if r.get("work_ns_per_io") is not None and r["work_ns_per_io"] >= 0:
+                out[-1]["work_ns_per_io"] = round(r["work_ns_per_io"], 1)
     return out
+
+
+def parse_poll(path):
+    """bench_nvme's poll_idle lines ("NVPOLL {json}"), in order."""
+    text = open(path, errors="replace").read()
+    return [json.loads(m.group(1)) for m in re.finditer(r"NVPOLL (\{.*\})", text)]
 
 
 def fmt(v, w, p=1):
@@ -162,6 +175,7 @@ def table(rows):
     s = io.StringIO()
     n = max((r["rounds"] for r in rows.values()), default=1)
     s.write("4 KiB random I/O, one core (CPU 0; _jobs2: two job threads, CPUs 0 and 1), same guest and boot;\n"
+            "under -icount (bench/nvme.sh's default) guest time counts the guest's instructions;\n"
             "latency submission -> completion, us.\n")
     s.write(f"Each figure is the median of {n} round(s); ubdma and the kernel alternate within every round.\n")
     s.write("QEMU TCG emulates the CPU and the NVMe: read the ratios, not the absolute numbers.\n\n")
@@ -184,7 +198,7 @@ def table(rows):
             "polled and through fio (the ubdma_nvme engine, the same fio job as the kernel's); p99 at QD1 <= the kernel's.\n")
     s.write("Each side is judged by its best configuration: the kernel's better of io_uring and io_uring + hipri, the\n"
             "driver's better of polled and MSI-X completions; the polled figure is also given on its own.\n")
-    for title, impls, polled in (("bench_nvme (the driver's own loop)", ("ubdma", "ubdma-irq"), "ubdma"),
+    for title, impls, polled in (("bench_nvme (the driver's own loop)", ("ubdma", "ubdma-irq", "ubdma-hybrid"), "ubdma"),
                                  ("fio, ubdma_nvme engine vs io_uring (same job file)", tuple(UBDMA_FIO_IMPLS), "ubdma-fio")):
         s.write(f"{title}:\n")
         for name in WORKLOADS:
@@ -209,6 +223,17 @@ def table(rows):
                     line += (f"; p99 {u['lat_us']['p99']:.1f} us vs kernel best {k:.1f} us = {u['lat_us']['p99'] / k:.2f}x"
                              + " [goal <= 1: " + ("met" if u["lat_us"]["p99"] <= k else "NOT met") + "]")
             s.write(line + "\n")
+    work = [(n, i, rows[(n, i)]) for n in WORKLOADS for i in ("ubdma", "ubdma-fio") if (n, i) in rows
+            and (rows[(n, i)].get("work_ns_per_io") or -1) > 0]
+    if work:
+        s.write("Polled, the work per I/O: guest CPU time less the polls that found the queue empty (waiting for the\n"
+                "device; as bench/nic.sh counts busy cycles), against the kernel's best configuration's guest CPU per\n"
+                "I/O (1 / IOPS per CPU-s, where a wait asleep costs nothing):\n")
+        for name, impl, u in work:
+            bf = best_fio(rows, name)
+            k = 1e9 / bf["iops_per_cpu"] if bf else None
+            s.write(f"  {name:<19} {impl:<10} {u['work_ns_per_io']:9.0f} ns" +
+                    (f" vs {bf['impl']} {k:9.0f} ns: {k / u['work_ns_per_io']:.2f}x the IOPS per CPU-s" if k else "") + "\n")
     return s.getvalue()
 
 
@@ -259,6 +284,7 @@ def main():
     ap.add_argument("console")
     a = ap.parse_args()
     rows = aggregate(parse(a.console))
+    polls = parse_poll(a.console)
     if not rows:
         print(f"nvme_report: no benchmark rows in {a.console}", file=sys.stderr)
         return 1
@@ -268,9 +294,10 @@ def main():
         json.dump(fl, o, indent=1)
     with open(os.path.join(a.out, "nvme-bench-full.json"), "w") as o:
         json.dump(list(rows.values()), o, indent=1)
-    cols = ["name", "impl", "unit", "rounds", "iops", "mib_s", "iops_per_cpu", "busy_s", "median", "p99", "p99.9", "p99.99"]
+    cols = ["name", "impl", "unit", "rounds", "iops", "mib_s", "iops_per_cpu", "busy_s", "median", "p99", "p99.9", "p99.99",
+            "work_ns_per_io"]
     with open(os.path.join(a.out, "nvme-bench.csv"), "w", newline="") as o:
-        w = csv.DictWriter(o, fieldnames=cols)
+        w = csv.DictWriter(o, fieldnames=cols, restval="")
         w.writeheader()
         w.writerows(fl)
     with open(os.path.join(a.out, "nvme-bench.txt"), "w") as o:
@@ -283,10 +310,17 @@ def main():
         sys.stdout.write(open(os.path.join(a.out, "nvme-bench.csv")).read())
     else:
         sys.stdout.write(table(rows))
+        for p in polls:
+            sys.stdout.write(f"poll_idle (round {p['round']}): an idle pair's poll {p['median']:.0f} ns median, {p['mean']:.1f} ns mean; "
+                             f"the periodic check adds {p['check_per_poll']:.2f} ns a poll ({100 * p['check_share']:.2f}%; "
+                             f"the polls that ran it {p['check_calls_mean']:.0f} ns); CLOCK_MONOTONIC {p['clock_monotonic']:.0f} ns, "
+                             f"_COARSE {p['clock_monotonic_coarse']:.0f} ns, an empty eventfd read {p['eventfd_read']:.0f} ns\n")
     if made:
         print("plot: " + ", ".join(made), file=sys.stderr)
-    missing = [f"{n}/{i}" for n in WORKLOADS for i in ["ubdma-fio"] + FIO_IMPLS if (n, i) not in rows]
-    missing += [f"{n}/ubdma" for n in BENCH_NVME_WORKLOADS if (n, "ubdma") not in rows]
+    # the workloads run (bench/nvme.sh -w, or -icount's one CPU, leaves some out)
+    ran = {n for n, _ in rows}
+    missing = [f"{n}/{i}" for n in WORKLOADS if n in ran for i in ["ubdma-fio"] + FIO_IMPLS if (n, i) not in rows]
+    missing += [f"{n}/ubdma" for n in BENCH_NVME_WORKLOADS if n in ran and (n, "ubdma") not in rows]
     if missing:
         print("nvme_report: rows missing: " + " ".join(missing), file=sys.stderr)
         return 1

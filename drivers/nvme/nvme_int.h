@@ -25,6 +25,10 @@
 #define NVME_DEFAULT_IO_TIMEOUT_MS 30000u
 #define NVME_TICKS_PER_TIMEOUT 4u  /* a command times out after 4 to 5 ticks of its queue pair */
 #define NVME_CHECK_POLLS 1024u	   /* polls between two timeout checks (one clock read) */
+/* ms between two looks of the periodic check (any pair of the controller) at the device: the
+ * kernel's request and error eventfds (a system call each) and CSTS (a read across the link), which
+ * would otherwise come every 1024 polls (issue 18, docs/nvme.md "Surprise removal") */
+#define NVME_NOTIFY_MS 10u
 
 enum nvme_state { NVME_LIVE, NVME_SHUTDOWN, NVME_FAILED, NVME_RESETTING };
 
@@ -133,6 +137,7 @@ struct ubdma_nvme {
 	/* surprise removal (nvme_recover.c): the kernel's request and error eventfds
 	 * (ubdma_pci_notify_fds(); -1 without), read by the periodic check, never on the I/O path */
 	int req_fd, err_fd;
+	uint64_t notify_ms;	  /* coarse ms of their last read by the periodic check (relaxed atomics) */
 	int gone;		  /* the device was given back (ubdma_pci_release()); set once, atomically */
 	int fatal;		  /* CSTS.CFS or an error interrupt seen: the next check resets */
 };
@@ -149,6 +154,7 @@ int nvme_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 int nvme_status_errno(uint16_t sf);
 uint32_t nvme_check_fatal(struct ubdma_nvme *c);
 uint64_t nvme_now_ms(void);
+uint64_t nvme_coarse_ms(void);
 
 /* nvme_io.c */
 int nvme_submit_raw(struct ubdma_nvme_qpair *qp, const struct nvme_sqe *cmd, ubdma_nvme_cb_t *cb, void *arg);

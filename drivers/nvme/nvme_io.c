@@ -566,7 +566,8 @@ int ubdma_nvme_wait(ubdma_nvme_qpair_t *qp, int timeout_ms, unsigned *done)
 		/* the MSI-X eventfd, and the kernel's request for the device (a removal wakes us) */
 		struct pollfd p[2] = { { .fd = qp->fd, .events = POLLIN }, { .fd = qp->ctrl->req_fd, .events = POLLIN } };
 		nfds_t np = qp->ctrl->req_fd >= 0 && qp->qid ? 2 : 1;
-		uint64_t end = timeout_ms < 0 ? UINT64_MAX : nvme_now_ms() + (uint64_t)timeout_ms;
+		/* the coarse clock: no system call on the way to the one that sleeps */
+		uint64_t end = timeout_ms < 0 ? UINT64_MAX : nvme_coarse_ms() + (uint64_t)timeout_ms;
 		for (;;) {
 			/* a controller may hold back the interrupt of a CQ it believes has unread entries */
 			cq_ack(qp);
@@ -592,7 +593,7 @@ int ubdma_nvme_wait(ubdma_nvme_qpair_t *qp, int timeout_ms, unsigned *done)
 				break;
 			if (qp->outstanding)
 				nvme_qpair_check(qp);
-			if ((err = ubdma_nvme_poll(qp, 0, &n)) || n || nvme_now_ms() >= end)
+			if ((err = ubdma_nvme_poll(qp, 0, &n)) || n || nvme_coarse_ms() >= end)
 				break;
 		}
 	} else {

@@ -69,6 +69,22 @@ uint64_t nvme_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/*
+ * The periodic check's clock: CLOCK_MONOTONIC_COARSE (a kernel tick's resolution, 1-10 ms) is
+ * read by the vDSO from its data page alone, never through the clocksource, so it is neither a
+ * system call nor a device read whatever the clocksource (under TCG the HPET, which the vDSO cannot
+ * read: CLOCK_MONOTONIC there is a system call and an exit into QEMU; bench_nvme's poll_idle shows
+ * both).  Timeouts are counted in ticks of at least a quarter of 1 ms-granular timeouts: a tick's
+ * resolution is enough.
+ */
+uint64_t nvme_coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* CSTS read once: all ones (the device is gone: a surprise removal, a failed link) marks the
  * controller failed; CFS marks it for a reset at the next check (9.5: "host software should
  * attempt to reset and then re-initialize the controller").  Returns what CSTS read. */

@@ -252,8 +252,9 @@ int ubdma_nvme_write_zeroes(ubdma_nvme_qpair_t *qp, uint32_t nsid, uint64_t slba
  * ubdma_nvme_poll() - reap up to @max completions (0: all there are) and run their callbacks;
  * *@done (may be NULL) receives how many.  No system call, lock or allocation (a bounced read
  * copies its data back).
- * Every 1024th poll (busy or idle) also checks, off the hot path, for the kernel's request for
- * the device (one non-blocking read), CSTS all ones (gone), CSTS.CFS (reset) and timeouts.
+ * Every 1024th poll (busy or idle) also checks, off the hot path, for timeouts (a coarse clock
+ * read, no system call) and, at most every 10 ms, for the kernel's request for the device and
+ * its error interrupt (non-blocking reads), CSTS all ones (gone) and CSTS.CFS (reset).
  * Return: 0; EINVAL for NULL; ENXIO when the controller is gone or failed (outstanding commands
  * then complete with ENXIO, in this call).
  */

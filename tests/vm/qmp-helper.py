@@ -5,10 +5,14 @@ run-guest.sh -R starts it beside QEMU.  It follows the serial console log as QEM
 for each line a guest program prints of the form
 
     UBDMA-VM-QMP: device_del ID
+    UBDMA-VM-QMP: aer ID ERROR
 
-sends that command to QEMU's QMP socket (device_del is the one command allowed: the hot-unplug
-of a device the test bed made hot-pluggable), then waits for QEMU's DEVICE_DELETED event for ID
-(the guest has let go of the device and QEMU has removed it) and logs it.  Every command, reply
+sends that command to QEMU's QMP socket.  device_del is the hot-unplug of a device the test bed
+made hot-pluggable; the helper then waits for QEMU's DEVICE_DELETED event for ID (the guest has
+let go of the device and QEMU has removed it) and logs it.  aer is HMP's pcie_aer_inject_error
+ID ERROR (through QMP's human-monitor-command; ERROR a name such as POISON_TLP, no options):
+the device reports an uncorrectable error through its AER capability to its root port.  These
+two are the only commands allowed.  Every command, reply
 and event goes to LOG with the seconds since start, so a test can tell "QEMU never removed the
 device" from "the guest never asked".  Ends when QEMU does.
 """
@@ -20,6 +24,7 @@ import sys
 import time
 
 MARK = re.compile(r"UBDMA-VM-QMP: (device_del) ([A-Za-z0-9_-]+)")
+AER = re.compile(r"UBDMA-VM-QMP: aer ([A-Za-z0-9_-]+) ([A-Z_]+)\s*$")
 
 
 def main():
@@ -104,7 +109,14 @@ def main():
         cut = text.rfind(b"\n") + 1
         pos += cut
         for raw in text[:cut].split(b"\n"):
-            m = MARK.search(raw.decode("utf-8", "replace"))
+            text_line = raw.decode("utf-8", "replace")
+            a = AER.search(text_line)
+            if a:
+                done += 1
+                send({"execute": "human-monitor-command",
+                      "arguments": {"command-line": "pcie_aer_inject_error %s %s" % (a.group(1), a.group(2))}})
+                continue
+            m = MARK.search(text_line)
             if m:
                 done += 1
                 pending.add(m.group(2))

@@ -56,7 +56,8 @@ options:
              e1000e (id hpnic) behind one at 00:07.0, so at 0000:02:00.0 (both bound to vfio-pci;
              UBDMA_VM_HP_NVME / UBDMA_VM_HP_NIC give their BDFs), a QMP socket DIR/qmp.sock, and
              the host helper qmp-helper.py: a program that prints a line
-             'UBDMA-VM-QMP: device_del ID' has QEMU unplug that device (log: DIR/qmp.log)
+             'UBDMA-VM-QMP: device_del ID' has QEMU unplug that device ('... aer ID ERROR':
+             inject an AER error; log: DIR/qmp.log)
   -v         verbose: kernel messages on the console, console streamed to stderr
 Environment: UBDMA_VM_ACCEL replaces '-accel tcg' (e.g. tcg,thread=single).
 A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").

@@ -17,7 +17,16 @@
  * bounces.  Queue puts the command in the submission queue without ringing the doorbell (the
  * queue pair is in batch mode); commit rings it once for what fio queued; getevents polls the
  * completion queue (completions=poll) or sleeps on the queue pair's MSI-X eventfd
- * (completions=irq) through ubdma_nvme_wait().
+ * (completions=irq) through ubdma_nvme_wait(), or, completions=hybrid, polls up to hybrid_polls
+ * times and then sleeps: a completion that comes soon is taken without a system call, a late one
+ * does not burn the CPU while the device works (the kernel's hybrid polling, the other way
+ * round: spin first, then sleep; the MSI-X vector stays on, so each completion also costs an
+ * interrupt in the kernel, which writes the eventfd).
+ *
+ * Polled, the engine counts the time of the polls that found nothing (the thread waiting for the
+ * device, not working) and at cleanup prints its share of the thread's time after fio's ramp,
+ * "ubdma_nvme: polled idle share S" (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
+ * bench/nic.sh counts a driver's busy cycles).  TSC reads, no system call.
  *
  * Built against the headers of the fio that loads it (fio.h, optlib.h and the config-host.h of
  * its configure run): drivers/nvme/fio/meson.build finds the source tree tools/deps.sh unpacks.
@@ -30,6 +39,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
 
 #include "fio.h"
 #include "optgroup.h"
@@ -45,7 +57,8 @@ struct ubfio_opts {
 	char *bdf;		/* controller address; default: the filename with '.' for ':' */
 	unsigned int nsid;	/* namespace; 0: the first active one */
 	unsigned int entries;	/* queue pair entries; 0: iodepth + 1 */
-	unsigned int irq;	/* completions=irq: MSI-X eventfds; poll: polled */
+	unsigned int irq;	/* completions: 0 poll, 1 irq (MSI-X eventfds), 2 hybrid */
+	unsigned int hybrid_polls; /* hybrid: empty polls before sleeping on the eventfd */
 	unsigned int io_queues; /* queue pairs asked of the controller at open; 0: 16 */
 };
 
@@ -68,13 +81,25 @@ struct ubfio_td {
 	ubdma_nvme_qpair_t *qp;
 	uint32_t nsid;
 	uint32_t lba_shift;
-	int irq;
+	int irq, hybrid;
+	unsigned hybrid_polls;
 	struct io_u **events;	/* completions reaped, not yet handed to fio beyond [0, given) */
 	unsigned int nevents, maxevents, given;
 	void *mem;		/* iomem_alloc's buffers, registered */
 	size_t mem_len;
 	ubdma_umem_t *umem;
+	uint64_t t_init, idle; /* TSC when the ramp was over; TSC ticks of polls that found nothing since */
 };
+
+/* The time stamp counter (0 where there is none: the idle share is then not reported). */
+static inline uint64_t ubfio_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __rdtsc();
+#else
+	return 0;
+#endif
+}
 
 static int ubfio_bdf(struct thread_data *td, const char *fname, char *out, size_t n)
 {
@@ -106,9 +131,9 @@ static int ctrl_get(struct thread_data *td, const char *bdf, int irq, struct ubf
 	for (c = ubfio_ctrls; c; c = c->next) {
 		if (strcmp(c->bdf, bdf))
 			continue;
-		if (irq >= 0 && c->irq != irq) {
-			log_err("ubdma_nvme: %s is open with completions=%s; every job on it must use the same\n",
-				bdf, c->irq ? "irq" : "poll");
+		if (irq >= 0 && c->irq != (irq > 0)) {
+			log_err("ubdma_nvme: %s is open %s interrupts (completions=%s); every job on it must use the same\n",
+				bdf, c->irq ? "with" : "without", c->irq ? "irq or hybrid" : "poll");
 			return EINVAL;
 		}
 		c->refs++;
@@ -224,9 +249,11 @@ static int ubfio_init(struct thread_data *td)
 		return 1;
 	}
 	u->maxevents = td->o.iodepth;
-	u->irq = o->irq != 0;
+	u->irq = o->irq == 1;
+	u->hybrid = o->irq == 2;
+	u->hybrid_polls = o->hybrid_polls;
 	pthread_mutex_lock(&ubfio_lock);
-	err = ctrl_get(td, bdf, u->irq, &u->ctrl);
+	err = ctrl_get(td, bdf, (int)o->irq, &u->ctrl);
 	pthread_mutex_unlock(&ubfio_lock);
 	if (err)
 		goto fail;
@@ -268,6 +295,10 @@ static void ubfio_cleanup(struct thread_data *td)
 
 	if (!u)
 		return;
+	uint64_t life = ubfio_ticks() - u->t_init;
+	if (!u->irq && !u->hybrid && life && u->t_init)
+		log_info("ubdma_nvme: polled idle share %.4f (%llu of %llu TSC ticks in polls that found nothing)\n",
+			 (double)u->idle / (double)life, (unsigned long long)u->idle, (unsigned long long)life);
 	if (ubdma_nvme_outstanding(u->qp) && ubdma_nvme_drain(u->qp, 10000))
 		log_err("ubdma_nvme: %u commands still outstanding at cleanup: %s\n",
 			ubdma_nvme_outstanding(u->qp), ubdma_nvme_last_error());
@@ -421,13 +452,25 @@ static int ubfio_getevents(struct thread_data *td, unsigned int min, unsigned in
 			end.tv_nsec -= 1000000000L;
 		}
 	}
+	unsigned empty = 0; /* polls in a row that found nothing (hybrid: then sleep) */
 	for (unsigned spins = 0;; spins++) {
 		if (u->nevents >= min && (u->nevents >= max || spins))
 			break;
-		if (u->irq && !u->nevents && min && !once)
+		if ((u->irq || (u->hybrid && empty >= u->hybrid_polls)) && !u->nevents && min && !once) {
 			err = ubdma_nvme_wait(u->qp, t ? (int)(t->tv_sec * 1000 + t->tv_nsec / 1000000) : -1, &n);
-		else
+			empty = 0;
+		} else {
+			uint64_t k0 = ubfio_ticks();
 			err = ubdma_nvme_poll(u->qp, u->nevents < max ? max - u->nevents : 1, &n);
+			if (!n) {
+				/* counted from the end of fio's ramp_time, as the benchmark's window */
+				if (u->t_init)
+					u->idle += ubfio_ticks() - k0;
+				else if (td->ramp_time_over || !td->o.ramp_time)
+					u->t_init = k0;
+				empty++;
+			}
+		}
 		if (err) {
 			log_err("ubdma_nvme: completions: %s\n", ubdma_nvme_last_error());
 			return -err;
@@ -491,7 +534,18 @@ static struct fio_option ubfio_options[] = {
 		.posval = {
 			{ .ival = "poll", .oval = 0, .help = "poll the completion queue (no system call)" },
 			{ .ival = "irq", .oval = 1, .help = "sleep on the queue pair's MSI-X eventfd" },
+			{ .ival = "hybrid", .oval = 2, .help = "poll hybrid_polls times, then sleep on the MSI-X eventfd" },
 		},
+		.category = FIO_OPT_C_ENGINE,
+		.group = FIO_OPT_G_INVALID,
+	},
+	{
+		.name = "hybrid_polls",
+		.lname = "ubdma_nvme hybrid polls",
+		.type = FIO_OPT_INT,
+		.off1 = offsetof(struct ubfio_opts, hybrid_polls),
+		.def = "64",
+		.help = "completions=hybrid: polls that find nothing before the job sleeps on the interrupt",
 		.category = FIO_OPT_C_ENGINE,
 		.group = FIO_OPT_G_INVALID,
 	},

@@ -21,9 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
@@ -31,29 +29,13 @@
 
 #include "backend.h"
 #include "check.h"
+#include "hotplug.h"
 
 #define BURST 32
 #define RXD 256
 #define TXD 256
 #define POOL (RXD + TXD + 512)
 #define LIMIT_MS 60000
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int in_sysfs(const char *bdf)
-{
-	char path[96];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
-	return stat(path, &st) == 0;
-}
 
 /*
  * A device that vanishes without the kernel's request (it fell off the bus): the test gives the
@@ -82,10 +64,10 @@ static void all_ones(ubdma_ctx_t *ctx, const char *bdf)
 	check(ubdma_e1000e_pool_free(nic) == POOL, "all ones: every buffer back in the pool (%u of %u)",
 	      ubdma_e1000e_pool_free(nic), POOL);
 	check(ubdma_e1000e_tx_flush(nic, 1000, &n) == ENXIO, "all ones: tx_flush -> ENXIO");
-	uint64_t t0 = now_ms();
+	uint64_t t0 = hp_now_ms();
 	rc = ubdma_e1000e_close(nic);
-	check(rc == 0 && now_ms() - t0 < 1000, "all ones: close returned %d in %llu ms", rc,
-	      (unsigned long long)(now_ms() - t0));
+	check(rc == 0 && hp_now_ms() - t0 < 1000, "all ones: close returned %d in %llu ms", rc,
+	      (unsigned long long)(hp_now_ms() - t0));
 }
 
 int main(void)
@@ -96,7 +78,7 @@ int main(void)
 	uint8_t mac[6];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (!bdf || !in_sysfs(bdf)) {
+	if (!bdf || !hp_in_sysfs(bdf)) {
 		printf("# SKIP: no hot-pluggable e1000e (UBDMA_VM_HP_NIC=%s; run-guest.sh -R makes one)\n",
 		       bdf ? bdf : "unset");
 		return 77;
@@ -155,16 +137,14 @@ int main(void)
 			ubdma_e1000e_pkt_free(nic, rx, r);
 		if (!asked && sent >= 2000) {
 			printf("# %lu frames sent, %lu received: unplug\n", sent, got);
-			printf("UBDMA-VM-QMP: device_del hpnic\n");
-			fflush(stdout);
-			asked = now_ms();
+			asked = hp_ask("device_del", "hpnic");
 		}
-		if (asked && now_ms() - asked > LIMIT_MS) {
+		if (asked && hp_now_ms() - asked > LIMIT_MS) {
 			end_err = ETIMEDOUT;
 			break;
 		}
 	}
-	uint64_t seen = now_ms();
+	uint64_t seen = hp_now_ms();
 	check(end_err == ENXIO, "a burst failed with ENXIO (%s: %s) %llu ms after device_del was asked",
 	      strerror(end_err), ubdma_e1000e_last_error(), (unsigned long long)(seen - asked));
 	printf("# %lu frames sent, %lu received\n", sent, got);
@@ -191,16 +171,12 @@ int main(void)
 	unsigned nfree = ubdma_e1000e_pool_free(nic);
 	check(rc == 0 && nfree == POOL, "the packet held across the removal is freed: %u of %u", nfree, POOL);
 
-	uint64_t t0 = now_ms();
+	uint64_t t0 = hp_now_ms();
 	rc = ubdma_e1000e_close(nic);
-	uint64_t closed = now_ms() - t0;
+	uint64_t closed = hp_now_ms() - t0;
 	check(rc == 0 && closed < 5000, "close returned %d in %llu ms", rc, (unsigned long long)closed);
 	ubdma_ctx_close(ctx);
 
-	t0 = now_ms();
-	while (in_sysfs(bdf) && now_ms() - t0 < 30000)
-		usleep(50000);
-	check(!in_sysfs(bdf), "%s left /sys/bus/pci/devices %llu ms after close (%llu ms after device_del "
-	      "was asked)", bdf, (unsigned long long)(now_ms() - t0), (unsigned long long)(now_ms() - asked));
+	hp_check_gone(bdf, asked);
 	return failures ? 1 : 0;
 }

@@ -27,8 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
@@ -36,6 +34,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "hotplug.h"
 
 #define QD 32
 #define QD_WAITER 8
@@ -44,14 +43,6 @@
 
 static uint32_t nsid, lbs;
 static uint64_t nsze;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* What one thread saw: completions by errno. */
 struct tally {
@@ -110,7 +101,7 @@ static void *waiter_main(void *arg)
 	struct waiter *w = arg;
 	uint8_t *buf = buffers(QD_WAITER);
 	unsigned long i = 0;
-	uint64_t end = now_ms() + 2 * LIMIT_MS;
+	uint64_t end = hp_now_ms() + 2 * LIMIT_MS;
 
 	if (!buf) {
 		w->err = ENOMEM;
@@ -132,26 +123,17 @@ static void *waiter_main(void *arg)
 			w->err = rc;
 			break;
 		}
-		if (now_ms() > end || w->stop) {
+		if (hp_now_ms() > end || w->stop) {
 			w->err = ETIMEDOUT;
 			break;
 		}
 	}
-	w->enxio_at = now_ms();
+	w->enxio_at = hp_now_ms();
 	/* a poll after the error completes whatever is left (ENXIO) */
 	for (int k = 0; k < 100 && ubdma_nvme_outstanding(w->qp); k++)
 		ubdma_nvme_poll(w->qp, 0, NULL);
 	free(buf);
 	return NULL;
-}
-
-static int in_sysfs(const char *bdf)
-{
-	char path[96];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
-	return stat(path, &st) == 0;
 }
 
 int main(void)
@@ -163,7 +145,7 @@ int main(void)
 	struct ubdma_nvme_ns_info ns;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (!bdf || !in_sysfs(bdf)) {
+	if (!bdf || !hp_in_sysfs(bdf)) {
 		printf("# SKIP: no hot-pluggable NVMe (UBDMA_VM_HP_NVME=%s; run-guest.sh -R makes one)\n",
 		       bdf ? bdf : "unset");
 		return 77;
@@ -230,16 +212,14 @@ int main(void)
 		}
 		if (!asked && t.ok >= 2000 && w.started) {
 			printf("# %lu commands done on the polled pair, %lu on the waiting one: unplug\n", t.ok, w.t.ok);
-			printf("UBDMA-VM-QMP: device_del hpnvme\n");
-			fflush(stdout);
-			asked = now_ms();
+			asked = hp_ask("device_del", "hpnvme");
 		}
-		if (asked && now_ms() - asked > LIMIT_MS) {
+		if (asked && hp_now_ms() - asked > LIMIT_MS) {
 			end_err = ETIMEDOUT;
 			break;
 		}
 	}
-	seen = now_ms();
+	seen = hp_now_ms();
 	if (end_err != ENXIO)
 		w.stop = 1;
 	check(end_err == ENXIO, "polled pair: the loop ended with ENXIO (%s: %s) %llu ms after device_del was asked",
@@ -277,19 +257,15 @@ int main(void)
 
 	check(ubdma_nvme_qpair_destroy(qa) == 0 && ubdma_nvme_qpair_destroy(qb) == 0 &&
 	      ubdma_nvme_qpair_destroy(qh) == 0, "the three pairs destroyed");
-	uint64_t t0 = now_ms();
+	uint64_t t0 = hp_now_ms();
 	rc = ubdma_nvme_close(ctrl);
-	uint64_t closed = now_ms() - t0;
+	uint64_t closed = hp_now_ms() - t0;
 	check(closed < 5000, "close returned in %llu ms (%s)", (unsigned long long)closed, rc ? strerror(rc) : "0");
 	ubdma_ctx_close(ctx);
 	free(buf);
 	free(hbuf);
 
 	/* the kernel's remove proceeds once the device file is closed: the device leaves sysfs */
-	t0 = now_ms();
-	while (in_sysfs(bdf) && now_ms() - t0 < 30000)
-		usleep(50000);
-	check(!in_sysfs(bdf), "%s left /sys/bus/pci/devices %llu ms after close (%llu ms after device_del "
-	      "was asked)", bdf, (unsigned long long)(now_ms() - t0), (unsigned long long)(now_ms() - asked));
+	hp_check_gone(bdf, asked);
 	return failures ? 1 : 0;
 }

@@ -1,0 +1,62 @@
+/*
+ * hotplug.h - the guest's side of run-guest.sh -R: asking the host for a hot-unplug (the
+ * "UBDMA-VM-QMP:" marker that tests/vm/qmp-helper.py turns into a QMP command) and waiting for
+ * the kernel's remove to finish (the device leaving /sys/bus/pci/devices).  Shared by
+ * test_nvme_remove, test_e1000e_remove and the AER tests (review finding: the remove tests had
+ * one copy each).
+ */
+#ifndef UBDMA_GUEST_HOTPLUG_H
+#define UBDMA_GUEST_HOTPLUG_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static __attribute__((unused)) uint64_t hp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static __attribute__((unused)) int hp_in_sysfs(const char *bdf)
+{
+	char path[96];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
+	return stat(path, &st) == 0;
+}
+
+/*
+ * Has the host's QEMU run "CMD ARG" (qmp-helper.py: device_del ID, or aer NAME ID ...); returns
+ * when the marker is out, not when QEMU has acted: the time of asking, in ms.
+ */
+static __attribute__((unused)) uint64_t hp_ask(const char *cmd, const char *arg)
+{
+	printf("UBDMA-VM-QMP: %s %s\n", cmd, arg);
+	/* the helper reads the console: the whole line must be out before anything else happens */
+	fflush(stdout);
+	return hp_now_ms();
+}
+
+/*
+ * After the program let go of BDF (close), the kernel's remove completes: checks that the device
+ * leaves sysfs within 30 s, and prints how long after the close and after the unplug was asked.
+ */
+static __attribute__((unused)) void hp_check_gone(const char *bdf, uint64_t asked)
+{
+	uint64_t t0 = hp_now_ms();
+
+	while (hp_in_sysfs(bdf) && hp_now_ms() - t0 < 30000)
+		usleep(50000);
+	check(!hp_in_sysfs(bdf), "%s left /sys/bus/pci/devices %llu ms after close (%llu ms after device_del "
+	      "was asked)", bdf, (unsigned long long)(hp_now_ms() - t0), (unsigned long long)(hp_now_ms() - asked));
+}
+
+#endif
