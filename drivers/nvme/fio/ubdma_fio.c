@@ -25,7 +25,7 @@
  *
  * Polled, the engine counts the time of the polls that found nothing (the thread waiting for the
  * device, not working) and at cleanup prints its share of the thread's time after fio's ramp,
- * "ubdma_nvme: polled idle share S" (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
+ * "ubdma_nvme: polled idle share S" on stderr (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
  * bench/nic.sh counts a driver's busy cycles).  TSC reads, no system call.
  *
  * Built against the headers of the fio that loads it (fio.h, optlib.h and the config-host.h of
@@ -296,9 +296,11 @@ static void ubfio_cleanup(struct thread_data *td)
 	if (!u)
 		return;
 	uint64_t life = ubfio_ticks() - u->t_init;
+	/* on stderr: log_info() writes into fio's --output file, whose JSON a reader parses whole
+	 * (ubdma bench nvme does) */
 	if (!u->irq && !u->hybrid && life && u->t_init)
-		log_info("ubdma_nvme: polled idle share %.4f (%llu of %llu TSC ticks in polls that found nothing)\n",
-			 (double)u->idle / (double)life, (unsigned long long)u->idle, (unsigned long long)life);
+		fprintf(stderr, "ubdma_nvme: polled idle share %.4f (%llu of %llu TSC ticks in polls that found nothing)\n",
+			(double)u->idle / (double)life, (unsigned long long)u->idle, (unsigned long long)life);
 	if (ubdma_nvme_outstanding(u->qp) && ubdma_nvme_drain(u->qp, 10000))
 		log_err("ubdma_nvme: %u commands still outstanding at cleanup: %s\n",
 			ubdma_nvme_outstanding(u->qp), ubdma_nvme_last_error());
