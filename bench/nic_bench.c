@@ -220,7 +220,7 @@ static void run_ubdma(const struct nic_bench_ops *ops, const char *bdf, int tx, 
 	pid_t gen = -1;
 	struct sample s[MAXW];
 	uint8_t tmpl[64], mac[6];
-	uint64_t pkts = 0, iter = 0, busy = 0, busy_pkts = 0;
+	uint64_t pkts = 0, iter = 0, busy = 0, busy_pkts = 0, nbusy = 0;
 	double t0, next;
 	void *nic;
 	int ns = 0;
@@ -248,6 +248,7 @@ static void run_ubdma(const struct nic_bench_ops *ops, const char *bdf, int tx, 
 		if (n || tx) {
 			busy += tsc() - c0;
 			busy_pkts += n;
+			nbusy++;
 		}
 		pkts += n;
 		if ((++iter & 15) == 0) {
@@ -262,6 +263,9 @@ static void run_ubdma(const struct nic_bench_ops *ops, const char *bdf, int tx, 
 		}
 	}
 	gen_stop(gen);
+	if (!tx) /* how often a poll found nothing: the feed's share in the rate */
+		printf("UBDMA-BENCH-POLLS name=%s bursts=%llu busy=%llu\n", name,
+		       (unsigned long long)iter, (unsigned long long)nbusy);
 	ops->close(nic);
 	report(name, "ubdma", s, ns, busy_pkts ? (double)busy / (double)busy_pkts : -1);
 }
