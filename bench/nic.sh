@@ -127,7 +127,7 @@ echo "${QARGS//@PORT@/$PORT}" >"$OUT/qemu.args"
 # QEMU 7.2's -icount hangs an x86 guest of two CPUs in the kernel's bring-up of the second
 # ("x86: Booting SMP configuration:"): one CPU (the later -smp wins over run-guest.sh's)
 [ "$ICOUNT" = off ] || printf -- '-smp\n1\n-icount\n%s\n' "$ICOUNT" >>"$OUT/qemu.args"
-"$ROOT/tests/vm/run-guest.sh" -t 900 -a "$ASSETS" -o "$OUT/guest" -q "$OUT/qemu.args" "${EXTRA[@]}" \
+"$ROOT/tests/vm/run-guest.sh" -t 1800 -a "$ASSETS" -o "$OUT/guest" -q "$OUT/qemu.args" "${EXTRA[@]}" \
 	${EXTRA_GEN[@]+"${EXTRA_GEN[@]}"} ${VNET[@]+"${VNET[@]//@PORT@/$PORT}"} \
 	"$BENCH --tx $TXBDF --rx $RXBDF --seconds $SECS --reps $REPS --rows $ROWS ${TPARGS[*]} ${GENARGS[*]}" \
 	>"$OUT/guest.out" 2>"$OUT/guest.err"
