@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
 	-R) ROWS=$2; shift ;;
 	-I) ICOUNT=$2; shift ;;
 	-P) PEERFEED=1 ;;
-	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
 	*) break ;;
 	esac
 	shift
