@@ -2,11 +2,13 @@
  * nic_bench - the engine shared by bench_e1000e and bench_virtio_net: libubdma's NIC driver
  * beside DPDK 22.11 testpmd on the same devices of the test-bed guest, measured the same way.
  * Run by bench/nic.sh (through bench/e1000e.sh and bench/virtio_net.sh), which boots the guest
- * with a TX NIC (QEMU user network, no capture) and an RX NIC fed by a flooding host peer on
- * 127.0.0.1 (drivers/e1000e/test/nic_peer.py, bench mode).
+ * with a TX NIC (QEMU user network, no capture) and an RX NIC fed either by a generator on the
+ * guest's clock (--gen: bench/nic_gen.c drives an 82574L on a QEMU hub with the RX NIC; started
+ * once the peer under test is ready, stopped after it) or by a flooding host peer on 127.0.0.1
+ * (drivers/e1000e/test/nic_peer.py, bench mode, asked for the frame size through the RX NIC).
  *
  *   PROG --tx BDF --rx BDF [--seconds S] [--reps R] [--rows tx64,rx64,...] [--testpmd PATH]
- *        [--pmd SO]...
+ *        [--pmd SO]... [--gen BDF --gen-prog PATH [--gen-step N]]
  *
  * For each of tx64, tx1514, rx64, rx1514 (frame length without FCS) and each repetition: ubdma
  * (one thread, bursts of 32, polling) then testpmd (--forward-mode=txonly|rxonly, --burst=32,
@@ -156,12 +158,69 @@ static void peer_size(const struct nic_bench_ops *ops, void *nic, unsigned len)
 	ops->send_ctrl(nic, f);
 }
 
+/* The receive rows' generator (bench/nic_gen.c), when --gen names one. */
+static const char *gen_bdf, *gen_prog;
+/* Offered load: GEN_STEP frames every GEN_PERIOD_US of guest time, 4 M frames a guest second,
+ * above what either peer takes on either NIC (at most 2.7 M: 92 guest instructions a frame), so
+ * both are bound by their own code; QEMU queues 10,000 frames at most for a full ring, the rest
+ * of a period's frames are dropped before reaching the NIC. */
+#define GEN_PERIOD_US 1000
+static unsigned gen_step = 4000;
+
+/* Start the generator with frames of @len bytes; its pid once it said it is ready, else -1. */
+static pid_t gen_start(unsigned len)
+{
+	char l[16], per[16], st[16], line[256];
+	int pfd[2];
+	pid_t pid;
+	FILE *f;
+
+	if (!gen_bdf || pipe(pfd))
+		return -1;
+	snprintf(l, sizeof(l), "%u", len);
+	snprintf(per, sizeof(per), "%d", GEN_PERIOD_US);
+	snprintf(st, sizeof(st), "%u", gen_step);
+	if ((pid = fork()) == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl(gen_prog, gen_prog, gen_bdf, l, per, st, (char *)NULL);
+		fprintf(stderr, "bench: %s: %s\n", gen_prog, strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	if (pid < 0 || !f || !fgets(line, sizeof(line), f) || !strstr(line, "nic_gen: ready")) {
+		fprintf(stderr, "bench: the generator on %s did not start\n", gen_bdf);
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	fclose(f); /* it writes nothing more */
+	return pid;
+}
+
+static void gen_stop(pid_t pid)
+{
+	int status;
+
+	if (pid <= 0)
+		return;
+	kill(pid, SIGTERM);
+	if (waitpid(pid, &status, 0) == pid && (!WIFEXITED(status) || WEXITSTATUS(status)))
+		fprintf(stderr, "bench: the generator ended with status %d\n", status);
+}
+
 static void run_ubdma(const struct nic_bench_ops *ops, const char *bdf, int tx, unsigned len,
 		      double seconds, const char *name)
 {
+	pid_t gen = -1;
 	struct sample s[MAXW];
 	uint8_t tmpl[64], mac[6];
-	uint64_t pkts = 0, iter = 0, busy = 0, busy_pkts = 0;
+	uint64_t pkts = 0, iter = 0, busy = 0, busy_pkts = 0, nbusy = 0;
 	double t0, next;
 	void *nic;
 	int ns = 0;
@@ -170,7 +229,9 @@ static void run_ubdma(const struct nic_bench_ops *ops, const char *bdf, int tx, 
 		return;
 	ops->mac(nic, mac);
 	frame_template(tmpl, len, mac);
-	if (!tx) {
+	if (!tx && gen_bdf) {
+		gen = gen_start(len);
+	} else if (!tx) {
 		peer_size(ops, nic, len);
 		/* drain what the peer queued before (other sizes) */
 		for (double end = now() + 0.3; now() < end;)
@@ -187,6 +248,7 @@ static void run_ubdma(const struct nic_bench_ops *ops, const char *bdf, int tx, 
 		if (n || tx) {
 			busy += tsc() - c0;
 			busy_pkts += n;
+			nbusy++;
 		}
 		pkts += n;
 		if ((++iter & 15) == 0) {
@@ -200,6 +262,10 @@ static void run_ubdma(const struct nic_bench_ops *ops, const char *bdf, int tx, 
 			}
 		}
 	}
+	gen_stop(gen);
+	if (!tx) /* how often a poll found nothing: the feed's share in the rate */
+		printf("UBDMA-BENCH-POLLS name=%s bursts=%llu busy=%llu\n", name,
+		       (unsigned long long)iter, (unsigned long long)nbusy);
 	ops->close(nic);
 	report(name, "ubdma", s, ns, busy_pkts ? (double)busy / (double)busy_pkts : -1);
 }
@@ -233,7 +299,7 @@ static void run_testpmd(const struct nic_bench_ops *ops, const char *testpmd, ch
 	uint64_t pkts = 0;
 	int ns = 0, started = 0;
 	double t_start = 0, deadline, busy = -1;
-	pid_t pid;
+	pid_t pid, gen = -1;
 	FILE *out;
 
 	snprintf(txpkts, sizeof(txpkts), "--txpkts=%u", len);
@@ -298,6 +364,11 @@ static void run_testpmd(const struct nic_bench_ops *ops, const char *testpmd, ch
 	while (fgets(line, sizeof(line), out)) {
 		char *p;
 
+		/* the generator starts as testpmd starts forwarding (its ports are up by then; the
+		 * line comes through the pipe at the latest with the first statistics, and the
+		 * first two samples are not counted) */
+		if (!tx && gen_bdf && gen < 0 && strstr(line, "start packet forwarding"))
+			gen = gen_start(len);
 		if ((p = strstr(line, tx ? "TX-packets:" : "RX-packets:")))
 			pkts = strtoull(p + 11, NULL, 10), started = 1;
 		else if (started && strstr(line, "############") && !strstr(line, "statistics")) {
@@ -315,6 +386,7 @@ static void run_testpmd(const struct nic_bench_ops *ops, const char *testpmd, ch
 		if (now() > deadline)
 			break;
 	}
+	gen_stop(gen);
 	kill(pid, SIGINT);
 	for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++)
 		usleep(100000);
@@ -369,14 +441,25 @@ int nic_bench_main(int argc, char **argv, const struct nic_bench_ops *ops)
 			testpmd = argv[++i];
 		else if (!strcmp(argv[i], "--pmd") && i + 1 < argc && npmd < 8)
 			pmds[npmd++] = argv[++i];
+		else if (!strcmp(argv[i], "--gen") && i + 1 < argc)
+			gen_bdf = argv[++i];
+		else if (!strcmp(argv[i], "--gen-prog") && i + 1 < argc)
+			gen_prog = argv[++i];
+		else if (!strcmp(argv[i], "--gen-step") && i + 1 < argc)
+			gen_step = (unsigned)atoi(argv[++i]);
 		else {
 			fprintf(stderr, "usage: %s --tx BDF --rx BDF [--seconds S] [--reps R] "
-				"[--rows tx64,tx1514,rx64,rx1514] [--testpmd PATH] [--pmd SO]...\n", ops->prog);
+				"[--rows tx64,tx1514,rx64,rx1514] [--testpmd PATH] [--pmd SO]... "
+				"[--gen BDF --gen-prog PATH [--gen-step N]]\n", ops->prog);
 			return 2;
 		}
 	}
 	if (!txbdf || !rxbdf) {
 		fprintf(stderr, "%s: --tx and --rx are needed\n", ops->prog);
+		return 2;
+	}
+	if (gen_bdf && !gen_prog) {
+		fprintf(stderr, "%s: --gen needs --gen-prog (bench_nic_gen)\n", ops->prog);
 		return 2;
 	}
 	CPU_ZERO(&set);

@@ -28,6 +28,14 @@ static void *vn_open(const char *bdf)
 
 static void vn_close(void *nic)
 {
+	struct ubdma_virtio_net_stats st;
+
+	/* the doorbells written over the run (warm-up included): docs/virtio-net.md weighs
+	 * EVENT_IDX against them */
+	if (!ubdma_virtio_net_stats(nic, &st))
+		printf("UBDMA-BENCH-VNET notifications=%llu rx_pkts=%llu tx_pkts=%llu\n",
+		       (unsigned long long)st.notifications, (unsigned long long)st.rx_pkts,
+		       (unsigned long long)st.tx_pkts);
 	ubdma_virtio_net_close(nic);
 }
 

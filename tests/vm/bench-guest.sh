@@ -65,6 +65,23 @@ bench_exits() {
 	show /tmp/e
 	check "$label (was $rc)" [ $rc = "$want" ]
 }
+# sigint_mid_run LABEL KIND DEV DRIVER TENTHS NAME: `ubdma bench KIND DEV` (stderr in /tmp/NAME.err)
+# gets SIGINT in the middle of its ubdma workload (named on stderr within TENTHS tenths of a
+# second): DEV was on vfio-pci then, the exit status is 130 and DEV is back on DRIVER
+sigint_mid_run() {
+	local label=$1 kind=$2 dev=$3 driver=$4 tenths=$5 err=/tmp/$6.err
+	$U bench "$kind" "$dev" --time 4 --no-peer --out "/tmp/$6" >"/tmp/$6.txt" 2>"$err" &
+	pid=$!
+	wait_for "(ubdma)" "$err" "$tenths"
+	usleep 500000
+	check "$label: $dev was on vfio-pci mid-run" on "$dev" vfio-pci
+	kill -INT $pid
+	wait $pid
+	rc=$?
+	show "$err"
+	check "$label: exit 130 (was $rc)" [ $rc = 130 ]
+	check "$label: $dev back on $driver" on "$dev" "$driver"
+}
 # every workload of results.csv named in report.html, with its PNG and SVG when gnuplot drew them
 html_names_all() {
 	[ -s "$1/report.html" ] || return 1
@@ -167,17 +184,7 @@ $U bench nvme $NV --time 0.5 --no-peer --workloads randread-4k-qd1 --csv --out /
 check "--csv prints the CSV" grep -q '^randread-4k-qd1,ubdma,' /tmp/csv.out
 
 # --- SIGINT in the middle of a ubdma workload -------------------------------------------------------
-$U bench nvme $NV --time 4 --no-peer --out /tmp/int >/tmp/int.txt 2>/tmp/int.err &
-pid=$!
-wait_for "(ubdma)" /tmp/int.err 100
-usleep 500000
-check "SIGINT: $NV was on vfio-pci mid-run" on $NV vfio-pci
-kill -INT $pid
-wait $pid
-rc=$?
-show /tmp/int.err
-check "SIGINT: exit 130 (was $rc)" [ $rc = 130 ]
-check "SIGINT: $NV back on nvme" on $NV nvme
+sigint_mid_run SIGINT nvme $NV nvme 100 int
 check "SIGINT: its namespace is back" wait_blk $NV
 
 # --- SIGINT while fio runs (the kernel peer): fio stopped, the device never left nvme ---------------
@@ -342,17 +349,7 @@ if [ -n "$VN" ]; then
 	check "--force: $VN back on virtio-pci" on $VN virtio-pci
 	check "--force: its netdev is back" wait_vnd
 	# SIGINT in the middle of a ubdma workload on it
-	$U bench nic $VN --time 4 --no-peer --out /tmp/vint >/dev/null 2>/tmp/vint.err &
-	pid=$!
-	wait_for "(ubdma)" /tmp/vint.err 200
-	usleep 500000
-	check "virtio-net SIGINT: $VN was on vfio-pci mid-run" on $VN vfio-pci
-	kill -INT $pid
-	wait $pid
-	rc=$?
-	show /tmp/vint.err
-	check "virtio-net SIGINT: exit 130 (was $rc)" [ $rc = 130 ]
-	check "virtio-net SIGINT: $VN back on virtio-pci" on $VN virtio-pci
+	sigint_mid_run "virtio-net SIGINT" nic $VN virtio-pci 200 vint
 	# found on vfio-pci: used there and left there
 	$U bind $VN >/dev/null
 	check "$VN bound to vfio-pci by ubdma bind" on $VN vfio-pci
