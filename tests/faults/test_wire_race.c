@@ -48,6 +48,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int go_replace, go_move, replaced, moved, move_err;
 static int stage; /* hook: 0 waits for the registration, 1 for the mlock, 2 done */
+static int hook2_rc;
+static double t_mmap_ret, t_moved, t_wire_ret, t_hook2;
 
 static double now(void)
 {
@@ -65,6 +67,7 @@ static void *replacer(void *arg)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
 	void *p = mmap((void *)slot, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	t_mmap_ret = now();
 	pthread_mutex_lock(&mu);
 	replaced = p == (void *)slot ? 1 : -1;
 	while (!go_move)
@@ -73,6 +76,7 @@ static void *replacer(void *arg)
 	p = mremap((void *)slot, LEN, LEN, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)spare);
 	pthread_mutex_lock(&mu);
 	move_err = p == MAP_FAILED ? errno : 0;
+	t_moved = now();
 	moved = 1;
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
@@ -106,9 +110,12 @@ static void hook(enum fault_point at, uintptr_t s, size_t len)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
-		while (!moved && pthread_cond_timedwait(&cv, &mu, &until) == 0)
+		int wr = 0;
+		while (!moved && (wr = pthread_cond_timedwait(&cv, &mu, &until)) == 0)
 			;
+		hook2_rc = wr;
 		pthread_mutex_unlock(&mu);
+		t_hook2 = now();
 	}
 }
 
@@ -134,6 +141,7 @@ static void run_case(int flags)
 	fault_set_hook(hook);
 	int rc = ubdma_wire((void *)slot, LEN, flags);
 	fault_set_hook(NULL);
+	t_wire_ret = now();
 	/* either answer is right: 0 (the wiring took the new memory and the event ended it) or
 	 * EFAULT (the memory went while it was being wired) */
 	assert_true(rc == 0 || rc == EFAULT);
@@ -153,8 +161,11 @@ static void run_case(int flags)
 	assert_int_equal(ubdma_wire_count((void *)spare), 0);
 	long bad = vm_offenders(area, area + 2 * SPAN, 0, stdout, "  locked after release", 8);
 	if (bad)
-		printf("  flags 0x%x: ubdma_wire answered %d; %ld VMAs of the slot and spare are locked or DONTFORK\n",
-		       flags, rc, bad);
+		printf("  flags 0x%x: ubdma_wire answered %d; %ld VMAs of the slot (%#lx) and spare (%#lx) are "
+		       "locked or DONTFORK\n",
+		       flags, rc, bad, (unsigned long)slot, (unsigned long)spare);
+	if (bad)
+		printf("  hook2 rc %d %.6f mmap_ret %.6f wire_ret %.6f moved %.6f\n", hook2_rc, t_hook2, t_mmap_ret, t_wire_ret, t_moved);
 	assert_int_equal(bad, 0);
 	assert_int_equal(fault_vmlck_kb(), vmlck0);
 	munmap((void *)area, 2 * SPAN);
