@@ -573,7 +573,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	if (watched && wmon_register(s, e)) {
 		madvise((void *)s, e - s, MADV_DOFORK);
 		sys_munlock(s, e);
-		wmon_unregister(s, e);
+		unwatch_except(&watch, s, e);
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	}
 	u->v[u->n++] = (struct locked){ s, e, watched };
@@ -757,7 +757,7 @@ int wire_events_lock(void)
 	until.tv_sec += 1;
 	if (pthread_mutex_timedlock(&wire_lock, &until) == 0)
 		return 1;
-	ULOG_DEBUG("wiring: the wire lock was held for a second; reading the events without it");
+	ULOG_WARN("wiring: the wire lock was held for a second; the monitor reads its events without it");
 	return 0;
 }
 
