@@ -48,6 +48,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int go_replace, go_move, replaced, moved, move_err;
 static int stage; /* hook: 0 waits for the registration, 1 for the mlock, 2 done */
+/* for the failure report: when each step happened (CLOCK_MONOTONIC) and how the hook's wait ended */
 static int hook2_rc;
 static double t_mmap_ret, t_moved, t_wire_ret, t_hook2;
 
@@ -165,7 +166,9 @@ static void run_case(int flags)
 		       "locked or DONTFORK\n",
 		       flags, rc, bad, (unsigned long)slot, (unsigned long)spare);
 	if (bad)
-		printf("  hook2 rc %d %.6f mmap_ret %.6f wire_ret %.6f moved %.6f\n", hook2_rc, t_hook2, t_mmap_ret, t_wire_ret, t_moved);
+		printf("  hook after mlock returned at %.6f (wait: %s), replacer's mmap returned at %.6f, "
+		       "ubdma_wire at %.6f, the move at %.6f\n",
+		       t_hook2, hook2_rc ? "timed out" : "the move came", t_mmap_ret, t_wire_ret, t_moved);
 	assert_int_equal(bad, 0);
 	assert_int_equal(fault_vmlck_kb(), vmlck0);
 	munmap((void *)area, 2 * SPAN);
