@@ -13,9 +13,11 @@
  * docs/rcache.md): the event is queued after the mapping changed and the caller sleeps until our
  * read() took it, so a call that follows an munmap in program order can wait for its effect:
  * the thread counts a batch as begun before read() and done after everything was applied, and
- * wmon_sync() waits while the two differ.  The thread never takes a lock before read() and never
- * allocates or frees (a free() may trim the heap and unmap a watched range: the unmapper would
- * wait for us while we wait for it).
+ * wmon_sync() waits while the two differ.  The thread never allocates or frees (a free() may
+ * trim the heap and unmap a watched range: the unmapper would wait for us while we wait for it).
+ * It takes the wire lock before read(), so that an unmapper wakes only once its event is applied
+ * (wire.c, wire_events_lock(): the race of issue 21), but waits for it a second at most: a holder
+ * of the wire lock that unmaps a watched range waits for the read.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -124,14 +126,24 @@ static void *mon_main(void *arg)
 		struct pollfd pf = { fd, POLLIN, 0 };
 		if (poll(&pf, 1, -1) < 0 || !(pf.revents & POLLIN))
 			continue;
+		/* the wire lock before read(), held until the batch is applied: the unmapper wakes at
+		 * read(), and what it does next must find the batch applied (wire.c,
+		 * wire_events_lock()) */
+		int held = wire_events_lock();
 		/* begun before read(): the unmapper wakes at read() and may call us at once */
 		__atomic_add_fetch(&wmon_pending_, 1, __ATOMIC_SEQ_CST);
 		uint64_t seq = __atomic_add_fetch(&wmon_begun_, 1, __ATOMIC_SEQ_CST);
 		ssize_t r = read(fd, msg, sizeof(msg));
 		int rerr = errno;
+		if (held) {
+			if (r > 0)
+				wire_apply_events_locked(msg, (int)(r / (ssize_t)sizeof(msg[0])));
+			wire_events_unlock();
+		}
 		if (r > 0) {
 			int n = (int)(r / (ssize_t)sizeof(msg[0]));
-			wire_apply_events(msg, n);
+			if (!held)
+				wire_apply_events(msg, n);
 			pthread_mutex_lock(&mon.sub_lock);
 			for (struct wmon_sub *s = mon.subs; s; s = s->next)
 				s->fn(s->arg, msg, n);

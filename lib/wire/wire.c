@@ -39,6 +39,7 @@
 #include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ubdma/core.h>
@@ -559,6 +560,22 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 			unwatch_except(&watch, s, e);
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	}
+	/*
+	 * Registered once more, now that it is locked: another thread may have mapped new memory
+	 * over [s, e) between the registration and the mlock, and the mlock then locked that, which
+	 * no registration watches; were it moved with mremap, no event would say so and it would stay
+	 * VM_LOCKED wherever it went (issue 21, docs/wire.md "Replaced while being wired").  The
+	 * replacer sleeps until the monitor reads its event, which the monitor does only with the wire
+	 * lock (wire_events_lock()), so what is at [s, e) now is what the mlock locked.  Registering a
+	 * range registered already changes nothing; registered, the new memory's move is an event,
+	 * and the replacement's own event ends this count and unlocks the memory where it is.
+	 */
+	if (watched && wmon_register(s, e)) {
+		madvise((void *)s, e - s, MADV_DOFORK);
+		sys_munlock(s, e);
+		unwatch_except(&watch, s, e);
+		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
+	}
 	u->v[u->n++] = (struct locked){ s, e, watched };
 	return 0;
 }
@@ -715,9 +732,49 @@ static void end_range(uintptr_t s, uintptr_t e)
 	__atomic_add_fetch(&end_seq, 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * The monitor thread takes the wire lock before it read()s a batch and keeps it until the batch is
+ * applied: the thread that unmapped, replaced or moved a watched range sleeps in the kernel until
+ * that read, so nothing it does next can come between an event and its effect.  Without this a
+ * wiring could lose track of memory it locked (issue 21, docs/wire.md "Replaced while being
+ * wired"): wire_range() registers [s, e), another thread maps new memory over it (the UNMAP
+ * event is queued; the new mapping is not registered), the mlock locks the new memory, the
+ * monitor reads the event (the replacer wakes) and waits for the lock; the replacer then mremaps
+ * the new memory elsewhere, which makes no event, before end_range() could unlock it in place:
+ * VM_LOCKED with no count and no registration, for good.  With the read inside the lock the
+ * replacer sleeps until end_range() unlocked the new memory where the wiring found it.
+ *
+ * The wait is bounded: a thread that holds the wire lock and itself unmaps a watched range (a
+ * free() under the lock that returns heap memory the application wired to the kernel) sleeps
+ * until the read, so after a second the monitor reads without the lock, as it did before.
+ * 1 when the lock was taken.
+ */
+int wire_events_lock(void)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	if (pthread_mutex_timedlock(&wire_lock, &until) == 0)
+		return 1;
+	ULOG_WARN("wiring: the wire lock was held for a second; the monitor reads its events without it");
+	return 0;
+}
+
+void wire_events_unlock(void)
+{
+	pthread_mutex_unlock(&wire_lock);
+}
+
 void wire_apply_events(const struct uffd_msg *msg, int n)
 {
 	pthread_mutex_lock(&wire_lock);
+	wire_apply_events_locked(msg, n);
+	pthread_mutex_unlock(&wire_lock);
+}
+
+void wire_apply_events_locked(const struct uffd_msg *msg, int n)
+{
 	for (int i = 0; i < n; i++) {
 		const struct uffd_msg *m = &msg[i];
 		switch (m->event) {
@@ -742,7 +799,6 @@ void wire_apply_events(const struct uffd_msg *msg, int n)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&wire_lock);
 }
 
 /*

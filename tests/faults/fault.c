@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/userfaultfd.h>
 #include <linux/vfio.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -65,6 +66,21 @@ unsigned fault_hit_class(void)
 long fault_calls(void)
 {
 	return __atomic_load_n(&ncalls, __ATOMIC_SEQ_CST);
+}
+
+static void (*hook)(enum fault_point, uintptr_t, size_t);
+
+void fault_set_hook(void (*fn)(enum fault_point at, uintptr_t s, size_t len))
+{
+	__atomic_store_n(&hook, fn, __ATOMIC_SEQ_CST);
+}
+
+static void call_hook(enum fault_point at, uintptr_t s, size_t len)
+{
+	void (*fn)(enum fault_point, uintptr_t, size_t) = __atomic_load_n(&hook, __ATOMIC_SEQ_CST);
+
+	if (fn)
+		fn(at, s, len);
 }
 
 /* Whether this call of class c must fail. */
@@ -199,7 +215,13 @@ long __wrap_syscall(long nr, ...)
 		errno = EAGAIN;
 		return -1;
 	}
-	return __real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	long rc = __real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (nr == SYS_mlock) {
+		int err = errno;
+		call_hook(FP_MLOCK, (uintptr_t)a[0], (size_t)a[1]);
+		errno = err;
+	}
+	return rc;
 }
 
 ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t off)
@@ -672,5 +694,10 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 		if (rc != -2)
 			return rc;
 	}
-	return __real_ioctl(fd, req, arg);
+	int rc = __real_ioctl(fd, req, arg);
+	if (rc == 0 && req == UFFDIO_REGISTER) {
+		const struct uffdio_register *r = (const void *)arg;
+		call_hook(FP_UFFD_REGISTER, (uintptr_t)r->range.start, (size_t)r->range.len);
+	}
+	return rc;
 }

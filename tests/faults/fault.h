@@ -60,6 +60,17 @@ uintptr_t fault_vfio_lookup(uint64_t iova);
  * /proc/kpageflags, the pagemap entry); ENOENT when iova is not mapped. */
 int fault_vfio_explain(uint64_t iova, char *buf, size_t len);
 
+/*
+ * A hook the wrappers call right after some kernel calls of the library, in the calling thread
+ * (which may hold library locks): a race test uses it to let "another thread" act at exactly
+ * that point.  s and len are the call's range.  NULL removes it.
+ */
+enum fault_point {
+	FP_UFFD_REGISTER, /* ioctl(UFFDIO_REGISTER) that succeeded */
+	FP_MLOCK,	  /* syscall(SYS_mlock), whatever its result */
+};
+void fault_set_hook(void (*fn)(enum fault_point at, uintptr_t s, size_t len));
+
 /* VmLck of the process, kB. */
 long fault_vmlck_kb(void);
 
