@@ -277,7 +277,6 @@ static struct runset watch;
 static struct runset wins;
 /* Windows registered that the kernel would not vouch for (not one mapping): not asked again. */
 static struct runset nots;
-static void watch_release(struct wire_ticket *t);
 static void end_watch(uintptr_t s, uintptr_t e);
 static void wins_cut(uintptr_t s, uintptr_t e);
 
@@ -1055,30 +1054,33 @@ void wire_release(struct wire_ticket *t)
 {
 	if (!t)
 		return;
-	if (t->n && (t->p[0].gen & GEN_WATCH)) {
-		watch_release(t);
-		return;
-	}
+	/* a watch-only ticket's runs are in their own set, and its last count unlocks nothing: the
+	 * range stays registered (a window split now is a split for the next range in it to pay;
+	 * its events end nothing) */
+	int watch_only = t->n && (t->p[0].gen & GEN_WATCH);
+	struct runset *rs = watch_only ? &watch : &live;
+
 	wire_enter();
 	pthread_mutex_lock(&wire_lock);
 	/* without room to split, the release would be lost and the pages pinned for good: reserve
 	 * what it needs now, and if even that fails use the slack (it exists for such moments) */
-	if (run_reserve(&live, 2 * (size_t)t->n))
+	if (run_reserve(rs, 2 * (size_t)t->n))
 		ULOG_WARN("out of memory while releasing a wiring: using the reserve");
 	for (int k = 0; k < t->n; k++) {
 		uintptr_t s = t->p[k].s, e = t->p[k].e, cur = s;
-		if (!run_room(&live, 2))
+		if (!run_room(rs, 2))
 			break;
-		run_split(&live, s);
-		run_split(&live, e);
-		size_t i = run_find(&live, s);
+		run_split(rs, s);
+		run_split(rs, e);
+		size_t i = run_find(rs, s);
 		while (cur < e) {
-			if (i < live.n && live.r[i].start <= cur) {
-				uintptr_t re = live.r[i].end;
-				if (live.r[i].gen == t->p[k].gen) {
-					live_drop(i, s, e);
-					if (--live.r[i].count == 0)
-						run_remove(&live, i);
+			if (i < rs->n && rs->r[i].start <= cur) {
+				uintptr_t re = rs->r[i].end;
+				if (rs->r[i].gen == t->p[k].gen) {
+					if (!watch_only)
+						live_drop(i, s, e);
+					if (--rs->r[i].count == 0)
+						run_remove(rs, i);
 					else
 						i++;
 				} else {
@@ -1087,9 +1089,9 @@ void wire_release(struct wire_ticket *t)
 				cur = re;
 				continue;
 			}
-			cur = (i < live.n && live.r[i].start < e) ? live.r[i].start : e; /* ended */
+			cur = (i < rs->n && rs->r[i].start < e) ? rs->r[i].start : e; /* ended */
 		}
-		run_coalesce(&live, s, e);
+		run_coalesce(rs, s, e);
 	}
 	pthread_mutex_unlock(&wire_lock);
 	free(t);
@@ -1435,42 +1437,6 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	*sp = a;
 	*ep = b;
 	return 0;
-}
-
-/* wire_release() of a watch-only ticket: the runs of its generations lose a count. */
-static void watch_release(struct wire_ticket *t)
-{
-	wire_enter();
-	pthread_mutex_lock(&wire_lock);
-	if (run_reserve(&watch, 2 * (size_t)t->n))
-		ULOG_WARN("out of memory while releasing a watch: using the reserve");
-	for (int k = 0; k < t->n; k++) {
-		uintptr_t s = t->p[k].s, e = t->p[k].e, cur = s;
-		if (!run_room(&watch, 2))
-			break;
-		run_split(&watch, s);
-		run_split(&watch, e);
-		size_t i = run_find(&watch, s);
-		while (cur < e) {
-			if (i < watch.n && watch.r[i].start <= cur) {
-				struct wrun *r = &watch.r[i];
-				uintptr_t re = r->end;
-				if (r->gen == t->p[k].gen && --r->count == 0) {
-					/* it stays registered: a window split now is a split for the
-					 * next range in it to pay; its events end nothing */
-					run_remove(&watch, i);
-				} else {
-					i++; /* still counted, or ended and watched again since: not ours */
-				}
-				cur = re;
-				continue;
-			}
-			cur = (i < watch.n && watch.r[i].start < e) ? watch.r[i].start : e; /* ended */
-		}
-		run_coalesce(&watch, s, e);
-	}
-	pthread_mutex_unlock(&wire_lock);
-	free(t);
 }
 
 /* The address space ended the watch-only wirings in [s, e) (monitor thread, wire lock held). */
