@@ -53,3 +53,19 @@ vm_verdict() {
 	[ "$TAP" = 1 ] || echo "$pass passed, $fail failed"
 	[ $fail -eq 0 ]
 }
+
+# nic_verdict PROGS: vm_verdict for a NIC run that checked both directions on the host: the
+# runner's points, then OUT/check-tx.txt and OUT/check-rx.txt (check_pcap.py's output, the status
+# in c1 and c2) as one point each; the diagnostics are the guest run's and the peer's statuses
+# (grc, prc), the guest's results and the checks' and peer's lines.
+nic_verdict() {
+	{
+		echo "guest run: status $grc, peer status $prc; results: $OUT/guest/results.txt"
+		cat "$OUT/guest/results.txt" 2>/dev/null
+		grep -h '^#   ' "$OUT/check-tx.txt" "$OUT/check-rx.txt"
+		sed 's/^/peer: /' "$OUT/peer.log"
+		true # a missing file leaves a line less, not a failed verdict (pipefail)
+	} | vm_verdict "$1" \
+		"$c1 $(head -n1 "$OUT/check-tx.txt" | sed 's/^\(not \)\?ok - //')" \
+		"$c2 $(head -n1 "$OUT/check-rx.txt" | sed 's/^\(not \)\?ok - //')"
+}
