@@ -304,29 +304,68 @@ static void unwatch_except(const struct runset *keep, uintptr_t s, uintptr_t e)
 
 /* ------------------------------------------------------------ kernel state */
 
-/* Unlock, unmark and stop watching one mapped piece. */
+/* What unlock_range() undoes besides the lock. */
+#define UNDO_FORK 1  /* MADV_DOFORK */
+#define UNDO_WATCH 2 /* the registration with the monitor (unwatch_except(&watch, ...)) */
+
+struct drop {
+	int what;   /* UNDO_* */
+	int missed; /* a piece could not be unlocked: it changed since the look, look again */
+};
+
+/* Unlock one mapped piece, and unmark and stop watching it as asked. */
 static int drop_piece(uintptr_t s, uintptr_t e, void *arg)
 {
-	(void)arg;
-	madvise((void *)s, e - s, MADV_DOFORK);
-	sys_munlock(s, e);
-	unwatch_except(&watch, s, e);
+	struct drop *d = arg;
+
+	if (d->what & UNDO_FORK)
+		madvise((void *)s, e - s, MADV_DOFORK);
+	if (sys_munlock(s, e)) {
+		d->missed = 1; /* part of it went since the look: what is left stays registered */
+		return 0;
+	}
+	if (d->what & UNDO_WATCH)
+		unwatch_except(&watch, s, e);
 	return 0;
 }
 
 /*
+ * Unlock whatever is mapped in [s, e) now (and mark it MADV_DOFORK, and unregister it, as what
+ * says).  munlock(2) stops at the first hole and unlocks nothing at all when the range starts
+ * with one, so a range with holes goes mapping by mapping; and a piece is unregistered only
+ * once it is unlocked.  The order is the point: another thread may move part of a locked,
+ * registered range away at any moment (the move is done at once; only the mover then sleeps
+ * until the monitor reads its event), and a piece left locked after its registration was taken
+ * would carry VM_LOCKED wherever it is moved next, with no event to say so (issue 21, the
+ * narrowed race model's "lo dc, not registered" pieces; test_wire_race).  The look at the
+ * mappings is made again while a piece changed under it (a few times: each change that can
+ * come under the wire lock is a move or an unmap by another thread).  No allocation (the monitor
+ * thread calls it).  Wire lock held.
+ */
+static void unlock_range(uintptr_t s, uintptr_t e, int what)
+{
+	struct drop d = { what, 1 };
+
+	if (sys_munlock(s, e) == 0) {
+		if (what & UNDO_FORK)
+			madvise((void *)s, e - s, MADV_DOFORK);
+		if (what & UNDO_WATCH)
+			unwatch_except(&watch, s, e);
+		return;
+	}
+	for (int pass = 0; pass < 4 && d.missed; pass++) {
+		d.missed = 0;
+		vma_each(s, e, drop_piece, &d);
+	}
+}
+
+/*
  * The count of [s, e) returned to zero, or its wiring ended: undo what wiring did to whatever is
- * mapped there now.  munlock stops at the first hole, so a range with holes goes mapping by
- * mapping.  No allocation (the monitor thread calls it).  Wire lock held.
+ * mapped there now.  Wire lock held; no allocation.
  */
 static void state_drop(uintptr_t s, uintptr_t e)
 {
-	if (sys_munlock(s, e) == 0) {
-		madvise((void *)s, e - s, MADV_DOFORK);
-		unwatch_except(&watch, s, e);
-		return;
-	}
-	vma_each(s, e, drop_piece, NULL);
+	unlock_range(s, e, UNDO_FORK | UNDO_WATCH);
 }
 
 static unsigned long long vmlck_bytes(void)
@@ -433,7 +472,7 @@ static int wire_mlock(uintptr_t s, uintptr_t e, int undo)
 			return 0;
 		int err = errno;
 		if (undo)
-			sys_munlock(s, e);
+			unlock_range(s, e, 0); /* a hole may have come after the lock */
 		if (err == ENOMEM && (!mapped_now(s, e) || (again && !over_memlock(s, e) && !near_map_limit())))
 			return uerr(EFAULT, "[%p, %p) was unmapped while it was being wired", (void *)s, (void *)e);
 		if (err != ENOMEM || again)
@@ -524,17 +563,18 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	if (!watched && wmon_fd() >= 0 &&
 	    ((u->pgsz > PAGE_4K && wmon_watches_hugetlb()) || changed_since(s, e, u->pgsz)))
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
+	/* every undo below goes through unlock_range(): part of [s, e) may have been moved away
+	 * (registered, so its event is on the way), and munlock(s, e) would then unlock nothing */
+	int undo = UNDO_FORK | (watched ? UNDO_WATCH : 0);
 	int err = wire_mlock(s, e, 1);
 	if (err) {
 		if (watched)
-			unwatch_except(&watch, s, e);
+			unwatch_except(&watch, s, e); /* wire_mlock() unlocked what it locked */
 		return err;
 	}
 	if (madvise((void *)s, e - s, MADV_DONTFORK)) {
 		err = errno;
-		sys_munlock(s, e);
-		if (watched)
-			unwatch_except(&watch, s, e);
+		unlock_range(s, e, undo); /* the madvise marks the pieces it reaches before a hole */
 		/* ENOMEM is vm.max_map_count, or a hole: the range was unmapped since the mlock by
 		 * another thread (and maybe mapped again: what we locked is gone either way) */
 		if (err == EINVAL || (err == ENOMEM && (!mapped_now(s, e) || !near_map_limit())))
@@ -553,10 +593,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	 */
 	if ((u->pgsz > PAGE_4K && changed_since(s, e, u->pgsz)) ||
 	    (u->pgsz == PAGE_4K && ROUND(s, PAGE_2M) + PAGE_2M <= e && pages_changed(s, e, u->pgsz))) {
-		madvise((void *)s, e - s, MADV_DOFORK);
-		sys_munlock(s, e);
-		if (watched)
-			unwatch_except(&watch, s, e);
+		unlock_range(s, e, undo);
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	}
 	/*
@@ -570,9 +607,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	 * and the replacement's own event ends this count and unlocks the memory where it is.
 	 */
 	if (watched && wmon_register(s, e)) {
-		madvise((void *)s, e - s, MADV_DOFORK);
-		sys_munlock(s, e);
-		unwatch_except(&watch, s, e);
+		unlock_range(s, e, undo);
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	}
 	u->v[u->n++] = (struct locked){ s, e, watched };
@@ -581,12 +616,8 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 
 static void undo_all(struct undo *u)
 {
-	for (size_t i = 0; i < u->n; i++) {
-		madvise((void *)u->v[i].s, u->v[i].e - u->v[i].s, MADV_DOFORK);
-		sys_munlock(u->v[i].s, u->v[i].e);
-		if (u->v[i].watched)
-			unwatch_except(&watch, u->v[i].s, u->v[i].e);
-	}
+	for (size_t i = 0; i < u->n; i++)
+		unlock_range(u->v[i].s, u->v[i].e, UNDO_FORK | (u->v[i].watched ? UNDO_WATCH : 0));
 }
 
 /*
