@@ -676,6 +676,21 @@ static int prefault(uintptr_t s, uintptr_t e, int write)
 	return 0;
 }
 
+/*
+ * Where this call's mlock populates (wire_range(), cow_by_mlock): fault in only the pages that
+ * hold a count already, which it will not lock again.
+ */
+static int prefault_wired(uintptr_t s, uintptr_t e, int write)
+{
+	for (size_t i = run_find(&live, s); i < live.n && live.r[i].start < e; i++) {
+		uintptr_t a = live.r[i].start > s ? live.r[i].start : s, b = live.r[i].end < e ? live.r[i].end : e;
+		int err = prefault(a, b, write);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ fork and start */
 
 /*
@@ -693,6 +708,7 @@ static void wire_atfork_child(void)
 	nots = (struct runset){ 0 };
 	pthread_mutex_init(&wire_lock, NULL);
 	wmon_forget();
+	vma_forget();
 }
 
 /* At load time, not on first use: a fork racing the first use must find the handler in place. */
@@ -873,9 +889,16 @@ static int range_check(void *addr, size_t len, int flags, int allowed, uintptr_t
 	return 0;
 }
 
-/* A segment and whether it holds file pages (populated before locking: EOF is EFAULT). */
+/*
+ * A segment, whether it holds file pages (populated before locking: EOF is EFAULT), and whether
+ * mlock's own population is a write fault there and the pre-fault can be left to it: private,
+ * writable memory, anonymous or hugetlb (whose mappings are files, one mapping a segment: a page
+ * past the end of the file fails that mlock, which reports population errors, and wire_mlock()
+ * makes it EFAULT; test_write_intent_hugetlb).
+ */
 struct seg_info {
 	int file;
+	int cow_by_mlock;
 };
 
 /* Turn the mappings under [a, b) into rounded segments; EFAULT on a hole unless HOLESOK. */
@@ -913,12 +936,15 @@ static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **seg
 			uintptr_t ss = TRUNC(a, pg) > v[i].start ? TRUNC(a, pg) : v[i].start;
 			uintptr_t se = ROUND(b, pg) < v[i].end ? ROUND(b, pg) : v[i].end;
 			/* mappings split by earlier mlocks are one run for the caller */
+			int cow = !v[i].shared && v[i].writable && (!v[i].file || v[i].hugetlb);
 			if (n && segs[n - 1].end == ss && segs[n - 1].pgsz == pg &&
 			    segs[n - 1].hugetlb == v[i].hugetlb) {
 				segs[n - 1].end = se;
+				/* files of more than one mapping: each has an end, pre-fault them */
+				info[n - 1].cow_by_mlock &= cow && !v[i].file && !info[n - 1].file;
 				info[n - 1].file |= v[i].file;
 			} else {
-				info[n].file = v[i].file;
+				info[n] = (struct seg_info){ v[i].file, cow };
 				segs[n++] = (struct wire_seg){ ss, se, pg, v[i].hugetlb };
 			}
 		}
@@ -949,8 +975,10 @@ static struct wire_ticket *ticket_make(const struct wire_seg *segs, int nseg)
 			cap++;
 	if (!(t = malloc(sizeof(*t) + (cap + 1) * sizeof(t->p[0]))))
 		return NULL;
+	t->watched = 1;
 	for (int i = 0; i < nseg; i++)
 		for (size_t k = run_find(&live, segs[i].start); k < live.n && live.r[k].start < segs[i].end; k++) {
+			t->watched &= (int)live.r[k].watched;
 			uintptr_t s = live.r[k].start > segs[i].start ? live.r[k].start : segs[i].start;
 			uintptr_t e = live.r[k].end < segs[i].end ? live.r[k].end : segs[i].end;
 			if (n && t->p[n - 1].e == s && t->p[n - 1].gen == live.r[k].gen)
@@ -981,8 +1009,8 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 			*segsp = calloc(1, sizeof(**segsp));
 			*nsegp = 0;
 		}
-		if (ticketp)
-			*ticketp = calloc(1, sizeof(**ticketp));
+		if (ticketp && (*ticketp = calloc(1, sizeof(**ticketp))))
+			(*ticketp)->watched = 1; /* nothing wired, nothing unwatched */
 		if ((segsp && !*segsp) || (ticketp && !*ticketp)) {
 			if (segsp)
 				free(*segsp);
@@ -1000,8 +1028,15 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 	for (int i = 0; i < nseg && !err; i++) {
 		if ((flags & UBDMA_WIRE_WRITE) || info[i].file) {
 			/* WRITE: break copy-on-write before the frame is taken.  Files: a page past the
-			 * end of the file would SIGBUS; mlock skips it silently and locks the rest */
-			err = prefault(segs[i].start, segs[i].end, flags & UBDMA_WIRE_WRITE);
+			 * end of the file would SIGBUS; mlock skips it silently and locks the rest.
+			 * Private writable memory, anonymous or hugetlb: the mlock this call makes on
+			 * pages without a count populates them with write faults
+			 * (populate_vma_page_range(): FOLL_WRITE on a private writable mapping, to break
+			 * COW), so only the pages it will not lock, those wired already, are faulted here
+			 * (docs/wire.md section 4) */
+			err = info[i].cow_by_mlock ?
+				      prefault_wired(segs[i].start, segs[i].end, flags & UBDMA_WIRE_WRITE) :
+				      prefault(segs[i].start, segs[i].end, flags & UBDMA_WIRE_WRITE);
 			if (err) {
 				uerr(err, "cannot fault [%p, %p) in%s", (void *)segs[i].start, (void *)segs[i].end,
 				     err == EFAULT && info[i].file ? " (past the end of its file?)" :
