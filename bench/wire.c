@@ -69,11 +69,11 @@ struct pmq {
 #define PROCMAP_QUERY _IOWR('f', 17, struct pmq)
 
 /* The replay's calls; K_LOCK_END separates what a lock makes from what an unlock makes. */
-enum { K_OPEN, K_QUERY, K_POPULATE, K_REGISTER, K_MLOCK, K_DONTFORK, K_RECHECK, K_PAGEMAP, K_LOCK_END,
-       K_MUNLOCK = K_LOCK_END, K_DOFORK, K_UNREGISTER, K_N };
+enum { K_OPEN, K_QUERY, K_POPULATE, K_REGISTER, K_MLOCK, K_DONTFORK, K_RECHECK, K_REREGISTER, K_PAGEMAP,
+       K_LOCK_END, K_MUNLOCK = K_LOCK_END, K_DOFORK, K_UNREGISTER, K_N };
 static const char *kname[K_N] = { "k:maps_open_close", "k:maps_query", "k:populate_write", "k:uffd_register",
-				  "k:mlock", "k:madv_dontfork", "k:maps_recheck", "k:pagemap", "k:munlock",
-				  "k:madv_dofork", "k:uffd_unregister" };
+				  "k:mlock", "k:madv_dontfork", "k:maps_recheck", "k:uffd_reregister", "k:pagemap",
+				  "k:munlock", "k:madv_dofork", "k:uffd_unregister" };
 
 struct row {
 	char name[24], impl[24], backend[8], note[160];
@@ -191,6 +191,8 @@ static int replay(int uffd, char *a, size_t len, size_t pgsz, int phys, int pmfd
 		STEP(K_RECHECK, maps_query((uintptr_t)a));
 	else
 		t[K_RECHECK] = 0;
+	/* the second registration once locked (docs/wire.md, "Replaced while being wired") */
+	STEP(K_REREGISTER, ioctl(uffd, UFFDIO_REGISTER, &reg));
 	t0 = now_ns();
 	if (phys)
 		for (size_t p = 0; p < len / pgsz; p++)
