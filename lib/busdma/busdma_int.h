@@ -91,20 +91,19 @@ struct busdma_root {
 };
 
 struct ubdma_tag {
-	/* what a one-segment load reads (load.c, load_one_fast()), together at the start */
 	struct ubdma_ctx *ctx;
+	struct ubdma_tag *parent;
+	struct busdma_root *root; /* the context's anchor */
 	/* constraints, after inheritance */
 	uint64_t amask;		  /* alignment - 1 */
 	uint64_t boundary;	  /* 0: none */
 	uint64_t lowaddr, highaddr; /* IOVAs in (lowaddr, highaddr] are unusable */
-	size_t maxsize, maxsegsz;
+	size_t alignment, maxsize, maxsegsz;
 	int nsegments;
 	int flags;
 	int fastseg;		  /* no boundary, no STRICT, alignment <= 4 KiB: the one-segment load
-				   * checks only the window, the alignment and maxsegsz */
-	size_t alignment;
-	struct ubdma_tag *parent;
-	struct busdma_root *root; /* the context's anchor */
+				   * (load.c, load_one_fast()) checks only the window, the alignment and
+				   * maxsegsz; what it reads is in the struct's first cache line */
 	int kind;		  /* BUSDMA_TAG_* */
 	int seg_cap;		  /* segment array size of each map */
 	/* bookkeeping, under root->lock */

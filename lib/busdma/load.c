@@ -418,10 +418,10 @@ static inline int load_one_fast(const struct ubdma_tag *t, const struct ubdma_ct
 	uint64_t iova;
 	size_t run;
 
-	/* an empty buffer or one longer than a segment first: they take the long way without a
-	 * translation; then xlate_lookup_run() with its failures folded into ours (NULL and
+	/* (an empty buffer or one longer than a segment was sent the long way by the caller, before
+	 * anything else was read) xlate_lookup_run() with its failures folded into ours (NULL and
 	 * addresses above the map, 2^47, in one compare) */
-	if (unlikely(len - 1 >= t->maxsegsz || va - PAGE_4K >= (UINT64_C(1) << XLATE_VA_BITS) - PAGE_4K))
+	if (unlikely(va - PAGE_4K >= (UINT64_C(1) << XLATE_VA_BITS) - PAGE_4K))
 		return 0;
 	const uint64_t *l2 = __atomic_load_n(&ctx->xlate.l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
 	if (unlikely(!l2))
@@ -431,13 +431,14 @@ static inline int load_one_fast(const struct ubdma_tag *t, const struct ubdma_ct
 		iova = (e & XLATE_ADDR_MASK) + (va & (XLATE_GRANULE - 1));
 		run = XLATE_GRANULE - (va & (XLATE_GRANULE - 1));
 	} else {
-		if (unlikely(!e))
+		run = PAGE_4K - (va & PAGE_4K_MASK);
+		/* a buffer past its 4 KiB page is not one run here: the long way, without the load */
+		if (unlikely(!e || len > run))
 			return 0;
 		uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
 		if (unlikely(!(p & XLATE_VALID)))
 			return 0;
 		iova = (p & XLATE_ADDR_MASK) + (va & PAGE_4K_MASK);
-		run = PAGE_4K - (va & PAGE_4K_MASK);
 	}
 	if (unlikely(len > run || in_window(t, iova, len) || (iova & t->amask)))
 		return 0;
@@ -476,8 +477,8 @@ int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ub
 
 	/* a map's tag is never NULL, so map->tag == tag also refuses a NULL tag; a buffer the fast
 	 * path takes is registered and lies in one run of the map: neither NULL nor wrapping */
-	if (likely(cb && map && map->tag == tag && map->state == MAP_IDLE && len <= tag->maxsize &&
-		   !(flags & ~UBDMA_NOWAIT) && (ctx = tag->ctx) &&
+	if (likely(cb && map && map->tag == tag && map->state == MAP_IDLE && len - 1 < tag->maxsegsz &&
+		   len <= tag->maxsize && !(flags & ~UBDMA_NOWAIT) && (ctx = tag->ctx) &&
 		   /* settled: memory unmapped before the load must not translate to old frames */
 		   wmon_epoch() == __atomic_load_n(&ctx->stale_settled, __ATOMIC_ACQUIRE) &&
 		   load_one_fast(tag, ctx, map->segs, (uintptr_t)buf, len))) {
