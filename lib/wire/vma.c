@@ -12,7 +12,7 @@
  *
  * The handle the ioctl goes through is opened once and kept (O_CLOEXEC): opening
  * /proc/self/maps walks a path and costs more than the ioctl (bench_wire, docs/wire.md section
- * 13).  A handle of /proc/self/maps is bound to the address space of the process that opened it,
+ * 14).  A handle of /proc/self/maps is bound to the address space of the process that opened it,
  * so a fork child drops its copy (vma_forget(), from lib/wire's child handler).  Should the
  * application close it behind our back and the number be given to another file, the ioctl fails:
  * we then check that the handle is still ours (fstat), and if not forget it and open another.
