@@ -465,10 +465,21 @@ static __attribute__((noinline)) int map_load_long(ubdma_tag_t *tag, ubdma_map_t
 	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
 }
 
+/* map_load_long() once the front door has checked the arguments: only the buffer is left. */
+static __attribute__((noinline)) int map_load_build(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
+						    ubdma_callback_t *cb, void *arg, int flags)
+{
+	if (unlikely(range_bad(buf, len)))
+		return range_err(buf, len, -1);
+	const struct iovec v = { buf, len };
+	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
+}
+
 /*
  * The front door keeps only the one-segment load (load_one_fast()) inline, so that it needs no
- * stack frame of the builder's size; everything else goes through map_load_long(), which checks
- * again and settles the context itself.
+ * stack frame of the builder's size; a buffer it does not take goes to map_load_build() with its
+ * arguments checked, and bad arguments to map_load_long(), which says what is wrong.  Both settle
+ * the context themselves.
  */
 int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_callback_t *cb,
 		   void *arg, int flags)
@@ -477,8 +488,10 @@ int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ub
 
 	/* a map's tag is never NULL, so map->tag == tag also refuses a NULL tag; a buffer the fast
 	 * path takes is registered and lies in one run of the map: neither NULL nor wrapping */
-	if (likely(cb && map && map->tag == tag && map->state == MAP_IDLE && len - 1 < tag->maxsegsz &&
-		   len <= tag->maxsize && !(flags & ~UBDMA_NOWAIT) && (ctx = tag->ctx) &&
+	if (unlikely(!cb || !map || map->tag != tag || map->state != MAP_IDLE || len > tag->maxsize ||
+		     (flags & ~UBDMA_NOWAIT)))
+		return map_load_long(tag, map, buf, len, cb, arg, flags);
+	if (likely(len - 1 < tag->maxsegsz && (ctx = tag->ctx) &&
 		   /* settled: memory unmapped before the load must not translate to old frames */
 		   wmon_epoch() == __atomic_load_n(&ctx->stale_settled, __ATOMIC_ACQUIRE) &&
 		   load_one_fast(tag, ctx, map->segs, (uintptr_t)buf, len))) {
@@ -487,7 +500,7 @@ int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ub
 		cb(arg, map->segs, 1, 0);
 		return 0;
 	}
-	return map_load_long(tag, map, buf, len, cb, arg, flags);
+	return map_load_build(tag, map, buf, len, cb, arg, flags);
 }
 
 int ubdma_map_load_iov(ubdma_tag_t *tag, ubdma_map_t *map, const struct iovec *iov, int iovcnt,
