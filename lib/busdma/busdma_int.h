@@ -101,6 +101,9 @@ struct ubdma_tag {
 	size_t alignment, maxsize, maxsegsz;
 	int nsegments;
 	int flags;
+	int fastseg;		  /* no boundary, no STRICT, alignment <= 4 KiB: the one-segment load
+				   * (load.c, load_one_fast()) checks only the window, the alignment and
+				   * maxsegsz; what it reads is in the struct's first cache line */
 	int kind;		  /* BUSDMA_TAG_* */
 	int seg_cap;		  /* segment array size of each map */
 	/* bookkeeping, under root->lock */

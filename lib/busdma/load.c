@@ -404,8 +404,55 @@ static int load_done(struct ubdma_map *m, int err, ubdma_callback_t *cb, void *a
 	return err == ENOMEM ? ENOMEM : 0;
 }
 
-int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_callback_t *cb,
-		   void *arg, int flags)
+/*
+ * The one-segment load: a non-empty buffer inside one run of the translation map (one 4 KiB page
+ * or one 2 MiB leaf) that the tag takes whole: outside the window, on the alignment (and within a
+ * 4 KiB page when the alignment is larger), not crossing a boundary, within maxsegsz, whole pages
+ * under STRICT.  Exactly what busdma_build() makes of such a buffer (one seg_add() that neither
+ * splits nor bounces), without the builder's state: one translation and one segment write.
+ * 0 when the buffer is not such a one (the caller builds it the long way).  Settled by the caller.
+ */
+static inline int load_one_fast(const struct ubdma_tag *t, const struct ubdma_ctx *ctx, ubdma_seg_t *out,
+				uintptr_t va, size_t len)
+{
+	uint64_t iova;
+	size_t run;
+
+	/* (an empty buffer or one longer than a segment was sent the long way by the caller, before
+	 * anything else was read) xlate_lookup_run() with its failures folded into ours (NULL and
+	 * addresses above the map, 2^47, in one compare) */
+	if (unlikely(va - PAGE_4K >= (UINT64_C(1) << XLATE_VA_BITS) - PAGE_4K))
+		return 0;
+	const uint64_t *l2 = __atomic_load_n(&ctx->xlate.l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
+	if (unlikely(!l2))
+		return 0;
+	uint64_t e = xlate_load(&l2[(va >> XLATE_L2_SHIFT) & 511]);
+	if (e & XLATE_VALID) {
+		iova = (e & XLATE_ADDR_MASK) + (va & (XLATE_GRANULE - 1));
+		run = XLATE_GRANULE - (va & (XLATE_GRANULE - 1));
+	} else {
+		run = PAGE_4K - (va & PAGE_4K_MASK);
+		/* a buffer past its 4 KiB page is not one run here: the long way, without the load */
+		if (unlikely(!e || len > run))
+			return 0;
+		uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
+		if (unlikely(!(p & XLATE_VALID)))
+			return 0;
+		iova = (p & XLATE_ADDR_MASK) + (va & PAGE_4K_MASK);
+	}
+	if (unlikely(len > run || in_window(t, iova, len) || (iova & t->amask)))
+		return 0;
+	if (unlikely(!t->fastseg && ((t->amask >= PAGE_4K && (va & PAGE_4K_MASK) + len > PAGE_4K) ||
+				     (t->boundary && ((iova ^ (iova + len - 1)) & ~(t->boundary - 1))) ||
+				     ((t->flags & UBDMA_STRICT) && ((va | (va + len)) & PAGE_4K_MASK)))))
+		return 0;
+	out[0] = (ubdma_seg_t){ iova, len };
+	return 1;
+}
+
+/* ubdma_map_load() past its one-segment case: the checks' errors, the builder, bounces. */
+static __attribute__((noinline)) int map_load_long(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
+						   ubdma_callback_t *cb, void *arg, int flags)
 {
 	if (unlikely(!cb || !tag || !map || map->tag != tag || map->state != MAP_IDLE || len > tag->maxsize ||
 		     (flags & ~UBDMA_NOWAIT) || range_bad(buf, len))) {
@@ -416,6 +463,44 @@ int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ub
 	}
 	const struct iovec v = { buf, len };
 	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
+}
+
+/* map_load_long() once the front door has checked the arguments: only the buffer is left. */
+static __attribute__((noinline)) int map_load_build(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
+						    ubdma_callback_t *cb, void *arg, int flags)
+{
+	if (unlikely(range_bad(buf, len)))
+		return range_err(buf, len, -1);
+	const struct iovec v = { buf, len };
+	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
+}
+
+/*
+ * The front door keeps only the one-segment load (load_one_fast()) inline, so that it needs no
+ * stack frame of the builder's size; a buffer it does not take goes to map_load_build() with its
+ * arguments checked, and bad arguments to map_load_long(), which says what is wrong.  Both settle
+ * the context themselves.
+ */
+int ubdma_map_load(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len, ubdma_callback_t *cb,
+		   void *arg, int flags)
+{
+	const struct ubdma_ctx *ctx;
+
+	/* a map's tag is never NULL, so map->tag == tag also refuses a NULL tag; a buffer the fast
+	 * path takes is registered and lies in one run of the map: neither NULL nor wrapping */
+	if (unlikely(!cb || !map || map->tag != tag || map->state != MAP_IDLE || len > tag->maxsize ||
+		     (flags & ~UBDMA_NOWAIT)))
+		return map_load_long(tag, map, buf, len, cb, arg, flags);
+	if (likely(len - 1 < tag->maxsegsz && (ctx = tag->ctx) &&
+		   /* settled: memory unmapped before the load must not translate to old frames */
+		   wmon_epoch() == __atomic_load_n(&ctx->stale_settled, __ATOMIC_ACQUIRE) &&
+		   load_one_fast(tag, ctx, map->segs, (uintptr_t)buf, len))) {
+		map->nseg = 1;
+		map->state = MAP_LOADED;
+		cb(arg, map->segs, 1, 0);
+		return 0;
+	}
+	return map_load_build(tag, map, buf, len, cb, arg, flags);
 }
 
 int ubdma_map_load_iov(ubdma_tag_t *tag, ubdma_map_t *map, const struct iovec *iov, int iovcnt,

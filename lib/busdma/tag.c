@@ -152,6 +152,7 @@ static int tag_new(struct ubdma_tag *parent, int kind, const struct busdma_devic
 	t->maxsize = maxsize;
 	t->nsegments = nsegments;
 	t->flags = flags;
+	t->fastseg = !(flags & UBDMA_STRICT) && !t->boundary && t->amask < PAGE_4K;
 	t->seg_cap = seg_cap(maxsize, nsegments);
 	t->node = parent->node;
 	t->naperture = parent->naperture;
@@ -333,6 +334,7 @@ static int busdma_root_create(struct ubdma_ctx *ctx, void **rootp)
 	t->maxsize = SIZE_MAX;
 	t->nsegments = INT_MAX;
 	t->maxsegsz = SIZE_MAX;
+	t->fastseg = 1;
 	t->seg_cap = seg_cap(t->maxsize, t->nsegments);
 	t->node = UBDMA_NODE_ANY;
 	*rootp = t;

@@ -90,6 +90,7 @@ void ctx_layers_settle(struct ubdma_ctx *ctx)
 static void ctx_free(struct ubdma_ctx *ctx)
 {
 	xlate_fini(&ctx->xlate);
+	free(ctx->ix);
 	pthread_mutex_destroy(&ctx->reg_lock);
 	pthread_mutex_destroy(&ctx->win_lock);
 	free(ctx);

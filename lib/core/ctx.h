@@ -41,6 +41,7 @@ struct ubdma_umem {
 	int nchunks;
 	struct umem_chunk *chunks; /* cover [rounded start, rounded end) */
 	LIST_ENTRY(ubdma_umem) link; /* ctx->umems */
+	uint64_t seq;	      /* order of locking in the context: newer is larger (rank_of()) */
 	int internal;	      /* made by a layer (bounce pool, mem_alloc, rcache), not the user */
 	int hidden;	      /* out of the translation map, still mapped (umem_hide()) */
 	struct wire_ticket *ticket; /* the wiring it holds (ended by munmap & co., docs/wire.md) */
@@ -98,6 +99,16 @@ struct ubdma_ctx {
 	pthread_mutex_t reg_lock;
 	LIST_HEAD(, ubdma_umem) umems; /* every live cookie, newest first */
 	size_t numems;
+	/*
+	 * The same cookies sorted by the start of their wired range (umem.c, registry_link()), so
+	 * that a lock or unlock finds the cookies overlapping it without walking all of them; with
+	 * how many cookies span less than 2^k bytes (ix_span[k]), which bounds how far below a
+	 * range an overlapping cookie can start.  Under reg_lock.
+	 */
+	struct ubdma_umem **ix;
+	size_t ix_cap;
+	size_t ix_span[65];
+	uint64_t umem_seq;
 	void *layer[CTX_NLAYERS]; /* each layer's state: ctx_layer_state() / ctx_layer_set() */
 	/*
 	 * The wire layer's monitor learns asynchronously that memory under some translations is

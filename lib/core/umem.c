@@ -132,7 +132,7 @@ static uintptr_t umem_hi(const struct ubdma_umem *u)
 struct cover {
 	uintptr_t s, e;
 	const struct umem_chunk *c;
-	unsigned long rank;
+	uint64_t rank;
 };
 
 static int cmp_addr(const void *a, const void *b)
@@ -143,12 +143,66 @@ static int cmp_addr(const void *a, const void *b)
 
 /*
  * Which cookie the map shows for a page covered by several: one the device may write through
- * (a WRITE cookie serves READ too, never the reverse), then the newest.  ctx->umems is newest
- * first, so idx counts from the newest.
+ * (a WRITE cookie serves READ too, never the reverse), then the newest (the largest seq).
  */
-static unsigned long rank_of(const struct ubdma_umem *u, size_t idx)
+static uint64_t rank_of(const struct ubdma_umem *u)
 {
-	return (u->flags & UBDMA_UMEM_WRITE ? 1ul << 40 : 0) + ((1ul << 32) - idx);
+	return (u->flags & UBDMA_UMEM_WRITE ? UINT64_C(1) << 63 : 0) + u->seq;
+}
+
+/* ------------------------------------------------------------ the index by address */
+
+/* The size class of a cookie's span: it spans less than 2^k bytes. */
+static int span_class(const struct ubdma_umem *u)
+{
+	return 64 - __builtin_clzll((unsigned long long)(umem_hi(u) - umem_lo(u)));
+}
+
+/* Index of the first cookie whose wired range starts at or above a. */
+static size_t ix_find(const struct ubdma_ctx *ctx, uintptr_t a)
+{
+	size_t lo = 0, hi = ctx->numems;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (umem_lo(ctx->ix[mid]) < a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Where the cookies that may overlap [s, e) begin: none starting lower spans up to s. */
+static size_t ix_first(const struct ubdma_ctx *ctx, uintptr_t s)
+{
+	int k = 64;
+
+	while (k > 0 && !ctx->ix_span[k])
+		k--;
+	uintptr_t reach = k >= 64 ? UINTPTR_MAX : ((uintptr_t)1 << k) - 1;
+	return ix_find(ctx, s > reach ? s - reach : 0);
+}
+
+/* Put a cookie on the list and in the index; ENOMEM changes nothing.  reg_lock held. */
+static int registry_link(struct ubdma_ctx *ctx, struct ubdma_umem *u)
+{
+	if (ctx->numems == ctx->ix_cap) {
+		size_t cap = ctx->ix_cap ? 2 * ctx->ix_cap : 64;
+		struct ubdma_umem **ix = realloc(ctx->ix, cap * sizeof(*ix));
+		if (!ix)
+			return ENOMEM;
+		ctx->ix = ix;
+		ctx->ix_cap = cap;
+	}
+	size_t i = ix_find(ctx, umem_lo(u));
+	memmove(&ctx->ix[i + 1], &ctx->ix[i], (ctx->numems - i) * sizeof(*ctx->ix));
+	ctx->ix[i] = u;
+	ctx->ix_span[span_class(u)]++;
+	u->seq = ++ctx->umem_seq;
+	LIST_INSERT_HEAD(&ctx->umems, u, link);
+	ctx->numems++;
+	return 0;
 }
 
 /* The best cover of [s, e) among n, or NULL. */
@@ -167,14 +221,13 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
 {
 	for (uintptr_t p = s; p < e; p += PAGE_4K) {
 		const struct umem_chunk *bc = NULL;
-		unsigned long br = 0;
-		size_t idx = 0;
-		for (struct ubdma_umem *o = LIST_FIRST(&ctx->umems); o; o = LIST_NEXT(o, link), idx++)
+		uint64_t br = 0;
+		for (struct ubdma_umem *o = LIST_FIRST(&ctx->umems); o; o = LIST_NEXT(o, link))
 			for (int i = 0; i < o->nchunks && !o->hidden; i++) {
 				const struct umem_chunk *c = &o->chunks[i];
-				if (p >= c->va && p - c->va < c->npages * c->pgsz && rank_of(o, idx) > br) {
+				if (p >= c->va && p - c->va < c->npages * c->pgsz && rank_of(o) > br) {
 					bc = c;
-					br = rank_of(o, idx);
+					br = rank_of(o);
 				}
 			}
 		if (!bc || chunk_enter(&ctx->xlate, bc, p, p + PAGE_4K))
@@ -190,14 +243,15 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
  */
 static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int can_fail)
 {
-	size_t n = 0, cap = 0, nb = 0, idx = 0;
+	size_t n = 0, cap = 0, nb = 0, first = ix_first(ctx, s), x;
 	struct ubdma_umem *o;
 	struct cover *cv = NULL;
 	uintptr_t *bounds = NULL;
 	int err = 0;
 
-	LIST_FOREACH(o, &ctx->umems, link)
-		if (!o->hidden && umem_hi(o) > s && umem_lo(o) < e)
+	/* the cookies overlapping [s, e): those of the index from ix_first() up to e */
+	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++)
+		if (!o->hidden && umem_hi(o) > s)
 			cap += (size_t)o->nchunks;
 	if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
 		free(cv);
@@ -206,15 +260,15 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 		registry_apply_slow(ctx, s, e);
 		return 0;
 	}
-	for (o = LIST_FIRST(&ctx->umems); o; o = LIST_NEXT(o, link), idx++) {
-		if (o->hidden || umem_hi(o) <= s || umem_lo(o) >= e)
+	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++) {
+		if (o->hidden || umem_hi(o) <= s)
 			continue;
 		for (int i = 0; i < o->nchunks; i++) {
 			const struct umem_chunk *c = &o->chunks[i];
 			uintptr_t cs = c->va > s ? c->va : s, ce = c->va + c->npages * c->pgsz;
 			ce = ce < e ? ce : e;
 			if (cs < ce) {
-				cv[n++] = (struct cover){ cs, ce, c, rank_of(o, idx) };
+				cv[n++] = (struct cover){ cs, ce, c, rank_of(o) };
 				bounds[nb++] = cs;
 				bounds[nb++] = ce;
 			}
@@ -222,7 +276,16 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 	}
 	bounds[nb++] = s;
 	bounds[nb++] = e;
-	qsort(bounds, nb, sizeof(*bounds), cmp_addr);
+	if (nb <= 16) { /* the usual case, a cookie overlapping none or few: no qsort call */
+		for (size_t k = 1; k < nb; k++)
+			for (size_t j = k; j && bounds[j - 1] > bounds[j]; j--) {
+				uintptr_t x = bounds[j];
+				bounds[j] = bounds[j - 1];
+				bounds[j - 1] = x;
+			}
+	} else {
+		qsort(bounds, nb, sizeof(*bounds), cmp_addr);
+	}
 	/* walk the elementary intervals, merging neighbours with the same winner */
 	for (size_t i = 0; i + 1 < nb;) {
 		uintptr_t is = bounds[i], ie;
@@ -253,6 +316,12 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 
 static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 {
+	size_t i = ix_find(ctx, umem_lo(u));
+
+	while (ctx->ix[i] != u) /* among the cookies starting at the same address */
+		i++;
+	memmove(&ctx->ix[i], &ctx->ix[i + 1], (ctx->numems - i - 1) * sizeof(*ctx->ix));
+	ctx->ix_span[span_class(u)]--;
 	LIST_REMOVE(u, link);
 	ctx->numems--;
 }
@@ -285,8 +354,12 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 	if ((err = chunks_map(ctx, u, segs, nseg, lim)))
 		goto fail_unwire;
 	pthread_mutex_lock(&ctx->reg_lock);
-	LIST_INSERT_HEAD(&ctx->umems, u, link);
-	ctx->numems++;
+	if (registry_link(ctx, u)) {
+		pthread_mutex_unlock(&ctx->reg_lock);
+		chunks_unmap(ctx, u, u->nchunks);
+		err = uerr(ENOMEM, "out of memory");
+		goto fail_unwire;
+	}
 	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive(u->ticket)) {
 		/* not alive: unmapped (or replaced) since it was wired, and a settle may have come
 		 * and gone before the cookie was in the map: it must not stay there */

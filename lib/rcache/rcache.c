@@ -701,13 +701,30 @@ static int count_limit_failure(struct rcache *rc, int err, uint64_t len)
 		    rc->max_entries, (unsigned long long)ld(&rc->bytes));
 }
 
-/* Make room for len bytes, evicting; victims destroyed here, outside the lock. */
+/*
+ * Whether nd fits as it is, replacing nothing, with nothing in the graveyard: read without the
+ * lock, under miss_lock, where only the monitor changes the books, and it only takes away.
+ */
+static int fits_now(const struct rcache *rc, const struct need *nd)
+{
+	if (__atomic_load_n(&rc->grave, __ATOMIC_ACQUIRE))
+		return 0;
+	if (rc->max_bytes && ld(&rc->bytes) + nd->bytes > rc->max_bytes)
+		return 0;
+	if (rc->max_entries && __atomic_load_n(&rc->n, __ATOMIC_RELAXED) + nd->entries > rc->max_entries)
+		return 0;
+	return !rc->max_iommu || ld(&rc->iommu) + nd->iommu <= rc->max_iommu;
+}
+
+/* Make room for len bytes, evicting; victims destroyed here, outside the lock.  miss_lock held. */
 static int make_room(struct rcache *rc, const struct plan *p, int force)
 {
 	struct need nd = { .bytes = p->hi - p->lo, .entries = 1, .iommu = 1, .xlo = p->lo, .xhi = p->hi };
 	struct ubdma_reg *victims = NULL;
 	int err;
 
+	if (!force && fits_now(rc, &nd))
+		return 0; /* a miss that evicts nothing takes no exclusive lock (issue 21) */
 	pthread_rwlock_wrlock(&rc->lock);
 	replaced_locked(rc, p->lo, p->hi, &nd);
 	err = fit_locked(rc, &nd, force, &victims);
@@ -788,7 +805,7 @@ static int register_plan(struct rcache *rc, struct plan *p, uintptr_t a, uintptr
 		err = rc->dom->reg(rc, p->lo, p->hi, p->flags, k);
 		if (!err) {
 			/* the wiring registered it: events from its first page lock on */
-			*monitoredp = rc->mon == MON_ON && wire_range_watched(p->lo, p->hi);
+			*monitoredp = rc->mon == MON_ON && wire_ticket_watched(k->ticket);
 			return 0;
 		}
 		if (err == ENOMEM && !range_mapped(p->lo, p->hi)) {

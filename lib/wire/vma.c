@@ -9,6 +9,13 @@
  * "/anon_hugepage", "/memfd:..." or a file on a hugetlbfs mount; their page size is the f_bsize
  * of the backing file (fstatfs on /proc/self/map_files, which needs CAP_SYS_ADMIN), else the
  * KernelPageSize line of /proc/self/smaps.
+ *
+ * The handle the ioctl goes through is opened once and kept (O_CLOEXEC): opening
+ * /proc/self/maps walks a path and costs more than the ioctl (bench_wire, docs/wire.md section
+ * 14).  A handle of /proc/self/maps is bound to the address space of the process that opened it,
+ * so a fork child drops its copy (vma_forget(), from lib/wire's child handler).  Should the
+ * application close it behind our back and the number be given to another file, the ioctl fails:
+ * we then check that the handle is still ours (fstat), and if not forget it and open another.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -154,13 +162,83 @@ _Static_assert(sizeof(struct ub_procmap_query) == 104, "PROCMAP_QUERY's struct i
 #define UB_PROCMAP_QUERY _IOWR('f', 17, struct ub_procmap_query)
 #define UB_PMQ_READABLE 0x01
 #define UB_PMQ_WRITABLE 0x02
+#define UB_PMQ_SHARED 0x08
 #define UB_PMQ_COVERING_OR_NEXT 0x10
 
 /* 0 once a kernel said it has no PROCMAP_QUERY (ENOTTY): the text from then on */
 static int query_works = 1;
 
+/* The kept handle for the ioctl (atomic), and what it is, to tell it from a stranger's file. */
+static int maps_fd = -1;
+static dev_t maps_dev;
+static ino_t maps_ino;
+
+static int maps_handle(void)
+{
+	int fd = __atomic_load_n(&maps_fd, __ATOMIC_ACQUIRE), none = -1;
+	struct stat st;
+
+	if (fd >= 0)
+		return fd;
+	if ((fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(fd, &st)) {
+		close(fd);
+		return -1;
+	}
+	/* two threads may open at once (a caller without the wire lock: the tests); one wins */
+	if (!__atomic_compare_exchange_n(&maps_fd, &none, fd, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		close(fd);
+		return none;
+	}
+	maps_dev = st.st_dev;
+	maps_ino = st.st_ino;
+	return fd;
+}
+
+/*
+ * The ioctl failed on the kept handle: 1 when the handle is no longer ours (closed by the
+ * application, its number reused), which is then forgotten, not closed: the number is not ours.
+ */
+static int maps_handle_lost(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && st.st_dev == maps_dev && st.st_ino == maps_ino)
+		return 0;
+	__atomic_compare_exchange_n(&maps_fd, &fd, -1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	return 1;
+}
+
+void vma_forget(void)
+{
+	int fd = maps_fd;
+
+	maps_fd = -1;
+	if (fd >= 0)
+		close(fd); /* the parent's address space: the child opens its own */
+}
+
+/* One PROCMAP_QUERY through the kept handle, with one more try on a fresh handle if it was lost. */
+static int query_one(struct ub_procmap_query *q)
+{
+	for (int again = 0; again < 2; again++) {
+		int fd = maps_handle();
+		if (fd < 0)
+			return -1;
+		if (ioctl(fd, UB_PROCMAP_QUERY, q) == 0)
+			return 0;
+		int err = errno;
+		if (err == ENOENT || !maps_handle_lost(fd)) {
+			errno = err;
+			return -1;
+		}
+	}
+	return -1;
+}
+
 /* 0, ENOMEM, or -1: use the text this time */
-static int query_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
+static int query_collect(uintptr_t start, uintptr_t end, struct vma **vp, int *nvp)
 {
 	struct vma *v = NULL;
 	int n = 0, cap = 0;
@@ -168,7 +246,7 @@ static int query_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp
 	for (uintptr_t addr = start; addr < end;) {
 		struct ub_procmap_query q = { .size = sizeof(q), .query_flags = UB_PMQ_COVERING_OR_NEXT,
 					      .query_addr = addr };
-		if (ioctl(fd, UB_PROCMAP_QUERY, &q) != 0) {
+		if (query_one(&q) != 0) {
 			if (errno == ENOENT)
 				break; /* nothing mapped at or above addr */
 			if (errno == ENOTTY)
@@ -186,7 +264,8 @@ static int query_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp
 				 .writable = !!(q.vma_flags & UB_PMQ_WRITABLE),
 				 .pgsz = q.vma_page_size > PAGE_4K ? (size_t)q.vma_page_size : PAGE_4K,
 				 .hugetlb = q.vma_page_size > PAGE_4K,
-				 .file = q.inode != 0 };
+				 .file = q.inode != 0,
+				 .shared = !!(q.vma_flags & UB_PMQ_SHARED) };
 		if (q.vma_end <= addr) { /* no progress: not from a sane kernel, read the text */
 			free(v);
 			return -1;
@@ -212,7 +291,8 @@ static int text_line(char *line, uintptr_t start, uintptr_t end, struct vma **vp
 		return 0;
 	if (s >= end)
 		return 1;
-	struct vma m = { .start = s, .end = e, .readable = p[1] == 'r', .writable = p[2] == 'w', .pgsz = PAGE_4K };
+	struct vma m = { .start = s, .end = e, .readable = p[1] == 'r', .writable = p[2] == 'w', .shared = p[4] == 's',
+			 .pgsz = PAGE_4K };
 	/* fields: perms offset dev inode path */
 	char *path = p + 1;
 	for (int f = 0; f < 4 && path; f++) {
@@ -281,14 +361,16 @@ static int text_collect(int fd, uintptr_t start, uintptr_t end, struct vma **vp,
 
 static int collect(uintptr_t start, uintptr_t end, int ask, struct vma **vp, int *nvp)
 {
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), err = -1;
+	int fd, err = -1;
 
-	if (fd < 0)
-		return errno ? errno : EIO;
 	if (ask && __atomic_load_n(&query_works, __ATOMIC_RELAXED))
-		err = query_collect(fd, start, end, vp, nvp);
-	if (err == -1)
-		err = text_collect(fd, start, end, vp, nvp);
+		err = query_collect(start, end, vp, nvp);
+	if (err != -1)
+		return err;
+	/* the text is read from the start: a handle of its own */
+	if ((fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) < 0)
+		return errno ? errno : EIO;
+	err = text_collect(fd, start, end, vp, nvp);
 	close(fd);
 	return err;
 }
@@ -308,12 +390,12 @@ int vma_uses_query(void)
 	return __atomic_load_n(&query_works, __ATOMIC_RELAXED);
 }
 
-static int each_query(int fd, uintptr_t start, uintptr_t end, int (*fn)(uintptr_t, uintptr_t, void *), void *arg)
+static int each_query(uintptr_t start, uintptr_t end, int (*fn)(uintptr_t, uintptr_t, void *), void *arg)
 {
 	for (uintptr_t addr = start; addr < end;) {
 		struct ub_procmap_query q = { .size = sizeof(q), .query_flags = UB_PMQ_COVERING_OR_NEXT,
 					      .query_addr = addr };
-		if (ioctl(fd, UB_PROCMAP_QUERY, &q) != 0)
+		if (query_one(&q) != 0)
 			return errno == ENOENT ? 0 : -1;
 		if (q.vma_start >= end)
 			return 0;
@@ -331,15 +413,13 @@ static int each_query(int fd, uintptr_t start, uintptr_t end, int (*fn)(uintptr_
 void vma_each(uintptr_t start, uintptr_t end, int (*fn)(uintptr_t, uintptr_t, void *), void *arg)
 {
 	static char buf[16384 + 1]; /* the wire lock's: no allocation on the monitor thread */
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), stop = 0;
+	int fd, stop = 0;
 	size_t have = 0;
 
-	if (fd < 0)
+	if (__atomic_load_n(&query_works, __ATOMIC_RELAXED) && each_query(start, end, fn, arg) == 0)
 		return;
-	if (__atomic_load_n(&query_works, __ATOMIC_RELAXED) && each_query(fd, start, end, fn, arg) == 0) {
-		close(fd);
+	if ((fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)) < 0)
 		return;
-	}
 	while (!stop) {
 		ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
 		if (r < 0 && errno == EINTR)

@@ -13,6 +13,7 @@ struct vma {
 	size_t pgsz;  /* PAGE_4K, or the hugetlb page size */
 	int hugetlb;
 	int file;     /* backed by a file (inode != 0): shmem, memfd, hugetlbfs, a regular file */
+	int shared;   /* MAP_SHARED: writes reach the file or the shared pages, no copy-on-write */
 };
 
 /*
@@ -33,5 +34,8 @@ int vma_uses_query(void);
  * caller must hold the wire lock.  Stops early when fn returns non-zero.
  */
 void vma_each(uintptr_t start, uintptr_t end, int (*fn)(uintptr_t s, uintptr_t e, void *arg), void *arg);
+
+/* fork child: drop the handle kept for PROCMAP_QUERY (it reads the parent's address space). */
+void vma_forget(void);
 
 #endif

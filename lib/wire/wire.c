@@ -304,29 +304,68 @@ static void unwatch_except(const struct runset *keep, uintptr_t s, uintptr_t e)
 
 /* ------------------------------------------------------------ kernel state */
 
-/* Unlock, unmark and stop watching one mapped piece. */
+/* What unlock_range() undoes besides the lock. */
+#define UNDO_FORK 1  /* MADV_DOFORK */
+#define UNDO_WATCH 2 /* the registration with the monitor (unwatch_except(&watch, ...)) */
+
+struct drop {
+	int what;   /* UNDO_* */
+	int missed; /* a piece could not be unlocked: it changed since the look, look again */
+};
+
+/* Unlock one mapped piece, and unmark and stop watching it as asked. */
 static int drop_piece(uintptr_t s, uintptr_t e, void *arg)
 {
-	(void)arg;
-	madvise((void *)s, e - s, MADV_DOFORK);
-	sys_munlock(s, e);
-	unwatch_except(&watch, s, e);
+	struct drop *d = arg;
+
+	if (d->what & UNDO_FORK)
+		madvise((void *)s, e - s, MADV_DOFORK);
+	if (sys_munlock(s, e)) {
+		d->missed = 1; /* part of it went since the look: what is left stays registered */
+		return 0;
+	}
+	if (d->what & UNDO_WATCH)
+		unwatch_except(&watch, s, e);
 	return 0;
 }
 
 /*
+ * Unlock whatever is mapped in [s, e) now (and mark it MADV_DOFORK, and unregister it, as what
+ * says).  munlock(2) stops at the first hole and unlocks nothing at all when the range starts
+ * with one, so a range with holes goes mapping by mapping; and a piece is unregistered only
+ * once it is unlocked.  The order is the point: another thread may move part of a locked,
+ * registered range away at any moment (the move is done at once; only the mover then sleeps
+ * until the monitor reads its event), and a piece left locked after its registration was taken
+ * would carry VM_LOCKED wherever it is moved next, with no event to say so (issue 21, the
+ * narrowed race model's "lo dc, not registered" pieces; test_wire_race).  The look at the
+ * mappings is made again while a piece changed under it (a few times: each change that can
+ * come under the wire lock is a move or an unmap by another thread).  No allocation (the monitor
+ * thread calls it).  Wire lock held.
+ */
+static void unlock_range(uintptr_t s, uintptr_t e, int what)
+{
+	struct drop d = { what, 1 };
+
+	if (sys_munlock(s, e) == 0) {
+		if (what & UNDO_FORK)
+			madvise((void *)s, e - s, MADV_DOFORK);
+		if (what & UNDO_WATCH)
+			unwatch_except(&watch, s, e);
+		return;
+	}
+	for (int pass = 0; pass < 4 && d.missed; pass++) {
+		d.missed = 0;
+		vma_each(s, e, drop_piece, &d);
+	}
+}
+
+/*
  * The count of [s, e) returned to zero, or its wiring ended: undo what wiring did to whatever is
- * mapped there now.  munlock stops at the first hole, so a range with holes goes mapping by
- * mapping.  No allocation (the monitor thread calls it).  Wire lock held.
+ * mapped there now.  Wire lock held; no allocation.
  */
 static void state_drop(uintptr_t s, uintptr_t e)
 {
-	if (sys_munlock(s, e) == 0) {
-		madvise((void *)s, e - s, MADV_DOFORK);
-		unwatch_except(&watch, s, e);
-		return;
-	}
-	vma_each(s, e, drop_piece, NULL);
+	unlock_range(s, e, UNDO_FORK | UNDO_WATCH);
 }
 
 static unsigned long long vmlck_bytes(void)
@@ -433,7 +472,7 @@ static int wire_mlock(uintptr_t s, uintptr_t e, int undo)
 			return 0;
 		int err = errno;
 		if (undo)
-			sys_munlock(s, e);
+			unlock_range(s, e, 0); /* a hole may have come after the lock */
 		if (err == ENOMEM && (!mapped_now(s, e) || (again && !over_memlock(s, e) && !near_map_limit())))
 			return uerr(EFAULT, "[%p, %p) was unmapped while it was being wired", (void *)s, (void *)e);
 		if (err != ENOMEM || again)
@@ -524,17 +563,18 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	if (!watched && wmon_fd() >= 0 &&
 	    ((u->pgsz > PAGE_4K && wmon_watches_hugetlb()) || changed_since(s, e, u->pgsz)))
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
+	/* every undo below goes through unlock_range(): part of [s, e) may have been moved away
+	 * (registered, so its event is on the way), and munlock(s, e) would then unlock nothing */
+	int undo = UNDO_FORK | (watched ? UNDO_WATCH : 0);
 	int err = wire_mlock(s, e, 1);
 	if (err) {
 		if (watched)
-			unwatch_except(&watch, s, e);
+			unwatch_except(&watch, s, e); /* wire_mlock() unlocked what it locked */
 		return err;
 	}
 	if (madvise((void *)s, e - s, MADV_DONTFORK)) {
 		err = errno;
-		sys_munlock(s, e);
-		if (watched)
-			unwatch_except(&watch, s, e);
+		unlock_range(s, e, undo); /* the madvise marks the pieces it reaches before a hole */
 		/* ENOMEM is vm.max_map_count, or a hole: the range was unmapped since the mlock by
 		 * another thread (and maybe mapped again: what we locked is gone either way) */
 		if (err == EINVAL || (err == ENOMEM && (!mapped_now(s, e) || !near_map_limit())))
@@ -553,10 +593,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	 */
 	if ((u->pgsz > PAGE_4K && changed_since(s, e, u->pgsz)) ||
 	    (u->pgsz == PAGE_4K && ROUND(s, PAGE_2M) + PAGE_2M <= e && pages_changed(s, e, u->pgsz))) {
-		madvise((void *)s, e - s, MADV_DOFORK);
-		sys_munlock(s, e);
-		if (watched)
-			unwatch_except(&watch, s, e);
+		unlock_range(s, e, undo);
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	}
 	/*
@@ -570,9 +607,7 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 	 * and the replacement's own event ends this count and unlocks the memory where it is.
 	 */
 	if (watched && wmon_register(s, e)) {
-		madvise((void *)s, e - s, MADV_DOFORK);
-		sys_munlock(s, e);
-		unwatch_except(&watch, s, e);
+		unlock_range(s, e, undo);
 		return uerr(EFAULT, "[%p, %p) changed while it was being wired", (void *)s, (void *)e);
 	}
 	u->v[u->n++] = (struct locked){ s, e, watched };
@@ -581,12 +616,8 @@ static int lock_one(uintptr_t s, uintptr_t e, void *arg)
 
 static void undo_all(struct undo *u)
 {
-	for (size_t i = 0; i < u->n; i++) {
-		madvise((void *)u->v[i].s, u->v[i].e - u->v[i].s, MADV_DOFORK);
-		sys_munlock(u->v[i].s, u->v[i].e);
-		if (u->v[i].watched)
-			unwatch_except(&watch, u->v[i].s, u->v[i].e);
-	}
+	for (size_t i = 0; i < u->n; i++)
+		unlock_range(u->v[i].s, u->v[i].e, UNDO_FORK | (u->v[i].watched ? UNDO_WATCH : 0));
 }
 
 /*
@@ -645,6 +676,21 @@ static int prefault(uintptr_t s, uintptr_t e, int write)
 	return 0;
 }
 
+/*
+ * Where this call's mlock populates (wire_range(), cow_by_mlock): fault in only the pages that
+ * hold a count already, which it will not lock again.
+ */
+static int prefault_wired(uintptr_t s, uintptr_t e, int write)
+{
+	for (size_t i = run_find(&live, s); i < live.n && live.r[i].start < e; i++) {
+		uintptr_t a = live.r[i].start > s ? live.r[i].start : s, b = live.r[i].end < e ? live.r[i].end : e;
+		int err = prefault(a, b, write);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------ fork and start */
 
 /*
@@ -662,6 +708,7 @@ static void wire_atfork_child(void)
 	nots = (struct runset){ 0 };
 	pthread_mutex_init(&wire_lock, NULL);
 	wmon_forget();
+	vma_forget();
 }
 
 /* At load time, not on first use: a fork racing the first use must find the handler in place. */
@@ -842,9 +889,16 @@ static int range_check(void *addr, size_t len, int flags, int allowed, uintptr_t
 	return 0;
 }
 
-/* A segment and whether it holds file pages (populated before locking: EOF is EFAULT). */
+/*
+ * A segment, whether it holds file pages (populated before locking: EOF is EFAULT), and whether
+ * mlock's own population is a write fault there and the pre-fault can be left to it: private,
+ * writable memory, anonymous or hugetlb (whose mappings are files, one mapping a segment: a page
+ * past the end of the file fails that mlock, which reports population errors, and wire_mlock()
+ * makes it EFAULT; test_write_intent_hugetlb).
+ */
 struct seg_info {
 	int file;
+	int cow_by_mlock;
 };
 
 /* Turn the mappings under [a, b) into rounded segments; EFAULT on a hole unless HOLESOK. */
@@ -882,12 +936,15 @@ static int build_segs(uintptr_t a, uintptr_t b, int flags, struct wire_seg **seg
 			uintptr_t ss = TRUNC(a, pg) > v[i].start ? TRUNC(a, pg) : v[i].start;
 			uintptr_t se = ROUND(b, pg) < v[i].end ? ROUND(b, pg) : v[i].end;
 			/* mappings split by earlier mlocks are one run for the caller */
+			int cow = !v[i].shared && v[i].writable && (!v[i].file || v[i].hugetlb);
 			if (n && segs[n - 1].end == ss && segs[n - 1].pgsz == pg &&
 			    segs[n - 1].hugetlb == v[i].hugetlb) {
 				segs[n - 1].end = se;
+				/* files of more than one mapping: each has an end, pre-fault them */
+				info[n - 1].cow_by_mlock &= cow && !v[i].file && !info[n - 1].file;
 				info[n - 1].file |= v[i].file;
 			} else {
-				info[n].file = v[i].file;
+				info[n] = (struct seg_info){ v[i].file, cow };
 				segs[n++] = (struct wire_seg){ ss, se, pg, v[i].hugetlb };
 			}
 		}
@@ -918,8 +975,10 @@ static struct wire_ticket *ticket_make(const struct wire_seg *segs, int nseg)
 			cap++;
 	if (!(t = malloc(sizeof(*t) + (cap + 1) * sizeof(t->p[0]))))
 		return NULL;
+	t->watched = 1;
 	for (int i = 0; i < nseg; i++)
 		for (size_t k = run_find(&live, segs[i].start); k < live.n && live.r[k].start < segs[i].end; k++) {
+			t->watched &= (int)live.r[k].watched;
 			uintptr_t s = live.r[k].start > segs[i].start ? live.r[k].start : segs[i].start;
 			uintptr_t e = live.r[k].end < segs[i].end ? live.r[k].end : segs[i].end;
 			if (n && t->p[n - 1].e == s && t->p[n - 1].gen == live.r[k].gen)
@@ -950,8 +1009,8 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 			*segsp = calloc(1, sizeof(**segsp));
 			*nsegp = 0;
 		}
-		if (ticketp)
-			*ticketp = calloc(1, sizeof(**ticketp));
+		if (ticketp && (*ticketp = calloc(1, sizeof(**ticketp))))
+			(*ticketp)->watched = 1; /* nothing wired, nothing unwatched */
 		if ((segsp && !*segsp) || (ticketp && !*ticketp)) {
 			if (segsp)
 				free(*segsp);
@@ -969,8 +1028,15 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 	for (int i = 0; i < nseg && !err; i++) {
 		if ((flags & UBDMA_WIRE_WRITE) || info[i].file) {
 			/* WRITE: break copy-on-write before the frame is taken.  Files: a page past the
-			 * end of the file would SIGBUS; mlock skips it silently and locks the rest */
-			err = prefault(segs[i].start, segs[i].end, flags & UBDMA_WIRE_WRITE);
+			 * end of the file would SIGBUS; mlock skips it silently and locks the rest.
+			 * Private writable memory, anonymous or hugetlb: the mlock this call makes on
+			 * pages without a count populates them with write faults
+			 * (populate_vma_page_range(): FOLL_WRITE on a private writable mapping, to break
+			 * COW), so only the pages it will not lock, those wired already, are faulted here
+			 * (docs/wire.md section 4) */
+			err = info[i].cow_by_mlock ?
+				      prefault_wired(segs[i].start, segs[i].end, flags & UBDMA_WIRE_WRITE) :
+				      prefault(segs[i].start, segs[i].end, flags & UBDMA_WIRE_WRITE);
 			if (err) {
 				uerr(err, "cannot fault [%p, %p) in%s", (void *)segs[i].start, (void *)segs[i].end,
 				     err == EFAULT && info[i].file ? " (past the end of its file?)" :

@@ -27,6 +27,7 @@ struct wire_piece {
 
 struct wire_ticket {
 	int n;
+	int watched; /* every run it counted on was watched by the monitor when it was wired */
 	struct wire_piece p[];
 };
 
@@ -57,6 +58,15 @@ int wire_ticket_alive(const struct wire_ticket *t);
 
 /* 1 when the monitor watches every wired page of [s, e) (its munmap ends the wiring). */
 int wire_range_watched(uintptr_t s, uintptr_t e);
+
+/*
+ * wire_range_watched() of a ticket's range at the moment it was wired, without the wire lock
+ * (a registration cache asks it right after the wiring).
+ */
+static inline int wire_ticket_watched(const struct wire_ticket *t)
+{
+	return t && t->watched;
+}
 
 /* Bumped whenever the address space ends some wiring (atomic; readers compare it). */
 uint64_t wire_end_seq(void);
