@@ -50,13 +50,14 @@
 #include <ubdma/nvme.h>
 
 #define UBFIO_HUGE (2u << 20)
+#define UBFIO_ENTRIES 256u /* queue pair entries by default, at least iodepth + 1 */
 
 /* The engine's options (fio: the member at offset 0 must not be an option). */
 struct ubfio_opts {
 	void *pad;
 	char *bdf;		/* controller address; default: the filename with '.' for ':' */
 	unsigned int nsid;	/* namespace; 0: the first active one */
-	unsigned int entries;	/* queue pair entries; 0: iodepth + 1 */
+	unsigned int entries;	/* queue pair entries; 0: max(iodepth + 1, 256) */
 	unsigned int irq;	/* completions: 0 poll, 1 irq (MSI-X eventfds), 2 hybrid */
 	unsigned int hybrid_polls; /* hybrid: empty polls before sleeping on the eventfd */
 	unsigned int io_queues; /* queue pairs asked of the controller at open; 0: 16 */
@@ -261,7 +262,12 @@ static int ubfio_init(struct thread_data *td)
 		goto fail_put;
 	u->nsid = ns.nsid;
 	u->lba_shift = (uint32_t)__builtin_ctz(ns.lba_size);
-	unsigned entries = o->entries ? o->entries : td->o.iodepth + 1;
+	/* the driver writes the CQ head doorbell once a quarter of the CQ is consumed: iodepth + 1
+	 * entries at QD 1 would make that an MMIO write (under QEMU an exit into the device model)
+	 * per command, beside the tail's; 256, as bench_nvme, makes it one in 64 */
+	unsigned entries = o->entries;
+	if (!entries)
+		entries = td->o.iodepth + 1 > UBFIO_ENTRIES ? td->o.iodepth + 1 : UBFIO_ENTRIES;
 	if (entries < td->o.iodepth + 1) {
 		log_err("ubdma_nvme: queue_entries=%u holds %u commands, fewer than iodepth=%u\n", entries,
 			entries - 1, td->o.iodepth);
@@ -522,7 +528,7 @@ static struct fio_option ubfio_options[] = {
 		.type = FIO_OPT_INT,
 		.off1 = offsetof(struct ubfio_opts, entries),
 		.def = "0",
-		.help = "Entries of each job's queue pair (0: iodepth + 1; capped by CAP.MQES)",
+		.help = "Entries of each job's queue pair (0: the larger of iodepth + 1 and 256; capped by CAP.MQES)",
 		.category = FIO_OPT_C_ENGINE,
 		.group = FIO_OPT_G_INVALID,
 	},
