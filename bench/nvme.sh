@@ -21,9 +21,9 @@
 #   -r ROUNDS rounds (default 3)
 #   -P        polled ubdma only: skip the ubdma-irq run
 #   -I ICOUNT guest clock (default off: two CPUs on the host's clock); QEMU -icount sub-options,
-#             e.g. shift=2,sleep=on: one guest CPU whose time counts instructions, as bench/nic.sh;
-#             not for the kernel's rows at QD 32: under -icount QEMU 7.2's NVMe left the kernel's
-#             nvme driver waiting for its 30 s I/O timeouts (docs/nvme.md, "Benchmark")
+#             e.g. shift=2,sleep=off: one guest CPU whose time counts instructions, as bench/nic.sh;
+#             with -D null the kernel's rows run clean (docs/nvme.md, "Benchmark"); with -D file
+#             QEMU 7.2's NVMe left the kernel's nvme driver waiting for 30 s I/O timeouts at QD 32
 #   -w LIST   comma-separated workloads (default: all; randread_qd32_jobs2 needs -I off)
 #   -H POLLS  the hybrid rows (ubdma-hybrid, ubdma-fio-hybrid) poll, and after POLLS polls that
 #             found nothing sleep on the MSI-X eventfd (default 64; 0: no hybrid rows)
@@ -90,9 +90,10 @@ else
 	echo "nvme.sh: $ENG not built (tools/deps.sh brings fio's source): no ubdma-fio rows" >&2
 fi
 # Under -icount (-I, docs/nvme.md, "Benchmark"): guest time advances 2^shift ns a guest
-# instruction, so busy guest CPU time is a count of instructions, whatever the host's load; use
-# sleep=on: the NVMe's reads and writes run in QEMU's block layer at the host's pace, and with
-# sleep=off an idle guest's clock jumps to its next timer while the host still works.  QEMU 7.2
+# instruction, so busy guest CPU time is a count of instructions, whatever the host's load.  With
+# -D file use sleep=on: the NVMe's reads and writes run in QEMU's block layer at the host's pace,
+# and with sleep=off an idle guest's clock jumps to its next timer while the host still works;
+# with -D null (no file I/O) sleep=off works for both drivers (three runs, 2026-12-05).  QEMU 7.2
 # hangs a two-CPU x86 guest under -icount (docs/virtio-net.md): one CPU (the later -smp wins over
 # run-guest.sh's), and the two-thread workload is left out.
 QA=()
@@ -100,8 +101,8 @@ if [ "$ICOUNT" != off ]; then
 	printf -- '-smp\n1\n-icount\n%s\n' "$ICOUNT" >"$OUT/qemu.args"
 	# nohz=off: the guest's tick keeps running while it idles (the emulated NVMe processes its
 	# queues on timers of QEMU's virtual clock; with NO_HZ an idle guest stalled for minutes).
-	# Even so the kernel's nvme driver times out I/Os at QD 32 ("I/O 320 QID 2 timeout,
-	# aborting"): its QD 32 rows are not valid under -icount
+	# Even so, on a backing file (-D file) the kernel's nvme driver times out I/Os at QD 32
+	# ("I/O 320 QID 2 timeout, aborting"): its QD 32 rows are then not valid under -icount
 	QA=(-q "$OUT/qemu.args" -K nohz=off)
 	WL=${WL:-randread_qd1,randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32}
 fi
