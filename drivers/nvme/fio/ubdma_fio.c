@@ -23,7 +23,7 @@
  * round: spin first, then sleep; the MSI-X vector stays on, so each completion also costs an
  * interrupt in the kernel, which writes the eventfd).
  *
- * Polled, the engine counts the time of the polls that found nothing (the thread waiting for the
+ * Polled, the engine counts the time of the passes whose poll found nothing (the thread waiting for the
  * device, not working) and at cleanup prints its share of the thread's time after fio's ramp,
  * "ubdma_nvme: polled idle share S" on stderr (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
  * bench/nic.sh counts a driver's busy cycles).  TSC reads, no system call.
@@ -461,19 +461,28 @@ static int ubfio_getevents(struct thread_data *td, unsigned int min, unsigned in
 		}
 	}
 	unsigned empty = 0; /* polls in a row that found nothing (hybrid: then sleep) */
+	uint64_t t_empty = 0; /* TSC at the start of the last pass, when its poll found nothing */
 	for (unsigned spins = 0;; spins++) {
 		if (u->nevents >= min && (u->nevents >= max || spins))
 			break;
 		if ((u->irq || (u->hybrid && empty >= u->hybrid_polls)) && !u->nevents && min && !once) {
+			if (t_empty)
+				u->idle += ubfio_ticks() - t_empty;
+			t_empty = 0;
 			err = ubdma_nvme_wait(u->qp, t ? (int)(t->tv_sec * 1000 + t->tv_nsec / 1000000) : -1, &n);
 			empty = 0;
 		} else {
+			/* a pass whose poll found nothing is waiting, the loop around the poll included
+			 * (as bench_nvme counts its passes): one TSC read a pass */
 			uint64_t k0 = ubfio_ticks();
+			if (t_empty)
+				u->idle += k0 - t_empty;
 			err = ubdma_nvme_poll(u->qp, u->nevents < max ? max - u->nevents : 1, &n);
+			t_empty = 0;
 			if (!n) {
 				/* counted from the end of fio's ramp_time, as the benchmark's window */
 				if (u->t_init)
-					u->idle += ubfio_ticks() - k0;
+					t_empty = k0;
 				else if (td->ramp_time_over || !td->o.ramp_time)
 					u->t_init = k0;
 				empty++;
@@ -491,6 +500,8 @@ static int ubfio_getevents(struct thread_data *td, unsigned int min, unsigned in
 				break;
 		}
 	}
+	if (t_empty)
+		u->idle += ubfio_ticks() - t_empty;
 	u->given = u->nevents < max ? u->nevents : max;
 	return (int)u->given;
 }
