@@ -75,7 +75,7 @@ ASSETS=${UBDMA_VM_ASSETS:-$B/tests/vm/guest-assets}
 # the namespace: QEMU's null-co (latency-ns 0: a command completes in QEMU's main loop, no host
 # file I/O), or a backing file of random bytes, so that reads are not of holes
 if [ "$DEV" = null ]; then
-	DISKARGS=(-D driver=null-co,read-zeroes=on,size=64M)
+	DISKARGS=(-D 'driver=null-co,read-zeroes=on,size=64M')
 else
 	dd if=/dev/urandom of="$OUT/nvme.img" bs=1M count=64 status=none
 	DISKARGS=(-d "$OUT/nvme.img")
