@@ -29,6 +29,7 @@ FIO=${FIO:-/usr/bin/fio}
 D=/sys/bus/pci/devices/$BDF
 WORKLOADS=${UBDMA_NVME_WORKLOADS:-randread_qd1 randread_qd8 randread_qd32 randwrite_qd1 randwrite_qd32 randread_qd32_jobs2}
 ENGINE=${UBDMA_FIO_ENGINE:-} JOBS=${UBDMA_FIO_JOBS:-} HYBRID=${UBDMA_NVME_HYBRID:-0}
+GTOD=${UBDMA_FIO_GTOD_REDUCE:-1}
 BDF_DOTS=$(echo "$BDF" | sed 's/:/./g')
 say() { echo "# nvme-guest: $*"; }
 [ -f "$JOBS/workloads.fio" ] || { say "no fio job files (UBDMA_FIO_JOBS=$JOBS)"; exit 1; }
@@ -82,7 +83,7 @@ fio_one() {
 	# start (loading its libraries) and exit are not counted, as bench_nvme counts only its loop
 	out=/tmp/fio-$2-$1.json
 	cat "$JOBS/$1.fio" "$JOBS/workloads.fio" >/tmp/job-$1.fio
-	ENGINE=$ENGINE F=$4 RANGE=${RANGE}M RUNTIME=$((SECS + 2)) HYBRID=$HYBRID $FIO --output-format=json+ --section=$2 \
+	ENGINE=$ENGINE F=$4 RANGE=${RANGE}M RUNTIME=$((SECS + 2)) HYBRID=$HYBRID GTOD_REDUCE=$GTOD $FIO --output-format=json+ --section=$2 \
 		/tmp/job-$1.fio >$out 2>&1 &
 	pid=$!
 	sleep 2
@@ -123,6 +124,7 @@ run_fio() { # workload round
 	return 0
 }
 
+say "namespace on ${UBDMA_NVME_DEV:-file}; fio gtod_reduce=$GTOD"
 # what an idle pair's poll and its periodic check cost (bench_nvme poll_idle: "NVPOLL {json}")
 bind vfio-pci && { $BENCH --workloads poll_idle --round 0 || say "bench_nvme poll_idle failed"; }
 r=1

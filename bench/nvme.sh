@@ -1,8 +1,8 @@
 #!/bin/bash
 # bench/nvme.sh - libubdma_nvme beside the kernel's nvme driver + Debian's fio, in ONE guest boot.
 #
-# Boots the test-bed guest (tests/vm/run-guest.sh) with a 64 MiB NVMe backing file full of random
-# bytes and runs bench/nvme-guest.sh there: for each round, for 4 KiB randread at QD 1, 8, 32 and
+# Boots the test-bed guest (tests/vm/run-guest.sh) with its NVMe's namespace on QEMU's null-co
+# block driver (-D file: a 64 MiB backing file of random bytes) and runs bench/nvme-guest.sh there: for each round, for 4 KiB randread at QD 1, 8, 32 and
 # randwrite at QD 1, 32, one core (CPU 0), and randread QD 32 in two job threads on two CPUs, the
 # ubdma driver polled ("ubdma", bench_nvme) and with MSI-X eventfds ("ubdma-irq"; -P: not run),
 # Debian's fio with the ubdma_nvme engine ("ubdma-fio", "ubdma-fio-irq"; libubdma_fio.so from
@@ -14,23 +14,31 @@
 # (OUT/nvme-latency.png and .svg).
 #
 # usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [-I ICOUNT] [-w WORKLOADS]
-#                      [-H POLLS] [--json | --csv]
+#                      [-H POLLS] [-D null|file] [-L] [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
 #   -r ROUNDS rounds (default 3)
 #   -P        polled ubdma only: skip the ubdma-irq run
 #   -I ICOUNT guest clock (default off: two CPUs on the host's clock); QEMU -icount sub-options,
-#             e.g. shift=2,sleep=on: one guest CPU whose time counts instructions, as bench/nic.sh;
-#             not for the kernel's rows at QD 32: under -icount QEMU 7.2's NVMe left the kernel's
-#             nvme driver waiting for its 30 s I/O timeouts (docs/nvme.md, "Benchmark")
+#             e.g. shift=2,sleep=off: one guest CPU whose time counts instructions, as bench/nic.sh;
+#             with -D null the kernel's rows run clean (docs/nvme.md, "Benchmark"); with -D file
+#             QEMU 7.2's NVMe left the kernel's nvme driver waiting for 30 s I/O timeouts at QD 32
 #   -w LIST   comma-separated workloads (default: all; randread_qd32_jobs2 needs -I off)
 #   -H POLLS  the hybrid rows (ubdma-hybrid, ubdma-fio-hybrid) poll, and after POLLS polls that
 #             found nothing sleep on the MSI-X eventfd (default 64; 0: no hybrid rows)
+#   -D DEV    the namespace both sides use: null (default) QEMU's null-co block driver (reads give
+#             zeroes, writes are dropped, no host file I/O: the device completes in QEMU's main
+#             loop, so the rows measure the drivers' CPU per I/O, not the host's disk and load), or
+#             file: a 64 MiB backing file of random bytes (the device's latency is then the host's
+#             file I/O on shared cores; docs/nvme.md, "Benchmark")
+#   -L        fio keeps its latency percentiles (gtod_reduce=0) on every fio row; by default the
+#             job files set gtod_reduce=1, as SPDK's fio perf jobs do, on both sides alike
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table ICOUNT=off WL= HYBRID=64
+DEV=null GTOD=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	-B) B=$2; shift ;;
@@ -41,9 +49,11 @@ while [ $# -gt 0 ]; do
 	-I) ICOUNT=$2; shift ;;
 	-w) WL=$2; shift ;;
 	-H) HYBRID=$2; shift ;;
+	-D) DEV=$2; shift ;;
+	-L) GTOD=0 ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -51,6 +61,7 @@ done
 [[ $SECS =~ ^[0-9]+$ ]] && [ "$SECS" -ge 1 ] || { echo "nvme.sh: -t wants whole seconds" >&2; exit 2; }
 [[ $ROUNDS =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] || { echo "nvme.sh: -r wants a count of rounds" >&2; exit 2; }
 [[ $HYBRID =~ ^[0-9]+$ ]] || { echo "nvme.sh: -H wants a count of polls" >&2; exit 2; }
+case $DEV in null | file) ;; *) echo "nvme.sh: -D wants null or file" >&2; exit 2 ;; esac
 B=$(cd "$B" && pwd)
 OUT=${OUT:-$B/bench/nvme-out}
 mkdir -p "$OUT"
@@ -61,8 +72,14 @@ FIO=$(command -v fio) || { echo "nvme.sh: fio not found: apt-get install fio" >&
 command -v gnuplot >/dev/null || echo "nvme.sh: gnuplot not found (apt-get install gnuplot-nox): no plot" >&2
 ASSETS=${UBDMA_VM_ASSETS:-$B/tests/vm/guest-assets}
 
-# the backing file: random bytes, so that reads are not of holes
-dd if=/dev/urandom of="$OUT/nvme.img" bs=1M count=64 status=none
+# the namespace: QEMU's null-co (latency-ns 0: a command completes in QEMU's main loop, no host
+# file I/O), or a backing file of random bytes, so that reads are not of holes
+if [ "$DEV" = null ]; then
+	DISKARGS=(-D 'driver=null-co,read-zeroes=on,size=64M')
+else
+	dd if=/dev/urandom of="$OUT/nvme.img" bs=1M count=64 status=none
+	DISKARGS=(-d "$OUT/nvme.img")
+fi
 
 GB=/ubdma/bench/bench_nvme
 # the fio engine, when the build has it (drivers/nvme/fio: fio's source tree from tools/deps.sh)
@@ -73,9 +90,10 @@ else
 	echo "nvme.sh: $ENG not built (tools/deps.sh brings fio's source): no ubdma-fio rows" >&2
 fi
 # Under -icount (-I, docs/nvme.md, "Benchmark"): guest time advances 2^shift ns a guest
-# instruction, so busy guest CPU time is a count of instructions, whatever the host's load; use
-# sleep=on: the NVMe's reads and writes run in QEMU's block layer at the host's pace, and with
-# sleep=off an idle guest's clock jumps to its next timer while the host still works.  QEMU 7.2
+# instruction, so busy guest CPU time is a count of instructions, whatever the host's load.  With
+# -D file use sleep=on: the NVMe's reads and writes run in QEMU's block layer at the host's pace,
+# and with sleep=off an idle guest's clock jumps to its next timer while the host still works;
+# with -D null (no file I/O) sleep=off works for both drivers (three runs, 2026-12-05).  QEMU 7.2
 # hangs a two-CPU x86 guest under -icount (docs/virtio-net.md): one CPU (the later -smp wins over
 # run-guest.sh's), and the two-thread workload is left out.
 QA=()
@@ -83,8 +101,8 @@ if [ "$ICOUNT" != off ]; then
 	printf -- '-smp\n1\n-icount\n%s\n' "$ICOUNT" >"$OUT/qemu.args"
 	# nohz=off: the guest's tick keeps running while it idles (the emulated NVMe processes its
 	# queues on timers of QEMU's virtual clock; with NO_HZ an idle guest stalled for minutes).
-	# Even so the kernel's nvme driver times out I/Os at QD 32 ("I/O 320 QID 2 timeout,
-	# aborting"): its QD 32 rows are not valid under -icount
+	# Even so, on a backing file (-D file) the kernel's nvme driver times out I/Os at QD 32
+	# ("I/O 320 QID 2 timeout, aborting"): its QD 32 rows are then not valid under -icount
 	QA=(-q "$OUT/qemu.args" -K nohz=off)
 	WL=${WL:-randread_qd1,randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32}
 fi
@@ -96,13 +114,13 @@ est=$((ROUNDS * NW * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
 echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $est s)" >&2
 rc=0
 "$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" "${QA[@]}" \
-	-d "$OUT/nvme.img" -i "$FIO" -i "$BENCH=$GB" -i "$ROOT/bench/nvme-fio=/ubdma/bench/nvme-fio" \
-	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio -e "UBDMA_NVME_WORKLOADS=${WL//,/ }" -e UBDMA_NVME_HYBRID=$HYBRID "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
+	"${DISKARGS[@]}" -i "$FIO" -i "$BENCH=$GB" -i "$ROOT/bench/nvme-fio=/ubdma/bench/nvme-fio" \
+	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio -e "UBDMA_NVME_WORKLOADS=${WL//,/ }" -e UBDMA_NVME_HYBRID=$HYBRID -e UBDMA_NVME_DEV=$DEV -e UBDMA_FIO_GTOD_REDUCE=$GTOD "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
 	>"$OUT/run.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ]; then
 	echo "nvme.sh: the guest run failed (status $rc); see $OUT/run.log and $OUT/console.log" >&2
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID -D $DEV$([ "$GTOD" = 0 ] && echo " -L")$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
 exit $rc

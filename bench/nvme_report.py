@@ -175,7 +175,7 @@ def table(rows):
     s = io.StringIO()
     n = max((r["rounds"] for r in rows.values()), default=1)
     s.write("4 KiB random I/O, one core (CPU 0; _jobs2: two job threads, CPUs 0 and 1), same guest and boot;\n"
-            "under -icount (bench/nvme.sh's default) guest time counts the guest's instructions;\n"
+            "guest time: the host's clock, or under -icount (bench/nvme.sh -I) the guest's instructions;\n"
             "latency submission -> completion, us.\n")
     s.write(f"Each figure is the median of {n} round(s); ubdma and the kernel alternate within every round.\n")
     s.write("QEMU TCG emulates the CPU and the NVMe: read the ratios, not the absolute numbers.\n\n")

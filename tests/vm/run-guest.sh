@@ -24,6 +24,8 @@ options:
   -d FILE    NVMe backing file, used as it is (created with -s if missing; kept afterwards).
              Without -d a fresh zeroed DIR/nvme.img is made on each run.
   -s SIZE    size of a created backing file (truncate(1) syntax; default 64M)
+  -D SPEC    the NVMe's namespace 1 on a QEMU block driver instead of a file: '-drive SPEC,if=none,id=nv0'
+             (e.g. driver=null-co,read-zeroes=on,size=64M: no host file I/O; bench/nvme.sh); -d is unused
   -p FILE    pcap written by the e1000e's filter-dump (default DIR/net.pcap)
   -q FILE    extra QEMU arguments, one argument a line ('#' starts a comment line)
   -t SECS    timeout for the whole guest run; QEMU is killed after it (default 240)
@@ -70,12 +72,14 @@ say() { echo "$ME: $*" >&2; }
 
 OUT=./vm-out ASSETS=${UBDMA_VM_ASSETS:-} DISK='' DISK_SIZE=64M PCAP='' QARGS='' TIMEOUT=240
 ALL_MODULES=0 PROG_TIMEOUT=0 NVME_DRV=vfio-pci NIC_DRV=vfio-pci MEM=1G HUGEPAGES=64 TAP=0 VERBOSE=0 KARGS=
+NVME_DRIVE=''
 INCLUDES=() ENVS=() VNET='' VMODE=${UBDMA_VM_MODE:-type1} OWN_KERNEL=0 HOTPLUG=0
-while getopts "o:a:d:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:kRr" opt; do
+while getopts "o:a:d:D:s:p:q:t:u:nNMi:e:m:H:K:TvhV:x:kRr" opt; do
 	case $opt in
 	o) OUT=$OPTARG ;;
 	a) ASSETS=$OPTARG ;;
 	d) DISK=$OPTARG ;;
+	D) NVME_DRIVE=$OPTARG ;;
 	s) DISK_SIZE=$OPTARG ;;
 	p) PCAP=$OPTARG ;;
 	q) QARGS=$OPTARG ;;
@@ -254,7 +258,7 @@ QEMU=(qemu-system-x86_64 -accel "${UBDMA_VM_ACCEL:-tcg}" -machine q35,kernel-irq
 	-device intel-iommu,intremap=on,caching-mode=on
 	-kernel "$ASSETS/vmlinuz" -initrd "$INITRD"
 	-append "console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=4 no_timer_check hugepages=$HUGEPAGES${KARGS:+ $KARGS}"
-	-drive "file=$DISK,if=none,id=nv0,format=raw" -device nvme,drive=nv0,serial=deadbeef,addr=0x2
+	-drive "${NVME_DRIVE:-file=$DISK,format=raw},if=none,id=nv0" -device nvme,drive=nv0,serial=deadbeef,addr=0x2
 	-netdev user,id=n0,restrict=on -device e1000e,netdev=n0,addr=0x3,romfile=
 	-object "filter-dump,id=f0,netdev=n0,file=$PCAP")
 # -V: the virtio-net of issue 20 on a slot of its own, its DMA through the vIOMMU (ats stays

@@ -23,7 +23,7 @@
  * round: spin first, then sleep; the MSI-X vector stays on, so each completion also costs an
  * interrupt in the kernel, which writes the eventfd).
  *
- * Polled, the engine counts the time of the polls that found nothing (the thread waiting for the
+ * Polled, the engine counts the time of the passes whose poll found nothing (the thread waiting for the
  * device, not working) and at cleanup prints its share of the thread's time after fio's ramp,
  * "ubdma_nvme: polled idle share S" on stderr (bench/nvme_report.py reads it: the engine's work per I/O without the waiting, as
  * bench/nic.sh counts a driver's busy cycles).  TSC reads, no system call.
@@ -50,13 +50,14 @@
 #include <ubdma/nvme.h>
 
 #define UBFIO_HUGE (2u << 20)
+#define UBFIO_ENTRIES 256u /* queue pair entries by default, at least iodepth + 1 */
 
 /* The engine's options (fio: the member at offset 0 must not be an option). */
 struct ubfio_opts {
 	void *pad;
 	char *bdf;		/* controller address; default: the filename with '.' for ':' */
 	unsigned int nsid;	/* namespace; 0: the first active one */
-	unsigned int entries;	/* queue pair entries; 0: iodepth + 1 */
+	unsigned int entries;	/* queue pair entries; 0: max(iodepth + 1, 256) */
 	unsigned int irq;	/* completions: 0 poll, 1 irq (MSI-X eventfds), 2 hybrid */
 	unsigned int hybrid_polls; /* hybrid: empty polls before sleeping on the eventfd */
 	unsigned int io_queues; /* queue pairs asked of the controller at open; 0: 16 */
@@ -261,7 +262,12 @@ static int ubfio_init(struct thread_data *td)
 		goto fail_put;
 	u->nsid = ns.nsid;
 	u->lba_shift = (uint32_t)__builtin_ctz(ns.lba_size);
-	unsigned entries = o->entries ? o->entries : td->o.iodepth + 1;
+	/* the driver writes the CQ head doorbell once a quarter of the CQ is consumed: iodepth + 1
+	 * entries at QD 1 would make that an MMIO write (under QEMU an exit into the device model)
+	 * per command, beside the tail's; 256, as bench_nvme, makes it one in 64 */
+	unsigned entries = o->entries;
+	if (!entries)
+		entries = td->o.iodepth + 1 > UBFIO_ENTRIES ? td->o.iodepth + 1 : UBFIO_ENTRIES;
 	if (entries < td->o.iodepth + 1) {
 		log_err("ubdma_nvme: queue_entries=%u holds %u commands, fewer than iodepth=%u\n", entries,
 			entries - 1, td->o.iodepth);
@@ -455,19 +461,28 @@ static int ubfio_getevents(struct thread_data *td, unsigned int min, unsigned in
 		}
 	}
 	unsigned empty = 0; /* polls in a row that found nothing (hybrid: then sleep) */
+	uint64_t t_empty = 0; /* TSC at the start of the last pass, when its poll found nothing */
 	for (unsigned spins = 0;; spins++) {
 		if (u->nevents >= min && (u->nevents >= max || spins))
 			break;
 		if ((u->irq || (u->hybrid && empty >= u->hybrid_polls)) && !u->nevents && min && !once) {
+			if (t_empty)
+				u->idle += ubfio_ticks() - t_empty;
+			t_empty = 0;
 			err = ubdma_nvme_wait(u->qp, t ? (int)(t->tv_sec * 1000 + t->tv_nsec / 1000000) : -1, &n);
 			empty = 0;
 		} else {
+			/* a pass whose poll found nothing is waiting, the loop around the poll included
+			 * (as bench_nvme counts its passes): one TSC read a pass */
 			uint64_t k0 = ubfio_ticks();
+			if (t_empty)
+				u->idle += k0 - t_empty;
 			err = ubdma_nvme_poll(u->qp, u->nevents < max ? max - u->nevents : 1, &n);
+			t_empty = 0;
 			if (!n) {
 				/* counted from the end of fio's ramp_time, as the benchmark's window */
 				if (u->t_init)
-					u->idle += ubfio_ticks() - k0;
+					t_empty = k0;
 				else if (td->ramp_time_over || !td->o.ramp_time)
 					u->t_init = k0;
 				empty++;
@@ -485,6 +500,8 @@ static int ubfio_getevents(struct thread_data *td, unsigned int min, unsigned in
 				break;
 		}
 	}
+	if (t_empty)
+		u->idle += ubfio_ticks() - t_empty;
 	u->given = u->nevents < max ? u->nevents : max;
 	return (int)u->given;
 }
@@ -522,7 +539,7 @@ static struct fio_option ubfio_options[] = {
 		.type = FIO_OPT_INT,
 		.off1 = offsetof(struct ubfio_opts, entries),
 		.def = "0",
-		.help = "Entries of each job's queue pair (0: iodepth + 1; capped by CAP.MQES)",
+		.help = "Entries of each job's queue pair (0: the larger of iodepth + 1 and 256; capped by CAP.MQES)",
 		.category = FIO_OPT_C_ENGINE,
 		.group = FIO_OPT_G_INVALID,
 	},
