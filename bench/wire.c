@@ -8,8 +8,11 @@
  * which of them the library no longer makes), then
  * mlock + pagemap (timed together), in that order each round, so that the three see the same
  * process and the same load.  The replay uses a userfaultfd of its own with the monitor's
- * features; the ranges are never registered by two handles at once (the library unregisters at
- * unlock).  Rows per configuration (name), unit ns/page, median and 99th percentile over rounds:
+ * features; the ranges are never registered by two handles at once: the library unregisters
+ * 4 KiB pages at unlock, and keeps hugetlb ones registered (docs/wire.md section 14), so on
+ * hugetlb the replay runs on a second mapping of the same shape and, as the library, keeps its
+ * registration (k:uffd_unregister is then not made).  Rows per configuration (name), unit
+ * ns/page, median and 99th percentile over rounds:
  *
  *  ubdma, ubdma-unlock   the two public calls;
  *  raw                   mlock + pagemap read (one pread of all entries; one 8-byte pread a
@@ -169,6 +172,7 @@ static int maps_query(uintptr_t a)
  */
 static int replay(int uffd, char *a, size_t len, size_t pgsz, int phys, int pmfd, uint64_t *pm, double *t)
 {
+	int keep = pgsz > PG4K; /* hugetlb stays registered, as the library keeps it */
 	struct uffdio_register reg = { .range = { (uintptr_t)a, len }, .mode = UFFDIO_REGISTER_MODE_WP };
 	struct uffdio_range unreg = { (uintptr_t)a, len };
 	uint64_t t0 = now_ns(), t1;
@@ -202,7 +206,10 @@ static int replay(int uffd, char *a, size_t len, size_t pgsz, int phys, int pmfd
 	t0 = t1;
 	STEP(K_MUNLOCK, syscall(SYS_munlock, a, len));
 	STEP(K_DOFORK, madvise(a, len, MADV_DOFORK));
-	STEP(K_UNREGISTER, ioctl(uffd, UFFDIO_UNREGISTER, &unreg));
+	if (keep)
+		t[K_UNREGISTER] = 0;
+	else
+		STEP(K_UNREGISTER, ioctl(uffd, UFFDIO_UNREGISTER, &unreg));
 #undef STEP
 	return bad;
 }
@@ -283,6 +290,15 @@ static void run(const struct config *c, int rounds)
 	memset(map, 1, c->maplen);
 	/* the range: in the middle of its mapping, so that a lock splits it (unless it is all of it) */
 	char *a = map + (c->maplen - len) / 2 / c->pgsz * c->pgsz;
+	/* the replay's range: on hugetlb the library keeps [a, +len) registered with its handle */
+	char *map2 = map, *ra = a;
+	if (huge) {
+		map2 = mmap(NULL, c->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+		if (map2 == MAP_FAILED)
+			die("a second hugetlb mapping for the replay", errno);
+		memset(map2, 1, c->maplen);
+		ra = map2 + (a - map);
+	}
 
 	/* the crowd: other cookies alive in the context, each on a page of its own mapping area */
 	char *cmap = NULL;
@@ -316,7 +332,7 @@ static void run(const struct config *c, int rounds)
 		uint64_t t1 = now_ns();
 		ubdma_umem_unlock(u);
 		uint64_t t2 = now_ns();
-		if (replay(uffd, a, len, c->pgsz, c->phys, pmfd, pm, t))
+		if (replay(uffd, ra, len, c->pgsz, c->phys, pmfd, pm, t))
 			die("replay", errno);
 		double tr = raw(a, len, c->pgsz, pmfd, pm);
 		if (i < 0)
@@ -342,7 +358,7 @@ static void run(const struct config *c, int rounds)
 	snprintf(rr->note, sizeof(rr->note), "mlock + %s", huge ? "one 8-byte pagemap pread a page" :
 			  "one pagemap pread of every entry");
 	for (int k = 0; k < K_N; k++) {
-		if ((k == K_RECHECK && !huge) || (k == K_PAGEMAP && !c->phys))
+		if ((k == K_RECHECK && !huge) || (k == K_PAGEMAP && !c->phys) || (k == K_UNREGISTER && huge))
 			continue;
 		struct row *r = row_stats(c->name, kname[k], be, sk + k * rounds, rounds, c->npages);
 		snprintf(r->note, sizeof(r->note), "%s", k >= K_LOCK_END ? "unlock side" :
@@ -369,6 +385,8 @@ static void run(const struct config *c, int rounds)
 	close(uffd);
 	close(pmfd);
 	munmap(map, c->maplen);
+	if (map2 != map)
+		munmap(map2, c->maplen);
 	ubdma_ctx_close(ctx);
 }
 

@@ -360,12 +360,27 @@ static void unlock_range(uintptr_t s, uintptr_t e, int what)
 }
 
 /*
- * The count of [s, e) returned to zero, or its wiring ended: undo what wiring did to whatever is
- * mapped there now.  Wire lock held; no allocation.
+ * The wiring of [s, e) ended (an event), or its 4 KiB count returned to zero (count_drop()):
+ * undo what wiring did to whatever is mapped there now.  Wire lock held; no allocation.
  */
 static void state_drop(uintptr_t s, uintptr_t e)
 {
 	unlock_range(s, e, UNDO_FORK | UNDO_WATCH);
+}
+
+/*
+ * The count of [s, e), pages of pgsz, returned to zero by a release or an unwire: the memory is
+ * still mapped.  hugetlb stays registered.  UFFDIO_UNREGISTER resolves write protection on its
+ * way out, and hugetlb's version leaves a private mapping's entries read-only, so the next
+ * wiring's mlock would take a write fault per huge page (measured on 6.18, where 4 KiB
+ * anonymous memory keeps its entries writable: the resolve asks to, hugetlb's ignores it).  Only
+ * the registration is kept, never the lock: what is moved away later is registered (its event
+ * ends nothing: no count is there) and not locked.  docs/wire.md section 14 says what the
+ * application sees.  Wire lock held.
+ */
+static void count_drop(uintptr_t s, uintptr_t e, size_t pgsz)
+{
+	unlock_range(s, e, UNDO_FORK | (pgsz > PAGE_4K ? 0 : UNDO_WATCH));
 }
 
 static unsigned long long vmlck_bytes(void)
@@ -1113,7 +1128,7 @@ static void live_drop(size_t i, uintptr_t s, uintptr_t e)
 	uintptr_t a = live.r[i].start > s ? live.r[i].start : s, b = live.r[i].end < e ? live.r[i].end : e;
 
 	if (live.r[i].count == 1)
-		state_drop(a, b);
+		count_drop(a, b, live.r[i].pgsz);
 }
 
 void wire_release(struct wire_ticket *t)

@@ -7,8 +7,12 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
@@ -17,6 +21,7 @@
 #include <ubdma/ubdma.h>
 
 #include "../testutil.h"
+#include "wire/monitor.h"
 #include "wire/vma.h"
 
 #define PG 4096
@@ -360,6 +365,85 @@ static void test_hugetlb_1g(void **state)
 	hugetlb_case(1048576);
 }
 
+/* Minor faults this thread took since the last call. */
+static long thread_minflt(void)
+{
+	static long last;
+	struct rusage ru;
+
+	getrusage(RUSAGE_THREAD, &ru);
+	long d = ru.ru_minflt - last;
+	last = ru.ru_minflt;
+	return d;
+}
+
+/*
+ * A private hugetlb range whose count returned to zero stays registered with the monitor
+ * (docs/wire.md section 14): unlocked, inherited by fork again, and refused to the
+ * application's own userfaultfd (EBUSY); the next wiring's mlock finds its entries writable and
+ * takes no write fault (an unregistration left them read-only: one fault a huge page).  Its
+ * munmap returns (the monitor reads the event, which ends nothing) and nothing stays counted.
+ */
+static void test_hugetlb_kept_registered(void **state)
+{
+	(void)state;
+	const size_t HP = 2 << 20, N = 8;
+
+	if (!hugepages_ensure(2048, N))
+		SKIP_WHY("no %zu free 2 MiB hugepages (needs root to reserve them)", N);
+	char *h = mmap(NULL, N * HP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (h == MAP_FAILED)
+		SKIP_WHY("cannot map %zu private 2 MiB hugepages: %s", N, strerror(errno));
+	memset(h, 3, N * HP);
+	/* two rounds: the first registers, the second warms the library's own allocations */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ubdma_wire(h, N * HP, UBDMA_WIRE_WRITE), 0);
+		assert_int_equal(ubdma_unwire(h, N * HP, 0), 0);
+	}
+	if (!wmon_watches_hugetlb()) {
+		munmap(h, N * HP);
+		SKIP_WHY("the monitor cannot register hugetlb here (%s)", wmon_desc());
+	}
+	assert_int_equal(ubdma_wire_count(h), 0);
+
+	/* the application's own userfaultfd: the range has one already */
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	struct uffdio_api api = { .api = UFFD_API };
+	if (fd >= 0 && ioctl(fd, UFFDIO_API, &api) == 0) {
+		struct uffdio_register r = { .range = { (uintptr_t)h, N * HP }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+		assert_int_equal(ioctl(fd, UFFDIO_REGISTER, &r), -1);
+		assert_int_equal(errno, EBUSY);
+	}
+	if (fd >= 0)
+		close(fd);
+
+	/* DONTFORK was undone: a child sees the bytes */
+	int st;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(h[HP + 1] == 3 ? 0 : 3);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+
+	/* the fork write-protected nothing of ours (the child's copy is its own); wire once more
+	 * and measure the one after */
+	assert_int_equal(ubdma_wire(h, N * HP, UBDMA_WIRE_WRITE), 0);
+	assert_int_equal(ubdma_unwire(h, N * HP, 0), 0);
+	thread_minflt();
+	assert_int_equal(ubdma_wire(h, N * HP, UBDMA_WIRE_WRITE), 0);
+	long faults = thread_minflt();
+	assert_int_equal(ubdma_wire_count(h + (N - 1) * HP), 1);
+	assert_int_equal(ubdma_unwire(h, N * HP, 0), 0);
+	if (faults >= (long)N)
+		fprintf(stderr, "the wiring took %ld minor faults on %zu huge pages\n", faults, N);
+	assert_true(faults < (long)N);
+
+	assert_int_equal(munmap(h, N * HP), 0);
+	assert_int_equal(ubdma_wire_count(h), 0);
+	assert_int_equal(ubdma_wire_count(h + (N - 1) * HP), 0);
+}
+
 /*
  * The mappings of a range, asked per mapping (PROCMAP_QUERY, Linux >= 6.11) and read from the
  * text of /proc/self/maps, agree: bounds, access, page size, hugetlb.  In an 8 MiB reservation:
@@ -484,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_memlock_limit),
 		cmocka_unit_test(test_hugetlb_2m),
 		cmocka_unit_test(test_hugetlb_1g),
+		cmocka_unit_test(test_hugetlb_kept_registered),
 		cmocka_unit_test(test_unmapped_while_wired),
 		cmocka_unit_test(test_vma_query_matches_text),
 	};
