@@ -694,6 +694,53 @@ static struct ubdma_reg *lookup_plan_locked(const struct rcache *rc, uintptr_t a
 	return NULL;
 }
 
+/*
+ * lookup_plan_locked() without the lock, for a miss (miss_lock held, so only the monitor changes
+ * the index, and it makes rc->seq odd meanwhile): 1 with the plan when a whole read of the index
+ * found no entry covering the request; 0 sends the miss to the locked look-up (an entry found, a
+ * change seen).  Atomic loads: the monitor's stores race with them, and the sequence says so.
+ */
+static int plan_unlocked(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct plan *p)
+{
+	uint64_t seq = __atomic_load_n(&rc->seq, __ATOMIC_ACQUIRE);
+	const struct rc_index *ix = __atomic_load_n(&rc->ix, __ATOMIC_ACQUIRE);
+	size_t lo = 0, hi, n;
+	struct ubdma_reg *r;
+
+	if ((seq & 1) || !ix || (n = __atomic_load_n(&rc->n, __ATOMIC_RELAXED)) > ix->cap)
+		return 0;
+	for (hi = n; lo < hi;) {
+		size_t mid = (lo + hi) / 2;
+		if (!(r = __atomic_load_n(&ix->e[mid], __ATOMIC_RELAXED)))
+			return 0;
+		if (__atomic_load_n(&r->lo, __ATOMIC_RELAXED) <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*p = (struct plan){ a, b, flags, 0 };
+	for (size_t i = lo >= 2 ? lo - 2 : 0; i < n; i++) {
+		if (!(r = __atomic_load_n(&ix->e[i], __ATOMIC_RELAXED)))
+			return 0;
+		uintptr_t rlo = __atomic_load_n(&r->lo, __ATOMIC_RELAXED), rhi = __atomic_load_n(&r->hi, __ATOMIC_RELAXED);
+		int rf = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
+		if (rlo > b)
+			break;
+		if (i + 1 == lo && rhi >= b && (rf & flags) == flags)
+			return 0; /* it covers the request: the locked path takes the reference */
+		int overlap = rlo < b && a < rhi;
+		int touch = (rhi == a || rlo == b) && rf == flags;
+		if (!overlap && !touch)
+			continue;
+		p->lo = rlo < p->lo ? rlo : p->lo;
+		p->hi = rhi > p->hi ? rhi : p->hi;
+		p->flags |= rf;
+		p->merged++;
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&rc->seq, __ATOMIC_RELAXED) == seq;
+}
+
 /* Entries overlapping [lo, hi): how many and how many bytes come back when they go. */
 static void replaced_locked(const struct rcache *rc, uintptr_t lo, uintptr_t hi, struct need *nd)
 {
@@ -762,13 +809,15 @@ static struct ubdma_reg *reg_new(struct rcache *rc, const struct rc_key *k, int 
 	struct ubdma_reg *r = rc->spare;
 
 	if (!r && !(r = __atomic_exchange_n(&rc->free, NULL, __ATOMIC_ACQUIRE))) {
-		struct rc_slab *x = calloc(1, sizeof(*x));
+		/* not zeroed: no index slot reaches an entry before it is filled below, and zeroing
+		 * whole slabs is what a slow machine (TCG: a string store is a loop) notices */
+		struct rc_slab *x = malloc(sizeof(*x));
 		if (!x)
 			return NULL;
 		x->next = rc->slabs;
 		rc->slabs = x;
-		for (int i = 0; i + 1 < RC_SLAB; i++)
-			x->e[i].grave_next = &x->e[i + 1];
+		for (int i = 0; i < RC_SLAB; i++)
+			x->e[i].grave_next = i + 1 < RC_SLAB ? &x->e[i + 1] : NULL;
 		r = &x->e[0];
 	}
 	rc->spare = r->grave_next;
@@ -871,17 +920,19 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		int monitored = 0;
 
 		mon_sync(rc);
-		pthread_rwlock_rdlock(&rc->lock);
-		if ((r = lookup_plan_locked(rc, a, b, flags, &p))) {
-			/* another thread registered it meanwhile: a hit after all */
-			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
+		if (!plan_unlocked(rc, a, b, flags, &p)) {
+			pthread_rwlock_rdlock(&rc->lock);
+			if ((r = lookup_plan_locked(rc, a, b, flags, &p))) {
+				/* another thread registered it meanwhile: a hit after all */
+				__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
+				pthread_rwlock_unlock(&rc->lock);
+				pthread_mutex_unlock(&rc->miss_lock);
+				count_hit(rc);
+				*regp = r;
+				return 0;
+			}
 			pthread_rwlock_unlock(&rc->lock);
-			pthread_mutex_unlock(&rc->miss_lock);
-			count_hit(rc);
-			*regp = r;
-			return 0;
 		}
-		pthread_rwlock_unlock(&rc->lock);
 		if (rc->max_bytes && b - a > rc->max_bytes) {
 			add(&rc->limit_failures, 1);
 			err = uerr(ENOMEM, "registration cache: %lu bytes is more than its limit of %zu bytes",
