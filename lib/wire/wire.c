@@ -277,6 +277,13 @@ static struct runset watch;
 static struct runset wins;
 /* Windows registered that the kernel would not vouch for (not one mapping): not asked again. */
 static struct runset nots;
+/*
+ * Inside such a window (a region's edge beside another mapping or a hole), the WATCH_SUB around a
+ * range may be one mapping all the same (watch_sub()): those the kernel would not vouch for
+ * either, not asked again until an event changes them.
+ */
+#define WATCH_SUB (256 * 1024)
+static struct runset subno;
 static void end_watch(uintptr_t s, uintptr_t e);
 static void wins_cut(uintptr_t s, uintptr_t e);
 
@@ -734,6 +741,7 @@ static void wire_atfork_child(void)
 	watch = (struct runset){ 0 }; /* the child has copies, unwatched (docs/wire.md, watch-only) */
 	wins = (struct runset){ 0 };
 	nots = (struct runset){ 0 };
+	subno = (struct runset){ 0 };
 	tpool = NULL; /* a parent's thread may have been moving it */
 	pthread_mutex_init(&wire_lock, NULL);
 	wmon_forget();
@@ -1412,6 +1420,24 @@ static void wins_cut(uintptr_t s, uintptr_t e)
 {
 	set_cut(&wins, s, e);
 	set_cut(&nots, s, e); /* a window that changed may be one mapping now */
+	set_cut(&subno, s, e);
+}
+
+/* Whether the kernel says [s, e) is one registered mapping with no hole (watch_trust()).  Wire lock held. */
+static int vouched(uintptr_t s, uintptr_t e)
+{
+	struct vma *v;
+	int nv, one;
+
+	if (wmon_registered(s, e))
+		return 0;
+	if (wmon_wp_strict())
+		return 1;
+	if (!vma_uses_query() || vma_collect(s, e, &v, &nv))
+		return 0;
+	one = nv == 1 && v[0].start <= s && v[0].end >= e && vma_uses_query();
+	free(v);
+	return one;
 }
 
 /*
@@ -1428,26 +1454,41 @@ static void watch_trust(uintptr_t wa, uintptr_t wb)
 {
 	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
 	size_t i = run_find(&nots, wa);
-	int one = 1;
 
 	if (i < nots.n && nots.r[i].start <= wa && nots.r[i].end >= wb)
 		return; /* asked before, and nothing changed there since */
 	if (run_reserve(&wins, 4) || run_reserve(&nots, 4))
 		return;
-	if (wmon_registered(wa, wb)) {
-		one = 0;
-	} else if (!wmon_wp_strict()) {
-		struct vma *v;
-		int nv;
-		if (!vma_uses_query() || vma_collect(wa, wb, &v, &nv)) {
-			one = 0;
-		} else {
-			one = nv == 1 && v[0].start <= wa && v[0].end >= wb && vma_uses_query();
-			free(v);
-		}
-	}
+	int one = vouched(wa, wb);
 	wins_cut(wa, wb);
 	run_add(one ? &wins : &nots, wa, wb, 1, 0, &w);
+}
+
+/*
+ * [a, b) lies in a window that was registered whole and that no event has cut since (nots covers
+ * it), but which the kernel would not vouch for: may the WATCH_SUB around the range be trusted
+ * instead?  The same question for the smaller range: registered whole, one mapping, no hole.
+ * Asked once per sub-window until an event changes it.  1 when [a, b) now lies in a trusted
+ * range.  Wire lock held.
+ */
+static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
+{
+	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
+	uintptr_t sa = TRUNC(a, WATCH_SUB), sb = ROUND(b, WATCH_SUB);
+	size_t i = run_find(&nots, wa);
+
+	if (i >= nots.n || nots.r[i].start > wa || nots.r[i].end < wb)
+		return 0; /* not registered whole, or changed since: register again */
+	i = run_find(&subno, sa);
+	if (i < subno.n && subno.r[i].start <= sa && subno.r[i].end >= sb)
+		return 0;
+	if (run_reserve(&wins, 4) || run_reserve(&subno, 4))
+		return 0;
+	int one = vouched(sa, sb);
+	set_cut(&wins, sa, sb);
+	set_cut(&subno, sa, sb);
+	run_add(one ? &wins : &subno, sa, sb, 1, 0, &w);
+	return one;
 }
 
 int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
@@ -1495,6 +1536,8 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	uintptr_t wa = TRUNC(a, WATCH_WINDOW), wb = ROUND(b, WATCH_WINDOW);
 	if (wins_cover(a, b))
 		err = 0; /* registered whole, and no event has cut it since */
+	else if (wb >= b && watch_sub(a, b, wa, wb))
+		err = 0; /* the window is not one mapping, but the part around the range is */
 	else if (wb < b || wmon_register(wa, wb))
 		err = wmon_register(a, b); /* a file, hugetlb or another handle's range is near */
 	else

@@ -749,6 +749,68 @@ static void test_miss_no_syscall(void **state)
 	munmap(m, 8UL << 20);
 }
 
+/*
+ * A window that is not one mapping (a region beside a hole: never trusted whole) still gives
+ * system-call-free misses once the 256 KiB around them is vouched for, and memory mapped into the
+ * hole later (no event) is registered with the monitor when a miss meets it: its munmap
+ * invalidates.
+ */
+static void test_edge_window(void **state)
+{
+	static const struct ubdma_registrar quiet = { .name = "quiet-pins", .reg = q_reg, .dereg = q_dereg,
+						      .flags = UBDMA_REGISTRAR_PINS };
+	struct sigaction sa = { .sa_sigaction = sud_handler, .sa_flags = SA_SIGINFO }, old;
+	size_t MB = 1UL << 20;
+	ubdma_ctx_t *ctx;
+	ubdma_reg_t *r[16], *h;
+	struct utsname u;
+	int maj = 0, min = 0, err = 0, n = 0;
+
+	(void)state;
+	if (SANITIZED)
+		SKIP_WHY("sanitizer runtimes make system calls of their own");
+	uname(&u);
+	sscanf(u.release, "%d.%d", &maj, &min);
+	if (maj < 6 || (maj == 6 && min < 1))
+		SKIP_WHY("Linux %s: no way to trust a window registered whole", u.release);
+	char *m = anon(8 * MB);
+	char *w = (char *)(((uintptr_t)m + 2 * MB - 1) & ~(2 * MB - 1));
+	char *e = w + MB; /* the region's edge: [w, w + 1 MiB) becomes a hole */
+	assert_int_equal(munmap(w, MB), 0);
+	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx), 0);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &quiet, NULL), 0);
+	for (; n < 2; n++) /* the window registered, then the 256 KiB around e vouched for */
+		assert_int_equal(ubdma_reg_get(ctx, e + (size_t)n * 2 * PG, PG, RW, &r[n]), 0);
+	sigaction(SIGSYS, &sa, &old);
+	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, 1, 0, 0, &sud_selector))
+		SKIP_WHY("no syscall user dispatch (Linux >= 5.11)");
+	sud_calls = 0;
+	for (; n < 10 && !err; n++) {
+		sud_selector = 1;
+		err = ubdma_reg_get(ctx, e + (size_t)n * 2 * PG, PG, RW, &r[n]);
+		sud_selector = 0;
+	}
+	prctl(PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0);
+	sigaction(SIGSYS, &old, NULL);
+	if (sud_calls)
+		fail_msg("%d system calls in 8 misses beside a hole (the first: %d %d)", sud_calls, sud_nr[0], sud_nr[1]);
+	assert_int_equal(err, 0);
+	/* new memory in the hole, which no event announced: a miss there must have it watched */
+	char *f = mmap(w + 64 * PG, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(f, w + 64 * PG);
+	memset(f, 1, 4 * PG);
+	assert_int_equal(ubdma_reg_get(ctx, f, PG, RW, &h), 0);
+	ubdma_reg_put(h);
+	uint64_t inv = stats(ctx).invalidations;
+	assert_int_equal(munmap(f, 4 * PG), 0);
+	assert_int_equal(stats(ctx).invalidations, inv + 1); /* watched: its munmap was seen */
+	for (int i = 0; i < n; i++)
+		ubdma_reg_put(r[i]);
+	ubdma_ctx_close(ctx);
+	assert_int_equal(q_keys, 0);
+	munmap(m, 8 * MB);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,6 +831,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fault_dereg, setup_pins, teardown),
 		cmocka_unit_test_setup_teardown(test_memevents, setup_pins, teardown),
 		cmocka_unit_test(test_miss_no_syscall),
+		cmocka_unit_test(test_edge_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
