@@ -1514,9 +1514,10 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	int fresh = at >= watch.n || watch.r[at].start >= b;
 	for (size_t i = at; !fresh && i < watch.n && watch.r[i].start < b; i++)
 		cap += 2;
-	/* the window sets too: all three tables are made on the first call and live as long as the
+	/* the window sets too: all four tables are made on the first call and live as long as the
 	 * process, as the wire counts do */
 	if (run_reserve(&watch, 2 * cap + 4) || run_reserve(&wins, 4) || run_reserve(&nots, 4) ||
+	    run_reserve(&subno, 4) ||
 	    !(t = cap == 1 ? tpool_get() : malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
 		pthread_mutex_unlock(&wire_lock);
 		return uerr(ENOMEM, "out of memory");
