@@ -9,8 +9,13 @@
  *  miss              ns: the call that registers a fresh 4 KiB buffer (bare: ibv_reg_mr alone),
  *                    each timed alone, the three interleaved page by page.  Two more impls, ubdma only,
  *                    say where a miss goes: ubdma-noop-pins (a registrar that registers nothing
- *                    and says it pins: the cache and its watch alone) and ubdma-noop-wires (the
- *                    same without the flag: the cache with a full wiring).
+ *                    and says it pins: the cache and its watch alone), ubdma-getppid-pins (the
+ *                    same registrar making one getppid() where ibv_reg_mr enters the kernel: the
+ *                    cache's work after a kernel entry) and ubdma-noop-wires (the same without
+ *                    the flag: the cache with a full wiring), and ubdma-noop-pins-between (the
+ *                    first, each miss after an untimed bare ibv_reg_mr of the next page, as the
+ *                    miss row interleaves them: the cache's work as it runs there).
+ *  syscall           ns: one getppid(), each timed alone (what the kernel entry costs by itself).
  *  cycle_working_set ns: one get + put of a buffer drawn at random from NBUF buffers of mixed
  *                    sizes (4 KiB - 4 MiB, 31 MiB in all) with the caches limited to 16 MiB.
  *  write_churn       ns: an application's step: malloc a 64 KiB buffer, register it (get, or
@@ -27,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -331,6 +337,15 @@ static int n_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
 	return 0;
 }
 
+/* The same with one cheap system call, where ibv_reg_mr enters the kernel: what the kernel entry
+ * does to the cache's work after it (TCG's software TLB) */
+static int s_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+{
+	(void)arg, (void)addr, (void)len, (void)flags;
+	*keyp = (void *)(uintptr_t)syscall(SYS_getppid);
+	return 0;
+}
+
 static int n_dereg(void *arg, void *key)
 {
 	(void)arg, (void)key;
@@ -339,41 +354,64 @@ static int n_dereg(void *arg, void *key)
 
 /*
  * Where a miss goes: the same fresh-page get into a registrar that registers nothing, pinning
- * (the cache and its watch: the overhead over ibv_reg_mr) and not (the cache wires in full).
+ * (the cache and its watch: the overhead over ibv_reg_mr), the same with one getppid() system
+ * call in its place (the kernel entry's effect on the cache's work), and not pinning (the cache
+ * wires in full); and getppid() alone.
  */
 static void row_miss_parts(void)
 {
 	static const struct ubdma_registrar pins = { "noop-pins", n_reg, n_dereg, UBDMA_REGISTRAR_PINS };
+	static const struct ubdma_registrar sys = { "syscall-pins", s_reg, n_dereg, UBDMA_REGISTRAR_PINS };
 	static const struct ubdma_registrar wires = { "noop-wires", n_reg, n_dereg, 0 };
-	const struct ubdma_registrar *ops[2] = { &pins, &wires };
-	static const char *impl[2] = { "ubdma-noop-pins", "ubdma-noop-wires" };
+	const struct ubdma_registrar *ops[3] = { &pins, &sys, &wires };
+	static const char *impl[4] = { "ubdma-noop-pins", "ubdma-getppid-pins", "ubdma-noop-wires",
+				       "ubdma-noop-pins-between" };
+	static const char *note[4] = {
+		"fresh 4 KiB buffer, a registrar that registers nothing: the cache and its watch alone",
+		"fresh 4 KiB buffer, a registrar that makes one getppid() system call: the cache after a kernel entry",
+		"fresh 4 KiB buffer, a registrar that registers nothing: the cache with a full wiring",
+		"the same as noop-pins, each miss after a bare ibv_reg_mr of the next page (untimed): the cache as in the miss row",
+	};
 	size_t span = 2 * PG * (size_t)miss_samples;
+	struct ibv_mr **mr = calloc((size_t)miss_samples, sizeof(*mr));
 	double *s = malloc((size_t)miss_samples * sizeof(*s));
 	ubdma_reg_t **h = calloc((size_t)miss_samples, sizeof(*h));
 	int err;
 
-	for (int k = 0; k < 2; k++) {
+	for (int i = 0; i < miss_samples; i++) {
+		uint64_t t0 = now_ns();
+		if (syscall(SYS_getppid) < 0)
+			die("getppid", errno);
+		s[i] = (double)(now_ns() - t0);
+	}
+	add_row("syscall", "getppid", "ns", s, miss_samples, "one getppid() system call, each timed alone");
+	for (int k = 0; k < 4; k++) {
 		ubdma_ctx_t *c;
 		char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		memset(base, 1, span);
-		if ((err = ubdma_ctx_open(UBDMA_BACKEND_VA, &c)) || (err = ubdma_rcache_set_registrar(c, ops[k], NULL)))
+		if ((err = ubdma_ctx_open(UBDMA_BACKEND_VA, &c)) ||
+		    (err = ubdma_rcache_set_registrar(c, ops[k < 3 ? k : 0], NULL)))
 			die("no-op registrar", err);
 		for (int i = 0; i < miss_samples; i++) {
+			if (k == 3 && !(mr[i] = ibv_reg_mr(R.pd, base + (size_t)i * 2 * PG + PG, PG, ACC)))
+				die("ibv_reg_mr", errno);
 			uint64_t t0 = now_ns();
 			if ((err = ubdma_reg_get(c, base + (size_t)i * 2 * PG, PG, RW, &h[i])))
 				die("miss (no-op registrar)", err);
 			s[i] = (double)(now_ns() - t0);
 		}
-		for (int i = 0; i < miss_samples; i++)
+		for (int i = 0; i < miss_samples; i++) {
 			ubdma_reg_put(h[i]);
-		add_row("miss", impl[k], "ns", s, miss_samples,
-			k ? "fresh 4 KiB buffer, a registrar that registers nothing: the cache with a full wiring"
-			  : "fresh 4 KiB buffer, a registrar that registers nothing: the cache and its watch alone");
+			if (k == 3)
+				ibv_dereg_mr(mr[i]);
+		}
+		add_row("miss", impl[k], "ns", s, miss_samples, note[k]);
 		ubdma_ctx_close(c);
 		munmap(base, span);
 	}
 	free(s);
 	free(h);
+	free(mr);
 }
 
 /* The application's step, buffers that churn through malloc / free; the peer is qb's MR. */

@@ -174,11 +174,11 @@ static int idx_reserve(struct rcache *rc)
 	return 0;
 }
 
-static void idx_insert(struct rcache *rc, struct ubdma_reg *r)
+/* Insert r at i, the position idx_upper(rc, r->lo) gives. */
+static void idx_insert(struct rcache *rc, size_t i, struct ubdma_reg *r)
 {
-	size_t i = idx_upper(rc, r->lo);
-
-	RC_ASSERT(rc->n < rc->ix->cap);
+	RC_ASSERT(rc->n < rc->ix->cap && i <= rc->n && (i == 0 || rc->ix->e[i - 1]->lo <= r->lo) &&
+		  (i == rc->n || rc->ix->e[i]->lo > r->lo));
 	seq_begin(rc);
 	for (size_t j = rc->n; j > i; j--)
 		__atomic_store_n(&rc->ix->e[j], rc->ix->e[j - 1], __ATOMIC_RELAXED);
@@ -291,6 +291,16 @@ static void reg_release(struct rcache *rc, const struct ubdma_reg *r)
 	r->dom->rel(rc, r->ops, r->ops_arg, &k);
 }
 
+/* Hits may still be reading a destroyed entry: it is kept for reuse (ref 0 fails their increment). */
+static void free_push(struct rcache *rc, struct ubdma_reg *r)
+{
+	struct ubdma_reg *h = __atomic_load_n(&rc->free, __ATOMIC_RELAXED);
+
+	do
+		r->grave_next = h;
+	while (!__atomic_compare_exchange_n(&rc->free, &h, r, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
 static void reg_destroy(struct ubdma_reg *r)
 {
 	struct rcache *rc = r->rc;
@@ -299,10 +309,8 @@ static void reg_destroy(struct ubdma_reg *r)
 	pthread_mutex_lock(&rc->all_lock);
 	LIST_REMOVE(r, all);
 	rc->nall--;
-	/* hits may still be reading it: keep it for reuse (ref 0 fails their increment) */
-	r->grave_next = rc->free;
-	rc->free = r;
 	pthread_mutex_unlock(&rc->all_lock);
+	free_push(rc, r);
 }
 
 static void destroy_list(struct ubdma_reg *r)
@@ -425,7 +433,10 @@ static int fit_locked(struct rcache *rc, const struct need *nd, int force, struc
 	/* What the monitor invalidated and nobody holds is out of the books already, but still
 	 * wired and mapped until destroyed: with force (the kernel or the IOMMU said "no more")
 	 * destroying it is the room asked for. */
-	for (struct ubdma_reg *g = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL), *gn; g; g = gn) {
+	struct ubdma_reg *g0 = __atomic_load_n(&rc->grave, __ATOMIC_ACQUIRE);
+	if (g0)
+		g0 = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL);
+	for (struct ubdma_reg *g = g0, *gn; g; g = gn) {
 		gn = g->grave_next;
 		g->grave_next = *victims;
 		*victims = g;
@@ -557,9 +568,9 @@ static void rc_fini(struct ubdma_ctx *ctx, void *state)
 				  (unsigned long)r->lo, (unsigned long)r->hi);
 		reg_destroy(r);
 	}
-	for (struct ubdma_reg *r = rc->free, *n; r; r = n) {
-		n = r->grave_next;
-		free(r);
+	for (struct rc_slab *x = rc->slabs, *n; x; x = n) {
+		n = x->next;
+		free(x);
 	}
 	for (struct rc_index *x = rc->ix, *o; x; x = o) {
 		o = x->older;
@@ -651,11 +662,22 @@ struct plan {
 	int merged;	/* entries folded in */
 };
 
-/* The range and intent to register for [a, b): the request plus what overlaps or touches it. */
-static void plan_locked(const struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct plan *p)
+/*
+ * The entry covering [a, b) with at least flags; else NULL and the range and intent to register:
+ * the request plus what overlaps or touches it.  One search for both.  Lock held.
+ */
+static struct ubdma_reg *lookup_plan_locked(const struct rcache *rc, uintptr_t a, uintptr_t b, int flags,
+					    struct plan *p)
 {
 	size_t i = idx_upper(rc, a);
 
+	if (i > 0) {
+		struct ubdma_reg *r = rc->ix->e[i - 1];
+		if (r->hi >= b && (r->flags & flags) == flags) {
+			RC_ASSERT(!r->dead);
+			return r;
+		}
+	}
 	*p = (struct plan){ a, b, flags, 0 };
 	i = i >= 2 ? i - 2 : 0; /* an entry ending at a sits before one starting at a */
 	for (; i < rc->n && rc->ix->e[i]->lo <= b; i++) {
@@ -669,6 +691,54 @@ static void plan_locked(const struct rcache *rc, uintptr_t a, uintptr_t b, int f
 		p->flags |= r->flags;
 		p->merged++;
 	}
+	return NULL;
+}
+
+/*
+ * lookup_plan_locked() without the lock, for a miss (miss_lock held, so only the monitor changes
+ * the index, and it makes rc->seq odd meanwhile): 1 with the plan when a whole read of the index
+ * found no entry covering the request; 0 sends the miss to the locked look-up (an entry found, a
+ * change seen).  Atomic loads: the monitor's stores race with them, and the sequence says so.
+ */
+static int plan_unlocked(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct plan *p)
+{
+	uint64_t seq = __atomic_load_n(&rc->seq, __ATOMIC_ACQUIRE);
+	const struct rc_index *ix = __atomic_load_n(&rc->ix, __ATOMIC_ACQUIRE);
+	size_t lo = 0, hi, n;
+	struct ubdma_reg *r;
+
+	if ((seq & 1) || !ix || (n = __atomic_load_n(&rc->n, __ATOMIC_RELAXED)) > ix->cap)
+		return 0;
+	for (hi = n; lo < hi;) {
+		size_t mid = (lo + hi) / 2;
+		if (!(r = __atomic_load_n(&ix->e[mid], __ATOMIC_RELAXED)))
+			return 0;
+		if (__atomic_load_n(&r->lo, __ATOMIC_RELAXED) <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*p = (struct plan){ a, b, flags, 0 };
+	for (size_t i = lo >= 2 ? lo - 2 : 0; i < n; i++) {
+		if (!(r = __atomic_load_n(&ix->e[i], __ATOMIC_RELAXED)))
+			return 0;
+		uintptr_t rlo = __atomic_load_n(&r->lo, __ATOMIC_RELAXED), rhi = __atomic_load_n(&r->hi, __ATOMIC_RELAXED);
+		int rf = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
+		if (rlo > b)
+			break;
+		if (i + 1 == lo && rhi >= b && (rf & flags) == flags)
+			return 0; /* it covers the request: the locked path takes the reference */
+		int overlap = rlo < b && a < rhi;
+		int touch = (rhi == a || rlo == b) && rf == flags;
+		if (!overlap && !touch)
+			continue;
+		p->lo = rlo < p->lo ? rlo : p->lo;
+		p->hi = rhi > p->hi ? rhi : p->hi;
+		p->flags |= rf;
+		p->merged++;
+	}
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&rc->seq, __ATOMIC_RELAXED) == seq;
 }
 
 /* Entries overlapping [lo, hi): how many and how many bytes come back when they go. */
@@ -733,16 +803,24 @@ static int make_room(struct rcache *rc, const struct plan *p, int force)
 	return err;
 }
 
+/* An entry to fill: a spare one, one destroyed since, or a new slab's.  miss_lock held. */
 static struct ubdma_reg *reg_new(struct rcache *rc, const struct rc_key *k, int flags)
 {
-	struct ubdma_reg *r;
+	struct ubdma_reg *r = rc->spare;
 
-	pthread_mutex_lock(&rc->all_lock);
-	if ((r = rc->free))
-		rc->free = r->grave_next;
-	pthread_mutex_unlock(&rc->all_lock);
-	if (!r && !(r = calloc(1, sizeof(*r))))
-		return NULL;
+	if (!r && !(r = __atomic_exchange_n(&rc->free, NULL, __ATOMIC_ACQUIRE))) {
+		/* not zeroed: no index slot reaches an entry before it is filled below, and zeroing
+		 * whole slabs is what a slow machine (TCG: a string store is a loop) notices */
+		struct rc_slab *x = malloc(sizeof(*x));
+		if (!x)
+			return NULL;
+		x->next = rc->slabs;
+		rc->slabs = x;
+		for (int i = 0; i < RC_SLAB; i++)
+			x->e[i].grave_next = i + 1 < RC_SLAB ? &x->e[i + 1] : NULL;
+		r = &x->e[0];
+	}
+	rc->spare = r->grave_next;
 	/* hits may read a recycled entry through a stale index slot: atomic stores */
 	__atomic_store_n(&r->lo, k->lo, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->hi, k->hi, __ATOMIC_RELAXED);
@@ -763,13 +841,11 @@ static struct ubdma_reg *reg_new(struct rcache *rc, const struct rc_key *k, int 
 	return r;
 }
 
-/* An entry that never entered the index goes back to the free list. */
+/* An entry that never entered the index goes back to the spares.  miss_lock held. */
 static void reg_recycle(struct rcache *rc, struct ubdma_reg *r)
 {
-	pthread_mutex_lock(&rc->all_lock);
-	r->grave_next = rc->free;
-	rc->free = r;
-	pthread_mutex_unlock(&rc->all_lock);
+	r->grave_next = rc->spare;
+	rc->spare = r;
 }
 
 static void reg_track(struct rcache *rc, struct ubdma_reg *r)
@@ -844,18 +920,19 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		int monitored = 0;
 
 		mon_sync(rc);
-		pthread_rwlock_rdlock(&rc->lock);
-		if ((r = idx_lookup(rc, a, b, flags))) {
-			/* another thread registered it meanwhile: a hit after all */
-			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
+		if (!plan_unlocked(rc, a, b, flags, &p)) {
+			pthread_rwlock_rdlock(&rc->lock);
+			if ((r = lookup_plan_locked(rc, a, b, flags, &p))) {
+				/* another thread registered it meanwhile: a hit after all */
+				__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
+				pthread_rwlock_unlock(&rc->lock);
+				pthread_mutex_unlock(&rc->miss_lock);
+				count_hit(rc);
+				*regp = r;
+				return 0;
+			}
 			pthread_rwlock_unlock(&rc->lock);
-			pthread_mutex_unlock(&rc->miss_lock);
-			count_hit(rc);
-			*regp = r;
-			return 0;
 		}
-		plan_locked(rc, a, b, flags, &p);
-		pthread_rwlock_unlock(&rc->lock);
 		if (rc->max_bytes && b - a > rc->max_bytes) {
 			add(&rc->limit_failures, 1);
 			err = uerr(ENOMEM, "registration cache: %lu bytes is more than its limit of %zu bytes",
@@ -887,7 +964,9 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		__atomic_store_n(&r->ref, 2, __ATOMIC_RELEASE); /* the index and the caller */
 
 		pthread_rwlock_wrlock(&rc->lock);
-		if (ring_conflict(rc, seq0, r->lo, r->hi) || !wire_ticket_alive(k.ticket)) {
+		/* no wiring ended anywhere since ours was made, or ours is still whole */
+		if (ring_conflict(rc, seq0, r->lo, r->hi) ||
+		    !(wire_ticket_unchanged(k.ticket) || wire_ticket_alive(k.ticket))) {
 			/* the memory changed while we registered it: what we wired may be stale */
 			pthread_rwlock_unlock(&rc->lock);
 			rc_key_release(rc, &k);
@@ -901,21 +980,32 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		}
 		struct need nd = { .bytes = r->hi - r->lo, .entries = 1, .iommu = (uint64_t)r->nchunks,
 				   .xlo = r->lo, .xhi = r->hi };
-		replaced_locked(rc, r->lo, r->hi, &nd);
+		/* where it goes, and whether it replaces anything (a merge, or the monitor's work
+		 * changed the plan's picture): a plain miss searches once */
+		size_t at = idx_upper(rc, r->lo), n0 = rc->n;
+		size_t first = at > 0 && rc->ix->e[at - 1]->hi > r->lo ? at - 1 : at;
+		int alone = first >= rc->n || rc->ix->e[first]->lo >= r->hi;
+		if (!alone)
+			replaced_locked(rc, r->lo, r->hi, &nd);
 		int limit = 0;
 		if ((err = idx_reserve(rc)) == 0 && (limit = err = fit_locked(rc, &nd, 0, &victims)) == 0) {
-			size_t i = idx_upper(rc, r->lo);
-			if (i > 0 && rc->ix->e[i - 1]->hi > r->lo)
-				i--;
-			while (i < rc->n && rc->ix->e[i]->lo < r->hi) {
-				remove_locked(rc, rc->ix->e[i], &victims);
-				add(&rc->merges, 1);
+			if (!alone || rc->n != n0) {
+				/* entries go (merged, or evicted): the position moves */
+				size_t i = idx_upper(rc, r->lo);
+				if (i > 0 && rc->ix->e[i - 1]->hi > r->lo)
+					i--;
+				while (i < rc->n && rc->ix->e[i]->lo < r->hi) {
+					remove_locked(rc, rc->ix->e[i], &victims);
+					__atomic_store_n(&rc->merges, ld(&rc->merges) + 1, __ATOMIC_RELAXED);
+				}
+				at = i;
 			}
-			idx_insert(rc, r);
+			idx_insert(rc, at, r);
 			TAILQ_INSERT_TAIL(&rc->lru, r, lru);
 			if (!r->monitored)
 				add(&rc->unmonitored, 1);
-			add(&rc->misses, 1);
+			/* written under miss_lock only */
+			__atomic_store_n(&rc->misses, ld(&rc->misses) + 1, __ATOMIC_RELAXED);
 		}
 		pthread_rwlock_unlock(&rc->lock);
 		destroy_list(victims);
@@ -973,17 +1063,22 @@ static void rc_trim(struct rcache *rc)
  * they change it), then "increment unless zero" on the entry's reference.  Entries are never
  * freed while the cache lives (a destroyed one has reference 0, a recycled one is caught by the
  * sequence check), and index arrays that grew out stay allocated, so a stale read is harmless.
- * NULL sends the caller to the locked path.
+ * NULL sends the caller to the locked path, or with *sure set (the index was read whole and holds
+ * no such entry) straight to the miss, which looks again under its lock.
  */
-static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uintptr_t b, int flags)
+static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, int *sure)
 {
 	uint64_t seq = __atomic_load_n(&rc->seq, __ATOMIC_ACQUIRE);
 	const struct rc_index *ix = __atomic_load_n(&rc->ix, __ATOMIC_ACQUIRE);
 	struct ubdma_reg *r;
 	size_t lo = 0, hi;
 
-	if ((seq & 1) || !ix)
+	if (seq & 1)
 		return NULL;
+	if (!ix) {
+		*sure = 1; /* nothing cached yet */
+		return NULL;
+	}
 	hi = __atomic_load_n(&rc->n, __ATOMIC_RELAXED);
 	hi = hi < ix->cap ? hi : ix->cap;
 	while (lo < hi) {
@@ -996,11 +1091,14 @@ static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uint
 		else
 			hi = mid;
 	}
-	if (lo == 0)
+	r = lo ? __atomic_load_n(&ix->e[lo - 1], __ATOMIC_RELAXED) : NULL;
+	if (lo == 0 || (r && (__atomic_load_n(&r->hi, __ATOMIC_RELAXED) < b ||
+			      (__atomic_load_n(&r->flags, __ATOMIC_RELAXED) & flags) != flags))) {
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		*sure = __atomic_load_n(&rc->seq, __ATOMIC_RELAXED) == seq;
 		return NULL;
-	r = __atomic_load_n(&ix->e[lo - 1], __ATOMIC_RELAXED);
-	if (!r || __atomic_load_n(&r->hi, __ATOMIC_RELAXED) < b ||
-	    (__atomic_load_n(&r->flags, __ATOMIC_RELAXED) & flags) != flags)
+	}
+	if (!r)
 		return NULL;
 	uint64_t ref = __atomic_load_n(&r->ref, __ATOMIC_RELAXED);
 	do {
@@ -1020,7 +1118,7 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	uintptr_t a = (uintptr_t)addr, b = a + len;
 	struct rcache *rc;
 	struct ubdma_reg *r;
-	int err;
+	int err, sure = 0;
 
 	if (__builtin_expect(!ctx || !regp, 0))
 		return uerr(EINVAL, "%s is NULL", ctx ? "regp" : "ctx");
@@ -1034,7 +1132,9 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	a = TRUNC(a, PAGE_4K);
 	b = ROUND(b, PAGE_4K);
 	mon_sync(rc);
-	if (__builtin_expect((r = fast_lookup(rc, a, b, flags)) == NULL, 0)) {
+	if (__builtin_expect((r = fast_lookup(rc, a, b, flags, &sure)) == NULL, 0)) {
+		if (sure)
+			return rc_miss(rc, a, b, flags, regp);
 		pthread_rwlock_rdlock(&rc->lock);
 		if ((r = idx_lookup(rc, a, b, flags)))
 			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);

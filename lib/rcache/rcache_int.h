@@ -68,6 +68,13 @@ struct rc_ctr {
 	struct rc_ctr *next;
 };
 
+/* Entries are made RC_SLAB at a time and live as long as the cache (hits may read old ones). */
+#define RC_SLAB 32
+struct rc_slab {
+	struct rc_slab *next;
+	struct ubdma_reg e[RC_SLAB];
+};
+
 struct rc_range {
 	uintptr_t s, e;
 };
@@ -111,7 +118,10 @@ struct rcache {
 	uint64_t seq;		   /* odd while the index changes (atomic; hits validate with it) */
 	struct rc_index *ix;	   /* index entries sorted by lo, never overlapping */
 	size_t n;		   /* entries in ix (written atomically) */
-	struct ubdma_reg *free;	   /* destroyed entries, kept for reuse: hits may still read them */
+	struct ubdma_reg *free;	   /* destroyed entries, kept for reuse: hits may still read them
+				      (a stack: pushed by any thread, taken whole by a miss) */
+	struct ubdma_reg *spare;   /* entries a miss takes from (under miss_lock) */
+	struct rc_slab *slabs;	   /* where entries come from (under miss_lock; freed with the cache) */
 	struct rc_ctr *ctrs;	   /* per-thread hit counters (under all_lock) */
 	TAILQ_HEAD(, ubdma_reg) lru; /* the CLOCK list, oldest first */
 	LIST_HEAD(, ubdma_reg) all;

@@ -104,7 +104,7 @@ struct runset {
 static pthread_mutex_t wire_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runset live, tomb;
 static uint64_t gen_next = 1;
-static uint64_t end_seq; /* atomic */
+uint64_t wire_end_seq_; /* atomic: bumped whenever the address space ends some wiring */
 
 /* Index of the first run with end > addr. */
 static size_t run_find(const struct runset *rs, uintptr_t addr)
@@ -277,8 +277,43 @@ static struct runset watch;
 static struct runset wins;
 /* Windows registered that the kernel would not vouch for (not one mapping): not asked again. */
 static struct runset nots;
+/*
+ * Inside such a window (a region's edge beside another mapping or a hole), the WATCH_SUB around a
+ * range may be one mapping all the same (watch_sub()): those the kernel would not vouch for
+ * either, not asked again until an event changes them.
+ */
+#define WATCH_SUB (256 * 1024)
+static struct runset subno;
 static void end_watch(uintptr_t s, uintptr_t e);
 static void wins_cut(uintptr_t s, uintptr_t e);
+
+/*
+ * One-piece tickets (a watch of fresh memory: a cache miss's usual case) come from a pool and go
+ * back to it on release, so that such a miss allocates nothing.  Made TPOOL_GROW at a time and
+ * never freed, as the run sets.  Wire lock held.
+ */
+#define TPOOL_GROW 32
+static struct wire_ticket *tpool;
+
+static struct wire_ticket *tpool_get(void)
+{
+	struct wire_ticket *t = tpool;
+
+	if (!t) {
+		size_t sz = sizeof(*t) + sizeof(t->p[0]);
+		char *block = malloc(TPOOL_GROW * sz);
+		if (!block)
+			return NULL;
+		for (int i = TPOOL_GROW - 1; i >= 0; i--) {
+			struct wire_ticket *x = (struct wire_ticket *)(void *)(block + (size_t)i * sz);
+			x->next = t;
+			t = x;
+		}
+	}
+	tpool = t->next;
+	t->pooled = 1;
+	return t;
+}
 
 /*
  * Stop watching [s, e) except where the other set still needs the monitor: a range wired both
@@ -721,6 +756,8 @@ static void wire_atfork_child(void)
 	watch = (struct runset){ 0 }; /* the child has copies, unwatched (docs/wire.md, watch-only) */
 	wins = (struct runset){ 0 };
 	nots = (struct runset){ 0 };
+	subno = (struct runset){ 0 };
+	tpool = NULL; /* a parent's thread may have been moving it */
 	pthread_mutex_init(&wire_lock, NULL);
 	wmon_forget();
 	vma_forget();
@@ -790,7 +827,7 @@ static void end_range(uintptr_t s, uintptr_t e)
 		 * between the unmap and its event (then that wiring ends too, docs/wire.md) */
 		state_drop(r.start, r.end);
 	}
-	__atomic_add_fetch(&end_seq, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&wire_end_seq_, 1, __ATOMIC_RELEASE);
 }
 
 /*
@@ -885,7 +922,7 @@ static void end_other_sizes(uintptr_t s, uintptr_t e, size_t pgsz)
 
 uint64_t wire_end_seq(void)
 {
-	return __atomic_load_n(&end_seq, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&wire_end_seq_, __ATOMIC_ACQUIRE);
 }
 
 /* ------------------------------------------------------------ wiring */
@@ -990,10 +1027,10 @@ static struct wire_ticket *ticket_make(const struct wire_seg *segs, int nseg)
 			cap++;
 	if (!(t = malloc(sizeof(*t) + (cap + 1) * sizeof(t->p[0]))))
 		return NULL;
-	t->watched = 1;
+	*t = (struct wire_ticket){ .watched = 1, .seq = wire_end_seq_ };
 	for (int i = 0; i < nseg; i++)
 		for (size_t k = run_find(&live, segs[i].start); k < live.n && live.r[k].start < segs[i].end; k++) {
-			t->watched &= (int)live.r[k].watched;
+			t->watched &= live.r[k].watched != 0;
 			uintptr_t s = live.r[k].start > segs[i].start ? live.r[k].start : segs[i].start;
 			uintptr_t e = live.r[k].end < segs[i].end ? live.r[k].end : segs[i].end;
 			if (n && t->p[n - 1].e == s && t->p[n - 1].gen == live.r[k].gen)
@@ -1024,8 +1061,10 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 			*segsp = calloc(1, sizeof(**segsp));
 			*nsegp = 0;
 		}
-		if (ticketp && (*ticketp = calloc(1, sizeof(**ticketp))))
+		if (ticketp && (*ticketp = calloc(1, sizeof(**ticketp)))) {
 			(*ticketp)->watched = 1; /* nothing wired, nothing unwatched */
+			(*ticketp)->seq = wire_end_seq();
+		}
 		if ((segsp && !*segsp) || (ticketp && !*ticketp)) {
 			if (segsp)
 				free(*segsp);
@@ -1174,6 +1213,11 @@ void wire_release(struct wire_ticket *t)
 		}
 		run_coalesce(rs, s, e);
 	}
+	if (t->pooled) {
+		t->next = tpool;
+		tpool = t;
+		t = NULL;
+	}
 	pthread_mutex_unlock(&wire_lock);
 	free(t);
 }
@@ -1199,18 +1243,6 @@ int wire_ticket_alive(const struct wire_ticket *t)
 	pthread_mutex_unlock(&wire_lock);
 	return alive;
 }
-
-int wire_range_watched(uintptr_t s, uintptr_t e)
-{
-	int w = 1;
-
-	pthread_mutex_lock(&wire_lock);
-	for (size_t i = run_find(&live, s); i < live.n && live.r[i].start < e; i++)
-		w &= (int)live.r[i].watched;
-	pthread_mutex_unlock(&wire_lock);
-	return w;
-}
-
 
 /* Whether some tombstone, paid or not, lies in [s, e). */
 static int tomb_any(uintptr_t s, uintptr_t e)
@@ -1403,6 +1435,24 @@ static void wins_cut(uintptr_t s, uintptr_t e)
 {
 	set_cut(&wins, s, e);
 	set_cut(&nots, s, e); /* a window that changed may be one mapping now */
+	set_cut(&subno, s, e);
+}
+
+/* Whether the kernel says [s, e) is one registered mapping with no hole (watch_trust()).  Wire lock held. */
+static int vouched(uintptr_t s, uintptr_t e)
+{
+	struct vma *v;
+	int nv, one;
+
+	if (wmon_registered(s, e))
+		return 0;
+	if (wmon_wp_strict())
+		return 1;
+	if (!vma_uses_query() || vma_collect(s, e, &v, &nv))
+		return 0;
+	one = nv == 1 && v[0].start <= s && v[0].end >= e && vma_uses_query();
+	free(v);
+	return one;
 }
 
 /*
@@ -1419,26 +1469,41 @@ static void watch_trust(uintptr_t wa, uintptr_t wb)
 {
 	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
 	size_t i = run_find(&nots, wa);
-	int one = 1;
 
 	if (i < nots.n && nots.r[i].start <= wa && nots.r[i].end >= wb)
 		return; /* asked before, and nothing changed there since */
 	if (run_reserve(&wins, 4) || run_reserve(&nots, 4))
 		return;
-	if (wmon_registered(wa, wb)) {
-		one = 0;
-	} else if (!wmon_wp_strict()) {
-		struct vma *v;
-		int nv;
-		if (!vma_uses_query() || vma_collect(wa, wb, &v, &nv)) {
-			one = 0;
-		} else {
-			one = nv == 1 && v[0].start <= wa && v[0].end >= wb && vma_uses_query();
-			free(v);
-		}
-	}
+	int one = vouched(wa, wb);
 	wins_cut(wa, wb);
 	run_add(one ? &wins : &nots, wa, wb, 1, 0, &w);
+}
+
+/*
+ * [a, b) lies in a window that was registered whole and that no event has cut since (nots covers
+ * it), but which the kernel would not vouch for: may the WATCH_SUB around the range be trusted
+ * instead?  The same question for the smaller range: registered whole, one mapping, no hole.
+ * Asked once per sub-window until an event changes it.  1 when [a, b) now lies in a trusted
+ * range.  Wire lock held.
+ */
+static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
+{
+	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
+	uintptr_t sa = TRUNC(a, WATCH_SUB), sb = ROUND(b, WATCH_SUB);
+	size_t i = run_find(&nots, wa);
+
+	if (i >= nots.n || nots.r[i].start > wa || nots.r[i].end < wb)
+		return 0; /* not registered whole, or changed since: register again */
+	i = run_find(&subno, sa);
+	if (i < subno.n && subno.r[i].start <= sa && subno.r[i].end >= sb)
+		return 0;
+	if (run_reserve(&wins, 4) || run_reserve(&subno, 4))
+		return 0;
+	int one = vouched(sa, sb);
+	set_cut(&wins, sa, sb);
+	set_cut(&subno, sa, sb);
+	run_add(one ? &wins : &subno, sa, sb, 1, 0, &w);
+	return one;
 }
 
 int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
@@ -1460,16 +1525,20 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 		return ENOTSUP; /* no monitor: the full wiring says why, and relocks what it cannot watch */
 	}
 	/* one piece per run the range meets, at most: existing runs plus the gaps between them */
-	size_t cap = 1;
-	for (size_t i = run_find(&watch, a); i < watch.n && watch.r[i].start < b; i++)
+	size_t at = run_find(&watch, a), cap = 1;
+	int fresh = at >= watch.n || watch.r[at].start >= b;
+	for (size_t i = at; !fresh && i < watch.n && watch.r[i].start < b; i++)
 		cap += 2;
-	/* the window sets too: all three tables are made on the first call and live as long as the
+	/* the window sets too: all four tables are made on the first call and live as long as the
 	 * process, as the wire counts do */
 	if (run_reserve(&watch, 2 * cap + 4) || run_reserve(&wins, 4) || run_reserve(&nots, 4) ||
-	    !(t = malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
+	    run_reserve(&subno, 4) ||
+	    !(t = cap == 1 ? tpool_get() : malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
 		pthread_mutex_unlock(&wire_lock);
 		return uerr(ENOMEM, "out of memory");
 	}
+	if (cap > 1)
+		t->pooled = 0;
 	/*
 	 * Registered before it is counted: from here on an unmap makes an event (applied after we
 	 * unlock), so the count never outlives the mapping it was taken on.  The registration is
@@ -1483,19 +1552,27 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	uintptr_t wa = TRUNC(a, WATCH_WINDOW), wb = ROUND(b, WATCH_WINDOW);
 	if (wins_cover(a, b))
 		err = 0; /* registered whole, and no event has cut it since */
+	else if (wb >= b && watch_sub(a, b, wa, wb))
+		err = 0; /* the window is not one mapping, but the part around the range is */
 	else if (wb < b || wmon_register(wa, wb))
 		err = wmon_register(a, b); /* a file, hugetlb or another handle's range is near */
 	else
 		watch_trust(wa, wb);
 	if (err) {
+		if (t->pooled) {
+			t->next = tpool;
+			tpool = t;
+			t = NULL;
+		}
 		pthread_mutex_unlock(&wire_lock);
 		free(t);
 		return err;
 	}
 	struct wrun proto = { .start = a, .end = b, .count = 1, .pgsz = PAGE_4K, .gen = gen_next++ | GEN_WATCH,
 			      .watched = 1 };
-	size_t n = 0, at = run_find(&watch, a);
-	int fresh = at >= watch.n || watch.r[at].start >= b;
+	size_t n = 0;
+	t->watched = 1;
+	t->seq = wire_end_seq_;
 	if (fresh) {
 		/* nothing counted there (a miss's usual case): one run, whose new generation merges
 		 * with no neighbour */
@@ -1504,7 +1581,7 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	} else {
 		run_add(&watch, a, b, 1, 0, &proto);
 	}
-	for (size_t k = run_find(&watch, a); !fresh && k < watch.n && watch.r[k].start < b; k++) {
+	for (size_t k = fresh ? watch.n : run_find(&watch, a); k < watch.n && watch.r[k].start < b; k++) {
 		uintptr_t s = watch.r[k].start > a ? watch.r[k].start : a;
 		uintptr_t e = watch.r[k].end < b ? watch.r[k].end : b;
 		if (n && t->p[n - 1].e == s && t->p[n - 1].gen == watch.r[k].gen)
@@ -1538,5 +1615,5 @@ static void end_watch(uintptr_t s, uintptr_t e)
 	/* the registration goes with the mapping (a REMOVE keeps both: harmless) */
 	while (i < watch.n && watch.r[i].start < e)
 		run_remove(&watch, i);
-	__atomic_add_fetch(&end_seq, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&wire_end_seq_, 1, __ATOMIC_RELEASE);
 }

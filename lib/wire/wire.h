@@ -27,7 +27,10 @@ struct wire_piece {
 
 struct wire_ticket {
 	int n;
-	int watched; /* every run it counted on was watched by the monitor when it was wired */
+	uint8_t watched;	/* every run it counted on was registered with the monitor */
+	uint8_t pooled;		/* from the wire layer's pool of one-piece tickets (wire_release()) */
+	uint64_t seq;		/* wire_end_seq() when it was made */
+	struct wire_ticket *next; /* in the pool */
 	struct wire_piece p[];
 };
 
@@ -56,13 +59,17 @@ void wire_release(struct wire_ticket *t);
 /* 1 while every page of the ticket is still wired by it (no munmap, mremap... ended it). */
 int wire_ticket_alive(const struct wire_ticket *t);
 
-/* 1 when the monitor watches every wired page of [s, e) (its munmap ends the wiring). */
-int wire_range_watched(uintptr_t s, uintptr_t e);
-
 /*
- * wire_range_watched() of a ticket's range at the moment it was wired, without the wire lock
- * (a registration cache asks it right after the wiring).
+ * 1 when no wiring at all has ended since t was made, so t is alive, without the wire lock (a
+ * miss's check); 0 says nothing: ask wire_ticket_alive().
  */
+extern uint64_t wire_end_seq_ __attribute__((visibility("hidden"))); /* wire_end_seq()'s */
+static inline int wire_ticket_unchanged(const struct wire_ticket *t)
+{
+	return t && __atomic_load_n(&wire_end_seq_, __ATOMIC_ACQUIRE) == t->seq;
+}
+/* 1 when the monitor watched every page the ticket counted on when it was made (its munmap ends
+ * the wiring). */
 static inline int wire_ticket_watched(const struct wire_ticket *t)
 {
 	return t && t->watched;
