@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
+#include "bench_time.h"
 
 #ifdef UBDMA_BENCH_DPDK
 #include <rte_eal.h>
@@ -56,24 +57,11 @@ static struct row *row_add(const char *name, const char *impl, const char *backe
 	return r;
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static double samples[SAMPLES];
 
 static void finish(struct row *r)
 {
-	qsort(samples, SAMPLES, sizeof(double), cmp_d);
+	qsort(samples, SAMPLES, sizeof(double), bench_cmp_double);
 	r->median = samples[SAMPLES / 2];
 	r->p99 = samples[SAMPLES * 99 / 100];
 }
@@ -85,11 +73,11 @@ static void finish(struct row *r)
 			BODY;                                                              \
 		}                                                                          \
 		for (int s_ = 0; s_ < SAMPLES; s_++) {                                     \
-			double t0_ = now_ns();                                             \
+			double t0_ = bench_now_ns();                                             \
 			for (int b_ = 0; b_ < BATCH; b_++) {                               \
 				BODY;                                                      \
 			}                                                                  \
-			samples[s_] = (now_ns() - t0_) / BATCH;                            \
+			samples[s_] = (bench_now_ns() - t0_) / BATCH;                            \
 		}                                                                          \
 		finish(r);                                                         \
 	} while (0)

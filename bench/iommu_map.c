@@ -34,6 +34,7 @@
 #include <ubdma/ubdma.h>
 
 #include "core/ctx.h" /* the context's backend: struct iommu and iommu_map() */
+#include "bench_time.h"
 
 #ifdef UBDMA_BENCH_DPDK
 #include <rte_eal.h>
@@ -73,24 +74,9 @@ static void row_skip(const char *name, const char *impl, const char *fmt, const 
 	snprintf(r->note, sizeof(r->note), fmt, why);
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void finish(struct row *r, int n)
 {
-	qsort(samples, (size_t)n, sizeof(double), cmp_d);
+	qsort(samples, (size_t)n, sizeof(double), bench_cmp_double);
 	r->median = samples[n / 2];
 	r->p99 = samples[n * 99 / 100];
 }
@@ -165,12 +151,12 @@ static void run_ubdma(enum ubdma_backend be, const char *impl, const char *bdf, 
 			struct row *r = row_add(name, impl);
 			int n = 0;
 			for (; n < x->iters; n++) {
-				double t0 = now_ns();
+				double t0 = bench_now_ns();
 				if ((err = iommu_map(&ctx->iommu, (uintptr_t)x->p, 1, x->pgsz,
 						     IOMMU_PROT_READ | IOMMU_PROT_WRITE, NULL, &iova)) ||
 				    (err = iommu_unmap(&ctx->iommu, (uintptr_t)x->p, 1, x->pgsz, &iova)))
 					break;
-				samples[n] = now_ns() - t0;
+				samples[n] = bench_now_ns() - t0;
 			}
 			if (err) {
 				r->skipped = 1;
@@ -189,11 +175,11 @@ static void run_ubdma(enum ubdma_backend be, const char *impl, const char *bdf, 
 		int n = 0;
 		for (; n < x->iters; n++) {
 			ubdma_umem_t *u = NULL;
-			double t0 = now_ns();
+			double t0 = bench_now_ns();
 			if ((err = ubdma_umem_lock(ctx, x->p, x->len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u)))
 				break;
 			ubdma_umem_unlock(u);
-			samples[n] = now_ns() - t0;
+			samples[n] = bench_now_ns() - t0;
 		}
 		if (err) {
 			r->skipped = 1;
@@ -254,13 +240,13 @@ static void run_dpdk(const char *bdf, struct buf *b)
 		struct row *r = row_add(name, "dpdk-type1");
 		int k = 0, err = 0;
 		for (; k < x->iters; k++) {
-			double t0 = now_ns();
+			double t0 = bench_now_ns();
 			if (rte_vfio_container_dma_map(cfd, (uintptr_t)x->p, iova, x->len) ||
 			    rte_vfio_container_dma_unmap(cfd, (uintptr_t)x->p, iova, x->len)) {
 				err = rte_errno;
 				break;
 			}
-			samples[k] = now_ns() - t0;
+			samples[k] = bench_now_ns() - t0;
 		}
 		if (err) {
 			r->skipped = 1;

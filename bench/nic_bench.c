@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "nic_bench.h"
+#include "bench_time.h"
 
 #define BURST NIC_BENCH_BURST
 #define MAXW 256
@@ -76,18 +77,11 @@ static double self_cpu(void)
 	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) * 1e-6;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static double pct(double *v, int n, double p)
 {
 	int i;
 
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
 	i = (int)(p * (n - 1) + 0.5);
 	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
+#include "bench_time.h"
 
 #ifdef UBDMA_BENCH_UCX
 #include "ucx_rcache.h"
@@ -53,20 +54,6 @@ static struct row rows[16];
 static int nrows;
 static ubdma_ctx_t *ctx;
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void add_row(const char *name, const char *impl, double *s, int n, const char *note)
 {
 	struct row *r = &rows[nrows++];
@@ -76,7 +63,7 @@ static void add_row(const char *name, const char *impl, double *s, int n, const 
 	r->samples = n;
 	snprintf(r->note, sizeof(r->note), "%s", note ? note : "");
 	if (n > 0) {
-		qsort(s, (size_t)n, sizeof(*s), cmp_d);
+		qsort(s, (size_t)n, sizeof(*s), bench_cmp_double);
 		r->median = s[n / 2];
 		r->p99 = s[(size_t)n * 99 / 100 < (size_t)n ? (size_t)n * 99 / 100 : (size_t)n - 1];
 	}
@@ -217,13 +204,13 @@ static void row_hit(const struct impl *im)
 		die("hit warm-up", err);
 	im->put(h);
 	for (int i = 0; i < HIT_SAMPLES; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bench_now_ns();
 		for (int j = 0; j < BATCH; j++) {
 			if ((err = im->get(buf, PG, &h)))
 				die("hit", err);
 			im->put(h);
 		}
-		s[i] = (double)(now_ns() - t0) / BATCH;
+		s[i] = (double)(bench_now_ns() - t0) / BATCH;
 	}
 	add_row("hit", im->name, s, HIT_SAMPLES, "4 KiB buffer, get + put");
 	im->drop_all();
@@ -258,10 +245,10 @@ static void row_miss(struct impl **impls, int nimpl)
 				continue;
 			/* a gap after each page: nothing to merge */
 			char *b = base + ((size_t)i * (size_t)nimpl + (size_t)k) * 2 * PG;
-			uint64_t t0 = now_ns();
+			uint64_t t0 = bench_now_ns();
 			if ((err = impls[k]->get(b, PG, &h[k][i])))
 				die("miss", err);
-			s[k][i] = (double)(now_ns() - t0);
+			s[k][i] = (double)(bench_now_ns() - t0);
 		}
 	for (int k = 0; k < nimpl; k++) {
 		if (impls[k]) {
@@ -288,11 +275,11 @@ static void row_cycle(const struct impl *im, char **bufs, const size_t *lens, in
 	unsigned long m0 = im->misses();
 	for (int i = 0; i < iters; i++) {
 		int k = rand_r(&seed) % NBUF;
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bench_now_ns();
 		if ((err = im->get(bufs[k], lens[k], &h)))
 			die("cycle", err);
 		im->put(h);
-		s[i] = (double)(now_ns() - t0);
+		s[i] = (double)(bench_now_ns() - t0);
 	}
 	char note[160];
 	snprintf(note, sizeof(note), "24 buffers 4 KiB-64 MiB, 256 MiB over a 128 MiB limit; %lu registrations",

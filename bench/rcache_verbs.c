@@ -40,6 +40,7 @@
 #include <ubdma/verbs.h>
 
 #include "../tests/vm/guest/rxe.h"
+#include "bench_time.h"
 
 #ifdef UBDMA_BENCH_UCX
 #include "ucx_rcache.h"
@@ -65,20 +66,6 @@ static ubdma_ctx_t *ctx;
 static struct rxe R;
 static int hit_samples = 400, miss_samples = 400, cycle_iters = 200, churn_iters = 200;
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void add_row(const char *name, const char *impl, const char *unit, double *s, int n, const char *note)
 {
 	struct row *r = &rows[nrows++];
@@ -89,7 +76,7 @@ static void add_row(const char *name, const char *impl, const char *unit, double
 	r->samples = n;
 	snprintf(r->note, sizeof(r->note), "%s", note ? note : "");
 	if (n > 0) {
-		qsort(s, (size_t)n, sizeof(*s), cmp_d);
+		qsort(s, (size_t)n, sizeof(*s), bench_cmp_double);
 		r->median = s[n / 2];
 		/* the 99th percentile of a rate is its low end: the slow steps */
 		size_t i99 = (size_t)n * 99 / 100 < (size_t)n ? (size_t)n * 99 / 100 : (size_t)n - 1;
@@ -251,13 +238,13 @@ static void row_hit(const struct impl *im)
 		die("hit warm-up", err);
 	im->put(h);
 	for (int i = 0; i < hit_samples; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bench_now_ns();
 		for (int j = 0; j < BATCH; j++) {
 			if ((err = im->get(buf, PG, &h)))
 				die("hit", err);
 			im->put(h);
 		}
-		s[i] = (double)(now_ns() - t0) / BATCH;
+		s[i] = (double)(bench_now_ns() - t0) / BATCH;
 	}
 	add_row("hit", im->name, "ns", s, hit_samples, "4 KiB buffer, get + put");
 	im->drop_all();
@@ -284,10 +271,10 @@ static void row_miss(struct impl **impls, int nimpl)
 			if (!impls[k])
 				continue;
 			char *b = base + ((size_t)i * (size_t)nimpl + (size_t)k) * 2 * PG;
-			uint64_t t0 = now_ns();
+			uint64_t t0 = bench_now_ns();
 			if ((err = impls[k]->get(b, PG, &h[k][i])))
 				die("miss", err);
-			s[k][i] = (double)(now_ns() - t0);
+			s[k][i] = (double)(bench_now_ns() - t0);
 		}
 	for (int k = 0; k < nimpl; k++) {
 		if (impls[k]) {
@@ -314,11 +301,11 @@ static void row_cycle(const struct impl *im, char **bufs, const size_t *lens)
 	unsigned long m0 = im->regs();
 	for (int i = 0; i < cycle_iters; i++) {
 		int k = rand_r(&seed) % NBUF;
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bench_now_ns();
 		if ((err = im->get(bufs[k], lens[k], &h)))
 			die("cycle", err);
 		im->put(h);
-		s[i] = (double)(now_ns() - t0);
+		s[i] = (double)(bench_now_ns() - t0);
 	}
 	char note[160];
 	snprintf(note, sizeof(note), "24 buffers 4 KiB-4 MiB, 31 MiB over a 16 MiB limit; %lu registrations",
@@ -379,10 +366,10 @@ static void row_miss_parts(void)
 	int err;
 
 	for (int i = 0; i < miss_samples; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bench_now_ns();
 		if (syscall(SYS_getppid) < 0)
 			die("getppid", errno);
-		s[i] = (double)(now_ns() - t0);
+		s[i] = (double)(bench_now_ns() - t0);
 	}
 	add_row("syscall", "getppid", "ns", s, miss_samples, "one getppid() system call, each timed alone");
 	for (int k = 0; k < 4; k++) {
@@ -395,10 +382,10 @@ static void row_miss_parts(void)
 		for (int i = 0; i < miss_samples; i++) {
 			if (k == 3 && !(mr[i] = ibv_reg_mr(R.pd, base + (size_t)i * 2 * PG + PG, PG, ACC)))
 				die("ibv_reg_mr", errno);
-			uint64_t t0 = now_ns();
+			uint64_t t0 = bench_now_ns();
 			if ((err = ubdma_reg_get(c, base + (size_t)i * 2 * PG, PG, RW, &h[i])))
 				die("miss (no-op registrar)", err);
-			s[i] = (double)(now_ns() - t0);
+			s[i] = (double)(bench_now_ns() - t0);
 		}
 		for (int i = 0; i < miss_samples; i++) {
 			ubdma_reg_put(h[i]);
@@ -422,7 +409,7 @@ static void row_churn(const struct impl *im, size_t len, const char *name, int b
 	int err;
 
 	for (int i = -4; i < churn_iters; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bench_now_ns();
 		char *b = malloc(len);
 		if (!b)
 			die("malloc", ENOMEM);
@@ -434,7 +421,7 @@ static void row_churn(const struct impl *im, size_t len, const char *name, int b
 		free(b);
 		if (st)
 			die("RDMA WRITE", EIO);
-		double ns = (double)(now_ns() - t0);
+		double ns = (double)(bench_now_ns() - t0);
 		if (i >= 0)
 			s[i] = bw ? (double)len * 1e3 / ns : ns; /* bytes/ns * 1e3 = MB/s */
 		if ((unsigned char)((char *)dst->addr)[len - 1] != (unsigned char)(i & 0xff))

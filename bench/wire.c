@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
+#include "bench_time.h"
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -88,20 +89,6 @@ static struct row rows[160];
 static int nrows;
 static volatile uint64_t sink;
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static struct row *row_add(const char *name, const char *impl, const char *backend)
 {
 	struct row *r = &rows[nrows++];
@@ -118,7 +105,7 @@ static struct row *row_stats(const char *name, const char *impl, const char *be,
 {
 	struct row *r = row_add(name, impl, be);
 
-	qsort(s, (size_t)n, sizeof(*s), cmp_d);
+	qsort(s, (size_t)n, sizeof(*s), bench_cmp_double);
 	r->median = s[n / 2] / (double)npages;
 	r->p99 = s[n * 99 / 100] / (double)npages;
 	return r;
@@ -175,13 +162,13 @@ static int replay(int uffd, char *a, size_t len, size_t pgsz, int phys, int pmfd
 	int keep = pgsz > PG4K; /* hugetlb stays registered, as the library keeps it */
 	struct uffdio_register reg = { .range = { (uintptr_t)a, len }, .mode = UFFDIO_REGISTER_MODE_WP };
 	struct uffdio_range unreg = { (uintptr_t)a, len };
-	uint64_t t0 = now_ns(), t1;
+	uint64_t t0 = bench_now_ns(), t1;
 	int bad = 0;
 
 #define STEP(K, CALL)                                                                              \
 	do {                                                                                       \
 		bad |= (CALL) != 0;                                                                \
-		t1 = now_ns();                                                                     \
+		t1 = bench_now_ns();                                                                     \
 		t[K] = (double)(t1 - t0);                                                          \
 		t0 = t1;                                                                           \
 	} while (0)
@@ -197,11 +184,11 @@ static int replay(int uffd, char *a, size_t len, size_t pgsz, int phys, int pmfd
 		t[K_RECHECK] = 0;
 	/* the second registration once locked (docs/wire.md, "Replaced while being wired") */
 	STEP(K_REREGISTER, ioctl(uffd, UFFDIO_REGISTER, &reg));
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	if (phys)
 		for (size_t p = 0; p < len / pgsz; p++)
 			bad |= pread(pmfd, &pm[p], 8, (off_t)(((uintptr_t)a + p * pgsz) / PG4K * 8)) != 8;
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	t[K_PAGEMAP] = phys ? (double)(t1 - t0) : 0;
 	t0 = t1;
 	STEP(K_MUNLOCK, syscall(SYS_munlock, a, len));
@@ -218,7 +205,7 @@ static int replay(int uffd, char *a, size_t len, size_t pgsz, int phys, int pmfd
 static double raw(char *a, size_t len, size_t pgsz, int pmfd, uint64_t *pm)
 {
 	size_t n = len / pgsz;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = bench_now_ns();
 	int bad = mlock(a, len) != 0;
 
 	if (pgsz > PG4K)
@@ -226,7 +213,7 @@ static double raw(char *a, size_t len, size_t pgsz, int pmfd, uint64_t *pm)
 			bad = pread(pmfd, &pm[p], 8, (off_t)(((uintptr_t)a + p * pgsz) / PG4K * 8)) != 8;
 	else
 		bad = bad || pread(pmfd, pm, n * 8, (off_t)((uintptr_t)a / PG4K * 8)) != (ssize_t)(n * 8);
-	double t = (double)(now_ns() - t0);
+	double t = (double)(bench_now_ns() - t0);
 	if (bad)
 		die("mlock or pagemap read", errno);
 	sink += pm[0];
@@ -326,12 +313,12 @@ static void run(const struct config *c, int rounds)
 	for (int i = -2; i < rounds; i++) { /* two rounds of warm-up */
 		ubdma_umem_t *u;
 		double t[K_N], kern = 0;
-		uint64_t t0 = now_ns();
+		uint64_t t0 = bench_now_ns();
 		if ((err = ubdma_umem_lock(ctx, a, len, RW, &u)))
 			die("ubdma_umem_lock", err);
-		uint64_t t1 = now_ns();
+		uint64_t t1 = bench_now_ns();
 		ubdma_umem_unlock(u);
-		uint64_t t2 = now_ns();
+		uint64_t t2 = bench_now_ns();
 		if (replay(uffd, ra, len, c->pgsz, c->phys, pmfd, pm, t))
 			die("replay", errno);
 		double tr = raw(a, len, c->pgsz, pmfd, pm);

@@ -36,6 +36,7 @@
 #endif
 
 #include <ubdma/ubdma.h>
+#include "bench_time.h"
 
 #ifdef UBDMA_BENCH_DPDK
 #include <rte_eal.h>
@@ -95,14 +96,6 @@ static void say(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Fenced so that the timed work can neither start before the first read nor end after the second. */
 static inline uint64_t tick_begin(void)
 {
@@ -112,7 +105,7 @@ static inline uint64_t tick_begin(void)
 	_mm_lfence();
 	return t;
 #else
-	return now_ns();
+	return bench_now_ns();
 #endif
 }
 
@@ -124,7 +117,7 @@ static inline uint64_t tick_end(void)
 	_mm_lfence();
 	return t;
 #else
-	return now_ns();
+	return bench_now_ns();
 #endif
 }
 
@@ -132,8 +125,8 @@ static inline uint64_t tick_end(void)
 static void calibrate(void)
 {
 #ifdef HAVE_TSC
-	uint64_t n0 = now_ns(), t0 = tick_begin(), n1;
-	while ((n1 = now_ns()) - n0 < 100000000u)
+	uint64_t n0 = bench_now_ns(), t0 = tick_begin(), n1;
+	while ((n1 = bench_now_ns()) - n0 < 100000000u)
 		;
 	tsc_per_ns = (double)(tick_end() - t0) / (double)(n1 - n0);
 #endif
@@ -229,7 +222,7 @@ static void row_stats(struct row *r, uint64_t *ticks, size_t n, uint64_t per)
 #define TIME_LOOKUPS(R, ADDRS, NBATCH, EXPR)                                                        \
 	do {                                                                                       \
 		uint64_t *ticks_ = malloc((NBATCH) * sizeof(uint64_t));                            \
-		uint64_t acc_ = 0, deadline_ = now_ns() + ROW_BUDGET_NS;                           \
+		uint64_t acc_ = 0, deadline_ = bench_now_ns() + ROW_BUDGET_NS;                           \
 		size_t n_ = 0, k_ = 0;                                                             \
 		if (!ticks_)                                                                       \
 			die("out of memory");                                                      \
@@ -246,7 +239,7 @@ static void row_stats(struct row *r, uint64_t *ticks, size_t n, uint64_t per)
 			}                                                                          \
 			ticks_[n_] = tick_end() - t0_;                                             \
 			k_ = (k_ + BATCH) % NADDR;                                                 \
-			if (n_ >= MIN_SAMPLES && (n_ & 15) == 0 && now_ns() > deadline_) {         \
+			if (n_ >= MIN_SAMPLES && (n_ & 15) == 0 && bench_now_ns() > deadline_) {         \
 				n_++;                                                              \
 				break;                                                             \
 			}                                                                          \
