@@ -169,4 +169,17 @@ static inline void *anon_map(size_t len)
 		skip();                                                                            \
 	} while (0)
 
+/* 1 in a build with ASan or TSan (gcc says so by a macro, clang by __has_feature): their
+ * runtimes make system calls and allocations of their own, which some checks must not count */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 #endif

@@ -40,17 +40,6 @@
 #define MB (1024UL * 1024UL)
 #define RW (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 static struct ubdma_rcache_stats stats(ubdma_ctx_t *ctx)
 {
 	struct ubdma_rcache_stats s;

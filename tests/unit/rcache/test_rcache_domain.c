@@ -37,17 +37,6 @@
 #define RW (UBDMA_UMEM_READ | UBDMA_UMEM_WRITE)
 #define MAXKEYS 256
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* ------------------------------------------------------------ the fake */
 
 struct fkey {
