@@ -72,13 +72,19 @@ static double now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Sleep until the hook sets *flag (under mu). */
+static void wait_go(const int *flag)
+{
+	pthread_mutex_lock(&mu);
+	while (!*flag)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+}
+
 static void *replacer(void *arg)
 {
 	(void)arg;
-	pthread_mutex_lock(&mu);
-	while (!go_replace)
-		pthread_cond_wait(&cv, &mu);
-	pthread_mutex_unlock(&mu);
+	wait_go(&go_replace);
 	void *p = mmap((void *)slot, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	t_mmap_ret = now();
 	pthread_mutex_lock(&mu);
@@ -213,10 +219,7 @@ static int part_fail_mlock, part_stage;
 static void *mover(void *arg)
 {
 	(void)arg;
-	pthread_mutex_lock(&mu);
-	while (!go_part)
-		pthread_cond_wait(&cv, &mu);
-	pthread_mutex_unlock(&mu);
+	wait_go(&go_part);
 	/* registered memory: the move is done at once, then the mover sleeps until the monitor
 	 * has read the REMAP event, which it does only once the wiring released the wire lock */
 	void *p = mremap((void *)slot, HEAD, HEAD, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)spare);
