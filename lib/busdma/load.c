@@ -450,6 +450,16 @@ static inline int load_one_fast(const struct ubdma_tag *t, const struct ubdma_ct
 	return 1;
 }
 
+/* The builder's way for one buffer, once the arguments other than the buffer are checked. */
+static __attribute__((noinline)) int map_load_build(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
+						    ubdma_callback_t *cb, void *arg, int flags)
+{
+	if (unlikely(range_bad(buf, len)))
+		return range_err(buf, len, -1);
+	const struct iovec v = { buf, len };
+	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
+}
+
 /* ubdma_map_load() past its one-segment case: the checks' errors, the builder, bounces. */
 static __attribute__((noinline)) int map_load_long(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
 						   ubdma_callback_t *cb, void *arg, int flags)
@@ -461,18 +471,7 @@ static __attribute__((noinline)) int map_load_long(ubdma_tag_t *tag, ubdma_map_t
 		int err = load_check(tag, map, len, flags);
 		return err ? err : range_err(buf, len, -1);
 	}
-	const struct iovec v = { buf, len };
-	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
-}
-
-/* map_load_long() once the front door has checked the arguments: only the buffer is left. */
-static __attribute__((noinline)) int map_load_build(ubdma_tag_t *tag, ubdma_map_t *map, void *buf, size_t len,
-						    ubdma_callback_t *cb, void *arg, int flags)
-{
-	if (unlikely(range_bad(buf, len)))
-		return range_err(buf, len, -1);
-	const struct iovec v = { buf, len };
-	return load_done(map, load_run(tag, map, &v, 1, map->segs, flags, cb, arg), cb, arg);
+	return map_load_build(tag, map, buf, len, cb, arg, flags);
 }
 
 /*
