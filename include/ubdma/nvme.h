@@ -52,6 +52,12 @@ typedef struct ubdma_nvme_qpair ubdma_nvme_qpair_t;
 #define UBDMA_NVME_RESET_FAIL 0	   /* complete them with ECANCELED */
 #define UBDMA_NVME_RESET_REQUEUE 1 /* submit them again, same buffers and callbacks */
 
+/* ubdma_nvme_opts.removal_watch: who answers the kernel's request for the device (a hot-unplug,
+ * an unbind from vfio-pci) when the program makes no driver call */
+#define UBDMA_NVME_WATCH_ON 0  /* a thread of the driver's, asleep in poll(2) until the request or close */
+#define UBDMA_NVME_WATCH_OFF 1 /* none: the driver's next call does (or the program, polling
+				* ubdma_pci_notify_fds() of ubdma_nvme_pci()) */
+
 /*
  * Options of ubdma_nvme_open(); NULL gives the defaults, and so does each member left 0.
  * The struct may grow in later versions, so it carries its size: set @size to
@@ -77,6 +83,8 @@ struct ubdma_nvme_opts {
 	unsigned io_timeout_ms;	 /* per-command timeout of I/O queue pairs; 0: 30 s (the usual host
 				  * default; the specification sets none for I/O) */
 	int reset_policy;	 /* UBDMA_NVME_RESET_FAIL (0) or UBDMA_NVME_RESET_REQUEUE */
+	/* third version (issue 18): surprise removal without driver calls */
+	int removal_watch;	 /* UBDMA_NVME_WATCH_ON (0) or UBDMA_NVME_WATCH_OFF */
 };
 
 /* What Identify Controller (and the registers) said, and what the driver chose. */
