@@ -148,7 +148,10 @@ typedef void ubdma_nvme_cb_t(void *arg, const struct ubdma_nvme_cpl *cpl);
  * ETIMEDOUT when the controller does not become ready within CAP.TO or an admin command does not
  * complete in time; EIO when it reports a fatal status (CSTS.CFS); the errno a failed admin
  * command's status maps to (struct ubdma_nvme_cpl: EIO, EINVAL, ENOTSUP, ...); any errno of
- * ubdma_ctx_open() / ubdma_pci_open() (ENODEV, EBUSY, ...) and of the DMA memory calls; ENOMEM.
+ * ubdma_ctx_open() / ubdma_pci_open() (ENODEV, EBUSY, ...) and of the DMA memory calls; ENOMEM;
+ * EAGAIN (or EMFILE) when the removal watcher thread (or its eventfd) cannot be made.
+ * Unless @opts->removal_watch is UBDMA_NVME_WATCH_OFF, a thread of the driver's sleeps until the
+ * kernel asks for the device back (then gives it back) or until close.
  * On failure *@ctrlp is NULL and nothing stays open.
  */
 int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_nvme_t **ctrlp);
