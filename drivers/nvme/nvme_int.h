@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <ubdma/ubdma.h>
 #include <ubdma/nvme.h>
@@ -144,6 +145,7 @@ struct ubdma_nvme {
 	pthread_t watcher;
 	int watch_fd;		  /* eventfd that stops it at close; -1 without */
 	int watching;		  /* the thread runs: close joins it */
+	pid_t watch_pid;	  /* the process it runs in (a fork's child has none to join) */
 };
 
 /*

@@ -79,6 +79,7 @@ int nvme_watch_start(struct ubdma_nvme *c)
 				"UBDMA_NVME_WATCH_OFF to do without)", strerror(err));
 	}
 	pthread_setname_np(c->watcher, "ubdma-nvme-rm");
+	c->watch_pid = getpid();
 	c->watching = 1;
 	return 0;
 }
@@ -87,13 +88,15 @@ void nvme_watch_stop(struct ubdma_nvme *c)
 {
 	uint64_t one = 1;
 
-	if (c->watching) {
+	/* a child of fork(2) has no such thread (only the caller of fork is copied): joining it would
+	 * wait for ever, and the eventfd it shares would stop the parent's watcher */
+	if (c->watching && c->watch_pid == getpid()) {
 		/* an eventfd write of 1 cannot fail short of a counter at its maximum */
 		if (write(c->watch_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
 			nvme_note("removal watcher: stop: %s", strerror(errno));
 		pthread_join(c->watcher, NULL);
-		c->watching = 0;
 	}
+	c->watching = 0;
 	if (c->watch_fd >= 0)
 		close(c->watch_fd);
 	c->watch_fd = -1;
