@@ -499,6 +499,7 @@ static int setup_interrupts(struct ubdma_nvme *c)
 
 static void ctrl_free(struct ubdma_nvme *c)
 {
+	nvme_watch_stop(c); /* first: the thread may be releasing the device under admin_lock */
 	nvme_qpair_free(c->admin);
 	c->admin = NULL;
 	dma_free(c->dtag, c->dbuf, c->dmap);
@@ -553,13 +554,15 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 		return err;
 	if (o.sgl < UBDMA_NVME_SGL_AUTO || o.sgl > UBDMA_NVME_SGL_ON || o.queue_entries == 1 ||
 	    o.queue_entries > 65536 || o.io_queues > 65535 || (o.max_transfer && o.max_transfer < NVME_PAGE) ||
-	    (o.reset_policy != UBDMA_NVME_RESET_FAIL && o.reset_policy != UBDMA_NVME_RESET_REQUEUE))
+	    (o.reset_policy != UBDMA_NVME_RESET_FAIL && o.reset_policy != UBDMA_NVME_RESET_REQUEUE) ||
+	    (o.removal_watch != UBDMA_NVME_WATCH_ON && o.removal_watch != UBDMA_NVME_WATCH_OFF))
 		return nvme_err(EINVAL, "bad options: sgl %d, queue_entries %u, io_queues %u, max_transfer %zu, "
-				"reset_policy %d", o.sgl, o.queue_entries, o.io_queues, o.max_transfer, o.reset_policy);
+				"reset_policy %d, removal_watch %d", o.sgl, o.queue_entries, o.io_queues,
+				o.max_transfer, o.reset_policy, o.removal_watch);
 	if (!(c = calloc(1, sizeof(*c))))
 		return nvme_err(ENOMEM, "controller: out of memory");
 	pthread_mutex_init(&c->admin_lock, NULL);
-	c->req_fd = c->err_fd = -1;
+	c->req_fd = c->err_fd = c->watch_fd = -1;
 	c->io_timeout_ms = o.io_timeout_ms ? o.io_timeout_ms : NVME_DEFAULT_IO_TIMEOUT_MS;
 	c->reset_policy = o.reset_policy;
 	if ((err = open_device(c, bdf, &o)))
@@ -608,6 +611,10 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	unsigned ent = o.queue_entries ? o.queue_entries : NVME_DEFAULT_ENTRIES;
 	c->default_entries = ent < c->info.max_entries ? ent : c->info.max_entries;
 	c->state = NVME_LIVE;
+	/* and a thread that answers the request when the program makes no call (nvme_watch.c); last,
+	 * so that no store above undoes a removal it saw */
+	if (o.removal_watch == UBDMA_NVME_WATCH_ON && (err = nvme_watch_start(c)))
+		goto fail;
 	*ctrlp = c;
 	return 0;
 fail:

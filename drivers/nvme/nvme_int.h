@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <ubdma/ubdma.h>
 #include <ubdma/nvme.h>
@@ -140,6 +141,11 @@ struct ubdma_nvme {
 	uint64_t notify_ms;	  /* coarse ms of their last read by the periodic check (relaxed atomics) */
 	int gone;		  /* the device was given back (ubdma_pci_release()); set once, atomically */
 	int fatal;		  /* CSTS.CFS or an error interrupt seen: the next check resets */
+	/* the removal watcher (nvme_watch.c): a thread asleep on req_fd, err_fd and watch_fd */
+	pthread_t watcher;
+	int watch_fd;		  /* eventfd that stops it at close; -1 without */
+	int watching;		  /* the thread runs: close joins it */
+	pid_t watch_pid;	  /* the process it runs in (a fork's child has none to join) */
 };
 
 /*
@@ -178,6 +184,11 @@ int nvme_qpair_recover(struct ubdma_nvme_qpair *qp);
 int nvme_check_notify(struct ubdma_nvme *c, int locked);
 void nvme_notify_setup(struct ubdma_nvme *c);
 void nvme_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* nvme_watch.c: the removal watcher thread, started at open (unless opted out), stopped at close
+ * before anything it touches is freed */
+int nvme_watch_start(struct ubdma_nvme *c);
+void nvme_watch_stop(struct ubdma_nvme *c);
 
 static inline uint32_t nvme_rd32(const struct ubdma_nvme *c, uint32_t off)
 {

@@ -52,6 +52,12 @@ typedef struct ubdma_nvme_qpair ubdma_nvme_qpair_t;
 #define UBDMA_NVME_RESET_FAIL 0	   /* complete them with ECANCELED */
 #define UBDMA_NVME_RESET_REQUEUE 1 /* submit them again, same buffers and callbacks */
 
+/* ubdma_nvme_opts.removal_watch: who answers the kernel's request for the device (a hot-unplug,
+ * an unbind from vfio-pci) when the program makes no driver call */
+#define UBDMA_NVME_WATCH_ON 0  /* a thread of the driver's, asleep in poll(2) until the request or close */
+#define UBDMA_NVME_WATCH_OFF 1 /* none: the driver's next call does (or the program, polling
+				* ubdma_pci_notify_fds() of ubdma_nvme_pci()) */
+
 /*
  * Options of ubdma_nvme_open(); NULL gives the defaults, and so does each member left 0.
  * The struct may grow in later versions, so it carries its size: set @size to
@@ -77,6 +83,8 @@ struct ubdma_nvme_opts {
 	unsigned io_timeout_ms;	 /* per-command timeout of I/O queue pairs; 0: 30 s (the usual host
 				  * default; the specification sets none for I/O) */
 	int reset_policy;	 /* UBDMA_NVME_RESET_FAIL (0) or UBDMA_NVME_RESET_REQUEUE */
+	/* third version (issue 18): surprise removal without driver calls */
+	int removal_watch;	 /* UBDMA_NVME_WATCH_ON (0) or UBDMA_NVME_WATCH_OFF */
 };
 
 /* What Identify Controller (and the registers) said, and what the driver chose. */
@@ -140,7 +148,10 @@ typedef void ubdma_nvme_cb_t(void *arg, const struct ubdma_nvme_cpl *cpl);
  * ETIMEDOUT when the controller does not become ready within CAP.TO or an admin command does not
  * complete in time; EIO when it reports a fatal status (CSTS.CFS); the errno a failed admin
  * command's status maps to (struct ubdma_nvme_cpl: EIO, EINVAL, ENOTSUP, ...); any errno of
- * ubdma_ctx_open() / ubdma_pci_open() (ENODEV, EBUSY, ...) and of the DMA memory calls; ENOMEM.
+ * ubdma_ctx_open() / ubdma_pci_open() (ENODEV, EBUSY, ...) and of the DMA memory calls; ENOMEM;
+ * EAGAIN (or EMFILE) when the removal watcher thread (or its eventfd) cannot be made.
+ * Unless @opts->removal_watch is UBDMA_NVME_WATCH_OFF, a thread of the driver's sleeps until the
+ * kernel asks for the device back (then gives it back) or until close.
  * On failure *@ctrlp is NULL and nothing stays open.
  */
 int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_nvme_t **ctrlp);

@@ -145,6 +145,15 @@ static void test_nvme_opts_size(void **state)
 	o = (struct ubdma_nvme_opts){ .size = sizeof(o), .reset_policy = 7 };
 	assert_int_equal(nvme_open(ABSENT, &o, &c), EINVAL);
 	assert_non_null(strstr(nvme_last_error(), "reset_policy"));
+	o = (struct ubdma_nvme_opts){ .size = sizeof(o), .removal_watch = 2 };
+	assert_int_equal(nvme_open(ABSENT, &o, &c), EINVAL);
+	assert_non_null(strstr(nvme_last_error(), "removal_watch"));
+	assert_null(c);
+	/* the second version (up to reset_policy) whole: removal_watch takes its default */
+	o = (struct ubdma_nvme_opts){ .size = offsetof(struct ubdma_nvme_opts, removal_watch), .removal_watch = 2 };
+	rc = nvme_open(ABSENT, &o, &c);
+	assert_true(rc != 0 && rc != EINVAL && rc != ENOTSUP);
+	assert_null(c);
 }
 
 static void test_e1000e_null(void **state)
