@@ -437,7 +437,10 @@ static void test_hugetlb_kept_registered(void **state)
 	assert_int_equal(ubdma_unwire(h, N * HP, 0), 0);
 	if (faults >= (long)N)
 		fprintf(stderr, "the wiring took %ld minor faults on %zu huge pages\n", faults, N);
-	assert_true(faults < (long)N);
+	/* a sanitizer's runtime faults in its own shadow and allocator pages on this thread: the
+	 * count is checked in the builds without one (gcc, clang, release in CI) */
+	if (!SANITIZED)
+		assert_true(faults < (long)N);
 
 	assert_int_equal(munmap(h, N * HP), 0);
 	assert_int_equal(ubdma_wire_count(h), 0);
