@@ -16,6 +16,9 @@
  *                    first, each miss after an untimed bare ibv_reg_mr of the next page, as the
  *                    miss row interleaves them: the cache's work as it runs there).
  *  syscall           ns: one getppid(), each timed alone (what the kernel entry costs by itself).
+ *  miss_registrar    ns: the miss row again with ubdma-mrkey in UCX's place: a registrar of the
+ *                    bench's calling ibv_reg_mr() alike and keeping the MR as its key, in a second
+ *                    context (ubdma - ubdma-mrkey: libubdma_verbs' own share of a miss).
  *  cycle_working_set ns: one get + put of a buffer drawn at random from NBUF buffers of mixed
  *                    sizes (4 KiB - 4 MiB, 31 MiB in all) with the caches limited to 16 MiB.
  *  write_churn       ns: an application's step: malloc a 64 KiB buffer, register it (get, or
@@ -60,7 +63,7 @@ struct row {
 	char note[160];
 };
 
-static struct row rows[24];
+static struct row rows[28];
 static int nrows;
 static ubdma_ctx_t *ctx;
 static struct rxe R;
@@ -171,6 +174,38 @@ static unsigned long b_regs(void)
 	return b_count;
 }
 
+/* -------------------------------------- ubdma, a registrar without a key of its own */
+
+/*
+ * The verbs registrar's own share of a miss: a registrar that calls ibv_reg_mr() the same way
+ * and keeps the MR itself as the key (no malloc of a marked key, no access mapping), in a second
+ * context; the miss_registrar row interleaves it with libubdma_verbs' registrar and bare.
+ */
+static ubdma_ctx_t *ctx_mk;
+
+static int mk_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+{
+	(void)arg, (void)flags;
+	*keyp = ibv_reg_mr(R.pd, addr, len, ACC);
+	return *keyp ? 0 : errno ? errno : EIO;
+}
+
+static int mk_dereg(void *arg, void *key)
+{
+	(void)arg;
+	return ibv_dereg_mr(key);
+}
+
+static int mk_get(void *addr, size_t len, void **h)
+{
+	return ubdma_reg_get(ctx_mk, addr, len, RW, (ubdma_reg_t **)h);
+}
+
+static void mk_drop(void)
+{
+	ubdma_rcache_flush(ctx_mk);
+}
+
 /* --------------------------------------------------------------- UCX */
 
 #ifdef UBDMA_BENCH_UCX
@@ -252,7 +287,7 @@ static void row_hit(const struct impl *im)
 	free(s);
 }
 
-static void row_miss(struct impl **impls, int nimpl)
+static void row_miss(const char *name, struct impl **impls, int nimpl)
 {
 	size_t span = 2 * PG * (size_t)miss_samples * (size_t)nimpl;
 	char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -280,7 +315,7 @@ static void row_miss(struct impl **impls, int nimpl)
 		if (impls[k]) {
 			for (int i = 0; i < miss_samples; i++)
 				impls[k]->put(h[k][i]);
-			add_row("miss", impls[k]->name, "ns", s[k], miss_samples,
+			add_row(name, impls[k]->name, "ns", s[k], miss_samples,
 				"fresh 4 KiB buffer: the registering call (interleaved)");
 			impls[k]->drop_all();
 		}
@@ -513,10 +548,17 @@ int main(int argc, char **argv)
 
 	for (int k = 0; k < 3; k++)
 		impls[k] ? row_hit(impls[k]) : add_row("hit", names[k], "ns", NULL, 0, ucx_why);
-	row_miss(impls, 3);
+	row_miss("miss", impls, 3);
 	if (!impls[1])
 		add_row("miss", "ucx", "ns", NULL, 0, ucx_why);
 	row_miss_parts();
+	static const struct ubdma_registrar mk_ops = { "mr-key", mk_reg, mk_dereg, UBDMA_REGISTRAR_PINS };
+	if ((err = ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx_mk)) || (err = ubdma_rcache_set_registrar(ctx_mk, &mk_ops, NULL)))
+		die("mr-key context", err);
+	struct impl mk = { "ubdma-mrkey", mk_get, u_put, NULL, u_limit, mk_drop, u_regs };
+	struct impl *impls_mk[3] = { &u, &mk, &b };
+	row_miss("miss_registrar", impls_mk, 3);
+	ubdma_ctx_close(ctx_mk);
 	for (int k = 0; k < 3; k++)
 		impls[k] ? row_cycle(impls[k], bufs, lens) : add_row("cycle_working_set", names[k], "ns", NULL, 0, ucx_why);
 	for (int k = 0; k < 3; k++)

@@ -7,8 +7,14 @@
  * ubdma_verbs_mr() can tell a verbs registration from another domain's: the cache's key is
  * opaque, and handing a cookie of the IOMMU domain to ibv_post_send() as an MR would be a
  * quiet disaster.
+ *
+ * The keys come from a pool of slabs that lives as long as the process, not from malloc per
+ * miss: in the guest a miss through this registrar cost 0.75-1.9 us more than through one whose
+ * key is the MR itself (bench_rcache_verbs, row miss_registrar; docs/rcache.md), most of it
+ * malloc's slow path on a heap that frees nothing while misses run.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include <ubdma/verbs.h>
@@ -18,7 +24,64 @@
 struct vkey {
 	uint32_t magic;
 	struct ibv_mr *mr;
+	struct vkey *next; /* in the pool's free list */
 };
+
+#define VKEY_SLAB 64
+
+/* one pool for every protection domain: the keys are plain memory, and a registrar serves any
+ * number of contexts, whose misses and releases run on any thread */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vkey *pool_free;
+
+static struct vkey *vkey_get(void)
+{
+	struct vkey *k;
+
+	pthread_mutex_lock(&pool_lock);
+	if (!pool_free) {
+		/* a slab is never returned: it is reached from the free list or from a live key */
+		struct vkey *slab = malloc(VKEY_SLAB * sizeof(*slab));
+		if (!slab) {
+			pthread_mutex_unlock(&pool_lock);
+			return NULL;
+		}
+		for (int i = 0; i < VKEY_SLAB; i++) {
+			slab[i].magic = 0;
+			slab[i].next = i + 1 < VKEY_SLAB ? &slab[i + 1] : NULL;
+		}
+		pool_free = slab;
+	}
+	k = pool_free;
+	pool_free = k->next;
+	pthread_mutex_unlock(&pool_lock);
+	return k;
+}
+
+static void vkey_put(struct vkey *k)
+{
+	k->magic = 0;
+	pthread_mutex_lock(&pool_lock);
+	k->next = pool_free;
+	pool_free = k;
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* a fork while another thread holds the pool would leave the child's pool locked for good */
+static void pool_prepare(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+static void pool_resume(void)
+{
+	pthread_mutex_unlock(&pool_lock);
+}
+
+__attribute__((constructor)) static void pool_init(void)
+{
+	pthread_atfork(pool_prepare, pool_resume, pool_resume);
+}
 
 /* READ: the device reads the memory (a peer's RDMA READ, our sends); WRITE: it writes it. */
 static int access_of(int flags)
@@ -35,7 +98,7 @@ static int access_of(int flags)
 static int v_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
 {
 	struct ibv_pd *pd = arg;
-	struct vkey *k = malloc(sizeof(*k));
+	struct vkey *k = vkey_get();
 
 	if (!k)
 		return ENOMEM;
@@ -43,7 +106,7 @@ static int v_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
 	k->mr = ibv_reg_mr(pd, addr, len, access_of(flags));
 	if (!k->mr) {
 		int err = errno ? errno : EIO;
-		free(k);
+		vkey_put(k);
 		/* a provider out of MRs or over the pinned limit says ENOMEM: the cache evicts */
 		return err;
 	}
@@ -59,8 +122,7 @@ static int v_dereg(void *arg, void *key)
 
 	(void)arg;
 	err = ibv_dereg_mr(k->mr);
-	k->magic = 0;
-	free(k);
+	vkey_put(k);
 	return err;
 }
 
