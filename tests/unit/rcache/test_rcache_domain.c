@@ -692,40 +692,62 @@ static int q_dereg(void *arg, void *key)
 	return 0;
 }
 
-static void test_miss_no_syscall(void **state)
+/* Skip where misses cannot be made without system calls, or not checked for them. */
+static void need_quiet_misses(void)
 {
-	static const struct ubdma_registrar quiet = { .name = "quiet-pins", .reg = q_reg, .dereg = q_dereg,
-						      .flags = UBDMA_REGISTRAR_PINS };
-	struct sigaction sa = { .sa_sigaction = sud_handler, .sa_flags = SA_SIGINFO }, old;
-	ubdma_ctx_t *ctx;
-	ubdma_reg_t *r[24];
 	struct utsname u;
-	int maj = 0, min = 0, err = 0, n = 0;
+	int maj = 0, min = 0;
 
-	(void)state;
 	if (SANITIZED)
 		SKIP_WHY("sanitizer runtimes make system calls of their own");
 	uname(&u);
 	sscanf(u.release, "%d.%d", &maj, &min);
 	if (maj < 6 || (maj == 6 && min < 1))
 		SKIP_WHY("Linux %s: no way to trust a window registered whole (6.1's write-protect check, or PROCMAP_QUERY)", u.release);
+}
+
+/*
+ * Misses of one page at base + i * 2 pages, i from *n up to end (or the first error, returned),
+ * with every system call trapped by syscall user dispatch: sud_calls counts them.
+ */
+static int misses_trapped(ubdma_ctx_t *ctx, char *base, int *n, int end, ubdma_reg_t **r)
+{
+	struct sigaction sa = { .sa_sigaction = sud_handler, .sa_flags = SA_SIGINFO }, old;
+	int err = 0;
+
+	sigaction(SIGSYS, &sa, &old);
+	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, 1, 0, 0, &sud_selector)) {
+		sigaction(SIGSYS, &old, NULL);
+		SKIP_WHY("no syscall user dispatch (Linux >= 5.11)");
+	}
+	sud_calls = 0;
+	for (; *n < end && !err; (*n)++) {
+		sud_selector = 1; /* block */
+		err = ubdma_reg_get(ctx, base + (size_t)*n * 2 * PG, PG, RW, &r[*n]);
+		sud_selector = 0;
+	}
+	prctl(PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0);
+	sigaction(SIGSYS, &old, NULL);
+	return err;
+}
+
+static void test_miss_no_syscall(void **state)
+{
+	static const struct ubdma_registrar quiet = { .name = "quiet-pins", .reg = q_reg, .dereg = q_dereg,
+						      .flags = UBDMA_REGISTRAR_PINS };
+	ubdma_ctx_t *ctx;
+	ubdma_reg_t *r[24];
+	int err, n = 0;
+
+	(void)state;
+	need_quiet_misses();
 	char *m = anon(8UL << 20);
 	char *w = (char *)(((uintptr_t)m + (2UL << 20) - 1) & ~((2UL << 20) - 1));
 	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx), 0);
 	assert_int_equal(ubdma_rcache_set_registrar(ctx, &quiet, NULL), 0);
 	for (; n < 16; n++)
 		assert_int_equal(ubdma_reg_get(ctx, w + (size_t)n * 2 * PG, PG, RW, &r[n]), 0);
-	sigaction(SIGSYS, &sa, &old);
-	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, 1, 0, 0, &sud_selector))
-		SKIP_WHY("no syscall user dispatch (Linux >= 5.11)");
-	sud_calls = 0;
-	for (; n < 24 && !err; n++) {
-		sud_selector = 1; /* block */
-		err = ubdma_reg_get(ctx, w + (size_t)n * 2 * PG, PG, RW, &r[n]);
-		sud_selector = 0;
-	}
-	prctl(PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0);
-	sigaction(SIGSYS, &old, NULL);
+	err = misses_trapped(ctx, w, &n, 24, r);
 	if (sud_calls)
 		fail_msg("%d system calls in 8 misses (the first: %d %d %d)", sud_calls, sud_nr[0], sud_nr[1], sud_nr[2]);
 	assert_int_equal(err, 0);
@@ -748,20 +770,13 @@ static void test_edge_window(void **state)
 {
 	static const struct ubdma_registrar quiet = { .name = "quiet-pins", .reg = q_reg, .dereg = q_dereg,
 						      .flags = UBDMA_REGISTRAR_PINS };
-	struct sigaction sa = { .sa_sigaction = sud_handler, .sa_flags = SA_SIGINFO }, old;
 	size_t MB = 1UL << 20;
 	ubdma_ctx_t *ctx;
 	ubdma_reg_t *r[16], *h;
-	struct utsname u;
-	int maj = 0, min = 0, err = 0, n = 0;
+	int err, n = 0;
 
 	(void)state;
-	if (SANITIZED)
-		SKIP_WHY("sanitizer runtimes make system calls of their own");
-	uname(&u);
-	sscanf(u.release, "%d.%d", &maj, &min);
-	if (maj < 6 || (maj == 6 && min < 1))
-		SKIP_WHY("Linux %s: no way to trust a window registered whole", u.release);
+	need_quiet_misses();
 	char *m = anon(8 * MB);
 	char *w = (char *)(((uintptr_t)m + 2 * MB - 1) & ~(2 * MB - 1));
 	char *e = w + MB; /* the region's edge: [w, w + 1 MiB) becomes a hole */
@@ -770,17 +785,7 @@ static void test_edge_window(void **state)
 	assert_int_equal(ubdma_rcache_set_registrar(ctx, &quiet, NULL), 0);
 	for (; n < 2; n++) /* the window registered, then the 256 KiB around e vouched for */
 		assert_int_equal(ubdma_reg_get(ctx, e + (size_t)n * 2 * PG, PG, RW, &r[n]), 0);
-	sigaction(SIGSYS, &sa, &old);
-	if (prctl(PR_SET_SYSCALL_USER_DISPATCH, 1, 0, 0, &sud_selector))
-		SKIP_WHY("no syscall user dispatch (Linux >= 5.11)");
-	sud_calls = 0;
-	for (; n < 10 && !err; n++) {
-		sud_selector = 1;
-		err = ubdma_reg_get(ctx, e + (size_t)n * 2 * PG, PG, RW, &r[n]);
-		sud_selector = 0;
-	}
-	prctl(PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0);
-	sigaction(SIGSYS, &old, NULL);
+	err = misses_trapped(ctx, e, &n, 10, r);
 	if (sud_calls)
 		fail_msg("%d system calls in 8 misses beside a hole (the first: %d %d)", sud_calls, sud_nr[0], sud_nr[1]);
 	assert_int_equal(err, 0);
