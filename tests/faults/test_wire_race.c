@@ -138,13 +138,15 @@ static void hook(enum fault_point at, uintptr_t s, size_t len)
 	}
 }
 
-static void run_case(int flags)
+/*
+ * Start the monitor (it must run before a hook is set: its start registers nothing), reserve
+ * 2 * SPAN with slot at its start and spare at SPAN, and map LEN read-write at slot.  Returns the
+ * reservation.
+ */
+static uintptr_t map_slot(void)
 {
-	uintptr_t area;
-	pthread_t th;
-	long vmlck0 = fault_vmlck_kb();
+	uintptr_t area = 0;
 
-	/* the monitor must run before the hook is set: its start registers nothing */
 	assert_int_equal(ubdma_wire_count(&area), 0);
 	area = (uintptr_t)mmap(NULL, 2 * SPAN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	assert_true(area != (uintptr_t)MAP_FAILED);
@@ -152,6 +154,16 @@ static void run_case(int flags)
 	spare = area + SPAN;
 	assert_ptr_equal(mmap((void *)slot, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
 			 (void *)slot);
+	return area;
+}
+
+static void run_case(int flags)
+{
+	uintptr_t area;
+	pthread_t th;
+	long vmlck0 = fault_vmlck_kb();
+
+	area = map_slot();
 	memset((void *)slot, 1, LEN);
 	go_replace = go_move = replaced = moved = move_err = 0;
 	stage = 0;
@@ -272,13 +284,7 @@ static void run_part(int flags, enum fault_point point, int mid)
 	long vmlck0 = fault_vmlck_kb();
 	uintptr_t m = 0;
 
-	assert_int_equal(ubdma_wire_count(&area), 0); /* the monitor runs before the hook is set */
-	area = (uintptr_t)mmap(NULL, 2 * SPAN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	assert_true(area != (uintptr_t)MAP_FAILED);
-	slot = area;
-	spare = area + SPAN;
-	assert_ptr_equal(mmap((void *)slot, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
-			 (void *)slot);
+	area = map_slot();
 	if (!(flags & UBDMA_WIRE_WRITE))
 		memset((void *)slot, 1, LEN);
 	if (mid) {
