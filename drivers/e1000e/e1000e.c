@@ -30,15 +30,17 @@
  * completes while the program makes no call at all.  The data path reads it every
  * GONE_CHECK_CALLS bursts (one non-blocking read(2); no system call on the other calls), the
  * waits (tx_flush, wait_link) on every turn.  A request, or STATUS reading all ones, makes the
- * device gone in two steps.  Release, by whichever thread saw it (once: the released flag): the
- * device is given back (ubdma_pci_release(): bus mastering off, the device file closed so that
- * the remove proceeds, BAR0 replaced in one step by memory that reads all ones, so a burst
- * running on the caller's thread at that moment touches the device or that memory, never a
- * hole), then the gone flag is set.  Settle, on the caller's thread only, at its next call that
- * reads the flag (every burst does: one load, the data path is otherwise unchanged and shares
- * nothing else with the watcher): the frames in flight are dropped and every ring buffer returns
- * to the pool, and every call that needs the device fails with ENXIO from then on; close stops
- * the watcher first, then frees as usual.
+ * device gone in two steps.  Release, by whichever thread saw it (once: the released flag, set
+ * first): the device is given back (ubdma_pci_release(): bus mastering off, the device file
+ * closed so that the remove proceeds, BAR0 replaced in one step by memory that reads all ones,
+ * so a burst running on the caller's thread at that moment touches the device or that memory,
+ * never a hole), then the gone flag is set.  Settle, on the caller's thread only, at its next
+ * call, which reads released (every burst does: one load, the data path is otherwise unchanged
+ * and shares nothing else with the watcher) and, should the release still be under way, waits
+ * for gone: the frames in flight are dropped and every ring buffer returns to the pool, and every
+ * call that needs the device fails with ENXIO from then on.  So a call made after the kernel's
+ * remove completed (it waits for the close, which comes after released) always fails.  Close
+ * stops the watcher first, then frees as usual.
  */
 #include <errno.h>
 #include <sched.h>
@@ -100,8 +102,9 @@ struct ubdma_e1000e {
 
 	int running;
 	/* surprise removal: released and gone are set once, with atomics, by the caller's thread or
-	 * the watcher (released first: who gives the device back; gone once it is given back, with
-	 * gone_why and release_err); settled, by the caller's thread only, once the rings are dropped */
+	 * the watcher (released first: the release has begun, every call fails from then on; gone
+	 * once it is done, with gone_why and release_err); settled, by the caller's thread only,
+	 * once the rings are dropped */
 	int released, gone, settled;
 	int release_err;                      /* ubdma_pci_release()'s answer */
 	const char *gone_why;
@@ -356,30 +359,31 @@ static void rings_drop(struct ubdma_e1000e *nic)
 
 /*
  * The device is gone or wanted back: give it back now, from any thread (the watcher or the
- * caller's).  The first caller releases; a caller's thread that comes second waits the few
- * system calls until the release is done, so that it never settles (drops the rings) while the
- * device may still be bus master.  The watcher coming second just ends: nothing is left to it.
+ * caller's); the first to come releases, a second has nothing left to do.  released is set
+ * before the device file is closed, so before the kernel's remove can complete: a call made
+ * after that sees it (gone_seen()).
  */
-static void nic_release(struct ubdma_e1000e *nic, const char *why, int wait)
+static void nic_release(struct ubdma_e1000e *nic, const char *why)
 {
-	if (__atomic_exchange_n(&nic->released, 1, __ATOMIC_ACQ_REL)) {
-		while (wait && !__atomic_load_n(&nic->gone, __ATOMIC_ACQUIRE))
-			sched_yield();
+	if (__atomic_exchange_n(&nic->released, 1, __ATOMIC_ACQ_REL))
 		return;
-	}
 	nic->release_err = ubdma_pci_release(nic->pci);
 	nic->gone_why = why;
 	__atomic_store_n(&nic->gone, 1, __ATOMIC_RELEASE);
 }
 
 /* The caller's side of a removal, once, on its own thread: the rings' buffers back to the pool
- * (the device no longer runs) and the sentence.  1: the device is gone. */
+ * and the sentence.  A release still under way on the watcher's thread is waited for (a few
+ * system calls), so that the rings are never dropped while the device may still be bus master.
+ * 1: the device is gone. */
 static int gone_settle(struct ubdma_e1000e *nic)
 {
 	unsigned inflight = nic->tx_inflight;
 
 	if (nic->settled)
 		return 1;
+	while (!__atomic_load_n(&nic->gone, __ATOMIC_ACQUIRE))
+		sched_yield();
 	nic->settled = 1;
 	rings_drop(nic);
 	drv_err(ENXIO, "%s: %s: the device is gone (%u frames in flight dropped); it is given back (%s)",
@@ -388,10 +392,11 @@ static int gone_settle(struct ubdma_e1000e *nic)
 	return 1;
 }
 
-/* Has the device gone (the flag only, no system call)?  Settles it on the caller's thread. */
+/* Has the device gone, or is it being given back (the flag only, no system call)?  Settles it
+ * on the caller's thread. */
 static inline int gone_seen(struct ubdma_e1000e *nic)
 {
-	if (__builtin_expect(__atomic_load_n(&nic->gone, __ATOMIC_ACQUIRE), 0))
+	if (__builtin_expect(__atomic_load_n(&nic->released, __ATOMIC_ACQUIRE), 0))
 		return gone_settle(nic);
 	return 0;
 }
@@ -407,9 +412,9 @@ static int gone_check(struct ubdma_e1000e *nic)
 		return 1;
 	if (nic->req_fd >= 0 && read(nic->req_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
 		nic_release(nic, "the kernel asks for the device back (VFIO device request: hot-unplug or "
-			    "unbind)", 1);
+			    "unbind)");
 	else if (rd32(nic, STATUS) == UINT32_MAX)
-		nic_release(nic, "STATUS reads all ones", 1);
+		nic_release(nic, "STATUS reads all ones");
 	else if (__atomic_exchange_n(&nic->err_seen, 0, __ATOMIC_ACQ_REL) ||
 		 (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n)))
 		drv_err(EIO, "%s: the kernel reports a device error (AER, VFIO error interrupt); STATUS "
@@ -438,11 +443,11 @@ static int watch_check(void *arg)
 
 	if (read(nic->req_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
 		nic_release(nic, "the kernel asks for the device back (VFIO device request: hot-unplug or "
-			    "unbind; answered by the removal watcher)", 0);
+			    "unbind; answered by the removal watcher)");
 	else if (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
 		if (rd32(nic, STATUS) == UINT32_MAX)
 			nic_release(nic, "error interrupt, and STATUS reads all ones (seen by the removal "
-				    "watcher)", 0);
+				    "watcher)");
 		else
 			__atomic_add_fetch(&nic->err_seen, 1, __ATOMIC_RELEASE);
 	}
