@@ -25,14 +25,25 @@
  *
  * Surprise removal: the kernel's remove of a device held through VFIO waits until the device
  * file is closed and asks for it through the VFIO request interrupt (ubdma_pci_notify_fds()).
- * The data path reads that eventfd every GONE_CHECK_CALLS bursts (one non-blocking read(2); no
- * system call on the other calls), the waits (tx_flush, wait_link) on every turn; a request, or
- * STATUS reading all ones, makes the device gone: it is given back at once (ubdma_pci_release():
- * bus mastering off, the device file closed so that the remove proceeds, BAR0 replaced by memory
- * that reads all ones), the frames in flight are dropped and every ring buffer returns to the
- * pool, and every call that needs the device fails with ENXIO from then on; close frees as usual.
+ * Two readers of that eventfd answer it.  The removal watcher (drivers/common/drv_watch.h, a
+ * thread started at open unless opts.removal_watch says no) sleeps on it, so that the removal
+ * completes while the program makes no call at all.  The data path reads it every
+ * GONE_CHECK_CALLS bursts (one non-blocking read(2); no system call on the other calls), the
+ * waits (tx_flush, wait_link) on every turn.  A request, or STATUS reading all ones, makes the
+ * device gone in two steps.  Release, by whichever thread saw it (once: the released flag, set
+ * first): the device is given back (ubdma_pci_release(): bus mastering off, the device file
+ * closed so that the remove proceeds, BAR0 replaced in one step by memory that reads all ones,
+ * so a burst running on the caller's thread at that moment touches the device or that memory,
+ * never a hole), then the gone flag is set.  Settle, on the caller's thread only, at its next
+ * call, which reads released (every burst does: one load, the data path is otherwise unchanged
+ * and shares nothing else with the watcher) and, should the release still be under way, waits
+ * for gone: the frames in flight are dropped and every ring buffer returns to the pool, and every
+ * call that needs the device fails with ENXIO from then on.  So a call made after the kernel's
+ * remove completed (it waits for the close, which comes after released) always fails.  Close
+ * stops the watcher first, then frees as usual.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +60,7 @@
 
 #define DRV_LIB "ubdma_e1000e"
 #include "../common/drv_common.h"
+#include "../common/drv_watch.h"
 
 enum { PKT_FREE = 0, PKT_USER = 1, PKT_DEV = 2 };
 
@@ -89,9 +101,17 @@ struct ubdma_e1000e {
 	unsigned tx_n, tx_mask, tx_tail, tx_clean, tx_inflight;
 
 	int running;
-	int gone;                             /* given back to the kernel: every call is ENXIO */
+	/* surprise removal: released and gone are set once, with atomics, by the caller's thread or
+	 * the watcher (released first: the release has begun, every call fails from then on; gone
+	 * once it is done, with gone_why and release_err); settled, by the caller's thread only,
+	 * once the rings are dropped */
+	int released, gone, settled;
+	int release_err;                      /* ubdma_pci_release()'s answer */
+	const char *gone_why;
+	unsigned err_seen;                    /* error interrupts the watcher read, not yet reported */
 	int req_fd, err_fd;                   /* VFIO request / error eventfds, -1 without */
 	unsigned calls;                       /* bursts since the last removal check */
+	struct drv_watch watch;               /* the removal watcher thread, when it runs */
 	uint32_t rctl;
 	uint8_t mac[6];
 	struct ubdma_e1000e_stats st;
@@ -337,35 +357,69 @@ static void rings_drop(struct ubdma_e1000e *nic)
 	nic->running = 0;
 }
 
-/* The device is gone or wanted back: give it back now (nothing touches it any more). */
-static void nic_gone(struct ubdma_e1000e *nic, const char *why)
+/*
+ * The device is gone or wanted back: give it back now, from any thread (the watcher or the
+ * caller's); the first to come releases, a second has nothing left to do.  released is set
+ * before the device file is closed, so before the kernel's remove can complete: a call made
+ * after that sees it (gone_seen()).
+ */
+static void nic_release(struct ubdma_e1000e *nic, const char *why)
 {
-	unsigned inflight = nic->tx_inflight;
-	int err;
-
-	nic->gone = 1;
-	rings_drop(nic);
-	err = ubdma_pci_release(nic->pci);
-	drv_err(ENXIO, "%s: %s: the device is gone (%u frames in flight dropped); it is given back (%s)",
-		ubdma_pci_bdf(nic->pci), why, inflight, err ? strerror(err) : "released");
+	if (__atomic_exchange_n(&nic->released, 1, __ATOMIC_ACQ_REL))
+		return;
+	nic->release_err = ubdma_pci_release(nic->pci);
+	nic->gone_why = why;
+	__atomic_store_n(&nic->gone, 1, __ATOMIC_RELEASE);
 }
 
-/* The removal check: the request eventfd, the error eventfd, STATUS all ones.  1 when gone. */
+/* The caller's side of a removal, once, on its own thread: the rings' buffers back to the pool
+ * and the sentence.  A release still under way on the watcher's thread is waited for (a few
+ * system calls), so that the rings are never dropped while the device may still be bus master.
+ * 1: the device is gone. */
+static int gone_settle(struct ubdma_e1000e *nic)
+{
+	unsigned inflight = nic->tx_inflight;
+
+	if (nic->settled)
+		return 1;
+	while (!__atomic_load_n(&nic->gone, __ATOMIC_ACQUIRE))
+		sched_yield();
+	nic->settled = 1;
+	rings_drop(nic);
+	drv_err(ENXIO, "%s: %s: the device is gone (%u frames in flight dropped); it is given back (%s)",
+		ubdma_pci_bdf(nic->pci), nic->gone_why, inflight,
+		nic->release_err ? strerror(nic->release_err) : "released");
+	return 1;
+}
+
+/* Has the device gone, or is it being given back (the flag only, no system call)?  Settles it
+ * on the caller's thread. */
+static inline int gone_seen(struct ubdma_e1000e *nic)
+{
+	if (__builtin_expect(__atomic_load_n(&nic->released, __ATOMIC_ACQUIRE), 0))
+		return gone_settle(nic);
+	return 0;
+}
+
+/* The removal check, on the caller's thread: the request eventfd, STATUS all ones, the error
+ * eventfd (and errors the watcher read).  1 when gone. */
 static int gone_check(struct ubdma_e1000e *nic)
 {
 	uint64_t n;
 
 	nic->calls = 0;
-	if (nic->gone)
+	if (gone_seen(nic))
 		return 1;
 	if (nic->req_fd >= 0 && read(nic->req_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
-		nic_gone(nic, "the kernel asks for the device back (VFIO device request: hot-unplug or unbind)");
+		nic_release(nic, "the kernel asks for the device back (VFIO device request: hot-unplug or "
+			    "unbind)");
 	else if (rd32(nic, STATUS) == UINT32_MAX)
-		nic_gone(nic, "STATUS reads all ones");
-	else if (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+		nic_release(nic, "STATUS reads all ones");
+	else if (__atomic_exchange_n(&nic->err_seen, 0, __ATOMIC_ACQ_REL) ||
+		 (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n)))
 		drv_err(EIO, "%s: the kernel reports a device error (AER, VFIO error interrupt); STATUS "
 			"%#x: the driver goes on", ubdma_pci_bdf(nic->pci), rd32(nic, STATUS));
-	return nic->gone;
+	return gone_seen(nic);
 }
 
 /* On the data path: the check once every GONE_CHECK_CALLS calls; the flag on every call. */
@@ -373,7 +427,40 @@ static inline int gone_tick(struct ubdma_e1000e *nic)
 {
 	if (__builtin_expect(++nic->calls >= GONE_CHECK_CALLS, 0))
 		return gone_check(nic);
-	return nic->gone;
+	return gone_seen(nic);
+}
+
+/*
+ * The watcher's check (drv_watch.h), on its thread, when the request or error eventfd is
+ * readable: a request gives the device back now; an error is left for the caller's next check
+ * to report (the sentence is per thread), unless STATUS reads all ones.  It touches nothing the
+ * caller's thread owns (rings, pool, counters).  1 ends the watch.
+ */
+static int watch_check(void *arg)
+{
+	struct ubdma_e1000e *nic = arg;
+	uint64_t n;
+
+	if (read(nic->req_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+		nic_release(nic, "the kernel asks for the device back (VFIO device request: hot-unplug or "
+			    "unbind; answered by the removal watcher)");
+	else if (nic->err_fd >= 0 && read(nic->err_fd, &n, sizeof(n)) == (ssize_t)sizeof(n)) {
+		if (rd32(nic, STATUS) == UINT32_MAX)
+			nic_release(nic, "error interrupt, and STATUS reads all ones (seen by the removal "
+				    "watcher)");
+		else
+			__atomic_add_fetch(&nic->err_seen, 1, __ATOMIC_RELEASE);
+	}
+	return __atomic_load_n(&nic->released, __ATOMIC_ACQUIRE);
+}
+
+static void watch_lost(void *arg, int err)
+{
+	struct ubdma_e1000e *nic = arg;
+
+	/* traced with UBDMA_LOG; the caller's sentence is not this thread's to set */
+	drv_err(err, "%s: removal watcher: poll failed (%s): a removal is seen at the next check only",
+		ubdma_pci_bdf(nic->pci), strerror(err));
 }
 
 static int gone_err(const char *what)
@@ -451,6 +538,7 @@ static void rings_stop(struct ubdma_e1000e *nic)
 
 static void teardown(struct ubdma_e1000e *nic)
 {
+	drv_watch_stop(&nic->watch); /* first: the thread may be releasing the device */
 	if (nic->bar0 && !nic->gone) {
 		wr32(nic, IMC, IMC_ALL);
 		wr32(nic, RCTL, 0);
@@ -510,6 +598,9 @@ static int open_opts(const struct ubdma_e1000e_opts *opts, struct ubdma_e1000e_o
 			       c->rx_desc + 32, 1u << 20);
 	if (c->link_wait_ms == 0)
 		c->link_wait_ms = DEFAULT_LINK_WAIT_MS;
+	if (c->removal_watch != UBDMA_E1000E_WATCH_ON && c->removal_watch != UBDMA_E1000E_WATCH_OFF)
+		return drv_err(EINVAL, "removal_watch = %d: want UBDMA_E1000E_WATCH_ON (0) or "
+			       "UBDMA_E1000E_WATCH_OFF (1)", c->removal_watch);
 	return 0;
 }
 
@@ -605,6 +696,7 @@ int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubd
 	if (!(nic = calloc(1, sizeof(*nic))))
 		return drv_err(ENOMEM, "out of memory");
 	nic->req_fd = nic->err_fd = -1;
+	drv_watch_init(&nic->watch);
 	if ((err = open_pci(nic, c.ctx, bdf)) || (err = reset_device(nic)) || (err = read_mac(nic)))
 		goto fail;
 	for (unsigned i = 0; i < MTA_ENTRIES; i++) /* 4.6.5: no multicast hash matches */
@@ -623,6 +715,15 @@ int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubd
 		nic->req_fd = nic->err_fd = -1;
 	rings_start(nic);
 	(void)link_wait(nic, c.link_wait_ms); /* the link may come later: open does not fail on it */
+	/* and a thread that answers the request when the program makes no call; last, so that no
+	 * register write above lands after a release it made (without a request interrupt: none) */
+	if (c.removal_watch == UBDMA_E1000E_WATCH_ON &&
+	    (err = drv_watch_start(&nic->watch, nic->req_fd, nic->err_fd, "ubdma-e1000e-rm", watch_check,
+				   watch_lost, nic))) {
+		drv_err(err, "removal watcher: %s (open with removal_watch = UBDMA_E1000E_WATCH_OFF to do "
+			"without)", strerror(err));
+		goto fail;
+	}
 	*nicp = nic;
 	return 0;
 fail:
@@ -642,7 +743,7 @@ int ubdma_e1000e_stop(ubdma_e1000e_t *nic)
 {
 	if (!nic)
 		return drv_err(EINVAL, "nic is NULL");
-	if (nic->gone)
+	if (gone_seen(nic))
 		return gone_err("ubdma_e1000e_stop");
 	if (!nic->running)
 		return drv_err(EALREADY, "ubdma_e1000e_stop: the device is already stopped");
@@ -654,7 +755,7 @@ int ubdma_e1000e_start(ubdma_e1000e_t *nic)
 {
 	if (!nic)
 		return drv_err(EINVAL, "nic is NULL");
-	if (nic->gone || gone_check(nic))
+	if (gone_check(nic))
 		return gone_err("ubdma_e1000e_start");
 	if (nic->running)
 		return drv_err(EALREADY, "ubdma_e1000e_start: the device is already running");
@@ -842,7 +943,7 @@ int ubdma_e1000e_send(ubdma_e1000e_t *nic, const struct iovec *frames, unsigned 
 		*sent = 0;
 	if (!nic || !sent || (!frames && n))
 		return drv_err(EINVAL, "%s is NULL", !nic ? "nic" : !sent ? "sent" : "frames");
-	if (nic->gone)
+	if (gone_seen(nic))
 		return gone_err("send");
 	if (!nic->running)
 		return drv_err(ENETDOWN, "send: the device is stopped");
@@ -997,7 +1098,7 @@ int ubdma_e1000e_set_promisc(ubdma_e1000e_t *nic, int on)
 {
 	if (!nic)
 		return drv_err(EINVAL, "nic is NULL");
-	if (nic->gone)
+	if (gone_seen(nic))
 		return gone_err("set_promisc");
 	if (on)
 		nic->rctl |= RCTL_UPE | RCTL_MPE;
@@ -1014,7 +1115,7 @@ int ubdma_e1000e_stats(ubdma_e1000e_t *nic, struct ubdma_e1000e_stats *st)
 	if (!nic || !st)
 		return drv_err(EINVAL, "%s is NULL", nic ? "st" : "nic");
 	s = &nic->st;
-	if (nic->gone)
+	if (gone_seen(nic))
 		return gone_err("stats");
 	s->crcerrs += rd32(nic, CRCERRS);
 	s->mpc += rd32(nic, MPC);

@@ -562,7 +562,8 @@ int ubdma_nvme_open(const char *bdf, const struct ubdma_nvme_opts *opts, ubdma_n
 	if (!(c = calloc(1, sizeof(*c))))
 		return nvme_err(ENOMEM, "controller: out of memory");
 	pthread_mutex_init(&c->admin_lock, NULL);
-	c->req_fd = c->err_fd = c->watch_fd = -1;
+	c->req_fd = c->err_fd = -1;
+	drv_watch_init(&c->watch);
 	c->io_timeout_ms = o.io_timeout_ms ? o.io_timeout_ms : NVME_DEFAULT_IO_TIMEOUT_MS;
 	c->reset_policy = o.reset_policy;
 	if ((err = open_device(c, bdf, &o)))

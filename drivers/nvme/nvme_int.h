@@ -14,6 +14,7 @@
 #include <ubdma/nvme.h>
 
 #include "nvme_spec.h"
+#include "../common/drv_watch.h"
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -141,11 +142,9 @@ struct ubdma_nvme {
 	uint64_t notify_ms;	  /* coarse ms of their last read by the periodic check (relaxed atomics) */
 	int gone;		  /* the device was given back (ubdma_pci_release()); set once, atomically */
 	int fatal;		  /* CSTS.CFS or an error interrupt seen: the next check resets */
-	/* the removal watcher (nvme_watch.c): a thread asleep on req_fd, err_fd and watch_fd */
-	pthread_t watcher;
-	int watch_fd;		  /* eventfd that stops it at close; -1 without */
-	int watching;		  /* the thread runs: close joins it */
-	pid_t watch_pid;	  /* the process it runs in (a fork's child has none to join) */
+	/* the removal watcher (nvme_watch.c, drivers/common/drv_watch.h): a thread asleep on
+	 * req_fd and err_fd until close */
+	struct drv_watch watch;
 };
 
 /*

@@ -10,7 +10,9 @@
  * until it is freed or its transmission completes.  One doorbell (RDT / TDT) a batch.
  *
  * Threads: one device is driven by one thread at a time (the caller serialises); different
- * devices are independent.  Interrupts stay masked: the driver polls descriptor done bits.
+ * devices are independent.  The driver's removal watcher (ubdma_e1000e_open()) is a thread of
+ * its own that only gives the device back; it takes no part in the data path.  Interrupts stay
+ * masked: the driver polls descriptor done bits.
  *
  * Open, close and errors follow the convention of every ubdma driver library (ubdma_nvme(3) too):
  *  - ubdma_e1000e_open(bdf, opts, &nic): @opts may be NULL (defaults), its @size is set by the
@@ -46,6 +48,13 @@ extern "C" {
 
 typedef struct ubdma_e1000e ubdma_e1000e_t;
 
+/* ubdma_e1000e_opts.removal_watch: who answers the kernel's request for the device (a
+ * hot-unplug, an unbind from vfio-pci) when the program makes no driver call */
+#define UBDMA_E1000E_WATCH_ON 0  /* a thread of the driver's, asleep in poll(2) until the request or close */
+#define UBDMA_E1000E_WATCH_OFF 1 /* none: the driver's next check does (every 1024 bursts, a flush,
+				  * a link call), or the program, polling ubdma_pci_notify_fds() of
+				  * ubdma_e1000e_pci() */
+
 /*
  * Options of ubdma_e1000e_open(); NULL gives the defaults, and so does each member left 0.
  * The struct may grow in later versions, so it carries its size: set @size to
@@ -65,6 +74,11 @@ struct ubdma_e1000e_opts {
 	unsigned link_wait_ms; /* how long open waits for link up (default 3000; the link may come
 	                          later: open does not fail on it) */
 	int promisc;           /* start in promiscuous mode (RCTL.UPE | RCTL.MPE) */
+	/* second version (issue 18): surprise removal without driver calls.  The first version
+	 * ended with 4 bytes of padding that a program built with it may leave unset: they are
+	 * @reserved, never read, so that the second version's members lie past the first's size */
+	int reserved;
+	int removal_watch;     /* UBDMA_E1000E_WATCH_ON (0) or UBDMA_E1000E_WATCH_OFF */
 };
 
 /*
@@ -111,8 +125,11 @@ struct ubdma_e1000e_link {
  * @opts sets bytes this library does not know; ENODEV when the function is not an 82574L
  * (vendor/device ID); EIO when the device does not come out of reset, has no MAC address or its
  * BAR 0 cannot be mapped; ENOMEM; any error of ubdma_ctx_open() (when @opts->ctx is NULL),
- * ubdma_pci_open() (ENOTSUP, ENODEV, ENXIO, EBUSY, ...) or of the DMA memory calls.  On failure
- * *@nicp is NULL and nothing stays open, allocated or mapped.
+ * ubdma_pci_open() (ENOTSUP, ENODEV, ENXIO, EBUSY, ...) or of the DMA memory calls; EAGAIN (or
+ * EMFILE) when the removal watcher thread (or its eventfd) cannot be made.  Unless
+ * @opts->removal_watch is UBDMA_E1000E_WATCH_OFF, a thread of the driver's sleeps until the
+ * kernel asks for the device back (then gives it back: the next call fails with ENXIO) or until
+ * close.  On failure *@nicp is NULL and nothing stays open, allocated or mapped.
  */
 int ubdma_e1000e_open(const char *bdf, const struct ubdma_e1000e_opts *opts, ubdma_e1000e_t **nicp);
 
@@ -166,9 +183,9 @@ int ubdma_e1000e_pkt_free(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, u
  * retry later); EMSGSIZE when pkts[*sent]->len is outside [UBDMA_E1000E_MIN_FRAME,
  * UBDMA_E1000E_MAX_FRAME]; EINVAL for NULL arguments or a packet not of this pool;
  * ENETDOWN when the device is stopped (nothing queued); ENXIO when the device is gone (the
- * kernel asked for it back, read every 1024 bursts, or STATUS reads all ones: frames in flight
- * dropped, ring buffers back in the pool, the device given back; every later call that needs the
- * device fails so).
+ * kernel asked for it back, answered at once by the removal watcher, else read every 1024
+ * bursts; or STATUS reads all ones: frames in flight dropped, ring buffers back in the pool, the
+ * device given back; every later call that needs the device fails so).
  */
 int ubdma_e1000e_tx_burst(ubdma_e1000e_t *nic, struct ubdma_e1000e_pkt **pkts, unsigned n,
 			  unsigned *sent);

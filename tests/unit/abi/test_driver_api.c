@@ -46,6 +46,17 @@ _Static_assert(offsetof(struct ubdma_e1000e_opts, size) == 0, "size first");
 _Static_assert(offsetof(struct ubdma_nvme_opts, ctx) == sizeof(size_t), "ctx second");
 _Static_assert(offsetof(struct ubdma_e1000e_opts, ctx) == sizeof(size_t), "ctx second");
 
+/* struct ubdma_e1000e_opts as the first header had it: a program built with it passes its sizeof,
+ * padding included, so the second version's members must lie past that. */
+struct e1000e_opts_v1 {
+	size_t size;
+	ubdma_ctx_t *ctx;
+	unsigned rx_desc, tx_desc, pool_bufs, link_wait_ms;
+	int promisc;
+};
+_Static_assert(offsetof(struct ubdma_e1000e_opts, removal_watch) >= sizeof(struct e1000e_opts_v1),
+	       "the e1000e options' second version starts past the first's padding");
+
 /* No such function on any machine: open gets past its own checks and fails on the device. */
 #define ABSENT "0000:ff:1f.7"
 
@@ -225,6 +236,23 @@ static void test_e1000e_opts_size(void **state)
 	assert_non_null(strstr(e1000e_last_error(), "rx_desc"));
 	o = (struct ubdma_e1000e_opts){ .size = sizeof(o), .rx_desc = 64, .pool_bufs = 64 };
 	assert_int_equal(e1000e_open(ABSENT, &o, &nic), EINVAL);
+	o = (struct ubdma_e1000e_opts){ .size = sizeof(o), .removal_watch = 2 };
+	assert_int_equal(e1000e_open(ABSENT, &o, &nic), EINVAL);
+	assert_non_null(strstr(e1000e_last_error(), "removal_watch"));
+	assert_null(nic);
+	/* a program built with the first header: its sizeof, the padding (now reserved) left unset,
+	 * is accepted, and what lies past it takes its default */
+	o = (struct ubdma_e1000e_opts){ .size = sizeof(struct e1000e_opts_v1), .reserved = 0x5a5a5a5a,
+					.removal_watch = 2 };
+	nic = (void *)1;
+	rc = e1000e_open(ABSENT, &o, &nic);
+	assert_true(rc != 0 && rc != EINVAL && rc != ENOTSUP);
+	assert_null(nic);
+	/* reserved is never read by this version either */
+	o = (struct ubdma_e1000e_opts){ .size = sizeof(o), .reserved = -1,
+					.removal_watch = UBDMA_E1000E_WATCH_OFF };
+	rc = e1000e_open(ABSENT, &o, &nic);
+	assert_true(rc != 0 && rc != EINVAL && rc != ENOTSUP);
 }
 
 static void test_virtio_net_null(void **state)

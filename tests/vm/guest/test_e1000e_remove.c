@@ -5,7 +5,9 @@
  * run-guest.sh -R puts a second e1000e (QEMU id hpnic) behind a pcie-root-port, at
  * $UBDMA_VM_HP_NIC, and has QEMU unplug it when this program prints
  * "UBDMA-VM-QMP: device_del hpnic".  The guest kernel's remove then waits for the program and
- * asks through the VFIO request interrupt, which the driver reads every 1024 bursts.  Passes when:
+ * asks through the VFIO request interrupt, which the driver's removal watcher answers while this
+ * program's thread is inside its burst loop (its check, every 1024 bursts, would too without the
+ * watcher; test_e1000e_remove_idle covers a program that makes no call).  Passes when:
  *   - a burst fails with ENXIO within 60 s of the request (measured: printed), and every later
  *     call that needs the device (tx_burst, rx_burst, send, tx_flush, link, stats, start) too;
  *   - the frames in flight were dropped and every ring buffer is back in the pool: the pool holds
