@@ -1455,9 +1455,9 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 	if (ops && (!ops->reg || !ops->dereg))
 		return uerr(EINVAL, "registrar %s has no %s callback", ops->name ? ops->name : "(unnamed)",
 			    ops->reg ? "dereg" : "reg");
-	if (ops && (ops->flags & ~UBDMA_REGISTRAR_PINS))
+	if (ops && (ops->flags & ~(UBDMA_REGISTRAR_PINS | UBDMA_REGISTRAR_DOMAIN_FLAGS)))
 		return uerr(EINVAL, "registrar %s: unknown flags 0x%x", ops->name ? ops->name : "(unnamed)",
-			    ops->flags & ~UBDMA_REGISTRAR_PINS);
+			    ops->flags & ~(UBDMA_REGISTRAR_PINS | UBDMA_REGISTRAR_DOMAIN_FLAGS));
 	if ((err = rc_obtain(ctx, &rc)))
 		return err;
 	pthread_mutex_lock(&rc->miss_lock);
@@ -1478,6 +1478,11 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 	snprintf(rc->dom_name, sizeof(rc->dom_name), "%s", ops ? (ops->name ? ops->name : "registrar") : "iommu");
 	pthread_mutex_unlock(&rc->miss_lock);
 	return 0;
+}
+
+const struct ubdma_registrar *ubdma_reg_registrar(const ubdma_reg_t *reg)
+{
+	return reg ? reg->ops : NULL; /* NULL in the IOMMU domain (reg_new() copies the cache's) */
 }
 
 void *ubdma_reg_key(const ubdma_reg_t *reg)
