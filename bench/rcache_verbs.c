@@ -7,7 +7,13 @@
  *  hit               ns: one get + put of a cached 4 KiB buffer (bare: reg + dereg).  A sample
  *                    is a batch of BATCH pairs, divided by BATCH.
  *  miss              ns: the call that registers a fresh 4 KiB buffer (bare: ibv_reg_mr alone),
- *                    each timed alone, the three interleaved page by page.  Two more impls, ubdma only,
+ *                    each timed alone.  The method, so that drift hits the three alike: they are
+ *                    interleaved page by page (one miss each, in a random order) on equal
+ *                    fresh pages of one region, in MISS_BLOCKS blocks of fresh regions and empty
+ *                    caches, after an untimed warm-up block (the one-time growth of tables and
+ *                    pools, ours, UCX's and rxe's, made the first miss row of a run 2-3% dearer
+ *                    for both caches than the same row repeated); the samples of all blocks
+ *                    make the row.  Two more impls, ubdma only,
  *                    say where a miss goes: ubdma-noop-pins (a registrar that registers nothing
  *                    and says it pins: the cache and its watch alone), ubdma-getppid-pins (the
  *                    same registrar making one getppid() where ibv_reg_mr enters the kernel: the
@@ -50,6 +56,8 @@
 #endif
 
 #define BATCH 64
+#define MISS_BLOCKS 4 /* the miss rows: blocks of miss_samples interleaved misses each */
+#define MISS_WARM 64  /* the untimed warm-up block before them */
 #define PG 4096UL
 #define NBUF 24
 #define LIMIT (16UL << 20)
@@ -287,42 +295,80 @@ static void row_hit(const struct impl *im)
 	free(s);
 }
 
-static void row_miss(const char *name, struct impl **impls, int nimpl)
+/*
+ * One block of the miss rows: n fresh pages for each impl in one region, interleaved page by page
+ * in a random order drawn afresh for each page (seeded by *seed, so runs repeat it): what runs
+ * just before a call changes its cost under TCG (a cache's work right after a bare ibv_reg_mr is
+ * 1.2-1.4 times its warm cost, row ubdma-noop-pins-between), and an order that only rotates gives
+ * the impls different predecessors (with three, the first is preceded by the third in two turns of
+ * three): a random order gives each the same.  The samples go to s[k][off...] (s NULL: a warm-up,
+ * untimed).  Everything is put and the caches emptied at the end: each block starts from empty
+ * caches.
+ */
+static void miss_block(struct impl **impls, int nimpl, int n, double **s, int off, unsigned *seed)
 {
-	size_t span = 2 * PG * (size_t)miss_samples * (size_t)nimpl;
+	size_t span = 2 * PG * (size_t)n * (size_t)nimpl;
 	char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	double *s[3];
 	void **h[3];
 	int err;
 
+	if (base == MAP_FAILED)
+		die("mmap", errno);
 	memset(base, 1, span);
-	for (int k = 0; k < nimpl; k++) {
-		s[k] = malloc((size_t)miss_samples * sizeof(*s[k]));
-		h[k] = calloc((size_t)miss_samples, sizeof(*h[k]));
-	}
-	for (int i = 0; i < miss_samples; i++)
+	for (int k = 0; k < nimpl; k++)
+		if (!(h[k] = calloc((size_t)n, sizeof(*h[k]))))
+			die("calloc", ENOMEM);
+	for (int i = 0; i < n; i++) {
+		int order[3] = { 0, 1, 2 };
+		for (int j = nimpl - 1; j > 0; j--) { /* Fisher-Yates */
+			int r = rand_r(seed) % (j + 1), t = order[j];
+			order[j] = order[r];
+			order[r] = t;
+		}
 		for (int kk = 0; kk < nimpl; kk++) {
-			int k = (i + kk) % nimpl;
+			int k = order[kk];
 			if (!impls[k])
 				continue;
 			char *b = base + ((size_t)i * (size_t)nimpl + (size_t)k) * 2 * PG;
 			uint64_t t0 = bench_now_ns();
 			if ((err = impls[k]->get(b, PG, &h[k][i])))
 				die("miss", err);
-			s[k][i] = (double)(bench_now_ns() - t0);
+			double ns = (double)(bench_now_ns() - t0);
+			if (s)
+				s[k][off + i] = ns;
 		}
+	}
 	for (int k = 0; k < nimpl; k++) {
 		if (impls[k]) {
-			for (int i = 0; i < miss_samples; i++)
+			for (int i = 0; i < n; i++)
 				impls[k]->put(h[k][i]);
-			add_row(name, impls[k]->name, "ns", s[k], miss_samples,
-				"fresh 4 KiB buffer: the registering call (interleaved)");
 			impls[k]->drop_all();
 		}
-		free(s[k]);
 		free(h[k]);
 	}
 	munmap(base, span);
+}
+
+static void row_miss(const char *name, struct impl **impls, int nimpl)
+{
+	int n = miss_samples * MISS_BLOCKS;
+	unsigned seed = 4242;
+	double *s[3];
+	char note[160];
+
+	miss_block(impls, nimpl, MISS_WARM, NULL, 0, &seed);
+	for (int k = 0; k < nimpl; k++)
+		if (!(s[k] = malloc((size_t)n * sizeof(*s[k]))))
+			die("malloc", ENOMEM);
+	for (int blk = 0; blk < MISS_BLOCKS; blk++)
+		miss_block(impls, nimpl, miss_samples, s, blk * miss_samples, &seed);
+	snprintf(note, sizeof(note), "fresh 4 KiB buffer: the registering call (interleaved, %d blocks after a warm-up)",
+		 MISS_BLOCKS);
+	for (int k = 0; k < nimpl; k++) {
+		if (impls[k])
+			add_row(name, impls[k]->name, "ns", s[k], n, note);
+		free(s[k]);
+	}
 }
 
 static void row_cycle(const struct impl *im, char **bufs, const size_t *lens)

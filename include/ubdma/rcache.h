@@ -141,6 +141,12 @@ struct ubdma_registrar {
 };
 
 #define UBDMA_REGISTRAR_PINS 0x1u /* struct ubdma_registrar.flags: reg pins the pages itself */
+/*
+ * struct ubdma_registrar.flags: bits the registrar's own library gives a meaning to (the cache
+ * ignores them), so that its accessors know a registration as theirs from ubdma_reg_registrar()
+ * even through a wrapper that copies them (libubdma_verbs: UBDMA_VERBS_MR_KEYS).
+ */
+#define UBDMA_REGISTRAR_DOMAIN_FLAGS 0xffff0000u
 
 /**
  * ubdma_rcache_set_registrar() - make the context's cache register into @ops's domain (@arg is
@@ -149,7 +155,8 @@ struct ubdma_registrar {
  * protection domain) must outlive every registration made through it: close the context, or
  * flush the cache with nothing held, before releasing them.
  *
- * Return: 0; EINVAL for a NULL @ctx, @ops without reg or dereg, or unknown @ops->flags; EBUSY while the cache holds
+ * Return: 0; EINVAL for a NULL @ctx, @ops without reg or dereg, or @ops->flags other than
+ * UBDMA_REGISTRAR_PINS and UBDMA_REGISTRAR_DOMAIN_FLAGS; EBUSY while the cache holds
  * registrations (cached, or invalidated and still held: flush and put them first); ENOMEM when
  * the cache cannot be made.
  */
@@ -161,6 +168,15 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
  * until ubdma_reg_put(), as the registration.  NULL for a NULL @reg.
  */
 void *ubdma_reg_key(const ubdma_reg_t *reg);
+
+/**
+ * ubdma_reg_registrar() - the registrar a registration was made through: the @ops that
+ * ubdma_rcache_set_registrar() gave the cache when it made the registration, or NULL in the IOMMU
+ * domain and for a NULL @reg.  A registrar's accessors use it to tell their own registrations
+ * (and so what their keys are) from others', with no mark in the key: libubdma_verbs keeps the
+ * struct ibv_mr * itself as the key.  Valid until ubdma_reg_put(), as the registration.
+ */
+const struct ubdma_registrar *ubdma_reg_registrar(const ubdma_reg_t *reg);
 
 /**
  * ubdma_reg_range() - the range the registration covers: the request rounded to pages and

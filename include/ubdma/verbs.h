@@ -41,17 +41,26 @@ extern "C" {
  */
 int ubdma_verbs_registrar(ubdma_ctx_t *ctx, struct ibv_pd *pd);
 
+/*
+ * The verbs registrar's mark in struct ubdma_registrar.flags (one of UBDMA_REGISTRAR_DOMAIN_FLAGS):
+ * its keys are the struct ibv_mr * that ibv_reg_mr() returned.  A wrapper of ubdma_verbs_ops()
+ * whose reg and dereg pass the keys through copies the flags (ubdma_verbs_ops()->flags), and the
+ * accessors below then serve its registrations too.
+ */
+#define UBDMA_VERBS_MR_KEYS 0x00010000u
+
 /**
  * ubdma_verbs_ops() - the verbs registrar itself (its arg is the struct ibv_pd *), for a program
  * that wraps it in a registrar of its own (tracing, fault injection) and gives that to
- * ubdma_rcache_set_registrar().
+ * ubdma_rcache_set_registrar().  The wrapper keeps the registrar's flags (UBDMA_REGISTRAR_PINS,
+ * UBDMA_VERBS_MR_KEYS) and passes its keys through unchanged.
  */
 const struct ubdma_registrar *ubdma_verbs_ops(void);
 
 /**
  * ubdma_verbs_mr() - the memory region of a registration made in a verbs domain, valid until
  * ubdma_reg_put(); NULL (errno EINVAL) for NULL or a registration of another domain (the IOMMU's,
- * or a registrar's whose keys point to readable memory: the key is checked for a mark).
+ * or a registrar's without UBDMA_VERBS_MR_KEYS: ubdma_reg_registrar() says which).
  */
 struct ibv_mr *ubdma_verbs_mr(const ubdma_reg_t *reg);
 

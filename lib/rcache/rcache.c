@@ -301,12 +301,28 @@ static void free_push(struct rcache *rc, struct ubdma_reg *r)
 	while (!__atomic_compare_exchange_n(&rc->free, &h, r, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
+/*
+ * Move the registrations misses made since onto rc->all (reg_track() pushes them on a stack
+ * instead of taking all_lock: a miss's one lock round trip less).  Whoever reads or changes the
+ * list or nall calls this first.  all_lock held.
+ */
+static void all_drain(struct rcache *rc)
+{
+	struct ubdma_reg *r = __atomic_exchange_n(&rc->tracked, NULL, __ATOMIC_ACQUIRE);
+
+	for (; r; r = r->track_next) {
+		LIST_INSERT_HEAD(&rc->all, r, all);
+		rc->nall++;
+	}
+}
+
 static void reg_destroy(struct ubdma_reg *r)
 {
 	struct rcache *rc = r->rc;
 
 	reg_release(rc, r);
 	pthread_mutex_lock(&rc->all_lock);
+	all_drain(rc); /* r may still be on the stack */
 	LIST_REMOVE(r, all);
 	rc->nall--;
 	pthread_mutex_unlock(&rc->all_lock);
@@ -352,6 +368,7 @@ static void rc_unshow(struct rcache *rc)
 	do {
 		n = 0;
 		pthread_mutex_lock(&rc->all_lock);
+		all_drain(rc);
 		for (struct ubdma_reg *r = LIST_FIRST(&rc->all); r && n < 16; r = LIST_NEXT(r, all)) {
 			if (!__atomic_load_n(&r->unshow, __ATOMIC_RELAXED))
 				continue;
@@ -561,6 +578,9 @@ static void rc_fini(struct ubdma_ctx *ctx, void *state)
 	pthread_mutex_unlock(&rc->miss_lock);
 	ctx_layer_set(ctx, CTX_LAYER_RCACHE, NULL); /* no settle from here on: the entries go below */
 	/* every registration goes, held or not: they are invalid once the context closes */
+	pthread_mutex_lock(&rc->all_lock);
+	all_drain(rc);
+	pthread_mutex_unlock(&rc->all_lock);
 	for (struct ubdma_reg *r; (r = LIST_FIRST(&rc->all));) {
 		uint64_t ref = __atomic_load_n(&r->ref, __ATOMIC_RELAXED);
 		if (ref > (r->dead ? 0u : 1u))
@@ -612,8 +632,10 @@ static void rc_atfork_prepare(void)
 		pthread_mutex_lock(&rc->miss_lock);
 	LIST_FOREACH(rc, &rc_list, glink)
 		pthread_rwlock_wrlock(&rc->lock);
-	LIST_FOREACH(rc, &rc_list, glink)
+	LIST_FOREACH(rc, &rc_list, glink) {
 		pthread_mutex_lock(&rc->all_lock);
+		all_drain(rc);
+	}
 }
 
 static void rc_atfork_parent(void)
@@ -636,6 +658,7 @@ static void rc_atfork_child(void)
 		rc->n = 0;
 		TAILQ_INIT(&rc->lru);
 		LIST_INIT(&rc->all);
+		rc->tracked = NULL;
 		rc->grave = NULL;
 		rc->nall = rc->bytes = rc->iommu = rc->unmonitored = 0;
 		rc->unshow_pending = 0;
@@ -660,6 +683,20 @@ struct plan {
 	uintptr_t lo, hi;
 	int flags;
 	int merged;	/* entries folded in */
+	int pos_ok;	/* read without the lock (plan_unlocked()): pos and seq say where */
+	size_t pos;	/* entries with lo <= the request's start, at index sequence seq */
+	uint64_t seq;
+};
+
+/*
+ * What the hit path's look-up learnt when it found nothing: the index at sequence seq has pos
+ * entries starting at or below the request.  While the sequence is unchanged, the miss's plan
+ * and its insert need no search of their own.
+ */
+struct rc_hint {
+	int sure;	/* the index was read whole and holds no entry covering the request */
+	uint64_t seq;
+	size_t pos;
 };
 
 /*
@@ -678,7 +715,7 @@ static struct ubdma_reg *lookup_plan_locked(const struct rcache *rc, uintptr_t a
 			return r;
 		}
 	}
-	*p = (struct plan){ a, b, flags, 0 };
+	*p = (struct plan){ .lo = a, .hi = b, .flags = flags };
 	i = i >= 2 ? i - 2 : 0; /* an entry ending at a sits before one starting at a */
 	for (; i < rc->n && rc->ix->e[i]->lo <= b; i++) {
 		const struct ubdma_reg *r = rc->ix->e[i];
@@ -700,7 +737,8 @@ static struct ubdma_reg *lookup_plan_locked(const struct rcache *rc, uintptr_t a
  * found no entry covering the request; 0 sends the miss to the locked look-up (an entry found, a
  * change seen).  Atomic loads: the monitor's stores race with them, and the sequence says so.
  */
-static int plan_unlocked(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct plan *p)
+static int plan_unlocked(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct plan *p,
+			 const struct rc_hint *hint)
 {
 	uint64_t seq = __atomic_load_n(&rc->seq, __ATOMIC_ACQUIRE);
 	const struct rc_index *ix = __atomic_load_n(&rc->ix, __ATOMIC_ACQUIRE);
@@ -709,7 +747,11 @@ static int plan_unlocked(struct rcache *rc, uintptr_t a, uintptr_t b, int flags,
 
 	if ((seq & 1) || !ix || (n = __atomic_load_n(&rc->n, __ATOMIC_RELAXED)) > ix->cap)
 		return 0;
-	for (hi = n; lo < hi;) {
+	if (hint && hint->seq == seq)
+		lo = hi = hint->pos; /* the look-up searched this very index */
+	else
+		hi = n;
+	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		if (!(r = __atomic_load_n(&ix->e[mid], __ATOMIC_RELAXED)))
 			return 0;
@@ -718,7 +760,7 @@ static int plan_unlocked(struct rcache *rc, uintptr_t a, uintptr_t b, int flags,
 		else
 			hi = mid;
 	}
-	*p = (struct plan){ a, b, flags, 0 };
+	*p = (struct plan){ .lo = a, .hi = b, .flags = flags };
 	for (size_t i = lo >= 2 ? lo - 2 : 0; i < n; i++) {
 		if (!(r = __atomic_load_n(&ix->e[i], __ATOMIC_RELAXED)))
 			return 0;
@@ -737,6 +779,9 @@ static int plan_unlocked(struct rcache *rc, uintptr_t a, uintptr_t b, int flags,
 		p->flags |= rf;
 		p->merged++;
 	}
+	p->pos_ok = 1;
+	p->pos = lo;
+	p->seq = seq;
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	return __atomic_load_n(&rc->seq, __ATOMIC_RELAXED) == seq;
 }
@@ -848,14 +893,16 @@ static void reg_recycle(struct rcache *rc, struct ubdma_reg *r)
 	rc->spare = r;
 }
 
+/* On the books, and on the way to rc->all (all_drain()): a push, no lock. */
 static void reg_track(struct rcache *rc, struct ubdma_reg *r)
 {
+	struct ubdma_reg *h = __atomic_load_n(&rc->tracked, __ATOMIC_RELAXED);
+
 	add(&rc->bytes, r->hi - r->lo);
 	add(&rc->iommu, (uint64_t)r->nchunks);
-	pthread_mutex_lock(&rc->all_lock);
-	LIST_INSERT_HEAD(&rc->all, r, all);
-	rc->nall++;
-	pthread_mutex_unlock(&rc->all_lock);
+	do
+		r->track_next = h;
+	while (!__atomic_compare_exchange_n(&rc->tracked, &h, r, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
 /* Whether every page of [s, e) is mapped (mincore fails with ENOMEM on a hole). */
@@ -901,11 +948,12 @@ static int register_plan(struct rcache *rc, struct plan *p, uintptr_t a, uintptr
 			return err;
 unmerged:
 		/* the union cannot be registered (part read-only, or gone): just the request */
-		*p = (struct plan){ a, b, flags, 0 };
+		*p = (struct plan){ .lo = a, .hi = b, .flags = flags };
 	}
 }
 
-static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struct ubdma_reg **regp)
+static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const struct rc_hint *hint,
+		   struct ubdma_reg **regp)
 {
 	int err = 0;
 
@@ -920,7 +968,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		int monitored = 0;
 
 		mon_sync(rc);
-		if (!plan_unlocked(rc, a, b, flags, &p)) {
+		if (!plan_unlocked(rc, a, b, flags, &p, hint)) {
 			pthread_rwlock_rdlock(&rc->lock);
 			if ((r = lookup_plan_locked(rc, a, b, flags, &p))) {
 				/* another thread registered it meanwhile: a hit after all */
@@ -942,10 +990,10 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		/* a merge must not hog the cache: at most a quarter of it, so that a few threads
 		 * holding merged entries still leave room for a plain request */
 		if (rc->max_bytes && p.merged && p.hi - p.lo > rc->max_bytes / 4)
-			p = (struct plan){ a, b, flags, 0 };
+			p = (struct plan){ .lo = a, .hi = b, .flags = flags };
 		if ((err = make_room(rc, &p, 0)) && p.merged) {
 			/* the union does not fit beside what is referenced: the request alone might */
-			p = (struct plan){ a, b, flags, 0 };
+			p = (struct plan){ .lo = a, .hi = b, .flags = flags };
 			err = make_room(rc, &p, 0);
 		}
 		if (err) {
@@ -981,14 +1029,25 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, struc
 		struct need nd = { .bytes = r->hi - r->lo, .entries = 1, .iommu = (uint64_t)r->nchunks,
 				   .xlo = r->lo, .xhi = r->hi };
 		/* where it goes, and whether it replaces anything (a merge, or the monitor's work
-		 * changed the plan's picture): a plain miss searches once */
-		size_t at = idx_upper(rc, r->lo), n0 = rc->n;
-		size_t first = at > 0 && rc->ix->e[at - 1]->hi > r->lo ? at - 1 : at;
-		int alone = first >= rc->n || rc->ix->e[first]->lo >= r->hi;
+		 * changed the plan's picture): a plain miss on an index nobody changed since its
+		 * look-up does not search again */
+		size_t at, n0 = rc->n;
+		int alone;
+		if (p.pos_ok && !p.merged && r->lo == p.lo && r->hi == p.hi &&
+		    __atomic_load_n(&rc->seq, __ATOMIC_RELAXED) == p.seq) {
+			at = p.pos; /* what overlapped or touched [p.lo, p.hi) was merged: nothing */
+			alone = 1;
+		} else {
+			at = idx_upper(rc, r->lo);
+			size_t first = at > 0 && rc->ix->e[at - 1]->hi > r->lo ? at - 1 : at;
+			alone = first >= rc->n || rc->ix->e[first]->lo >= r->hi;
+		}
 		if (!alone)
 			replaced_locked(rc, r->lo, r->hi, &nd);
 		int limit = 0;
-		if ((err = idx_reserve(rc)) == 0 && (limit = err = fit_locked(rc, &nd, 0, &victims)) == 0) {
+		/* fits_now() is fit_locked()'s answer when nothing needs to go, without its scan */
+		if ((err = idx_reserve(rc)) == 0 &&
+		    (limit = err = fits_now(rc, &nd) ? 0 : fit_locked(rc, &nd, 0, &victims)) == 0) {
 			if (!alone || rc->n != n0) {
 				/* entries go (merged, or evicted): the position moves */
 				size_t i = idx_upper(rc, r->lo);
@@ -1063,10 +1122,11 @@ static void rc_trim(struct rcache *rc)
  * they change it), then "increment unless zero" on the entry's reference.  Entries are never
  * freed while the cache lives (a destroyed one has reference 0, a recycled one is caught by the
  * sequence check), and index arrays that grew out stay allocated, so a stale read is harmless.
- * NULL sends the caller to the locked path, or with *sure set (the index was read whole and holds
+ * NULL sends the caller to the locked path, or with hint->sure set (the index was read whole and holds
  * no such entry) straight to the miss, which looks again under its lock.
  */
-static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, int *sure)
+static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uintptr_t b, int flags,
+					    struct rc_hint *hint)
 {
 	uint64_t seq = __atomic_load_n(&rc->seq, __ATOMIC_ACQUIRE);
 	const struct rc_index *ix = __atomic_load_n(&rc->ix, __ATOMIC_ACQUIRE);
@@ -1076,7 +1136,7 @@ static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uint
 	if (seq & 1)
 		return NULL;
 	if (!ix) {
-		*sure = 1; /* nothing cached yet */
+		hint->sure = 1; /* nothing cached yet */
 		return NULL;
 	}
 	hi = __atomic_load_n(&rc->n, __ATOMIC_RELAXED);
@@ -1095,7 +1155,9 @@ static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uint
 	if (lo == 0 || (r && (__atomic_load_n(&r->hi, __ATOMIC_RELAXED) < b ||
 			      (__atomic_load_n(&r->flags, __ATOMIC_RELAXED) & flags) != flags))) {
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		*sure = __atomic_load_n(&rc->seq, __ATOMIC_RELAXED) == seq;
+		hint->sure = __atomic_load_n(&rc->seq, __ATOMIC_RELAXED) == seq;
+		hint->seq = seq;
+		hint->pos = lo;
 		return NULL;
 	}
 	if (!r)
@@ -1118,7 +1180,8 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	uintptr_t a = (uintptr_t)addr, b = a + len;
 	struct rcache *rc;
 	struct ubdma_reg *r;
-	int err, sure = 0;
+	struct rc_hint hint = { 0, 1, 0 }; /* an odd sequence: no index seen */
+	int err;
 
 	if (__builtin_expect(!ctx || !regp, 0))
 		return uerr(EINVAL, "%s is NULL", ctx ? "regp" : "ctx");
@@ -1132,15 +1195,15 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	a = TRUNC(a, PAGE_4K);
 	b = ROUND(b, PAGE_4K);
 	mon_sync(rc);
-	if (__builtin_expect((r = fast_lookup(rc, a, b, flags, &sure)) == NULL, 0)) {
-		if (sure)
-			return rc_miss(rc, a, b, flags, regp);
+	if (__builtin_expect((r = fast_lookup(rc, a, b, flags, &hint)) == NULL, 0)) {
+		if (hint.sure)
+			return rc_miss(rc, a, b, flags, &hint, regp);
 		pthread_rwlock_rdlock(&rc->lock);
 		if ((r = idx_lookup(rc, a, b, flags)))
 			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
 		pthread_rwlock_unlock(&rc->lock);
 		if (!r)
-			return rc_miss(rc, a, b, flags, regp);
+			return rc_miss(rc, a, b, flags, NULL, regp);
 	}
 	if (!__atomic_load_n(&r->used, __ATOMIC_RELAXED))
 		__atomic_store_n(&r->used, 1, __ATOMIC_RELAXED);
@@ -1320,6 +1383,7 @@ int ubdma_rcache_stats(ubdma_ctx_t *ctx, struct ubdma_rcache_stats *st, size_t s
 	mon_sync(rc); /* counters as of after every unmap that returned before this call */
 	reap_grave(rc);
 	pthread_mutex_lock(&rc->all_lock);
+	all_drain(rc);
 	for (struct rc_ctr *c = rc->ctrs; c; c = c->next)
 		s.hits += ld(&c->hits);
 	uint64_t nall = rc->nall;
@@ -1391,15 +1455,16 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 	if (ops && (!ops->reg || !ops->dereg))
 		return uerr(EINVAL, "registrar %s has no %s callback", ops->name ? ops->name : "(unnamed)",
 			    ops->reg ? "dereg" : "reg");
-	if (ops && (ops->flags & ~UBDMA_REGISTRAR_PINS))
+	if (ops && (ops->flags & ~(UBDMA_REGISTRAR_PINS | UBDMA_REGISTRAR_DOMAIN_FLAGS)))
 		return uerr(EINVAL, "registrar %s: unknown flags 0x%x", ops->name ? ops->name : "(unnamed)",
-			    ops->flags & ~UBDMA_REGISTRAR_PINS);
+			    ops->flags & ~(UBDMA_REGISTRAR_PINS | UBDMA_REGISTRAR_DOMAIN_FLAGS));
 	if ((err = rc_obtain(ctx, &rc)))
 		return err;
 	pthread_mutex_lock(&rc->miss_lock);
 	mon_sync(rc);
 	reap(rc);
 	pthread_mutex_lock(&rc->all_lock);
+	all_drain(rc);
 	uint64_t nall = rc->nall;
 	pthread_mutex_unlock(&rc->all_lock);
 	if (nall) {
@@ -1413,6 +1478,11 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 	snprintf(rc->dom_name, sizeof(rc->dom_name), "%s", ops ? (ops->name ? ops->name : "registrar") : "iommu");
 	pthread_mutex_unlock(&rc->miss_lock);
 	return 0;
+}
+
+const struct ubdma_registrar *ubdma_reg_registrar(const ubdma_reg_t *reg)
+{
+	return reg ? reg->ops : NULL; /* NULL in the IOMMU domain (reg_new() copies the cache's) */
 }
 
 void *ubdma_reg_key(const ubdma_reg_t *reg)

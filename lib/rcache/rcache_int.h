@@ -11,7 +11,8 @@
  *    event, while the monitor may be waiting for this lock.
  *  - miss_lock (mutex): serialises misses, flushes, explicit invalidations and limit changes, so
  *    that only the monitor runs concurrently with a miss.
- *  - all_lock (mutex): the list of every registration the cache made (for stats and teardown).
+ *  - all_lock (mutex): the list of every registration the cache made (for stats and teardown);
+ *    a miss pushes its new entry on a lock-free stack that the list's users drain first.
  * The monitor thread never allocates or frees: registrations it invalidates and nobody holds go
  * to the graveyard, which the next put or miss empties.
  */
@@ -49,6 +50,7 @@ struct ubdma_reg {
 	int nchunks;	       /* domain entries (IOMMU mappings, or 1 registration) it holds */
 	TAILQ_ENTRY(ubdma_reg) lru; /* rc->lru: index entries */
 	LIST_ENTRY(ubdma_reg) all;  /* rc->all: every registration made, until destroyed */
+	struct ubdma_reg *track_next; /* rc->tracked: made, not yet on rc->all */
 	struct ubdma_reg *grave_next;
 };
 
@@ -125,6 +127,8 @@ struct rcache {
 	struct rc_ctr *ctrs;	   /* per-thread hit counters (under all_lock) */
 	TAILQ_HEAD(, ubdma_reg) lru; /* the CLOCK list, oldest first */
 	LIST_HEAD(, ubdma_reg) all;
+	struct ubdma_reg *tracked; /* made by misses, not yet on all (a stack: pushed without a lock,
+				      moved to all under all_lock: all_drain()) */
 	struct ubdma_reg *grave;   /* invalidated, unreferenced, to destroy (atomic load) */
 	int unshow_pending;	   /* some entry has unshow set (atomic) */
 

@@ -3,87 +3,18 @@
  * ubdma_registrar over ibv_reg_mr() / ibv_dereg_mr().  Public ubdma API only; the cache does the
  * rest (wiring, monitor, limits, eviction, invalidation).
  *
- * The key of a registration is a small struct holding the memory region, marked so that
- * ubdma_verbs_mr() can tell a verbs registration from another domain's: the cache's key is
- * opaque, and handing a cookie of the IOMMU domain to ibv_post_send() as an MR would be a
- * quiet disaster.
- *
- * The keys come from a pool of slabs that lives as long as the process, not from malloc per
- * miss: in the guest a miss through this registrar cost 0.75-1.9 us more than through one whose
- * key is the MR itself (bench_rcache_verbs, row miss_registrar; docs/rcache.md), most of it
- * malloc's slow path on a heap that frees nothing while misses run.
+ * The key of a registration is the struct ibv_mr * itself.  ubdma_verbs_mr() tells a verbs
+ * registration from another domain's by the registrar the cache made it through
+ * (ubdma_reg_registrar(): ours, or a wrapper's that carries our UBDMA_VERBS_MR_KEYS flag), not by
+ * a mark in the key: handing a cookie of the IOMMU domain to ibv_post_send() as an MR would be a
+ * quiet disaster, and a marked key of our own cost a miss an allocation (a pool since, with its
+ * mutex: 0.3-0.7 us a miss in the guest, docs/rcache.md) for nothing but the mark.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 
 #include <ubdma/verbs.h>
 
-#define VKEY_MAGIC 0x75766d72u /* "uvmr" */
-
-struct vkey {
-	uint32_t magic;
-	struct ibv_mr *mr;
-	struct vkey *next; /* in the pool's free list */
-};
-
-#define VKEY_SLAB 64
-
-/* one pool for every protection domain: the keys are plain memory, and a registrar serves any
- * number of contexts, whose misses and releases run on any thread */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct vkey *pool_free;
-
-static struct vkey *vkey_get(void)
-{
-	struct vkey *k;
-
-	pthread_mutex_lock(&pool_lock);
-	if (!pool_free) {
-		/* a slab is never returned: it is reached from the free list or from a live key */
-		struct vkey *slab = malloc(VKEY_SLAB * sizeof(*slab));
-		if (!slab) {
-			pthread_mutex_unlock(&pool_lock);
-			return NULL;
-		}
-		for (int i = 0; i < VKEY_SLAB; i++) {
-			slab[i].magic = 0;
-			slab[i].next = i + 1 < VKEY_SLAB ? &slab[i + 1] : NULL;
-		}
-		pool_free = slab;
-	}
-	k = pool_free;
-	pool_free = k->next;
-	pthread_mutex_unlock(&pool_lock);
-	return k;
-}
-
-static void vkey_put(struct vkey *k)
-{
-	k->magic = 0;
-	pthread_mutex_lock(&pool_lock);
-	k->next = pool_free;
-	pool_free = k;
-	pthread_mutex_unlock(&pool_lock);
-}
-
-/* a fork while another thread holds the pool would leave the child's pool locked for good */
-static void pool_prepare(void)
-{
-	pthread_mutex_lock(&pool_lock);
-}
-
-static void pool_resume(void)
-{
-	pthread_mutex_unlock(&pool_lock);
-}
-
-__attribute__((constructor)) static void pool_init(void)
-{
-	pthread_atfork(pool_prepare, pool_resume, pool_resume);
-}
-
-/* READ: the device reads the memory (a peer's RDMA READ, our sends); WRITE: it writes it. */
 static int access_of(int flags)
 {
 	int acc = 0;
@@ -98,38 +29,25 @@ static int access_of(int flags)
 static int v_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
 {
 	struct ibv_pd *pd = arg;
-	struct vkey *k = vkey_get();
+	struct ibv_mr *mr;
 
-	if (!k)
-		return ENOMEM;
 	errno = 0;
-	k->mr = ibv_reg_mr(pd, addr, len, access_of(flags));
-	if (!k->mr) {
-		int err = errno ? errno : EIO;
-		vkey_put(k);
+	mr = ibv_reg_mr(pd, addr, len, access_of(flags));
+	if (!mr)
 		/* a provider out of MRs or over the pinned limit says ENOMEM: the cache evicts */
-		return err;
-	}
-	k->magic = VKEY_MAGIC;
-	*keyp = k;
+		return errno ? errno : EIO;
+	*keyp = mr;
 	return 0;
 }
 
 static int v_dereg(void *arg, void *key)
 {
-	struct vkey *k = key;
-	int err;
-
 	(void)arg;
-	err = ibv_dereg_mr(k->mr);
-	vkey_put(k);
-	return err;
+	return ibv_dereg_mr(key);
 }
 
-/* ibv_reg_mr pins the pages (FOLL_LONGTERM) and fails with EFAULT where it cannot: the cache
- * need only watch the range */
 static const struct ubdma_registrar verbs_ops = { .name = "verbs", .reg = v_reg, .dereg = v_dereg,
-						  .flags = UBDMA_REGISTRAR_PINS };
+						  .flags = UBDMA_REGISTRAR_PINS | UBDMA_VERBS_MR_KEYS };
 
 const struct ubdma_registrar *ubdma_verbs_ops(void)
 {
@@ -145,15 +63,13 @@ int ubdma_verbs_registrar(ubdma_ctx_t *ctx, struct ibv_pd *pd)
 
 struct ibv_mr *ubdma_verbs_mr(const ubdma_reg_t *reg)
 {
-	const struct vkey *k = ubdma_reg_key(reg);
+	const struct ubdma_registrar *ops = ubdma_reg_registrar(reg);
 
-	/* read as a vkey's mark: the IOMMU domain's key is a cookie, larger than a vkey, that never
-	 * holds it (verbs.h asks that other registrars' keys point to memory too) */
-	if (!k || k->magic != VKEY_MAGIC) {
+	if (!ops || !(ops->flags & UBDMA_VERBS_MR_KEYS)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	return k->mr;
+	return ubdma_reg_key(reg);
 }
 
 uint32_t ubdma_verbs_lkey(const ubdma_reg_t *reg)

@@ -177,6 +177,7 @@ static void test_args(void **state)
 	assert_int_equal(ubdma_rcache_set_registrar(NULL, &fake_ops, &F), EINVAL);
 	assert_int_equal(ubdma_rcache_set_registrar(ctx, &no_dereg, &F), EINVAL);
 	assert_null(ubdma_reg_key(NULL));
+	assert_null(ubdma_reg_registrar(NULL));
 	assert_int_equal(ubdma_reg_range(NULL, NULL, NULL), EINVAL);
 	/* busy while an entry is cached, and while an invalidated one is still held */
 	assert_int_equal(ubdma_reg_get(ctx, p, PG, RW, &r), 0);
@@ -191,11 +192,15 @@ static void test_args(void **state)
 	assert_int_equal(ubdma_reg_get(ctx, p, PG, RW, &r), 0);
 	assert_int_equal(F.nreg, 1);
 	assert_true(ubdma_umem_iova(ubdma_reg_key(r), p) == ubdma_reg_iova(r, p));
+	assert_null(ubdma_reg_registrar(r));
 	ubdma_reg_put(r);
 	assert_int_equal(ubdma_rcache_set_registrar(ctx, &fake_ops, &F), EBUSY);
 	assert_int_equal(ubdma_rcache_flush(ctx), 0);
 	assert_int_equal(ubdma_rcache_set_registrar(ctx, &fake_ops, &F), 0);
 	assert_string_equal(stats(ctx).domain, "fake");
+	assert_int_equal(ubdma_reg_get(ctx, p, PG, RW, &r), 0);
+	assert_ptr_equal(ubdma_reg_registrar(r), &fake_ops);
+	ubdma_reg_put(r);
 	munmap(p, 4 * PG);
 }
 
@@ -346,6 +351,18 @@ static void test_watch_only(void **state)
 	long lck = status_kb("VmLck");
 
 	assert_int_equal(ubdma_rcache_set_registrar(ctx, &bad, &F), EINVAL);
+	/* a registrar library's own marks are accepted and kept (ubdma_reg_registrar()) */
+	static const struct ubdma_registrar marked = { .name = "marked", .reg = f_reg, .dereg = f_dereg,
+						       .flags = UBDMA_REGISTRAR_PINS | 0x00010000u };
+	void *mb = anon(PG);
+	assert_int_equal(ubdma_rcache_flush(ctx), 0);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &marked, &F), 0);
+	assert_int_equal(ubdma_reg_get(ctx, mb, PG, RW, &r), 0);
+	assert_ptr_equal(ubdma_reg_registrar(r), &marked);
+	ubdma_reg_put(r);
+	assert_int_equal(ubdma_rcache_flush(ctx), 0);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &fake_pins, &F), 0);
+	munmap(mb, PG);
 	assert_int_equal(ubdma_reg_get(ctx, a, PG, RW, &r), 0);
 	if (!uffd_or_skip(ctx)) {
 		ubdma_reg_put(r);

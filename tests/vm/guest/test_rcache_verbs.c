@@ -91,7 +91,7 @@ static int w_dereg(void *arg, void *key)
 
 /* pins, as the library's verbs registrar: the cache watches and does not wire (watch only) */
 static const struct ubdma_registrar wrapped = { .name = "verbs-test", .reg = w_reg, .dereg = w_dereg,
-						.flags = UBDMA_REGISTRAR_PINS };
+						.flags = UBDMA_REGISTRAR_PINS | UBDMA_VERBS_MR_KEYS };
 
 static struct ubdma_rcache_stats stats(void)
 {
@@ -430,8 +430,20 @@ int main(void)
 	memset(p, 'r', PG);
 	check(rxe_rdma(&R, IBV_WR_RDMA_READ, src, src_mr->lkey, PG, (uintptr_t)p, mr->rkey) == IBV_WC_SUCCESS &&
 	      all(src, 'r', PG), "READ intent: a peer's RDMA READ is served");
+	check(ubdma_reg_key(r) == mr && ubdma_reg_registrar(r) == ubdma_verbs_ops(),
+	      "the key is the MR itself, made through the verbs registrar");
 	ubdma_reg_put(r);
 	ubdma_rcache_flush(ctx);
+	/* another domain's registration is no MR: the IOMMU's (the va backend's cookie) */
+	ubdma_ctx_t *other;
+	ubdma_reg_t *ro = NULL;
+	check(ubdma_ctx_open(UBDMA_BACKEND_VA, &other) == 0 && ubdma_reg_get(other, p, LEN, RW, &ro) == 0,
+	      "a registration in the IOMMU domain");
+	errno = 0;
+	check(ro && ubdma_verbs_mr(ro) == NULL && errno == EINVAL && ubdma_verbs_lkey(ro) == 0 &&
+	      ubdma_reg_registrar(ro) == NULL, "ubdma_verbs_mr: EINVAL for the IOMMU domain's registration");
+	ubdma_reg_put(ro);
+	ubdma_ctx_close(other);
 	munmap(p, LEN);
 	check(ubdma_rcache_set_registrar(ctx, &wrapped, R.pd) == 0, "the counted registrar");
 
