@@ -14,7 +14,7 @@
 # (OUT/nvme-latency.png and .svg).
 #
 # usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [-I ICOUNT] [-w WORKLOADS]
-#                      [-H POLLS] [-D null|file] [-L] [--json | --csv]
+#                      [-H POLLS] [-D null|file] [-L] [-Q QEMU] [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
@@ -34,6 +34,9 @@
 #             file I/O on shared cores; docs/nvme.md, "Benchmark")
 #   -L        fio keeps its latency percentiles (gtod_reduce=0) on every fio row; by default the
 #             job files set gtod_reduce=1, as SPDK's fio perf jobs do, on both sides alike
+#   -Q QEMU   boot the guest with this qemu-system-x86_64 instead of the one in PATH (e.g.
+#             /opt/ubdma/qemu10/usr/bin/qemu-system-x86_64, QEMU 10.0 that tools/deps.sh unpacks
+#             with UBDMA_QEMU10=1; run-guest.sh's UBDMA_QEMU); OUT/qemu-version.txt says which ran
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,9 +54,10 @@ while [ $# -gt 0 ]; do
 	-H) HYBRID=$2; shift ;;
 	-D) DEV=$2; shift ;;
 	-L) GTOD=0 ;;
+	-Q) UBDMA_QEMU=$(readlink -f "$2"); export UBDMA_QEMU; shift ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -111,6 +115,8 @@ case ,$WL, in
 esac
 NW=$(echo "${WL:-a,b,c,d,e,f}" | tr ',' '\n' | grep -c .)
 est=$((ROUNDS * NW * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
+QEMU_VER=$("${UBDMA_QEMU:-qemu-system-x86_64}" --version 2>/dev/null | head -n1)
+echo "$QEMU_VER" >"$OUT/qemu-version.txt"
 echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $est s)" >&2
 rc=0
 "$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" "${QA[@]}" \
@@ -122,5 +128,5 @@ if [ $rc -ne 0 ]; then
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID -D $DEV$([ "$GTOD" = 0 ] && echo " -L")$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID -D $DEV$([ "$GTOD" = 0 ] && echo " -L")$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT")$([ -n "${UBDMA_QEMU:-}" ] && echo " -Q $UBDMA_QEMU"); $QEMU_VER; files in $OUT" >&2
 exit $rc
