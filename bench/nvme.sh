@@ -34,9 +34,9 @@
 #             file I/O on shared cores; docs/nvme.md, "Benchmark")
 #   -L        fio keeps its latency percentiles (gtod_reduce=0) on every fio row; by default the
 #             job files set gtod_reduce=1, as SPDK's fio perf jobs do, on both sides alike
-#   -Q QEMU   boot the guest with this qemu-system-x86_64 instead of the one in PATH (e.g.
-#             /opt/ubdma/qemu10/usr/bin/qemu-system-x86_64, QEMU 10.0 that tools/deps.sh unpacks
-#             with UBDMA_QEMU10=1; run-guest.sh's UBDMA_QEMU); OUT/qemu-version.txt says which ran
+#   -Q QEMU   boot the guest with this qemu-system-x86_64 instead of the one in PATH (e.g. QEMU
+#             10.0 from bookworm-backports unpacked into a folder of its own: docs/nvme.md,
+#             "QEMU 10.0"; run-guest.sh's UBDMA_QEMU); OUT/qemu-version.txt says which ran
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

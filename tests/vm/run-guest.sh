@@ -62,9 +62,9 @@ options:
              inject an AER error; log: DIR/qmp.log)
   -v         verbose: kernel messages on the console, console streamed to stderr
 Environment: UBDMA_VM_ACCEL replaces '-accel tcg' (e.g. tcg,thread=single).
-UBDMA_QEMU names another qemu-system-x86_64 than the one in PATH (e.g. QEMU 10.0 unpacked by
-tools/deps.sh into /opt/ubdma/qemu10: bench/nvme.sh -Q); its own firmware and option ROMs are
-taken from PREFIX/share/qemu beside its bin/ when that folder exists.
+UBDMA_QEMU names another qemu-system-x86_64 than the one in PATH (e.g. QEMU 10.0 unpacked with
+dpkg -x into a folder of its own: bench/nvme.sh -Q, docs/nvme.md); its data files (option ROMs)
+and modules are taken from PREFIX/share/qemu and PREFIX/lib/x86_64-linux-gnu/qemu beside its bin/.
 A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").
 Exit status: 0 all passed or skipped, 1 a failure, 2 usage or set-up error.
 EOF
