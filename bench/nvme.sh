@@ -54,7 +54,8 @@ while [ $# -gt 0 ]; do
 	-H) HYBRID=$2; shift ;;
 	-D) DEV=$2; shift ;;
 	-L) GTOD=0 ;;
-	-Q) UBDMA_QEMU=$(readlink -f "$2"); export UBDMA_QEMU; shift ;;
+	-Q) [ -x "$2" ] || { echo "nvme.sh: -Q $2: not an executable" >&2; exit 2; }
+		UBDMA_QEMU=$(readlink -f "$2"); export UBDMA_QEMU; shift ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
 	-h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
