@@ -14,7 +14,7 @@
 # (OUT/nvme-latency.png and .svg).
 #
 # usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [-I ICOUNT] [-w WORKLOADS]
-#                      [-H POLLS] [-D null|file] [-L] [--json | --csv]
+#                      [-H POLLS] [-D null|file] [-L] [-Q QEMU] [-N NICE] [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
@@ -34,11 +34,18 @@
 #             file I/O on shared cores; docs/nvme.md, "Benchmark")
 #   -L        fio keeps its latency percentiles (gtod_reduce=0) on every fio row; by default the
 #             job files set gtod_reduce=1, as SPDK's fio perf jobs do, on both sides alike
+#   -Q QEMU   boot the guest with this qemu-system-x86_64 instead of the one in PATH (e.g. QEMU
+#             10.0 from bookworm-backports unpacked into a folder of its own: docs/nvme.md,
+#             "QEMU 10.0"; run-guest.sh's UBDMA_QEMU); OUT/qemu-version.txt says which ran
+#   -N NICE   run QEMU's main-loop thread (the emulated NVMe's: it does each command's work
+#             there) at this nice value, e.g. -10 (root), its vCPU thread left as it is: on a
+#             loaded host the scheduler otherwise leaves the device's work waiting for
+#             milliseconds while a polling vCPU spins (docs/nvme.md, "The host's scheduler")
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table ICOUNT=off WL= HYBRID=64
-DEV=null GTOD=1
+DEV=null GTOD=1 NICE=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-B) B=$2; shift ;;
@@ -51,9 +58,12 @@ while [ $# -gt 0 ]; do
 	-H) HYBRID=$2; shift ;;
 	-D) DEV=$2; shift ;;
 	-L) GTOD=0 ;;
+	-N) NICE=$2; shift ;;
+	-Q) [ -x "$2" ] || { echo "nvme.sh: -Q $2: not an executable" >&2; exit 2; }
+		UBDMA_QEMU=$(readlink -f "$2"); export UBDMA_QEMU; shift ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -62,6 +72,8 @@ done
 [[ $ROUNDS =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] || { echo "nvme.sh: -r wants a count of rounds" >&2; exit 2; }
 [[ $HYBRID =~ ^[0-9]+$ ]] || { echo "nvme.sh: -H wants a count of polls" >&2; exit 2; }
 case $DEV in null | file) ;; *) echo "nvme.sh: -D wants null or file" >&2; exit 2 ;; esac
+[ -z "$NICE" ] || [[ $NICE =~ ^-?[0-9]+$ ]] && [ "${NICE:-0}" -ge -20 ] && [ "${NICE:-0}" -le 19 ] ||
+	{ echo "nvme.sh: -N wants a nice value, -20..19" >&2; exit 2; }
 B=$(cd "$B" && pwd)
 OUT=${OUT:-$B/bench/nvme-out}
 mkdir -p "$OUT"
@@ -111,16 +123,43 @@ case ,$WL, in
 esac
 NW=$(echo "${WL:-a,b,c,d,e,f}" | tr ',' '\n' | grep -c .)
 est=$((ROUNDS * NW * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
+QEMU_VER=$("${UBDMA_QEMU:-qemu-system-x86_64}" --version 2>/dev/null | head -n1)
+echo "$QEMU_VER" >"$OUT/qemu-version.txt"
 echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $est s)" >&2
+# -N: QEMU's main thread runs its main loop, where the NVMe's bottom halves run (the SQ's, the
+# block layer's completion, the CQ's); its TID is the process's PID, and renice on a TID changes
+# that thread only.  A watcher renices each QEMU of this run (a crashed boot is booted again).
+NPID=
+if [ -n "$NICE" ]; then
+	: >"$OUT/nice.log"
+	(
+		done_pids=" "
+		while :; do
+			for p in $(pgrep -f -- "-initrd $OUT/initrd.cpio" || true); do
+				[ "$(cat /proc/$p/comm 2>/dev/null)" = qemu-system-x86 ] || continue
+				case $done_pids in *" $p "*) continue ;; esac
+				if renice -n "$NICE" -p "$p" >/dev/null; then
+					echo "nvme.sh: QEMU $p's main-loop thread at nice $NICE" >&2
+				else
+					echo "nvme.sh: renice -n $NICE -p $p failed: the device's thread runs at the default nice" >&2
+				fi
+				done_pids="$done_pids$p "
+			done
+			sleep 1
+		done
+	) 2>>"$OUT/nice.log" &
+	NPID=$!
+fi
 rc=0
 "$ROOT/tests/vm/run-guest.sh" -M -m 1536M -t $((est * 3 + 300)) -o "$OUT" -a "$ASSETS" "${QA[@]}" \
 	"${DISKARGS[@]}" -i "$FIO" -i "$BENCH=$GB" -i "$ROOT/bench/nvme-fio=/ubdma/bench/nvme-fio" \
 	-e UBDMA_FIO_JOBS=/ubdma/bench/nvme-fio -e "UBDMA_NVME_WORKLOADS=${WL//,/ }" -e UBDMA_NVME_HYBRID=$HYBRID -e UBDMA_NVME_DEV=$DEV -e UBDMA_FIO_GTOD_REDUCE=$GTOD "${FIOARGS[@]}" "$ROOT/bench/nvme-guest.sh $SECS $ROUNDS $IRQ $GB" \
 	>"$OUT/run.log" 2>&1 || rc=$?
+if [ -n "$NPID" ]; then kill "$NPID" 2>/dev/null || true; wait "$NPID" 2>/dev/null || true; cat "$OUT/nice.log" >&2; fi
 if [ $rc -ne 0 ]; then
 	echo "nvme.sh: the guest run failed (status $rc); see $OUT/run.log and $OUT/console.log" >&2
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID -D $DEV$([ "$GTOD" = 0 ] && echo " -L")$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT"); files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID -D $DEV$([ "$GTOD" = 0 ] && echo " -L")$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT")$([ -n "${UBDMA_QEMU:-}" ] && echo " -Q $UBDMA_QEMU")${NICE:+ -N $NICE}; $QEMU_VER; files in $OUT" >&2
 exit $rc

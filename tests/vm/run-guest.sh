@@ -62,6 +62,9 @@ options:
              inject an AER error; log: DIR/qmp.log)
   -v         verbose: kernel messages on the console, console streamed to stderr
 Environment: UBDMA_VM_ACCEL replaces '-accel tcg' (e.g. tcg,thread=single).
+UBDMA_QEMU names another qemu-system-x86_64 than the one in PATH (e.g. QEMU 10.0 unpacked with
+dpkg -x into a folder of its own: bench/nvme.sh -Q, docs/nvme.md); its data files (option ROMs)
+and modules are taken from PREFIX/share/qemu and PREFIX/lib/x86_64-linux-gnu/qemu beside its bin/.
 A program that exits with 77 is reported as skipped (TAP "ok N - name # SKIP").
 Exit status: 0 all passed or skipped, 1 a failure, 2 usage or set-up error.
 EOF
@@ -116,7 +119,11 @@ esac
 # -R: the hot-pluggable devices' addresses (each root port's secondary bus, numbered in slot order)
 [ "$HOTPLUG" = 0 ] || ENVS+=(UBDMA_VM_HP_NVME=0000:01:00.0 UBDMA_VM_HP_NIC=0000:02:00.0)
 
+if [ -n "${UBDMA_QEMU:-}" ]; then
+	[ -x "$UBDMA_QEMU" ] || die "UBDMA_QEMU=$UBDMA_QEMU: not an executable"
+fi
 for t in qemu-system-x86_64:qemu-system-x86 cpio:cpio timeout:coreutils ldd:libc-bin; do
+	[ -n "${UBDMA_QEMU:-}" ] && [ "${t%%:*}" = qemu-system-x86_64 ] && continue
 	command -v "${t%%:*}" >/dev/null 2>&1 ||
 		die "'${t%%:*}' not found: install the Debian package '${t#*:}'"
 done
@@ -253,7 +260,7 @@ rm -f "$PCAP"
 # the parameter, meant for virtual machines, skips that check.
 # $UBDMA_VM_ACCEL replaces the accelerator (e.g. tcg,thread=single: one host thread for all
 # vCPUs instead of one each); QEMU takes the first -accel that works, so -q cannot change it.
-QEMU=(qemu-system-x86_64 -accel "${UBDMA_VM_ACCEL:-tcg}" -machine q35,kernel-irqchip=split -cpu max -smp 2 -m "$MEM"
+QEMU=("${UBDMA_QEMU:-qemu-system-x86_64}" -accel "${UBDMA_VM_ACCEL:-tcg}" -machine q35,kernel-irqchip=split -cpu max -smp 2 -m "$MEM"
 	-nographic -no-reboot
 	-device intel-iommu,intremap=on,caching-mode=on
 	-kernel "$ASSETS/vmlinuz" -initrd "$INITRD"
@@ -261,6 +268,14 @@ QEMU=(qemu-system-x86_64 -accel "${UBDMA_VM_ACCEL:-tcg}" -machine q35,kernel-irq
 	-drive "${NVME_DRIVE:-file=$DISK,format=raw},if=none,id=nv0" -device nvme,drive=nv0,serial=deadbeef,addr=0x2
 	-netdev user,id=n0,restrict=on -device e1000e,netdev=n0,addr=0x3,romfile=
 	-object "filter-dump,id=f0,netdev=n0,file=$PCAP")
+# UBDMA_QEMU: that QEMU's own data folder first (-L; QEMU still searches its built-in firmware
+# path after it, where Debian's seabios and ipxe are), not the system QEMU's /usr/share/qemu
+if [ -n "${UBDMA_QEMU:-}" ] && [ -d "$(dirname "$UBDMA_QEMU")/../share/qemu" ]; then
+	QEMU+=(-L "$(cd "$(dirname "$UBDMA_QEMU")/../share/qemu" && pwd)")
+	# and its own loadable modules, not the system QEMU's ("Only modules from the same build")
+	qmods=$(dirname "$UBDMA_QEMU")/../lib/x86_64-linux-gnu/qemu
+	[ ! -d "$qmods" ] || export QEMU_MODULE_DIR=$(cd "$qmods" && pwd)
+fi
 # -V: the virtio-net of issue 20 on a slot of its own, its DMA through the vIOMMU (ats stays
 # off: it would need device-iotlb=on on the IOMMU, which changes it for every device here).
 if [ -n "$VNET" ]; then
