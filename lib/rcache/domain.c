@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/hot.h"
 #include "base/log.h"
 #include "core/ctx.h"
 #include "rcache/rcache_int.h"
@@ -45,7 +44,7 @@ static void iommu_rel(struct rcache *rc, const struct ubdma_registrar *ops, void
 
 /* ------------------------------------------------------------ a registrar */
 
-HOT_TEXT static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
+static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
 {
 	struct wire_seg *segs = NULL;
 	struct wire_ticket *t = NULL;

@@ -26,7 +26,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "base/hot.h"
 #include "base/log.h"
 #include "base/page.h"
 #include "core/ctx.h"
@@ -340,7 +339,7 @@ static void destroy_list(struct ubdma_reg *r)
 }
 
 /* Destroy what the monitor invalidated and nobody held.  No lock held on entry. */
-HOT_TEXT static void reap_grave(struct rcache *rc)
+static void reap_grave(struct rcache *rc)
 {
 	struct ubdma_reg *g;
 
@@ -358,7 +357,7 @@ HOT_TEXT static void reap_grave(struct rcache *rc)
  * taken under all_lock keeps each alive while it is hidden.  No lock held on entry; does not
  * run on the monitor thread (umem_hide() allocates).
  */
-HOT_TEXT static void rc_unshow(struct rcache *rc)
+static void rc_unshow(struct rcache *rc)
 {
 	struct ubdma_reg *batch[16];
 	size_t n;
@@ -518,7 +517,7 @@ static int env_monitor(void)
 }
 
 /* The context's cache, made on first use. */
-HOT_TEXT static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
+static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 {
 	struct rcache *rc = rc_of(ctx);
 
@@ -821,7 +820,7 @@ static int count_limit_failure(struct rcache *rc, int err, uint64_t len)
  * Whether nd fits as it is, replacing nothing, with nothing in the graveyard: read without the
  * lock, under miss_lock, where only the monitor changes the books, and it only takes away.
  */
-HOT_TEXT static int fits_now(const struct rcache *rc, const struct need *nd)
+static int fits_now(const struct rcache *rc, const struct need *nd)
 {
 	if (__atomic_load_n(&rc->grave, __ATOMIC_ACQUIRE))
 		return 0;
@@ -833,7 +832,7 @@ HOT_TEXT static int fits_now(const struct rcache *rc, const struct need *nd)
 }
 
 /* Make room for len bytes, evicting; victims destroyed here, outside the lock.  miss_lock held. */
-HOT_TEXT static int make_room(struct rcache *rc, const struct plan *p, int force)
+static int make_room(struct rcache *rc, const struct plan *p, int force)
 {
 	struct need nd = { .bytes = p->hi - p->lo, .entries = 1, .iommu = 1, .xlo = p->lo, .xhi = p->hi };
 	struct ubdma_reg *victims = NULL;
@@ -953,7 +952,7 @@ unmerged:
 	}
 }
 
-HOT_TEXT static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const struct rc_hint *hint,
+static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const struct rc_hint *hint,
 		   struct ubdma_reg **regp)
 {
 	int err = 0;
@@ -1176,7 +1175,7 @@ static inline struct ubdma_reg *fast_lookup(struct rcache *rc, uintptr_t a, uint
 	return r;
 }
 
-HOT_TEXT int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg_t **regp)
+int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg_t **regp)
 {
 	uintptr_t a = (uintptr_t)addr, b = a + len;
 	struct rcache *rc;

@@ -30,7 +30,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "base/hot.h"
 #include "base/log.h"
 #include "wire/monitor.h"
 #include "wire/wire.h"
@@ -215,7 +214,7 @@ failed:
 	return -1;
 }
 
-HOT_TEXT int wmon_fd(void)
+int wmon_fd(void)
 {
 	return __atomic_load_n(&mon.state, __ATOMIC_ACQUIRE) == WMON_ON ? mon.fd : -1;
 }

@@ -44,7 +44,6 @@
 
 #include <ubdma/core.h>
 
-#include "base/hot.h"
 #include "base/log.h"
 #include "base/page.h"
 #include "wire/monitor.h"
@@ -154,7 +153,7 @@ static int run_room(const struct runset *rs, size_t k)
 	return rs->n + k <= rs->cap;
 }
 
-HOT_TEXT static void run_insert(struct runset *rs, size_t i, struct wrun r)
+static void run_insert(struct runset *rs, size_t i, struct wrun r)
 {
 	memmove(&rs->r[i + 1], &rs->r[i], (rs->n - i) * sizeof(*rs->r));
 	rs->r[i] = r;
@@ -770,7 +769,7 @@ __attribute__((constructor)) static void wire_init(void)
 	pthread_atfork(NULL, NULL, wire_atfork_child);
 }
 
-HOT_TEXT void wire_monitor_start(void)
+void wire_monitor_start(void)
 {
 	if (wmon_fd() >= 0)
 		return;
@@ -1507,7 +1506,7 @@ static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
 	return one;
 }
 
-HOT_TEXT int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
+int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
 {
 	uintptr_t a = 0, b = 0;
 	struct wire_ticket *t;
