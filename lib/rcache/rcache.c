@@ -339,16 +339,23 @@ static void destroy_list(struct ubdma_reg *r)
 }
 
 /* Destroy what the monitor invalidated and nobody held.  No lock held on entry. */
-static void reap_grave(struct rcache *rc)
+static __attribute__((noinline)) void reap_grave_slow(struct rcache *rc)
 {
 	struct ubdma_reg *g;
 
-	if (!__atomic_load_n(&rc->grave, __ATOMIC_ACQUIRE))
-		return;
 	pthread_rwlock_wrlock(&rc->lock);
 	g = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL);
 	pthread_rwlock_unlock(&rc->lock);
 	destroy_list(g);
+}
+
+/* The test inline, the work out of line: under TCG (the test bed's guest) a call and its return
+ * cost some 25-30 ns, as much as 20 instructions, and a miss made 33 calls (docs/rcache.md, "The
+ * miss's calls"); the same split for rc_unshow(), rc_obtain() and make_room(). */
+static inline void reap_grave(struct rcache *rc)
+{
+	if (__atomic_load_n(&rc->grave, __ATOMIC_ACQUIRE))
+		reap_grave_slow(rc);
 }
 
 /*
@@ -357,13 +364,11 @@ static void reap_grave(struct rcache *rc)
  * taken under all_lock keeps each alive while it is hidden.  No lock held on entry; does not
  * run on the monitor thread (umem_hide() allocates).
  */
-static void rc_unshow(struct rcache *rc)
+static __attribute__((noinline)) void rc_unshow_slow(struct rcache *rc)
 {
 	struct ubdma_reg *batch[16];
 	size_t n;
 
-	if (!__atomic_load_n(&rc->unshow_pending, __ATOMIC_ACQUIRE))
-		return;
 	__atomic_store_n(&rc->unshow_pending, 0, __ATOMIC_SEQ_CST);
 	do {
 		n = 0;
@@ -388,6 +393,12 @@ static void rc_unshow(struct rcache *rc)
 			ubdma_reg_put(batch[i]);
 		}
 	} while (n == 16);
+}
+
+static inline void rc_unshow(struct rcache *rc)
+{
+	if (__atomic_load_n(&rc->unshow_pending, __ATOMIC_ACQUIRE))
+		rc_unshow_slow(rc);
 }
 
 /*
@@ -517,14 +528,10 @@ static int env_monitor(void)
 }
 
 /* The context's cache, made on first use. */
-static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
+static __attribute__((noinline)) int rc_obtain_slow(struct ubdma_ctx *ctx, struct rcache **rcp)
 {
-	struct rcache *rc = rc_of(ctx);
+	struct rcache *rc;
 
-	if (__builtin_expect(rc != NULL, 1)) {
-		*rcp = rc;
-		return 0;
-	}
 	/* set on every path: gcc -O3 cannot see that uerr() never returns 0, and callers test only
 	 * the error (-Werror=maybe-uninitialized in the release build) */
 	*rcp = NULL;
@@ -558,6 +565,17 @@ static int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
 	pthread_mutex_unlock(&rc_global);
 	*rcp = rc;
 	return 0;
+}
+
+static inline int rc_obtain(struct ubdma_ctx *ctx, struct rcache **rcp)
+{
+	struct rcache *rc = rc_of(ctx);
+
+	if (__builtin_expect(rc != NULL, 1)) {
+		*rcp = rc;
+		return 0;
+	}
+	return rc_obtain_slow(ctx, rcp);
 }
 
 static void rc_fini(struct ubdma_ctx *ctx, void *state)
@@ -820,7 +838,7 @@ static int count_limit_failure(struct rcache *rc, int err, uint64_t len)
  * Whether nd fits as it is, replacing nothing, with nothing in the graveyard: read without the
  * lock, under miss_lock, where only the monitor changes the books, and it only takes away.
  */
-static int fits_now(const struct rcache *rc, const struct need *nd)
+static inline __attribute__((always_inline)) int fits_now(const struct rcache *rc, const struct need *nd)
 {
 	if (__atomic_load_n(&rc->grave, __ATOMIC_ACQUIRE))
 		return 0;
@@ -832,20 +850,27 @@ static int fits_now(const struct rcache *rc, const struct need *nd)
 }
 
 /* Make room for len bytes, evicting; victims destroyed here, outside the lock.  miss_lock held. */
-static int make_room(struct rcache *rc, const struct plan *p, int force)
+static __attribute__((noinline)) int make_room_slow(struct rcache *rc, const struct plan *p, int force)
 {
 	struct need nd = { .bytes = p->hi - p->lo, .entries = 1, .iommu = 1, .xlo = p->lo, .xhi = p->hi };
 	struct ubdma_reg *victims = NULL;
 	int err;
 
-	if (!force && fits_now(rc, &nd))
-		return 0; /* a miss that evicts nothing takes no exclusive lock (issue 21) */
 	pthread_rwlock_wrlock(&rc->lock);
 	replaced_locked(rc, p->lo, p->hi, &nd);
 	err = fit_locked(rc, &nd, force, &victims);
 	pthread_rwlock_unlock(&rc->lock);
 	destroy_list(victims);
 	return err;
+}
+
+static inline int make_room(struct rcache *rc, const struct plan *p, int force)
+{
+	struct need nd = { .bytes = p->hi - p->lo, .entries = 1, .iommu = 1, .xlo = p->lo, .xhi = p->hi };
+
+	if (!force && fits_now(rc, &nd))
+		return 0; /* a miss that evicts nothing takes no exclusive lock (issue 21) */
+	return make_room_slow(rc, p, force);
 }
 
 /* An entry to fill: a spare one, one destroyed since, or a new slab's.  miss_lock held. */
