@@ -326,11 +326,40 @@ static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 	ctx->numems--;
 }
 
+/*
+ * Wire the cookie's range, or only watch it where the backend pins the pages itself: a long-term
+ * pin holds the frames and keeps them the process's across fork(2) (the kernel copies pinned
+ * anonymous pages for the child), so mlock and MADV_DONTFORK would add system calls and nothing
+ * else.  The watch (the monitor's events, a count that munmap ends) is what keeps the cookie
+ * from outliving its mapping, as for a wiring.  Watch-only runs are 4 KiB pages: hugetlb memory
+ * (the kernel says so when the window is registered, no look-up needed), memory the monitor
+ * cannot watch and processes without a monitor get the full wiring, which finds page sizes.
+ * docs/wire.md section 13.
+ */
+static int umem_wire(struct ubdma_ctx *ctx, struct ubdma_umem *u, struct wire_seg *one, struct wire_seg **segsp,
+		     int *nsegp)
+{
+	void *addr = (void *)u->start;
+	size_t len = u->end - u->start;
+	uintptr_t s = 0, e = 0;
+	int err = ENOTSUP;
+
+	if (iommu_pins(&ctx->iommu))
+		err = wire_watch(addr, len, WIRE_WATCH_NO_HUGETLB, &u->ticket, &s, &e);
+	if (err == ENOMEM)
+		return err; /* a full wiring needs more memory, not less */
+	if (err)
+		return wire_range(addr, len, u->wire_flags, segsp, nsegp, &u->ticket);
+	*one = (struct wire_seg){ .start = s, .end = e, .pgsz = PAGE_4K, .hugetlb = 0 };
+	*nsegp = 1;
+	return 0;
+}
+
 int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const struct iommu_window *lim,
 	      struct ubdma_umem **cookiep)
 {
 	uintptr_t a = (uintptr_t)addr;
-	struct wire_seg *segs = NULL;
+	struct wire_seg one, *segs = NULL;
 	struct ubdma_umem *u;
 	int nseg = 0, err;
 
@@ -349,9 +378,9 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 	u->end = a + len;
 	u->flags = flags;
 	u->wire_flags = flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0;
-	if ((err = wire_range(addr, len, u->wire_flags, &segs, &nseg, &u->ticket)))
+	if ((err = umem_wire(ctx, u, &one, &segs, &nseg)))
 		goto fail_free;
-	if ((err = chunks_map(ctx, u, segs, nseg, lim)))
+	if ((err = chunks_map(ctx, u, segs ? segs : &one, nseg, lim)))
 		goto fail_unwire;
 	pthread_mutex_lock(&ctx->reg_lock);
 	if (registry_link(ctx, u)) {

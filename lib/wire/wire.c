@@ -1402,12 +1402,20 @@ int ubdma_unwire(void *addr, size_t len, int flags)
  * the caller wires in full.  A hole or an access the registrar cannot pin is its own refusal
  * (EFAULT from ibv_reg_mr): the domain's contract, docs/wire.md.
  */
-/* Whether [s, e) lies in one trusted window.  Wire lock held. */
-static int wins_cover(uintptr_t s, uintptr_t e)
+/*
+ * Whether [s, e) lies in one trusted window; *hugep says whether the window's registration found a
+ * hugetlb mapping there (the run's pgsz, PAGE_2M for "some hugetlb": WINDOW_HUGE).  Wire lock held.
+ */
+#define WINDOW_HUGE PAGE_2M
+static int wins_cover(uintptr_t s, uintptr_t e, int *hugep)
 {
 	size_t i = run_find(&wins, s);
 
-	return i < wins.n && wins.r[i].start <= s && wins.r[i].end >= e;
+	if (i < wins.n && wins.r[i].start <= s && wins.r[i].end >= e) {
+		*hugep = wins.r[i].pgsz == WINDOW_HUGE;
+		return 1;
+	}
+	return 0;
 }
 
 /*
@@ -1465,9 +1473,9 @@ static int vouched(uintptr_t s, uintptr_t e)
  * it instead, asked after the check.  From then on only an unmap, a move or our own
  * unregistration can change it, and each cuts the window (wins_cut()).  Wire lock held.
  */
-static void watch_trust(uintptr_t wa, uintptr_t wb)
+static void watch_trust(uintptr_t wa, uintptr_t wb, int huge)
 {
-	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
+	struct wrun w = { .pgsz = huge ? WINDOW_HUGE : PAGE_4K, .watched = 1 };
 	size_t i = run_find(&nots, wa);
 
 	if (i < nots.n && nots.r[i].start <= wa && nots.r[i].end >= wb)
@@ -1486,7 +1494,7 @@ static void watch_trust(uintptr_t wa, uintptr_t wb)
  * Asked once per sub-window until an event changes it.  1 when [a, b) now lies in a trusted
  * range.  Wire lock held.
  */
-static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
+static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb, int *hugep)
 {
 	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
 	uintptr_t sa = TRUNC(a, WATCH_SUB), sb = ROUND(b, WATCH_SUB);
@@ -1494,6 +1502,9 @@ static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
 
 	if (i >= nots.n || nots.r[i].start > wa || nots.r[i].end < wb)
 		return 0; /* not registered whole, or changed since: register again */
+	/* the piece is of the window's kind: hugetlb if the window's registration met any */
+	w.pgsz = nots.r[i].pgsz;
+	*hugep = w.pgsz == WINDOW_HUGE;
 	i = run_find(&subno, sa);
 	if (i < subno.n && subno.r[i].start <= sa && subno.r[i].end >= sb)
 		return 0;
@@ -1506,11 +1517,11 @@ static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
 	return one;
 }
 
-int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
+int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
 {
 	uintptr_t a = 0, b = 0;
 	struct wire_ticket *t;
-	int err = range_check(addr, len, 0, 0, &a, &b);
+	int huge = 0, err = range_check(addr, len, 0, 0, &a, &b);
 
 	if (err)
 		return err;
@@ -1550,14 +1561,19 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	 * registration alone is not enough).
 	 */
 	uintptr_t wa = TRUNC(a, WATCH_WINDOW), wb = ROUND(b, WATCH_WINDOW);
-	if (wins_cover(a, b))
+	if (wins_cover(a, b, &huge))
 		err = 0; /* registered whole, and no event has cut it since */
-	else if (wb >= b && watch_sub(a, b, wa, wb))
+	else if (wb >= b && watch_sub(a, b, wa, wb, &huge))
 		err = 0; /* the window is not one mapping, but the part around the range is */
-	else if (wb < b || wmon_register(wa, wb))
-		err = wmon_register(a, b); /* a file, hugetlb or another handle's range is near */
+	else if (wb < b || wmon_register_kind(wa, wb, &huge))
+		err = wmon_register_kind(a, b, &huge); /* a file, hugetlb or another handle's range is near */
 	else
-		watch_trust(wa, wb);
+		watch_trust(wa, wb, huge);
+	/* a caller that maps in 4 KiB pages must not get hugetlb memory watched as 4 KiB pages: the
+	 * kernel said, when the window was registered, whether hugetlb lies in it (the registration
+	 * stays: a hugetlb wiring registers it too, and keeps it, section 14) */
+	if (!err && huge && (flags & WIRE_WATCH_NO_HUGETLB))
+		err = ENOTSUP;
 	if (err) {
 		if (t->pooled) {
 			t->next = tpool;
