@@ -284,6 +284,8 @@ static struct runset nots;
  */
 #define WATCH_SUB (256 * 1024)
 static struct runset subno;
+/* And ranges in such a sub-window that the kernel would not vouch for either (watch_piece()). */
+static struct runset pieceno;
 static void end_watch(uintptr_t s, uintptr_t e);
 static void wins_cut(uintptr_t s, uintptr_t e);
 
@@ -1444,6 +1446,7 @@ static void wins_cut(uintptr_t s, uintptr_t e)
 	set_cut(&wins, s, e);
 	set_cut(&nots, s, e); /* a window that changed may be one mapping now */
 	set_cut(&subno, s, e);
+	set_cut(&pieceno, s, e);
 }
 
 /* Whether the kernel says [s, e) is one registered mapping with no hole (watch_trust()).  Wire lock held. */
@@ -1488,11 +1491,30 @@ static void watch_trust(uintptr_t wa, uintptr_t wb, int huge)
 }
 
 /*
+ * May [s, e), inside a window registered whole, be trusted: is it one registered mapping with no
+ * hole?  Asked once until an event changes it (no remembers the refusals).  Wire lock held.
+ */
+static int watch_piece(uintptr_t s, uintptr_t e, struct runset *no, const struct wrun *w)
+{
+	size_t i = run_find(no, s);
+
+	if (i < no->n && no->r[i].start <= s && no->r[i].end >= e)
+		return 0;
+	if (run_reserve(&wins, 4) || run_reserve(no, 4))
+		return 0;
+	int one = vouched(s, e);
+	set_cut(&wins, s, e);
+	set_cut(no, s, e);
+	run_add(one ? &wins : no, s, e, 1, 0, w);
+	return one;
+}
+
+/*
  * [a, b) lies in a window that was registered whole and that no event has cut since (nots covers
  * it), but which the kernel would not vouch for: may the WATCH_SUB around the range be trusted
- * instead?  The same question for the smaller range: registered whole, one mapping, no hole.
- * Asked once per sub-window until an event changes it.  1 when [a, b) now lies in a trusted
- * range.  Wire lock held.
+ * instead, or else the range itself?  The same question for the smaller range: registered whole,
+ * one mapping, no hole.  Asked once per sub-window (and range) until an event changes it.  1 when
+ * [a, b) now lies in a trusted range.  Wire lock held.
  */
 static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb, int *hugep)
 {
@@ -1505,16 +1527,9 @@ static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb, int *
 	/* the piece is of the window's kind: hugetlb if the window's registration met any */
 	w.pgsz = nots.r[i].pgsz;
 	*hugep = w.pgsz == WINDOW_HUGE;
-	i = run_find(&subno, sa);
-	if (i < subno.n && subno.r[i].start <= sa && subno.r[i].end >= sb)
-		return 0;
-	if (run_reserve(&wins, 4) || run_reserve(&subno, 4))
-		return 0;
-	int one = vouched(sa, sb);
-	set_cut(&wins, sa, sb);
-	set_cut(&subno, sa, sb);
-	run_add(one ? &wins : &subno, sa, sb, 1, 0, &w);
-	return one;
+	/* then the range itself: a mapping alone in its sub-window (a one-page mapping between
+	 * holes, bench/iommu_map's lock_unlock_4k) is trusted from its second watch on */
+	return watch_piece(sa, sb, &subno, &w) || ((sa < a || sb > b) && watch_piece(a, b, &pieceno, &w));
 }
 
 int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
@@ -1540,10 +1555,10 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 	int fresh = at >= watch.n || watch.r[at].start >= b;
 	for (size_t i = at; !fresh && i < watch.n && watch.r[i].start < b; i++)
 		cap += 2;
-	/* the window sets too: all four tables are made on the first call and live as long as the
+	/* the window sets too: all the tables are made on the first call and live as long as the
 	 * process, as the wire counts do */
 	if (run_reserve(&watch, 2 * cap + 4) || run_reserve(&wins, 4) || run_reserve(&nots, 4) ||
-	    run_reserve(&subno, 4) ||
+	    run_reserve(&subno, 4) || run_reserve(&pieceno, 4) ||
 	    !(t = cap == 1 ? tpool_get() : malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
 		pthread_mutex_unlock(&wire_lock);
 		return uerr(ENOMEM, "out of memory");
