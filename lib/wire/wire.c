@@ -1580,9 +1580,15 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 		err = 0; /* registered whole, and no event has cut it since */
 	else if (wb >= b && watch_sub(a, b, wa, wb, &huge))
 		err = 0; /* the window is not one mapping, but the part around the range is */
-	else if (wb < b || wmon_register_kind(wa, wb, &huge))
-		err = wmon_register_kind(a, b, &huge); /* a file, hugetlb or another handle's range is near */
-	else
+	else if (wb < b || wmon_register_kind(wa, wb, &huge)) {
+		/* a file, hugetlb or another handle's range is near: the range alone, registered whole
+		 * now, is trusted if the kernel vouches that it is one mapping (asked once) */
+		struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
+		if (!(err = wmon_register_kind(a, b, &huge))) {
+			w.pgsz = huge ? WINDOW_HUGE : PAGE_4K;
+			watch_piece(a, b, &pieceno, &w);
+		}
+	} else
 		watch_trust(wa, wb, huge);
 	/* a caller that maps in 4 KiB pages must not get hugetlb memory watched as 4 KiB pages: the
 	 * kernel said, when the window was registered, whether hugetlb lies in it (the registration
