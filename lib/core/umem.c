@@ -23,7 +23,8 @@ static void chunks_free(struct ubdma_umem *u)
 {
 	for (int i = 0; i < u->nchunks; i++)
 		free(u->chunks[i].iovas);
-	free(u->chunks);
+	if (u->chunks != &u->one)
+		free(u->chunks);
 }
 
 static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
@@ -32,24 +33,12 @@ static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
 		return; /* the backend maps nothing anywhere (IOVA = VA or PA) */
 	for (int i = 0; i < n; i++) {
 		struct umem_chunk *c = &u->chunks[i];
-		uint64_t *iovas = c->iovas;
-		uint64_t *tmp = NULL;
-
-		if (c->linear && (tmp = malloc(c->npages * sizeof(*tmp)))) {
-			for (size_t p = 0; p < c->npages; p++)
-				tmp[p] = c->iova0 + p * c->pgsz;
-			iovas = tmp;
-		}
-		/* without memory for the list, a linear chunk still unmaps: unmap() reads only
-		 * iovas[0] of a linear range (iommu.h), and a mapping left behind would let the
-		 * device reach pages that are about to be unwired */
-		if (!iovas)
-			iovas = &c->iova0;
+		/* unmap() reads only iovas[0] of a linear range (iommu.h): no list to build */
+		const uint64_t *iovas = c->linear || !c->iovas ? &c->iova0 : c->iovas;
 		int err = iommu_unmap(&ctx->iommu, c->va, c->npages, c->pgsz, iovas);
 		if (err)
 			ULOG(UBDMA_LOG_ERROR, "unmap of [%#lx, +%zu) failed: %s", (unsigned long)c->va,
 			     c->npages * c->pgsz, strerror(err));
-		free(tmp);
 	}
 }
 
@@ -60,7 +49,9 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 	int prot = (u->flags & UBDMA_UMEM_READ ? IOMMU_PROT_READ : 0) |
 		   (u->flags & UBDMA_UMEM_WRITE ? IOMMU_PROT_WRITE : 0);
 
-	if (!(u->chunks = calloc((size_t)nseg, sizeof(*u->chunks))))
+	if (nseg == 1)
+		u->chunks = &u->one;
+	else if (!(u->chunks = calloc((size_t)nseg, sizeof(*u->chunks))))
 		return uerr(ENOMEM, "out of memory");
 	for (int i = 0; i < nseg; i++) {
 		struct umem_chunk *c = &u->chunks[i];
@@ -68,11 +59,13 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 		c->pgsz = segs[i].pgsz;
 		c->npages = (segs[i].end - segs[i].start) / c->pgsz;
 		c->hugetlb = segs[i].hugetlb;
-		if (!(c->iovas = malloc(c->npages * sizeof(*c->iovas)))) {
+		/* one page needs no list: its IOVA is iova0 */
+		if (c->npages > 1 && !(c->iovas = malloc(c->npages * sizeof(*c->iovas)))) {
 			chunks_unmap(ctx, u, i);
 			return uerr(ENOMEM, "out of memory");
 		}
-		int err = iommu_map(&ctx->iommu, c->va, c->npages, c->pgsz, prot, lim, c->iovas);
+		int err = iommu_map(&ctx->iommu, c->va, c->npages, c->pgsz, prot, lim,
+				    c->iovas ? c->iovas : &c->iova0);
 		if (err) {
 			/* the backend said why in ubdma_last_error() */
 			free(c->iovas);
@@ -81,7 +74,8 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 			return err;
 		}
 		u->nchunks = i + 1;
-		c->iova0 = c->iovas[0];
+		if (c->iovas)
+			c->iova0 = c->iovas[0];
 		c->linear = 1;
 		for (size_t p = 1; p < c->npages && c->linear; p++)
 			c->linear = c->iovas[p] == c->iova0 + p * c->pgsz;
@@ -245,15 +239,18 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 {
 	size_t n = 0, cap = 0, nb = 0, first = ix_first(ctx, s), x;
 	struct ubdma_umem *o;
-	struct cover *cv = NULL;
-	uintptr_t *bounds = NULL;
+	struct cover *cv = NULL, cv_few[8];
+	uintptr_t *bounds = NULL, bounds_few[2 * 8];
 	int err = 0;
 
 	/* the cookies overlapping [s, e): those of the index from ix_first() up to e */
 	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++)
 		if (!o->hidden && umem_hi(o) > s)
 			cap += (size_t)o->nchunks;
-	if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
+	if (cap + 1 <= 8) { /* the usual case, a cookie overlapping none or few: no allocation */
+		cv = cv_few;
+		bounds = bounds_few;
+	} else if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
 		free(cv);
 		if (can_fail)
 			return ENOMEM;
@@ -309,8 +306,10 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 			xlate_clear(&ctx->xlate, is, ie - is);
 		}
 	}
-	free(cv);
-	free(bounds);
+	if (cv != cv_few) {
+		free(cv);
+		free(bounds);
+	}
 	return err;
 }
 
@@ -389,7 +388,8 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		err = uerr(ENOMEM, "out of memory");
 		goto fail_unwire;
 	}
-	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive(u->ticket)) {
+	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) ||
+	    (!wire_ticket_unchanged(u->ticket) && !wire_ticket_alive(u->ticket))) {
 		/* not alive: unmapped (or replaced) since it was wired, and a settle may have come
 		 * and gone before the cookie was in the map: it must not stay there */
 		err = err ? uerr(ENOMEM, "out of memory for the translation map") :
