@@ -139,6 +139,45 @@ static void watch_only(ubdma_ctx_t *ctx, char *buf, size_t len, int type1, const
 	      "%s: unlocked: VmLck %ld kB, not registered", what, status_kb("VmLck"));
 }
 
+/*
+ * How a watch-only cookie shares pages with ubdma_wire() (docs/wire.md section 13): the wiring's
+ * count is the only one ubdma_wire_count() shows, its unwire leaves the cookie watched (the range
+ * stays registered while the watch needs it), and an munmap then still ends the cookie.  Hugetlb
+ * memory is wired in full, in whole huge pages, whatever the backend.
+ */
+static void watch_and_wire(ubdma_ctx_t *ctx, const char *what)
+{
+	size_t len = 16 * 4096;
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ubdma_umem_t *u = NULL;
+
+	memset(m, 1, len);
+	int rc = ubdma_wire(m, len, 0);
+	rc = rc ? rc : ubdma_umem_lock(ctx, m, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0 && ubdma_wire_count(m) == 1, "%s: wired and locked: count %u (the wiring's only)", what,
+	      ubdma_wire_count(m));
+	rc = ubdma_unwire(m, len, 0);
+	check(rc == 0 && ubdma_wire_count(m) == 0 && ubdma_vtoiova(ctx, m) != UBDMA_BAD_IOVA,
+	      "%s: unwired -> %d: count %u, the cookie still registered", what, rc, ubdma_wire_count(m));
+	munmap(m, len);
+	check(ubdma_vtoiova(ctx, m) == UBDMA_BAD_IOVA, "%s: munmap ends the watched cookie", what);
+	ubdma_umem_unlock(u);
+
+	char *h = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (h == MAP_FAILED) {
+		printf("# %s: no 2 MiB hugepage: the hugetlb case is not run\n", what);
+		return;
+	}
+	u = NULL;
+	rc = ubdma_umem_lock(ctx, h + 4096, 4096, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0 && ubdma_wire_count(h) == 1 && ubdma_vtoiova(ctx, h + 2 * MIB - 4096) != UBDMA_BAD_IOVA,
+	      "%s: hugetlb is wired in full, the whole huge page (count %u) -> %s", what, ubdma_wire_count(h),
+	      rc ? ubdma_last_error() : "0");
+	ubdma_umem_unlock(u);
+	check(ubdma_wire_count(h) == 0, "%s: hugetlb unlocked: count %u", what, ubdma_wire_count(h));
+	munmap(h, 2 * MIB);
+}
+
 /* umem_lock of buf fails with ENOMEM, the message holds word, and nothing stays wired. */
 static void lock_fails(ubdma_ctx_t *ctx, void *buf, size_t len, const char *what, const char *word)
 {
@@ -167,6 +206,9 @@ static int iommufd_cases(ubdma_ctx_t *ctx, ubdma_pci_t *dev, char *buf)
 
 	set_limit(MIB + MIB / 2);
 	watch_only(ctx, buf, MIB, 0, "limit 1.5 MiB, device open");
+	set_limit(8 * MIB);
+	watch_and_wire(ctx, "wire and watch");
+	set_limit(MIB + MIB / 2);
 	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
 	check(rc == 0, "limit 1.5 MiB, device open: umem_lock -> %s (pins count apart from mlock)",
 	      rc ? ubdma_last_error() : "0");
@@ -245,6 +287,9 @@ int main(void)
 
 	set_limit(MIB + MIB / 2);
 	watch_only(ctx, buf, MIB, 1, "limit 1.5 MiB, device open");
+	set_limit(8 * MIB);
+	watch_and_wire(ctx, "wire and watch");
+	set_limit(MIB + MIB / 2);
 
 	set_limit(2 * MIB + MIB / 2);
 	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);

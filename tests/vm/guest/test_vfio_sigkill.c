@@ -118,7 +118,8 @@ static void round_trip(const char *bdf, int with_device)
 	 * without it nothing is pinned and they are wired */
 	int mlock_ok = with_device ? mlocked1 - mlocked0 < (long)(ANON / 1024) / 2
 				   : mlocked1 - mlocked0 >= (long)(ANON / 1024) - 1024;
-	int pins_ok = with_device ? pins1 - pins0 >= (long)((ANON + HUGE) / 4096) : pins0 >= 0;
+	/* pins of other processes come and go too (a previous program's release): 1 MiB of slack */
+	int pins_ok = with_device ? pins1 - pins0 >= (long)((ANON + HUGE) / 4096) - 256 : pins0 >= 0;
 	check(mlock_ok && pins_ok && hfree0 - hfree1 >= (long)(HUGE / (2 * MIB)),
 	      "%s: while the child lives: Mlocked %ld -> %ld kB (%s), pinned pages %ld -> %ld, "
 	      "HugePages_Free %ld -> %ld", what, mlocked0, mlocked1,
