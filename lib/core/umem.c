@@ -2,8 +2,9 @@
  * umem.c - locked-memory cookies, ddi_umem_lock(9F) semantics, and the registry that feeds the
  * context's translation map.
  *
- * A cookie wires its range (counts nest with ubdma_wire()), maps each run of one page size
- * through the backend, and enters the IOVAs in the translation map.  Cookies may overlap: every
+ * A cookie wires its range (counts nest with ubdma_wire()), or only watches it where the backend
+ * pins the pages itself (umem_wire()), maps each run of one page size through the backend, and
+ * enters the IOVAs in the translation map.  Cookies may overlap: every
  * one keeps its own IOMMU mapping (the IOMMU can map one page at several IOVAs, each with its own
  * permissions), and the map holds, for each page, the IOVA of the best live cookie covering it:
  * one the device may write through, then the newest (registry_apply()).  Lock and unlock

@@ -12,7 +12,8 @@
  *    vfio_iommu_type1 dma_entry_limit parameter, 65535 by default);
  *  - VFIO_IOMMU_MAP_DMA pins the pages and maps [vaddr, vaddr + size) at iova, READ and/or WRITE
  *    from the device's point of view; the pins count in RLIMIT_MEMLOCK (mm->locked_vm) unless
- *    the process has CAP_IPC_LOCK, on top of what mlock(2) already counted;
+ *    the process has CAP_IPC_LOCK, on top of what mlock(2) counted for memory that is also wired
+ *    (the pin is why 4 KiB memory locked with a device attached is only watched: pins());
  *  - VFIO_IOMMU_UNMAP_DMA writes back how much it unmapped, which may be less than asked.
  *
  * A context is opened before any device, yet VFIO_SET_IOMMU needs a group in the container.  So
