@@ -389,8 +389,10 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		err = uerr(ENOMEM, "out of memory");
 		goto fail_unwire;
 	}
-	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) ||
-	    (!wire_ticket_unchanged(u->ticket) && !wire_ticket_alive(u->ticket))) {
+	/* under the wire lock, not lock-free (wire_ticket_unchanged()): the monitor holds that lock
+	 * from its read() of an event until the event is applied, so the locked check also sees a
+	 * replacement whose event is in flight (docs/wire.md section 14, "The guest") */
+	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive(u->ticket)) {
 		/* not alive: unmapped (or replaced) since it was wired, and a settle may have come
 		 * and gone before the cookie was in the map: it must not stay there */
 		err = err ? uerr(ENOMEM, "out of memory for the translation map") :
