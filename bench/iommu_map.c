@@ -13,7 +13,11 @@
  *       container of DPDK's own holding the same device's group, at the IOVA ubdma's allocator
  *       would give (the buffer's VA rounded into the 39-bit window);
  *   lock_unlock_SIZE / ubdma-type1, ubdma-iommufd  the public path, ubdma_umem_lock +
- *       ubdma_umem_unlock: wiring, the map, the translation map, and their undoing.
+ *       ubdma_umem_unlock: wiring (on 4 KiB memory, only the watch: the backend pins, docs/wire.md
+ *       section 13), the map, the translation map, and their undoing;
+ *   lock_SIZE / ubdma-type1, ubdma-iommufd  ubdma_umem_lock's share of lock_unlock_SIZE;
+ *   watch_4k / ubdma-type1, ubdma-iommufd  the watch alone (wire_watch + wire_release), the part of
+ *       lock_unlock_4k that keeps the cookie from outliving its mapping.
  * Every iteration is timed alone with clock_gettime(CLOCK_MONOTONIC); median and p99 over the
  * iterations.  The kernel pins the pages in every map, so the sizes differ by the pin's cost.
  *
@@ -54,7 +58,7 @@ struct row {
 
 static struct row rows[32];
 static int nrows;
-static double samples[MAXIT];
+static double samples[MAXIT], lock_samples[MAXIT];
 
 static struct row *row_add(const char *name, const char *impl)
 {
@@ -121,6 +125,30 @@ static void bufs_make(struct buf *b, int iters)
 	}
 }
 
+/* The watch of a 4 KiB buffer alone, as umem_lock makes it where the backend pins. */
+static void run_watch(const struct buf *x, const char *impl)
+{
+	struct row *r = row_add("watch_4k", impl);
+	int n = 0, err = 0;
+
+	for (; n < x->iters; n++) {
+		struct wire_ticket *t = NULL;
+		uintptr_t s, e;
+		double t0 = bench_now_ns();
+		if ((err = wire_watch(x->p, x->len, WIRE_WATCH_NO_HUGETLB, &t, &s, &e)))
+			break;
+		wire_release(t);
+		samples[n] = bench_now_ns() - t0;
+	}
+	if (err) {
+		r->skipped = 1;
+		snprintf(r->note, sizeof(r->note), "wire_watch: %s", strerror(err));
+	} else {
+		finish(r, n);
+		snprintf(r->note, sizeof(r->note), "%d iterations", n);
+	}
+}
+
 /* ubdma on one backend: the backend's map + unmap, then the public lock + unlock. */
 static void run_ubdma(enum ubdma_backend be, const char *impl, const char *bdf, struct buf *b)
 {
@@ -171,6 +199,8 @@ static void run_ubdma(enum ubdma_backend be, const char *impl, const char *bdf, 
 			row_skip(name, impl, "%s", x->why);
 			continue;
 		}
+		if (i == 0)
+			run_watch(x, impl);
 		struct row *r = row_add(name, impl);
 		int n = 0;
 		for (; n < x->iters; n++) {
@@ -178,8 +208,10 @@ static void run_ubdma(enum ubdma_backend be, const char *impl, const char *bdf, 
 			double t0 = bench_now_ns();
 			if ((err = ubdma_umem_lock(ctx, x->p, x->len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u)))
 				break;
+			double t1 = bench_now_ns();
 			ubdma_umem_unlock(u);
 			samples[n] = bench_now_ns() - t0;
+			lock_samples[n] = t1 - t0;
 		}
 		if (err) {
 			r->skipped = 1;
@@ -187,6 +219,12 @@ static void run_ubdma(enum ubdma_backend be, const char *impl, const char *bdf, 
 		} else {
 			finish(r, n);
 			snprintf(r->note, sizeof(r->note), "%d iterations", n);
+			/* the lock's share of the same iterations */
+			snprintf(name, sizeof(name), "lock_%s", x->tag);
+			r = row_add(name, impl);
+			memcpy(samples, lock_samples, (size_t)n * sizeof(samples[0]));
+			finish(r, n);
+			snprintf(r->note, sizeof(r->note), "ubdma_umem_lock alone, of lock_unlock_%s", x->tag);
 		}
 	}
 	ubdma_pci_close(dev);

@@ -39,7 +39,8 @@ struct ubdma_umem {
 	int flags;	      /* UBDMA_UMEM_* */
 	int wire_flags;
 	int nchunks;
-	struct umem_chunk *chunks; /* cover [rounded start, rounded end) */
+	struct umem_chunk *chunks; /* cover [rounded start, rounded end); &one when there is one */
+	struct umem_chunk one;	   /* the usual cookie's only chunk, so that it costs no allocation */
 	LIST_ENTRY(ubdma_umem) link; /* ctx->umems */
 	uint64_t seq;	      /* order of locking in the context: newer is larger (rank_of()) */
 	int internal;	      /* made by a layer (bounce pool, mem_alloc, rcache), not the user */

@@ -2,8 +2,9 @@
  * umem.c - locked-memory cookies, ddi_umem_lock(9F) semantics, and the registry that feeds the
  * context's translation map.
  *
- * A cookie wires its range (counts nest with ubdma_wire()), maps each run of one page size
- * through the backend, and enters the IOVAs in the translation map.  Cookies may overlap: every
+ * A cookie wires its range (counts nest with ubdma_wire()), or only watches it where the backend
+ * pins the pages itself (umem_wire()), maps each run of one page size through the backend, and
+ * enters the IOVAs in the translation map.  Cookies may overlap: every
  * one keeps its own IOMMU mapping (the IOMMU can map one page at several IOVAs, each with its own
  * permissions), and the map holds, for each page, the IOVA of the best live cookie covering it:
  * one the device may write through, then the newest (registry_apply()).  Lock and unlock
@@ -23,7 +24,8 @@ static void chunks_free(struct ubdma_umem *u)
 {
 	for (int i = 0; i < u->nchunks; i++)
 		free(u->chunks[i].iovas);
-	free(u->chunks);
+	if (u->chunks != &u->one)
+		free(u->chunks);
 }
 
 static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
@@ -32,24 +34,12 @@ static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
 		return; /* the backend maps nothing anywhere (IOVA = VA or PA) */
 	for (int i = 0; i < n; i++) {
 		struct umem_chunk *c = &u->chunks[i];
-		uint64_t *iovas = c->iovas;
-		uint64_t *tmp = NULL;
-
-		if (c->linear && (tmp = malloc(c->npages * sizeof(*tmp)))) {
-			for (size_t p = 0; p < c->npages; p++)
-				tmp[p] = c->iova0 + p * c->pgsz;
-			iovas = tmp;
-		}
-		/* without memory for the list, a linear chunk still unmaps: unmap() reads only
-		 * iovas[0] of a linear range (iommu.h), and a mapping left behind would let the
-		 * device reach pages that are about to be unwired */
-		if (!iovas)
-			iovas = &c->iova0;
+		/* unmap() reads only iovas[0] of a linear range (iommu.h): no list to build */
+		const uint64_t *iovas = c->linear || !c->iovas ? &c->iova0 : c->iovas;
 		int err = iommu_unmap(&ctx->iommu, c->va, c->npages, c->pgsz, iovas);
 		if (err)
 			ULOG(UBDMA_LOG_ERROR, "unmap of [%#lx, +%zu) failed: %s", (unsigned long)c->va,
 			     c->npages * c->pgsz, strerror(err));
-		free(tmp);
 	}
 }
 
@@ -60,7 +50,9 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 	int prot = (u->flags & UBDMA_UMEM_READ ? IOMMU_PROT_READ : 0) |
 		   (u->flags & UBDMA_UMEM_WRITE ? IOMMU_PROT_WRITE : 0);
 
-	if (!(u->chunks = calloc((size_t)nseg, sizeof(*u->chunks))))
+	if (nseg == 1)
+		u->chunks = &u->one;
+	else if (!(u->chunks = calloc((size_t)nseg, sizeof(*u->chunks))))
 		return uerr(ENOMEM, "out of memory");
 	for (int i = 0; i < nseg; i++) {
 		struct umem_chunk *c = &u->chunks[i];
@@ -68,11 +60,13 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 		c->pgsz = segs[i].pgsz;
 		c->npages = (segs[i].end - segs[i].start) / c->pgsz;
 		c->hugetlb = segs[i].hugetlb;
-		if (!(c->iovas = malloc(c->npages * sizeof(*c->iovas)))) {
+		/* one page needs no list: its IOVA is iova0 */
+		if (c->npages > 1 && !(c->iovas = malloc(c->npages * sizeof(*c->iovas)))) {
 			chunks_unmap(ctx, u, i);
 			return uerr(ENOMEM, "out of memory");
 		}
-		int err = iommu_map(&ctx->iommu, c->va, c->npages, c->pgsz, prot, lim, c->iovas);
+		int err = iommu_map(&ctx->iommu, c->va, c->npages, c->pgsz, prot, lim,
+				    c->iovas ? c->iovas : &c->iova0);
 		if (err) {
 			/* the backend said why in ubdma_last_error() */
 			free(c->iovas);
@@ -81,7 +75,8 @@ static int chunks_map(struct ubdma_ctx *ctx, struct ubdma_umem *u, const struct 
 			return err;
 		}
 		u->nchunks = i + 1;
-		c->iova0 = c->iovas[0];
+		if (c->iovas)
+			c->iova0 = c->iovas[0];
 		c->linear = 1;
 		for (size_t p = 1; p < c->npages && c->linear; p++)
 			c->linear = c->iovas[p] == c->iova0 + p * c->pgsz;
@@ -245,15 +240,18 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 {
 	size_t n = 0, cap = 0, nb = 0, first = ix_first(ctx, s), x;
 	struct ubdma_umem *o;
-	struct cover *cv = NULL;
-	uintptr_t *bounds = NULL;
+	struct cover *cv = NULL, cv_few[8];
+	uintptr_t *bounds = NULL, bounds_few[2 * 8];
 	int err = 0;
 
 	/* the cookies overlapping [s, e): those of the index from ix_first() up to e */
 	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++)
 		if (!o->hidden && umem_hi(o) > s)
 			cap += (size_t)o->nchunks;
-	if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
+	if (cap + 1 <= 8) { /* the usual case, a cookie overlapping none or few: no allocation */
+		cv = cv_few;
+		bounds = bounds_few;
+	} else if (!(cv = malloc((cap + 1) * sizeof(*cv))) || !(bounds = malloc((2 * cap + 2) * sizeof(*bounds)))) {
 		free(cv);
 		if (can_fail)
 			return ENOMEM;
@@ -309,8 +307,10 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 			xlate_clear(&ctx->xlate, is, ie - is);
 		}
 	}
-	free(cv);
-	free(bounds);
+	if (cv != cv_few) {
+		free(cv);
+		free(bounds);
+	}
 	return err;
 }
 
@@ -326,11 +326,40 @@ static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 	ctx->numems--;
 }
 
+/*
+ * Wire the cookie's range, or only watch it where the backend pins the pages itself: a long-term
+ * pin holds the frames and keeps them the process's across fork(2) (the kernel copies pinned
+ * anonymous pages for the child), so mlock and MADV_DONTFORK would add system calls and nothing
+ * else.  The watch (the monitor's events, a count that munmap ends) is what keeps the cookie
+ * from outliving its mapping, as for a wiring.  Watch-only runs are 4 KiB pages: hugetlb memory
+ * (the kernel says so when the window is registered, no look-up needed), memory the monitor
+ * cannot watch and processes without a monitor get the full wiring, which finds page sizes.
+ * docs/wire.md section 13.
+ */
+static int umem_wire(struct ubdma_ctx *ctx, struct ubdma_umem *u, struct wire_seg *one, struct wire_seg **segsp,
+		     int *nsegp)
+{
+	void *addr = (void *)u->start;
+	size_t len = u->end - u->start;
+	uintptr_t s = 0, e = 0;
+	int err = ENOTSUP;
+
+	if (iommu_pins(&ctx->iommu))
+		err = wire_watch(addr, len, WIRE_WATCH_NO_HUGETLB, &u->ticket, &s, &e);
+	if (err == ENOMEM)
+		return err; /* a full wiring needs more memory, not less */
+	if (err)
+		return wire_range(addr, len, u->wire_flags, segsp, nsegp, &u->ticket);
+	*one = (struct wire_seg){ .start = s, .end = e, .pgsz = PAGE_4K, .hugetlb = 0 };
+	*nsegp = 1;
+	return 0;
+}
+
 int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const struct iommu_window *lim,
 	      struct ubdma_umem **cookiep)
 {
 	uintptr_t a = (uintptr_t)addr;
-	struct wire_seg *segs = NULL;
+	struct wire_seg one, *segs = NULL;
 	struct ubdma_umem *u;
 	int nseg = 0, err;
 
@@ -349,9 +378,9 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 	u->end = a + len;
 	u->flags = flags;
 	u->wire_flags = flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0;
-	if ((err = wire_range(addr, len, u->wire_flags, &segs, &nseg, &u->ticket)))
+	if ((err = umem_wire(ctx, u, &one, &segs, &nseg)))
 		goto fail_free;
-	if ((err = chunks_map(ctx, u, segs, nseg, lim)))
+	if ((err = chunks_map(ctx, u, segs ? segs : &one, nseg, lim)))
 		goto fail_unwire;
 	pthread_mutex_lock(&ctx->reg_lock);
 	if (registry_link(ctx, u)) {
@@ -360,6 +389,9 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		err = uerr(ENOMEM, "out of memory");
 		goto fail_unwire;
 	}
+	/* under the wire lock, not lock-free (wire_ticket_unchanged()): the monitor holds that lock
+	 * from its read() of an event until the event is applied, so the locked check also sees a
+	 * replacement whose event is in flight (docs/wire.md section 14, "The guest") */
 	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive(u->ticket)) {
 		/* not alive: unmapped (or replaced) since it was wired, and a settle may have come
 		 * and gone before the cookie was in the map: it must not stay there */

@@ -81,6 +81,13 @@ struct iommu_ops {
 	 */
 	int (*map)(void *priv, uintptr_t va, size_t npages, size_t pgsz, int prot,
 		   const struct iommu_window *lim, uint64_t *iovas);
+	/*
+	 * 1 when a map() made now pins the pages itself for as long as they stay mapped (a long-term
+	 * pin, FOLL_LONGTERM: VFIO type1's MAP_DMA and iommufd's IOAS_MAP once a device's IOMMU
+	 * domain exists), so the caller need not lock them (docs/wire.md section 13).  May change
+	 * when devices come and go.  NULL: never (the pages must be wired).
+	 */
+	int (*pins)(void *priv);
 	/* Undo one successful map() with the same arguments; of a linear range (iovas[i] =
 	 * iovas[0] + i * pgsz) only iovas[0] may be read.  0 or errno (logged by the caller).
 	 * NULL for backends that map nothing. */
@@ -138,6 +145,12 @@ static inline int iommu_map(const struct iommu *io, uintptr_t va, size_t npages,
 			    const struct iommu_window *lim, uint64_t *iovas)
 {
 	return io->ops->map(io->priv, va, npages, pgsz, prot, lim, iovas);
+}
+
+/* Whether a map() made now pins the pages itself (ops->pins). */
+static inline int iommu_pins(const struct iommu *io)
+{
+	return io->ops->pins ? io->ops->pins(io->priv) : 0;
 }
 
 /* Whether a map() leaves anything to undo: 0 when the backend maps nothing anywhere. */

@@ -453,6 +453,21 @@ static int ufd_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pro
 	return err;
 }
 
+/*
+ * IOAS_MAP pins the pages long-term (iommufd/pages.c: pin_user_pages_fast() with FOLL_LONGTERM)
+ * when it fills a domain; an IOAS with no device attached has none and pins nothing until the
+ * first attach.
+ */
+static int ufd_pins(void *priv)
+{
+	struct ufd *u = priv;
+
+	pthread_mutex_lock(&u->lock);
+	int n = u->ndevs;
+	pthread_mutex_unlock(&u->lock);
+	return n > 0;
+}
+
 static int ufd_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
 {
 	struct ufd *u = priv;
@@ -471,6 +486,7 @@ const struct iommu_ops iommu_iommufd_ops = {
 	.open = ufd_open,
 	.close = ufd_close,
 	.map = ufd_map,
+	.pins = ufd_pins,
 	.unmap = ufd_unmap,
 	.attach = ufd_attach,
 	.device_fd = ufd_device_fd,

@@ -12,7 +12,8 @@
  *    vfio_iommu_type1 dma_entry_limit parameter, 65535 by default);
  *  - VFIO_IOMMU_MAP_DMA pins the pages and maps [vaddr, vaddr + size) at iova, READ and/or WRITE
  *    from the device's point of view; the pins count in RLIMIT_MEMLOCK (mm->locked_vm) unless
- *    the process has CAP_IPC_LOCK, on top of what mlock(2) already counted;
+ *    the process has CAP_IPC_LOCK, on top of what mlock(2) counted for memory that is also wired
+ *    (the pin is why 4 KiB memory locked with a device attached is only watched: pins());
  *  - VFIO_IOMMU_UNMAP_DMA writes back how much it unmapped, which may be less than asked.
  *
  * A context is opened before any device, yet VFIO_SET_IOMMU needs a group in the container.  So
@@ -117,9 +118,9 @@ static int map_dma(void *arg, uintptr_t va, uint64_t iova, uint64_t size, uint32
 		getrlimit(RLIMIT_MEMLOCK, &rl);
 		return uerr(ENOMEM,
 			    "VFIO_IOMMU_MAP_DMA of %llu bytes at %p failed: VFIO pins the pages and counts "
-			    "them in RLIMIT_MEMLOCK (%llu bytes) on top of the mlock wiring, so registered "
-			    "memory counts twice; raise the limit (ulimit -l, limits.conf memlock) or grant "
-			    "CAP_IPC_LOCK",
+			    "them in RLIMIT_MEMLOCK (%llu bytes), beside what mlock counts (memory locked "
+			    "before a device was attached, and hugetlb memory, is also wired, so it counts "
+			    "twice); raise the limit (ulimit -l, limits.conf memlock) or grant CAP_IPC_LOCK",
 			    (unsigned long long)size, (void *)va, (unsigned long long)rl.rlim_cur);
 	case ENOSPC:
 		return uerr(ENOSPC,
@@ -517,6 +518,21 @@ static int vfio_map(void *priv, uintptr_t va, size_t npages, size_t pgsz, int pr
 	return err;
 }
 
+/*
+ * MAP_DMA pins each page with a long-term pin (vfio_iommu_type1.c, vaddr_get_pfns(): FOLL_LONGTERM,
+ * and FOLL_WRITE for a writable mapping) while the IOMMU is set; before the first group (or after
+ * the last) a map is only recorded and pins nothing until the replay.
+ */
+static int vfio_pins(void *priv)
+{
+	struct vfio *v = priv;
+
+	pthread_mutex_lock(&v->lock);
+	int live = v->live;
+	pthread_mutex_unlock(&v->lock);
+	return live;
+}
+
 static int vfio_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)
 {
 	struct vfio *v = priv;
@@ -536,6 +552,7 @@ const struct iommu_ops iommu_vfio_ops = {
 	.open = vfio_open,
 	.close = vfio_close,
 	.map = vfio_map,
+	.pins = vfio_pins,
 	.unmap = vfio_unmap,
 	.attach = vfio_attach,
 	.device_fd = vfio_device_fd,

@@ -55,7 +55,7 @@ static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, st
 	/* a registrar that pins needs only the monitor's watch; what cannot be watched in 4 KiB
 	 * pages (hugetlb in parts, a regular file) is wired in full, as for any registrar */
 	if (rc->ops->flags & UBDMA_REGISTRAR_PINS)
-		err = wire_watch((void *)lo, hi - lo, &t, &s, &e);
+		err = wire_watch((void *)lo, hi - lo, 0, &t, &s, &e);
 	if (err == ENOMEM)
 		return err; /* out of memory (or of mappings): a full wiring needs more of both */
 	if (err) {

@@ -67,6 +67,9 @@ int wmon_start_locked(void);		/* the handle, or -1 */
 int wmon_fd(void);			/* -1 when not running */
 int wmon_watches_hugetlb(void);		/* 1 when hugetlb and shmem ranges can be registered */
 int wmon_register(uintptr_t s, uintptr_t e); /* 0, or why not (EINVAL: regular file, EBUSY...) */
+/* The same, and *hugetlbp (when not NULL) says whether a hugetlb mapping lies in [s, e): the
+ * kernel's answer, so that no look at the mappings is needed */
+int wmon_register_kind(uintptr_t s, uintptr_t e, int *hugetlbp);
 void wmon_unregister(uintptr_t s, uintptr_t e);
 /* 0 when every mapping in [s, e) is registered with the monitor (UFFDIO_WRITEPROTECT's check),
  * else why not (ENOENT: a mapping that is not; on a strict kernel also a hole or a second mapping) */

@@ -284,6 +284,8 @@ static struct runset nots;
  */
 #define WATCH_SUB (256 * 1024)
 static struct runset subno;
+/* And ranges in such a sub-window that the kernel would not vouch for either (watch_piece()). */
+static struct runset pieceno;
 static void end_watch(uintptr_t s, uintptr_t e);
 static void wins_cut(uintptr_t s, uintptr_t e);
 
@@ -1402,12 +1404,20 @@ int ubdma_unwire(void *addr, size_t len, int flags)
  * the caller wires in full.  A hole or an access the registrar cannot pin is its own refusal
  * (EFAULT from ibv_reg_mr): the domain's contract, docs/wire.md.
  */
-/* Whether [s, e) lies in one trusted window.  Wire lock held. */
-static int wins_cover(uintptr_t s, uintptr_t e)
+/*
+ * Whether [s, e) lies in one trusted window; *hugep says whether the window's registration found a
+ * hugetlb mapping there (the run's pgsz, PAGE_2M for "some hugetlb": WINDOW_HUGE).  Wire lock held.
+ */
+#define WINDOW_HUGE PAGE_2M
+static int wins_cover(uintptr_t s, uintptr_t e, int *hugep)
 {
 	size_t i = run_find(&wins, s);
 
-	return i < wins.n && wins.r[i].start <= s && wins.r[i].end >= e;
+	if (i < wins.n && wins.r[i].start <= s && wins.r[i].end >= e) {
+		*hugep = wins.r[i].pgsz == WINDOW_HUGE;
+		return 1;
+	}
+	return 0;
 }
 
 /*
@@ -1436,6 +1446,7 @@ static void wins_cut(uintptr_t s, uintptr_t e)
 	set_cut(&wins, s, e);
 	set_cut(&nots, s, e); /* a window that changed may be one mapping now */
 	set_cut(&subno, s, e);
+	set_cut(&pieceno, s, e);
 }
 
 /* Whether the kernel says [s, e) is one registered mapping with no hole (watch_trust()).  Wire lock held. */
@@ -1465,9 +1476,9 @@ static int vouched(uintptr_t s, uintptr_t e)
  * it instead, asked after the check.  From then on only an unmap, a move or our own
  * unregistration can change it, and each cuts the window (wins_cut()).  Wire lock held.
  */
-static void watch_trust(uintptr_t wa, uintptr_t wb)
+static void watch_trust(uintptr_t wa, uintptr_t wb, int huge)
 {
-	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
+	struct wrun w = { .pgsz = huge ? WINDOW_HUGE : PAGE_4K, .watched = 1 };
 	size_t i = run_find(&nots, wa);
 
 	if (i < nots.n && nots.r[i].start <= wa && nots.r[i].end >= wb)
@@ -1480,13 +1491,32 @@ static void watch_trust(uintptr_t wa, uintptr_t wb)
 }
 
 /*
+ * May [s, e), inside a window registered whole, be trusted: is it one registered mapping with no
+ * hole?  Asked once until an event changes it (no remembers the refusals).  Wire lock held.
+ */
+static int watch_piece(uintptr_t s, uintptr_t e, struct runset *no, const struct wrun *w)
+{
+	size_t i = run_find(no, s);
+
+	if (i < no->n && no->r[i].start <= s && no->r[i].end >= e)
+		return 0;
+	if (run_reserve(&wins, 4) || run_reserve(no, 4))
+		return 0;
+	int one = vouched(s, e);
+	set_cut(&wins, s, e);
+	set_cut(no, s, e);
+	run_add(one ? &wins : no, s, e, 1, 0, w);
+	return one;
+}
+
+/*
  * [a, b) lies in a window that was registered whole and that no event has cut since (nots covers
  * it), but which the kernel would not vouch for: may the WATCH_SUB around the range be trusted
- * instead?  The same question for the smaller range: registered whole, one mapping, no hole.
- * Asked once per sub-window until an event changes it.  1 when [a, b) now lies in a trusted
- * range.  Wire lock held.
+ * instead, or else the range itself?  The same question for the smaller range: registered whole,
+ * one mapping, no hole.  Asked once per sub-window (and range) until an event changes it.  1 when
+ * [a, b) now lies in a trusted range.  Wire lock held.
  */
-static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
+static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb, int *hugep)
 {
 	struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
 	uintptr_t sa = TRUNC(a, WATCH_SUB), sb = ROUND(b, WATCH_SUB);
@@ -1494,23 +1524,19 @@ static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb)
 
 	if (i >= nots.n || nots.r[i].start > wa || nots.r[i].end < wb)
 		return 0; /* not registered whole, or changed since: register again */
-	i = run_find(&subno, sa);
-	if (i < subno.n && subno.r[i].start <= sa && subno.r[i].end >= sb)
-		return 0;
-	if (run_reserve(&wins, 4) || run_reserve(&subno, 4))
-		return 0;
-	int one = vouched(sa, sb);
-	set_cut(&wins, sa, sb);
-	set_cut(&subno, sa, sb);
-	run_add(one ? &wins : &subno, sa, sb, 1, 0, &w);
-	return one;
+	/* the piece is of the window's kind: hugetlb if the window's registration met any */
+	w.pgsz = nots.r[i].pgsz;
+	*hugep = w.pgsz == WINDOW_HUGE;
+	/* then the range itself: a mapping alone in its sub-window (a one-page mapping between
+	 * holes, bench/iommu_map's lock_unlock_4k) is trusted from its second watch on */
+	return watch_piece(sa, sb, &subno, &w) || ((sa < a || sb > b) && watch_piece(a, b, &pieceno, &w));
 }
 
-int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
+int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
 {
 	uintptr_t a = 0, b = 0;
 	struct wire_ticket *t;
-	int err = range_check(addr, len, 0, 0, &a, &b);
+	int huge = 0, err = range_check(addr, len, 0, 0, &a, &b);
 
 	if (err)
 		return err;
@@ -1529,10 +1555,10 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	int fresh = at >= watch.n || watch.r[at].start >= b;
 	for (size_t i = at; !fresh && i < watch.n && watch.r[i].start < b; i++)
 		cap += 2;
-	/* the window sets too: all four tables are made on the first call and live as long as the
+	/* the window sets too: all the tables are made on the first call and live as long as the
 	 * process, as the wire counts do */
 	if (run_reserve(&watch, 2 * cap + 4) || run_reserve(&wins, 4) || run_reserve(&nots, 4) ||
-	    run_reserve(&subno, 4) ||
+	    run_reserve(&subno, 4) || run_reserve(&pieceno, 4) ||
 	    !(t = cap == 1 ? tpool_get() : malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
 		pthread_mutex_unlock(&wire_lock);
 		return uerr(ENOMEM, "out of memory");
@@ -1550,14 +1576,25 @@ int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *
 	 * registration alone is not enough).
 	 */
 	uintptr_t wa = TRUNC(a, WATCH_WINDOW), wb = ROUND(b, WATCH_WINDOW);
-	if (wins_cover(a, b))
+	if (wins_cover(a, b, &huge))
 		err = 0; /* registered whole, and no event has cut it since */
-	else if (wb >= b && watch_sub(a, b, wa, wb))
+	else if (wb >= b && watch_sub(a, b, wa, wb, &huge))
 		err = 0; /* the window is not one mapping, but the part around the range is */
-	else if (wb < b || wmon_register(wa, wb))
-		err = wmon_register(a, b); /* a file, hugetlb or another handle's range is near */
-	else
-		watch_trust(wa, wb);
+	else if (wb < b || wmon_register_kind(wa, wb, &huge)) {
+		/* a file, hugetlb or another handle's range is near: the range alone, registered whole
+		 * now, is trusted if the kernel vouches that it is one mapping (asked once) */
+		struct wrun w = { .pgsz = PAGE_4K, .watched = 1 };
+		if (!(err = wmon_register_kind(a, b, &huge))) {
+			w.pgsz = huge ? WINDOW_HUGE : PAGE_4K;
+			watch_piece(a, b, &pieceno, &w);
+		}
+	} else
+		watch_trust(wa, wb, huge);
+	/* a caller that maps in 4 KiB pages must not get hugetlb memory watched as 4 KiB pages: the
+	 * kernel said, when the window was registered, whether hugetlb lies in it (the registration
+	 * stays: a hugetlb wiring registers it too, and keeps it, section 14) */
+	if (!err && huge && (flags & WIRE_WATCH_NO_HUGETLB))
+		err = ENOTSUP;
 	if (err) {
 		if (t->pooled) {
 			t->next = tpool;

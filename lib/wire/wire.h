@@ -48,10 +48,13 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
  * with the monitor and counted under a ticket that wire_release() takes back and
  * wire_ticket_alive() checks, as wire_range()'s; nothing is locked, marked or looked up.
  * Return: 0; EINVAL for an empty or wrapping range; ENOMEM; ENOTSUP without a monitor, or the
- * monitor's refusal (EINVAL: hugetlb not in whole pages, a regular file; EBUSY...): then the
- * caller wires with wire_range(), which knows what to do with such memory.
+ * monitor's refusal (EINVAL: hugetlb not in whole pages, a regular file; EBUSY...), or ENOTSUP
+ * for hugetlb memory with WIRE_WATCH_NO_HUGETLB in flags (a caller that needs the page size: the
+ * window remembers what its registration found, so a watch in a trusted window still makes no
+ * system call): then the caller wires with wire_range(), which knows what to do with such memory.
  */
-int wire_watch(void *addr, size_t len, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep);
+#define WIRE_WATCH_NO_HUGETLB 0x1 /* refuse hugetlb memory (ENOTSUP), known without a look-up */
+int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep);
 
 /* Drop the counts a ticket holds where its wiring still exists; frees the ticket.  NULL is a no-op. */
 void wire_release(struct wire_ticket *t);

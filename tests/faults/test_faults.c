@@ -35,6 +35,7 @@
 #include <ubdma/ubdma.h>
 
 #include "fault.h"
+#include "busdma/busdma_int.h" /* the cookie behind DMA memory */
 #include "core/ctx.h" /* iommu_attach(): the fake container gets a group */
 
 #define PG 4096UL
@@ -63,6 +64,7 @@ struct env {
 	enum ubdma_backend be;
 	int fake;		 /* vfio on the fake container */
 	int huge;		 /* the buffer is 2 MiB hugetlb */
+	int fired;		 /* a fault was injected in the op (a fallback may have absorbed it) */
 	ubdma_ctx_t *ctx, *ctx2;
 	void *grp;		 /* the fake group, attached as ubdma_pci_open() would */
 	char *buf;		 /* NPG pages (or 2 hugepages), three mappings when 4 KiB */
@@ -204,6 +206,30 @@ static void teardown_wired(struct env *e)
 	teardown_buf(e);
 }
 
+/* Whether a cookie of e's buffer is only watched: the backend pins (the fake container with its
+ * group) and the memory is 4 KiB pages (docs/wire.md section 13). */
+static int watch_only(struct env *e)
+{
+	return !e->huge && iommu_pins(&e->ctx->iommu);
+}
+
+/*
+ * A cookie's pages: watched and not wired where watch_only(), wired otherwise, or wired all the
+ * same when a fault in the watch was absorbed by the fallback to the full wiring.
+ */
+static void check_cookie_pages(struct env *e, const struct ubdma_umem *u, const void *p, const char *what)
+{
+	unsigned c = ubdma_wire_count(p);
+	int watched = c == 0 && wire_ticket_watched(u->ticket) && wire_ticket_alive(u->ticket);
+
+	if (!watch_only(e))
+		CHECKF(c >= 1, "%s: not wired", what);
+	else if (!e->fired)
+		CHECKF(watched, "%s: wired (count %u) or not watched where the backend pins", what, c);
+	else
+		CHECKF(watched || c >= 1, "%s: neither watched nor wired after an absorbed fault", what);
+}
+
 /* umem_lock of the whole buffer (several mappings or hugepages) */
 static int op_lock(struct env *e)
 {
@@ -220,7 +246,9 @@ static void verify_lock(struct env *e)
 		uint64_t a = ubdma_vtoiova(e->ctx, e->buf + off);
 		CHECKF(a != UBDMA_BAD_IOVA && a == ubdma_umem_iova(e->u, e->buf + off), "page %zu: %#llx", off / PG,
 		       (unsigned long long)a);
-		CHECKF(ubdma_wire_count(e->buf + off) >= 1, "page %zu not wired", off / PG);
+		/* where the backend pins (the fake container with its group), 4 KiB memory is
+		 * watched, not wired (docs/wire.md section 13): no count, a ticket the monitor ends */
+		check_cookie_pages(e, e->u, e->buf + off, "a locked page");
 	}
 	if (e->be == UBDMA_BACKEND_VFIO)
 		CHECKF(fault_vfio_nmaps() > e->pre_nmaps, "no IOMMU mapping made");
@@ -260,7 +288,8 @@ static void fail_lock_over(struct env *e)
 	check_not_registered(e, e->buf + 8 * PG, 4 * PG, "failed overlapping lock");
 	check_unwired(e->buf + 8 * PG, 4 * PG, "failed overlapping lock");
 	for (int i = 4; i < 8; i++)
-		CHECKF(ubdma_wire_count(e->buf + i * PG) == 1, "shared page %d count %u", i, ubdma_wire_count(e->buf + i * PG));
+		CHECKF(ubdma_wire_count(e->buf + i * PG) == (watch_only(e) ? 0u : 1u), "shared page %d count %u", i,
+		       ubdma_wire_count(e->buf + i * PG)); /* the first cookie's: no fault was armed then */
 	CHECKF(fault_vmlck_kb() == e->pre_vmlck, "VmLck %ld, was %ld", fault_vmlck_kb(), e->pre_vmlck);
 	CHECKF(fault_vfio_nmaps() == e->pre_nmaps, "IOMMU mappings %ld, were %ld", fault_vfio_nmaps(), e->pre_nmaps);
 }
@@ -321,7 +350,14 @@ static void fail_tag(struct env *e)
 }
 static void verify_tag(struct env *e)
 {
-	CHECKF(fault_vmlck_kb() > e->pre_vmlck, "ALLOCNOW wired no bounce pages");
+	/* where the backend pins, the pool's 4 KiB pages are watched, not wired (no VmLck of
+	 * mlock's; type1 counts its pins there, iommufd per user, the fake nowhere): the pool's
+	 * memory is made, locked in the context and translated */
+	const struct bounce_pool *bp = e->tag->pool;
+	CHECKF(bp && bp->total >= 8 && bp->mem && ubdma_vtoiova(e->ctx, bp->mem->va) != UBDMA_BAD_IOVA,
+	       "ALLOCNOW made no bounce pages");
+	if (!iommu_pins(&e->ctx->iommu))
+		CHECKF(fault_vmlck_kb() > e->pre_vmlck, "ALLOCNOW wired no bounce pages");
 }
 static void undo_tag(struct env *e)
 {
@@ -484,7 +520,11 @@ static void fail_mem_alloc(struct env *e)
 static void verify_mem_alloc(struct env *e)
 {
 	CHECKF(ubdma_vtoiova(e->ctx, e->mem) != UBDMA_BAD_IOVA, "DMA memory not translated");
-	CHECKF(ubdma_wire_count(e->mem) >= 1, "DMA memory not wired");
+	const struct backing *b = &e->mmap_->mem->b;
+	if (b->hugetlb)
+		CHECKF(ubdma_wire_count(e->mem) >= 1, "DMA memory not wired");
+	else
+		check_cookie_pages(e, b->cookie, e->mem, "DMA memory");
 	CHECKF(((char *)e->mem)[0] == 0, "not zeroed");
 }
 static void undo_mem_alloc(struct env *e)
@@ -715,6 +755,7 @@ static void walk(const struct scenario *s, enum ubdma_backend be, int fake, int 
 		rc = s->op(&e);
 		int fired = fault_disarm();
 		unsigned cls = fault_hit_class();
+		e.fired = fired;
 		if (!fired) {
 			CHECKF(rc == 0, "%s: without a fault: %d (%s)", s->name, rc, ubdma_last_error());
 			if (s->verify)

@@ -435,11 +435,19 @@ int main(void)
 	seed0 = rng = sd ? strtoull(sd, NULL, 0) : (uint64_t)time(NULL) * 2654435761u + 1;
 	printf("# soak: %.0f s, seed %" PRIu64 " (UBDMA_SOAK_SEED to repeat)\n", secs, rng);
 	fault_fake_vfio(1);
-	/* warm-up of the process-wide tables (wire counts), then the books */
-	char *w = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* warm-up of the process-wide tables (wire counts, and the watch's, which cookies on the
+	 * fake container use since it pins: docs/wire.md section 13), then the books */
+	char *w = mmap(NULL, 256 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	static struct wire_ticket *wt[256]; /* the ticket pool grown past what the soak holds at once */
+	uintptr_t ws, we;
 	if (ubdma_wire(w, PG, 0) || ubdma_unwire(w, PG, 0))
 		return 1;
-	munmap(w, PG);
+	for (int i = 0; i < 256; i++)
+		if (wire_watch(w + i * PG, PG, 0, &wt[i], &ws, &we))
+			return 1;
+	for (int i = 0; i < 256; i++)
+		wire_release(wt[i]);
+	munmap(w, 256 * PG);
 	long lck0 = status_kb("VmLck"), pin0 = status_kb("VmPin"), blocks0 = fault_live_blocks(),
 	     mapped0 = fault_mapped_bytes();
 

@@ -3,19 +3,23 @@
  *
  * Runs in the test-bed guest as root, so it first drops CAP_IPC_LOCK (which bypasses the limit
  * for mlock(2) and for VFIO's pinning) and then sets RLIMIT_MEMLOCK itself.  VFIO counts the
- * pages it pins in the same locked_vm as mlock, so memory that ubdma wires and maps counts twice
- * while a device is attached.  Cases, with a 1 MiB buffer B:
- *   limit 256 KiB          umem_lock(B) -> ENOMEM from the wiring, message names RLIMIT_MEMLOCK;
- *   limit 1.5 MiB, device  umem_lock(B) -> ENOMEM from VFIO_IOMMU_MAP_DMA (mlock fitted, the pin
- *                          did not); nothing stays wired;
+ * pages it pins in the same locked_vm as mlock.  With a device attached the backend pins, so
+ * umem_lock only watches 4 KiB memory (no mlock: docs/wire.md section 13) and B counts once;
+ * without one it wires, and the replay's pin counts on top.  Cases, with a 1 MiB buffer B:
+ *   limit 256 KiB          umem_lock(B) -> ENOMEM from VFIO_IOMMU_MAP_DMA's pin, message names
+ *                          RLIMIT_MEMLOCK; nothing stays wired or registered;
+ *   limit 1.5 MiB, device  umem_lock(B) succeeds (before issue 21 the pin came on top of mlock and
+ *                          this failed): no wire count, VmLck up by exactly B (the pin), fork(2)
+ *                          gives the child its own copy of B while the parent keeps its frames;
  *   limit 2.5 MiB, device  umem_lock(B) succeeds;
  *   limit 1.5 MiB, no device: umem_lock(B) succeeds (only recorded), then ubdma_pci_open() fails
  *                          with ENOMEM at the replay and leaves nothing attached; after
  *                          ubdma_umem_unlock() the open succeeds.
  * Under iommufd (UBDMA_BACKEND=iommufd) the pins count per user (user->locked_vm, the kernel's
  * default rlimit mode), apart from mlock's per-process count, so the cases become:
- *   limit 256 KiB          as above (the wiring);
- *   limit 1.5 MiB, device  umem_lock(B) succeeds: 1 MiB of mlock and 1 MiB of pins each fit;
+ *   limit 256 KiB          as above (the pin, per user);
+ *   limit 1.5 MiB, device  umem_lock(B) succeeds, watched only: VmLck does not move (no mlock,
+ *                          and the pin is the user's), no wire count, fork as above;
  *   second context         B again in a second context holding the e1000e: mlock does not grow
  *                          (B is wired once), but the pins reach 2 MiB: ENOMEM from
  *                          IOMMU_IOAS_MAP naming the per-user count; B stays registered in the
@@ -36,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ubdma/ubdma.h>
@@ -69,6 +74,110 @@ static void set_limit(size_t bytes)
 		printf("# setrlimit(%zu): %s\n", bytes, strerror(errno));
 }
 
+static long status_kb(const char *key)
+{
+	char line[256];
+	long v = -1;
+	size_t n = strlen(key);
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* The frame behind va (root reads PFNs from /proc/self/pagemap), or 0. */
+static uint64_t pfn_of(const void *va)
+{
+	uint64_t e = 0;
+	FILE *f = fopen("/proc/self/pagemap", "re");
+
+	if (f && fseek(f, (long)((uintptr_t)va / 4096 * 8), SEEK_SET) == 0 && fread(&e, 8, 1, f) != 1)
+		e = 0;
+	if (f)
+		fclose(f);
+	return e >> 63 ? e & ((UINT64_C(1) << 55) - 1) : 0;
+}
+
+/*
+ * Watch only (docs/wire.md section 13): with a device attached the backend pins the pages itself,
+ * so the lock adds no mlock and no wire count (type1 charges its pin to locked_vm, VmLck; iommufd
+ * to the user), and fork(2) gives the child the range, a copy of the pinned pages (Linux >= 5.9),
+ * while the parent keeps the frames the IOMMU maps.
+ */
+static void watch_only(ubdma_ctx_t *ctx, char *buf, size_t len, int type1, const char *what)
+{
+	long lck0 = status_kb("VmLck");
+	ubdma_umem_t *u = NULL;
+	int rc = ubdma_umem_lock(ctx, buf, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+
+	check(rc == 0, "%s: umem_lock -> %s", what, rc ? ubdma_last_error() : "0");
+	if (rc)
+		return;
+	long lck1 = status_kb("VmLck");
+	check(ubdma_wire_count(buf) == 0 && ubdma_wire_count(buf + len - 1) == 0,
+	      "%s: watched, not wired: wire count %u", what, ubdma_wire_count(buf));
+	check(type1 ? lck1 - lck0 == (long)(len / 1024) : lck1 == lck0,
+	      "%s: VmLck %ld -> %ld kB (%s)", what, lck0, lck1,
+	      type1 ? "the pin alone, counted once" : "no mlock; the pin counts per user");
+	uint64_t iova = ubdma_umem_iova(u, buf), pfn = pfn_of(buf);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(buf[len - 1] == 1 && (buf[0] = 2) == 2 ? 0 : 3); /* the child has the range */
+	int st = 0;
+	waitpid(pid, &st, 0);
+	buf[0] = 1; /* a copy-on-write page would move the parent now */
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && pfn && pfn_of(buf) == pfn && buf[0] == 1 &&
+	      ubdma_vtoiova(ctx, buf) == iova,
+	      "%s: fork: the child has the range (status %#x); the parent keeps its frame (%#llx -> %#llx) "
+	      "and IOVA", what, st, (unsigned long long)pfn, (unsigned long long)pfn_of(buf));
+	ubdma_umem_unlock(u);
+	check(status_kb("VmLck") == lck0 && ubdma_vtoiova(ctx, buf) == UBDMA_BAD_IOVA,
+	      "%s: unlocked: VmLck %ld kB, not registered", what, status_kb("VmLck"));
+}
+
+/*
+ * How a watch-only cookie shares pages with ubdma_wire() (docs/wire.md section 13): the wiring's
+ * count is the only one ubdma_wire_count() shows, its unwire leaves the cookie watched (the range
+ * stays registered while the watch needs it), and an munmap then still ends the cookie.  Hugetlb
+ * memory is wired in full, in whole huge pages, whatever the backend.
+ */
+static void watch_and_wire(ubdma_ctx_t *ctx, const char *what)
+{
+	size_t len = 16 * 4096;
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ubdma_umem_t *u = NULL;
+
+	memset(m, 1, len);
+	int rc = ubdma_wire(m, len, 0);
+	rc = rc ? rc : ubdma_umem_lock(ctx, m, len, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0 && ubdma_wire_count(m) == 1, "%s: wired and locked: count %u (the wiring's only)", what,
+	      ubdma_wire_count(m));
+	rc = ubdma_unwire(m, len, 0);
+	check(rc == 0 && ubdma_wire_count(m) == 0 && ubdma_vtoiova(ctx, m) != UBDMA_BAD_IOVA,
+	      "%s: unwired -> %d: count %u, the cookie still registered", what, rc, ubdma_wire_count(m));
+	munmap(m, len);
+	check(ubdma_vtoiova(ctx, m) == UBDMA_BAD_IOVA, "%s: munmap ends the watched cookie", what);
+	ubdma_umem_unlock(u);
+
+	char *h = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (h == MAP_FAILED) {
+		printf("# %s: no 2 MiB hugepage: the hugetlb case is not run\n", what);
+		return;
+	}
+	u = NULL;
+	rc = ubdma_umem_lock(ctx, h + 4096, 4096, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0 && ubdma_wire_count(h) == 1 && ubdma_vtoiova(ctx, h + 2 * MIB - 4096) != UBDMA_BAD_IOVA,
+	      "%s: hugetlb is wired in full, the whole huge page (count %u) -> %s", what, ubdma_wire_count(h),
+	      rc ? ubdma_last_error() : "0");
+	ubdma_umem_unlock(u);
+	check(ubdma_wire_count(h) == 0, "%s: hugetlb unlocked: count %u", what, ubdma_wire_count(h));
+	munmap(h, 2 * MIB);
+}
+
 /* umem_lock of buf fails with ENOMEM, the message holds word, and nothing stays wired. */
 static void lock_fails(ubdma_ctx_t *ctx, void *buf, size_t len, const char *what, const char *word)
 {
@@ -96,6 +205,10 @@ static int iommufd_cases(ubdma_ctx_t *ctx, ubdma_pci_t *dev, char *buf)
 	lock_fails(ctx, buf, MIB, "limit 256 KiB", "RLIMIT_MEMLOCK");
 
 	set_limit(MIB + MIB / 2);
+	watch_only(ctx, buf, MIB, 0, "limit 1.5 MiB, device open");
+	set_limit(8 * MIB);
+	watch_and_wire(ctx, "wire and watch");
+	set_limit(MIB + MIB / 2);
 	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
 	check(rc == 0, "limit 1.5 MiB, device open: umem_lock -> %s (pins count apart from mlock)",
 	      rc ? ubdma_last_error() : "0");
@@ -110,9 +223,9 @@ static int iommufd_cases(ubdma_ctx_t *ctx, ubdma_pci_t *dev, char *buf)
 	rc = ubdma_umem_lock(ctx2, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u2);
 	check(rc == ENOMEM && !u2 && strstr(ubdma_last_error(), "per user"),
 	      "second context: the same 1 MiB -> %s: %s", strerror(rc), ubdma_last_error());
-	check(ubdma_wire_count(buf) == 1 && ubdma_vtoiova(ctx, buf) != UBDMA_BAD_IOVA &&
+	check(ubdma_wire_count(buf) == 0 && ubdma_vtoiova(ctx, buf) != UBDMA_BAD_IOVA &&
 	      ubdma_vtoiova(ctx2, buf) == UBDMA_BAD_IOVA, "second context: B stays registered in the "
-	      "first context only (wired %d time(s))", ubdma_wire_count(buf));
+	      "first context only (watched, wired %d time(s))", ubdma_wire_count(buf));
 	ubdma_umem_unlock(u2);
 	ubdma_pci_close(dev2);
 	ubdma_ctx_close(ctx2);
@@ -173,7 +286,10 @@ int main(void)
 	lock_fails(ctx, buf, MIB, "limit 256 KiB", "RLIMIT_MEMLOCK");
 
 	set_limit(MIB + MIB / 2);
-	lock_fails(ctx, buf, MIB, "limit 1.5 MiB, device open", "MAP_DMA");
+	watch_only(ctx, buf, MIB, 1, "limit 1.5 MiB, device open");
+	set_limit(8 * MIB);
+	watch_and_wire(ctx, "wire and watch");
+	set_limit(MIB + MIB / 2);
 
 	set_limit(2 * MIB + MIB / 2);
 	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);

@@ -2,13 +2,15 @@
  * test_vfio_sigkill - a process killed with live mappings leaves nothing pinned.
  *
  * Runs in the test-bed guest.  A child opens a vfio context and the NVMe, locks 32 MiB of 4 KiB
- * pages and 8 MiB of 2 MiB hugepages (wired by mlock and pinned by VFIO_IOMMU_MAP_DMA), tells the
- * parent, and waits to be killed.  The parent reads /proc/meminfo while the child lives (Mlocked
- * and HugePages_Free show the child's memory held), sends SIGKILL, reaps it, and checks that
+ * pages and 8 MiB of 2 MiB hugepages (pinned by VFIO_IOMMU_MAP_DMA; the hugepages also wired by
+ * mlock, the 4 KiB pages only watched since issue 21: docs/wire.md section 13), tells the parent,
+ * and waits to be killed.  The parent reads /proc/meminfo and /proc/vmstat while the child lives
+ * (the pins, nr_foll_pin_acquired - released, and HugePages_Free show the child's memory held;
+ * Mlocked does not move for the 4 KiB pages), sends SIGKILL, reaps it, and checks that the pins,
  * Mlocked and HugePages_Free are back where they started (a page still pinned by a leaked
  * container would keep its hugepage out of the free pool) and that the IOMMU group can be opened
  * again, mapped into and released.  The same runs a second time with a child killed before any
- * device was attached (mappings only recorded).
+ * device was attached (mappings only recorded, nothing pinned: the 4 KiB pages are wired by mlock).
  * Exit status: 0 pass, 1 fail, 77 skip.
  */
 #include <errno.h>
@@ -63,6 +65,24 @@ out:
 		pause();
 }
 
+/* Pages pinned for DMA in the whole guest (FOLL_PIN: VFIO's and iommufd's pins among them). */
+static long pins_held(void)
+{
+	FILE *f = fopen("/proc/vmstat", "re");
+	char key[64];
+	long v, acq = -1, rel = -1;
+
+	while (f && fscanf(f, "%63s %ld", key, &v) == 2) {
+		if (!strcmp(key, "nr_foll_pin_acquired"))
+			acq = v;
+		else if (!strcmp(key, "nr_foll_pin_released"))
+			rel = v;
+	}
+	if (f)
+		fclose(f);
+	return acq < 0 || rel < 0 ? -1 : acq - rel;
+}
+
 static void wait_back(const char *key, long want, long *got)
 {
 	/* the exit path releases the container before the parent is told; allow a little slack */
@@ -73,7 +93,7 @@ static void wait_back(const char *key, long want, long *got)
 static void round_trip(const char *bdf, int with_device)
 {
 	const char *what = with_device ? "device attached" : "no device";
-	long mlocked0 = meminfo("Mlocked"), hfree0 = meminfo("HugePages_Free"), v;
+	long mlocked0 = meminfo("Mlocked"), hfree0 = meminfo("HugePages_Free"), pins0 = pins_held(), v;
 	int p[2], status;
 	char c = 0;
 
@@ -92,17 +112,27 @@ static void round_trip(const char *bdf, int with_device)
 		close(p[0]);
 		return;
 	}
-	long mlocked1 = meminfo("Mlocked"), hfree1 = meminfo("HugePages_Free");
-	/* Mlocked moves by a few pages of other processes too: allow 1 MiB of slack */
-	check(mlocked1 - mlocked0 >= (long)(ANON / 1024) - 1024 && hfree0 - hfree1 >= (long)(HUGE / (2 * MIB)),
-	      "%s: while the child lives: Mlocked %ld -> %ld kB, HugePages_Free %ld -> %ld", what,
-	      mlocked0, mlocked1, hfree0, hfree1);
+	long mlocked1 = meminfo("Mlocked"), hfree1 = meminfo("HugePages_Free"), pins1 = pins_held();
+	/* Mlocked moves by a few pages of other processes too: allow 1 MiB of slack.  With the
+	 * device the backend pins the 4 KiB pages and the library only watches them (no mlock);
+	 * without it nothing is pinned and they are wired */
+	int mlock_ok = with_device ? mlocked1 - mlocked0 < (long)(ANON / 1024) / 2
+				   : mlocked1 - mlocked0 >= (long)(ANON / 1024) - 1024;
+	/* pins of other processes come and go too (a previous program's release): 1 MiB of slack */
+	int pins_ok = with_device ? pins1 - pins0 >= (long)((ANON + HUGE) / 4096) - 256 : pins0 >= 0;
+	check(mlock_ok && pins_ok && hfree0 - hfree1 >= (long)(HUGE / (2 * MIB)),
+	      "%s: while the child lives: Mlocked %ld -> %ld kB (%s), pinned pages %ld -> %ld, "
+	      "HugePages_Free %ld -> %ld", what, mlocked0, mlocked1,
+	      with_device ? "watched, not mlocked" : "wired", pins0, pins1, hfree0, hfree1);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	close(p[0]);
 	check(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "%s: child killed by SIGKILL", what);
 	wait_back("Mlocked", mlocked0, &v);
 	check(v <= mlocked0 + 64, "%s: Mlocked back to %ld kB (was %ld)", what, v, mlocked0);
+	for (int i = 0; i < 50 && (v = pins_held()) > pins0; i++)
+		usleep(20000);
+	check(v <= pins0, "%s: pinned pages back to %ld (were %ld)", what, v, pins0);
 	wait_back("HugePages_Free", hfree0, &v);
 	check(v == hfree0, "%s: HugePages_Free back to %ld (was %ld): no hugepage left pinned", what,
 	      v, hfree0);
