@@ -44,6 +44,7 @@ struct drv_watch {
 static inline void drv_watch_init(struct drv_watch *w)
 {
 	w->stop_fd = -1;
+	w->pid = 0;
 }
 
 static void *drv_watch_main(void *arg)
@@ -86,7 +87,7 @@ static inline int drv_watch_start(struct drv_watch *w, int req_fd, int err_fd, c
 	sigset_t all, old;
 	int err;
 
-	w->stop_fd = -1;
+	drv_watch_init(w);
 	if (req_fd < 0)
 		return 0;
 	w->req_fd = req_fd;
