@@ -110,6 +110,11 @@ struct ubdma_ctx {
 	size_t ix_cap;
 	size_t ix_span[65];
 	uint64_t umem_seq;
+	/*
+	 * One freed cookie kept for the next lock (atomic exchange, no lock): a lock + unlock in a
+	 * loop allocates nothing, which under TCG is dear (issue 21).  Freed with the context.
+	 */
+	struct ubdma_umem *umem_spare;
 	void *layer[CTX_NLAYERS]; /* each layer's state: ctx_layer_state() / ctx_layer_set() */
 	/*
 	 * The wire layer's monitor learns asynchronously that memory under some translations is

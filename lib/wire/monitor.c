@@ -207,6 +207,7 @@ int wmon_start_locked(void)
 	snprintf(mon.desc, sizeof(mon.desc), "userfaultfd: unmap, remove and remap events%s",
 		 avail & UFFD_FEATURE_WP_HUGETLBFS_SHMEM ? "" : " (anonymous memory only on this kernel)");
 	__atomic_store_n(&mon.state, WMON_ON, __ATOMIC_RELEASE);
+	__atomic_store_n(&wmon_fd_, fd, __ATOMIC_RELEASE);
 	return fd;
 failed:
 	ULOG_WARN("wiring: %s; munmap cannot end a wiring by itself (docs/wire.md)", mon.desc);
@@ -214,10 +215,8 @@ failed:
 	return -1;
 }
 
-int wmon_fd(void)
-{
-	return __atomic_load_n(&mon.state, __ATOMIC_ACQUIRE) == WMON_ON ? mon.fd : -1;
-}
+/* mon.fd published for wmon_fd() once the state is WMON_ON (and -1 again in a fork child). */
+int wmon_fd_ = -1;
 
 int wmon_active(void)
 {
@@ -350,6 +349,7 @@ void wmon_forget(void)
 	if (mon.fd >= 0)
 		close(mon.fd);
 	mon.fd = -1;
+	wmon_fd_ = -1;
 	mon.state = WMON_OFF;
 	wmon_begun_ = wmon_done_ = wmon_pending_ = 0;
 	mon.subs = NULL;
