@@ -23,7 +23,8 @@
 static void chunks_free(struct ubdma_umem *u)
 {
 	for (int i = 0; i < u->nchunks; i++)
-		free(u->chunks[i].iovas);
+		if (u->chunks[i].iovas) /* a one-page or linear chunk has none: no call (issue 21) */
+			free(u->chunks[i].iovas);
 	if (u->chunks != &u->one)
 		free(u->chunks);
 }
@@ -191,7 +192,8 @@ static int registry_link(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 		ctx->ix_cap = cap;
 	}
 	size_t i = ix_find(ctx, umem_lo(u));
-	memmove(&ctx->ix[i + 1], &ctx->ix[i], (ctx->numems - i) * sizeof(*ctx->ix));
+	if (i < ctx->numems)
+		memmove(&ctx->ix[i + 1], &ctx->ix[i], (ctx->numems - i) * sizeof(*ctx->ix));
 	ctx->ix[i] = u;
 	ctx->ix_span[span_class(u)]++;
 	u->seq = ++ctx->umem_seq;
@@ -343,7 +345,8 @@ static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 
 	while (ctx->ix[i] != u) /* among the cookies starting at the same address */
 		i++;
-	memmove(&ctx->ix[i], &ctx->ix[i + 1], (ctx->numems - i - 1) * sizeof(*ctx->ix));
+	if (i + 1 < ctx->numems)
+		memmove(&ctx->ix[i], &ctx->ix[i + 1], (ctx->numems - i - 1) * sizeof(*ctx->ix));
 	ctx->ix_span[span_class(u)]--;
 	LIST_REMOVE(u, link);
 	ctx->numems--;
@@ -430,7 +433,8 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		goto fail_unwire;
 	}
 	pthread_mutex_unlock(&ctx->reg_lock);
-	free(segs);
+	if (segs) /* a watched cookie has none */
+		free(segs);
 	*cookiep = u;
 	return 0;
 

@@ -1634,7 +1634,10 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 	if (fresh) {
 		/* nothing counted there (a miss's usual case): one run, whose new generation merges
 		 * with no neighbour */
-		run_insert(&watch, at, proto);
+		if (at == watch.n) /* past every run: nothing to move (no call, issue 21) */
+			watch.r[watch.n++] = proto;
+		else
+			run_insert(&watch, at, proto);
 		t->p[n++] = (struct wire_piece){ a, b, proto.gen };
 	} else {
 		run_add(&watch, a, b, 1, 0, &proto);
