@@ -110,11 +110,6 @@ struct ubdma_ctx {
 	size_t ix_cap;
 	size_t ix_span[65];
 	uint64_t umem_seq;
-	/*
-	 * One freed cookie kept for the next lock (atomic exchange, no lock): a lock + unlock in a
-	 * loop allocates nothing, which under TCG is dear (issue 21).  Freed with the context.
-	 */
-	struct ubdma_umem *umem_spare;
 	void *layer[CTX_NLAYERS]; /* each layer's state: ctx_layer_state() / ctx_layer_set() */
 	/*
 	 * The wire layer's monitor learns asynchronously that memory under some translations is
@@ -126,6 +121,12 @@ struct ubdma_ctx {
 	 */
 	uint64_t stale_settled;
 	uint64_t end_seen;	  /* wire_end_seq() when the cookies were last checked (reg_lock) */
+	/*
+	 * One freed cookie kept for the next lock (atomic exchange, no lock): a lock + unlock in a
+	 * loop allocates nothing, which under TCG is dear (issue 21).  Freed with the context.  Last,
+	 * so that the fields before it keep their cache lines (the hit path reads some).
+	 */
+	struct ubdma_umem *umem_spare;
 };
 
 /* A layer's state in ctx, or NULL; any thread. */
