@@ -91,6 +91,7 @@ static void ctx_free(struct ubdma_ctx *ctx)
 {
 	xlate_fini(&ctx->xlate);
 	free(ctx->ix);
+	free(ctx->umem_spare);
 	pthread_mutex_destroy(&ctx->reg_lock);
 	pthread_mutex_destroy(&ctx->win_lock);
 	free(ctx);

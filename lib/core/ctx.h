@@ -121,6 +121,12 @@ struct ubdma_ctx {
 	 */
 	uint64_t stale_settled;
 	uint64_t end_seen;	  /* wire_end_seq() when the cookies were last checked (reg_lock) */
+	/*
+	 * One freed cookie kept for the next lock (atomic exchange, no lock): a lock + unlock in a
+	 * loop allocates nothing, which under TCG is dear (issue 21).  Freed with the context.  Last,
+	 * so that the fields before it keep their cache lines (the hit path reads some).
+	 */
+	struct ubdma_umem *umem_spare;
 };
 
 /* A layer's state in ctx, or NULL; any thread. */

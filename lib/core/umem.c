@@ -23,7 +23,8 @@
 static void chunks_free(struct ubdma_umem *u)
 {
 	for (int i = 0; i < u->nchunks; i++)
-		free(u->chunks[i].iovas);
+		if (u->chunks[i].iovas) /* a one-page or linear chunk has none: no call (issue 21) */
+			free(u->chunks[i].iovas);
 	if (u->chunks != &u->one)
 		free(u->chunks);
 }
@@ -191,7 +192,8 @@ static int registry_link(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 		ctx->ix_cap = cap;
 	}
 	size_t i = ix_find(ctx, umem_lo(u));
-	memmove(&ctx->ix[i + 1], &ctx->ix[i], (ctx->numems - i) * sizeof(*ctx->ix));
+	if (i < ctx->numems)
+		memmove(&ctx->ix[i + 1], &ctx->ix[i], (ctx->numems - i) * sizeof(*ctx->ix));
 	ctx->ix[i] = u;
 	ctx->ix_span[span_class(u)]++;
 	u->seq = ++ctx->umem_seq;
@@ -244,10 +246,33 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 	uintptr_t *bounds = NULL, bounds_few[2 * 8];
 	int err = 0;
 
+	struct ubdma_umem *only = NULL;
+
 	/* the cookies overlapping [s, e): those of the index from ix_first() up to e */
 	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++)
-		if (!o->hidden && umem_hi(o) > s)
+		if (!o->hidden && umem_hi(o) > s) {
 			cap += (size_t)o->nchunks;
+			only = o;
+		}
+	/*
+	 * The common case without the cover computation (issue 21: under TCG each step of it is
+	 * dear): nothing covers [s, e) (an unlock of a cookie that overlapped none), or one chunk
+	 * covers it all (the lock of such a cookie).  Either is the one elementary interval the
+	 * general walk below would find, with that winner.
+	 */
+	if (cap == 0) {
+		xlate_clear(&ctx->xlate, s, e - s);
+		return 0;
+	}
+	if (cap == 1 && only->chunks[0].va <= s &&
+	    only->chunks[0].va + only->chunks[0].npages * only->chunks[0].pgsz >= e) {
+		if (!chunk_enter(&ctx->xlate, &only->chunks[0], s, e))
+			return 0;
+		if (can_fail)
+			return ENOMEM;
+		xlate_clear(&ctx->xlate, s, e - s);
+		return 0;
+	}
 	if (cap + 1 <= 8) { /* the usual case, a cookie overlapping none or few: no allocation */
 		cv = cv_few;
 		bounds = bounds_few;
@@ -320,7 +345,8 @@ static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 
 	while (ctx->ix[i] != u) /* among the cookies starting at the same address */
 		i++;
-	memmove(&ctx->ix[i], &ctx->ix[i + 1], (ctx->numems - i - 1) * sizeof(*ctx->ix));
+	if (i + 1 < ctx->numems)
+		memmove(&ctx->ix[i], &ctx->ix[i + 1], (ctx->numems - i - 1) * sizeof(*ctx->ix));
 	ctx->ix_span[span_class(u)]--;
 	LIST_REMOVE(u, link);
 	ctx->numems--;
@@ -371,7 +397,9 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		return uerr(EINVAL, "addr %p and len %zu must be non-zero multiples of 4096", addr, len);
 	if (a + len < a)
 		return uerr(EINVAL, "range %p + %zu wraps around the address space", addr, len);
-	if (!(u = calloc(1, sizeof(*u))))
+	if ((u = __atomic_exchange_n(&ctx->umem_spare, NULL, __ATOMIC_ACQUIRE)))
+		memset(u, 0, sizeof(*u));
+	else if (!(u = calloc(1, sizeof(*u))))
 		return uerr(ENOMEM, "out of memory");
 	u->ctx = ctx;
 	u->start = a;
@@ -405,7 +433,8 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		goto fail_unwire;
 	}
 	pthread_mutex_unlock(&ctx->reg_lock);
-	free(segs);
+	if (segs) /* a watched cookie has none */
+		free(segs);
 	*cookiep = u;
 	return 0;
 
@@ -513,5 +542,8 @@ void ubdma_umem_unlock(ubdma_umem_t *u)
 	/* only what this cookie wired, and only where that wiring still exists */
 	wire_release(u->ticket);
 	chunks_free(u);
-	free(u);
+	/* kept as the context's spare (umem_lock() takes it) unless one is there already */
+	struct ubdma_umem *none = NULL;
+	if (!__atomic_compare_exchange_n(&ctx->umem_spare, &none, u, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		free(u);
 }

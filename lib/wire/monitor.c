@@ -50,6 +50,9 @@
 enum { WMON_OFF, WMON_ON, WMON_FAILED };
 
 uint64_t wmon_begun_, wmon_done_, wmon_pending_; /* monitor.h */
+/* mon.fd + 1 for wmon_fd() once the state is WMON_ON, 0 before and in a fork child: zero when
+ * not running, so that it sits beside the counters above rather than in initialised data. */
+int wmon_fd1_;
 
 static struct {
 	int state;	      /* under wire_lock; read atomically */
@@ -207,6 +210,7 @@ int wmon_start_locked(void)
 	snprintf(mon.desc, sizeof(mon.desc), "userfaultfd: unmap, remove and remap events%s",
 		 avail & UFFD_FEATURE_WP_HUGETLBFS_SHMEM ? "" : " (anonymous memory only on this kernel)");
 	__atomic_store_n(&mon.state, WMON_ON, __ATOMIC_RELEASE);
+	__atomic_store_n(&wmon_fd1_, fd + 1, __ATOMIC_RELEASE);
 	return fd;
 failed:
 	ULOG_WARN("wiring: %s; munmap cannot end a wiring by itself (docs/wire.md)", mon.desc);
@@ -214,10 +218,6 @@ failed:
 	return -1;
 }
 
-int wmon_fd(void)
-{
-	return __atomic_load_n(&mon.state, __ATOMIC_ACQUIRE) == WMON_ON ? mon.fd : -1;
-}
 
 int wmon_active(void)
 {
@@ -350,6 +350,7 @@ void wmon_forget(void)
 	if (mon.fd >= 0)
 		close(mon.fd);
 	mon.fd = -1;
+	wmon_fd1_ = 0;
 	mon.state = WMON_OFF;
 	wmon_begun_ = wmon_done_ = wmon_pending_ = 0;
 	mon.subs = NULL;

@@ -64,7 +64,12 @@ static inline void wmon_sync(void)
 
 /* wire.c's side: under the wire lock. */
 int wmon_start_locked(void);		/* the handle, or -1 */
-int wmon_fd(void);			/* -1 when not running */
+/* -1 when not running.  Inline: every watch asks it, and under TCG a call is dear (issue 21). */
+extern int wmon_fd1_ __attribute__((visibility("hidden"))); /* the handle + 1 once running, else 0 */
+static inline int wmon_fd(void)
+{
+	return __atomic_load_n(&wmon_fd1_, __ATOMIC_ACQUIRE) - 1;
+}
 int wmon_watches_hugetlb(void);		/* 1 when hugetlb and shmem ranges can be registered */
 int wmon_register(uintptr_t s, uintptr_t e); /* 0, or why not (EINVAL: regular file, EBUSY...) */
 /* The same, and *hugetlbp (when not NULL) says whether a hugetlb mapping lies in [s, e): the

@@ -128,7 +128,7 @@ static size_t run_find(const struct runset *rs, uintptr_t addr)
  * monitor reserves when a batch of events used up the slack, and where even that fails it ends
  * whole runs or drops a tombstone (see end_range()).
  */
-static int run_reserve(struct runset *rs, size_t more)
+static int run_reserve_slow(struct runset *rs, size_t more)
 {
 	if (rs == &tomb && rs->n > TOMB_MARKS) {
 		size_t k = 0;
@@ -146,6 +146,14 @@ static int run_reserve(struct runset *rs, size_t more)
 	rs->r = n;
 	rs->cap = cap;
 	return 0;
+}
+
+/* The usual case, room already there, inline: a watch reserves in five sets (issue 21, TCG). */
+static inline int run_reserve(struct runset *rs, size_t more)
+{
+	if (__builtin_expect(rs != &tomb && rs->n + more + SLACK <= rs->cap, 1))
+		return 0;
+	return run_reserve_slow(rs, more);
 }
 
 static int run_room(const struct runset *rs, size_t k)
@@ -781,9 +789,10 @@ void wire_monitor_start(void)
 }
 
 /* Every entry point: the monitor runs, and what it read before this call is applied. */
-static void wire_enter(void)
+static inline void wire_enter(void)
 {
-	wire_monitor_start();
+	if (__builtin_expect(wmon_fd() < 0, 0))
+		wire_monitor_start();
 	wmon_sync();
 }
 
@@ -1184,6 +1193,17 @@ void wire_release(struct wire_ticket *t)
 
 	wire_enter();
 	pthread_mutex_lock(&wire_lock);
+	if (watch_only && t->n == 1) {
+		/* a one-piece watch whose run is still its own, whole, with its last count (a cache
+		 * miss's or a one-chunk cookie's usual case): the run goes, and with it no split, no
+		 * reservation and no merge (the gap it leaves joins no neighbours) */
+		size_t i = run_find(&watch, t->p[0].s);
+		if (i < watch.n && watch.r[i].start == t->p[0].s && watch.r[i].end == t->p[0].e &&
+		    watch.r[i].gen == t->p[0].gen && watch.r[i].count == 1) {
+			run_remove(&watch, i);
+			goto done;
+		}
+	}
 	/* without room to split, the release would be lost and the pages pinned for good: reserve
 	 * what it needs now, and if even that fails use the slack (it exists for such moments) */
 	if (run_reserve(rs, 2 * (size_t)t->n))
@@ -1215,6 +1235,7 @@ void wire_release(struct wire_ticket *t)
 		}
 		run_coalesce(rs, s, e);
 	}
+done:
 	if (t->pooled) {
 		t->next = tpool;
 		tpool = t;
@@ -1613,7 +1634,10 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 	if (fresh) {
 		/* nothing counted there (a miss's usual case): one run, whose new generation merges
 		 * with no neighbour */
-		run_insert(&watch, at, proto);
+		if (at == watch.n) /* past every run: nothing to move (no call, issue 21) */
+			watch.r[watch.n++] = proto;
+		else
+			run_insert(&watch, at, proto);
 		t->p[n++] = (struct wire_piece){ a, b, proto.gen };
 	} else {
 		run_add(&watch, a, b, 1, 0, &proto);
