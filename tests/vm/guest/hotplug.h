@@ -2,14 +2,17 @@
  * hotplug.h - the guest's side of run-guest.sh -R: asking the host for a hot-unplug (the
  * "UBDMA-VM-QMP:" marker that tests/vm/qmp-helper.py turns into a QMP command) and waiting for
  * the kernel's remove to finish (the device leaving /sys/bus/pci/devices).  Shared by
- * test_nvme_remove, test_e1000e_remove and the AER tests (review finding: the remove tests had
+ * test_nvme_remove, test_e1000e_remove, the idle-removal tests and the AER tests (review finding: the remove tests had
  * one copy each).
  */
 #ifndef UBDMA_GUEST_HOTPLUG_H
 #define UBDMA_GUEST_HOTPLUG_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +60,47 @@ static __attribute__((unused)) void hp_check_gone(const char *bdf, uint64_t aske
 		usleep(50000);
 	check(!hp_in_sysfs(bdf), "%s left /sys/bus/pci/devices %llu ms after close (%llu ms after device_del "
 	      "was asked)", bdf, (unsigned long long)(hp_now_ms() - t0), (unsigned long long)(hp_now_ms() - asked));
+}
+
+/* The remove asked by an unbind from vfio-pci (the idle-removal tests): a thread whose write
+ * returns when the kernel's remove did. */
+struct hp_unbind {
+	const char *bdf;
+	int err;		/* the write's errno, 0 when it succeeded */
+	uint64_t start, done;	/* ms; done is 0 until the write returned */
+};
+
+static __attribute__((unused)) int hp_sysfs_write(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY), err = 0;
+
+	if (fd < 0)
+		return errno;
+	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+		err = errno ? errno : EIO;
+	close(fd);
+	return err;
+}
+
+static __attribute__((unused)) void *hp_unbind_main(void *arg)
+{
+	struct hp_unbind *u = arg;
+
+	u->err = hp_sysfs_write("/sys/bus/pci/drivers/vfio-pci/unbind", u->bdf);
+	__atomic_store_n(&u->done, hp_now_ms(), __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static __attribute__((unused)) int hp_bound_to_vfio(const char *bdf)
+{
+	char path[128], link[256];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+	if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
+		return 0;
+	link[n] = 0;
+	return strstr(link, "/vfio-pci") != NULL;
 }
 
 #endif

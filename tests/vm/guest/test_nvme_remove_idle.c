@@ -36,46 +36,6 @@
 #define LIMIT_MS 10000 /* the kernel asks again every 10 s: a removal seen only then is too late */
 #define BLK 4096u
 
-/* The thread that asks the kernel to remove the device: its write returns when the remove did. */
-struct unbind {
-	const char *bdf;
-	int err;		/* the write's errno, 0 when it succeeded */
-	uint64_t start, done;	/* ms; done is 0 until the write returned */
-};
-
-static int sysfs_write(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), err = 0;
-
-	if (fd < 0)
-		return errno;
-	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-		err = errno ? errno : EIO;
-	close(fd);
-	return err;
-}
-
-static void *unbind_main(void *arg)
-{
-	struct unbind *u = arg;
-
-	u->err = sysfs_write("/sys/bus/pci/drivers/vfio-pci/unbind", u->bdf);
-	__atomic_store_n(&u->done, hp_now_ms(), __ATOMIC_RELEASE);
-	return NULL;
-}
-
-static int bound_to_vfio(const char *bdf)
-{
-	char path[128], link[256];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
-	if ((n = readlink(path, link, sizeof(link) - 1)) < 0)
-		return 0;
-	link[n] = 0;
-	return strstr(link, "/vfio-pci") != NULL;
-}
-
 static struct { unsigned long ok, enxio, other; } tally;
 
 static void cb(void *arg, const struct ubdma_nvme_cpl *cpl)
@@ -100,7 +60,7 @@ int main(void)
 	int rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (!bdf || !bound_to_vfio(bdf)) {
+	if (!bdf || !hp_bound_to_vfio(bdf)) {
 		printf("# SKIP: no NVMe on vfio-pci (UBDMA_VM_NVME=%s)\n", bdf ? bdf : "unset");
 		return 77;
 	}
@@ -139,9 +99,9 @@ int main(void)
 	check(rc == 0 && ubdma_nvme_outstanding(qp) == 4, "4 reads held (%s)", rc ? ubdma_nvme_last_error() : "ok");
 
 	/* the removal, while this thread makes no driver call */
-	struct unbind u = { .bdf = bdf, .start = hp_now_ms() };
+	struct hp_unbind u = { .bdf = bdf, .start = hp_now_ms() };
 	pthread_t th;
-	pthread_create(&th, NULL, unbind_main, &u);
+	pthread_create(&th, NULL, hp_unbind_main, &u);
 	uint64_t done;
 	while (!(done = __atomic_load_n(&u.done, __ATOMIC_ACQUIRE)) && hp_now_ms() - u.start < LIMIT_MS)
 		usleep(20000);
@@ -174,7 +134,7 @@ int main(void)
 	       u.err ? strerror(u.err) : "ok");
 
 	/* back on vfio-pci (driver_override still names it) for whatever runs next */
-	rc = sysfs_write("/sys/bus/pci/drivers_probe", bdf);
-	check(rc == 0 && bound_to_vfio(bdf), "%s bound to vfio-pci again (%s)", bdf, rc ? strerror(rc) : "ok");
+	rc = hp_sysfs_write("/sys/bus/pci/drivers_probe", bdf);
+	check(rc == 0 && hp_bound_to_vfio(bdf), "%s bound to vfio-pci again (%s)", bdf, rc ? strerror(rc) : "ok");
 	return failures ? 1 : 0;
 }
