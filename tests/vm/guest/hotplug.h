@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,6 +67,7 @@ static __attribute__((unused)) void hp_check_gone(const char *bdf, uint64_t aske
  * returns when the kernel's remove did. */
 struct hp_unbind {
 	const char *bdf;
+	pthread_t thread;
 	int err;		/* the write's errno, 0 when it succeeded */
 	uint64_t start, done;	/* ms; done is 0 until the write returned */
 };
@@ -101,6 +103,28 @@ static __attribute__((unused)) int hp_bound_to_vfio(const char *bdf)
 		return 0;
 	link[n] = 0;
 	return strstr(link, "/vfio-pci") != NULL;
+}
+
+/* Unbind @bdf from vfio-pci on a thread of its own and wait up to @limit_ms (the caller makes no
+ * driver call meanwhile) for the kernel's remove; the time it returned (ms), 0 while it still
+ * waits.  The caller joins u->thread later (with the watcher off, it returns only after close). */
+static __attribute__((unused)) uint64_t hp_unbind_wait(struct hp_unbind *u, const char *bdf, uint64_t limit_ms)
+{
+	uint64_t done;
+
+	*u = (struct hp_unbind){ .bdf = bdf, .start = hp_now_ms() };
+	pthread_create(&u->thread, NULL, hp_unbind_main, u);
+	while (!(done = __atomic_load_n(&u->done, __ATOMIC_ACQUIRE)) && hp_now_ms() - u->start < limit_ms)
+		usleep(20000);
+	return done;
+}
+
+/* Back on vfio-pci after an unbind (driver_override still names it), for whatever runs next. */
+static __attribute__((unused)) void hp_rebind_vfio(const char *bdf)
+{
+	int rc = hp_sysfs_write("/sys/bus/pci/drivers_probe", bdf);
+
+	check(rc == 0 && hp_bound_to_vfio(bdf), "%s bound to vfio-pci again (%s)", bdf, rc ? strerror(rc) : "ok");
 }
 
 #endif

@@ -99,12 +99,8 @@ int main(void)
 	check(rc == 0 && ubdma_nvme_outstanding(qp) == 4, "4 reads held (%s)", rc ? ubdma_nvme_last_error() : "ok");
 
 	/* the removal, while this thread makes no driver call */
-	struct hp_unbind u = { .bdf = bdf, .start = hp_now_ms() };
-	pthread_t th;
-	pthread_create(&th, NULL, hp_unbind_main, &u);
-	uint64_t done;
-	while (!(done = __atomic_load_n(&u.done, __ATOMIC_ACQUIRE)) && hp_now_ms() - u.start < LIMIT_MS)
-		usleep(20000);
+	struct hp_unbind u;
+	uint64_t done = hp_unbind_wait(&u, bdf, LIMIT_MS);
 	check(done && u.err == 0, "the kernel's remove (unbind from vfio-pci) completed while the program made no "
 	      "driver call: %s after %llu ms", done ? (u.err ? strerror(u.err) : "returned") : "still waiting",
 	      (unsigned long long)((done ? done : hp_now_ms()) - u.start));
@@ -129,12 +125,10 @@ int main(void)
 	ubdma_ctx_close(ctx);
 	free(buf);
 	/* with the watcher off, the unbind returns only now (after close): the time says so */
-	pthread_join(th, NULL);
+	pthread_join(u.thread, NULL);
 	printf("# unbind returned %llu ms after it was asked (%s)\n", (unsigned long long)(u.done - u.start),
 	       u.err ? strerror(u.err) : "ok");
 
-	/* back on vfio-pci (driver_override still names it) for whatever runs next */
-	rc = hp_sysfs_write("/sys/bus/pci/drivers_probe", bdf);
-	check(rc == 0 && hp_bound_to_vfio(bdf), "%s bound to vfio-pci again (%s)", bdf, rc ? strerror(rc) : "ok");
+	hp_rebind_vfio(bdf);
 	return failures ? 1 : 0;
 }
