@@ -14,7 +14,8 @@
 # (OUT/nvme-latency.png and .svg).
 #
 # usage: bench/nvme.sh [-B BUILD] [-o OUT] [-t SECS] [-r ROUNDS] [-P] [-I ICOUNT] [-w WORKLOADS]
-#                      [-H POLLS] [-D null|file] [-L] [-Q QEMU] [-N NICE] [--json | --csv]
+#                      [-H POLLS] [-D null|file] [-L] [-Q QEMU] [-N NICE] [-S one[:CPU]|free]
+#                      [--json | --csv]
 #   -B BUILD  meson build folder with bench/bench_nvme (default: build)
 #   -o OUT    output folder (default: BUILD/bench/nvme-out)
 #   -t SECS   seconds a workload (default 3)
@@ -41,11 +42,19 @@
 #             there) at this nice value, e.g. -10 (root), its vCPU thread left as it is: on a
 #             loaded host the scheduler otherwise leaves the device's work waiting for
 #             milliseconds while a polling vCPU spins (docs/nvme.md, "The host's scheduler")
+#   -S PLACE  where QEMU's threads run on the host.  one[:CPU] (the default under -I): every thread
+#             of QEMU on one host CPU (default 0), and every thread but the main loop's (the vCPU,
+#             QEMU's RCU and worker threads) SCHED_IDLE, so that the emulated NVMe's work in the
+#             main loop runs at once and while it runs the vCPU does not, in the ubdma and the
+#             kernel rows alike: the null device then completes in no guest time, and the rows
+#             count the drivers' instructions, not the host's wake-ups (docs/nvme.md, "One host
+#             CPU").  free (the default on the host's clock, -I off): as the host's scheduler
+#             places them (on the host's clock a descheduled vCPU's time passes in the guest)
 # Device and CPU are both emulated (QEMU TCG): compare ratios between rows, not absolute numbers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 B=build OUT= SECS=3 ROUNDS=3 IRQ=1 FMT=table ICOUNT=off WL= HYBRID=64
-DEV=null GTOD=1 NICE=
+DEV=null GTOD=1 NICE= PLACE=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-B) B=$2; shift ;;
@@ -59,11 +68,12 @@ while [ $# -gt 0 ]; do
 	-D) DEV=$2; shift ;;
 	-L) GTOD=0 ;;
 	-N) NICE=$2; shift ;;
+	-S) PLACE=$2; shift ;;
 	-Q) [ -x "$2" ] || { echo "nvme.sh: -Q $2: not an executable" >&2; exit 2; }
 		UBDMA_QEMU=$(readlink -f "$2"); export UBDMA_QEMU; shift ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,53p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -74,6 +84,11 @@ done
 case $DEV in null | file) ;; *) echo "nvme.sh: -D wants null or file" >&2; exit 2 ;; esac
 [ -z "$NICE" ] || [[ $NICE =~ ^-?[0-9]+$ ]] && [ "${NICE:-0}" -ge -20 ] && [ "${NICE:-0}" -le 19 ] ||
 	{ echo "nvme.sh: -N wants a nice value, -20..19" >&2; exit 2; }
+[ -n "$PLACE" ] || { [ "$ICOUNT" = off ] && PLACE=free || PLACE=one; }
+[ "$PLACE" = one ] && PLACE=one:0
+[[ $PLACE =~ ^(free|one:[0-9]+)$ ]] || { echo "nvme.sh: -S wants one, one:CPU or free" >&2; exit 2; }
+PCPU=${PLACE#one:}
+[ "$PLACE" = free ] || [ -d "/sys/devices/system/cpu/cpu$PCPU" ] || { echo "nvme.sh: -S $PLACE: no CPU $PCPU" >&2; exit 2; }
 B=$(cd "$B" && pwd)
 OUT=${OUT:-$B/bench/nvme-out}
 mkdir -p "$OUT"
@@ -126,24 +141,41 @@ est=$((ROUNDS * NW * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
 QEMU_VER=$("${UBDMA_QEMU:-qemu-system-x86_64}" --version 2>/dev/null | head -n1)
 echo "$QEMU_VER" >"$OUT/qemu-version.txt"
 echo "nvme.sh: booting the guest: $ROUNDS round(s), $SECS s a workload (about $est s)" >&2
-# -N: QEMU's main thread runs its main loop, where the NVMe's bottom halves run (the SQ's, the
-# block layer's completion, the CQ's); its TID is the process's PID, and renice on a TID changes
-# that thread only.  A watcher renices each QEMU of this run (a crashed boot is booted again).
+# -N and -S: QEMU's main thread runs its main loop, where the NVMe's bottom halves run (the SQ's,
+# the block layer's completion, the CQ's); its TID is the process's PID, and renice, taskset and
+# chrt on a TID change that thread only.  A watcher looks each second for the QEMU of this run (a
+# crashed boot is booted again) and for threads it has not seen yet (QEMU starts its vCPU and
+# RCU threads while it starts; a thread started later inherits its parent's CPU and policy).
+# -S one: the vCPU SCHED_IDLE (a user may lower its own threads' policy without privilege)
+# is preempted the moment the main loop wakes on the same CPU (a woken task of another policy
+# always preempts an idle-policy one), and gains no share of the CPU over other users.
 NPID=
-if [ -n "$NICE" ]; then
+if [ -n "$NICE" ] || [ "$PLACE" != free ]; then
 	: >"$OUT/nice.log"
 	(
-		done_pids=" "
+		seen=" "
 		while :; do
 			for p in $(pgrep -f -- "-initrd $OUT/initrd.cpio" || true); do
 				[ "$(cat /proc/$p/comm 2>/dev/null)" = qemu-system-x86 ] || continue
-				case $done_pids in *" $p "*) continue ;; esac
-				if renice -n "$NICE" -p "$p" >/dev/null; then
-					echo "nvme.sh: QEMU $p's main-loop thread at nice $NICE" >&2
-				else
-					echo "nvme.sh: renice -n $NICE -p $p failed: the device's thread runs at the default nice" >&2
-				fi
-				done_pids="$done_pids$p "
+				for t in /proc/$p/task/*; do
+					tid=${t##*/}
+					case $seen in *" $tid "*) continue ;; esac
+					seen="$seen$tid "
+					if [ -n "$NICE" ] && [ "$tid" = "$p" ]; then
+						if renice -n "$NICE" -p "$p" >/dev/null; then
+							echo "nvme.sh: QEMU $p's main-loop thread at nice $NICE" >&2
+						else
+							echo "nvme.sh: renice -n $NICE -p $p failed: the device's thread runs at the default nice" >&2
+						fi
+					fi
+					[ "$PLACE" != free ] || continue
+					taskset -p -c "$PCPU" "$tid" >/dev/null ||
+						echo "nvme.sh: taskset -p -c $PCPU $tid failed: QEMU's threads may run on two CPUs" >&2
+					[ "$tid" = "$p" ] || chrt --idle -p 0 "$tid" ||
+						echo "nvme.sh: chrt --idle -p 0 $tid failed: the vCPU may keep the CPU from the device" >&2
+					echo "nvme.sh: QEMU $p thread $tid$([ "$tid" = "$p" ] && echo " (main loop)") on CPU" \
+						"$(taskset -p -c "$tid" | sed 's/.*: //'), $(chrt -p "$tid" | sed -n 's/.*policy: //p')" >&2
+				done
 			done
 			sleep 1
 		done
@@ -161,5 +193,5 @@ if [ $rc -ne 0 ]; then
 	tail -n 30 "$OUT/run.log" >&2
 fi
 python3 "$ROOT/bench/nvme_report.py" --format "$FMT" --out "$OUT" "$OUT/console.log" || rc=1
-echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID -D $DEV$([ "$GTOD" = 0 ] && echo " -L")$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT")$([ -n "${UBDMA_QEMU:-}" ] && echo " -Q $UBDMA_QEMU")${NICE:+ -N $NICE}; $QEMU_VER; files in $OUT" >&2
+echo "nvme.sh: command: $0 -B $B -t $SECS -r $ROUNDS -I $ICOUNT${WL:+ -w $WL} -H $HYBRID -D $DEV$([ "$GTOD" = 0 ] && echo " -L")$([ "$IRQ" = 0 ] && echo " -P")$([ "$FMT" != table ] && echo " --$FMT")$([ -n "${UBDMA_QEMU:-}" ] && echo " -Q $UBDMA_QEMU")${NICE:+ -N $NICE} -S $PLACE; $QEMU_VER; files in $OUT" >&2
 exit $rc
