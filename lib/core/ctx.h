@@ -127,6 +127,11 @@ struct ubdma_ctx {
 	 * so that the fields before it keep their cache lines (the hit path reads some).
 	 */
 	struct ubdma_umem *umem_spare;
+	/* Bit k - 1 set while ix_span[k] is not zero (k is 1..64: spans are never empty), so that
+	 * the widest class is one count of leading zeros instead of a walk down 64 counts, which
+	 * under TCG cost as much as the rest of a lock's registry work (issue 21).  Under reg_lock;
+	 * here at the end for the reason umem_spare is. */
+	uint64_t ix_span_mask;
 };
 
 /* A layer's state in ctx, or NULL; any thread. */

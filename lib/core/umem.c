@@ -29,7 +29,7 @@ static void chunks_free(struct ubdma_umem *u)
 		free(u->chunks);
 }
 
-static void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
+static inline __attribute__((always_inline)) void chunks_unmap(struct ubdma_ctx *ctx, struct ubdma_umem *u, int n)
 {
 	if (!iommu_has_unmap(&ctx->iommu))
 		return; /* the backend maps nothing anywhere (IOVA = VA or PA) */
@@ -155,7 +155,7 @@ static int span_class(const struct ubdma_umem *u)
 }
 
 /* Index of the first cookie whose wired range starts at or above a. */
-static size_t ix_find(const struct ubdma_ctx *ctx, uintptr_t a)
+static inline __attribute__((always_inline)) size_t ix_find(const struct ubdma_ctx *ctx, uintptr_t a)
 {
 	size_t lo = 0, hi = ctx->numems;
 
@@ -170,12 +170,9 @@ static size_t ix_find(const struct ubdma_ctx *ctx, uintptr_t a)
 }
 
 /* Where the cookies that may overlap [s, e) begin: none starting lower spans up to s. */
-static size_t ix_first(const struct ubdma_ctx *ctx, uintptr_t s)
+static inline __attribute__((always_inline)) size_t ix_first(const struct ubdma_ctx *ctx, uintptr_t s)
 {
-	int k = 64;
-
-	while (k > 0 && !ctx->ix_span[k])
-		k--;
+	int k = ctx->ix_span_mask ? 64 - __builtin_clzll(ctx->ix_span_mask) : 0;
 	uintptr_t reach = k >= 64 ? UINTPTR_MAX : ((uintptr_t)1 << k) - 1;
 	return ix_find(ctx, s > reach ? s - reach : 0);
 }
@@ -195,7 +192,9 @@ static int registry_link(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 	if (i < ctx->numems)
 		memmove(&ctx->ix[i + 1], &ctx->ix[i], (ctx->numems - i) * sizeof(*ctx->ix));
 	ctx->ix[i] = u;
-	ctx->ix_span[span_class(u)]++;
+	int k = span_class(u);
+	ctx->ix_span[k]++;
+	ctx->ix_span_mask |= UINT64_C(1) << (k - 1);
 	u->seq = ++ctx->umem_seq;
 	LIST_INSERT_HEAD(&ctx->umems, u, link);
 	ctx->numems++;
@@ -232,21 +231,22 @@ static void registry_apply_slow(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e)
 	}
 }
 
+static int registry_apply_walk(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int can_fail, size_t first,
+			       size_t cap);
+
 /*
  * Make the map's entries over [s, e) show, page by page, the best live cookie (rank_of()), or
  * nothing.  Each entry goes from one valid IOVA straight to another (one store), so a reader
  * never sees a covered page as unregistered.  Caller holds reg_lock.  Return: 0 or ENOMEM; with
  * can_fail 0 it always completes (entries it could not write are cleared, never left stale).
+ * Inline, with the common cases (issue 21: under TCG each call and return is dear, and a lock +
+ * unlock makes two of these); the general walk is registry_apply_walk().
  */
-static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int can_fail)
+static inline __attribute__((always_inline)) int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e,
+								int can_fail)
 {
-	size_t n = 0, cap = 0, nb = 0, first = ix_first(ctx, s), x;
-	struct ubdma_umem *o;
-	struct cover *cv = NULL, cv_few[8];
-	uintptr_t *bounds = NULL, bounds_few[2 * 8];
-	int err = 0;
-
-	struct ubdma_umem *only = NULL;
+	size_t cap = 0, first = ix_first(ctx, s), x;
+	struct ubdma_umem *o, *only = NULL;
 
 	/* the cookies overlapping [s, e): those of the index from ix_first() up to e */
 	for (x = first; x < ctx->numems && umem_lo(o = ctx->ix[x]) < e; x++)
@@ -258,21 +258,40 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 	 * The common case without the cover computation (issue 21: under TCG each step of it is
 	 * dear): nothing covers [s, e) (an unlock of a cookie that overlapped none), or one chunk
 	 * covers it all (the lock of such a cookie).  Either is the one elementary interval the
-	 * general walk below would find, with that winner.
+	 * general walk would find, with that winner.
 	 */
 	if (cap == 0) {
-		xlate_clear(&ctx->xlate, s, e - s);
+		if (e - s == PAGE_4K) /* one page: inline when its granule has a table (xlate.h) */
+			xlate_clear_page(&ctx->xlate, s);
+		else
+			xlate_clear(&ctx->xlate, s, e - s);
 		return 0;
 	}
-	if (cap == 1 && only->chunks[0].va <= s &&
-	    only->chunks[0].va + only->chunks[0].npages * only->chunks[0].pgsz >= e) {
-		if (!chunk_enter(&ctx->xlate, &only->chunks[0], s, e))
+	const struct umem_chunk *oc = cap == 1 ? &only->chunks[0] : NULL;
+	if (oc && oc->va <= s && oc->va + oc->npages * oc->pgsz >= e) {
+		/* a one-page chunk (no IOVA list) of exactly the range: inline, no chunk_enter() */
+		if (oc->va == s && oc->npages == 1 && oc->pgsz == PAGE_4K && !oc->iovas ?
+			    !xlate_set_page(&ctx->xlate, s, oc->iova0) :
+			    !chunk_enter(&ctx->xlate, oc, s, e))
 			return 0;
 		if (can_fail)
 			return ENOMEM;
 		xlate_clear(&ctx->xlate, s, e - s);
 		return 0;
 	}
+	return registry_apply_walk(ctx, s, e, can_fail, first, cap);
+}
+
+/* registry_apply() with covers from several chunks: the elementary intervals and their winners. */
+static int registry_apply_walk(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int can_fail, size_t first,
+			       size_t cap)
+{
+	size_t n = 0, nb = 0, x;
+	struct ubdma_umem *o;
+	struct cover *cv = NULL, cv_few[8];
+	uintptr_t *bounds = NULL, bounds_few[2 * 8];
+	int err = 0;
+
 	if (cap + 1 <= 8) { /* the usual case, a cookie overlapping none or few: no allocation */
 		cv = cv_few;
 		bounds = bounds_few;
@@ -339,7 +358,8 @@ static int registry_apply(struct ubdma_ctx *ctx, uintptr_t s, uintptr_t e, int c
 	return err;
 }
 
-static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
+/* Inline: one call fewer on the unlock path (issue 21). */
+static inline __attribute__((always_inline)) void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 {
 	size_t i = ix_find(ctx, umem_lo(u));
 
@@ -347,7 +367,9 @@ static void registry_unlink(struct ubdma_ctx *ctx, struct ubdma_umem *u)
 		i++;
 	if (i + 1 < ctx->numems)
 		memmove(&ctx->ix[i], &ctx->ix[i + 1], (ctx->numems - i - 1) * sizeof(*ctx->ix));
-	ctx->ix_span[span_class(u)]--;
+	int k = span_class(u);
+	if (--ctx->ix_span[k] == 0)
+		ctx->ix_span_mask &= ~(UINT64_C(1) << (k - 1));
 	LIST_REMOVE(u, link);
 	ctx->numems--;
 }
@@ -417,10 +439,11 @@ int umem_lock(struct ubdma_ctx *ctx, void *addr, size_t len, int flags, const st
 		err = uerr(ENOMEM, "out of memory");
 		goto fail_unwire;
 	}
-	/* under the wire lock, not lock-free (wire_ticket_unchanged()): the monitor holds that lock
-	 * from its read() of an event until the event is applied, so the locked check also sees a
-	 * replacement whose event is in flight (docs/wire.md section 14, "The guest") */
-	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive(u->ticket)) {
+	/* not wire_ticket_unchanged(): the monitor holds the wire lock from its read() of an event
+	 * until the event is applied, so the check must also see a replacement whose event is in
+	 * flight; a watched cookie's check sees it without the lock (wire.h says how), a wired
+	 * one's under it (docs/wire.md section 14, "The guest") */
+	if ((err = registry_apply(ctx, umem_lo(u), umem_hi(u), 1)) || !wire_ticket_alive_watch(u->ticket)) {
 		/* not alive: unmapped (or replaced) since it was wired, and a settle may have come
 		 * and gone before the cookie was in the map: it must not stay there */
 		err = err ? uerr(ENOMEM, "out of memory for the translation map") :

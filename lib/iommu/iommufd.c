@@ -333,7 +333,7 @@ static int ufd_attach(void *priv, const struct iommu_dev *dev, void **hp)
 	}
 	d->next = u->devs;
 	u->devs = d;
-	u->ndevs++;
+	__atomic_store_n(&u->ndevs, u->ndevs + 1, __ATOMIC_RELEASE); /* ufd_pins() reads it unlocked */
 	publish_windows(u);
 	pthread_mutex_unlock(&u->lock);
 	ULOG_INFO("%s: bound to iommufd (device %u), attached to IOAS %u (page table %u); %d IOVA "
@@ -358,7 +358,7 @@ static void ufd_detach(void *priv, void *h)
 	for (pp = &u->devs; *pp != d; pp = &(*pp)->next)
 		;
 	*pp = d->next;
-	u->ndevs--;
+	__atomic_store_n(&u->ndevs, u->ndevs - 1, __ATOMIC_RELEASE);
 	/* the windows stay as they are: they only ever narrow, so IOVAs given out stay valid */
 	if (ioctl(d->fd, UFD_VFIO_DEVICE_DETACH_IOMMUFD_PT, &x))
 		ULOG_WARN("VFIO_DEVICE_DETACH_IOMMUFD_PT(%s) failed: %s", d->bdf, strerror(errno));
@@ -462,10 +462,8 @@ static int ufd_pins(void *priv)
 {
 	struct ufd *u = priv;
 
-	pthread_mutex_lock(&u->lock);
-	int n = u->ndevs;
-	pthread_mutex_unlock(&u->lock);
-	return n > 0;
+	/* without the lock, as vfio_pins() (vfio.c says why) */
+	return __atomic_load_n(&u->ndevs, __ATOMIC_ACQUIRE) > 0;
 }
 
 static int ufd_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)

@@ -67,7 +67,8 @@ struct vfio {
 	struct iommu_sink sink;	  /* where the windows go, each time they change (under lock) */
 	pthread_mutex_t lock;	  /* everything below; held across the ioctls */
 	int container;
-	int live;		  /* the IOMMU is set: the records are mapped in the kernel */
+	int live;		  /* the IOMMU is set: the records are mapped in the kernel (stored
+				   * atomically: vfio_pins() reads it without the lock) */
 	struct vfio_group *groups;
 	struct iova_space space;  /* windows and records: IOVA, size, VA, prot of every mapping */
 	struct vfio_kcalls kc;	  /* map_dma / unmap_dma on this container, for the bookkeeping */
@@ -295,7 +296,7 @@ static int go_live(struct vfio *v)
 	}
 	ULOG_INFO("container %d live: %zu mappings replayed, %d IOVA windows, %u entries",
 		  v->container, v->space.n, v->space.nwin, v->limit);
-	v->live = 1;
+	__atomic_store_n(&v->live, 1, __ATOMIC_RELEASE);
 	return 0;
 
 restore:
@@ -386,7 +387,7 @@ fail_free:
 /* The IOMMU went away with the last group: poisoned records have nothing left to unmap. */
 static void go_offline(struct vfio *v)
 {
-	v->live = 0;
+	__atomic_store_n(&v->live, 0, __ATOMIC_RELEASE);
 	for (size_t i = v->space.n; i-- > 0;) {
 		if (v->space.rec[i].flags & VFIO_REC_POISON) {
 			iova_free_rec(&v->space, &v->space.rec[i]);
@@ -527,10 +528,11 @@ static int vfio_pins(void *priv)
 {
 	struct vfio *v = priv;
 
-	pthread_mutex_lock(&v->lock);
-	int live = v->live;
-	pthread_mutex_unlock(&v->lock);
-	return live;
+	/* without the lock (issue 21: a watched lock's round trips are dear under TCG): the answer
+	 * is a snapshot either way, which an attach or detach may change as soon as the lock is
+	 * dropped; umem_lock() takes what it finds (docs/wire.md section 13, "When devices come
+	 * and go") */
+	return __atomic_load_n(&v->live, __ATOMIC_ACQUIRE);
 }
 
 static int vfio_unmap(void *priv, uintptr_t va, size_t npages, size_t pgsz, const uint64_t *iovas)

@@ -170,7 +170,8 @@ static void run_insert(struct runset *rs, size_t i, struct wrun r)
 
 static void run_remove(struct runset *rs, size_t i)
 {
-	memmove(&rs->r[i], &rs->r[i + 1], (rs->n - i - 1) * sizeof(*rs->r));
+	if (i + 1 < rs->n) /* the last run (a lone watch's release) moves nothing: no call (issue 21) */
+		memmove(&rs->r[i], &rs->r[i + 1], (rs->n - i - 1) * sizeof(*rs->r));
 	rs->n--;
 }
 
@@ -277,7 +278,7 @@ static int for_each_unwired(uintptr_t s, uintptr_t e, int (*fn)(uintptr_t, uintp
  * run set of their own, registered with the monitor and never locked.  Their generations carry
  * GEN_WATCH, so that a ticket says which set it belongs to.
  */
-#define GEN_WATCH (1ULL << 63)
+#define GEN_WATCH WIRE_GEN_WATCH
 /* What a watch-only wiring asks the monitor to register around it (wire_watch()). */
 #define WATCH_WINDOW PAGE_2M
 static struct runset watch;
@@ -1242,7 +1243,8 @@ done:
 		t = NULL;
 	}
 	pthread_mutex_unlock(&wire_lock);
-	free(t);
+	if (t) /* a pooled one went back: no free(NULL) call (issue 21) */
+		free(t);
 }
 
 int wire_ticket_alive(const struct wire_ticket *t)

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wire/monitor.h" /* wmon_pending_, for wire_ticket_alive_watch() */
+
 /* One run of a wired range that lies in one mapping: [start, end), pages of pgsz bytes. */
 struct wire_seg {
 	uintptr_t start, end;
@@ -71,6 +73,30 @@ static inline int wire_ticket_unchanged(const struct wire_ticket *t)
 {
 	return t && __atomic_load_n(&wire_end_seq_, __ATOMIC_ACQUIRE) == t->seq;
 }
+/*
+ * wire_ticket_alive() of a ticket, without the wire lock when the answer is sure (issue 21: the
+ * lock's last check of a watched cookie, whose round trip is dear under TCG); only for a
+ * watch-only ticket (wire_watch()), the full wiring's tickets always ask under the lock.
+ *
+ * Why it answers as the locked check would: a watch run leaves its set only by the monitor's
+ * end_watch(), which bumps wire_end_seq_ in the same batch (the owner's own release aside), and
+ * t->seq was read under the wire lock after its runs were counted.  The locked check also waits
+ * for a batch the monitor is applying; the monitor raises wmon_pending_ (seq_cst) before its
+ * read() and lowers it after the batch is applied, so pending 0 here means every batch read
+ * before this load is applied and its bump is seen by the acquire load that follows (the
+ * lowering is a release), and a batch not yet read can have woken no unmapper: the check is
+ * linearised before that unmap, as the locked check would be when it took the lock first.
+ * A batch in flight or an end since t was made: the locked check decides.
+ */
+#define WIRE_GEN_WATCH (1ULL << 63) /* in a watch-only ticket's generations */
+static inline int wire_ticket_alive_watch(const struct wire_ticket *t)
+{
+	if (t && t->n && (t->p[0].gen & WIRE_GEN_WATCH) && __atomic_load_n(&wmon_pending_, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&wire_end_seq_, __ATOMIC_ACQUIRE) == t->seq)
+		return 1;
+	return wire_ticket_alive(t);
+}
+
 /* 1 when the monitor watched every page the ticket counted on when it was made (its munmap ends
  * the wiring). */
 static inline int wire_ticket_watched(const struct wire_ticket *t)

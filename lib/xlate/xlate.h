@@ -59,6 +59,35 @@ static inline uint64_t xlate_load(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * One 4 KiB page, as xlate_set() and xlate_clear() of it, inline when its granule already has a
+ * table (the usual case once a page of that granule was registered): the one-page cookie's lock
+ * and unlock then make no call into the map (issue 21: under TCG each call and return is dear).
+ * The same release store of the same entry; anything else goes to the general functions.
+ */
+static inline __attribute__((always_inline)) int xlate_set_page(struct xlate_map *m, uintptr_t va, uint64_t iova)
+{
+	uint64_t *l2 = va >> XLATE_VA_BITS ? NULL : m->l1[va >> XLATE_L1_SHIFT];
+	uint64_t e = l2 ? l2[(va >> XLATE_L2_SHIFT) & 511] : 0;
+
+	if (!e || (e & XLATE_VALID))
+		return xlate_set(m, va, 1, PAGE_4K, NULL, iova);
+	__atomic_store_n(&((uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511],
+			 (iova & XLATE_ADDR_MASK) | XLATE_VALID, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static inline __attribute__((always_inline)) void xlate_clear_page(struct xlate_map *m, uintptr_t va)
+{
+	uint64_t *l2 = va >> XLATE_VA_BITS ? NULL : m->l1[va >> XLATE_L1_SHIFT];
+	uint64_t e = l2 ? l2[(va >> XLATE_L2_SHIFT) & 511] : 0;
+
+	if (e & XLATE_VALID)
+		xlate_clear(m, va, PAGE_4K); /* a 2 MiB leaf to split */
+	else if (e)
+		__atomic_store_n(&((uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511], 0, __ATOMIC_RELEASE);
+}
+
 /* The hot path: O(1), no lock, no system call, no allocation. */
 static inline uint64_t xlate_lookup(const struct xlate_map *m, uintptr_t va)
 {
