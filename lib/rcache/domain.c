@@ -44,7 +44,7 @@ static void iommu_rel(struct rcache *rc, const struct ubdma_registrar *ops, void
 
 /* ------------------------------------------------------------ a registrar */
 
-static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
+int rc_regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
 {
 	struct wire_seg *segs = NULL;
 	struct wire_ticket *t = NULL;
@@ -92,7 +92,7 @@ static void regr_rel(struct rcache *rc, const struct ubdma_registrar *ops, void 
 }
 
 const struct rc_domain rc_dom_iommu = { .name = "iommu", .reg = iommu_reg, .rel = iommu_rel };
-const struct rc_domain rc_dom_registrar = { .name = "registrar", .reg = regr_reg, .rel = regr_rel };
+const struct rc_domain rc_dom_registrar = { .name = "registrar", .reg = rc_regr_reg, .rel = regr_rel };
 
 void rc_key_release(struct rcache *rc, const struct rc_key *k)
 {

@@ -20,7 +20,7 @@ static void on_events(void *arg, const struct uffd_msg *msg, int n)
 {
 	struct rcache *rc = arg;
 
-	pthread_rwlock_wrlock(&rc->lock);
+	urw_wrlock(&rc->lock);
 	for (int i = 0; i < n; i++) {
 		const struct uffd_msg *m = &msg[i];
 		switch (m->event) {
@@ -45,7 +45,7 @@ static void on_events(void *arg, const struct uffd_msg *msg, int n)
 			break;
 		}
 	}
-	pthread_rwlock_unlock(&rc->lock);
+	urw_unlock(&rc->lock);
 }
 
 int mon_start(struct rcache *rc)

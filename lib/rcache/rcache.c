@@ -343,9 +343,9 @@ static __attribute__((noinline)) void reap_grave_slow(struct rcache *rc)
 {
 	struct ubdma_reg *g;
 
-	pthread_rwlock_wrlock(&rc->lock);
+	urw_wrlock(&rc->lock);
 	g = __atomic_exchange_n(&rc->grave, NULL, __ATOMIC_ACQ_REL);
-	pthread_rwlock_unlock(&rc->lock);
+	urw_unlock(&rc->lock);
 	destroy_list(g);
 }
 
@@ -547,8 +547,8 @@ static __attribute__((noinline)) int rc_obtain_slow(struct ubdma_ctx *ctx, struc
 	}
 	rc->ctx = ctx;
 	rc->id = __atomic_add_fetch(&rc_ids, 1, __ATOMIC_RELAXED);
-	pthread_rwlock_init(&rc->lock, NULL);
-	pthread_mutex_init(&rc->miss_lock, NULL);
+	urw_init(&rc->lock); /* calloc's zeroes are that already: said for the reader */
+	ulock_init(&rc->miss_lock);
 	pthread_mutex_init(&rc->all_lock, NULL);
 	rc->max_bytes = default_max_bytes();
 	rc->max_entries = 65536;
@@ -591,9 +591,9 @@ static void rc_fini(struct ubdma_ctx *ctx, void *state)
 			break;
 		}
 	pthread_mutex_unlock(&rc_global);
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	mon_stop(rc);
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	ctx_layer_set(ctx, CTX_LAYER_RCACHE, NULL); /* no settle from here on: the entries go below */
 	/* every registration goes, held or not: they are invalid once the context closes */
 	pthread_mutex_lock(&rc->all_lock);
@@ -619,8 +619,6 @@ static void rc_fini(struct ubdma_ctx *ctx, void *state)
 		free(c);
 	}
 	pthread_mutex_destroy(&rc->all_lock);
-	pthread_mutex_destroy(&rc->miss_lock);
-	pthread_rwlock_destroy(&rc->lock);
 	free(rc);
 }
 
@@ -647,9 +645,9 @@ static void rc_atfork_prepare(void)
 
 	pthread_mutex_lock(&rc_global);
 	LIST_FOREACH(rc, &rc_list, glink)
-		pthread_mutex_lock(&rc->miss_lock);
+		ulock_lock(&rc->miss_lock);
 	LIST_FOREACH(rc, &rc_list, glink)
-		pthread_rwlock_wrlock(&rc->lock);
+		urw_wrlock(&rc->lock);
 	LIST_FOREACH(rc, &rc_list, glink) {
 		pthread_mutex_lock(&rc->all_lock);
 		all_drain(rc);
@@ -662,8 +660,8 @@ static void rc_atfork_parent(void)
 
 	LIST_FOREACH(rc, &rc_list, glink) {
 		pthread_mutex_unlock(&rc->all_lock);
-		pthread_rwlock_unlock(&rc->lock);
-		pthread_mutex_unlock(&rc->miss_lock);
+		urw_unlock(&rc->lock);
+		ulock_unlock(&rc->miss_lock);
 	}
 	pthread_mutex_unlock(&rc_global);
 }
@@ -681,16 +679,15 @@ static void rc_atfork_child(void)
 		rc->nall = rc->bytes = rc->iommu = rc->unmonitored = 0;
 		rc->unshow_pending = 0;
 		mon_forget(rc);
-		/* the mutexes are released by the thread that took them (this one's copy); the
-		 * rwlock is not: the child's thread id differs from the locker's, and glibc would take
-		 * a write unlock for a read unlock.  It starts afresh, and since the child must not use
-		 * its parent's contexts, nothing of the child takes it again (below). */
+		/* all_lock is released by the thread that took it (this one's copy); lock and
+		 * miss_lock start afresh: a parent's thread that waited for them counted itself in
+		 * them, and has no copy here.  Since the child must not use its parent's contexts,
+		 * nothing of the child takes them again (below). */
 		pthread_mutex_unlock(&rc->all_lock);
-		pthread_rwlock_init(&rc->lock, NULL);
-		pthread_mutex_unlock(&rc->miss_lock);
+		urw_init(&rc->lock);
+		ulock_init(&rc->miss_lock);
 	}
-	/* the parent's caches are not the child's: its own forks must not lock them (and a
-	 * ThreadSanitizer build would count the re-initialised rwlock as still held) */
+	/* the parent's caches are not the child's: its own forks must not lock them */
 	LIST_INIT(&rc_list);
 	pthread_mutex_unlock(&rc_global);
 }
@@ -856,10 +853,10 @@ static __attribute__((noinline)) int make_room_slow(struct rcache *rc, const str
 	struct ubdma_reg *victims = NULL;
 	int err;
 
-	pthread_rwlock_wrlock(&rc->lock);
+	urw_wrlock(&rc->lock);
 	replaced_locked(rc, p->lo, p->hi, &nd);
 	err = fit_locked(rc, &nd, force, &victims);
-	pthread_rwlock_unlock(&rc->lock);
+	urw_unlock(&rc->lock);
 	destroy_list(victims);
 	return err;
 }
@@ -950,7 +947,8 @@ static int register_plan(struct rcache *rc, struct plan *p, uintptr_t a, uintptr
 	int err;
 
 	for (;;) {
-		err = rc->dom->reg(rc, p->lo, p->hi, p->flags, k);
+		err = rc->dom == &rc_dom_registrar ? rc_regr_reg(rc, p->lo, p->hi, p->flags, k)
+						   : rc->dom->reg(rc, p->lo, p->hi, p->flags, k);
 		if (!err) {
 			/* the wiring registered it: events from its first page lock on */
 			*monitoredp = rc->mon == MON_ON && wire_ticket_watched(k->ticket);
@@ -982,7 +980,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const
 {
 	int err = 0;
 
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	reap(rc);
 	if (rc->mon == MON_START && mon_start(rc))
 		rc->mon = MON_OFF;
@@ -994,17 +992,17 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const
 
 		mon_sync(rc);
 		if (!plan_unlocked(rc, a, b, flags, &p, hint)) {
-			pthread_rwlock_rdlock(&rc->lock);
+			urw_rdlock(&rc->lock);
 			if ((r = lookup_plan_locked(rc, a, b, flags, &p))) {
 				/* another thread registered it meanwhile: a hit after all */
 				__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
-				pthread_rwlock_unlock(&rc->lock);
-				pthread_mutex_unlock(&rc->miss_lock);
+				urw_unlock(&rc->lock);
+				ulock_unlock(&rc->miss_lock);
 				count_hit(rc);
 				*regp = r;
 				return 0;
 			}
-			pthread_rwlock_unlock(&rc->lock);
+			urw_unlock(&rc->lock);
 		}
 		if (rc->max_bytes && b - a > rc->max_bytes) {
 			add(&rc->limit_failures, 1);
@@ -1036,12 +1034,12 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const
 		r->monitored = (uint8_t)monitored;
 		__atomic_store_n(&r->ref, 2, __ATOMIC_RELEASE); /* the index and the caller */
 
-		pthread_rwlock_wrlock(&rc->lock);
+		urw_wrlock(&rc->lock);
 		/* no wiring ended anywhere since ours was made, or ours is still whole */
 		if (ring_conflict(rc, seq0, r->lo, r->hi) ||
 		    !(wire_ticket_unchanged(k.ticket) || wire_ticket_alive(k.ticket))) {
 			/* the memory changed while we registered it: what we wired may be stale */
-			pthread_rwlock_unlock(&rc->lock);
+			urw_unlock(&rc->lock);
 			rc_key_release(rc, &k);
 			reg_recycle(rc, r);
 			reap(rc);
@@ -1091,7 +1089,7 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const
 			/* written under miss_lock only */
 			__atomic_store_n(&rc->misses, ld(&rc->misses) + 1, __ATOMIC_RELAXED);
 		}
-		pthread_rwlock_unlock(&rc->lock);
+		urw_unlock(&rc->lock);
 		destroy_list(victims);
 		if (err) {
 			rc_key_release(rc, &k);
@@ -1101,11 +1099,11 @@ static int rc_miss(struct rcache *rc, uintptr_t a, uintptr_t b, int flags, const
 		}
 		reg_track(rc, r);
 		rc_unshow(rc); /* entries merged away while held: the new entry shows their pages */
-		pthread_mutex_unlock(&rc->miss_lock);
+		ulock_unlock(&rc->miss_lock);
 		*regp = r;
 		return 0;
 	}
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	return err;
 }
 
@@ -1130,14 +1128,14 @@ static void rc_trim(struct rcache *rc)
 	struct ubdma_reg *victims = NULL;
 	struct need nd = { 0 };
 
-	if (pthread_mutex_trylock(&rc->miss_lock))
+	if (ulock_trylock(&rc->miss_lock))
 		return;
-	pthread_rwlock_wrlock(&rc->lock);
+	urw_wrlock(&rc->lock);
 	fit_locked(rc, &nd, 0, &victims);
 	__atomic_store_n(&rc->trim_wanted, over_limits(rc), __ATOMIC_RELAXED);
-	pthread_rwlock_unlock(&rc->lock);
+	urw_unlock(&rc->lock);
 	destroy_list(victims);
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 }
 
 /* ------------------------------------------------------------ public API */
@@ -1223,10 +1221,10 @@ int ubdma_reg_get(ubdma_ctx_t *ctx, void *addr, size_t len, int flags, ubdma_reg
 	if (__builtin_expect((r = fast_lookup(rc, a, b, flags, &hint)) == NULL, 0)) {
 		if (hint.sure)
 			return rc_miss(rc, a, b, flags, &hint, regp);
-		pthread_rwlock_rdlock(&rc->lock);
+		urw_rdlock(&rc->lock);
 		if ((r = idx_lookup(rc, a, b, flags)))
 			__atomic_fetch_add(&r->ref, 1, __ATOMIC_ACQUIRE);
-		pthread_rwlock_unlock(&rc->lock);
+		urw_unlock(&rc->lock);
 		if (!r)
 			return rc_miss(rc, a, b, flags, NULL, regp);
 	}
@@ -1296,14 +1294,14 @@ int ubdma_reg_invalidate(ubdma_ctx_t *ctx, void *addr, size_t len)
 		return uerr(EINVAL, "range %p + %zu is empty or wraps around the address space", addr, len);
 	if (!(rc = rc_of(ctx)))
 		return 0;
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	mon_sync(rc);
-	pthread_rwlock_wrlock(&rc->lock);
+	urw_wrlock(&rc->lock);
 	rc_invalidate_locked(rc, TRUNC(a, PAGE_4K), ROUND(b, PAGE_4K));
-	pthread_rwlock_unlock(&rc->lock);
+	urw_unlock(&rc->lock);
 	reap(rc);
 	rc_unshow(rc);
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	return 0;
 }
 
@@ -1316,10 +1314,10 @@ int ubdma_rcache_flush(ubdma_ctx_t *ctx)
 		return uerr(EINVAL, "ctx is NULL");
 	if (!(rc = rc_of(ctx)))
 		return 0;
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	mon_sync(rc);
 	reap(rc);
-	pthread_rwlock_wrlock(&rc->lock);
+	urw_wrlock(&rc->lock);
 	struct ubdma_reg *r, *next;
 	TAILQ_FOREACH_SAFE(r, &rc->lru, lru, next) {
 		uint64_t one = 1;
@@ -1328,9 +1326,9 @@ int ubdma_rcache_flush(ubdma_ctx_t *ctx)
 			add(&rc->evictions, 1);
 		}
 	}
-	pthread_rwlock_unlock(&rc->lock);
+	urw_unlock(&rc->lock);
 	destroy_list(victims);
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	return 0;
 }
 
@@ -1345,9 +1343,9 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
 		return uerr(EINVAL, "ctx is NULL");
 	if ((err = rc_obtain(ctx, &rc)))
 		return err;
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	reap(rc);
-	pthread_rwlock_wrlock(&rc->lock);
+	urw_wrlock(&rc->lock);
 	/* the put path reads them without the lock */
 	__atomic_store_n(&rc->max_bytes, max_bytes, __ATOMIC_RELAXED);
 	__atomic_store_n(&rc->max_entries, max_entries, __ATOMIC_RELAXED);
@@ -1356,9 +1354,9 @@ int ubdma_rcache_set_limits(ubdma_ctx_t *ctx, size_t max_bytes, size_t max_entri
 	/* the puts meet it then; one flag, so that the put path of a cache within its limits
 	 * reads nothing more */
 	__atomic_store_n(&rc->trim_wanted, over_limits(rc), __ATOMIC_RELAXED);
-	pthread_rwlock_unlock(&rc->lock);
+	urw_unlock(&rc->lock);
 	destroy_list(victims);
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	return 0;
 }
 
@@ -1373,10 +1371,10 @@ int ubdma_rcache_set_monitor(ubdma_ctx_t *ctx, enum ubdma_rcache_monitor mode)
 		return uerr(EINVAL, "unknown monitor %d", (int)mode);
 	if ((err = rc_obtain(ctx, &rc)))
 		return err;
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	reap(rc);
 	if (rc->n) {
-		pthread_mutex_unlock(&rc->miss_lock);
+		ulock_unlock(&rc->miss_lock);
 		return uerr(EBUSY, "the registration cache holds %zu entries: flush it first", rc->n);
 	}
 	rc->want_monitor = mode;
@@ -1388,7 +1386,7 @@ int ubdma_rcache_set_monitor(ubdma_ctx_t *ctx, enum ubdma_rcache_monitor mode)
 		rc->mon = MON_START;
 		snprintf(rc->mon_desc, sizeof(rc->mon_desc), "userfaultfd (not started yet)");
 	}
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	return 0;
 }
 
@@ -1413,17 +1411,17 @@ int ubdma_rcache_stats(ubdma_ctx_t *ctx, struct ubdma_rcache_stats *st, size_t s
 		s.hits += ld(&c->hits);
 	uint64_t nall = rc->nall;
 	pthread_mutex_unlock(&rc->all_lock);
-	pthread_rwlock_rdlock(&rc->lock);
+	urw_rdlock(&rc->lock);
 	s.entries = rc->n;
 	s.held_invalid = nall > rc->n ? nall - rc->n : 0;
 	s.max_bytes = rc->max_bytes;
 	s.max_entries = rc->max_entries;
 	s.max_iommu = rc->max_iommu;
-	pthread_rwlock_unlock(&rc->lock);
-	pthread_mutex_lock(&rc->miss_lock);
+	urw_unlock(&rc->lock);
+	ulock_lock(&rc->miss_lock);
 	s.monitor_active = rc->mon == MON_ON;
 	snprintf(s.monitor, sizeof(s.monitor), "%s", rc->mon_desc);
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	s.misses = ld(&rc->misses);
 	s.merges = ld(&rc->merges);
 	s.evictions = ld(&rc->evictions);
@@ -1435,9 +1433,9 @@ int ubdma_rcache_stats(ubdma_ctx_t *ctx, struct ubdma_rcache_stats *st, size_t s
 	s.events_remove = ld(&rc->ev_remove);
 	s.events_remap = ld(&rc->ev_remap);
 	s.dereg_failures = ld(&rc->dereg_failures);
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	snprintf(s.domain, sizeof(s.domain), "%s", rc->dom_name);
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
 	return 0;
 }
@@ -1485,7 +1483,7 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 			    ops->flags & ~(UBDMA_REGISTRAR_PINS | UBDMA_REGISTRAR_DOMAIN_FLAGS));
 	if ((err = rc_obtain(ctx, &rc)))
 		return err;
-	pthread_mutex_lock(&rc->miss_lock);
+	ulock_lock(&rc->miss_lock);
 	mon_sync(rc);
 	reap(rc);
 	pthread_mutex_lock(&rc->all_lock);
@@ -1493,7 +1491,7 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 	uint64_t nall = rc->nall;
 	pthread_mutex_unlock(&rc->all_lock);
 	if (nall) {
-		pthread_mutex_unlock(&rc->miss_lock);
+		ulock_unlock(&rc->miss_lock);
 		return uerr(EBUSY, "the registration cache holds %llu registrations of domain %s: flush and "
 			    "put them first", (unsigned long long)nall, rc->dom_name);
 	}
@@ -1501,7 +1499,7 @@ int ubdma_rcache_set_registrar(ubdma_ctx_t *ctx, const struct ubdma_registrar *o
 	rc->ops = ops;
 	rc->ops_arg = ops ? arg : NULL;
 	snprintf(rc->dom_name, sizeof(rc->dom_name), "%s", ops ? (ops->name ? ops->name : "registrar") : "iommu");
-	pthread_mutex_unlock(&rc->miss_lock);
+	ulock_unlock(&rc->miss_lock);
 	return 0;
 }
 

@@ -25,6 +25,7 @@
 
 #include <ubdma/ubdma.h>
 
+#include "base/lock.h"
 #include "base/queue.h"
 #include "core/ctx.h"
 #include "wire/monitor.h"
@@ -106,14 +107,19 @@ struct rc_domain {
 };
 
 extern const struct rc_domain rc_dom_iommu, rc_dom_registrar;
+/* rc_dom_registrar.reg, which a miss calls directly (an indirect call is a run-time look-up under
+ * TCG, docs/rcache.md) */
+int rc_regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k);
 
 /* Release what reg made before it became an entry (a miss that could not use it). */
 void rc_key_release(struct rcache *rc, const struct rc_key *k);
 
 struct rcache {
 	struct ubdma_ctx *ctx;
-	pthread_rwlock_t lock;
-	pthread_mutex_t miss_lock;
+	/* lock and miss_lock are lock.h's (taken on every miss, inline); all_lock, off the miss
+	   path, is glibc's */
+	struct urwlock lock;
+	struct ulock miss_lock;
 	pthread_mutex_t all_lock;
 
 	uint64_t id;		   /* unique per cache of the process (per-thread counters) */

@@ -44,6 +44,7 @@
 
 #include <ubdma/core.h>
 
+#include "base/lock.h"
 #include "base/log.h"
 #include "base/page.h"
 #include "wire/monitor.h"
@@ -101,7 +102,7 @@ struct runset {
 	size_t n, cap;
 };
 
-static pthread_mutex_t wire_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ulock wire_lock = ULOCK_INIT; /* lock.h's: taken on every watch, inline */
 static struct runset live, tomb;
 static uint64_t gen_next = 1;
 uint64_t wire_end_seq_; /* atomic: bumped whenever the address space ends some wiring */
@@ -769,7 +770,7 @@ static void wire_atfork_child(void)
 	nots = (struct runset){ 0 };
 	subno = (struct runset){ 0 };
 	tpool = NULL; /* a parent's thread may have been moving it */
-	pthread_mutex_init(&wire_lock, NULL);
+	ulock_init(&wire_lock);
 	wmon_forget();
 	vma_forget();
 }
@@ -784,9 +785,9 @@ void wire_monitor_start(void)
 {
 	if (wmon_fd() >= 0)
 		return;
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	wmon_start_locked();
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 }
 
 /* Every entry point: the monitor runs, and what it read before this call is applied. */
@@ -865,7 +866,7 @@ int wire_events_lock(void)
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += 1;
-	if (pthread_mutex_timedlock(&wire_lock, &until) == 0)
+	if (ulock_timedlock(&wire_lock, &until) == 0)
 		return 1;
 	ULOG_WARN("wiring: the wire lock was held for a second; the monitor reads its events without it");
 	return 0;
@@ -873,14 +874,14 @@ int wire_events_lock(void)
 
 void wire_events_unlock(void)
 {
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 }
 
 void wire_apply_events(const struct uffd_msg *msg, int n)
 {
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	wire_apply_events_locked(msg, n);
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 }
 
 void wire_apply_events_locked(const struct uffd_msg *msg, int n)
@@ -1085,7 +1086,7 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 		return 0;
 	}
 	wire_enter();
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	err = build_segs(a, b, flags, &segs, &info, &nseg);
 	if (!err && (run_reserve(&live, 3 * (size_t)nseg + 4) || run_reserve(&tomb, 0)))
 		err = uerr(ENOMEM, "out of memory");
@@ -1142,7 +1143,7 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
 	}
 	if (err)
 		undo_all(&u);
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 	free(u.v);
 	free(info);
 	if (err || !segsp) {
@@ -1193,7 +1194,7 @@ void wire_release(struct wire_ticket *t)
 	struct runset *rs = watch_only ? &watch : &live;
 
 	wire_enter();
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	if (watch_only && t->n == 1) {
 		/* a one-piece watch whose run is still its own, whole, with its last count (a cache
 		 * miss's or a one-chunk cookie's usual case): the run goes, and with it no split, no
@@ -1242,7 +1243,7 @@ done:
 		tpool = t;
 		t = NULL;
 	}
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 	if (t) /* a pooled one went back: no free(NULL) call (issue 21) */
 		free(t);
 }
@@ -1253,7 +1254,7 @@ int wire_ticket_alive(const struct wire_ticket *t)
 
 	if (!t)
 		return 0;
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	const struct runset *rs = t->n && (t->p[0].gen & GEN_WATCH) ? &watch : &live;
 	for (int k = 0; k < t->n && alive; k++) {
 		uintptr_t cur = t->p[k].s;
@@ -1265,7 +1266,7 @@ int wire_ticket_alive(const struct wire_ticket *t)
 			cur = rs->r[i].end;
 		}
 	}
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 	return alive;
 }
 
@@ -1302,7 +1303,7 @@ int unwire_range(void *addr, size_t len, int flags)
 	if (err || len == 0)
 		return err;
 	wire_enter();
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	a = TRUNC(a, PAGE_4K);
 	b = ROUND(b, PAGE_4K);
 
@@ -1384,7 +1385,7 @@ int unwire_range(void *addr, size_t len, int flags)
 		run_coalesce(&live, ds, de);
 		cur = de > re ? de : re;
 	}
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 	return err;
 }
 
@@ -1394,11 +1395,11 @@ unsigned ubdma_wire_count(const void *addr)
 	unsigned c = 0;
 
 	wire_enter();
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	size_t i = run_find(&live, a);
 	if (i < live.n && live.r[i].start <= a)
 		c = live.r[i].count;
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 	return c;
 }
 
@@ -1568,9 +1569,9 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 	a = TRUNC(a, PAGE_4K);
 	b = ROUND(b, PAGE_4K);
 	wire_enter();
-	pthread_mutex_lock(&wire_lock);
+	ulock_lock(&wire_lock);
 	if (wmon_fd() < 0) {
-		pthread_mutex_unlock(&wire_lock);
+		ulock_unlock(&wire_lock);
 		return ENOTSUP; /* no monitor: the full wiring says why, and relocks what it cannot watch */
 	}
 	/* one piece per run the range meets, at most: existing runs plus the gaps between them */
@@ -1583,7 +1584,7 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 	if (run_reserve(&watch, 2 * cap + 4) || run_reserve(&wins, 4) || run_reserve(&nots, 4) ||
 	    run_reserve(&subno, 4) || run_reserve(&pieceno, 4) ||
 	    !(t = cap == 1 ? tpool_get() : malloc(sizeof(*t) + cap * sizeof(t->p[0])))) {
-		pthread_mutex_unlock(&wire_lock);
+		ulock_unlock(&wire_lock);
 		return uerr(ENOMEM, "out of memory");
 	}
 	if (cap > 1)
@@ -1624,7 +1625,7 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 			tpool = t;
 			t = NULL;
 		}
-		pthread_mutex_unlock(&wire_lock);
+		ulock_unlock(&wire_lock);
 		free(t);
 		return err;
 	}
@@ -1653,7 +1654,7 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 			t->p[n++] = (struct wire_piece){ s, e, watch.r[k].gen };
 	}
 	t->n = (int)n;
-	pthread_mutex_unlock(&wire_lock);
+	ulock_unlock(&wire_lock);
 	*ticketp = t;
 	*sp = a;
 	*ep = b;
