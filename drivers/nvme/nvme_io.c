@@ -413,6 +413,20 @@ static inline void req_complete(struct ubdma_nvme_qpair *qp, uint16_t cid, const
 	cb(arg, cpl);
 }
 
+/* A completion with an error status: which command it ended and what the status says, as the
+ * thread's last error (ubdma_nvme_last_error(), which the callback may read) and in UBDMA_LOG's
+ * trace.  Off the hot path: only an error status comes here. */
+__attribute__((cold, noinline)) static void cpl_status_note(const struct ubdma_nvme_qpair *qp, uint16_t cid,
+							    uint16_t sf, int err)
+{
+	const struct nvme_sqe *e = &qp->reqs[cid].sqe;
+
+	nvme_err(err, "queue %u CID %u: opcode %#x nsid %u cdw10-12 %#x %#x %#x %s %#llx %#llx: %s (status %#x: "
+		 "SCT %u SC %#x%s)", qp->qid, cid, e->cdw0 & 0xffu, e->nsid, e->cdw10, e->cdw11, e->cdw12,
+		 (e->cdw0 >> 14 & 3u) ? "SGL" : "PRP", (unsigned long long)e->prp1, (unsigned long long)e->prp2,
+		 ubdma_nvme_strstatus(sf), sf, NVME_SF_SCT(sf), NVME_SF_SC(sf), sf & NVME_SF_DNR ? ", DNR" : "");
+}
+
 /* The CQ loop: up to @max completions (0: all), each slot finished; how many. */
 static unsigned reap(struct ubdma_nvme_qpair *qp, unsigned max)
 {
@@ -439,6 +453,8 @@ static unsigned reap(struct ubdma_nvme_qpair *qp, unsigned max)
 			nvme_err(EIO, "queue %u: completion for CID %u that is not outstanding", qp->qid, cid);
 			continue;
 		}
+		if (unlikely(sf))
+			cpl_status_note(qp, cid, sf, cpl.error);
 		/* a command the driver timed out, ended by the controller (aborted, or cut off by the
 		 * reset): its errno says so, and the recovery counts it */
 		if (unlikely(qp->reqs[cid].timed_out && cpl.error)) {

@@ -90,7 +90,10 @@ struct ubfio_td {
 	size_t mem_len;
 	ubdma_umem_t *umem;
 	uint64_t t_init, idle; /* TSC when the ramp was over; TSC ticks of polls that found nothing since */
+	unsigned long errors;	/* commands that completed with an error (the first few are told) */
 };
+
+#define UBFIO_TOLD_ERRORS 8u
 
 /* The time stamp counter (0 where there is none: the idle share is then not reported). */
 static inline uint64_t ubfio_ticks(void)
@@ -307,6 +310,9 @@ static void ubfio_cleanup(struct thread_data *td)
 	if (!u->irq && !u->hybrid && life && u->t_init)
 		fprintf(stderr, "ubdma_nvme: polled idle share %.4f (%llu of %llu TSC ticks in polls that found nothing)\n",
 			(double)u->idle / (double)life, (unsigned long long)u->idle, (unsigned long long)life);
+	if (u->errors > UBFIO_TOLD_ERRORS)
+		log_err("ubdma_nvme: %lu commands on queue %u failed in all (the first %u told above)\n", u->errors,
+			ubdma_nvme_qpair_id(u->qp), UBFIO_TOLD_ERRORS);
 	if (ubdma_nvme_outstanding(u->qp) && ubdma_nvme_drain(u->qp, 10000))
 		log_err("ubdma_nvme: %u commands still outstanding at cleanup: %s\n",
 			ubdma_nvme_outstanding(u->qp), ubdma_nvme_last_error());
@@ -379,8 +385,16 @@ static void ubfio_done(void *arg, const struct ubdma_nvme_cpl *cpl)
 	struct ubfio_td *u = io_u->engine_data;
 
 	io_u->error = cpl->error;
-	if (cpl->error)
+	if (cpl->error) {
 		io_u->resid = io_u->xfer_buflen;
+		/* fio says only "Input/output error": the driver's sentence names the command and its
+		 * status (set by the completion of an error status, before this callback) */
+		if (u->errors++ < UBFIO_TOLD_ERRORS)
+			log_err("ubdma_nvme: %s %llu+%llu on queue %u failed (%s): %s\n",
+				io_ddir_name(io_u->ddir), (unsigned long long)io_u->offset,
+				(unsigned long long)io_u->xfer_buflen, ubdma_nvme_qpair_id(u->qp), strerror(cpl->error),
+				cpl->status ? ubdma_nvme_last_error() : "ended by the driver");
+	}
 	u->events[u->nevents++] = io_u;
 }
 
