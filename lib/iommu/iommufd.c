@@ -54,6 +54,7 @@
 #include "iommu/iommu.h"
 #include "iommu/iommufd_uapi.h"
 #include "iommu/iova_alloc.h"
+#include "base/sysfs.h"
 #include "iommu/vfio_common.h"
 
 struct ufd_dev {
@@ -411,6 +412,13 @@ static int ufd_open(const struct iommu_sink *sink, void **privp)
 	u->kc = (struct vfio_kcalls){ u, "IOMMU_IOAS_UNMAP", map_ioas, unmap_ioas };
 	/* the IOAS allows everything until a device's IOMMU is attached: use the safe subset */
 	iova_space_init(&u->space, vfio_default_windows, VFIO_NDEFAULT_WINDOWS);
+	if ((err = vfio_space_holes(&u->space, SYSFS_PCI_DEVICES))) { /* no IOVA on device MMIO */
+		iova_space_fini(&u->space);
+		pthread_mutex_destroy(&u->lock);
+		close(u->fd);
+		free(u);
+		return err;
+	}
 	publish_windows(u);
 	ULOG_INFO("iommufd %d: IOAS %u, %s", u->fd, u->ioas, rlimit_text(u->rlimit_mode));
 	*privp = u;

@@ -82,6 +82,36 @@ int iova_space_set_windows(struct iova_space *s, const struct iommu_window *w, i
 	return 0;
 }
 
+int iova_space_set_holes(struct iova_space *s, const struct iommu_window *h, int n)
+{
+	struct iommu_window out[IOVA_MAX_HOLES], *in = n > 0 ? malloc((size_t)n * sizeof(*in)) : NULL;
+	int m = 0, k = 0;
+
+	if (n > 0 && !in)
+		return ENOMEM;
+	for (int i = 0; i < n; i++)
+		if (h[i].lo <= h[i].hi)
+			in[m++] = h[i];
+	qsort(in, (size_t)m, sizeof(*in), cmp_win);
+	for (int j = 0; j < m; j++) {
+		if (k && (in[j].lo <= out[k - 1].hi || in[j].lo - 1 == out[k - 1].hi || k == IOVA_MAX_HOLES)) {
+			/* overlapping, adjacent, or no slot left: the last hole grows (over the gap) */
+			if (in[j].hi > out[k - 1].hi)
+				out[k - 1].hi = in[j].hi;
+		} else {
+			out[k++] = in[j];
+		}
+	}
+	free(in);
+	for (size_t i = 0; i < s->n; i++)
+		for (int j = 0; j < k; j++)
+			if (s->rec[i].lo <= out[j].hi && s->rec[i].lo + s->rec[i].size - 1 >= out[j].lo)
+				return EBUSY;
+	memcpy(s->hole, out, (size_t)k * sizeof(*out));
+	s->nhole = k;
+	return 0;
+}
+
 /* Index of the first record whose start is > x. */
 static size_t upper_bound(const struct iova_space *s, uint64_t x)
 {
@@ -116,6 +146,25 @@ static int fit(uint64_t x, uint64_t hi, uint64_t size, uint64_t modulus, uint64_
 	return 1;
 }
 
+/* fit(), then out of the holes: a candidate that overlaps one moves past it and fits again. */
+static int fit_free(const struct iova_space *s, uint64_t x, uint64_t hi, uint64_t size, uint64_t modulus,
+		    uint64_t phase, uint64_t *out)
+{
+	int h = 0;
+
+	while (fit(x, hi, size, modulus, phase, out)) {
+		uint64_t end = *out + size - 1;
+		while (h < s->nhole && s->hole[h].hi < *out)
+			h++;
+		if (h == s->nhole || s->hole[h].lo > end)
+			return 1;
+		if (s->hole[h].hi >= hi)
+			return 0;
+		x = s->hole[h].hi + 1;
+	}
+	return 0;
+}
+
 /* First fit in the region [lo, hi]; the gap above the region's highest range is tried first. */
 static int fit_region(const struct iova_space *s, uint64_t lo, uint64_t hi, uint64_t size,
 		      uint64_t modulus, uint64_t phase, uint64_t *out)
@@ -124,15 +173,15 @@ static int fit_region(const struct iova_space *s, uint64_t lo, uint64_t hi, uint
 	uint64_t cur = lo;
 
 	/* above everything ever handed out first: a freed range is not reused while there is room */
-	if (s->hwm > lo && s->hwm <= hi && fit(s->hwm, hi, size, modulus, phase, out))
+	if (s->hwm > lo && s->hwm <= hi && fit_free(s, s->hwm, hi, size, modulus, phase, out))
 		return 1;
 	if (j > 0) {
 		const struct iova_rec *r = &s->rec[j - 1];
 		uint64_t end = r->lo + r->size; /* <= TOP + 1 */
-		if (end > lo && fit(end, hi, size, modulus, phase, out))
+		if (end > lo && fit_free(s, end, hi, size, modulus, phase, out))
 			return 1;
 	} else {
-		return fit(lo, hi, size, modulus, phase, out);
+		return fit_free(s, lo, hi, size, modulus, phase, out);
 	}
 	/* full scan: the first record that ends above lo, then every gap up to hi */
 	size_t i = upper_bound(s, lo);
@@ -140,12 +189,12 @@ static int fit_region(const struct iova_space *s, uint64_t lo, uint64_t hi, uint
 		i--;
 	for (; i < j; i++) {
 		const struct iova_rec *r = &s->rec[i];
-		if (r->lo > cur && fit(cur, r->lo - 1, size, modulus, phase, out))
+		if (r->lo > cur && fit_free(s, cur, r->lo - 1, size, modulus, phase, out))
 			return 1;
 		if (r->lo + r->size > cur)
 			cur = r->lo + r->size;
 	}
-	return fit(cur, hi, size, modulus, phase, out);
+	return fit_free(s, cur, hi, size, modulus, phase, out);
 }
 
 static int insert(struct iova_space *s, uint64_t iova, uint64_t size, uintptr_t va, uint32_t flags)

@@ -6,7 +6,8 @@
  * needs no second table to find what it mapped at an IOVA.  It never hands out IOVA 0 (a device
  * that writes to a null IOVA must fault, not hit a buffer), never leaves the windows, and places
  * a range at a chosen residue (iova = k * modulus + phase) so that callers can keep IOVA and VA
- * congruent modulo 2 MiB.  Not thread safe: the owner serialises calls.
+ * congruent modulo 2 MiB, and keeps out of its holes (device MMIO).  Not thread safe: the owner
+ * serialises calls.
  */
 #ifndef UBDMA_IOVA_ALLOC_H
 #define UBDMA_IOVA_ALLOC_H
@@ -24,9 +25,14 @@ struct iova_rec {
 	uint32_t flags; /* owner's payload */
 };
 
+/* Holes an iova_space keeps at most (merged; beyond that the last ones merge into one). */
+#define IOVA_MAX_HOLES 32
+
 struct iova_space {
 	struct iommu_window win[IOMMU_MAX_WINDOWS];
 	int nwin;
+	struct iommu_window hole[IOVA_MAX_HOLES]; /* never handed out: sorted, disjoint */
+	int nhole;
 	struct iova_rec *rec; /* sorted by lo, disjoint */
 	size_t n, cap;
 	uint64_t hwm;	      /* highest end ever allocated: nothing is allocated above it */
@@ -44,6 +50,17 @@ void iova_space_fini(struct iova_space *s);
  * windows (then nothing changed).
  */
 int iova_space_set_windows(struct iova_space *s, const struct iommu_window *w, int nwin);
+
+/*
+ * Ranges inside the windows that are never handed out: the bus addresses of device MMIO (PCI BARs
+ * and bridge windows), where a DMA address may be claimed by a device or a bridge on the way up
+ * instead of reaching the IOMMU (the Linux DMA API reserves the host bridge windows in every
+ * IOMMU domain for the same reason).  n ranges of any order and overlap (inclusive bounds); they
+ * are merged, and more than IOVA_MAX_HOLES become fewer by covering the gaps between the last
+ * ones (less space, never an overlap).  Replaces the holes set before.  Return: 0; EBUSY when an
+ * allocated range overlaps one of them, ENOMEM (then nothing changed).
+ */
+int iova_space_set_holes(struct iova_space *s, const struct iommu_window *h, int n);
 
 /*
  * Allocate size bytes (size > 0, a multiple of 4 KiB) at an IOVA congruent to phase modulo

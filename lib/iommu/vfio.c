@@ -44,6 +44,7 @@
 #include "base/page.h"
 #include "iommu/iommu.h"
 #include "iommu/iova_alloc.h"
+#include "base/sysfs.h"
 #include "iommu/vfio_common.h"
 
 /* The kernel's default dma_entry_limit, assumed until DMA_AVAIL is read (kernels >= 5.10). */
@@ -460,6 +461,11 @@ static int vfio_open(const struct iommu_sink *sink, void **privp)
 	v->limit = DEFAULT_ENTRY_LIMIT;
 	v->kc = (struct vfio_kcalls){ v, "VFIO_IOMMU_UNMAP_DMA", map_dma, unmap_dma };
 	iova_space_init(&v->space, vfio_default_windows, VFIO_NDEFAULT_WINDOWS);
+	if ((err = vfio_space_holes(&v->space, SYSFS_PCI_DEVICES))) { /* no IOVA on device MMIO */
+		iova_space_fini(&v->space);
+		pthread_mutex_destroy(&v->lock);
+		goto fail;
+	}
 	publish_windows(v);
 	*privp = v;
 	return 0;

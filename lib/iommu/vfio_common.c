@@ -60,6 +60,79 @@ uint64_t vfio_placement_modulus(size_t pgsz)
 	return pgsz > PAGE_2M ? pgsz : PAGE_2M;
 }
 
+/*
+ * Device MMIO as IOVA holes.  A DMA address that equals a PCI BAR or falls in a bridge's memory
+ * window may never reach the IOMMU: a switch without ACS routes it to the peer device, a bridge
+ * does not forward upstream what its window claims for downstream, and QEMU's NVMe refuses a data
+ * pointer inside its own BAR 0 with Data Transfer Error (nvme_addr_is_iomem(), comparing the
+ * untranslated address; seen when a firmware put that BAR at 4 GiB, the first IOVA the allocator
+ * hands out: issue 18, docs/nvme.md).  Linux's DMA API keeps the host bridge windows out of every
+ * IOMMU domain's IOVAs (iova_reserve_pci_windows() in drivers/iommu/dma-iommu.c); VFIO's IOVA
+ * ranges do not, so the allocator keeps out of every memory resource sysfs lists for a PCI
+ * function (its BARs, expansion ROM, SR-IOV BARs and, for a bridge, its windows).  sysfs gives
+ * CPU addresses: the bus addresses where, as on x86, the host bridge does not translate.
+ */
+int vfio_mmio_ranges(const char *root, struct iommu_window **out, int *nout)
+{
+	DIR *d = opendir(root);
+	struct iommu_window *w = NULL;
+	struct dirent *de;
+	int n = 0, cap = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (!d)
+		return errno ? errno : ENOENT;
+	while ((de = readdir(d))) {
+		char path[512];
+		unsigned long long lo, hi, flags;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/resource", root, de->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fscanf(f, "%llx %llx %llx", &lo, &hi, &flags) == 3) {
+			/* IORESOURCE_MEM, assigned (not IORESOURCE_UNSET), not empty */
+			if (!(flags & 0x200) || (flags & 0x20000000) || hi <= lo)
+				continue;
+			if (n == cap) {
+				struct iommu_window *nw = realloc(w, (size_t)(cap = cap ? cap * 2 : 64) * sizeof(*w));
+				if (!nw) {
+					fclose(f);
+					closedir(d);
+					free(w);
+					return ENOMEM;
+				}
+				w = nw;
+			}
+			w[n++] = (struct iommu_window){ lo, hi };
+		}
+		fclose(f);
+	}
+	closedir(d);
+	*out = w;
+	*nout = n;
+	return 0;
+}
+
+int vfio_space_holes(struct iova_space *s, const char *root)
+{
+	struct iommu_window *w;
+	int n, err = vfio_mmio_ranges(root, &w, &n);
+
+	if (err == ENOMEM || (!err && (err = iova_space_set_holes(s, w, n)) == ENOMEM)) {
+		free(w);
+		return uerr(ENOMEM, "out of memory");
+	}
+	if (err)
+		ULOG_WARN("IOVAs not kept out of device MMIO: %s (%s)", n ? "holes not set" : root, strerror(err));
+	else
+		ULOG_DEBUG("IOVAs keep out of %d PCI memory resources (%d holes)", n, s->nhole);
+	free(w);
+	return 0;
+}
+
 /* Sort helper: larger windows first, to keep the biggest when there are too many. */
 static int cmp_size_desc(const void *a, const void *b)
 {

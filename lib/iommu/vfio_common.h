@@ -32,6 +32,18 @@ uint64_t vfio_placement_modulus(size_t pgsz);
 int vfio_keep_largest(struct iommu_window *w, size_t n, const char *src);
 
 /*
+ * The memory resources of every PCI function under root (SYSFS_PCI_DEVICES; a test's own folder):
+ * each assigned IORESOURCE_MEM line of root/ * /resource (BARs, ROM, SR-IOV BARs, bridge windows),
+ * as inclusive ranges in *out (malloc'd, the caller frees; NULL when none).  0 and *nout;
+ * the errno of opendir(root), or ENOMEM.
+ */
+int vfio_mmio_ranges(const char *root, struct iommu_window **out, int *nout);
+
+/* Make those ranges the holes of s (iova_space_set_holes(): IOVAs never alias device MMIO).  0;
+ * ENOMEM; any other failure (no sysfs) is logged and leaves s as it was. */
+int vfio_space_holes(struct iova_space *s, const char *root);
+
+/*
  * Open the VFIO group file path (/dev/vfio/N or /dev/vfio/noiommu-N) of IOMMU group num and
  * check that the group is viable.  0 and *fdp; ENOENT, EBUSY (held elsewhere, or not viable),
  * EACCES / EPERM, or the errno of VFIO_GROUP_GET_STATUS, the reason in ubdma_last_error().
