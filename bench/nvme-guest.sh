@@ -4,7 +4,7 @@
 #
 # For each round and each workload (4 KiB random I/O, bench/nvme-fio/workloads.fio: randread QD
 # 1/8/32, randwrite QD 1/32 on CPU 0, randread QD 32 with two job threads on CPUs 0 and 1):
-#   ubdma              BENCH (bench_nvme), polled completions, the NVMe on vfio-pci (one-job rows)
+#   ubdma              BENCH (bench_nvme), polled completions, the NVMe on vfio-pci (_jobs2: two threads)
 #   ubdma-irq          BENCH --irq, MSI-X eventfd completions (IRQ=1 only)
 #   ubdma-fio          fio with the ubdma_nvme engine (libubdma_fio.so), polled, on vfio-pci
 #   ubdma-fio-irq      the same with completions=irq (IRQ=1 only)
@@ -98,17 +98,14 @@ fio_one() {
 
 run_ubdma() { # workload round
 	bind vfio-pci || return 1
-	case $1 in
-	*_jobs*) ;; # bench_nvme is one thread: the fio engine's rows only
-	*)
-		$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" || { fails=$((fails + 1)); say "bench_nvme $1 failed"; }
-		if [ "$IRQ" = 1 ]; then
-			$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" --irq ||
-				{ fails=$((fails + 1)); say "bench_nvme --irq $1 failed"; }
-			[ "$HYBRID" -gt 0 ] && { $BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" \
-				--hybrid "$HYBRID" || { fails=$((fails + 1)); say "bench_nvme --hybrid $1 failed"; }; }
-		fi ;;
-	esac
+	# _jobsJ: bench_nvme's J threads, one a CPU, each its own queue pair
+	$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" || { fails=$((fails + 1)); say "bench_nvme $1 failed"; }
+	if [ "$IRQ" = 1 ]; then
+		$BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" --irq ||
+			{ fails=$((fails + 1)); say "bench_nvme --irq $1 failed"; }
+		[ "$HYBRID" -gt 0 ] && { $BENCH --time "$SECS" --range "$RANGE" --workloads "$1" --round "$2" \
+			--hybrid "$HYBRID" || { fails=$((fails + 1)); say "bench_nvme --hybrid $1 failed"; }; }
+	fi
 	if [ -n "$ENGINE" ]; then
 		fio_one ubdma-fio "$1" "$2" "$BDF_DOTS"
 		[ "$IRQ" = 1 ] && fio_one ubdma-fio-irq "$1" "$2" "$BDF_DOTS"

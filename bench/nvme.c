@@ -15,7 +15,9 @@
  *
  * usage: bench_nvme [--bdf BDF] [--time SECS] [--range MiB] [--workloads LIST] [--irq | --hybrid POLLS]
  *                   [--round N]
- *   LIST: comma separated NAME_qdN with NAME randread or randwrite (default: randread_qd1,
+ *   LIST: comma separated NAME_qdN or NAME_qdN_jobsJ with NAME randread or randwrite (_jobsJ: J
+ *   threads, up to 4, thread j on CPU j with its own queue pair at QD N, their windows together:
+ *   one row of their sum, as fio's numjobs with group_reporting) (default: randread_qd1,
  *   randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32); --irq waits on the MSI-X eventfd
  *   instead of polling (impl "ubdma-irq"); --hybrid POLLS polls, and after POLLS polls that found
  *   nothing sleeps on the eventfd (impl "ubdma-hybrid"); --round tags the output lines
@@ -27,6 +29,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +50,7 @@
 #define BS 4096u
 #define MAXQD 128
 #define MAXLAT (4u << 20)
+#define MAXJOBS 4
 
 struct slot {
 	void *buf;
@@ -54,7 +58,8 @@ struct slot {
 	int next;
 };
 
-static struct {
+/* One job thread's state (each thread its own: the hot loop touches nothing shared). */
+static _Thread_local struct {
 	ubdma_nvme_qpair_t *qp;
 	uint32_t nsid, blk;
 	uint64_t nblocks; /* 4 KiB blocks in the range */
@@ -65,6 +70,23 @@ static struct {
 	uint64_t nlat, ios, errors;
 	uint64_t rng;
 } b;
+
+/* _jobsJ: what the job threads share, and each one's results for the row (job 0 adds them up) */
+static struct {
+	int n;			/* threads of the current workload */
+	pthread_barrier_t bar;	/* after the warm-ups, after the windows */
+	ubdma_nvme_t *c;
+	uint32_t nsid, blk;	/* the namespace and range of every job (job 0's) */
+	uint64_t nblocks;
+	char *mem;		/* MAXJOBS x MAXQD buffers, registered */
+	struct { uint32_t *lat; uint64_t nlat, ios, errors, busy_ticks; int rc; } res[MAXJOBS];
+} jobs = { .n = 1 };
+
+static void jobs_sync(void)
+{
+	if (jobs.n > 1)
+		pthread_barrier_wait(&jobs.bar);
+}
 
 static uint64_t mono_ns(void)
 {
@@ -203,7 +225,8 @@ static double pct(double p)
  */
 static unsigned hybrid;
 
-static int run(const char *name, int qd, double secs, int irq, int round)
+/* This thread's pair: the workload's slots and batch mode, and 0.2 s of I/O not counted. */
+static void warm_up(const char *name, int qd)
 {
 	b.write = !strncmp(name, "randwrite", 9);
 	b.free = 0;
@@ -222,12 +245,16 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 	}
 	ubdma_nvme_drain(b.qp, 10000);
 	b.nlat = b.ios = 0;
+}
 
-	double c0 = cpu_s(), i0 = idle_s();
-	uint64_t m0 = mono_ns(), t0 = now_ns();
-	end = t0 + (uint64_t)(secs * 1e9);
+/* secs of I/O on this thread's pair, then its drain: 0, or a submission's error; the ticks of the
+ * passes that did work in *busy */
+static int io_window(double secs, int irq, uint64_t *busy)
+{
+	uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
 	uint64_t t, busy_ticks = 0;
-	while ((t = now_ns()) < end) {
+	int err = 0;
+	while (!err && (t = now_ns()) < end) {
 		uint64_t k0 = ticks();
 		unsigned subs = 0, n = 0;
 		while (b.free >= 0) {
@@ -235,7 +262,7 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 			if (rc) {
 				if (rc != EAGAIN && rc != ENOMEM) {
 					fprintf(stderr, "submit: %s: %s\n", strerror(rc), ubdma_nvme_last_error());
-					return rc;
+					err = rc;
 				}
 				break;
 			}
@@ -256,11 +283,81 @@ static int run(const char *name, int qd, double secs, int irq, int round)
 			busy_ticks += ticks() - k0;
 	}
 	ubdma_nvme_drain(b.qp, 10000);
+	*busy = busy_ticks;
+	return err;
+}
+
+struct job_arg {
+	const char *name;
+	int qd, irq, j;
+	double secs;
+};
+
+/* A job thread past the first: its own pair on its CPU, the window in step with job 0's. */
+static void *job_main(void *arg)
+{
+	const struct job_arg *a = arg;
+	int j = a->j;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(j, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	b.nsid = jobs.nsid;
+	b.blk = jobs.blk;
+	b.nblocks = jobs.nblocks;
+	b.rng = 0x9e3779b97f4a7c15ull * (uint64_t)(j + 1);
+	b.lat = malloc(MAXLAT * sizeof(*b.lat));
+	int rc = b.lat ? ubdma_nvme_qpair_create(jobs.c, 0, &b.qp) : ENOMEM;
+	if (rc)
+		fprintf(stderr, "job %d: queue pair: %s\n", j, ubdma_nvme_last_error());
+	for (int i = 0; i < MAXQD; i++)
+		b.slots[i].buf = jobs.mem + ((size_t)j * MAXQD + (size_t)i) * BS;
+	if (!rc)
+		warm_up(a->name, a->qd);
+	jobs_sync();
+	uint64_t busy = 0;
+	if (!rc)
+		rc = io_window(a->secs, a->irq, &busy);
+	jobs.res[j].lat = b.lat;
+	jobs.res[j].nlat = b.nlat;
+	jobs.res[j].ios = b.ios;
+	jobs.res[j].errors = b.errors;
+	jobs.res[j].busy_ticks = busy;
+	jobs.res[j].rc = rc;
+	jobs_sync();
+	jobs_sync(); /* job 0 has added up the rows: the pair may go */
+	if (b.qp)
+		ubdma_nvme_qpair_destroy(b.qp);
+	return NULL;
+}
+
+static int run(const char *name, int qd, double secs, int irq, int round)
+{
+	warm_up(name, qd);
+	jobs_sync();
+	double c0 = cpu_s(), i0 = idle_s();
+	uint64_t m0 = mono_ns(), busy_ticks = 0;
+	int err = io_window(secs, irq, &busy_ticks);
+	jobs_sync();
 	double wall = (double)(mono_ns() - m0) / 1e9;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	double cpu = cpu_s() - c0, busy = (double)(ncpu > 0 ? ncpu : 1) * wall - (idle_s() - i0);
 	if (busy < cpu)
 		busy = cpu; /* the idle clock counts in 1/USER_HZ steps; rusage is finer */
+	/* the other jobs' I/Os, latencies and work join job 0's: one row, as fio's group_reporting */
+	for (int j = 1; j < jobs.n; j++) {
+		b.ios += jobs.res[j].ios;
+		b.errors += jobs.res[j].errors;
+		busy_ticks += jobs.res[j].busy_ticks;
+		err = err ? err : jobs.res[j].rc;
+		uint64_t k = jobs.res[j].nlat < MAXLAT - b.nlat ? jobs.res[j].nlat : MAXLAT - b.nlat;
+		memcpy(b.lat + b.nlat, jobs.res[j].lat, k * sizeof(*b.lat));
+		b.nlat += k;
+	}
+	jobs_sync();
+	if (err)
+		return err;
 
 	qsort(b.lat, b.nlat, sizeof(*b.lat), cmp32);
 	double iops = (double)b.ios / wall, mean = 0;
@@ -407,7 +504,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ubdma_nvme_t *c;
-	struct ubdma_nvme_opts o = { .size = sizeof(o), .ctx = ctx, .io_queues = 1, .queue_entries = 256, .interrupts = irq };
+	/* a queue pair a job thread: as many as the most jobs a workload asks */
+	unsigned npairs = 1;
+	for (const char *p = strstr(wl, "_jobs"); p; p = strstr(p + 5, "_jobs"))
+		if ((unsigned)atoi(p + 5) > npairs)
+			npairs = (unsigned)atoi(p + 5);
+	struct ubdma_nvme_opts o = { .size = sizeof(o), .ctx = ctx, .io_queues = npairs, .queue_entries = 256, .interrupts = irq };
 	if ((rc = ubdma_nvme_open(bdf, &o, &c))) {
 		fprintf(stderr, "ubdma_nvme_open(%s): %s: %s\n", bdf, strerror(rc), ubdma_nvme_last_error());
 		return 1;
@@ -424,8 +526,9 @@ int main(int argc, char **argv)
 		b.nblocks = ns.size / BS;
 	b.rng = 0x9e3779b97f4a7c15ull;
 	b.lat = malloc(MAXLAT * sizeof(*b.lat));
-	/* the buffers: registered memory (a 2 MiB hugepage when there is one), used in place */
-	size_t len = MAXQD * BS;
+	/* the buffers: registered memory (a 2 MiB hugepage when there is one), used in place; MAXQD
+	 * a job */
+	size_t len = MAXJOBS * MAXQD * BS;
 	void *mem = mmap(NULL, 2u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
 	if (mem == MAP_FAILED)
 		mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -438,6 +541,11 @@ int main(int argc, char **argv)
 	memset(mem, 0xa5, len);
 	for (int i = 0; i < MAXQD; i++)
 		b.slots[i].buf = (char *)mem + (size_t)i * BS;
+	jobs.c = c;
+	jobs.nsid = b.nsid;
+	jobs.blk = b.blk;
+	jobs.nblocks = b.nblocks;
+	jobs.mem = mem;
 	const struct ubdma_nvme_info *in = ubdma_nvme_info(c);
 	printf("# bench_nvme: %s '%s' fr '%s', namespace %u (%u-byte blocks), range %" PRIu64 " MiB, %.1f s a "
 	       "workload, %s completions, CPU 0\n", bdf, in->mn, in->fr, b.nsid, ns.lba_size,
@@ -450,13 +558,33 @@ int main(int argc, char **argv)
 			fails += poll_idle(round) != 0;
 			continue;
 		}
-		const char *q = strstr(w, "_qd");
-		int qd = q ? atoi(q + 3) : 1;
-		if (qd < 1 || qd > MAXQD || (strncmp(w, "randread", 8) && strncmp(w, "randwrite", 9))) {
-			fprintf(stderr, "bad workload '%s'\n", w);
+		const char *q = strstr(w, "_qd"), *jp = strstr(w, "_jobs");
+		int qd = q ? atoi(q + 3) : 1, nj = jp ? atoi(jp + 5) : 1;
+		if (qd < 1 || qd > MAXQD || nj < 1 || nj > MAXJOBS || nj > sysconf(_SC_NPROCESSORS_ONLN) ||
+		    (strncmp(w, "randread", 8) && strncmp(w, "randwrite", 9))) {
+			fprintf(stderr, "bad workload '%s' (at most %d jobs, one a CPU)\n", w, MAXJOBS);
 			return 2;
 		}
+		pthread_t th[MAXJOBS];
+		struct job_arg ja[MAXJOBS];
+		jobs.n = nj;
+		if (nj > 1)
+			pthread_barrier_init(&jobs.bar, NULL, (unsigned)nj);
+		for (int j = 1; j < nj; j++) {
+			ja[j] = (struct job_arg){ w, qd, irq, j, secs };
+			if ((rc = pthread_create(&th[j], NULL, job_main, &ja[j]))) {
+				fprintf(stderr, "job thread %d: %s\n", j, strerror(rc));
+				return 1;
+			}
+		}
 		fails += run(w, qd, secs, irq, round) != 0;
+		for (int j = 1; j < nj; j++) {
+			pthread_join(th[j], NULL);
+			free(jobs.res[j].lat);
+		}
+		if (nj > 1)
+			pthread_barrier_destroy(&jobs.bar);
+		jobs.n = 1;
 	}
 	free(list);
 	ubdma_nvme_qpair_destroy(b.qp);

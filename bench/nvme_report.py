@@ -32,7 +32,7 @@ IMPLS = ["ubdma", "ubdma-irq", "ubdma-hybrid", "ubdma-fio", "ubdma-fio-irq", "ub
          "fio-io_uring-poll"]
 FIO_IMPLS = ["fio-io_uring", "fio-io_uring-poll"]  # the kernel's configurations
 UBDMA_FIO_IMPLS = ["ubdma-fio", "ubdma-fio-irq", "ubdma-fio-hybrid"]
-BENCH_NVME_WORKLOADS = WORKLOADS[:5]  # bench_nvme runs one thread: no _jobs rows
+BENCH_NVME_WORKLOADS = WORKLOADS  # bench_nvme's _jobs rows: one thread a job, one queue pair each
 GOAL = 2.0  # IOPS per guest CPU-second over the best kernel configuration (issue 18)
 BIN = 1.12201845  # 20 log bins a decade, as bench_nvme
 
