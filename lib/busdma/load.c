@@ -435,7 +435,7 @@ static inline int load_one_fast(const struct ubdma_tag *t, const struct ubdma_ct
 		/* a buffer past its 4 KiB page is not one run here: the long way, without the load */
 		if (unlikely(!e || len > run))
 			return 0;
-		uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
+		uint64_t p = xlate_load(xlate_page_slot(e, va));
 		if (unlikely(!(p & XLATE_VALID)))
 			return 0;
 		iova = (p & XLATE_ADDR_MASK) + (va & PAGE_4K_MASK);

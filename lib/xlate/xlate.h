@@ -60,6 +60,27 @@ static inline uint64_t xlate_load(const uint64_t *p)
 }
 
 /*
+ * The granule entry of va (0 when va is out of the map or nothing is there), and the slot of va's
+ * 4 KiB page in a granule's table: the index arithmetic every reader and the one-page writers
+ * below share.  Acquire loads: readers run without the lock; for writers (under it) they cost the
+ * same plain load on x86.
+ */
+static inline uint64_t xlate_granule(const struct xlate_map *m, uintptr_t va)
+{
+	if (__builtin_expect(va >> XLATE_VA_BITS, 0))
+		return 0;
+	const uint64_t *l2 = __atomic_load_n(&m->l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
+	if (__builtin_expect(!l2, 0))
+		return 0;
+	return xlate_load(&l2[(va >> XLATE_L2_SHIFT) & 511]);
+}
+
+static inline uint64_t *xlate_page_slot(uint64_t table, uintptr_t va)
+{
+	return &((uint64_t *)(uintptr_t)table)[(va >> XLATE_L3_SHIFT) & 511];
+}
+
+/*
  * One 4 KiB page, as xlate_set() and xlate_clear() of it, inline when its granule already has a
  * table (the usual case once a page of that granule was registered): the one-page cookie's lock
  * and unlock then make no call into the map (issue 21: under TCG each call and return is dear).
@@ -67,41 +88,34 @@ static inline uint64_t xlate_load(const uint64_t *p)
  */
 static inline __attribute__((always_inline)) int xlate_set_page(struct xlate_map *m, uintptr_t va, uint64_t iova)
 {
-	uint64_t *l2 = va >> XLATE_VA_BITS ? NULL : m->l1[va >> XLATE_L1_SHIFT];
-	uint64_t e = l2 ? l2[(va >> XLATE_L2_SHIFT) & 511] : 0;
+	uint64_t e = xlate_granule(m, va);
 
 	if (!e || (e & XLATE_VALID))
 		return xlate_set(m, va, 1, PAGE_4K, NULL, iova);
-	__atomic_store_n(&((uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511],
-			 (iova & XLATE_ADDR_MASK) | XLATE_VALID, __ATOMIC_RELEASE);
+	__atomic_store_n(xlate_page_slot(e, va), (iova & XLATE_ADDR_MASK) | XLATE_VALID, __ATOMIC_RELEASE);
 	return 0;
 }
 
 static inline __attribute__((always_inline)) void xlate_clear_page(struct xlate_map *m, uintptr_t va)
 {
-	uint64_t *l2 = va >> XLATE_VA_BITS ? NULL : m->l1[va >> XLATE_L1_SHIFT];
-	uint64_t e = l2 ? l2[(va >> XLATE_L2_SHIFT) & 511] : 0;
+	uint64_t e = xlate_granule(m, va);
 
 	if (e & XLATE_VALID)
 		xlate_clear(m, va, PAGE_4K); /* a 2 MiB leaf to split */
 	else if (e)
-		__atomic_store_n(&((uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511], 0, __ATOMIC_RELEASE);
+		__atomic_store_n(xlate_page_slot(e, va), 0, __ATOMIC_RELEASE);
 }
 
 /* The hot path: O(1), no lock, no system call, no allocation. */
 static inline uint64_t xlate_lookup(const struct xlate_map *m, uintptr_t va)
 {
-	if (__builtin_expect(va >> XLATE_VA_BITS, 0))
-		return UBDMA_BAD_IOVA;
-	const uint64_t *l2 = __atomic_load_n(&m->l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
-	if (!l2)
-		return UBDMA_BAD_IOVA;
-	uint64_t e = xlate_load(&l2[(va >> XLATE_L2_SHIFT) & 511]);
+	uint64_t e = xlate_granule(m, va);
+
 	if (e & XLATE_VALID)
 		return (e & XLATE_ADDR_MASK) + (va & (XLATE_GRANULE - 1));
 	if (!e)
 		return UBDMA_BAD_IOVA;
-	uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
+	uint64_t p = xlate_load(xlate_page_slot(e, va));
 	if (!(p & XLATE_VALID))
 		return UBDMA_BAD_IOVA;
 	return (p & XLATE_ADDR_MASK) + (va & PAGE_4K_MASK);
@@ -113,20 +127,16 @@ static inline uint64_t xlate_lookup(const struct xlate_map *m, uintptr_t va)
  */
 static inline uint64_t xlate_lookup_run(const struct xlate_map *m, uintptr_t va, size_t *runp)
 {
+	uint64_t e = xlate_granule(m, va);
+
 	*runp = 0;
-	if (__builtin_expect(va >> XLATE_VA_BITS, 0))
-		return UBDMA_BAD_IOVA;
-	const uint64_t *l2 = __atomic_load_n(&m->l1[va >> XLATE_L1_SHIFT], __ATOMIC_ACQUIRE);
-	if (!l2)
-		return UBDMA_BAD_IOVA;
-	uint64_t e = xlate_load(&l2[(va >> XLATE_L2_SHIFT) & 511]);
 	if (e & XLATE_VALID) {
 		*runp = XLATE_GRANULE - (va & (XLATE_GRANULE - 1));
 		return (e & XLATE_ADDR_MASK) + (va & (XLATE_GRANULE - 1));
 	}
 	if (!e)
 		return UBDMA_BAD_IOVA;
-	uint64_t p = xlate_load(&((const uint64_t *)(uintptr_t)e)[(va >> XLATE_L3_SHIFT) & 511]);
+	uint64_t p = xlate_load(xlate_page_slot(e, va));
 	if (!(p & XLATE_VALID))
 		return UBDMA_BAD_IOVA;
 	*runp = PAGE_4K - (va & PAGE_4K_MASK);
