@@ -25,8 +25,8 @@
 #             e.g. shift=2,sleep=off: one guest CPU whose time counts instructions, as bench/nic.sh;
 #             with -D null the kernel's rows run clean (docs/nvme.md, "Benchmark"); with -D file
 #             QEMU 7.2's NVMe left the kernel's nvme driver waiting for 30 s I/O timeouts at QD 32
-#   -w LIST   comma-separated workloads (default: all; randread_qd32_jobs2 needs -I off, or -Q a
-#             QEMU 10: two guest CPUs under -icount, booted by qboot: docs/nvme.md)
+#   -w LIST   comma-separated workloads (default: all; randread_qd32_jobs2 needs -I off, or -Q 10:
+#             two guest CPUs under -icount, booted by qboot: docs/nvme.md)
 #   -H POLLS  the hybrid rows (ubdma-hybrid, ubdma-fio-hybrid) poll, and after POLLS polls that
 #             found nothing sleep on the MSI-X eventfd (default 64; 0: no hybrid rows)
 #   -D DEV    the namespace both sides use: null (default) QEMU's null-co block driver (reads give
@@ -36,9 +36,11 @@
 #             file I/O on shared cores; docs/nvme.md, "Benchmark")
 #   -L        fio keeps its latency percentiles (gtod_reduce=0) on every fio row; by default the
 #             job files set gtod_reduce=1, as SPDK's fio perf jobs do, on both sides alike
-#   -Q QEMU   boot the guest with this qemu-system-x86_64 instead of the one in PATH (e.g. QEMU
-#             10.0 from bookworm-backports unpacked into a folder of its own: docs/nvme.md,
-#             "QEMU 10.0"; run-guest.sh's UBDMA_QEMU); OUT/qemu-version.txt says which ran
+#   -Q QEMU   boot the guest with this qemu-system-x86_64 instead of the one in PATH
+#             (run-guest.sh's UBDMA_QEMU); OUT/qemu-version.txt says which ran.  -Q 10: QEMU 10.0
+#             from bookworm-backports, unpacked by tools/qemu10.sh into /var/cache/ubdma/qemu10
+#             (docs/nvme.md, "QEMU 10.0"); under -I it boots two guest CPUs and adds the
+#             randread_qd32_jobs2 workload to the default list
 #   -N NICE   run QEMU's main-loop thread (the emulated NVMe's: it does each command's work
 #             there) at this nice value, e.g. -10 (root), its vCPU thread left as it is: on a
 #             loaded host the scheduler otherwise leaves the device's work waiting for
@@ -70,11 +72,13 @@ while [ $# -gt 0 ]; do
 	-L) GTOD=0 ;;
 	-N) NICE=$2; shift ;;
 	-S) PLACE=$2; shift ;;
-	-Q) [ -x "$2" ] || { echo "nvme.sh: -Q $2: not an executable" >&2; exit 2; }
-		UBDMA_QEMU=$(readlink -f "$2"); export UBDMA_QEMU; shift ;;
+	-Q) q=$2
+		[ "$q" = 10 ] && q=$(bash "$ROOT/tools/qemu10.sh")
+		[ -x "$q" ] || { echo "nvme.sh: -Q $2: not an executable" >&2; exit 2; }
+		UBDMA_QEMU=$(readlink -f "$q"); export UBDMA_QEMU; shift ;;
 	--json) FMT=json ;;
 	--csv) FMT=csv ;;
-	-h|--help) sed -n '2,54p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,56p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "nvme.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -145,11 +149,11 @@ if [ "$ICOUNT" != off ]; then
 	# Even so, on a backing file (-D file) the kernel's nvme driver times out I/Os at QD 32
 	# ("I/O 320 QID 2 timeout, aborting"): its QD 32 rows are then not valid under -icount
 	QA=(-q "$OUT/qemu.args" -K nohz=off)
-	WL=${WL:-randread_qd1,randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32}
+	WL=${WL:-randread_qd1,randread_qd8,randread_qd32,randwrite_qd1,randwrite_qd32$([ "$NCPU" = 2 ] && echo ,randread_qd32_jobs2)}
 fi
 case ,$WL, in
 *,randread_qd32_jobs2,*) [ "$ICOUNT" = off ] || [ "$NCPU" = 2 ] ||
-	{ echo "nvme.sh: randread_qd32_jobs2 needs two CPUs: -I off, or -Q a QEMU 10 (docs/nvme.md)" >&2; exit 2; } ;;
+	{ echo "nvme.sh: randread_qd32_jobs2 needs two CPUs: -I off, or -Q 10 (docs/nvme.md)" >&2; exit 2; } ;;
 esac
 NW=$(echo "${WL:-a,b,c,d,e,f}" | tr ',' '\n' | grep -c .)
 est=$((ROUNDS * NW * (2 * SECS + 4 * (SECS + 4) + 8) + 60))
