@@ -379,10 +379,12 @@ static inline __attribute__((always_inline)) void registry_unlink(struct ubdma_c
  * pin holds the frames and keeps them the process's across fork(2) (the kernel copies pinned
  * anonymous pages for the child), so mlock and MADV_DONTFORK would add system calls and nothing
  * else.  The watch (the monitor's events, a count that munmap ends) is what keeps the cookie
- * from outliving its mapping, as for a wiring.  Watch-only runs are 4 KiB pages: hugetlb memory
- * (the kernel says so when the window is registered, no look-up needed), memory the monitor
- * cannot watch and processes without a monitor get the full wiring, which finds page sizes.
- * docs/wire.md section 13.
+ * from outliving its mapping, as for a wiring.  Hugetlb memory (the kernel says so when the
+ * window is registered) is watched too when the range lies on its huge pages, one look-up for
+ * their size (the pin holds a huge page as it holds a small one), and kept out of a fork(2)
+ * child with MADV_DONTFORK as a wiring is (a child's copy of a pinned huge page would need a
+ * free one from the pool); a range inside a huge page, memory the monitor cannot watch and
+ * processes without a monitor get the full wiring.  docs/wire.md section 13.
  */
 static int umem_wire(struct ubdma_ctx *ctx, struct ubdma_umem *u, struct wire_seg *one, struct wire_seg **segsp,
 		     int *nsegp)
@@ -390,15 +392,16 @@ static int umem_wire(struct ubdma_ctx *ctx, struct ubdma_umem *u, struct wire_se
 	void *addr = (void *)u->start;
 	size_t len = u->end - u->start;
 	uintptr_t s = 0, e = 0;
+	size_t pg = PAGE_4K;
 	int err = ENOTSUP;
 
 	if (iommu_pins(&ctx->iommu))
-		err = wire_watch(addr, len, WIRE_WATCH_NO_HUGETLB, &u->ticket, &s, &e);
+		err = wire_watch_sized(addr, len, 0, &u->ticket, &s, &e, &pg);
 	if (err == ENOMEM)
 		return err; /* a full wiring needs more memory, not less */
 	if (err)
 		return wire_range(addr, len, u->wire_flags, segsp, nsegp, &u->ticket);
-	*one = (struct wire_seg){ .start = s, .end = e, .pgsz = PAGE_4K, .hugetlb = 0 };
+	*one = (struct wire_seg){ .start = s, .end = e, .pgsz = pg, .hugetlb = pg > PAGE_4K };
 	*nsegp = 1;
 	return 0;
 }

@@ -121,8 +121,9 @@ static int map_dma(void *arg, uintptr_t va, uint64_t iova, uint64_t size, uint32
 		return uerr(ENOMEM,
 			    "VFIO_IOMMU_MAP_DMA of %llu bytes at %p failed: VFIO pins the pages and counts "
 			    "them in RLIMIT_MEMLOCK (%llu bytes), beside what mlock counts (memory locked "
-			    "before a device was attached, and hugetlb memory, is also wired, so it counts "
-			    "twice); raise the limit (ulimit -l, limits.conf memlock) or grant CAP_IPC_LOCK",
+			    "before a device was attached, and hugetlb memory not on its pages' bounds, is also "
+			    "wired, so it counts twice); raise the limit (ulimit -l, limits.conf memlock) or grant "
+			    "CAP_IPC_LOCK",
 			    (unsigned long long)size, (void *)va, (unsigned long long)rl.rlim_cur);
 	case ENOSPC:
 		return uerr(ENOSPC,

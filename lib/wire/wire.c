@@ -85,7 +85,9 @@ static int sys_munlock(uintptr_t s, uintptr_t e)
  * A run: [start, end) with one count, page size, generation and watch state.  In the live set
  * count is the wire count, of which bare came from ubdma_wire() (the rest from tickets); in the
  * tombstone set count is the number of bare wirings the address space ended there and nobody has
- * unwired yet (gen, bare and watched unused).  Bare and ticket counts are kept apart so that an
+ * unwired yet (gen, bare and watched unused); in the watch set bare is the number of watches
+ * that keep the range out of a fork(2) child (hugetlb cookies, MADV_DONTFORK: fork_back()).
+ * Bare and ticket counts are kept apart so that an
  * ubdma_unwire() meant for a wiring munmap ended never takes a count a cookie holds.
  */
 struct wrun {
@@ -349,10 +351,33 @@ static void unwatch_except(const struct runset *keep, uintptr_t s, uintptr_t e)
 	}
 }
 
+/*
+ * [s, e) lost the last of one set's reasons to stay out of a fork(2) child: mark MADV_DOFORK
+ * what the other set (keep) does not hold there: a wiring (any live run), or a watch that holds
+ * it out (a watch run with a bare count: a hugetlb cookie, wire_watch_sized()).  Both sets keep
+ * a range MADV_DONTFORK while either holds it, and only the last one to let go marks it back
+ * (docs/wire.md section 13, "Hugetlb cookies watched").  One madvise over the gaps' span when
+ * nothing is kept (it passes over holes).  No allocation.  Wire lock held.
+ */
+static void fork_back(uintptr_t s, uintptr_t e, const struct runset *keep)
+{
+	size_t i = run_find(keep, s);
+	uintptr_t cur = s;
+
+	while (cur < e) {
+		while (i < keep->n && keep->r[i].start < e && keep == &watch && !keep->r[i].bare)
+			i++;
+		uintptr_t next = i < keep->n && keep->r[i].start < e ? keep->r[i].start : e;
+		if (next > cur)
+			madvise((void *)cur, next - cur, MADV_DOFORK);
+		cur = next < e ? keep->r[i++].end : e;
+	}
+}
+
 /* ------------------------------------------------------------ kernel state */
 
 /* What unlock_range() undoes besides the lock. */
-#define UNDO_FORK 1  /* MADV_DOFORK */
+#define UNDO_FORK 1  /* MADV_DOFORK, where no hugetlb cookie's watch holds it (fork_back()) */
 #define UNDO_WATCH 2 /* the registration with the monitor (unwatch_except(&watch, ...)) */
 
 struct drop {
@@ -366,7 +391,7 @@ static int drop_piece(uintptr_t s, uintptr_t e, void *arg)
 	struct drop *d = arg;
 
 	if (d->what & UNDO_FORK)
-		madvise((void *)s, e - s, MADV_DOFORK);
+		fork_back(s, e, &watch);
 	if (sys_munlock(s, e)) {
 		d->missed = 1; /* part of it went since the look: what is left stays registered */
 		return 0;
@@ -395,7 +420,7 @@ static void unlock_range(uintptr_t s, uintptr_t e, int what)
 
 	if (sys_munlock(s, e) == 0) {
 		if (what & UNDO_FORK)
-			madvise((void *)s, e - s, MADV_DOFORK);
+			fork_back(s, e, &watch);
 		if (what & UNDO_WATCH)
 			unwatch_except(&watch, s, e);
 		return;
@@ -1203,6 +1228,8 @@ void wire_release(struct wire_ticket *t)
 		if (i < watch.n && watch.r[i].start == t->p[0].s && watch.r[i].end == t->p[0].e &&
 		    watch.r[i].gen == t->p[0].gen && watch.r[i].count == 1) {
 			run_remove(&watch, i);
+			if (t->nofork) /* its last holder out of a child: back in, unless wired */
+				fork_back(t->p[0].s, t->p[0].e, &live);
 			goto done;
 		}
 	}
@@ -1221,12 +1248,17 @@ void wire_release(struct wire_ticket *t)
 			if (i < rs->n && rs->r[i].start <= cur) {
 				uintptr_t re = rs->r[i].end;
 				if (rs->r[i].gen == t->p[k].gen) {
+					uintptr_t a = rs->r[i].start > s ? rs->r[i].start : s, b = re < e ? re : e;
 					if (!watch_only)
 						live_drop(i, s, e);
+					/* a hugetlb cookie's watch: the last one holding it out of a child lets go */
+					int back = watch_only && t->nofork && rs->r[i].bare && --rs->r[i].bare == 0;
 					if (--rs->r[i].count == 0)
 						run_remove(rs, i);
 					else
 						i++;
+					if (back)
+						fork_back(a, b, &live);
 				} else {
 					i++; /* ended and wired again since: not ours */
 				}
@@ -1556,9 +1588,43 @@ static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb, int *
 	return watch_piece(sa, sb, &subno, &w) || ((sa < a || sb > b) && watch_piece(a, b, &pieceno, &w));
 }
 
+/*
+ * The page size of [a, b) for a caller that maps it in pages of that size (wire_watch_sized()):
+ * one mapping's kind over the whole range, no hole, the bounds on its pages; else ENOTSUP and the
+ * caller wires in full (section 13, "Hugetlb cookies watched").  Asked after the registration:
+ * a mapping put there since unmapped a registered one, whose event ends the count this call
+ * takes, so the caller's last check of the ticket fails.  Wire lock held.
+ */
+static int watch_pgsz(uintptr_t a, uintptr_t b, size_t *pgszp)
+{
+	struct vma *v;
+	int nv, ok = 1;
+	uintptr_t cur = a;
+
+	if (vma_collect(a, b, &v, &nv))
+		return ENOTSUP;
+	size_t pg = nv ? v[0].pgsz : 0;
+	for (int i = 0; i < nv && ok; i++) {
+		ok = v[i].start <= cur && v[i].pgsz == pg && v[i].hugetlb == v[0].hugetlb;
+		cur = v[i].end;
+	}
+	free(v);
+	if (!ok || !pg || cur < b || (a | b) & (pg - 1))
+		return ENOTSUP;
+	*pgszp = pg;
+	return 0;
+}
+
 int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep)
 {
+	return wire_watch_sized(addr, len, flags, ticketp, sp, ep, NULL);
+}
+
+int wire_watch_sized(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep,
+		     size_t *pgszp)
+{
 	uintptr_t a = 0, b = 0;
+	size_t pg = PAGE_4K;
 	struct wire_ticket *t;
 	int huge = 0, err = range_check(addr, len, 0, 0, &a, &b);
 
@@ -1617,7 +1683,20 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 	/* a caller that maps in 4 KiB pages must not get hugetlb memory watched as 4 KiB pages: the
 	 * kernel said, when the window was registered, whether hugetlb lies in it (the registration
 	 * stays: a hugetlb wiring registers it too, and keeps it, section 14) */
-	if (!err && huge && (flags & WIRE_WATCH_NO_HUGETLB))
+	if (!err && huge && pgszp)
+		err = watch_pgsz(a, b, &pg);
+	else if (!err && huge && (flags & WIRE_WATCH_NO_HUGETLB))
+		err = ENOTSUP;
+	/*
+	 * A hugetlb cookie keeps the promise of section 5: its range is not in a fork(2) child.
+	 * Without the mark the kernel would copy its pinned private huge pages into the child, one
+	 * free huge page each (copy_hugetlb_page_range()), and fork would fail with ENOMEM when the
+	 * pool has none.  Marked on every such watch (the call is idempotent; which watch was first
+	 * would need a look at the set for nothing cheaper), taken back by the last one to end
+	 * (fork_back()).  A refusal (the mapping went) leaves it to the full wiring, which says why.
+	 */
+	int nofork = !err && pg > PAGE_4K;
+	if (nofork && madvise((void *)a, b - a, MADV_DONTFORK))
 		err = ENOTSUP;
 	if (err) {
 		if (t->pooled) {
@@ -1629,10 +1708,11 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 		free(t);
 		return err;
 	}
-	struct wrun proto = { .start = a, .end = b, .count = 1, .pgsz = PAGE_4K, .gen = gen_next++ | GEN_WATCH,
-			      .watched = 1 };
+	struct wrun proto = { .start = a, .end = b, .count = 1, .bare = (unsigned)nofork, .pgsz = pg,
+			      .gen = gen_next++ | GEN_WATCH, .watched = 1 };
 	size_t n = 0;
 	t->watched = 1;
+	t->nofork = (uint8_t)nofork;
 	t->seq = wire_end_seq_;
 	if (fresh) {
 		/* nothing counted there (a miss's usual case): one run, whose new generation merges
@@ -1643,7 +1723,7 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 			run_insert(&watch, at, proto);
 		t->p[n++] = (struct wire_piece){ a, b, proto.gen };
 	} else {
-		run_add(&watch, a, b, 1, 0, &proto);
+		run_add(&watch, a, b, 1, nofork, &proto);
 	}
 	for (size_t k = fresh ? watch.n : run_find(&watch, a); k < watch.n && watch.r[k].start < b; k++) {
 		uintptr_t s = watch.r[k].start > a ? watch.r[k].start : a;
@@ -1658,6 +1738,8 @@ int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, 
 	*ticketp = t;
 	*sp = a;
 	*ep = b;
+	if (pgszp)
+		*pgszp = pg;
 	return 0;
 }
 
@@ -1676,8 +1758,14 @@ static void end_watch(uintptr_t s, uintptr_t e)
 		run_split(&watch, e);
 		i = run_find(&watch, s);
 	}
-	/* the registration goes with the mapping (a REMOVE keeps both: harmless) */
-	while (i < watch.n && watch.r[i].start < e)
+	/* the registration goes with the mapping (a REMOVE keeps both: harmless); a hugetlb
+	 * cookie's MADV_DONTFORK is taken back from what is mapped there now (a REMOVE's mapping,
+	 * or a new one), as state_drop() does for a wiring, unless a wiring holds it */
+	while (i < watch.n && watch.r[i].start < e) {
+		struct wrun r = watch.r[i];
 		run_remove(&watch, i);
+		if (r.bare) /* the whole run: without room it ended past [s, e) too */
+			fork_back(r.start, r.end, &live);
+	}
 	__atomic_add_fetch(&wire_end_seq_, 1, __ATOMIC_RELEASE);
 }

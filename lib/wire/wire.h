@@ -31,6 +31,7 @@ struct wire_ticket {
 	int n;
 	uint8_t watched;	/* every run it counted on was registered with the monitor */
 	uint8_t pooled;		/* from the wire layer's pool of one-piece tickets (wire_release()) */
+	uint8_t nofork;		/* a watch that holds its range MADV_DONTFORK (a hugetlb cookie) */
 	uint64_t seq;		/* wire_end_seq() when it was made */
 	struct wire_ticket *next; /* in the pool */
 	struct wire_piece p[];
@@ -57,6 +58,16 @@ int wire_range(void *addr, size_t len, int flags, struct wire_seg **segsp, int *
  */
 #define WIRE_WATCH_NO_HUGETLB 0x1 /* refuse hugetlb memory (ENOTSUP), known without a look-up */
 int wire_watch(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep);
+/*
+ * wire_watch() for a caller that maps the range in its pages (a cookie): hugetlb memory is
+ * watched too, its page size (*pgszp) looked up once (PROCMAP_QUERY) when the registration says
+ * hugetlb lies near; ENOTSUP unless the range is one kind of page, without a hole, on its pages'
+ * bounds (the caller wires in full).  *pgszp is PAGE_4K for other memory.  A hugetlb range is
+ * also marked MADV_DONTFORK (a wired one is: docs/wire.md section 5), and marked back by the
+ * last watch or wiring of it to end.  flags: as wire_watch()'s, WIRE_WATCH_NO_HUGETLB ignored.
+ */
+int wire_watch_sized(void *addr, size_t len, int flags, struct wire_ticket **ticketp, uintptr_t *sp, uintptr_t *ep,
+		     size_t *pgszp);
 
 /* Drop the counts a ticket holds where its wiring still exists; frees the ticket.  NULL is a no-op. */
 void wire_release(struct wire_ticket *t);

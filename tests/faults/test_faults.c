@@ -213,21 +213,46 @@ static int watch_only(struct env *e)
 	return !e->huge && iommu_pins(&e->ctx->iommu);
 }
 
+/* Whether the mapping that holds p stays out of a fork(2) child (VM_DONTCOPY, "dc" in smaps' VmFlags). */
+static int dont_copy(const void *p)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	int in = 0, dc = 0;
+	unsigned long s, t;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &s, &t) == 2)
+			in = s <= (uintptr_t)p && (uintptr_t)p < t;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			dc = strstr(line, " dc") != NULL;
+	}
+	if (f)
+		fclose(f);
+	return dc;
+}
+
 /*
- * A cookie's pages: watched and not wired where watch_only(), wired otherwise, or wired all the
- * same when a fault in the watch was absorbed by the fallback to the full wiring.
+ * A cookie's pages: watched and not wired where watch_only(), or where the backend pins and the
+ * cookie lies on its huge pages' bounds (docs/wire.md section 13, "Hugetlb cookies watched"),
+ * wired otherwise, or wired all the same when a fault in the watch was absorbed by the fallback
+ * to the full wiring.
  */
 static void check_cookie_pages(struct env *e, const struct ubdma_umem *u, const void *p, const char *what)
 {
 	unsigned c = ubdma_wire_count(p);
 	int watched = c == 0 && wire_ticket_watched(u->ticket) && wire_ticket_alive(u->ticket);
+	int huge_watched = e->huge && iommu_pins(&e->ctx->iommu) && !((u->start | u->end) & (HP - 1));
 
-	if (!watch_only(e))
+	if (!watch_only(e) && !huge_watched)
 		CHECKF(c >= 1, "%s: not wired", what);
 	else if (!e->fired)
 		CHECKF(watched, "%s: wired (count %u) or not watched where the backend pins", what, c);
 	else
 		CHECKF(watched || c >= 1, "%s: neither watched nor wired after an absorbed fault", what);
+	/* hugetlb, watched or wired, stays out of a fork child (docs/wire.md sections 5 and 13) */
+	if (e->huge)
+		CHECKF(dont_copy(p), "%s: a hugetlb cookie's page would be in a fork child", what);
 }
 
 /* umem_lock of the whole buffer (several mappings or hugepages) */
@@ -521,10 +546,9 @@ static void verify_mem_alloc(struct env *e)
 {
 	CHECKF(ubdma_vtoiova(e->ctx, e->mem) != UBDMA_BAD_IOVA, "DMA memory not translated");
 	const struct backing *b = &e->mmap_->mem->b;
-	if (b->hugetlb)
-		CHECKF(ubdma_wire_count(e->mem) >= 1, "DMA memory not wired");
-	else
-		check_cookie_pages(e, b->cookie, e->mem, "DMA memory");
+	/* hugetlb too: on its huge pages' bounds it is watched where the backend pins (docs/wire.md
+	 * section 13, "Hugetlb cookies watched"), wired elsewhere */
+	check_cookie_pages(e, b->cookie, e->mem, "DMA memory");
 	CHECKF(((char *)e->mem)[0] == 0, "not zeroed");
 }
 static void undo_mem_alloc(struct env *e)

@@ -22,8 +22,9 @@ static void check_mem(struct fx *f, ubdma_tag_t *t, int expect_huge)
 	assert_int_equal(err, 0);
 	/* wired, or only watched where the backend pins the pages itself (vfio with the NVMe
 	 * attached, unit-vfio): the pin holds them, the watch ends the cookie at munmap, and a
-	 * watch adds no wire count (docs/wire.md section 13); hugetlb is always wired */
-	if (!m->mem->b.hugetlb && iommu_pins(&f->ctx->iommu)) {
+	 * watch adds no wire count (docs/wire.md section 13); hugetlb too, on its huge pages'
+	 * bounds as DMA memory is ("Hugetlb cookies watched") */
+	if (iommu_pins(&f->ctx->iommu)) {
 		print_message("# %s: watched, not wired (the backend pins)\n", ubdma_backend_name(f->backend));
 		assert_int_equal(ubdma_wire_count(p), 0);
 		assert_true(wire_ticket_watched(m->mem->b.cookie->ticket));

@@ -12,6 +12,10 @@
  *                          this failed): no wire count, VmLck up by exactly B (the pin), fork(2)
  *                          gives the child its own copy of B while the parent keeps its frames;
  *   limit 2.5 MiB, device  umem_lock(B) succeeds;
+ *   wire and watch (limit 8 MiB): a watched cookie and ubdma_wire() on the same pages; hugetlb
+ *                          inside a huge page wired in full; a 2 MiB hugetlb cookie on its page's
+ *                          bounds watched, out of a fork child while any cookie or wiring holds it
+ *                          (huge_watched(); the same under iommufd);
  *   limit 1.5 MiB, no device: umem_lock(B) succeeds (only recorded), then ubdma_pci_open() fails
  *                          with ENOMEM at the replay and leaves nothing attached; after
  *                          ubdma_umem_unlock() the open succeeds.
@@ -139,13 +143,95 @@ static void watch_only(ubdma_ctx_t *ctx, char *buf, size_t len, int type1, const
 	      "%s: unlocked: VmLck %ld kB, not registered", what, status_kb("VmLck"));
 }
 
+/* Whether a fork(2) child has [p, p + 4 KiB) mapped and reads byte v there (1), or not mapped (0). */
+static int child_has(const char *p, char v)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		unsigned char vec;
+		if (mincore((void *)p, 4096, &vec))
+			_exit(errno == ENOMEM ? 10 : 12); /* not mapped in the child */
+		_exit(p[0] == v ? 11 : 12);
+	}
+	int st = 0;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st) == 11 ? 1 : WEXITSTATUS(st) == 10 ? 0 : -1;
+}
+
+/*
+ * A hugetlb cookie on its huge pages' bounds (docs/wire.md section 13, "Hugetlb cookies
+ * watched"): watched, not wired (no wire count; VmLck moves by type1's pin alone, not at all on
+ * iommufd), translated as one IOVA range per huge page, and out of a fork(2) child while any
+ * cookie or wiring of it holds it (MADV_DONTFORK, the promise of section 5), back in the child
+ * after the last lets go; munmap ends it.  h: one 2 MiB hugetlb page, written with 1s.
+ */
+static void huge_watched(ubdma_ctx_t *ctx, char *h, int type1, const char *what)
+{
+	long lck0 = status_kb("VmLck");
+	ubdma_umem_t *u = NULL, *u2 = NULL;
+	int rc = ubdma_umem_lock(ctx, h, 2 * MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+
+	check(rc == 0, "%s: umem_lock of the whole huge page -> %s", what, rc ? ubdma_last_error() : "0");
+	if (rc)
+		return;
+	long lck1 = status_kb("VmLck");
+	uint64_t iova = ubdma_umem_iova(u, h);
+	check(ubdma_wire_count(h) == 0 && ubdma_wire_count(h + 2 * MIB - 1) == 0,
+	      "%s: watched, not wired: wire count %u", what, ubdma_wire_count(h));
+	check(type1 ? lck1 - lck0 == 2048 : lck1 == lck0, "%s: VmLck %ld -> %ld kB (%s)", what, lck0, lck1,
+	      type1 ? "the pin alone, no mlock" : "no mlock; the pin counts per user");
+	check(iova != UBDMA_BAD_IOVA && ubdma_umem_iova(u, h + 2 * MIB - 1) == iova + 2 * MIB - 1 &&
+	      ubdma_vtoiova(ctx, h + MIB) == iova + MIB, "%s: translated, one IOVA range for the huge page "
+	      "(%#llx)", what, (unsigned long long)iova);
+	check(child_has(h, 1) == 0, "%s: fork: the child does not have the range", what);
+	/* a second cookie on the same page: the first one's unlock leaves it out of a child */
+	rc = ubdma_umem_lock(ctx, h, 2 * MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u2);
+	check(rc == 0 && ubdma_wire_count(h) == 0, "%s: a second cookie -> %s, count %u", what,
+	      rc ? ubdma_last_error() : "0", ubdma_wire_count(h));
+	ubdma_umem_unlock(u);
+	check(child_has(h, 1) == 0 && ubdma_vtoiova(ctx, h) != UBDMA_BAD_IOVA,
+	      "%s: one of two cookies unlocked: still not in a child, still translated", what);
+	/* a wiring beside the cookie: its unwire leaves the page out of a child while the cookie holds it */
+	rc = ubdma_wire(h, 2 * MIB, 0);
+	check(rc == 0 && ubdma_wire_count(h) == 1, "%s: wired beside the cookie -> %d, count %u", what, rc,
+	      ubdma_wire_count(h));
+	rc = ubdma_unwire(h, 2 * MIB, 0);
+	check(rc == 0 && child_has(h, 1) == 0, "%s: unwired (%d): the cookie still keeps it out of a child",
+	      what, rc);
+	ubdma_umem_unlock(u2);
+	check(child_has(h, 1) == 1 && ubdma_vtoiova(ctx, h) == UBDMA_BAD_IOVA && status_kb("VmLck") == lck0,
+	      "%s: the last cookie unlocked: the child has the range; not translated; VmLck %ld kB", what,
+	      status_kb("VmLck"));
+	/* the last one to let go is the wiring: the page comes back to a child then, not before */
+	u = NULL;
+	rc = ubdma_wire(h, 2 * MIB, 0);
+	rc = rc ? rc : ubdma_umem_lock(ctx, h, 2 * MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0, "%s: wired, then a cookie -> %s", what, rc ? ubdma_last_error() : "0");
+	ubdma_umem_unlock(u);
+	check(child_has(h, 1) == 0 && ubdma_wire_count(h) == 1, "%s: cookie unlocked, still wired: not in a child",
+	      what);
+	rc = ubdma_unwire(h, 2 * MIB, 0);
+	check(rc == 0 && child_has(h, 1) == 1, "%s: unwired last (%d): the child has the range", what, rc);
+	/* munmap ends a watched hugetlb cookie */
+	u = NULL;
+	rc = ubdma_umem_lock(ctx, h, 2 * MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
+	check(rc == 0 && ubdma_vtoiova(ctx, h) != UBDMA_BAD_IOVA, "%s: locked again -> %s", what,
+	      rc ? ubdma_last_error() : "0");
+	munmap(h, 2 * MIB);
+	check(ubdma_vtoiova(ctx, h) == UBDMA_BAD_IOVA, "%s: munmap ends the watched hugetlb cookie", what);
+	ubdma_umem_unlock(u);
+}
+
 /*
  * How a watch-only cookie shares pages with ubdma_wire() (docs/wire.md section 13): the wiring's
  * count is the only one ubdma_wire_count() shows, its unwire leaves the cookie watched (the range
  * stays registered while the watch needs it), and an munmap then still ends the cookie.  Hugetlb
- * memory is wired in full, in whole huge pages, whatever the backend.
+ * memory inside a huge page is wired in full, the whole huge page, whatever the backend; a cookie
+ * on its huge pages' bounds is watched (huge_watched()).
  */
-static void watch_and_wire(ubdma_ctx_t *ctx, const char *what)
+static void watch_and_wire(ubdma_ctx_t *ctx, int type1, const char *what)
 {
 	size_t len = 16 * 4096;
 	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -175,7 +261,8 @@ static void watch_and_wire(ubdma_ctx_t *ctx, const char *what)
 	      rc ? ubdma_last_error() : "0");
 	ubdma_umem_unlock(u);
 	check(ubdma_wire_count(h) == 0, "%s: hugetlb unlocked: count %u", what, ubdma_wire_count(h));
-	munmap(h, 2 * MIB);
+	memset(h, 1, 2 * MIB);
+	huge_watched(ctx, h, type1, "hugetlb on its pages' bounds");
 }
 
 /* umem_lock of buf fails with ENOMEM, the message holds word, and nothing stays wired. */
@@ -207,7 +294,7 @@ static int iommufd_cases(ubdma_ctx_t *ctx, ubdma_pci_t *dev, char *buf)
 	set_limit(MIB + MIB / 2);
 	watch_only(ctx, buf, MIB, 0, "limit 1.5 MiB, device open");
 	set_limit(8 * MIB);
-	watch_and_wire(ctx, "wire and watch");
+	watch_and_wire(ctx, 0, "wire and watch");
 	set_limit(MIB + MIB / 2);
 	rc = ubdma_umem_lock(ctx, buf, MIB, UBDMA_UMEM_READ | UBDMA_UMEM_WRITE, &u);
 	check(rc == 0, "limit 1.5 MiB, device open: umem_lock -> %s (pins count apart from mlock)",
@@ -288,7 +375,7 @@ int main(void)
 	set_limit(MIB + MIB / 2);
 	watch_only(ctx, buf, MIB, 1, "limit 1.5 MiB, device open");
 	set_limit(8 * MIB);
-	watch_and_wire(ctx, "wire and watch");
+	watch_and_wire(ctx, 1, "wire and watch");
 	set_limit(MIB + MIB / 2);
 
 	set_limit(2 * MIB + MIB / 2);
