@@ -26,16 +26,34 @@ static int access_of(int flags)
 	return acc;
 }
 
-static int v_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+/*
+ * A failed ibv_reg_mr() tried once more with errno cleared first, so that the error returned is
+ * the call's own and not a value left in errno by an earlier call (a provider may fail without
+ * setting errno: EIO then).  Clearing errno before every call instead cost each miss a call of
+ * __errno_location() that a bare ibv_reg_mr() does not make (docs/rcache.md, issue 19); the
+ * second attempt is on the failure path only, and a failed ibv_reg_mr() leaves nothing behind.
+ */
+static __attribute__((noinline, cold)) int v_reg_failed(struct ibv_pd *pd, void *addr, size_t len, int acc,
+							 void **keyp)
 {
-	struct ibv_pd *pd = arg;
 	struct ibv_mr *mr;
 
 	errno = 0;
-	mr = ibv_reg_mr(pd, addr, len, access_of(flags));
+	mr = ibv_reg_mr(pd, addr, len, acc);
 	if (!mr)
 		/* a provider out of MRs or over the pinned limit says ENOMEM: the cache evicts */
 		return errno ? errno : EIO;
+	*keyp = mr;
+	return 0;
+}
+
+static int v_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
+{
+	struct ibv_pd *pd = arg;
+	struct ibv_mr *mr = ibv_reg_mr(pd, addr, len, access_of(flags));
+
+	if (!mr)
+		return v_reg_failed(pd, addr, len, access_of(flags), keyp);
 	*keyp = mr;
 	return 0;
 }

@@ -51,6 +51,7 @@ static struct ibv_mr *src_mr;
 
 static struct {
 	int reg, dereg, live;
+	int tries;	  /* calls into the library's registrar */
 	int fail_reg;	  /* 1: fail before ibv_reg_mr; 2: ibv_reg_mr, then ibv_dereg_mr and fail */
 	int fail_dereg;	  /* the next dereg reports EBUSY (after the real ibv_dereg_mr) */
 } W;
@@ -64,6 +65,7 @@ static int w_reg(void *arg, void *addr, size_t len, int flags, void **keyp)
 		W.fail_reg = 0;
 		return EIO;
 	}
+	W.tries++;
 	if ((err = v->reg(arg, addr, len, flags, keyp)))
 		return err;
 	if (W.fail_reg == 2) {
@@ -398,6 +400,21 @@ static void faults(void)
 	check(stats().dereg_failures == f0 + 1 && W.live == 0 && vmlck() == lck && stats().entries == 0,
 	      "faults: ibv_dereg_mr failing is counted and the range unwired");
 	munmap(p, LEN);
+	/*
+	 * ibv_reg_mr itself refusing, in the library's registrar: WRITE intent on read-only memory (the
+	 * kernel's pin says EFAULT, docs/wire.md's watch-only wirings).  The error returned is the
+	 * call's own, not the value errno held before the get; no MR, nothing wired or cached.
+	 */
+	char *q = anon_at(NULL);
+	int t0 = W.tries, err;
+	errno = ENOSPC;
+	err = q && mprotect(q, LEN, PROT_READ) == 0 ? ubdma_reg_get(ctx, q, LEN, RW, &r) : ENOMEM;
+	check(err == EFAULT && W.tries == t0 + 1 && W.live == 0 && stats().entries == 0 && vmlck() == lck &&
+	      status_kb("VmPin") == pin,
+	      "faults: ibv_reg_mr refusing (read-only memory, WRITE intent): its EFAULT (%d), not errno's ENOSPC, nothing left",
+	      err);
+	if (q)
+		munmap(q, LEN);
 }
 
 int main(void)
