@@ -5,26 +5,36 @@
  *
  * Rows (median and 99th percentile over samples):
  *  hit               ns: one get + put of a cached 4 KiB buffer (bare: reg + dereg).  A sample
- *                    is a batch of BATCH pairs, divided by BATCH.
+ *                    is a batch of BATCH pairs, divided by BATCH.  The impls take turns in runs
+ *                    of HIT_RUN samples (a random order each turn), each run after one untimed
+ *                    batch, so that the ratio of two impls compares one host speed (it moves
+ *                    between levels during a boot: docs/wire.md section 14).
  *  miss              ns: the call that registers a fresh 4 KiB buffer (bare: ibv_reg_mr alone),
- *                    each timed alone.  The method, so that drift hits the three alike: they are
- *                    interleaved page by page (one miss each, in a random order) on equal
- *                    fresh pages of one region, in MISS_BLOCKS blocks of fresh regions and empty
- *                    caches, after an untimed warm-up block (the one-time growth of tables and
- *                    pools, ours, UCX's and rxe's, made the first miss row of a run 2-3% dearer
- *                    for both caches than the same row repeated); the samples of all blocks
- *                    make the row.  Two more impls, ubdma only,
+ *                    each timed alone, on equal fresh pages of one region (the impls' pages
+ *                    neighbours), in MISS_BLOCKS blocks of fresh regions and empty caches, after
+ *                    an untimed warm-up block (the one-time growth of tables and pools, ours,
+ *                    UCX's and rxe's, made the first miss row of a run 2-3% dearer for both caches
+ *                    than the same row repeated); the samples of all blocks make the row.  Inside
+ *                    a block the impls take turns in runs of MISS_RUN misses (a random order each
+ *                    turn), each run after one untimed miss that pays for the other impls' code
+ *                    run just before it: every impl sees the host's speed of the same moments, and
+ *                    each is timed after its own calls, as in a program that uses one of them.
+ *  miss_by_page      ns: the miss row as it was taken before: the impls take turns page by page
+ *                    (one miss each, a random order each page), every miss timed, so each runs
+ *                    after the others' calls; kept beside the miss row to compare the methods.
+ *                    Two more impls, ubdma only,
  *                    say where a miss goes: ubdma-noop-pins (a registrar that registers nothing
  *                    and says it pins: the cache and its watch alone), ubdma-getppid-pins (the
  *                    same registrar making one getppid() where ibv_reg_mr enters the kernel: the
  *                    cache's work after a kernel entry) and ubdma-noop-wires (the same without
  *                    the flag: the cache with a full wiring), and ubdma-noop-pins-between (the
  *                    first, each miss after an untimed bare ibv_reg_mr of the next page, as the
- *                    miss row interleaves them: the cache's work as it runs there).
+ *                    miss_by_page row interleaves them: the cache's work as it runs there).
  *  syscall           ns: one getppid(), each timed alone (what the kernel entry costs by itself).
- *  miss_registrar    ns: the miss row again with ubdma-mrkey in UCX's place: a registrar of the
- *                    bench's calling ibv_reg_mr() alike and keeping the MR as its key, in a second
- *                    context (ubdma - ubdma-mrkey: libubdma_verbs' own share of a miss).
+ *  miss_registrar    ns: the miss row again (in runs) with ubdma-mrkey in UCX's place: a
+ *                    registrar of the bench's calling ibv_reg_mr() alike and keeping the MR as its
+ *                    key, in a second context (ubdma - ubdma-mrkey: libubdma_verbs' own share of
+ *                    a miss).
  *  cycle_working_set ns: one get + put of a buffer drawn at random from NBUF buffers of mixed
  *                    sizes (4 KiB - 4 MiB, 31 MiB in all) with the caches limited to 16 MiB.
  *  write_churn       ns: an application's step: malloc a 64 KiB buffer, register it (get, or
@@ -58,6 +68,8 @@
 #define BATCH 64
 #define MISS_BLOCKS 4 /* the miss rows: blocks of miss_samples interleaved misses each */
 #define MISS_WARM 64  /* the untimed warm-up block before them */
+#define MISS_RUN 20   /* the miss rows' turns: runs of this many timed misses, after an untimed one */
+#define HIT_RUN 20    /* the hit row's turns: runs of this many timed batches, after an untimed one */
 #define PG 4096UL
 #define NBUF 24
 #define LIMIT (16UL << 20)
@@ -71,7 +83,7 @@ struct row {
 	char note[160];
 };
 
-static struct row rows[28];
+static struct row rows[32];
 static int nrows;
 static ubdma_ctx_t *ctx;
 static struct rxe R;
@@ -269,78 +281,140 @@ static unsigned long x_regs(void)
 
 /* ------------------------------------------------------------- rows */
 
-static void row_hit(const struct impl *im)
+/* A random order of the three impls for one turn (Fisher-Yates; seeded, so runs repeat it). */
+static void shuffle3(int order[3], unsigned *seed)
 {
-	char *buf = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	double *s = malloc((size_t)hit_samples * sizeof(*s));
+	for (int j = 0; j < 3; j++)
+		order[j] = j;
+	for (int j = 2; j > 0; j--) {
+		int r = rand_r(seed) % (j + 1), t = order[j];
+		order[j] = order[r];
+		order[r] = t;
+	}
+}
+
+/* One batch of hit pairs on buf: ns a pair. */
+static double hit_batch(const struct impl *im, char *buf)
+{
+	uint64_t t0 = bench_now_ns();
 	void *h;
 	int err;
 
-	memset(buf, 1, PG);
-	if ((err = im->get(buf, PG, &h)))
-		die("hit warm-up", err);
-	im->put(h);
-	for (int i = 0; i < hit_samples; i++) {
-		uint64_t t0 = bench_now_ns();
-		for (int j = 0; j < BATCH; j++) {
-			if ((err = im->get(buf, PG, &h)))
-				die("hit", err);
-			im->put(h);
-		}
-		s[i] = (double)(bench_now_ns() - t0) / BATCH;
+	for (int j = 0; j < BATCH; j++) {
+		if ((err = im->get(buf, PG, &h)))
+			die("hit", err);
+		im->put(h);
 	}
-	add_row("hit", im->name, "ns", s, hit_samples, "4 KiB buffer, get + put");
-	im->drop_all();
-	munmap(buf, PG);
-	free(s);
+	return (double)(bench_now_ns() - t0) / BATCH;
 }
 
 /*
- * One block of the miss rows: n fresh pages for each impl in one region, interleaved page by page
- * in a random order drawn afresh for each page (seeded by *seed, so runs repeat it): what runs
- * just before a call changes its cost under TCG (a cache's work right after a bare ibv_reg_mr is
- * 1.2-1.4 times its warm cost, row ubdma-noop-pins-between), and an order that only rotates gives
- * the impls different predecessors (with three, the first is preceded by the third in two turns of
- * three): a random order gives each the same.  The samples go to s[k][off...] (s NULL: a warm-up,
- * untimed).  Everything is put and the caches emptied at the end: each block starts from empty
- * caches.
+ * The hit rows, the impls taking turns in runs of HIT_RUN batches (each on a buffer of its own),
+ * each run after one untimed batch that pays for the other impls' code run just before it, as
+ * the miss rows' runs do.  Rows of an impl that is missing (NULL) say why.
  */
-static void miss_block(struct impl **impls, int nimpl, int n, double **s, int off, unsigned *seed)
+static void row_hit(struct impl **impls, const char **names, const char *why)
 {
-	size_t span = 2 * PG * (size_t)n * (size_t)nimpl;
+	char *buf[3] = { NULL, NULL, NULL };
+	double *s[3] = { NULL, NULL, NULL };
+	unsigned seed = 4243;
+	void *h;
+	int err;
+
+	for (int k = 0; k < 3; k++) {
+		if (!impls[k])
+			continue;
+		buf[k] = mmap(NULL, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (buf[k] == MAP_FAILED)
+			die("mmap", errno);
+		if (!(s[k] = malloc((size_t)hit_samples * sizeof(*s[k]))))
+			die("malloc", ENOMEM);
+		memset(buf[k], 1, PG);
+		if ((err = impls[k]->get(buf[k], PG, &h)))
+			die("hit warm-up", err);
+		impls[k]->put(h);
+	}
+	for (int i = 0; i < hit_samples; i += HIT_RUN) {
+		int order[3], m = hit_samples - i < HIT_RUN ? hit_samples - i : HIT_RUN;
+		shuffle3(order, &seed);
+		for (int kk = 0; kk < 3; kk++) {
+			int k = order[kk];
+			if (!impls[k])
+				continue;
+			hit_batch(impls[k], buf[k]);
+			for (int j = 0; j < m; j++)
+				s[k][i + j] = hit_batch(impls[k], buf[k]);
+		}
+	}
+	char note[160];
+	snprintf(note, sizeof(note), "4 KiB buffer, get + put (impls in turns of %d batches after an untimed one)",
+		 HIT_RUN);
+	for (int k = 0; k < 3; k++) {
+		if (!impls[k]) {
+			add_row("hit", names[k], "ns", NULL, 0, why);
+			continue;
+		}
+		add_row("hit", impls[k]->name, "ns", s[k], hit_samples, note);
+		impls[k]->drop_all();
+		munmap(buf[k], PG);
+		free(s[k]);
+	}
+}
+
+/*
+ * One block of the miss rows: n timed misses of each impl on fresh pages of one region, the
+ * impls' pages neighbours (page p of impl k at slot p * nimpl + k), so that no impl has the
+ * better positions.  run > 0: the impls take turns in runs of `run` timed misses, each run after
+ * one untimed miss (on a page of its own), in a random order each turn (seeded by *seed, so
+ * runs repeat it).  Why runs: the shared host's speed moves between levels during a boot, and
+ * turns make the impls see the same moments; what runs just before a call also changes its cost
+ * under TCG (a cache's work right after a bare ibv_reg_mr is 1.2-1.4 times its warm cost, row
+ * ubdma-noop-pins-between), and in a run each impl is timed after its own calls, as in a program
+ * that uses one of them, with the untimed first miss paying for the switch, as bench/iommu_map
+ * does.  run == 0: page by page, every miss timed, each after whichever impl the random order put
+ * before it (the miss_by_page row: how the miss row was taken before).  The samples go to
+ * s[k][off...] (s NULL: a warm-up, untimed).  Everything is put and the caches emptied at the
+ * end: each block starts from empty caches.
+ */
+static void miss_block(struct impl **impls, int nimpl, int n, int run, double **s, int off, unsigned *seed)
+{
+	int per = run ? run : 1, turns = (n + per - 1) / per, npg = run ? n + turns : n;
+	size_t span = 2 * PG * (size_t)npg * (size_t)nimpl;
 	char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	void **h[3];
-	int err;
+	int used[3] = { 0, 0, 0 }, done[3] = { 0, 0, 0 }, err;
 
 	if (base == MAP_FAILED)
 		die("mmap", errno);
 	memset(base, 1, span);
 	for (int k = 0; k < nimpl; k++)
-		if (!(h[k] = calloc((size_t)n, sizeof(*h[k]))))
+		if (!(h[k] = calloc((size_t)npg, sizeof(*h[k]))))
 			die("calloc", ENOMEM);
-	for (int i = 0; i < n; i++) {
-		int order[3] = { 0, 1, 2 };
-		for (int j = nimpl - 1; j > 0; j--) { /* Fisher-Yates */
-			int r = rand_r(seed) % (j + 1), t = order[j];
-			order[j] = order[r];
-			order[r] = t;
-		}
+	for (int t = 0; t < turns; t++) {
+		int order[3];
+		shuffle3(order, seed);
 		for (int kk = 0; kk < nimpl; kk++) {
 			int k = order[kk];
 			if (!impls[k])
 				continue;
-			char *b = base + ((size_t)i * (size_t)nimpl + (size_t)k) * 2 * PG;
-			uint64_t t0 = bench_now_ns();
-			if ((err = impls[k]->get(b, PG, &h[k][i])))
-				die("miss", err);
-			double ns = (double)(bench_now_ns() - t0);
-			if (s)
-				s[k][off + i] = ns;
+			int m = n - done[k] < per ? n - done[k] : per;
+			for (int j = run ? -1 : 0; j < m; j++) {
+				char *b = base + ((size_t)used[k] * (size_t)nimpl + (size_t)k) * 2 * PG;
+				uint64_t t0 = bench_now_ns();
+				if ((err = impls[k]->get(b, PG, &h[k][used[k]++])))
+					die("miss", err);
+				double ns = (double)(bench_now_ns() - t0);
+				if (j < 0)
+					continue;
+				if (s)
+					s[k][off + done[k]] = ns;
+				done[k]++;
+			}
 		}
 	}
 	for (int k = 0; k < nimpl; k++) {
 		if (impls[k]) {
-			for (int i = 0; i < n; i++)
+			for (int i = 0; i < used[k]; i++)
 				impls[k]->put(h[k][i]);
 			impls[k]->drop_all();
 		}
@@ -349,21 +423,27 @@ static void miss_block(struct impl **impls, int nimpl, int n, double **s, int of
 	munmap(base, span);
 }
 
-static void row_miss(const char *name, struct impl **impls, int nimpl)
+static void row_miss(const char *name, struct impl **impls, int nimpl, int run)
 {
 	int n = miss_samples * MISS_BLOCKS;
 	unsigned seed = 4242;
 	double *s[3];
 	char note[160];
 
-	miss_block(impls, nimpl, MISS_WARM, NULL, 0, &seed);
+	miss_block(impls, nimpl, MISS_WARM, run, NULL, 0, &seed);
 	for (int k = 0; k < nimpl; k++)
 		if (!(s[k] = malloc((size_t)n * sizeof(*s[k]))))
 			die("malloc", ENOMEM);
 	for (int blk = 0; blk < MISS_BLOCKS; blk++)
-		miss_block(impls, nimpl, miss_samples, s, blk * miss_samples, &seed);
-	snprintf(note, sizeof(note), "fresh 4 KiB buffer: the registering call (interleaved, %d blocks after a warm-up)",
-		 MISS_BLOCKS);
+		miss_block(impls, nimpl, miss_samples, run, s, blk * miss_samples, &seed);
+	if (run)
+		snprintf(note, sizeof(note),
+			 "fresh 4 KiB buffer: the registering call (impls in turns of %d after an untimed one, %d blocks after a warm-up)",
+			 run, MISS_BLOCKS);
+	else
+		snprintf(note, sizeof(note),
+			 "fresh 4 KiB buffer: the registering call (impls in turns page by page, %d blocks after a warm-up)",
+			 MISS_BLOCKS);
 	for (int k = 0; k < nimpl; k++) {
 		if (impls[k])
 			add_row(name, impls[k]->name, "ns", s[k], n, note);
@@ -592,18 +672,20 @@ int main(int argc, char **argv)
 	if (!dst)
 		die("target MR", errno);
 
-	for (int k = 0; k < 3; k++)
-		impls[k] ? row_hit(impls[k]) : add_row("hit", names[k], "ns", NULL, 0, ucx_why);
-	row_miss("miss", impls, 3);
+	row_hit(impls, names, ucx_why);
+	row_miss("miss", impls, 3, MISS_RUN);
 	if (!impls[1])
 		add_row("miss", "ucx", "ns", NULL, 0, ucx_why);
+	row_miss("miss_by_page", impls, 3, 0);
+	if (!impls[1])
+		add_row("miss_by_page", "ucx", "ns", NULL, 0, ucx_why);
 	row_miss_parts();
 	static const struct ubdma_registrar mk_ops = { "mr-key", mk_reg, mk_dereg, UBDMA_REGISTRAR_PINS };
 	if ((err = ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx_mk)) || (err = ubdma_rcache_set_registrar(ctx_mk, &mk_ops, NULL)))
 		die("mr-key context", err);
 	struct impl mk = { "ubdma-mrkey", mk_get, u_put, NULL, u_limit, mk_drop, u_regs };
 	struct impl *impls_mk[3] = { &u, &mk, &b };
-	row_miss("miss_registrar", impls_mk, 3);
+	row_miss("miss_registrar", impls_mk, 3, MISS_RUN);
 	ubdma_ctx_close(ctx_mk);
 	for (int k = 0; k < 3; k++)
 		impls[k] ? row_cycle(impls[k], bufs, lens) : add_row("cycle_working_set", names[k], "ns", NULL, 0, ucx_why);
