@@ -65,52 +65,66 @@ static void test_basics(void **state)
 	iova_space_fini(&s);
 }
 
-/* Random allocate/free against a list: no overlap, all inside the windows, congruence kept. */
-static void test_random(void **state)
-{
-	(void)state;
-	struct iova_space s;
-	struct { uint64_t lo, size; } live[512];
-	int n = 0;
-	unsigned seed = 11;
-
-	struct iommu_window w[2] = { { 0, 0x3fffffff }, { 0x40100000, 0x7fffffff } }; /* 2 GiB, a hole */
-	iova_space_init(&s, w, 2);
-	for (int step = 0; step < 20000; step++) {
-		if (n < 512 && (n == 0 || rand_r(&seed) % 3)) {
-			uint64_t size = (1 + rand_r(&seed) % 512) * PG, mod = rand_r(&seed) % 2 ? 2 * MB : PG;
-			uint64_t phase = mod == PG ? 0 : (rand_r(&seed) % 512) * PG, iova;
-			int err = iova_alloc(&s, size, mod, phase, NULL, 0, 0, &iova);
-			if (err) {
-				assert_int_equal(err, ENOSPC);
-				continue;
-			}
-			assert_int_equal(iova % mod, phase);
-			assert_true(iova != 0);
-			assert_true((iova + size - 1 <= 0x3fffffff) || (iova >= 0x40100000 && iova + size - 1 <= 0x7fffffff));
-			for (int i = 0; i < n; i++)
-				assert_true(iova + size <= live[i].lo || live[i].lo + live[i].size <= iova);
-			live[n].lo = iova;
-			live[n++].size = size;
-		} else {
-			int k = rand_r(&seed) % n;
-			struct iova_rec *r = iova_find(&s, live[k].lo);
-			assert_non_null(r);
-			assert_int_equal(r->size, live[k].size);
-			iova_free_rec(&s, r);
-			assert_null(iova_find(&s, live[k].lo));
-			live[k] = live[--n];
-		}
-	}
-	iova_space_fini(&s);
-}
-
 static int in_hole(const struct iommu_window *h, int n, uint64_t lo, uint64_t size)
 {
 	for (int i = 0; i < n; i++)
 		if (lo <= h[i].hi && lo + size - 1 >= h[i].lo)
 			return 1;
 	return 0;
+}
+
+/*
+ * Random allocate/free against a list in the two windows below (w2): no overlap, never IOVA 0,
+ * all inside the windows, never in one of the nh holes h, congruence kept, every free finds its
+ * record.  *seed goes on from where the caller left it.
+ */
+static const struct iommu_window w2[2] = { { 0, 0x3fffffff }, { 0x40100000, 0x7fffffff } }; /* 2 GiB, a gap */
+
+static void random_run(struct iova_space *s, unsigned *seed, int maxlive, const struct iommu_window *h, int nh)
+{
+	struct { uint64_t lo, size; } live[512];
+	int n = 0;
+
+	assert_true(maxlive <= 512);
+	for (int step = 0; step < 20000; step++) {
+		if (n < maxlive && (n == 0 || rand_r(seed) % 3)) {
+			uint64_t size = (1 + rand_r(seed) % 512) * PG, mod = rand_r(seed) % 2 ? 2 * MB : PG;
+			uint64_t phase = mod == PG ? 0 : (rand_r(seed) % 512) * PG, iova;
+			int err = iova_alloc(s, size, mod, phase, NULL, 0, 0, &iova);
+			if (err) {
+				assert_int_equal(err, ENOSPC);
+				continue;
+			}
+			assert_int_equal(iova % mod, phase);
+			assert_true(iova != 0);
+			assert_true((iova + size - 1 <= w2[0].hi) || (iova >= w2[1].lo && iova + size - 1 <= w2[1].hi));
+			assert_false(in_hole(h, nh, iova, size));
+			for (int i = 0; i < n; i++)
+				assert_true(iova + size <= live[i].lo || live[i].lo + live[i].size <= iova);
+			live[n].lo = iova;
+			live[n++].size = size;
+		} else {
+			int k = rand_r(seed) % n;
+			struct iova_rec *r = iova_find(s, live[k].lo);
+			assert_non_null(r);
+			assert_int_equal(r->size, live[k].size);
+			iova_free_rec(s, r);
+			assert_null(iova_find(s, live[k].lo));
+			live[k] = live[--n];
+		}
+	}
+}
+
+/* Random allocate/free: no overlap, all inside the windows, congruence kept. */
+static void test_random(void **state)
+{
+	(void)state;
+	struct iova_space s;
+	unsigned seed = 11;
+
+	iova_space_init(&s, w2, 2);
+	random_run(&s, &seed, 512, NULL, 0);
+	iova_space_fini(&s);
 }
 
 /* QEMU 10 + qboot put the NVMe's BAR 0 (16 KiB) at 4 GiB, where the first high IOVA was. */
@@ -177,44 +191,21 @@ static void test_holes(void **state)
 	iova_space_fini(&s);
 }
 
-/* Random allocations against a list, with holes in and across the windows: never in a hole. */
+/* Random allocations with holes in and across the windows: never in a hole. */
 static void test_random_holes(void **state)
 {
 	(void)state;
 	struct iova_space s;
-	struct { uint64_t lo, size; } live[256];
-	int n = 0;
 	unsigned seed = 7;
-	struct iommu_window w[2] = { { 0, 0x3fffffff }, { 0x40100000, 0x7fffffff } };
 	struct iommu_window h[40];
 
 	for (int i = 0; i < 40; i++) {
 		uint64_t lo = (uint64_t)(rand_r(&seed) % 0x7ffff) * PG;
 		h[i] = (struct iommu_window){ lo, lo + (1 + rand_r(&seed) % 600) * PG - 1 };
 	}
-	iova_space_init(&s, w, 2);
+	iova_space_init(&s, w2, 2);
 	assert_int_equal(iova_space_set_holes(&s, h, 40), 0);
-	for (int step = 0; step < 20000; step++) {
-		if (n < 256 && (n == 0 || rand_r(&seed) % 3)) {
-			uint64_t size = (1 + rand_r(&seed) % 512) * PG, mod = rand_r(&seed) % 2 ? 2 * MB : PG;
-			uint64_t phase = mod == PG ? 0 : (rand_r(&seed) % 512) * PG, iova;
-			int err = iova_alloc(&s, size, mod, phase, NULL, 0, 0, &iova);
-			if (err) {
-				assert_int_equal(err, ENOSPC);
-				continue;
-			}
-			assert_int_equal(iova % mod, phase);
-			assert_false(in_hole(h, 40, iova, size));
-			for (int i = 0; i < n; i++)
-				assert_true(iova + size <= live[i].lo || live[i].lo + live[i].size <= iova);
-			live[n].lo = iova;
-			live[n++].size = size;
-		} else {
-			int k = rand_r(&seed) % n;
-			iova_free_rec(&s, iova_find(&s, live[k].lo));
-			live[k] = live[--n];
-		}
-	}
+	random_run(&s, &seed, 256, h, 40);
 	iova_space_fini(&s);
 }
 
