@@ -1465,11 +1465,19 @@ int ubdma_unwire(void *addr, size_t len, int flags)
  * hugetlb mapping there (the run's pgsz, PAGE_2M for "some hugetlb": WINDOW_HUGE).  Wire lock held.
  */
 #define WINDOW_HUGE PAGE_2M
+static size_t wins_last; /* the run that covered the last time: the next range is likely in it */
+
 static int wins_cover(uintptr_t s, uintptr_t e, int *hugep)
 {
-	size_t i = run_find(&wins, s);
+	/* runs never overlap, so a run that holds [s, e) is the one the search would find: the last
+	 * one is looked at first (a cache's misses go through a window one after the other), the
+	 * search only when it does not hold the range (a loop of some 30 instructions a miss) */
+	size_t i = wins_last;
 
+	if (!(i < wins.n && wins.r[i].start <= s && wins.r[i].end >= e))
+		i = run_find(&wins, s);
 	if (i < wins.n && wins.r[i].start <= s && wins.r[i].end >= e) {
+		wins_last = i;
 		*hugep = wins.r[i].pgsz == WINDOW_HUGE;
 		return 1;
 	}
