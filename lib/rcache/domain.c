@@ -44,38 +44,46 @@ static void iommu_rel(struct rcache *rc, const struct ubdma_registrar *ops, void
 
 /* ------------------------------------------------------------ a registrar */
 
-int rc_regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
+/* The registrar's refusal: the watch or wiring goes, the error is the registrar's. */
+int rc_regr_reg_failed(struct rcache *rc, struct wire_ticket *t, uintptr_t s, uintptr_t e, int err)
+{
+	wire_release(t);
+	err = err < 0 ? -err : err; /* a registrar that answers -errno */
+	return uerr(err, "%s registration of [%#lx, %#lx) failed: %s", rc->dom_name, (unsigned long)s,
+		    (unsigned long)e, strerror(err));
+}
+
+/*
+ * rc_regr_reg() where no watch was taken (err: the watch's refusal, ENOTSUP for a registrar that
+ * does not pin): what cannot be watched in 4 KiB pages (hugetlb in parts, a regular file) is
+ * wired in full, as for any registrar.
+ */
+int rc_regr_reg_wired(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k, int err)
 {
 	struct wire_seg *segs = NULL;
 	struct wire_ticket *t = NULL;
 	void *key = NULL;
-	uintptr_t s = 0, e = 0;
-	int nseg = 0, err = ENOTSUP;
+	uintptr_t s, e;
+	int nseg = 0;
 
-	/* a registrar that pins needs only the monitor's watch; what cannot be watched in 4 KiB
-	 * pages (hugetlb in parts, a regular file) is wired in full, as for any registrar */
-	if (rc->ops->flags & UBDMA_REGISTRAR_PINS)
-		err = wire_watch((void *)lo, hi - lo, 0, &t, &s, &e);
 	if (err == ENOMEM)
 		return err; /* out of memory (or of mappings): a full wiring needs more of both */
-	if (err) {
-		err = wire_range((void *)lo, hi - lo, flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0, &segs, &nseg,
-				 &t);
-		if (err)
-			return err;
-		s = segs[0].start;
-		e = segs[nseg - 1].end;
-		free(segs);
-	}
-	err = rc->ops->reg(rc->ops_arg, (void *)s, e - s, flags, &key);
-	if (err) {
-		wire_release(t);
-		err = err < 0 ? -err : err; /* a registrar that answers -errno */
-		return uerr(err, "%s registration of [%#lx, %#lx) failed: %s", rc->dom_name, (unsigned long)s,
-			    (unsigned long)e, strerror(err));
-	}
+	err = wire_range((void *)lo, hi - lo, flags & UBDMA_UMEM_WRITE ? UBDMA_WIRE_WRITE : 0, &segs, &nseg, &t);
+	if (err)
+		return err;
+	s = segs[0].start;
+	e = segs[nseg - 1].end;
+	free(segs);
+	if ((err = rc->ops->reg(rc->ops_arg, (void *)s, e - s, flags, &key)))
+		return rc_regr_reg_failed(rc, t, s, e, err);
 	*k = (struct rc_key){ .lo = s, .hi = e, .key = key, .umem = NULL, .ticket = t, .nchunks = 1 };
 	return 0;
+}
+
+/* rc_dom_registrar.reg (the miss calls rc_regr_reg() inline) */
+static int regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k)
+{
+	return rc_regr_reg(rc, lo, hi, flags, k);
 }
 
 static void regr_rel(struct rcache *rc, const struct ubdma_registrar *ops, void *arg, const struct rc_key *k)
@@ -92,7 +100,7 @@ static void regr_rel(struct rcache *rc, const struct ubdma_registrar *ops, void 
 }
 
 const struct rc_domain rc_dom_iommu = { .name = "iommu", .reg = iommu_reg, .rel = iommu_rel };
-const struct rc_domain rc_dom_registrar = { .name = "registrar", .reg = rc_regr_reg, .rel = regr_rel };
+const struct rc_domain rc_dom_registrar = { .name = "registrar", .reg = regr_reg, .rel = regr_rel };
 
 void rc_key_release(struct rcache *rc, const struct rc_key *k)
 {

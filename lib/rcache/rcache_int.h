@@ -29,6 +29,7 @@
 #include "base/queue.h"
 #include "core/ctx.h"
 #include "wire/monitor.h"
+#include "wire/wire.h" /* rc_regr_reg(): wire_watch() */
 
 #define RC_RING 64    /* invalidated ranges remembered for misses in flight */
 
@@ -107,9 +108,6 @@ struct rc_domain {
 };
 
 extern const struct rc_domain rc_dom_iommu, rc_dom_registrar;
-/* rc_dom_registrar.reg, which a miss calls directly (an indirect call is a run-time look-up under
- * TCG, docs/rcache.md) */
-int rc_regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k);
 
 /* Release what reg made before it became an entry (a miss that could not use it). */
 void rc_key_release(struct rcache *rc, const struct rc_key *k);
@@ -165,6 +163,36 @@ struct rcache {
 
 	LIST_ENTRY(rcache) glink;  /* every cache of the process (fork handling) */
 };
+
+/* domain.c: rc_regr_reg()'s other paths, out of line (a registrar that does not pin or memory
+ * that cannot be watched: err is the watch's refusal; a refusal of the registrar) */
+int rc_regr_reg_wired(struct rcache *rc, uintptr_t lo, uintptr_t hi, int flags, struct rc_key *k, int err);
+int rc_regr_reg_failed(struct rcache *rc, struct wire_ticket *t, uintptr_t s, uintptr_t e, int err);
+
+/*
+ * rc_dom_registrar.reg, inline in the miss, which calls it directly: under TCG a call and its
+ * return cost some 25-30 ns and an indirect call is a run-time look-up (docs/rcache.md, steps 5,
+ * 6 and 8).  The usual case only: a registrar that pins, fresh memory watched, the registrar's
+ * call; rc_regr_reg_wired() and rc_regr_reg_failed() do the rest.
+ */
+static inline __attribute__((always_inline)) int rc_regr_reg(struct rcache *rc, uintptr_t lo, uintptr_t hi,
+							     int flags, struct rc_key *k)
+{
+	struct wire_ticket *t = NULL;
+	uintptr_t s = 0, e = 0;
+	void *key = NULL;
+	int err;
+
+	/* a registrar that pins needs only the monitor's watch */
+	if (__builtin_expect(!(rc->ops->flags & UBDMA_REGISTRAR_PINS), 0))
+		return rc_regr_reg_wired(rc, lo, hi, flags, k, ENOTSUP);
+	if (__builtin_expect((err = wire_watch((void *)lo, hi - lo, 0, &t, &s, &e)) != 0, 0))
+		return rc_regr_reg_wired(rc, lo, hi, flags, k, err);
+	if (__builtin_expect((err = rc->ops->reg(rc->ops_arg, (void *)s, e - s, flags, &key)) != 0, 0))
+		return rc_regr_reg_failed(rc, t, s, e, err);
+	*k = (struct rc_key){ .lo = s, .hi = e, .key = key, .umem = NULL, .ticket = t, .nchunks = 1 };
+	return 0;
+}
 
 /* rcache.c: invalidate every entry overlapping [s, e); caller holds lock exclusive. */
 void rc_invalidate_locked(struct rcache *rc, uintptr_t s, uintptr_t e);

@@ -179,6 +179,19 @@ static void test_merge(void **state)
 	assert_int_equal(stats(ctx).held_invalid, 0);
 	ubdma_reg_put(d);
 	ubdma_reg_put(e);
+	/* touching the request's start from below ([p, p + 6), RW), behind an entry that starts
+	 * there ([p + 6, p + 7), READ): both merged (the miss's plan looks below the entry at the
+	 * start only when that entry starts where the request does) */
+	ubdma_reg_t *f;
+	void *fa = NULL;
+	size_t fl = 0;
+	assert_int_equal(ubdma_reg_get(ctx, p + 6 * 4096, 2 * 4096, RW, &f), 0);
+	assert_int_equal(ubdma_reg_range(f, &fa, &fl), 0);
+	assert_ptr_equal(fa, p);
+	assert_int_equal(fl, 8 * 4096);
+	assert_int_equal(stats(ctx).merges, 4);
+	assert_int_equal(stats(ctx).entries, 1);
+	ubdma_reg_put(f);
 	ubdma_rcache_flush(ctx);
 	munmap(p, 32 * 4096);
 }

@@ -23,6 +23,7 @@
 #include "../testutil.h"
 #include "wire/monitor.h"
 #include "wire/vma.h"
+#include "wire/wire.h"
 
 #define PG 4096
 
@@ -557,6 +558,54 @@ static void test_unmapped_while_wired(void **state)
 	assert_int_equal(ubdma_wire_count(b), 0);
 }
 
+/*
+ * Watches taken out of address order: wire_watch() tries the place after the last fresh watch
+ * first (a cache miss's usual case, docs/rcache.md step 8) and must fall back to the search when
+ * that place is wrong.  Every watch is alive, an munmap ends its own and no other, a new watch
+ * where one ended is alive, and the releases leave the others alive until their own.
+ */
+static void test_watch_order(void **state)
+{
+	(void)state;
+	enum { N = 12 };
+	static const int order[N] = { 5, 6, 7, 2, 1, 9, 0, 11, 3, 10, 4, 8 };
+	char *m = anon_map(2 * N * PG);
+	struct wire_ticket *t[N] = { 0 }, *again = NULL;
+	uintptr_t s, e;
+
+	for (int k = 0; k < N; k++) {
+		int i = order[k], err = wire_watch(m + 2 * i * PG, PG, 0, &t[i], &s, &e);
+		if (err == ENOTSUP && k == 0) {
+			munmap(m, 2 * N * PG);
+			SKIP_WHY("no monitor to watch with: %s", wmon_desc());
+		}
+		assert_int_equal(err, 0);
+		assert_true(s == (uintptr_t)(m + 2 * i * PG) && e == s + PG);
+	}
+	for (int i = 0; i < N; i++)
+		assert_true(wire_ticket_alive(t[i]));
+	/* page 3's mapping goes (the monitor has read the event when munmap returns) */
+	assert_int_equal(munmap(m + 6 * PG, PG), 0);
+	wmon_sync();
+	for (int i = 0; i < N; i++)
+		assert_int_equal(wire_ticket_alive(t[i]), i != 3);
+	assert_ptr_equal(mmap(m + 6 * PG, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			      -1, 0), m + 6 * PG);
+	assert_int_equal(wire_watch(m + 6 * PG, PG, 0, &again, &s, &e), 0);
+	assert_true(wire_ticket_alive(again));
+	/* released in another order: the rest stay alive */
+	for (int k = N - 1; k >= 0; k--) {
+		wire_release(t[order[k]]);
+		t[order[k]] = NULL;
+		for (int i = 0; i < N; i++)
+			if (t[i] && i != 3)
+				assert_true(wire_ticket_alive(t[i]));
+		assert_true(wire_ticket_alive(again));
+	}
+	wire_release(again);
+	munmap(m, 2 * N * PG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -573,6 +622,7 @@ int main(void)
 		cmocka_unit_test(test_hugetlb_1g),
 		cmocka_unit_test(test_hugetlb_kept_registered),
 		cmocka_unit_test(test_unmapped_while_wired),
+		cmocka_unit_test(test_watch_order),
 		cmocka_unit_test(test_vma_query_matches_text),
 	};
 	return cmocka_run_group_tests_name("wire", tests, NULL, NULL);
