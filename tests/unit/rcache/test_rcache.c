@@ -196,6 +196,76 @@ static void test_merge(void **state)
 	munmap(p, 32 * 4096);
 }
 
+/*
+ * The look-up's guess: a range at or above the last entry's start skips the search (a miss's
+ * usual place).  Hits below the last entry, a range past the last entry's end, one overlapping
+ * it, one below every entry and one the last entry holds with too little intent each get the
+ * answer the search gives; each fails if the guess is taken unchecked.
+ */
+static void test_lookup_order(void **state)
+{
+	ubdma_ctx_t *ctx = *state;
+	char *p = anon_map(64 * 4096);
+	ubdma_reg_t *r[8], *h, *m, *lo, *ro;
+	void *ma = NULL;
+	size_t ml = 0;
+
+	for (int i = 0; i < 8; i++) /* one page each, a page apart: nothing touches */
+		assert_int_equal(ubdma_reg_get(ctx, p + (4 + 2 * i) * 4096, 4096, RW, &r[i]), 0);
+	assert_int_equal(stats(ctx).entries, 8);
+	for (int i = 7; i >= 0; i--) { /* down, then up: every one a hit on its own entry */
+		assert_int_equal(ubdma_reg_get(ctx, p + (4 + 2 * i) * 4096 + 100, 8, RW, &h), 0);
+		assert_ptr_equal(h, r[i]);
+		ubdma_reg_put(h);
+	}
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(ubdma_reg_get(ctx, p + (4 + 2 * i) * 4096, 4096, UBDMA_UMEM_READ, &h), 0);
+		assert_ptr_equal(h, r[i]);
+		ubdma_reg_put(h);
+	}
+	struct ubdma_rcache_stats s = stats(ctx);
+	assert_int_equal(s.hits, 16);
+	assert_int_equal(s.misses, 8);
+	/* at the last entry's start but past its end: a miss, merged with it */
+	assert_int_equal(ubdma_reg_get(ctx, p + 18 * 4096, 2 * 4096, RW, &m), 0);
+	assert_ptr_not_equal(m, r[7]);
+	assert_int_equal(ubdma_reg_range(m, &ma, &ml), 0);
+	assert_ptr_equal(ma, p + 18 * 4096);
+	assert_int_equal(ml, 2 * 4096);
+	s = stats(ctx);
+	assert_int_equal(s.misses, 9);
+	assert_int_equal(s.merges, 1);
+	assert_int_equal(s.entries, 8);
+	/* the new last entry answers inside it, and the one before is still found */
+	assert_int_equal(ubdma_reg_get(ctx, p + 19 * 4096, 4096, RW, &h), 0);
+	assert_ptr_equal(h, m);
+	ubdma_reg_put(h);
+	assert_int_equal(ubdma_reg_get(ctx, p + 16 * 4096, 4096, RW, &h), 0);
+	assert_ptr_equal(h, r[6]);
+	ubdma_reg_put(h);
+	/* below every entry: a miss at the front, then a hit there */
+	assert_int_equal(ubdma_reg_get(ctx, p, 4096, RW, &lo), 0);
+	assert_int_equal(ubdma_reg_get(ctx, p, 4096, RW, &h), 0);
+	assert_ptr_equal(h, lo);
+	ubdma_reg_put(h);
+	/* a READ entry last: a WRITE request at it is a miss (the union, RW, replaces it) */
+	assert_int_equal(ubdma_reg_get(ctx, p + 40 * 4096, 4096, UBDMA_UMEM_READ, &ro), 0);
+	assert_int_equal(ubdma_reg_get(ctx, p + 40 * 4096, 4096, UBDMA_UMEM_WRITE, &h), 0);
+	assert_ptr_not_equal(h, ro);
+	s = stats(ctx);
+	assert_int_equal(s.hits, 19);
+	assert_int_equal(s.misses, 12);
+	assert_int_equal(s.entries, 10);
+	ubdma_reg_put(h);
+	ubdma_reg_put(ro);
+	ubdma_reg_put(lo);
+	ubdma_reg_put(m);
+	for (int i = 0; i < 8; i++)
+		ubdma_reg_put(r[i]);
+	ubdma_rcache_flush(ctx);
+	munmap(p, 64 * 4096);
+}
+
 /* A READ entry does not answer a WRITE request. */
 static void test_intent(void **state)
 {
@@ -1008,6 +1078,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_args, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_hit_miss, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_merge, setup_va, teardown),
+		cmocka_unit_test_setup_teardown(test_lookup_order, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_intent, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_evict_lru, setup_va, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_bytes, setup_va, teardown),

@@ -724,10 +724,10 @@ static void need_quiet_misses(void)
 }
 
 /*
- * Misses of one page at base + i * 2 pages, i from *n up to end (or the first error, returned),
+ * Misses of one page at base + i * step, i from *n up to end (or the first error, returned),
  * with every system call trapped by syscall user dispatch: sud_calls counts them.
  */
-static int misses_trapped(ubdma_ctx_t *ctx, char *base, int *n, int end, ubdma_reg_t **r)
+static int misses_trapped_at(ubdma_ctx_t *ctx, char *base, long step, int *n, int end, ubdma_reg_t **r)
 {
 	struct sigaction sa = { .sa_sigaction = sud_handler, .sa_flags = SA_SIGINFO }, old;
 	int err = 0;
@@ -740,12 +740,17 @@ static int misses_trapped(ubdma_ctx_t *ctx, char *base, int *n, int end, ubdma_r
 	sud_calls = 0;
 	for (; *n < end && !err; (*n)++) {
 		sud_selector = 1; /* block */
-		err = ubdma_reg_get(ctx, base + (size_t)*n * 2 * PG, PG, RW, &r[*n]);
+		err = ubdma_reg_get(ctx, base + (long)*n * step, PG, RW, &r[*n]);
 		sud_selector = 0;
 	}
 	prctl(PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0);
 	sigaction(SIGSYS, &old, NULL);
 	return err;
+}
+
+static int misses_trapped(ubdma_ctx_t *ctx, char *base, int *n, int end, ubdma_reg_t **r)
+{
+	return misses_trapped_at(ctx, base, 2 * PG, n, end, r);
 }
 
 static void test_miss_no_syscall(void **state)
@@ -822,6 +827,81 @@ static void test_edge_window(void **state)
 	munmap(m, 8 * MB);
 }
 
+/*
+ * A region's edges, neither on a 2 MiB nor a 256 KiB bound, in one window with a hole below and
+ * another mapping above (VM_DONTDUMP: a mapping of its own, writable alike): once the second miss
+ * found how far the range's mapping reaches in the window, every later miss in it, going up
+ * from the bottom edge or down from the top one, makes no system call (before, each 256 KiB of
+ * the edge's window and each range beside the other mapping asked the kernel again); the other
+ * mapping is still registered when a miss meets it (its munmap invalidates), and so is memory
+ * mapped into the hole later.
+ */
+static void test_edge_span(void **state)
+{
+	static const struct ubdma_registrar quiet = { .name = "quiet-pins", .reg = q_reg, .dereg = q_dereg,
+						      .flags = UBDMA_REGISTRAR_PINS };
+	size_t KB = 1024, MB = 1024 * KB;
+	ubdma_ctx_t *ctx;
+	ubdma_reg_t *r[64], *d[64], *h;
+	int err, n = 0;
+
+	(void)state;
+	need_quiet_misses();
+	char *m = anon(16 * MB);
+	char *w = (char *)(((uintptr_t)m + 2 * MB - 1) & ~(2 * MB - 1)), *w2 = w + 4 * MB;
+	char *lo = w + 500 * KB, *hi = w + 1500 * KB; /* the region: [lo, hi) */
+	assert_int_equal(munmap(w, 500 * KB), 0);
+	assert_int_equal(madvise(hi, 2 * MB - 1500 * KB, MADV_DONTDUMP), 0);
+	assert_int_equal(ubdma_ctx_open(UBDMA_BACKEND_VA, &ctx), 0);
+	assert_int_equal(ubdma_rcache_set_registrar(ctx, &quiet, NULL), 0);
+	/* up from the bottom edge, 24 KiB apart (a bench's stride): the first registers the window
+	 * (the kernel will not vouch for it whole), the second finds its mapping's reach */
+	for (; n < 2; n++)
+		assert_int_equal(ubdma_reg_get(ctx, lo + (size_t)n * 6 * PG, PG, RW, &r[n]), 0);
+	err = misses_trapped_at(ctx, lo, 6 * PG, &n, 41, r);
+	if (sud_calls)
+		fail_msg("%d system calls in 39 misses up a region's edge window (the first: %d %d)", sud_calls,
+			 sud_nr[0], sud_nr[1]);
+	assert_int_equal(err, 0);
+	/* the other mapping above: not trusted with the region, registered when met */
+	assert_int_equal(ubdma_reg_get(ctx, hi + 8 * PG, PG, RW, &h), 0);
+	ubdma_reg_put(h);
+	uint64_t inv = stats(ctx).invalidations;
+	assert_int_equal(munmap(hi + 8 * PG, PG), 0);
+	assert_int_equal(stats(ctx).invalidations, inv + 1);
+	/* memory mapped into the hole later, which no event announced: watched when met */
+	char *f = mmap(w + 64 * PG, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(f, w + 64 * PG);
+	memset(f, 1, 4 * PG);
+	assert_int_equal(ubdma_reg_get(ctx, f, PG, RW, &h), 0);
+	ubdma_reg_put(h);
+	inv = stats(ctx).invalidations;
+	assert_int_equal(munmap(f, 4 * PG), 0);
+	assert_int_equal(stats(ctx).invalidations, inv + 1);
+	/* down from the top edge of a second such region (a hole above it this time) */
+	char *top = w2 + 1300 * KB;
+	int k = 0;
+	assert_int_equal(munmap(top, 2 * MB - 1300 * KB), 0);
+	for (; k < 2; k++)
+		assert_int_equal(ubdma_reg_get(ctx, top - (size_t)(k + 1) * 6 * PG, PG, RW, &d[k]), 0);
+	err = misses_trapped_at(ctx, top - 6 * PG, -6 * (long)PG, &k, 41, d);
+	if (sud_calls)
+		fail_msg("%d system calls in 39 misses down a region's edge window (the first: %d %d)", sud_calls,
+			 sud_nr[0], sud_nr[1]);
+	assert_int_equal(err, 0);
+	/* the trusted span ends where the mapping does: an munmap of one of its pages invalidates */
+	inv = stats(ctx).invalidations;
+	assert_int_equal(munmap(top - 6 * PG, PG), 0);
+	assert_int_equal(stats(ctx).invalidations, inv + 1);
+	for (int i = 0; i < n; i++)
+		ubdma_reg_put(r[i]);
+	for (int i = 0; i < k; i++)
+		ubdma_reg_put(d[i]);
+	ubdma_ctx_close(ctx);
+	assert_int_equal(q_keys, 0);
+	munmap(m, 16 * MB);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -843,6 +923,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_memevents, setup_pins, teardown),
 		cmocka_unit_test(test_miss_no_syscall),
 		cmocka_unit_test(test_edge_window),
+		cmocka_unit_test(test_edge_span),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
