@@ -291,7 +291,7 @@ static struct runset wins;
 static struct runset nots;
 /*
  * Inside such a window (a region's edge beside another mapping or a hole) the part of the
- * range's own mapping is trusted instead (watch_span()); ranges the kernel would not vouch for
+ * range's own mapping is trusted instead (watch_sub()); ranges the kernel would not vouch for
  * even alone (they span mappings) are remembered here, not asked again until an event changes
  * them.
  */
