@@ -1612,8 +1612,8 @@ static uintptr_t span_reach(uintptr_t a, uintptr_t b, uintptr_t lim, int down)
  * instead, when the kernel vouches for the range at all: found once (span_reach() both ways),
  * so that the later misses of a region's edge make no system call (before, each range there was
  * asked about alone: about 8% of a bench's misses, docs/rcache.md step 9).  A range the kernel
- * refuses (it spans mappings) is remembered in pieceno.  1 when [a, b) now lies in a trusted
- * range.  Wire lock held.
+ * refuses (it spans mappings) is remembered in pieceno (watch_piece()).  1 when [a, b) now lies
+ * in a trusted range.  Wire lock held.
  */
 static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb, int *hugep)
 {
@@ -1625,20 +1625,17 @@ static int watch_sub(uintptr_t a, uintptr_t b, uintptr_t wa, uintptr_t wb, int *
 	/* the span is of the window's kind: hugetlb if the window's registration met any */
 	w.pgsz = nots.r[i].pgsz;
 	*hugep = w.pgsz == WINDOW_HUGE;
-	i = run_find(&pieceno, a);
-	if (i < pieceno.n && pieceno.r[i].start <= a && pieceno.r[i].end >= b)
-		return 0; /* refused before, and nothing changed there since */
-	if (run_reserve(&wins, 4) || run_reserve(&pieceno, 4))
+	/* the range itself first (its refusal remembered, as for a range registered alone); then as
+	 * far as its mapping reaches, which needs room in the sets again (without it, the range
+	 * alone stays trusted) */
+	if (!watch_piece(a, b, &pieceno, &w))
 		return 0;
-	if (!vouched(a, b)) {
-		set_cut(&pieceno, a, b);
-		run_add(&pieceno, a, b, 1, 0, &w);
-		return 0;
-	}
 	uintptr_t s = span_reach(a, b, wa, 1), e = span_reach(a, b, wb, 0);
-	set_cut(&wins, s, e);
-	set_cut(&pieceno, s, e);
-	run_add(&wins, s, e, 1, 0, &w);
+	if ((s < a || e > b) && !run_reserve(&wins, 4) && !run_reserve(&pieceno, 4)) {
+		set_cut(&wins, s, e);
+		set_cut(&pieceno, s, e);
+		run_add(&wins, s, e, 1, 0, &w);
+	}
 	return 1;
 }
 
